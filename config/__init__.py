@@ -1,0 +1,28 @@
+"""Configuration: schema, loading and validation. Everything imports this; it imports nothing of ours.
+
+>>> from config import load_config, ConfigError
+"""
+
+from config.loader import (
+    ConfigError,
+    find_config_path,
+    init_config,
+    load_config,
+    loose_permissions,
+    redacted,
+    set_value,
+    validate,
+)
+from config.schema import Config
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "find_config_path",
+    "init_config",
+    "load_config",
+    "loose_permissions",
+    "redacted",
+    "set_value",
+    "validate",
+]

@@ -1,0 +1,131 @@
+"""`guichet config init|show|check|set`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from config.loader import (
+    ConfigError,
+    find_config_path,
+    init_config,
+    load_config,
+    loose_permissions,
+    redacted,
+    set_value,
+)
+
+
+def _path(ctx: click.Context) -> Path:
+    return find_config_path(ctx.find_root().ensure_object(dict).get("config_path"))
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"guichet: {msg}", err=True)
+    raise SystemExit(code)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Write, show, check and change the configuration."""
+
+
+@config_group.command("init")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.option("--terminal-id", help="Agency id + counter, e.g. ORAN-07-G2.")
+@click.option("--agency-id", help="Agency id, e.g. ORAN-07.")
+@click.option("--server-url", help="Billing server URL.")
+@click.option("--state-dir", help="Journal directory.")
+@click.pass_context
+def init(
+    ctx: click.Context,
+    force: bool,
+    terminal_id: str | None,
+    agency_id: str | None,
+    server_url: str | None,
+    state_dir: str | None,
+) -> None:
+    """Write a commented config (mode 0600) with a fresh PAN key."""
+    overrides = {
+        k: v
+        for k, v in {
+            "terminal.id": terminal_id,
+            "terminal.agency_id": agency_id,
+            "server.url": server_url,
+            "state.dir": state_dir,
+        }.items()
+        if v
+    }
+    path = _path(ctx)
+    try:
+        init_config(path, force=force, **overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"{path}: cannot write: {e.strerror}", 1)
+    click.echo(f"wrote {path}")
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, as_json: bool) -> None:
+    """The config in force, secrets hidden."""
+    path = _path(ctx)
+    try:
+        data = redacted(load_config(path))
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "config": data}, indent=2))
+        return
+    click.echo(f"# {path}")
+    for section, values in data.items():
+        click.echo(f"[{section}]")
+        for key, value in values.items():
+            click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        click.echo()
+
+
+@config_group.command("check")
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the config; exit 2 naming the key at fault."""
+    path = _path(ctx)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    problems = []
+    if loose_permissions(path):
+        problems.append(f"{path}: readable by others; it holds secrets: run chmod 600 {path}")
+    if not cfg.cards.hmac_key.get_secret_value():
+        problems.append("cards.hmac_key: not set; card tokens cannot be made")
+    if cfg.server.url.startswith("http://") and not any(
+        h in cfg.server.url for h in ("//127.", "//localhost", "//[::1]")
+    ):
+        problems.append("server.url: plain http to a remote server; use https://")
+    if problems:
+        for p in problems:
+            click.echo(f"guichet: {p}", err=True)
+        raise SystemExit(2)
+    click.echo(f"{path}: ok")
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def set_cmd(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY (section.name) to VALUE; the file is only written if the result is valid."""
+    path = _path(ctx)
+    try:
+        set_value(path, key, value)
+    except ConfigError as e:
+        _fail(str(e))
+    shown = "(hidden)" if key in ("server.token", "cards.hmac_key") else value
+    click.echo(f"{key} = {shown}")

@@ -1,0 +1,152 @@
+"""The configuration schema: every key of DESIGN.md's "Configuration", validated before use."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from config.money import CURRENCIES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TerminalConfig(_Section):
+    id: str = Field("ORAN-07-G1", min_length=1, max_length=40)
+    agency_id: str = Field("ORAN-07", min_length=1, max_length=32)
+    currency: str = "DZD"
+
+    @field_validator("id", "agency_id")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError("only letters, digits, '.', '_' and '-' are allowed")
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if v not in CURRENCIES:
+            raise ValueError(f"unknown currency {v!r}; one of {', '.join(CURRENCIES)}")
+        return v
+
+
+class ServerConfig(_Section):
+    url: str = "http://127.0.0.1:8765/"
+    token: SecretStr = SecretStr("")
+    ca_bundle: str = ""
+    client_cert: str = ""
+    timeout: float = Field(10, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return v if v.endswith("/") else v + "/"
+
+
+class StateConfig(_Section):
+    dir: str = "/var/lib/guichet"
+
+
+class SyncConfig(_Section):
+    batch_size: int = Field(100, ge=1, le=500)
+    interval: float = Field(5, gt=0, le=3600)
+    bill_refresh: float = Field(900, gt=0)
+    heartbeat: float = Field(60, gt=0)
+
+
+class OfflineConfig(_Section):
+    max_payment_amount: int = Field(5_000_000, ge=0)
+    max_total_amount: int = Field(50_000_000, ge=0)
+    max_count: int = Field(500, ge=0)
+    warn_after: int = Field(14_400, ge=0)
+
+
+class SchemeRule(_Section):
+    name: str = Field(min_length=1)
+    aids: list[str] = []
+    bins: list[str] = []
+    labels: list[str] = []
+
+    @field_validator("aids")
+    @classmethod
+    def _aids(cls, v: list[str]) -> list[str]:
+        for aid in v:
+            if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}){5,16}", aid):
+                raise ValueError(f"AID {aid!r} must be 5 to 16 bytes of hex")
+        return [a.upper() for a in v]
+
+    @field_validator("bins")
+    @classmethod
+    def _bins(cls, v: list[str]) -> list[str]:
+        for b in v:
+            if not re.fullmatch(r"\d{1,11}(?:-\d{1,11})?", b):
+                raise ValueError(f"BIN {b!r} must be digits or a range like 628058-628059")
+        return v
+
+
+class CardsConfig(_Section):
+    hmac_key: SecretStr = SecretStr("")
+    reader: str = ""
+    read_timeout: float = Field(30, gt=0)
+    # Selected when the card has no PSE/PPSE, in this order.
+    aids: list[str] = ["A0000000031010", "A0000000032010", "A0000000041010", "A0000000043060"]
+    schemes: list[SchemeRule] = [
+        SchemeRule(name="VISA", aids=["A0000000031010", "A0000000032010"], bins=["4"]),
+        SchemeRule(name="MASTERCARD", aids=["A0000000041010", "A0000000043060"], bins=["51-55", "2221-2720"]),
+    ]
+
+
+class TpeConfig(_Section):
+    port: str = ""
+    baud: int = Field(9600, ge=300, le=921600)
+    framing: Literal["7E1", "8N1"] = "7E1"
+    pos_number: str = "01"
+    protocol: Literal["E+"] = "E+"
+    ack_timeout: float = Field(2.0, gt=0, le=60)
+    answer_timeout: float = Field(180, gt=0, le=900)
+    max_retries: int = Field(3, ge=0, le=10)
+
+    @field_validator("pos_number")
+    @classmethod
+    def _pos(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{2}", v):
+            raise ValueError("must be two digits, e.g. \"01\"")
+        return v
+
+
+class PaymentsConfig(_Section):
+    allow_partial: bool = False
+    default_method: Literal["card_terminal", "card_reader", "cash"] = "card_terminal"
+    methods: list[Literal["card_terminal", "card_reader", "cash"]] = ["card_terminal", "card_reader"]
+
+
+class UiConfig(_Section):
+    language: Literal["fr", "ar", "en"] = "fr"
+    bidi: Literal["app", "terminal"] = "app"
+
+
+class Config(_Section):
+    terminal: TerminalConfig = TerminalConfig()
+    server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
+    sync: SyncConfig = SyncConfig()
+    offline: OfflineConfig = OfflineConfig()
+    cards: CardsConfig = CardsConfig()
+    tpe: TpeConfig = TpeConfig()
+    payments: PaymentsConfig = PaymentsConfig()
+    ui: UiConfig = UiConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.payments.default_method not in self.payments.methods and self.payments.default_method != "cash":
+            raise ValueError("payments.default_method: must be one of payments.methods")
+        return self
+
+
+SECRET_KEYS = ("server.token", "cards.hmac_key")
