@@ -14,7 +14,7 @@ from agent import __version__
 # (module, attribute): one click command or group each; kept in one place so the CLI of DESIGN.md is visible.
 COMMANDS = [
     ("agent.cli.run", "run"),
-    ("agent.cli.run", "demo"),
+    ("agent.cli.demo", "demo"),
     ("config.cli", "config_group"),
     ("agent.cli.devices", "devices"),
     ("agent.cli.devices", "card"),

@@ -12,11 +12,3 @@ from agent.cli.common import _stub
 def run(headless: bool) -> None:
     """The agent (systemd runs this); the cashier UI on the terminal unless --headless."""
     _stub("run")
-
-
-@click.command()
-@click.option("--headless", is_flag=True)
-@click.option("--script", type=click.Path(exists=True, dir_okay=False))
-def demo(headless: bool, script: str | None) -> None:
-    """Everything simulated: sandbox server, virtual reader and cards, TPE simulator, cashier UI."""
-    _stub("demo")
