@@ -122,10 +122,10 @@ def write_secure(path: Path, text: str) -> None:
 def example_text(**overrides: str) -> str:
     """The commented example config, with a fresh PAN key and any top-level values overridden."""
     doc = tomlkit.parse(EXAMPLE_PATH.read_text(encoding="utf-8"))
-    doc["cards"]["hmac_key"] = secrets.token_hex(32)  # type: ignore[index]
+    doc["cards"]["hmac_key"] = secrets.token_hex(32)
     for dotted, value in overrides.items():
         section, name = dotted.split(".", 1)
-        doc[section][name] = value  # type: ignore[index]
+        doc[section][name] = value
     return tomlkit.dumps(doc)
 
 
@@ -154,7 +154,7 @@ def _coerce(raw: str, current: Any) -> Any:
     if isinstance(current, list):
         value = json.loads(raw)
         if not isinstance(value, list):
-            raise ValueError("expected a JSON list, e.g. [\"a\", \"b\"]")
+            raise ValueError('expected a JSON list, e.g. ["a", "b"]')
         return value
     return raw
 
@@ -171,14 +171,14 @@ def set_value(path: Path, key: str, raw: str) -> Config:
         raise ConfigError(f"{key}: unknown key")
     if section not in doc:
         doc[section] = tomlkit.table()
-    current = doc[section].get(name, defaults[section][name])  # type: ignore[union-attr]
+    current = doc[section].get(name, defaults[section][name])
     if isinstance(current, SecretStr):
         current = ""
     try:
         value = _coerce(raw, current.unwrap() if hasattr(current, "unwrap") else current)
     except (ValueError, json.JSONDecodeError) as e:
         raise ConfigError(f"{key}: {raw!r}: {e}") from None
-    doc[section][name] = value  # type: ignore[index]
+    doc[section][name] = value
     new_text = tomlkit.dumps(doc)
     cfg = validate(tomllib.loads(new_text), str(path))
     write_secure(path, new_text)

@@ -116,7 +116,7 @@ class TpeConfig(_Section):
     @classmethod
     def _pos(cls, v: str) -> str:
         if not re.fullmatch(r"\d{2}", v):
-            raise ValueError("must be two digits, e.g. \"01\"")
+            raise ValueError('must be two digits, e.g. "01"')
         return v
 
 

@@ -1,6 +1,6 @@
 """The `guichet` command. Each area registers its commands from its own module.
 
-    guichet [--config FILE] COMMAND ...
+guichet [--config FILE] COMMAND ...
 """
 
 from __future__ import annotations

@@ -1,17 +1,118 @@
-"""`guichet pay`, `guichet queue`, `guichet sync`."""
+"""`guichet pay`, `guichet queue status|list|show`, `guichet sync`."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from typing import Any
+
 import click
 
-from agent.cli.common import _stub
+from agent.cli.common import fail, get_config, print_json
+from agent.context import AgentContext
+from agent.errors import AlreadyRunning, GuichetError
+from agent.journal import Payment
+from agent.limits import limit_state
+from agent.payments import age_text
+from agent.states import METHODS, State
+from agent.sync import SyncReport, UploadLock
+from config.money import MoneyError, format_amount, parse_amount
+
+
+def _open(ctx: click.Context, methods: list[str] | None = None) -> AgentContext:
+    config = get_config(ctx)
+    try:
+        return AgentContext.open(config, methods)
+    except GuichetError as e:
+        fail(str(e))
+
+
+def _describe(p: Payment) -> str:
+    return (
+        f"{p.receipt_number}  {p.state:<11} {p.bill_reference:<14} "
+        f"{format_amount(p.amount, p.currency, with_code=True):>16}  {p.method:<13} {p.captured_at}"
+        + ("  offline" if p.captured_offline else "")
+    )
 
 
 @click.command()
 @click.argument("references", nargs=-1, required=True)
-def pay(references: tuple[str, ...]) -> None:
-    """One payment without the UI."""
-    _stub("pay")
+@click.option("--amount", help="Amount to pay, e.g. 1234.50 (one bill only; default: the full amount due).")
+@click.option("--method", type=click.Choice(METHODS), default=None, help="Default: payments.default_method.")
+@click.option("--cashier", "cashier_id", default="cli", show_default=True, help="Cashier id recorded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the payment(s) as JSON.")
+@click.option("--no-upload", is_flag=True, help="Leave the payment queued; do not try an upload round now.")
+@click.pass_context
+def pay(
+    ctx: click.Context,
+    references: tuple[str, ...],
+    amount: str | None,
+    method: str | None,
+    cashier_id: str,
+    as_json: bool,
+    no_upload: bool,
+) -> None:
+    """One payment without the UI: look up REFERENCE(s), take the money, journal it, queue the upload."""
+    config = get_config(ctx)
+    method = method or config.payments.default_method
+    if amount is not None and len(references) != 1:
+        fail("--amount: can only be given for one bill", usage=True)
+    minor = None
+    if amount is not None:
+        try:
+            minor = parse_amount(amount, config.terminal.currency)
+        except MoneyError as e:
+            fail(str(e), usage=True)
+    actx = _open(ctx, [method])
+    cancel = threading.Event()
+    # Ctrl-C while waiting for the card or terminal asks the authorizer to cancel instead of dying mid-step.
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        with actx:
+            try:
+                bills = [actx.flow.lookup(r) for r in references]
+                result = actx.flow.pay(
+                    bills,
+                    method=method,
+                    cashier_id=cashier_id,
+                    amount=minor,
+                    cancel=cancel,
+                    on_status=lambda key: None if as_json else click.echo(f"... {key}", err=True),
+                )
+            except GuichetError as e:
+                fail(str(e))
+            payments = result.payments
+            if result.status == "approved" and not no_upload and not result.captured_offline:
+                payments = _try_upload(actx, payments)
+            if as_json:
+                out: Any = [p.summary() for p in payments]
+                print_json(out[0] if len(out) == 1 else out)
+            else:
+                for p in payments:
+                    click.echo(_describe(p))
+            if result.status != "approved":
+                msg = {
+                    "declined": "declined",
+                    "cancelled": "cancelled",
+                    "unknown": "outcome UNKNOWN: do not pay again; settle it from the terminal's ticket",
+                }[result.status]
+                fail(f"payment {result.receipt_number} {msg}" + (f": {result.message}" if result.message else ""))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _try_upload(actx: AgentContext, payments: list[Payment]) -> list[Payment]:
+    """One quick upload round when no other uploader holds the journal; the sync worker does it otherwise."""
+    lock = UploadLock(actx.config.state.dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return payments
+    try:
+        actx.sync_worker().run_once(max_batches=1)
+    finally:
+        lock.release()
+    return [actx.journal.get(p.payment_id) for p in payments]
 
 
 @click.group()
@@ -19,8 +120,141 @@ def queue() -> None:
     """The payments journal and its upload queue."""
 
 
+@queue.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def queue_status(ctx: click.Context, as_json: bool) -> None:
+    """Unsent payments: count, total, age of the oldest; items needing attention."""
+    with _open(ctx, []) as actx:
+        stats = actx.journal.queue_stats()
+        cur = actx.config.terminal.currency
+        state = limit_state(actx.config.offline, stats, cur)
+        data = {
+            "unsent": stats.count,
+            "unsent_total": stats.total.get(cur, 0),
+            "currency": cur,
+            "oldest_captured_at": stats.oldest_captured_at.isoformat() if stats.oldest_captured_at else None,
+            "oldest_age_seconds": int(state.oldest_age) if state.oldest_age is not None else None,
+            "warn": state.warn,
+            "unknown": stats.unknown,
+            "needs_attention": stats.needs_attention,
+            "bill_cache": {"bills": actx.bills.count(), "age_seconds": actx.bills.freshness()},
+        }
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"unsent payments: {stats.count}, total {format_amount(stats.total.get(cur, 0), cur, with_code=True)}")
+    click.echo(
+        f"oldest unsent:   {age_text(state.oldest_age) if stats.count else '-'}"
+        + ("  (WARNING: old)" if state.warn else "")
+    )
+    click.echo(f"unknown outcome: {stats.unknown}")
+    click.echo(f"needs attention: {stats.needs_attention}")
+    fresh = data["bill_cache"]["age_seconds"]  # type: ignore[index]
+    click.echo(f"bill cache:      {data['bill_cache']['bills']} bills, refreshed {age_text(fresh)} ago")  # type: ignore[index]
+
+
+@queue.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in State]),
+    help="Only these states (repeatable). Default: unsent and needing attention.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Every payment.")
+@click.option("--limit", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def queue_list(ctx: click.Context, states: tuple[str, ...], show_all: bool, limit: int | None, as_json: bool) -> None:
+    """Payments, newest first."""
+    wanted = None if show_all else list(states or ("approved", "unknown", "rejected"))
+    with _open(ctx, []) as actx:
+        rows = actx.journal.list(states=wanted, limit=limit)
+    if as_json:
+        print_json([p.summary() for p in rows])
+        return
+    for p in rows:
+        click.echo(_describe(p))
+
+
+@queue.command("show")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
+    """One payment (by id, id prefix or receipt number) with its history."""
+    with _open(ctx, []) as actx:
+        try:
+            p = actx.journal.find(key)
+        except KeyError:
+            fail(f"payment {key}: not in the journal")
+        history = actx.journal.audit(p.payment_id)
+    if as_json:
+        print_json(
+            {
+                **p.summary(),
+                "transaction_id": p.transaction_id,
+                "card": p.card,
+                "authorization": p.authorization,
+                "cashier_id": p.cashier_id,
+                "captured_at": p.captured_at,
+                "notice": p.notice,
+                "error": p.error,
+                "history": history,
+            }
+        )
+        return
+    click.echo(_describe(p))
+    for label, value in (
+        ("card", p.card),
+        ("authorization", p.authorization),
+        ("notice", p.notice),
+        ("error", p.error),
+    ):
+        if value:
+            click.echo(f"  {label}: {value}")
+    for h in history:
+        click.echo(f"  {h['at']}  {h['from_state'] or '-':>11} -> {h['to_state']:<11} by {h['actor']}")
+
+
 @click.command()
-@click.option("--once", is_flag=True)
-def sync(once: bool) -> None:
-    """Upload the queue to the billing server."""
-    _stub("sync")
+@click.option("--once", is_flag=True, help="One upload round, then exit (exit 1 if anything is left).")
+@click.pass_context
+def sync(ctx: click.Context, once: bool) -> None:
+    """Upload the queue to the billing server (one uploader per journal)."""
+    with _open(ctx, []) as actx:
+        lock = UploadLock(actx.config.state.dir)
+        try:
+            lock.acquire(wait=False)
+        except AlreadyRunning as e:
+            if once:
+                fail(str(e))
+            click.echo(f"{e}; waiting for it to finish", err=True)
+            lock.acquire(wait=True)
+        try:
+            worker = actx.sync_worker()
+            if once:
+                report = worker.run_once()
+                _print_report(report)
+                if report.error:
+                    fail(f"upload stopped: {report.error} ({report.remaining} left)")
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            worker.run_forever(stop, on_round=lambda r, d: _print_report(r, d))
+        finally:
+            lock.release()
+
+
+def _print_report(r: SyncReport, delay: float | None = None) -> None:
+    line = f"uploaded {r.uploaded}, duplicates {r.duplicates}, rejected {r.rejected}, left {r.remaining}"
+    if r.error:
+        line += f"; error: {r.error}"
+    if delay is not None and (r.error or r.uploaded or r.rejected):
+        line += f"; next round in {delay:.1f} s"
+    if r.error or r.uploaded or r.duplicates or r.rejected or delay is None:
+        click.echo(line)
+    for receipt, notice in r.notices:
+        click.echo(f"  {receipt}: {notice}")

@@ -1,0 +1,187 @@
+"""Bills: the contract's Bill, and the offline cache kept fresh by the delta feed.
+
+>>> cache = BillCache.open("/var/lib/guichet")
+>>> cache.refresh(client, "ORAN-07")        # follows GET /v1/bills?updated_after=cursor
+42
+>>> bill, age = cache.get("410726095518")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from agent.billing import BillingClient
+from agent.journal import open_database
+
+DB_NAME = "bills.db"
+PAYABLE = ("unpaid", "partially_paid")
+
+MIGRATIONS = [
+    (
+        1,
+        """
+        CREATE TABLE bills (
+            reference TEXT PRIMARY KEY,
+            customer_id TEXT,
+            version INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        );
+        CREATE INDEX bills_customer ON bills(customer_id);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    )
+]
+
+
+@dataclass(frozen=True)
+class Bill:
+    """A bill as the contract defines it, plus where this copy came from."""
+
+    reference: str
+    amount_due: int
+    currency: str
+    status: str
+    version: int
+    contract: str = ""
+    customer_name: str = ""
+    service: str = ""
+    period: str = ""
+    issued_on: str = ""
+    due_on: str = ""
+    agency_id: str = ""
+    customer_id: str = ""
+    # Not in the contract: "server" or "cache", and the age of a cached copy in seconds.
+    source: str = "server"
+    cache_age: float | None = None
+    fetched_at: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], **extra: Any) -> Bill:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}, **extra)
+
+    def to_api(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("source", "cache_age", "fetched_at"):
+            d.pop(k)
+        return d
+
+    @property
+    def offline(self) -> bool:
+        return self.source == "cache"
+
+    @property
+    def payable(self) -> bool:
+        return self.status in PAYABLE and self.amount_due > 0
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
+
+
+class BillCache:
+    """The agency's payable bills, for when the billing server cannot be reached."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str]) -> BillCache:
+        path = Path(state_dir) / DB_NAME
+        return cls(open_database(path, MIGRATIONS), path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def get(self, reference: str) -> tuple[Bill, float] | None:
+        """The cached bill and its age in seconds, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT data, fetched_at FROM bills WHERE reference = ?", (reference,)).fetchone()
+        if row is None:
+            return None
+        from datetime import datetime
+
+        fetched = datetime.fromisoformat(row[1])
+        age = max(0.0, time.time() - fetched.timestamp())
+        return Bill.from_api(json.loads(row[0]), source="cache", cache_age=age, fetched_at=row[1]), age
+
+    def customer_bills(self, customer_id: str) -> list[Bill]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT data, fetched_at FROM bills WHERE customer_id = ? ORDER BY reference", (customer_id,)
+            ).fetchall()
+        return [Bill.from_api(json.loads(d), source="cache", fetched_at=f) for d, f in rows]
+
+    def store(self, bills: list[dict[str, Any]], cursor: str | None = None) -> None:
+        """Upsert payable bills and drop paid or cancelled ones, in one transaction; keep the cursor with them."""
+        now = _iso(time.time())
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for b in bills:
+                    if b.get("status") in PAYABLE:
+                        self._conn.execute(
+                            "INSERT INTO bills (reference, customer_id, version, data, fetched_at) VALUES (?,?,?,?,?)"
+                            " ON CONFLICT(reference) DO UPDATE SET customer_id=excluded.customer_id,"
+                            " version=excluded.version, data=excluded.data, fetched_at=excluded.fetched_at"
+                            " WHERE excluded.version >= bills.version",
+                            (
+                                b["reference"],
+                                b.get("customer_id"),
+                                b["version"],
+                                json.dumps(b, ensure_ascii=False),
+                                now,
+                            ),
+                        )
+                    else:
+                        self._conn.execute("DELETE FROM bills WHERE reference = ?", (b["reference"],))
+                if cursor is not None:
+                    self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (cursor,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def refresh(self, client: BillingClient, agency: str, limit: int = 1000, max_pages: int = 10_000) -> int:
+        """Follow the delta feed until caught up; returns how many bills changed. Raises ServerUnreachable."""
+        cursor = self._meta("cursor")
+        changed = 0
+        for _ in range(max_pages):
+            items, next_cursor = client.bills_feed(agency, updated_after=cursor, limit=limit)
+            self.store(items, next_cursor or cursor)
+            changed += len(items)
+            cursor = next_cursor or cursor
+            if len(items) < limit:
+                break
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('refreshed_at', ?)", (str(time.time()),)
+            )
+        return changed
+
+    def freshness(self) -> float | None:
+        """Seconds since the last complete refresh, or None if never refreshed."""
+        at = self._meta("refreshed_at")
+        return None if at is None else max(0.0, time.time() - float(at))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM bills").fetchone()[0])

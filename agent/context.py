@@ -1,0 +1,82 @@
+"""Build the agent's parts from a config: journal, bill cache, billing client, authorizers, payment flow.
+
+>>> with AgentContext.open(config) as ctx:
+...     result = ctx.flow.pay([ctx.flow.lookup("410726095518")], method="cash", cashier_id="c0042")
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+
+from agent.authorize import Authorizer, CashAuthorizer
+from agent.billing import BillingClient
+from agent.bills import BillCache
+from agent.journal import Journal
+from agent.payments import PaymentFlow
+from agent.sync import SyncWorker
+from config import Config
+
+log = logging.getLogger("guichet")
+
+# method -> (module, class) of its authorizer; each takes the Config. Loaded only when configured.
+AUTHORIZERS = {
+    "card_terminal": ("agent.terminal", "TerminalAuthorizer"),
+    "card_reader": ("agent.reader", "ReaderAuthorizer"),
+}
+
+
+def build_authorizers(config: Config, client: BillingClient, methods: list[str]) -> dict[str, Authorizer]:
+    found: dict[str, Authorizer] = {}
+    for method in methods:
+        if method == "cash":
+            found["cash"] = CashAuthorizer()
+            continue
+        if method == "card_terminal" and not config.tpe.port:
+            continue
+        module, cls = AUTHORIZERS[method]
+        try:
+            factory = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError) as e:
+            log.warning("method %s unavailable: %s", method, e)
+            continue
+        found[method] = factory(config, client) if method == "card_reader" else factory(config)
+    return found
+
+
+@dataclass
+class AgentContext:
+    config: Config
+    journal: Journal
+    bills: BillCache
+    client: BillingClient
+    flow: PaymentFlow
+
+    @classmethod
+    def open(cls, config: Config, methods: list[str] | None = None) -> AgentContext:
+        state = config.state.dir
+        journal = Journal.open(state, terminal_id=config.terminal.id, agency_id=config.terminal.agency_id)
+        try:
+            bills = BillCache.open(state)
+        except BaseException:
+            journal.close()
+            raise
+        client = BillingClient(config)
+        wanted = list(methods if methods is not None else config.payments.methods)
+        flow = PaymentFlow(config, journal, client, bills, build_authorizers(config, client, wanted))
+        return cls(config, journal, bills, client, flow)
+
+    def sync_worker(self) -> SyncWorker:
+        return SyncWorker(self.config, self.journal, self.client, self.bills)
+
+    def close(self) -> None:
+        self.client.close()
+        self.bills.close()
+        self.journal.close()
+
+    def __enter__(self) -> AgentContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

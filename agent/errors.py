@@ -1,0 +1,65 @@
+"""Errors the agent reports to cashiers and technicians: one clear line each."""
+
+from __future__ import annotations
+
+
+class GuichetError(Exception):
+    """Base of the agent's errors; str(e) is the one line shown to the user."""
+
+
+class JournalError(GuichetError):
+    """The journal cannot be opened or written (corrupt, read-only, wrong version)."""
+
+
+class InvalidTransition(GuichetError):
+    pass
+
+
+class BillNotFound(GuichetError):
+    pass
+
+
+class BillNotPayable(GuichetError):
+    pass
+
+
+class BillBlocked(GuichetError):
+    """An unknown or in-flight payment exists for the bill: a double charge is worse than a wait."""
+
+
+class OfflineLimitExceeded(GuichetError):
+    pass
+
+
+class InvalidAmount(GuichetError):
+    pass
+
+
+class MethodUnavailable(GuichetError):
+    pass
+
+
+class ServerUnreachable(GuichetError):
+    """Connection error, timeout, 5xx, or an answer we cannot trust (garbage, wrong content type)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RetryLater(ServerUnreachable):
+    """429 or 503: the server asked us to wait at least `retry_after` seconds."""
+
+
+class ApiError(GuichetError):
+    """A 4xx answer with the contract's error body: not retried."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"server refused ({status} {code}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class AlreadyRunning(GuichetError):
+    pass

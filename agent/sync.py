@@ -1,0 +1,277 @@
+"""Upload the outbox to the billing server, refresh the bill cache, send heartbeats.
+
+>>> with UploadLock(state_dir):
+...     report = SyncWorker(config, journal, client).run_once()
+>>> report.uploaded, report.remaining
+(120, 0)
+
+Idempotent by payment_id: a batch whose answer was lost is sent again and comes back `duplicate`.
+Failures back off exponentially with full jitter (base 1 s, cap 300 s) and never wait less than the
+server's Retry-After. `rejected` payments are kept for a supervisor and never retried.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.billing import BillingClient, server_time_skew
+from agent.bills import BillCache
+from agent.errors import AlreadyRunning, ApiError, GuichetError, JournalError, ServerUnreachable
+from agent.journal import Journal
+
+log = logging.getLogger("guichet.sync")
+
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+CLOCK_SKEW_WARN = 120.0
+
+
+@dataclass
+class SyncReport:
+    uploaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    remaining: int = 0
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (receipt_number, notice)
+    error: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class LinkStatus:
+    online: bool | None = None  # None: not tried yet
+    since: datetime | None = None
+    retry_in: float | None = None
+    last_error: str | None = None
+    clock_skew: float | None = None
+
+
+class Backoff:
+    """Exponential backoff with full jitter: a delay drawn uniformly from [0, min(cap, base * 2**n)]."""
+
+    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, rng: random.Random | None = None):
+        self.base, self.cap, self.attempt = base, cap, 0
+        self.rng = rng or random.Random()
+
+    def next(self, at_least: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        delay = self.rng.uniform(0, ceiling)
+        return max(delay, at_least or 0.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class UploadLock:
+    """One uploader per journal, across processes (an flock on a file beside the journal)."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(state_dir) / "upload.lock"
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool = False) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"another uploader (pid {holder}) is running on {self.path.parent}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> UploadLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class SyncWorker:
+    """Drains the outbox and keeps the bill cache and heartbeat going. Call from one thread."""
+
+    def __init__(
+        self,
+        config: Any,
+        journal: Journal,
+        client: BillingClient,
+        bills: BillCache | None = None,
+        devices: Callable[[], list[dict[str, Any]]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.client = client
+        self.bills = bills
+        self.devices = devices or (lambda: [])
+        self.backoff = Backoff(rng=rng)
+        self._link = LinkStatus()
+        self._wake = threading.Event()
+        self._next_refresh = 0.0
+        self._next_heartbeat = 0.0
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(**vars(self._link))
+
+    def _mark(self, online: bool, error: str | None = None) -> None:
+        if self._link.online is not online:
+            self._link.since = datetime.now().astimezone()
+        self._link.online = online
+        self._link.last_error = error
+        if online:
+            self._link.retry_in = None
+
+    def wake(self) -> None:
+        """Start the next round now (a payment was just approved, or the cashier asked)."""
+        self._wake.set()
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def run_once(self, max_batches: int | None = None) -> SyncReport:
+        """Upload batches until the outbox is empty or the server fails; never raises for the link."""
+        report = SyncReport()
+        size = self.config.sync.batch_size
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            batch = self.journal.outbox_batch(size)
+            if not batch:
+                break
+            batches += 1
+            try:
+                results = self.client.post_batch([p.to_api() for p in batch])
+            except ServerUnreachable as e:
+                report.error, report.retry_after = str(e), e.retry_after
+                self._mark(False, str(e))
+                self.journal.note_upload_failure([p.payment_id for p in batch], str(e))
+                break
+            except ApiError as e:
+                # Whole-request refusal (auth, bad request): retrying now will not help; keep everything.
+                report.error = str(e)
+                self._mark(False, str(e))
+                self.journal.note_upload_failure([p.payment_id for p in batch], str(e))
+                log.error("upload refused: %s", e)
+                break
+            self._mark(True)
+            counts = self.journal.record_upload_results(results)
+            report.uploaded += counts["accepted"]
+            report.duplicates += counts["duplicate"]
+            report.rejected += counts["rejected"]
+            by_id = {p.payment_id: p for p in batch}
+            for r in results:
+                if r.get("notice"):
+                    report.notices.append((by_id[r["payment_id"]].receipt_number, str(r["notice"])))
+                    log.warning("payment %s: %s", r["payment_id"], r["notice"], extra={"payment_id": r["payment_id"]})
+                if r["status"] == "rejected":
+                    log.error(
+                        "payment %s rejected: %s",
+                        r["payment_id"],
+                        (r.get("error") or {}).get("code"),
+                        extra={"payment_id": r["payment_id"], "state": "rejected"},
+                    )
+        report.remaining = self.journal.queue_stats().count
+        return report
+
+    def refresh_bills(self) -> int | None:
+        if self.bills is None:
+            return None
+        try:
+            n = self.bills.refresh(self.client, self.config.terminal.agency_id)
+        except ServerUnreachable as e:
+            self._mark(False, str(e))
+            return None
+        except ApiError as e:
+            log.error("bill cache refresh refused: %s", e)
+            return None
+        self._mark(True)
+        return n
+
+    def heartbeat(self) -> dict[str, Any] | None:
+        stats = self.journal.queue_stats()
+        body = {
+            "agent_version": __version__,
+            "queue_depth": stats.count,
+            "oldest_pending_at": stats.oldest_captured_at.isoformat() if stats.oldest_captured_at else None,
+            "devices": self.devices(),
+        }
+        try:
+            answer = self.client.heartbeat(body)
+        except ServerUnreachable as e:
+            self._mark(False, str(e))
+            return None
+        except ApiError as e:
+            log.error("heartbeat refused: %s", e)
+            return None
+        self._mark(True)
+        skew = server_time_skew(answer)
+        self._link.clock_skew = skew
+        if skew is not None and abs(skew) > CLOCK_SKEW_WARN:
+            log.warning("clock is %+.0f s off the billing server's; fix the time (NTP)", skew)
+        return answer
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def step(self) -> tuple[SyncReport, float]:
+        """One round of everything that is due; returns the report and the delay before the next round."""
+        now = time.monotonic()
+        report = self.run_once()
+        if now >= self._next_refresh and report.error is None:
+            if self.refresh_bills() is not None:
+                self._next_refresh = now + self.config.sync.bill_refresh
+        if now >= self._next_heartbeat and report.error is None:
+            self.heartbeat()
+            self._next_heartbeat = now + self.config.sync.heartbeat
+        if report.error is not None:
+            delay = self.backoff.next(report.retry_after)
+            self._link.retry_in = delay
+        else:
+            self.backoff.reset()
+            delay = float(self.config.sync.interval)
+        return report, delay
+
+    def run_forever(
+        self,
+        stop: threading.Event,
+        on_round: Callable[[SyncReport, float], None] | None = None,
+        max_rounds: int | None = None,
+    ) -> None:
+        """Rounds until `stop` is set; `on_round` sees each report and the delay chosen."""
+        rounds = 0
+        while not stop.is_set() and (max_rounds is None or rounds < max_rounds):
+            rounds += 1
+            try:
+                report, delay = self.step()
+            except (JournalError, GuichetError) as e:
+                log.error("sync round failed: %s", e)
+                report, delay = SyncReport(error=str(e)), self.backoff.next()
+            if on_round is not None:
+                on_round(report, delay)
+            self._wake.clear()
+            deadline = time.monotonic() + delay
+            while not stop.is_set() and not self._wake.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(min(left, 0.5))
