@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Install guichet on a counter PC (Debian 12). Run as root from a checkout of the repository:
+#
+#   sudo scripts/install.sh                 # kiosk counter: cashier UI on tty1 (guichet.service)
+#   sudo scripts/install.sh --headless      # no screen: guichet-headless.service
+#   sudo scripts/install.sh --dry-run       # print what would be done, change nothing
+#
+# Creates the service user `guichet` (group dialout for serial terminals), a virtualenv under /opt/guichet,
+# /etc/guichet (the config: asked for interactively on a terminal, mode 0600) and /var/lib/guichet
+# (the journal, mode 0700), installs and enables the unit, then runs `guichet doctor`.
+# Running it again upgrades the virtualenv and the unit; an existing config and journal are never touched.
+set -euo pipefail
+
+prefix=/opt/guichet
+confdir=/etc/guichet
+statedir=/var/lib/guichet
+unitdir=/etc/systemd/system
+user=guichet
+unit=guichet.service
+dry_run=0
+start=1
+with_debs=0
+src="$(cd "$(dirname "$0")/.." && pwd)"
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --headless --dry-run --no-start --with-debs --prefix DIR"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --headless) unit=guichet-headless.service ;;
+        --dry-run) dry_run=1 ;;
+        --no-start) start=0 ;;
+        --with-debs) with_debs=1 ;;
+        --prefix) prefix="$2"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+venv="$prefix/venv"
+exe="$venv/bin/guichet"
+config="$confdir/guichet.toml"
+
+say() { printf 'install: %s\n' "$*"; }
+run() {
+    if [ "$dry_run" -eq 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
+}
+
+if [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo scripts/install.sh)" >&2
+    exit 1
+fi
+[ -f "$src/pyproject.toml" ] || { echo "install.sh: $src is not a guichet checkout" >&2; exit 1; }
+
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "install.sh: Python 3.11 or later is needed ($python)" >&2
+    exit 1
+fi
+
+if [ "$with_debs" -eq 1 ]; then
+    say "Debian packages"
+    run apt-get install -y --no-install-recommends pcscd libpcsclite1 python3-venv
+fi
+
+say "service user $user"
+if ! id "$user" >/dev/null 2>&1; then
+    run useradd --system --user-group --home-dir "$statedir" --no-create-home \
+        --shell /usr/sbin/nologin --comment "guichet payment agent" "$user"
+fi
+# Serial payment terminals (/dev/ttyUSB*, /dev/ttyACM*) belong to group dialout.
+run usermod -a -G dialout "$user"
+
+say "virtualenv $venv"
+run install -d -m 0755 "$prefix"
+[ -x "$venv/bin/python" ] || run "$python" -m venv "$venv"
+run "$venv/bin/pip" install --quiet --upgrade pip
+run "$venv/bin/pip" install --quiet "$src"
+run install -d -m 0755 "$prefix/docs"
+for doc in "$src"/docs/*.md; do
+    [ -e "$doc" ] && run install -m 0644 "$doc" "$prefix/docs/"
+done
+
+say "config $config"
+run install -d -m 0750 -o root -g "$user" "$confdir"
+if [ ! -e "$config" ]; then
+    if [ -t 0 ]; then
+        run "$exe" --config "$config" config init --interactive
+    else
+        run "$exe" --config "$config" config init --no-interactive
+        say "edit $config (terminal.id, terminal.agency_id, server.url, server.token), then: guichet config check"
+    fi
+fi
+run chown "$user:$user" "$config"
+run chmod 0600 "$config"
+
+say "state directory $statedir"
+run install -d -m 0700 -o "$user" -g "$user" "$statedir"
+
+say "unit $unit"
+for u in guichet.service guichet-headless.service; do
+    if [ "$dry_run" -eq 1 ]; then
+        printf '+ sed s#/opt/guichet#%s# %s > %s\n' "$prefix" "$src/systemd/$u" "$unitdir/$u"
+    else
+        sed "s#/opt/guichet#$prefix#g" "$src/systemd/$u" >"$unitdir/$u.tmp"
+        chmod 0644 "$unitdir/$u.tmp"
+        mv "$unitdir/$u.tmp" "$unitdir/$u"
+    fi
+done
+run systemctl daemon-reload
+other=guichet-headless.service
+[ "$unit" = guichet-headless.service ] && other=guichet.service
+run systemctl disable --now "$other" 2>/dev/null || true
+if [ "$start" -eq 1 ]; then
+    run systemctl enable --now "$unit"
+else
+    run systemctl enable "$unit"
+fi
+
+say "checking the installation"
+run runuser -u "$user" -- "$exe" --config "$config" doctor || \
+    say "doctor found problems: fix them (each says how), then: systemctl restart $unit"
+say "done. Logs: journalctl -u $unit -f"

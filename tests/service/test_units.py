@@ -1,0 +1,117 @@
+"""The systemd units: `systemd-analyze verify` passes, and they ask for what the counter needs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = sorted((ROOT / "systemd").glob("*.service"))
+INSTALLED_EXE = "/opt/guichet/venv/bin/guichet"
+
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
+    reason="systemd-analyze not installed (Debian package systemd)",
+)
+
+
+def staged(tmp_path: Path, unit: Path, text: str | None = None) -> Path:
+    """A copy whose ExecStart= points at an executable that exists here (verify checks it is executable)."""
+    exe = Path(sys.executable).with_name("guichet")
+    body = (text if text is not None else unit.read_text()).replace(INSTALLED_EXE, str(exe))
+    out = tmp_path / unit.name
+    out.write_text(body)
+    return out
+
+
+def verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)],
+        capture_output=True, text=True, timeout=60, cwd=path.parent,
+    )
+
+
+def parse(unit: Path) -> dict[str, dict[str, str]]:
+    """Section -> key -> value; a repeated key (After=, DeviceAllow=) joins its values with spaces."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current[key] = f"{current[key]} {value}".strip() if key in current else value
+    return sections
+
+
+def test_both_units_exist():
+    assert {u.name for u in UNITS} >= {"guichet.service", "guichet-headless.service"}
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_systemd_analyze_verify_is_clean(tmp_path, unit):
+    result = verify(staged(tmp_path, unit))
+    # verify exits 0 on unknown keys and bad values ("..., ignoring"): any line naming our unit is a failure.
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if unit.name in line]
+    assert result.returncode == 0, result.stderr
+    assert complaints == []
+
+
+@needs_analyze
+def test_verify_catches_a_broken_unit(tmp_path):
+    """The check above is not vacuous: a misspelt key and a bad value are reported for our file."""
+    unit = next(u for u in UNITS if u.name == "guichet.service")
+    text = unit.read_text().replace("WatchdogSec=", "WatchdogSecs=").replace("Type=notify", "Type=notifyy")
+    result = verify(staged(tmp_path, unit, text))
+    out = result.stdout + result.stderr
+    assert "Unknown key 'WatchdogSecs'" in out
+    assert "notifyy" in out
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_security_exposure_is_low(tmp_path, unit):
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(staged(tmp_path, unit))],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert m, result.stdout + result.stderr
+    assert float(m.group(1)) <= 2.5
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_units_ask_for_watchdog_restart_hardening_and_serial_devices(unit):
+    text = unit.read_text()
+    svc = parse(unit)["Service"]
+    assert svc["Type"] == "notify"
+    assert int(svc["WatchdogSec"]) > 0
+    assert svc["Restart"] == "on-failure"
+    assert svc["StateDirectory"] == "guichet"
+    for key, value in {"ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
+                       "PrivateTmp": "yes", "CapabilityBoundingSet": "", "DevicePolicy": "closed"}.items():
+        assert svc[key] == value, key
+    assert "dialout" in svc["SupplementaryGroups"]
+    # By device class, so a re-plugged USB adapter (new node) is still allowed.
+    assert "DeviceAllow=char-ttyUSB rw" in text and "DeviceAllow=char-ttyACM rw" in text
+    after = parse(unit)["Unit"]["After"]
+    assert "pcscd.socket" in after and "network-online.target" in after
+
+
+def test_kiosk_unit_puts_the_ui_on_a_tty_and_headless_does_not():
+    kiosk = parse(ROOT / "systemd/guichet.service")["Service"]
+    headless = parse(ROOT / "systemd/guichet-headless.service")["Service"]
+    assert kiosk["StandardInput"].startswith("tty") and kiosk["TTYPath"] == "/dev/tty1"
+    assert kiosk["ExecStart"].endswith(" run")
+    assert headless["ExecStart"].endswith(" run --headless")
+    assert "TTYPath" not in headless
