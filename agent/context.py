@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from agent.authorize import Authorizer, CashAuthorizer
 from agent.billing import BillingClient
 from agent.bills import BillCache
-from agent.journal import Journal
+from agent.journal import Journal, Payment
+from agent.locks import CounterLock
 from agent.payments import PaymentFlow
 from agent.sync import SyncWorker
 from config import Config
@@ -52,25 +53,54 @@ class AgentContext:
     bills: BillCache
     client: BillingClient
     flow: PaymentFlow
+    counter: CounterLock | None = None
 
     @classmethod
-    def open(cls, config: Config, methods: list[str] | None = None) -> AgentContext:
+    def open(cls, config: Config, methods: list[str] | None = None, *, take_payments: bool = False) -> AgentContext:
+        """Open the journal and cache. With take_payments, claim the counter (AlreadyRunning if another
+        process has it) and settle what a crashed predecessor left mid-step."""
         state = config.state.dir
         journal = Journal.open(state, terminal_id=config.terminal.id, agency_id=config.terminal.agency_id)
+        counter = None
         try:
             bills = BillCache.open(state)
+            if take_payments:
+                counter = CounterLock(state)
+                counter.acquire()
+                recovered = journal.recover()
+                for p in recovered:
+                    log.warning(
+                        "payment %s left %s by a restart",
+                        p.receipt_number,
+                        p.state,
+                        extra={"payment_id": p.payment_id, "state": p.state},
+                    )
         except BaseException:
             journal.close()
             raise
         client = BillingClient(config)
         wanted = list(methods if methods is not None else config.payments.methods)
         flow = PaymentFlow(config, journal, client, bills, build_authorizers(config, client, wanted))
-        return cls(config, journal, bills, client, flow)
+        return cls(config, journal, bills, client, flow, counter)
+
+    def recover_if_idle(self) -> list[Payment]:
+        """Settle leftovers of a crash when no process is taking payments (headless agent, sync)."""
+        if self.counter is not None:
+            return []
+        lock = CounterLock(self.config.state.dir)
+        if not lock.try_acquire():
+            return []
+        try:
+            return self.journal.recover()
+        finally:
+            lock.release()
 
     def sync_worker(self) -> SyncWorker:
         return SyncWorker(self.config, self.journal, self.client, self.bills)
 
     def close(self) -> None:
+        if self.counter is not None:
+            self.counter.release()
         self.client.close()
         self.bills.close()
         self.journal.close()

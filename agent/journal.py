@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlite_utils
 
+from agent.crashpoints import crashpoint
 from agent.errors import InvalidTransition, JournalError
 from agent.states import ALLOWED, State
 
@@ -288,7 +289,7 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, name: str = "") -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE so concurrent writers queue instead of failing late."""
         with self._lock:
             try:
@@ -297,6 +298,7 @@ class Journal:
                 raise JournalError(f"{self.path}: cannot write: {_explain(e)}") from None
             try:
                 yield self._conn
+                crashpoint(f"{name}.before_commit")
                 self._conn.execute("COMMIT")
             except sqlite3.DatabaseError as e:
                 self._conn.execute("ROLLBACK")
@@ -304,6 +306,7 @@ class Journal:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            crashpoint(f"{name}.after_commit")
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> builtins.list[Payment]:
         with self._lock:
@@ -335,7 +338,7 @@ class Journal:
         transaction_id = ids[0]
         now = _now_precise()
         captured_at = now_rfc3339()
-        with self._tx() as c:
+        with self._tx("journal.create") as c:
             for pid, item in zip(ids, items, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
@@ -389,7 +392,7 @@ class Journal:
         ids = [payment_ids] if isinstance(payment_ids, str) else list(payment_ids)
         to = State(to)
         now = _now_precise()
-        with self._tx() as c:
+        with self._tx(f"journal.{to.value}") as c:
             for pid in ids:
                 row = c.execute("SELECT state FROM payments WHERE payment_id = ?", (pid,)).fetchone()
                 if row is None:
@@ -440,7 +443,7 @@ class Journal:
         """Apply one batch's results in one transaction: accepted/duplicate -> uploaded, rejected -> rejected."""
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
         now = _now_precise()
-        with self._tx() as c:
+        with self._tx("sync.record") as c:
             for r in results:
                 pid = r["payment_id"]
                 status = r["status"]

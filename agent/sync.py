@@ -12,23 +12,22 @@ server's Retry-After. `rejected` payments are kept for a supervisor and never re
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.billing import BillingClient, server_time_skew
 from agent.bills import BillCache
-from agent.errors import AlreadyRunning, ApiError, GuichetError, JournalError, ServerUnreachable
+from agent.crashpoints import crashpoint
+from agent.errors import ApiError, GuichetError, JournalError, ServerUnreachable
 from agent.journal import Journal
+from agent.locks import UploadLock  # noqa: F401  (re-exported: agent.sync.UploadLock)
 
 log = logging.getLogger("guichet.sync")
 
@@ -72,40 +71,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-class UploadLock:
-    """One uploader per journal, across processes (an flock on a file beside the journal)."""
-
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(state_dir) / "upload.lock"
-        self._fd: int | None = None
-
-    def acquire(self, wait: bool = False) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AlreadyRunning(f"another uploader (pid {holder}) is running on {self.path.parent}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> UploadLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class SyncWorker:
@@ -161,7 +126,9 @@ class SyncWorker:
                 break
             batches += 1
             try:
+                crashpoint("sync.before_post")
                 results = self.client.post_batch([p.to_api() for p in batch])
+                crashpoint("sync.after_post")
             except ServerUnreachable as e:
                 report.error, report.retry_after = str(e), e.retry_after
                 self._mark(False, str(e))

@@ -13,16 +13,17 @@ from agent.context import AgentContext
 from agent.errors import AlreadyRunning, GuichetError
 from agent.journal import Payment
 from agent.limits import limit_state
+from agent.locks import UploadLock
 from agent.payments import age_text
 from agent.states import METHODS, State
-from agent.sync import SyncReport, UploadLock
+from agent.sync import SyncReport
 from config.money import MoneyError, format_amount, parse_amount
 
 
-def _open(ctx: click.Context, methods: list[str] | None = None) -> AgentContext:
+def _open(ctx: click.Context, methods: list[str] | None = None, take_payments: bool = False) -> AgentContext:
     config = get_config(ctx)
     try:
-        return AgentContext.open(config, methods)
+        return AgentContext.open(config, methods, take_payments=take_payments)
     except GuichetError as e:
         fail(str(e))
 
@@ -63,7 +64,7 @@ def pay(
             minor = parse_amount(amount, config.terminal.currency)
         except MoneyError as e:
             fail(str(e), usage=True)
-    actx = _open(ctx, [method])
+    actx = _open(ctx, [method], take_payments=True)
     cancel = threading.Event()
     # Ctrl-C while waiting for the card or terminal asks the authorizer to cancel instead of dying mid-step.
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -233,6 +234,7 @@ def sync(ctx: click.Context, once: bool) -> None:
             click.echo(f"{e}; waiting for it to finish", err=True)
             lock.acquire(wait=True)
         try:
+            actx.recover_if_idle()
             worker = actx.sync_worker()
             if once:
                 report = worker.run_once()
@@ -258,3 +260,36 @@ def _print_report(r: SyncReport, delay: float | None = None) -> None:
         click.echo(line)
     for receipt, notice in r.notices:
         click.echo(f"  {receipt}: {notice}")
+
+
+@queue.command("settle")
+@click.argument("key")
+@click.option("--approved", "outcome", flag_value="approved", help="The terminal's ticket shows it approved.")
+@click.option("--declined", "outcome", flag_value="declined", help="The terminal's ticket shows it declined.")
+@click.option("--code", help="Authorisation code printed on the terminal's ticket (with --approved).")
+@click.option("--cashier", "actor", default="cli", show_default=True, help="Who settles it (recorded).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def queue_settle(
+    ctx: click.Context, key: str, outcome: str | None, code: str | None, actor: str, as_json: bool
+) -> None:
+    """Settle a payment whose outcome is unknown, from the terminal's own ticket (or the server, for readers)."""
+    with _open(ctx, [], take_payments=True) as actx:
+        try:
+            p = actx.journal.find(key)
+        except KeyError:
+            fail(f"payment {key}: not in the journal")
+        try:
+            if p.method == "card_reader" and outcome is None:
+                done = actx.flow.resolve_unknown_online(p.payment_id, actor=actor)
+            elif outcome is None:
+                fail("give --approved --code CODE or --declined, from the terminal's ticket", usage=True)
+            else:
+                done = actx.flow.settle_unknown(p.payment_id, approved=outcome == "approved", actor=actor, code=code)
+        except GuichetError as e:
+            fail(str(e))
+    if as_json:
+        print_json([q.summary() for q in done])
+    else:
+        for q in done:
+            click.echo(_describe(q))
