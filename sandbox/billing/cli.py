@@ -1,0 +1,117 @@
+"""`guichet sandbox serve`: the sandbox billing server in the foreground.
+
+    guichet sandbox serve --port 0 --seed-bills 200 --agency ORAN-07 --token demo
+    listening on http://127.0.0.1:41877/
+    seeded 200 bills for ORAN-07 (first reference 101604366313); token demo
+
+The first stdout line is always ``listening on URL`` (with the real port when ``--port 0``), so scripts
+and tests can start it as a subprocess and read where it is. Stops on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from platformdirs import user_state_dir
+
+from sandbox.billing.app import create_app
+from sandbox.billing.faults import FaultInjector, FaultSettings
+from sandbox.billing.seed import generate_bills
+from sandbox.billing.server import bind_socket, make_uvicorn
+from sandbox.billing.store import Store
+
+_RATE = click.FloatRange(0, 1)
+
+
+def default_db() -> Path:
+    return Path(user_state_dir("guichet")) / "sandbox-billing.db"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = a free port.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="SQLite file [default: user state dir].")
+@click.option("--token", default="sandbox-token", show_default=True, envvar="GUICHET_SANDBOX_TOKEN",
+              help="Bearer token the terminals must send.")  # fmt: skip
+@click.option("--seed-bills", default=0, type=click.IntRange(0, 1_000_000), help="Generate N bills (idempotent).")
+@click.option("--agency", default="ORAN-07", show_default=True, help="Agency of the seeded bills.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the bill generator.")
+@click.option("--currency", default="DZD", show_default=True, type=click.Choice(["DZD", "TND", "EUR"]))
+@click.option("--decline-pan", "decline_pans", multiple=True, help="A PAN that authorizations decline (51).")
+@click.option("--clock-offset", default=0.0, help="Seconds added to the heartbeat's server_time.")
+@click.option("--latency", default=0, type=click.IntRange(0), help="Delay every /v1 request by MS.")
+@click.option("--error-rate", default=0.0, type=_RATE, help="Share of requests answered 500.")
+@click.option("--unavailable-rate", default=0.0, type=_RATE, help="Share answered 503 + Retry-After.")
+@click.option("--retry-after", default=1, type=click.IntRange(0), help="Retry-After seconds of the 503s.")
+@click.option("--drop-after-commit-rate", default=0.0, type=_RATE,
+              help="Share handled and committed, then the connection dropped without an answer.")  # fmt: skip
+@click.option("--garbage-rate", default=0.0, type=_RATE, help="Share committed then answered 200 + non-JSON.")
+@click.option("--wrong-content-type-rate", default=0.0, type=_RATE,
+              help="Share committed then answered 200 text/html.")  # fmt: skip
+@click.option("--fault-seed", default=None, type=int, help="Make the fault draws a fixed sequence.")
+def serve(
+    host: str,
+    port: int,
+    db_path: str | None,
+    token: str,
+    seed_bills: int,
+    agency: str,
+    seed: int,
+    currency: str,
+    decline_pans: tuple[str, ...],
+    clock_offset: float,
+    latency: int,
+    error_rate: float,
+    unavailable_rate: float,
+    retry_after: int,
+    drop_after_commit_rate: float,
+    garbage_rate: float,
+    wrong_content_type_rate: float,
+    fault_seed: int | None,
+) -> None:
+    """Run the simulated central billing server (API v1) with optional fault injection."""
+    if not token:
+        raise click.BadParameter("must not be empty", param_hint="--token")
+    faults = FaultSettings(
+        latency_ms=latency,
+        error_rate=error_rate,
+        unavailable_rate=unavailable_rate,
+        retry_after=retry_after,
+        drop_after_commit_rate=drop_after_commit_rate,
+        garbage_rate=garbage_rate,
+        wrong_content_type_rate=wrong_content_type_rate,
+        seed=fault_seed,
+        clock_offset=clock_offset,
+    )
+    try:
+        faults.check()
+    except ValueError as e:
+        raise click.UsageError(f"fault options: {e}") from None
+    db = Path(db_path) if db_path else default_db()
+    try:
+        store = Store(db)
+    except Exception as e:  # sqlite3.Error, OSError: one line, not a traceback
+        raise click.ClickException(f"--db {db}: cannot open: {e}") from None
+    added = 0
+    if seed_bills:
+        added = store.add_bills(generate_bills(seed_bills, agency, seed=seed, currency=currency))
+    try:
+        sock = bind_socket(host, port)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    chosen = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"listening on http://{shown}:{chosen}/")
+    if seed_bills:
+        first = store.references(agency=agency, limit=1)
+        click.echo(
+            f"seeded {seed_bills} bills for {agency} ({added} new; first reference {first[0] if first else '-'})"
+        )
+    click.echo(f"database {db}; token {token}")
+    app = create_app(store, token=token, faults=FaultInjector(faults), decline_pans=decline_pans)
+    server = make_uvicorn(app)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        store.close()

@@ -1,0 +1,240 @@
+"""Fault injection for the sandbox billing server: what a bad agency link or a sick server does.
+
+Faults apply to ``/v1/...`` requests only (never to ``/_sandbox/...``), optionally only to some paths.
+Each request draws ONE number in [0, 1) and picks at most one fault from the cumulative rates, in this
+order: ``error`` (500 before the handler runs: nothing committed), ``unavailable`` (503 + Retry-After,
+nothing committed), ``drop_after_commit`` (the handler runs and commits, then the TCP connection is
+aborted without a byte of answer), ``garbage`` (the handler commits, the answer is a 200 whose body is
+not JSON), ``wrong_content_type`` (the handler commits, the answer is a 200 text/html portal page).
+``latency_ms`` delays every matching request before it is handled. With a ``seed`` the draws are a fixed
+sequence (request N always gets the same fault). ``script`` lists faults to apply, one per matching
+request, before any random draw: ``["drop_after_commit", "none", "error"]``.
+
+>>> f = FaultInjector(FaultSettings(error_rate=1.0))
+>>> f.draw("POST", "/v1/payments/batch")
+'error'
+>>> f.draw("GET", "/_sandbox/faults") is None
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULTS = ("error", "unavailable", "drop_after_commit", "garbage", "wrong_content_type")
+_RATE_OF = {
+    "error": "error_rate",
+    "unavailable": "unavailable_rate",
+    "drop_after_commit": "drop_after_commit_rate",
+    "garbage": "garbage_rate",
+    "wrong_content_type": "wrong_content_type_rate",
+}
+GARBAGE_BODY = b"\x00\x1f\x8b<<truncated upstream answer>>\xff\xfe"
+PORTAL_BODY = (
+    b"<!DOCTYPE html><html><head><title>Portail</title></head>"
+    b"<body><h1>Connexion requise</h1><p>Veuillez vous identifier.</p></body></html>"
+)
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class FaultSettings:
+    """One fault profile. Rates are probabilities in [0, 1]; their sum must not exceed 1."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    unavailable_rate: float = 0.0
+    retry_after: int = 1
+    drop_after_commit_rate: float = 0.0
+    garbage_rate: float = 0.0
+    wrong_content_type_rate: float = 0.0
+    seed: int | None = None
+    only: list[str] = field(default_factory=list)  # "/v1/payments" or "POST /v1/payments/batch"
+    script: list[str] = field(default_factory=list)
+    clock_offset: float = 0.0  # seconds added to the heartbeat's server_time
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultSettings:
+        """Build from JSON; ValueError names the field at fault (unknown keys included)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in names:
+                raise KeyError(key)
+        s = cls(**data)
+        s.check()
+        return s
+
+    def check(self) -> None:
+        if not isinstance(self.latency_ms, int) or isinstance(self.latency_ms, bool) or self.latency_ms < 0:
+            raise ValueError("latency_ms: must be an integer >= 0")
+        if not isinstance(self.retry_after, int) or isinstance(self.retry_after, bool) or self.retry_after < 0:
+            raise ValueError("retry_after: must be an integer >= 0 (seconds)")
+        total = 0.0
+        for name in _RATE_OF.values():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise ValueError(f"{name}: must be a number between 0 and 1")
+            total += v
+        if total > 1 + 1e-9:
+            raise ValueError(f"rates add up to {total:g}; their sum must not exceed 1")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise ValueError("seed: must be an integer or null")
+        if not isinstance(self.only, list) or not all(isinstance(p, str) for p in self.only):
+            raise ValueError("only: must be a list of path prefixes")
+        if not isinstance(self.script, list):
+            raise ValueError("script: must be a list of fault names")
+        for name in self.script:
+            if name not in (*FAULTS, "none"):
+                raise ValueError(f"script: unknown fault {name!r}; one of {', '.join(FAULTS)}, none")
+        if isinstance(self.clock_offset, bool) or not isinstance(self.clock_offset, int | float):
+            raise ValueError("clock_offset: must be a number of seconds")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class FaultInjector:
+    """Holds the current profile, draws faults, counts what it injected. Thread-safe."""
+
+    def __init__(self, settings: FaultSettings | None = None) -> None:
+        self._lock = threading.Lock()
+        self.injected: Counter[str] = Counter()
+        self.set(settings or FaultSettings())
+
+    def set(self, settings: FaultSettings) -> None:
+        settings.check()
+        with self._lock:
+            self.settings = settings
+            self._script = list(settings.script)
+            self._rng = random.Random(settings.seed) if settings.seed is not None else random.Random()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            data = self.settings.to_dict()
+            data["script_left"] = list(self._script)
+            data["injected"] = dict(self.injected)
+        return data
+
+    def _matches(self, method: str, path: str) -> bool:
+        if not path.startswith("/v1/"):
+            return False
+        only = self.settings.only
+        if not only:
+            return True
+        for rule in only:
+            verb, _, prefix = rule.rpartition(" ")
+            if path.startswith(prefix) and (not verb or verb.upper() == method.upper()):
+                return True
+        return False
+
+    def draw(self, method: str, path: str) -> str | None:
+        """The fault for this request, or None (latency is separate: ``latency()``)."""
+        with self._lock:
+            if not self._matches(method, path):
+                return None
+            if self._script:
+                name = self._script.pop(0)
+                chosen = None if name == "none" else name
+            else:
+                u = self._rng.random()
+                chosen = None
+                edge = 0.0
+                for name in FAULTS:
+                    edge += getattr(self.settings, _RATE_OF[name])
+                    if u < edge:
+                        chosen = name
+                        break
+            if chosen:
+                self.injected[chosen] += 1
+            return chosen
+
+    def latency(self, method: str, path: str) -> float:
+        with self._lock:
+            if not self.settings.latency_ms or not self._matches(method, path):
+                return 0.0
+            return self.settings.latency_ms / 1000
+
+    @property
+    def clock_offset(self) -> float:
+        return float(self.settings.clock_offset)
+
+
+async def _send_plain(send: Any, status: int, body: bytes, content_type: str, extra: list[Any]) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + extra})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+async def abort_connection(send: Any) -> bool:
+    """Abort the client's TCP connection with no answer at all. ``send`` must be the server's own.
+
+    uvicorn's ``send`` is a bound method of the request cycle, which holds the asyncio transport:
+    ``abort()`` closes the socket at once (buffered data discarded), so the client sees the peer
+    close before any status line: requests raises ConnectionError.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None or not hasattr(transport, "abort"):
+        return False
+    transport.abort()
+    # Let connection_lost run so uvicorn marks the cycle disconnected and does not answer 500.
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return True
+
+
+async def run_with_faults(injector: FaultInjector, scope: Scope, receive: Any, send: Any, app: Any) -> None:
+    """ASGI wrapper: apply the injector's faults to one HTTP request handled by ``app``."""
+    if scope.get("type") != "http":
+        await app(scope, receive, send)
+        return
+    method, path = scope.get("method", "GET"), scope.get("path", "")
+    delay = injector.latency(method, path)
+    if delay:
+        await asyncio.sleep(delay)
+    fault = injector.draw(method, path)
+    if fault is None:
+        await app(scope, receive, send)
+        return
+    if fault == "error":
+        await _send_plain(
+            send, 500, _error_body("internal_error", "sandbox: injected server error"), "application/json", []
+        )
+        return
+    if fault == "unavailable":
+        retry = str(injector.settings.retry_after).encode()
+        await _send_plain(
+            send,
+            503,
+            _error_body("unavailable", "sandbox: injected unavailability, retry later"),
+            "application/json",
+            [(b"retry-after", retry)],
+        )
+        return
+
+    # The remaining faults let the handler run (and commit) first, then spoil the answer.
+    async def swallow(message: Any) -> None:
+        return None
+
+    await app(scope, receive, swallow)
+    if fault == "drop_after_commit":
+        if await abort_connection(send):
+            return
+        # Not uvicorn: start a response and break it mid-way (the client still gets an error).
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        raise ConnectionAbortedError("sandbox: injected drop after commit")
+    if fault == "garbage":
+        await _send_plain(send, 200, GARBAGE_BODY, "application/json", [])
+    else:
+        await _send_plain(send, 200, PORTAL_BODY, "text/html; charset=utf-8", [])

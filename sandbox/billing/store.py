@@ -1,0 +1,559 @@
+"""The sandbox billing server's own SQLite database: bills, recorded payments, authorizations.
+
+One connection shared by the server's event loop and in-process callers (tests), serialised by a lock.
+WAL with ``synchronous=NORMAL``: a commit costs no fsync, which keeps a 500-payment batch in one cheap
+transaction (this is a test double; durability across power cuts is the agent's journal's job).
+
+>>> store = Store(":memory:")
+>>> store.add_bills(generate_bills(10, "ORAN-07"))
+10
+>>> ref = first_reference("ORAN-07")
+>>> store.get_bill(ref)["amount_due"] > 0
+True
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from config.money import CURRENCIES
+from sandbox.billing.seed import first_reference, generate_bills  # noqa: F401  (doctest)
+
+BILL_FIELDS = (
+    "reference", "contract", "customer_name", "service", "period", "issued_on", "due_on",
+    "amount_due", "currency", "status", "agency_id", "customer_id", "version",
+)  # fmt: skip
+BILL_STATUSES = ("unpaid", "partially_paid", "paid", "cancelled")
+SERVICES = ("water", "electricity", "gas", "sanitation")
+METHODS = ("card_terminal", "card_reader", "cash")
+PAYMENT_FIELDS = frozenset(
+    {
+        "payment_id", "transaction_id", "bill_reference", "amount", "currency", "method", "card",
+        "authorization", "agency_id", "terminal_id", "cashier_id", "receipt_number", "captured_at",
+        "captured_offline",
+    }
+)  # fmt: skip
+CARD_FIELDS = frozenset({"scheme", "pan_masked", "pan_token", "expiry", "aid"})
+AUTHORIZATION_FIELDS = frozenset({"code", "reference", "approved_at"})
+CREDITED = "credited_to_account"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bills (
+    reference TEXT PRIMARY KEY,
+    contract TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    period TEXT NOT NULL,
+    issued_on TEXT NOT NULL,
+    due_on TEXT NOT NULL,
+    amount_due INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    agency_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    seq INTEGER NOT NULL UNIQUE          -- global change counter: the delta feed's cursor
+);
+CREATE INDEX IF NOT EXISTS bills_feed ON bills (agency_id, seq);
+CREATE INDEX IF NOT EXISTS bills_customer ON bills (customer_id);
+CREATE TABLE IF NOT EXISTS payments (
+    payment_id TEXT PRIMARY KEY,
+    canonical TEXT NOT NULL,             -- canonical JSON of the payment as first accepted
+    bill_reference TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    notice TEXT,
+    recorded_at TEXT NOT NULL,
+    submissions INTEGER NOT NULL DEFAULT 1,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    payment_id TEXT,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS authorizations (
+    payment_id TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    pan_masked TEXT NOT NULL,            -- never the full PAN
+    created_at TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 1
+);
+"""
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+_EXPIRY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+def canonical_json(value: Any) -> str:
+    """The comparison form for idempotency: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_rfc3339(value: Any) -> bool:
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_masked_pan(value: str) -> bool:
+    """Digits only in the first 6 and last 4 positions; the rest masked (PCI DSS 3.4.1)."""
+    if not 8 <= len(value) <= 23 or not re.fullmatch(r"[0-9*Xx#]+", value):
+        return False
+    n = len(value)
+    hidden = 0
+    for i, ch in enumerate(value):
+        if ch.isdigit():
+            if 6 <= i < n - 4:
+                return False
+        else:
+            hidden += 1
+    return hidden >= 3
+
+
+def _is_int(v: Any) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v: Any, max_len: int = 200) -> bool:
+    return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= max_len
+
+
+def unknown_payment_field(payment: dict[str, Any], where: str) -> str | None:
+    """The first unknown field of a submitted payment (dotted path), or None."""
+    for key in payment:
+        if key not in PAYMENT_FIELDS:
+            return f"{where}.{key}"
+    for sub, allowed in (("card", CARD_FIELDS), ("authorization", AUTHORIZATION_FIELDS)):
+        obj = payment.get(sub)
+        if isinstance(obj, dict):
+            for key in obj:
+                if key not in allowed:
+                    return f"{where}.{sub}.{key}"
+    return None
+
+
+def payment_problem(p: dict[str, Any]) -> str | None:
+    """Why a submitted payment is invalid (one line naming the field), or None when it is well formed."""
+    for key in ("payment_id", "transaction_id"):
+        v = p.get(key)
+        if not isinstance(v, str) or not _UUID.match(v):
+            return f"{key}: must be a UUID string"
+    for key in ("bill_reference", "agency_id", "terminal_id", "cashier_id", "receipt_number"):
+        if not _is_text(p.get(key)):
+            return f"{key}: must be a non-empty string"
+    amount = p.get("amount")
+    if not _is_int(amount):
+        return "amount: must be an integer in minor units"
+    if amount <= 0:
+        return "amount: must be greater than 0"
+    if p.get("currency") not in CURRENCIES:
+        return f"currency: must be one of {', '.join(CURRENCIES)}"
+    method = p.get("method")
+    if method not in METHODS:
+        return f"method: must be one of {', '.join(METHODS)}"
+    if not is_rfc3339(p.get("captured_at")):
+        return "captured_at: must be an RFC 3339 time with an offset"
+    if not isinstance(p.get("captured_offline"), bool):
+        return "captured_offline: must be true or false"
+    card, auth = p.get("card"), p.get("authorization")
+    if method == "cash":
+        if card is not None:
+            return "card: must be null for cash"
+        if auth is not None:
+            return "authorization: must be null for cash"
+        return None
+    if not isinstance(card, dict):
+        return f"card: required for {method}"
+    if not _is_text(card.get("scheme"), 40):
+        return "card.scheme: must be a non-empty string"
+    masked = card.get("pan_masked")
+    if masked is not None and (not isinstance(masked, str) or not is_masked_pan(masked)):
+        return "card.pan_masked: must show at most the first 6 and last 4 digits"
+    token = card.get("pan_token")
+    if token is not None and (not isinstance(token, str) or not _HEX.match(token)):
+        return "card.pan_token: must be hex"
+    expiry = card.get("expiry")
+    if expiry is not None and (not isinstance(expiry, str) or not _EXPIRY.match(expiry)):
+        return "card.expiry: must be YYYY-MM"
+    aid = card.get("aid")
+    if aid is not None and (not isinstance(aid, str) or not _HEX.match(aid) or not 10 <= len(aid) <= 32):
+        return "card.aid: must be 5 to 16 bytes of hex"
+    if not isinstance(auth, dict):
+        return f"authorization: required for {method}"
+    if not isinstance(auth.get("code"), str):
+        return "authorization.code: must be a string"
+    ref = auth.get("reference")
+    if ref is not None and not isinstance(ref, str):
+        return "authorization.reference: must be a string or null"
+    approved_at = auth.get("approved_at")
+    if approved_at is not None and not is_rfc3339(approved_at):
+        return "authorization.approved_at: must be an RFC 3339 time with an offset"
+    return None
+
+
+def _result_rejected(payment_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {
+        "payment_id": payment_id if isinstance(payment_id, str) else None,
+        "status": "rejected",
+        "error": {"code": code, "message": message},
+    }
+
+
+class Store:
+    """Bills, payments and authorizations of one sandbox server.
+
+    >>> s = Store(":memory:")
+    >>> _ = s.add_bills(generate_bills(3, "ORAN-07"))
+    >>> items, cursor = s.feed("ORAN-07", after=0, limit=2)
+    >>> [b["version"] for b in items], cursor
+    ([1, 1], 2)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+        self._seq: int = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM bills").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- bills ---------------------------------------------------------------------------------------
+
+    def add_bills(self, bills: Iterable[dict[str, Any]]) -> int:
+        """Insert bills that are not there yet (same reference = skipped, so re-seeding is a no-op)."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                added = 0
+                for b in bills:
+                    cur = self.db.execute(
+                        "INSERT OR IGNORE INTO bills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (*(b[f] for f in BILL_FIELDS), self._seq + 1),
+                    )
+                    if cur.rowcount:
+                        self._seq += 1
+                        added += 1
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM bills").fetchone()[0]
+                raise
+            return added
+
+    def put_bill(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create a bill or change some fields of an existing one; bumps ``version`` (feed shows it).
+
+        Raises ValueError naming the field at fault.
+        """
+        ref = fields.get("reference")
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValueError("reference: required string")
+        for key in fields:
+            if key not in BILL_FIELDS:
+                raise ValueError(f"{key}: unknown field")
+        if "version" in fields:
+            raise ValueError("version: set by the server")
+        with self.lock:
+            current = self.get_bill(ref)
+            bill = dict(current) if current else {}
+            bill.update(fields)
+            if current is None:
+                missing = [f for f in BILL_FIELDS if f not in bill and f != "version"]
+                if missing:
+                    raise ValueError(f"{missing[0]}: required for a new bill")
+                bill["version"] = 1
+            else:
+                bill["version"] = current["version"] + 1
+            _check_bill(bill)
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                values = (*(bill[f] for f in BILL_FIELDS), self._seq + 1)
+                if current is None:
+                    self.db.execute("INSERT INTO bills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+                else:  # UPDATE keeps the row (and the seed order of references())
+                    sets = ", ".join(f"{f} = ?" for f in (*BILL_FIELDS, "seq"))
+                    self.db.execute(f"UPDATE bills SET {sets} WHERE reference = ?", (*values, ref))  # noqa: S608
+                self.db.execute("COMMIT")
+                self._seq += 1
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return bill
+
+    def get_bill(self, reference: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM bills WHERE reference = ?", (reference,)).fetchone()
+        return _bill(row) if row else None
+
+    def customer_bills(self, customer_id: str) -> list[dict[str, Any]] | None:
+        """Unpaid and partially paid bills of the customer; None when the customer is unknown."""
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM bills WHERE customer_id = ? ORDER BY seq", (customer_id,)).fetchall()
+        if not rows:
+            return None
+        return [_bill(r) for r in rows if r["status"] in ("unpaid", "partially_paid")]
+
+    def feed(self, agency: str, *, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Bills of ``agency`` changed after change number ``after``; returns (items, new position)."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT * FROM bills WHERE agency_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (agency, after, limit),
+            ).fetchall()
+        position = rows[-1]["seq"] if rows else after
+        return [_bill(r) for r in rows], position
+
+    def references(
+        self, *, agency: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """References in insertion (seed) order, optionally filtered; for tests and the demo."""
+        sql, args = "SELECT reference FROM bills WHERE 1=1", list[Any]()
+        if agency is not None:
+            sql += " AND agency_id = ?"
+            args.append(agency)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY rowid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.lock:
+            return [r[0] for r in self.db.execute(sql, args)]
+
+    # -- payments ------------------------------------------------------------------------------------
+
+    def record_batch(self, payments: Sequence[Any]) -> list[dict[str, Any]]:
+        """Decide each payment on its own, in order, in ONE transaction; returns the contract's results.
+
+        Payments must already be checked for unknown fields (a whole-request 400).
+        """
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                at = now_rfc3339()
+                results = [self._record_one(p, at) for p in payments]
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM bills").fetchone()[0]
+                raise
+        return results
+
+    def _reject(self, payment_id: Any, code: str, message: str, at: str) -> dict[str, Any]:
+        result = _result_rejected(payment_id, code, message)
+        self.db.execute(
+            "INSERT INTO rejections (payment_id, code, message, at) VALUES (?,?,?,?)",
+            (result["payment_id"], code, message, at),
+        )
+        return result
+
+    def _record_one(self, p: Any, at: str) -> dict[str, Any]:
+        if not isinstance(p, dict):
+            return self._reject(None, "invalid_payment", "payment: must be a JSON object", at)
+        pid = p.get("payment_id")
+        problem = payment_problem(p)
+        if problem:
+            return self._reject(pid, "invalid_payment", problem, at)
+        canonical = canonical_json(p)
+        row = self.db.execute("SELECT canonical FROM payments WHERE payment_id = ?", (pid,)).fetchone()
+        if row is not None:
+            if row[0] == canonical:
+                self.db.execute(
+                    "UPDATE payments SET submissions = submissions + 1, duplicates = duplicates + 1 "
+                    "WHERE payment_id = ?",
+                    (pid,),
+                )
+                return {"payment_id": pid, "status": "duplicate"}
+            self.db.execute(
+                "UPDATE payments SET submissions = submissions + 1, conflicts = conflicts + 1 WHERE payment_id = ?",
+                (pid,),
+            )
+            return self._reject(
+                pid,
+                "idempotency_conflict",
+                f"payment_id {pid} was already recorded with different content",
+                at,
+            )
+        ref = p["bill_reference"]
+        bill = self.db.execute("SELECT amount_due, currency, status FROM bills WHERE reference = ?", (ref,)).fetchone()
+        if bill is None:
+            return self._reject(pid, "bill_not_found", f"bill_reference: no bill {ref}", at)
+        if bill["currency"] != p["currency"]:
+            return self._reject(
+                pid,
+                "currency_mismatch",
+                f"currency: bill {ref} is in {bill['currency']}, payment is in {p['currency']}",
+                at,
+            )
+        amount, due, status = p["amount"], bill["amount_due"], bill["status"]
+        notice = None
+        if status in ("paid", "cancelled") or amount > due:
+            notice = CREDITED
+        if status not in ("paid", "cancelled"):
+            new_due = max(0, due - amount)
+            self.db.execute(
+                "UPDATE bills SET amount_due = ?, status = ?, version = version + 1, seq = ? WHERE reference = ?",
+                (new_due, "paid" if new_due == 0 else "partially_paid", self._next_seq(), ref),
+            )
+        self.db.execute(
+            "INSERT INTO payments (payment_id, canonical, bill_reference, amount, currency, notice, "
+            "recorded_at) VALUES (?,?,?,?,?,?,?)",
+            (pid, canonical, ref, amount, p["currency"], notice, at),
+        )
+        result: dict[str, Any] = {
+            "payment_id": pid,
+            "status": "accepted",
+            "receipt_number": p["receipt_number"],
+        }
+        if notice:
+            result["notice"] = notice
+        return result
+
+    def get_payment(self, payment_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute("SELECT canonical FROM payments WHERE payment_id = ?", (payment_id,)).fetchone()
+        if row is None:
+            return None
+        payment: dict[str, Any] = json.loads(row[0])
+        payment["status"] = "recorded"
+        return payment
+
+    def recorded_payments(self) -> list[dict[str, Any]]:
+        """Every recorded payment in recording order, with how often it was submitted.
+
+        Each item: ``payment_id``, ``bill_reference``, ``amount``, ``currency``, ``notice``,
+        ``recorded_at``, ``count`` (submissions of that payment_id: accepted once + duplicates +
+        conflicts), ``duplicates``, ``conflicts`` and ``payment`` (the body as recorded).
+        """
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM payments ORDER BY rowid").fetchall()
+        return [
+            {
+                "payment_id": r["payment_id"],
+                "bill_reference": r["bill_reference"],
+                "amount": r["amount"],
+                "currency": r["currency"],
+                "notice": r["notice"],
+                "recorded_at": r["recorded_at"],
+                "count": r["submissions"],
+                "duplicates": r["duplicates"],
+                "conflicts": r["conflicts"],
+                "payment": json.loads(r["canonical"]),
+            }
+            for r in rows
+        ]
+
+    def rejections(self) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute("SELECT payment_id, code, message, at FROM rejections ORDER BY id")
+            return [dict(r) for r in rows]
+
+    # -- authorizations ------------------------------------------------------------------------------
+
+    def get_authorization(self, payment_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute("SELECT response FROM authorizations WHERE payment_id = ?", (payment_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_authorization(
+        self, payment_id: str, response: dict[str, Any], *, amount: int, currency: str, pan_masked: str
+    ) -> dict[str, Any]:
+        """Store the first answer for ``payment_id``; a replay gets that same answer back."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute(
+                    "SELECT response FROM authorizations WHERE payment_id = ?", (payment_id,)
+                ).fetchone()
+                if row is not None:
+                    self.db.execute(
+                        "UPDATE authorizations SET requests = requests + 1 WHERE payment_id = ?",
+                        (payment_id,),
+                    )
+                    stored: dict[str, Any] = json.loads(row[0])
+                else:
+                    self.db.execute(
+                        "INSERT INTO authorizations VALUES (?,?,?,?,?,?,1)",
+                        (payment_id, canonical_json(response), amount, currency, pan_masked, now_rfc3339()),
+                    )
+                    stored = response
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def authorizations(self) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM authorizations ORDER BY rowid").fetchall()
+        return [
+            {
+                "payment_id": r["payment_id"],
+                "amount": r["amount"],
+                "currency": r["currency"],
+                "pan_masked": r["pan_masked"],
+                "created_at": r["created_at"],
+                "requests": r["requests"],
+                "response": json.loads(r["response"]),
+            }
+            for r in rows
+        ]
+
+
+def _bill(row: sqlite3.Row) -> dict[str, Any]:
+    return {f: row[f] for f in BILL_FIELDS}
+
+
+def _check_bill(b: dict[str, Any]) -> None:
+    for key in ("reference", "contract", "customer_name", "period", "agency_id", "customer_id"):
+        if not _is_text(b.get(key)):
+            raise ValueError(f"{key}: must be a non-empty string")
+    if b["service"] not in SERVICES:
+        raise ValueError(f"service: must be one of {', '.join(SERVICES)}")
+    if b["status"] not in BILL_STATUSES:
+        raise ValueError(f"status: must be one of {', '.join(BILL_STATUSES)}")
+    if b["currency"] not in CURRENCIES:
+        raise ValueError(f"currency: must be one of {', '.join(CURRENCIES)}")
+    if not _is_int(b["amount_due"]) or b["amount_due"] < 0:
+        raise ValueError("amount_due: must be an integer >= 0 in minor units")
+    for key in ("issued_on", "due_on"):
+        if not isinstance(b[key], str) or not _DATE.match(b[key]):
+            raise ValueError(f"{key}: must be a date YYYY-MM-DD")

@@ -1,0 +1,70 @@
+"""Fixtures shared by every area's tests: the sandbox billing server over real HTTP, and a config for it.
+
+    def test_lookup(billing_server, billing_config, seeded_references):
+        ref = seeded_references[0]                      # unpaid; its customer holds 3 unpaid bills
+        ...                                             # billing_config.server.url == billing_server.url
+        billing_server.set_faults(unavailable_rate=1.0, retry_after=2)
+        billing_server.stop(); billing_server.start()   # link down and back, same port and DB
+        billing_server.recorded_payments()              # what the server recorded, with counts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import config
+from sandbox.billing.server import SandboxServer
+
+BILLING_TOKEN = "test-token"
+BILLING_AGENCY = "ORAN-07"
+BILLING_TERMINAL = "ORAN-07-G1"
+BILLING_SEED_BILLS = 200
+TEST_HMAC_KEY = "test-hmac-key-0123456789abcdef"
+
+
+@pytest.fixture
+def billing_server(tmp_path: Path) -> Iterator[SandboxServer]:
+    """A running sandbox billing server (127.0.0.1, free port) with 200 seeded bills for ORAN-07.
+
+    Token "test-token"; DB at tmp_path/"billing-server.db"; faults off. Function-scoped: each test gets
+    a fresh server and database.
+    """
+    server = SandboxServer(
+        tmp_path / "billing-server.db",
+        token=BILLING_TOKEN,
+        agency=BILLING_AGENCY,
+        seed_bills=BILLING_SEED_BILLS,
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def billing_config(tmp_path: Path, billing_server: SandboxServer) -> config.Config:
+    """A validated Config pointing at ``billing_server``: terminal ORAN-07-G1 of agency ORAN-07,
+    state.dir = tmp_path/"state", a test HMAC key, short sync interval, every payment method enabled."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    return config.validate(
+        {
+            "terminal": {"id": BILLING_TERMINAL, "agency_id": BILLING_AGENCY, "currency": "DZD"},
+            "server": {"url": billing_server.url, "token": BILLING_TOKEN, "timeout": 5},
+            "state": {"dir": str(state)},
+            "sync": {"interval": 0.05, "batch_size": 100, "bill_refresh": 900, "heartbeat": 60},
+            "cards": {"hmac_key": TEST_HMAC_KEY},
+            "payments": {
+                "default_method": "card_terminal",
+                "methods": ["card_terminal", "card_reader", "cash"],
+            },
+        }
+    )
+
+
+@pytest.fixture
+def seeded_references(billing_server: SandboxServer) -> list[str]:
+    """The billing server's unpaid references in seed order. The first one is stable for the seed, its
+    customer holds 3 unpaid bills (water, electricity, gas) and its amount does not end in 51."""
+    return billing_server.references(status="unpaid")
