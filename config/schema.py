@@ -111,6 +111,7 @@ class TpeConfig(_Section):
     ack_timeout: float = Field(2.0, gt=0, le=60)
     answer_timeout: float = Field(180, gt=0, le=900)
     max_retries: int = Field(3, ge=0, le=10)
+    cancel_grace: float = Field(30, gt=0, le=900)  # after a cancel, how long to wait for the TPE's own answer
 
     @field_validator("pos_number")
     @classmethod

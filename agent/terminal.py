@@ -1,0 +1,135 @@
+"""The ``card_terminal`` payment method: the amount goes to the TPE over Concert E+, the customer pays there.
+
+    auth = TerminalAuthorizer(config)                 # config.tpe: port, baud, framing, timeouts
+    outcome = auth.authorize(req, cancel=threading.Event(), on_status=ui.show)
+    outcome.status    # approved | declined | cancelled | unknown
+
+Mapping from the terminal's result (DESIGN.md step 4-5):
+- approved with the requested amount -> approved (card: scheme from the BIN rules, masked PAN; no token,
+  a TPE never gives us the PAN);
+- refused (status 7 with a card) -> declined;
+- cancelled -> cancelled: by the cashier before the amount left us, or the terminal answered that no card
+  was used (status 7, empty report);
+- anything else once the request frame may have reached the terminal (no answer, line dropped, unreadable
+  answer, an amount other than asked) -> unknown: the cashier settles it from the TPE's ticket. Never resent.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agent.authorize import AuthOutcome, AuthRequest, StatusCallback
+from config import Config
+from drivers.concert import (
+    AmountError,
+    Approved,
+    Cancelled,
+    ConcertError,
+    ConcertLink,
+    Refused,
+    Result,
+)
+
+
+def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
+    """The scheme whose BIN rule matches the visible first digits of a masked PAN, else "OTHER".
+
+    >>> from config.schema import SchemeRule
+    >>> scheme_for("628058******1239", [SchemeRule(name="EDAHABIA", bins=["628058"])])
+    'EDAHABIA'
+    >>> scheme_for("512345******0000", [SchemeRule(name="MASTERCARD", bins=["51-55"])])
+    'MASTERCARD'
+    """
+    if not pan_masked:
+        return "OTHER"
+    digits = ""
+    for ch in pan_masked:
+        if not ch.isdigit():
+            break
+        digits += ch
+    for rule in rules:
+        for b in rule.bins:
+            lo, _, hi = b.partition("-")
+            hi = hi or lo
+            if len(lo) > len(digits):
+                continue  # the masked PAN does not show enough digits to tell
+            if lo <= digits[: len(lo)] <= hi.ljust(len(lo), "9")[: len(lo)]:
+                return str(rule.name)
+    return "OTHER"
+
+
+class TerminalAuthorizer:
+    """Authorizer for ``card_terminal`` (see agent.authorize.Authorizer)."""
+
+    method = "card_terminal"
+
+    def __init__(self, config: Config, *, port: str | None = None) -> None:
+        self.config = config
+        self.port = port if port is not None else config.tpe.port
+
+    def _link(self) -> ConcertLink:
+        return ConcertLink.from_config(self.config.tpe, port=self.port)
+
+    def authorize(self, req: AuthRequest, *, cancel: threading.Event, on_status: StatusCallback) -> AuthOutcome:
+        try:
+            link = self._link()
+            if cancel.is_set():
+                return AuthOutcome("cancelled", message="cancelled by the cashier before the amount was sent")
+            on_status("authorising")
+            result = link.pay(req.amount, req.currency, cancel=cancel, on_event=on_status)
+        except AmountError as e:
+            return AuthOutcome("cancelled", message=f"not sent to the terminal: {e}", detail={"error": str(e)})
+        except ConcertError as e:
+            return AuthOutcome("cancelled", message=f"terminal not usable: {e}", detail={"error": str(e)})
+        return self.outcome(result, req)
+
+    def outcome(self, result: Result, req: AuthRequest) -> AuthOutcome:
+        """The journal outcome for a link result (pure: no I/O)."""
+        detail: dict[str, Any] = {
+            "terminal_result": result.kind,
+            "amount_sent": result.amount_sent,
+            "message": result.message,
+            "naks_received": result.naks_received,
+            "naks_sent": result.naks_sent,
+            "elapsed_ms": round(result.elapsed * 1000),
+        }
+        stage = getattr(result, "stage", "")
+        if stage:
+            detail["stage"] = stage
+        response = getattr(result, "response", None)
+        if response is not None:
+            # The terminal's answer as recorded: never the raw report (a real TPE may put the PAN there).
+            detail["answer"] = {
+                "status": response.status,
+                "amount": response.amount,
+                "currency_numeric": response.currency_numeric,
+                "pos_number": response.pos_number,
+                "private": response.private.strip(),
+                "pan_masked": response.pan_masked,
+            }
+        if isinstance(result, Approved):
+            r = result.response
+            card = {
+                "scheme": scheme_for(r.pan_masked, list(self.config.cards.schemes)),
+                "pan_masked": r.pan_masked,
+                "pan_token": None,
+                "expiry": None,
+                "aid": None,
+            }
+            return AuthOutcome(
+                "approved", card=card, reference=r.private.strip() or None,
+                message="approved by the terminal", detail=detail,
+            )
+        if isinstance(result, Refused):
+            return AuthOutcome("declined", message=f"declined by the terminal: {result.message}", detail=detail)
+        if isinstance(result, Cancelled):
+            who = "on the terminal" if result.by == "terminal" else "by the cashier"
+            return AuthOutcome("cancelled", message=f"cancelled {who}", detail=detail)
+        if result.amount_sent:
+            return AuthOutcome(
+                "unknown",
+                message=f"{result.message}. Check the terminal's ticket before charging again.",
+                detail=detail,
+            )
+        return AuthOutcome("cancelled", message=f"amount not sent: {result.message}", detail=detail)
