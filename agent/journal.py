@@ -151,7 +151,7 @@ class Payment:
         if self.card is not None:
             card = {k: self.card.get(k) for k in ("scheme", "pan_masked", "pan_token", "expiry", "aid")}
         auth = None
-        if self.authorization is not None:
+        if self.authorization is not None and self.method != "cash":  # the contract: null for cash
             auth = {k: self.authorization.get(k) for k in ("code", "reference", "approved_at")}
         return {
             "payment_id": self.payment_id,

@@ -139,13 +139,13 @@ class PaymentFlow:
         for b in bills:
             if b.currency != currency:
                 raise InvalidAmount(f"bill {b.reference}: currency {b.currency}, this counter takes {currency}")
-            if not b.payable:
-                raise BillNotPayable(f"bill {b.reference}: nothing to pay (status {b.status})")
             blocking = self.journal.blocking_payment(b.reference)
             if blocking is not None:
                 raise BillBlocked(
                     f"bill {b.reference}: payment {blocking.receipt_number} has an unknown outcome; settle it first"
                 )
+            if not b.payable:
+                raise BillNotPayable(f"bill {b.reference}: nothing to pay (status {b.status})")
         if amount is None:
             amounts = [b.amount_due for b in bills]
         else:

@@ -5,6 +5,7 @@
 
 from config.loader import (
     ConfigError,
+    dump_config,
     find_config_path,
     init_config,
     load_config,
@@ -12,12 +13,14 @@ from config.loader import (
     redacted,
     set_value,
     validate,
+    write_config,
 )
 from config.schema import Config
 
 __all__ = [
     "Config",
     "ConfigError",
+    "dump_config",
     "find_config_path",
     "init_config",
     "load_config",
@@ -25,4 +28,5 @@ __all__ = [
     "redacted",
     "set_value",
     "validate",
+    "write_config",
 ]

@@ -116,7 +116,7 @@ def check(ctx: click.Context) -> None:
     click.echo(f"{path}: ok")
 
 
-@config_group.command("set")
+@config_group.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @click.pass_context

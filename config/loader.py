@@ -183,3 +183,18 @@ def set_value(path: Path, key: str, raw: str) -> Config:
     cfg = validate(tomllib.loads(new_text), str(path))
     write_secure(path, new_text)
     return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as TOML, secrets included (for writing a file; never print this)."""
+    data = cfg.model_dump(mode="python")
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        data[section][name] = getattr(getattr(cfg, section), name).get_secret_value()
+    return tomlkit.dumps(data)
+
+
+def write_config(cfg: Config, path: Path) -> Path:
+    """Write a validated config to `path` with mode 0600."""
+    write_secure(path, dump_config(cfg))
+    return path

@@ -1,0 +1,177 @@
+"""The journal keeps every payment through every state change, on disk, and refuses what it cannot do."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.errors import InvalidTransition, JournalError
+from agent.journal import DB_NAME, Journal, NewPayment
+from agent.states import State
+
+BILL = {"reference": "410726095518", "amount_due": 345600, "currency": "DZD", "status": "unpaid", "version": 3}
+
+
+def open_journal(path: Path) -> Journal:
+    return Journal.open(path, terminal_id="ORAN-07-G2", agency_id="ORAN-07")
+
+
+def approved(j: Journal, amount: int = 1000, reference: str = "410726095518"):
+    [p] = j.create([NewPayment({**BILL, "reference": reference}, amount)], currency="DZD", method="cash",
+                   cashier_id="c0042", captured_offline=False)
+    j.transition(p.payment_id, State.AUTHORIZING, actor="c0042")
+    return j.transition(p.payment_id, State.APPROVED, actor="c0042", authorization={"code": "123456"})[0]
+
+
+def test_database_is_wal_full_sync_and_private(tmp_path: Path) -> None:
+    j = open_journal(tmp_path / "state")
+    approved(j)
+    assert j._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        assert stat.S_IMODE((tmp_path / "state" / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    j.close()
+
+
+def test_each_state_change_is_audited_and_approval_queues_the_upload(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    p = approved(j, 345600)
+    assert p.state == "approved" and p.authorization == {"code": "123456"}
+    assert [p.payment_id] == [q.payment_id for q in j.outbox_batch(10)]
+    trail = [(a["from_state"], a["to_state"]) for a in j.audit(p.payment_id)]
+    assert trail == [(None, "created"), ("created", "authorizing"), ("authorizing", "approved")]
+    assert all(a["actor"] == "c0042" for a in j.audit(p.payment_id))
+    stats = j.queue_stats()
+    assert (stats.count, stats.total) == (1, {"DZD": 345600})
+
+
+def test_a_forbidden_transition_changes_nothing(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    p = approved(j)
+    with pytest.raises(InvalidTransition, match="from approved to declined"):
+        j.transition(p.payment_id, State.DECLINED, actor="x")
+    assert j.get(p.payment_id).state == "approved"
+    assert len(j.audit(p.payment_id)) == 3
+    assert len(j.outbox_batch(10)) == 1
+
+
+def test_group_transition_is_all_or_nothing(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    a = approved(j)
+    [b] = j.create([NewPayment(BILL, 10)], currency="DZD", method="cash", cashier_id="c", captured_offline=False)
+    with pytest.raises(InvalidTransition):
+        j.transition([b.payment_id, a.payment_id], State.AUTHORIZING, actor="c")
+    assert j.get(b.payment_id).state == "created"
+
+
+def test_receipt_numbers_never_repeat_across_reopen(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    first = [approved(j).receipt_number for _ in range(3)]
+    j.close()
+    j = open_journal(tmp_path)
+    second = [approved(j).receipt_number for _ in range(2)]
+    numbers = first + second
+    assert numbers == [f"ORAN-07-G2-{n:06d}" for n in range(1, 6)]
+
+
+def test_several_bills_share_one_transaction(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    ps = j.create(
+        [NewPayment({**BILL, "reference": r}, 100 * i) for i, r in enumerate(["111", "222", "333"], 1)],
+        currency="DZD", method="cash", cashier_id="c", captured_offline=True,
+    )
+    assert len({p.transaction_id for p in ps}) == 1 and ps[0].transaction_id == ps[0].payment_id
+    assert len({p.receipt_number for p in ps}) == 3
+    assert [p.amount for p in j.transaction(ps[0].transaction_id)] == [100, 200, 300]
+
+
+def test_recover_never_guesses(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    [created] = j.create([NewPayment(BILL, 1)], currency="DZD", method="cash", cashier_id="c", captured_offline=False)
+    [inflight] = j.create([NewPayment({**BILL, "reference": "999"}, 1)], currency="DZD", method="card_terminal",
+                          cashier_id="c", captured_offline=False)
+    j.transition(inflight.payment_id, State.AUTHORIZING, actor="c")
+    done = approved(j, reference="777")
+    changed = {p.payment_id: p.state for p in j.recover()}
+    assert changed == {created.payment_id: "cancelled", inflight.payment_id: "unknown"}
+    assert j.get(done.payment_id).state == "approved"
+    assert j.blocking_payment("999").payment_id == inflight.payment_id
+    assert j.blocking_payment("777") is None
+
+
+def test_upload_results_are_idempotent(tmp_path: Path) -> None:
+    j = open_journal(tmp_path)
+    a, b = approved(j), approved(j, reference="888")
+    results = [
+        {"payment_id": a.payment_id, "status": "accepted", "notice": "credited_to_account"},
+        {"payment_id": b.payment_id, "status": "rejected", "error": {"code": "bill_not_found", "message": "no"}},
+    ]
+    assert j.record_upload_results(results)["accepted"] == 1
+    assert j.record_upload_results(results)["skipped"] == 2  # a replayed answer changes nothing
+    assert j.get(a.payment_id).state == "uploaded" and j.get(a.payment_id).notice == "credited_to_account"
+    assert j.get(b.payment_id).state == "rejected" and j.get(b.payment_id).error.startswith("bill_not_found")
+    assert j.outbox_batch(10) == []
+    assert j.queue_stats().needs_attention == 2
+
+
+def test_corrupt_journal_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    garbage = b"this is not a database, but it was someone's journal" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(JournalError, match="corrupt") as e:
+        open_journal(tmp_path)
+    assert str(path) in str(e.value)
+    assert path.read_bytes() == garbage
+
+
+def test_journal_from_a_newer_guichet_is_refused(tmp_path: Path) -> None:
+    open_journal(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(JournalError, match="newer than this guichet"):
+        open_journal(tmp_path)
+
+
+def test_read_only_journal_fails_clearly_and_keeps_its_payments(tmp_path: Path) -> None:
+    """A journal on a file system remounted read-only (what a failing SD card does): a clear error."""
+    state = tmp_path / "ro"
+    state.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        # root writes through chmod, so use a real read-only mount
+        mounted = os.system(f"mount -t tmpfs -o size=8m tmpfs {state} 2>/dev/null") == 0
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here to make a read-only file system")
+    try:
+        j = open_journal(state)
+        p = approved(j)
+        j.close()
+        if mounted:
+            assert os.system(f"mount -o remount,ro {state}") == 0
+        else:
+            for f in state.iterdir():
+                f.chmod(0o400)
+            state.chmod(0o500)
+        with pytest.raises(JournalError) as e:
+            jr = open_journal(state)
+            jr.transition(p.payment_id, State.UPLOADED, actor="sync")
+        assert str(state) in str(e.value)
+        assert any(w in str(e.value) for w in ("read-only", "permission", "cannot"))
+        if mounted:
+            assert os.system(f"mount -o remount,rw {state}") == 0
+        else:
+            state.chmod(0o700)
+            for f in state.iterdir():
+                f.chmod(0o600)
+        reopened = open_journal(state)
+        assert reopened.get(p.payment_id).state == "approved"
+        reopened.close()
+    finally:
+        if mounted:
+            os.system(f"umount -l {state}")
