@@ -1,26 +1,19 @@
-"""`guichet sandbox ...`: stand-ins for the outside world. Each subcommand lives with what it serves."""
+"""`guichet sandbox ...`: stand-ins for the outside world. Each subcommand lives with what it serves and is
+imported only when used (the billing server pulls in FastAPI; a card or a TPE need not)."""
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-SUBCOMMANDS = [
-    ("sandbox.billing.cli", "serve"),
-    ("sandbox.cards.cli", "card"),
-    ("sandbox.tpe.cli", "tpe"),
-]
+from config.cli import LazyGroup
+
+SUBCOMMANDS = {
+    "serve": ("sandbox.billing.cli", "serve", "The sandbox billing server (the billing API contract)."),
+    "card": ("sandbox.cards.cli", "card", "A virtual EMV card inserted into the vpcd reader."),
+    "tpe": ("sandbox.tpe.cli", "tpe", "A Concert TPE simulator on a serial port or pty."),
+}
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy=SUBCOMMANDS)
 def sandbox() -> None:
     """Simulated billing server, virtual cards and TPE, for the demo and the tests."""
-
-
-for _module, _attr in SUBCOMMANDS:
-    try:
-        sandbox.add_command(getattr(importlib.import_module(_module), _attr))
-    except ModuleNotFoundError as e:
-        if not e.name or not e.name.startswith("sandbox."):
-            raise

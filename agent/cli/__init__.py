@@ -5,29 +5,29 @@ guichet [--config FILE] COMMAND ...
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from agent import __version__
+from config.cli import LazyGroup
 
-# (module, attribute): one click command or group each; kept in one place so the CLI of DESIGN.md is visible.
-COMMANDS = [
-    ("agent.cli.run", "run"),
-    ("agent.cli.demo", "demo"),
-    ("config.cli", "config_group"),
-    ("agent.cli.devices", "devices"),
-    ("agent.cli.devices", "card"),
-    ("agent.cli.tpe", "tpe"),
-    ("agent.cli.pay", "pay"),
-    ("agent.cli.pay", "queue"),
-    ("agent.cli.pay", "sync"),
-    ("agent.cli.doctor", "doctor"),
-    ("sandbox.cli", "sandbox"),
-]
+# name -> (module, attribute, help): one click command or group each, imported on first use so that
+# `guichet pay` does not load the UI or the sandbox server. Kept in one place: the CLI of DESIGN.md.
+COMMANDS = {
+    "run": ("agent.cli.run", "run", "The agent (systemd runs this); the cashier UI unless --headless."),
+    "demo": ("agent.cli.demo", "demo", "Everything simulated: sandbox server, virtual cards, TPE, cashier UI."),
+    "config": ("config.cli", "config_group", "Write, show, check and change the configuration."),
+    "devices": ("agent.cli.devices", "devices", "PC/SC readers and serial ports, with what is attached."),
+    "card": ("agent.cli.devices", "card", "Cards on the PC/SC reader."),
+    "tpe": ("agent.cli.tpe", "tpe", "The serial payment terminal (Concert)."),
+    "pay": ("agent.cli.pay", "pay", "One payment without the UI."),
+    "queue": ("agent.cli.pay", "queue", "The payments journal and its upload queue."),
+    "sync": ("agent.cli.pay", "sync", "Upload the queue to the billing server."),
+    "doctor": ("agent.cli.doctor", "doctor", "Check the installation and explain what to fix."),
+    "sandbox": ("sandbox.cli", "sandbox", "Simulated billing server, virtual cards and TPE."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -40,7 +40,3 @@ COMMANDS = [
 def main(ctx: click.Context, config_path: str | None) -> None:
     """guichet: the counter-side payment agent."""
     ctx.ensure_object(dict)["config_path"] = config_path
-
-
-for _module, _attr in COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))
