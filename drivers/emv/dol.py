@@ -1,0 +1,51 @@
+"""Data Object Lists (PDOL ``9F38``, CDOL ``8C``/``8D``): parse the tag/length list, fill it from terminal data.
+
+>>> pdol = bytes.fromhex("9F66049F02065F2A02")
+>>> [(hex(t), n) for t, n in parse_dol(pdol)]
+[('0x9f66', 4), ('0x9f02', 6), ('0x5f2a', 2)]
+>>> build_dol(pdol, {0x9F02: bytes.fromhex("000000012345"), 0x5F2A: bytes.fromhex("0012")}).hex()
+'000000000000000123450012'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from drivers.emv.tags import fmt
+from drivers.emv.tlv import TLVError, _read_tag
+
+
+def parse_dol(dol: bytes) -> list[tuple[int, int]]:
+    """``[(tag, length), ...]``; :class:`TLVError` with the offset if the list is truncated."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < len(dol):
+        tag, pos = _read_tag(dol, pos, len(dol))
+        if pos >= len(dol):
+            raise TLVError(f"DOL entry {tag:X} has no length", pos)
+        length = dol[pos]
+        if length & 0x80:
+            raise TLVError(f"DOL entry {tag:X} has a multi-byte length", pos)
+        out.append((tag, length))
+        pos += 1
+    return out
+
+
+def fit(tag: int, value: bytes, length: int) -> bytes:
+    """EMV Book 3 5.4: numeric values are left-padded with zeros / cut on the left; others right."""
+    if len(value) == length:
+        return value
+    if fmt(tag) == "n":
+        return value[-length:] if len(value) > length else bytes(length - len(value)) + value
+    if fmt(tag) == "cn":
+        return value[:length] if len(value) > length else value + b"\xff" * (length - len(value))
+    return value[:length] if len(value) > length else value + bytes(length - len(value))
+
+
+def build_dol(dol: bytes, data: Mapping[int, bytes]) -> bytes:
+    """The concatenated values the card asked for; unknown tags are zero-filled, as EMV requires."""
+    out = bytearray()
+    for tag, length in parse_dol(dol):
+        value = data.get(tag)
+        out += bytes(length) if value is None else fit(tag, value, length)
+    return bytes(out)

@@ -1,0 +1,432 @@
+"""The EMV reading sequence: application selection, GET PROCESSING OPTIONS, records → :class:`CardData`.
+
+    from drivers import pcsc
+    from drivers.emv.reader import EmvReader, Terminal
+    with pcsc.connect("Virtual PCD 00 00") as conn:
+        card = EmvReader(conn, schemes=config.cards.schemes, aids=config.cards.aids,
+                         terminal=Terminal(country="012", currency="012"),
+                         hmac_key=config.cards.hmac_key.get_secret_value()).read()
+    card.scheme, card.pan_masked, card.expiry, card.apdu_count
+
+Sequence (EMV Book 1 §12, Book 3 §10):
+
+1. PSE ``1PAY.SYS.DDF01`` on contact (its directory records read until ``6A83``), PPSE ``2PAY.SYS.DDF01``
+   on contactless (its FCI lists the applications: no record to read). If there is none, or it lists
+   nothing, the configured AIDs are selected in order and the first one the card accepts is used (it is
+   then already selected: no second SELECT).
+2. Candidates are ordered by priority (tag ``87``, 1 first, none last), then in the card's order.
+3. SELECT the candidate; GET PROCESSING OPTIONS with the PDOL (``9F38``) filled from :class:`Terminal`
+   data (``6985`` → next candidate); answer in format 1 (``80``) or format 2 (``77``).
+4. READ RECORD of every record of every AFL (``94``) entry.
+5. PAN from ``5A``, else the Track 2 equivalent (``57``) or ``9F6B``; expiry from ``5F24``, else Track 2.
+
+T=0 cards: ``61XX`` → GET RESPONSE (``Le = XX``, repeated while more is announced); ``6CXX`` → the same
+command again with ``Le = XX``. Every APDU is counted in ``CardData.apdu_count``.
+
+Errors (all :class:`EmvError`): :class:`CardDataError` (malformed answer: names the command and byte
+offset), :class:`CardStatusError` (an unexpected status word), :class:`NoApplication`,
+:class:`MissingData` (no PAN or expiry). Transport failures are ``drivers.pcsc`` errors
+(``CardRemoved``, ``ReaderGone``, ...), passed through untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from config.schema import SchemeRule
+from drivers.emv import tlv as T
+from drivers.emv.card import CardData, SecretPan
+from drivers.emv.dol import build_dol
+from drivers.emv.schemes import detect_scheme
+from drivers.pan import luhn_valid, mask_pan, pan_token
+
+PSE = b"1PAY.SYS.DDF01"
+PPSE = b"2PAY.SYS.DDF01"
+MAX_DIRECTORY_RECORDS = 32
+MAX_GET_RESPONSE = 32  # bounded chaining: 32 x 256 bytes is more than any EMV answer
+
+
+class EmvError(Exception):
+    """A card that cannot be read as an EMV payment card."""
+
+
+class CardDataError(EmvError):
+    """The card answered malformed data."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class CardStatusError(EmvError):
+    """The card answered an unexpected status word."""
+
+    def __init__(self, command: str, sw: int) -> None:
+        super().__init__(f"the card answered {sw:04X} to {command}")
+        self.command = command
+        self.sw = sw
+
+
+class NoApplication(EmvError):
+    """No payment application the terminal supports."""
+
+
+class MissingData(EmvError):
+    """The card did not give the PAN or the expiry date."""
+
+
+class Transport(Protocol):
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
+
+
+@dataclass
+class Terminal:
+    """Terminal-side data used to fill the card's PDOL (EMV Book 3 annex A)."""
+
+    country: str = "012"  # ISO 3166-1 numeric (Algeria 012, Tunisia 788)
+    currency: str = "012"  # ISO 4217 numeric (DZD 012, TND 788)
+    amount: int = 0  # minor units
+    transaction_type: int = 0x00  # goods and services
+    ttq: bytes = bytes.fromhex("36004000")  # contactless: EMV mode, online, PIN/signature
+    terminal_type: int = 0x22  # attended, online with offline capability
+    capabilities: bytes = bytes.fromhex("E0B0C8")
+    additional_capabilities: bytes = bytes.fromhex("6000F0A001")
+    now: Callable[[], _dt.datetime] = field(default=_dt.datetime.now, repr=False)
+
+    def data(self) -> dict[int, bytes]:
+        now = self.now()
+        return {
+            0x9F02: _bcd(self.amount, 6),
+            0x9F03: bytes(6),
+            0x9F1A: _bcd(int(self.country), 2),
+            0x5F2A: _bcd(int(self.currency), 2),
+            0x9A: bytes.fromhex(now.strftime("%y%m%d")),
+            0x9F21: bytes.fromhex(now.strftime("%H%M%S")),
+            0x9C: bytes([self.transaction_type]),
+            0x9F37: os.urandom(4),
+            0x95: bytes(5),
+            0x9F66: self.ttq,
+            0x9F35: bytes([self.terminal_type]),
+            0x9F33: self.capabilities,
+            0x9F40: self.additional_capabilities,
+        }
+
+
+def _bcd(n: int, size: int) -> bytes:
+    return bytes.fromhex(str(n).rjust(size * 2, "0")[-size * 2 :])
+
+
+@dataclass
+class Candidate:
+    aid: bytes
+    label: str = ""
+    priority: int = 0
+    preferred_name: str = ""
+    fci: list[T.TLV] | None = None  # already selected (AID-list method)
+
+    @property
+    def rank(self) -> int:
+        p = self.priority & 0x0F
+        return p if p else 16
+
+
+def _text(raw: bytes | None) -> str:
+    if not raw:
+        return ""
+    return raw.decode("latin-1").strip().strip("\x00")
+
+
+def _decode(data: bytes, what: str) -> list[T.TLV]:
+    try:
+        return T.decode(data)
+    except T.TLVError as e:
+        raise CardDataError(f"malformed answer to {what}: {e}", e.offset) from None
+
+
+def select_apdu(name: bytes, first: bool = True) -> tuple[int, int, int, int, bytes]:
+    return (0x00, 0xA4, 0x04, 0x00 if first else 0x02, name)
+
+
+class EmvReader:
+    """Reads one card over ``transport`` (anything with ``transmit(apdu) -> (data, sw)``)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        schemes: Sequence[SchemeRule] = (),
+        aids: Sequence[str] = (),
+        terminal: Terminal | None = None,
+        hmac_key: bytes | str | None = None,
+        interface: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.schemes = schemes
+        self.aids = [bytes.fromhex(a) for a in aids]
+        self.terminal = terminal or Terminal()
+        self.hmac_key = hmac_key
+        self.interface: str = interface or str(getattr(transport, "interface", "contact"))
+        self.apdu_count = 0
+        self.trace: list[tuple[bytes, int]] = []  # (command header+data, sw): no response data kept
+
+    # ------------------------------------------------------------------ APDU level
+
+    def _tx(self, apdu: bytes) -> tuple[bytes, int]:
+        self.apdu_count += 1
+        data, sw = self.transport.transmit(apdu)
+        self.trace.append((apdu[:4], sw))
+        return data, sw
+
+    def command(self, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> tuple[bytes, int]:
+        """One command with T=0 chaining handled; ``(response data, final sw)``."""
+        head = bytes([cla, ins, p1, p2])
+        body = (bytes([len(data)]) + data) if data else b""
+        apdu = head + body + (bytes([le]) if le is not None else b"")
+        resp, sw = self._tx(apdu)
+        if sw >> 8 == 0x6C:  # wrong Le: the card tells the right one
+            resp, sw = self._tx(head + body + bytes([sw & 0xFF]))
+        out = bytearray(resp)
+        for _ in range(MAX_GET_RESPONSE):
+            if sw >> 8 != 0x61:
+                break
+            resp, sw = self._tx(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
+            if sw >> 8 == 0x6C:
+                resp, sw = self._tx(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
+            out += resp
+        else:
+            raise CardDataError("the card keeps announcing more data (61XX) past 8 KiB")
+        return bytes(out), sw
+
+    def select(self, name: bytes) -> tuple[list[T.TLV] | None, int]:
+        data, sw = self.command(*select_apdu(name))
+        if sw != 0x9000:
+            return None, sw
+        return _decode(data, f"SELECT {name.hex().upper()}"), sw
+
+    def read_record(self, sfi: int, rec: int) -> tuple[bytes, int]:
+        return self.command(0x00, 0xB2, rec, (sfi << 3) | 0x04)
+
+    # ------------------------------------------------------------------ selection
+
+    def _directory_entries(self, items: list[T.TLV]) -> list[Candidate]:
+        out: list[Candidate] = []
+        for item in T.walk(items):
+            if item.tag != 0x61:
+                continue
+            aid = T.find_value(item.children, 0x4F)
+            if not aid:
+                continue  # a DDF entry (9D) or junk: nothing to select
+            prio = T.find_value(item.children, 0x87)
+            out.append(
+                Candidate(
+                    aid=aid,
+                    label=_text(T.find_value(item.children, 0x50)),
+                    priority=prio[0] if prio else 0,
+                    preferred_name=_text(T.find_value(item.children, 0x9F12)),
+                )
+            )
+        return out
+
+    def _pse(self) -> list[Candidate] | None:
+        fci, sw = self.select(PSE)
+        if fci is None:
+            self._expect_not_found(sw, "SELECT PSE")
+            return None
+        sfi_raw = T.find_value(fci, 0x88)
+        if not sfi_raw or not 1 <= sfi_raw[0] <= 30:
+            raise CardDataError("the PSE answer has no valid directory SFI (88)")
+        sfi = sfi_raw[0]
+        found: list[Candidate] = []
+        for rec in range(1, MAX_DIRECTORY_RECORDS + 1):
+            data, sw = self.read_record(sfi, rec)
+            if sw == 0x6A83:
+                break
+            if sw != 0x9000:
+                raise CardStatusError(f"READ RECORD SFI {sfi} record {rec} (PSE directory)", sw)
+            items = _decode(data, f"READ RECORD SFI {sfi} record {rec}")
+            if not items or items[0].tag != 0x70:
+                raise CardDataError(f"PSE directory record {rec} is not a 70 template")
+            found += self._directory_entries(items)
+        return found
+
+    def _ppse(self) -> list[Candidate] | None:
+        fci, sw = self.select(PPSE)
+        if fci is None:
+            self._expect_not_found(sw, "SELECT PPSE")
+            return None
+        return self._directory_entries(fci)
+
+    @staticmethod
+    def _expect_not_found(sw: int, what: str) -> None:
+        # "No such file" or "function not supported"/"blocked": fall back to the AID list. Anything else
+        # (6F00, 6D00 ...) is a broken card.
+        if sw in (0x6A82, 0x6A81, 0x6283, 0x6A86, 0x6985, 0x6E00, 0x6D00) and what.endswith("PSE"):
+            return
+        raise CardStatusError(what, sw)
+
+    def _by_aid_list(self) -> list[Candidate]:
+        for aid in self.aids:
+            fci, sw = self.select(aid)
+            if fci is not None:
+                return [Candidate(aid=aid, fci=fci)]
+            if sw not in (0x6A82, 0x6A81, 0x6283):
+                raise CardStatusError(f"SELECT {aid.hex().upper()}", sw)
+        return []
+
+    def candidates(self) -> list[Candidate]:
+        first = self._ppse if self.interface == "contactless" else self._pse
+        found = first()
+        if not found:
+            return self._by_aid_list()
+        return sorted(found, key=lambda c: c.rank)  # sorted() is stable: card order within a priority
+
+    # ------------------------------------------------------------------ processing
+
+    def _gpo(self, fci: list[T.TLV]) -> tuple[list[T.TLV], bytes, bytes] | None:
+        pdol = T.find_value(fci, 0x9F38)
+        try:
+            dol_data = build_dol(pdol, self.terminal.data()) if pdol else b""
+        except T.TLVError as e:
+            raise CardDataError(f"malformed PDOL (9F38): {e}", e.offset) from None
+        data, sw = self.command(0x80, 0xA8, 0x00, 0x00, T.encode(T.tlv(0x83, dol_data)))
+        if sw == 0x6985:
+            return None  # conditions of use not satisfied: next application
+        if sw != 0x9000:
+            raise CardStatusError("GET PROCESSING OPTIONS", sw)
+        items = _decode(data, "GET PROCESSING OPTIONS")
+        if len(items) != 1:
+            raise CardDataError("GET PROCESSING OPTIONS: expected one template")
+        top = items[0]
+        if top.tag == 0x80:
+            if len(top.value) < 2 or (len(top.value) - 2) % 4:
+                raise CardDataError(f"GET PROCESSING OPTIONS format 1: bad length {len(top.value)}")
+            return [], top.value[:2], top.value[2:]
+        if top.tag == 0x77:
+            aip = T.find_value(top.children, 0x82)
+            afl = T.find_value(top.children, 0x94) or b""
+            if aip is None or len(aip) != 2:
+                raise CardDataError("GET PROCESSING OPTIONS format 2: no AIP (82)")
+            return list(top.children), aip, afl
+        raise CardDataError(f"GET PROCESSING OPTIONS: unexpected template {T.tag_name(top.tag)}")
+
+    def _records(self, afl: bytes) -> list[T.TLV]:
+        if len(afl) % 4:
+            raise CardDataError(f"AFL (94) length {len(afl)} is not a multiple of 4")
+        out: list[T.TLV] = []
+        for i in range(0, len(afl), 4):
+            sfi, first, last = afl[i] >> 3, afl[i + 1], afl[i + 2]
+            if not 1 <= sfi <= 30 or first == 0 or last < first:
+                raise CardDataError(f"AFL entry {i // 4 + 1} is invalid ({afl[i:i + 4].hex().upper()})", i)
+            for rec in range(first, last + 1):
+                data, sw = self.read_record(sfi, rec)
+                if sw != 0x9000:
+                    raise CardStatusError(f"READ RECORD SFI {sfi} record {rec}", sw)
+                if sfi > 10:
+                    continue  # issuer-proprietary format: not ours to parse
+                items = _decode(data, f"READ RECORD SFI {sfi} record {rec}")
+                if len(items) != 1 or items[0].tag != 0x70:
+                    raise CardDataError(f"record SFI {sfi} record {rec} is not a 70 template")
+                out += items
+        return out
+
+    def read(self) -> CardData:
+        """The whole sequence; the returned ``CardData`` carries the PAN until wiped."""
+        t0 = time.perf_counter()
+        tried: list[str] = []
+        for cand in self.candidates():
+            fci = cand.fci
+            if fci is None:
+                fci, sw = self.select(cand.aid)
+                if fci is None:
+                    tried.append(f"{cand.aid.hex().upper()} ({sw:04X})")
+                    continue
+            gpo = self._gpo(fci)
+            if gpo is None:
+                tried.append(f"{cand.aid.hex().upper()} (GPO 6985)")
+                continue
+            gpo_items, _aip, afl = gpo
+            records = self._records(afl)
+            card = self._card_data(cand, fci, gpo_items + records)
+            object.__setattr__(card, "elapsed_ms", (time.perf_counter() - t0) * 1000)
+            return card
+        detail = f" (tried {', '.join(tried)})" if tried else ""
+        raise NoApplication(f"no supported payment application on the card{detail}")
+
+    def _card_data(self, cand: Candidate, fci: list[T.TLV], items: list[T.TLV]) -> CardData:
+        everything = fci + items
+        pan, expiry = _pan_and_expiry(everything)
+        aid = (T.find_value(fci, 0x84) or cand.aid).hex().upper()
+        label = _text(T.find_value(fci, 0x50)) or cand.label
+        preferred = _text(T.find_value(fci, 0x9F12)) or cand.preferred_name
+        seq = T.find_value(everything, 0x5F34)
+        country = T.find_value(everything, 0x5F28)
+        currency = T.find_value(everything, 0x9F42)
+        lang = T.find_value(everything, 0x5F2D)
+        scheme = detect_scheme(self.schemes, aid=aid, pan=pan, label=label, preferred_name=preferred)
+        card = CardData(
+            scheme=scheme,
+            pan_masked=mask_pan(pan),
+            pan_token=pan_token(pan, self.hmac_key) if self.hmac_key else "",
+            expiry=expiry,
+            aid=aid,
+            label=label,
+            preferred_name=preferred,
+            language=_text(lang).lower(),
+            interface=self.interface,
+            pan_sequence=seq.hex()[-2:] if seq else None,
+            issuer_country=currency_or_country(country),
+            app_currency=currency_or_country(currency),
+            apdu_count=self.apdu_count,
+            reader=getattr(self.transport, "reader", ""),
+            atr=bytes(getattr(self.transport, "atr", b"")).hex().upper(),
+        )
+        return card.attach_pan(SecretPan(pan))
+
+
+def currency_or_country(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    return raw.hex()[-3:]
+
+
+def _pan_and_expiry(items: list[T.TLV]) -> tuple[str, str]:
+    pan = ""
+    expiry = ""
+    raw = T.find_value(items, 0x5A)
+    if raw:
+        pan = raw.hex().upper().rstrip("F")
+    exp_raw = T.find_value(items, 0x5F24)
+    if exp_raw:
+        if len(exp_raw) != 3:
+            raise CardDataError(f"expiry date (5F24) has {len(exp_raw)} bytes, expected 3")
+        expiry = _expiry(exp_raw.hex()[:4], "5F24")
+    track2 = T.find_value(items, 0x57) or T.find_value(items, 0x9F6B)
+    if track2 and (not pan or not expiry):
+        digits = track2.hex().upper()
+        sep = digits.find("D")
+        if sep < 0 or len(digits) < sep + 5:
+            raise CardDataError("Track 2 equivalent (57) has no field separator and expiry")
+        pan = pan or digits[:sep]
+        expiry = expiry or _expiry(digits[sep + 1 : sep + 5], "57")
+    if not pan:
+        raise MissingData("the card gave no card number (neither 5A nor 57)")
+    if not expiry:
+        raise MissingData("the card gave no expiry date (neither 5F24 nor 57)")
+    if not pan.isdigit() or not 12 <= len(pan) <= 19:
+        raise CardDataError(f"the card number has {len(pan)} characters, not 12 to 19 digits")
+    if not luhn_valid(pan):
+        raise CardDataError("the card number fails the Luhn check (misread card?)")
+    return pan, expiry
+
+
+def _expiry(yymm: str, tag: str) -> str:
+    if not yymm.isdigit() or not 1 <= int(yymm[2:]) <= 12:
+        raise CardDataError(f"expiry date in {tag} is not a valid YYMM")
+    yy = int(yymm[:2])
+    year = 2000 + yy if yy < 50 else 1900 + yy
+    return f"{year:04d}-{yymm[2:]}"

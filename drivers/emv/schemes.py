@@ -1,0 +1,60 @@
+"""Scheme detection from the config's ``cards.schemes`` rules: AID first, then BIN prefix, then label.
+
+The CIB and Edahabia AIDs and BIN ranges come from the acquirer, so they live in the config, not here.
+
+>>> from config.schema import SchemeRule
+>>> rules = [SchemeRule(name="CIB", aids=["A0000009990101"], bins=["999101"], labels=["CIB"]),
+...          SchemeRule(name="VISA", aids=["A0000000031010"], bins=["4"])]
+>>> detect_scheme(rules, aid="A0000000031010", pan="9991010000000001", label="")
+'VISA'
+>>> detect_scheme(rules, aid="A0000000999999", pan="4111111111111111", label="")
+'VISA'
+>>> detect_scheme(rules, aid="", pan="5500000000000004", label="cib test")
+'CIB'
+>>> detect_scheme(rules, aid="", pan="5500000000000004", label="")
+'OTHER'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from config.schema import SchemeRule
+
+OTHER = "OTHER"
+
+
+def aid_matches(rule_aid: str, aid: str) -> bool:
+    """Exact AID or the card's AID extending the rule's (RID + PIX prefix, EMV partial selection)."""
+    return bool(aid) and aid.upper().startswith(rule_aid.upper())
+
+
+def bin_matches(rule_bin: str, pan: str) -> bool:
+    """``"4"`` is a prefix; ``"51-55"`` a range over the first ``len("51")`` digits."""
+    if not pan:
+        return False
+    if "-" in rule_bin:
+        lo, hi = rule_bin.split("-", 1)
+        width = max(len(lo), len(hi))
+        head = pan[:width]
+        return len(head) == width and int(lo.ljust(width, "0")) <= int(head) <= int(hi.ljust(width, "9"))
+    return pan.startswith(rule_bin)
+
+
+def label_matches(rule_label: str, *labels: str) -> bool:
+    want = rule_label.strip().casefold()
+    return bool(want) and any(want in (lab or "").casefold() for lab in labels)
+
+
+def detect_scheme(rules: Sequence[SchemeRule], *, aid: str, pan: str, label: str, preferred_name: str = "") -> str:
+    """The first rule matching by AID, else by BIN, else by label; ``"OTHER"`` if none."""
+    for rule in rules:
+        if any(aid_matches(a, aid) for a in rule.aids):
+            return rule.name
+    for rule in rules:
+        if any(bin_matches(b, pan) for b in rule.bins):
+            return rule.name
+    for rule in rules:
+        if any(label_matches(lab, label, preferred_name) for lab in rule.labels):
+            return rule.name
+    return OTHER

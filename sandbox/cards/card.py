@@ -1,0 +1,202 @@
+"""A virtual EMV card: answers SELECT, READ RECORD, GET PROCESSING OPTIONS and GET RESPONSE like a real one.
+
+Built from a :class:`Profile` (see ``sandbox.cards.profiles``). T=0 cards answer case-4 commands with
+``61XX`` (the terminal must send GET RESPONSE) and, when ``strict_le`` is set, case-2 commands whose Le
+is wrong with ``6CXX`` (the terminal must resend with that Le), as ISO 7816-3 T=0 cards do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from drivers.emv import tlv as T
+from drivers.emv.dol import parse_dol
+
+PSE = b"1PAY.SYS.DDF01"
+PPSE = b"2PAY.SYS.DDF01"
+
+SW_OK = b"\x90\x00"
+
+
+def sw(code: int) -> bytes:
+    return code.to_bytes(2, "big")
+
+
+@dataclass
+class App:
+    aid: bytes
+    label: str
+    records: dict[tuple[int, int], bytes]  # (sfi, record) -> encoded record (normally a 70 template)
+    afl: bytes
+    aip: bytes = b"\x18\x00"
+    priority: int | None = None
+    preferred_name: str | None = None
+    language: str | None = None
+    pdol: bytes | None = None
+    gpo_format: int = 1  # 1: 80 AIP+AFL; 2: 77 template
+    gpo_extra: list[T.TLV] = field(default_factory=list)  # more data in a format 2 answer (57, 5F34, ...)
+
+    def fci(self) -> bytes:
+        prop: list[T.TLV] = [T.tlv(0x50, self.label.encode())]
+        if self.priority is not None:
+            prop.append(T.tlv(0x87, bytes([self.priority])))
+        if self.pdol is not None:
+            prop.append(T.tlv(0x9F38, self.pdol))
+        if self.language:
+            prop.append(T.tlv(0x5F2D, self.language.encode()))
+        if self.preferred_name:
+            prop += [T.tlv(0x9F11, b"\x01"), T.tlv(0x9F12, self.preferred_name.encode("latin-1"))]
+        return T.encode(T.tlv(0x6F, [T.tlv(0x84, self.aid), T.tlv(0xA5, prop)]))
+
+    def directory_entry(self) -> T.TLV:
+        inner = [T.tlv(0x4F, self.aid), T.tlv(0x50, self.label.encode())]
+        if self.priority is not None:
+            inner.append(T.tlv(0x87, bytes([self.priority])))
+        return T.tlv(0x61, inner)
+
+    def pdol_length(self) -> int:
+        return sum(n for _, n in parse_dol(self.pdol)) if self.pdol else 0
+
+    def gpo(self) -> bytes:
+        if self.gpo_format == 1:
+            return T.encode(T.tlv(0x80, self.aip + self.afl))
+        return T.encode(T.tlv(0x77, [T.tlv(0x82, self.aip), T.tlv(0x94, self.afl), *self.gpo_extra]))
+
+
+@dataclass
+class Profile:
+    name: str
+    description: str
+    atr: bytes
+    apps: list[App]
+    pan: str  # the test PAN (Luhn-valid), for tests and TEST_PANS
+    expiry: str  # YYYY-MM, what a correct read gives
+    scheme: str  # what a correct read gives with the test config
+    interface: str = "contact"
+    pse: bool = True  # a PSE directory (contact)
+    ppse: bool = False  # a PPSE FCI (contactless)
+    t0: bool = False  # 61XX on case-4 commands
+    strict_le: bool = False  # 6CXX on a case-2 command with the wrong Le
+    pull_after: int | None = None  # pulled out of the reader when this APDU (1-based) arrives
+    garbage: dict[str, bytes] = field(default_factory=dict)  # command name -> raw answer (replaces the real one)
+    expected_apdus: int | None = None  # our reader's count; the benchmark's "minimum"
+    expect_error: str | None = None  # for garbage/pulled cards: the error class a reader must raise
+
+
+class VirtualCard:
+    """Answers APDUs for one :class:`Profile`. Counts what it receives."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.atr = profile.atr
+        self.apdus = 0
+        self.commands: list[bytes] = []  # headers received (CLA INS P1 P2), for tests
+        self._selected: App | str | None = None
+        self._pending = b""  # T=0: data waiting for GET RESPONSE
+
+    def power(self, on: bool) -> None:
+        self._selected = None
+        self._pending = b""
+
+    def reset(self) -> None:
+        self.power(True)
+
+    # ------------------------------------------------------------------
+
+    def apdu(self, cmd: bytes) -> bytes | None:
+        self.apdus += 1
+        self.commands.append(cmd[:4])
+        p = self.profile
+        if p.pull_after is not None and self.apdus >= p.pull_after:
+            return None
+        if len(cmd) < 4:
+            return sw(0x6700)
+        cla, ins, p1, p2 = cmd[:4]
+        lc_data, le = _split(cmd)
+        if ins == 0xC0 and cla == 0x00:
+            return self._get_response(le)
+        self._pending = b""
+        name, data, status, case4 = self._dispatch(cla, ins, p1, p2, lc_data)
+        if name in p.garbage:
+            raw = p.garbage[name]
+            return raw if len(raw) == 2 else raw + SW_OK
+        if status != 0x9000 or not data:
+            return sw(status)
+        if p.t0 and case4:
+            self._pending = data
+            return sw(0x6100 | (len(data) & 0xFF))
+        if p.t0 and p.strict_le and le != len(data) % 256:
+            return sw(0x6C00 | (len(data) & 0xFF))
+        return data + SW_OK
+
+    def _get_response(self, le: int | None) -> bytes:
+        if not self._pending:
+            return sw(0x6985)
+        want = 256 if not le else le
+        if self.profile.strict_le and want > len(self._pending):
+            return sw(0x6C00 | (len(self._pending) & 0xFF))
+        chunk, self._pending = self._pending[:want], self._pending[want:]
+        if self._pending:
+            return chunk + sw(0x6100 | (min(len(self._pending), 256) & 0xFF))
+        return chunk + SW_OK
+
+    def _dispatch(self, cla: int, ins: int, p1: int, p2: int, data: bytes) -> tuple[str, bytes, int, bool]:
+        p = self.profile
+        if ins == 0xA4 and p1 == 0x04:
+            if data == PSE:
+                if not p.pse:
+                    return "SELECT PSE", b"", 0x6A82, True
+                self._selected = "PSE"
+                fci = T.encode(T.tlv(0x6F, [T.tlv(0x84, PSE), T.tlv(0xA5, [T.tlv(0x88, b"\x01")])]))
+                return "SELECT PSE", fci, 0x9000, True
+            if data == PPSE:
+                if not p.ppse:
+                    return "SELECT PPSE", b"", 0x6A82, True
+                self._selected = "PPSE"
+                entries = [a.directory_entry() for a in p.apps]
+                fci = T.encode(
+                    T.tlv(0x6F, [T.tlv(0x84, PPSE), T.tlv(0xA5, [T.tlv(0xBF0C, entries)])])
+                )
+                return "SELECT PPSE", fci, 0x9000, True
+            for app in p.apps:
+                if data == app.aid:
+                    self._selected = app
+                    return "SELECT AID", app.fci(), 0x9000, True
+            return "SELECT AID", b"", 0x6A82, True
+        if ins == 0xB2:
+            sfi = p2 >> 3
+            if self._selected == "PSE":
+                if sfi != 1:
+                    return "READ RECORD", b"", 0x6A82, False
+                # One directory record per application: exercises the read-until-6A83 loop.
+                if 1 <= p1 <= len(p.apps):
+                    rec = T.encode(T.tlv(0x70, [p.apps[p1 - 1].directory_entry()]))
+                    return "READ RECORD", rec, 0x9000, False
+                return "READ RECORD", b"", 0x6A83, False
+            if isinstance(self._selected, App):
+                found = self._selected.records.get((sfi, p1))
+                if found is None:
+                    return "READ RECORD", b"", 0x6A83, False
+                return "READ RECORD", found, 0x9000, False
+            return "READ RECORD", b"", 0x6985, False
+        if ins == 0xA8 and cla == 0x80:
+            current = self._selected
+            if not isinstance(current, App):
+                return "GPO", b"", 0x6985, True
+            if len(data) < 2 or data[0] != 0x83 or data[1] != len(data) - 2 or data[1] != current.pdol_length():
+                return "GPO", b"", 0x6700, True
+            return "GPO", current.gpo(), 0x9000, True
+        return "OTHER", b"", 0x6D00, False
+
+
+def _split(cmd: bytes) -> tuple[bytes, int | None]:
+    """(command data, Le) of a short APDU."""
+    body = cmd[4:]
+    if not body:
+        return b"", None
+    if len(body) == 1:
+        return b"", body[0]
+    lc = body[0]
+    data = body[1 : 1 + lc]
+    rest = body[1 + lc :]
+    return data, (rest[0] if rest else None)

@@ -1,0 +1,161 @@
+"""The card side of the vsmartcard ``vpcd`` protocol: a Python card "inserted" in the virtual reader.
+
+vpcd (the pcscd driver) listens on TCP 127.0.0.1:35963. The card connects as a client; every message is a
+2-byte big-endian length and the data. A 1-byte message is a control: 0 power off, 1 power on, 2 reset,
+4 get ATR (answered with the ATR). Anything longer is a command APDU, answered with the response APDU.
+Connected = card present; closing the socket = card removed (pcscd notices on its next presence poll).
+
+    card = VirtualCard(profile)                 # sandbox.cards.card
+    with inserted(card) as link:                # a thread serves the card until the block ends
+        ...                                     # read it through pcscd
+    link.apdus                                  # how many APDUs the card received
+
+TCP_NODELAY and TCP_QUICKACK (set again before every receive: Linux clears it) keep each APDU at a
+fraction of a millisecond instead of ~40 ms of delayed-ACK wait.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+VPCD_HOST = "127.0.0.1"
+VPCD_PORT = 35963
+
+CTRL_OFF, CTRL_ON, CTRL_RESET, CTRL_ATR = 0, 1, 2, 4
+
+
+class Card(Protocol):
+    atr: bytes
+
+    def power(self, on: bool) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def apdu(self, command: bytes) -> bytes | None:
+        """The response APDU, or None to pull the card out now."""
+        ...
+
+
+class LinkClosed(Exception):
+    pass
+
+
+class VpcdLink:
+    """Serves one card over one vpcd connection, in a thread (:meth:`start`) or inline (:meth:`serve`)."""
+
+    def __init__(self, card: Card, host: str = VPCD_HOST, port: int = VPCD_PORT) -> None:
+        self.card = card
+        self.host = host
+        self.port = port
+        self.apdus = 0
+        self.apdu_seconds = 0.0  # time the card spent answering
+        self.removed = threading.Event()  # set when the card left the reader (any reason)
+        self.error: BaseException | None = None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._quickack = getattr(socket, "TCP_QUICKACK", None)
+
+    def connect(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=2.0)
+                break
+            except OSError as e:
+                if time.monotonic() >= deadline:
+                    raise ConnectionError(f"vpcd is not listening on {self.host}:{self.port}: {e}") from e
+                time.sleep(0.1)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+
+    def _recv_exact(self, n: int) -> bytes:
+        assert self._sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            if self._quickack is not None:
+                self._sock.setsockopt(socket.IPPROTO_TCP, self._quickack, 1)
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise LinkClosed("vpcd closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.sendall(struct.pack(">H", len(data)) + data)
+
+    def serve(self) -> None:
+        """Answer vpcd until the card is pulled, :meth:`remove` is called or vpcd goes away."""
+        if self._sock is None:
+            self.connect()
+        try:
+            while True:
+                (length,) = struct.unpack(">H", self._recv_exact(2))
+                msg = self._recv_exact(length) if length else b""
+                if length == 1:
+                    ctrl = msg[0]
+                    if ctrl == CTRL_ATR:
+                        self._send(self.card.atr)
+                    elif ctrl == CTRL_ON:
+                        self.card.power(True)
+                    elif ctrl == CTRL_OFF:
+                        self.card.power(False)
+                    elif ctrl == CTRL_RESET:
+                        self.card.reset()
+                    continue
+                t0 = time.perf_counter()
+                resp = self.card.apdu(msg)
+                self.apdu_seconds += time.perf_counter() - t0
+                self.apdus += 1
+                if resp is None:
+                    return  # pulled out mid-exchange: vpcd sees the connection drop
+                self._send(resp)
+        except (LinkClosed, OSError) as e:
+            if not isinstance(e, LinkClosed) and not self.removed.is_set():
+                self.error = e
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.removed.set()
+
+    def start(self) -> VpcdLink:
+        self.connect()
+        self._thread = threading.Thread(target=self.serve, name="virtual-card", daemon=True)
+        self._thread.start()
+        return self
+
+    def remove(self, timeout: float = 5.0) -> None:
+        """Take the card out of the reader."""
+        self.removed.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the serving thread's recv
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+@contextmanager
+def inserted(card: Card, host: str = VPCD_HOST, port: int = VPCD_PORT) -> Iterator[VpcdLink]:
+    link = VpcdLink(card, host, port).start()
+    try:
+        yield link
+    finally:
+        link.remove()

@@ -1,0 +1,146 @@
+"""The BER-TLV codec, DOL building and scheme rules: no reader needed."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config.schema import SchemeRule
+from drivers.emv import tlv as T
+from drivers.emv.dol import build_dol, parse_dol
+from drivers.emv.schemes import detect_scheme
+
+
+def _tag_strategy(constructed: bool) -> st.SearchStrategy[int]:
+    cls_bits = st.sampled_from([0x00, 0x40, 0x80, 0xC0])
+    c_bit = 0x20 if constructed else 0x00
+    # 00 is padding between objects, never a tag.
+    one = st.builds(lambda c, n: c | c_bit | n, cls_bits, st.integers(0, 0x1E)).filter(bool)
+    # Multi-byte: 1F marker, then 1 to 3 bytes with continuation bits on all but the last.
+    tail = st.lists(st.integers(0x00, 0x7F), min_size=1, max_size=3).map(
+        lambda bs: bytes([b | 0x80 for b in bs[:-1]] + [bs[-1]])
+    )
+    multi = st.builds(lambda c, t: int.from_bytes(bytes([c | c_bit | 0x1F]) + t, "big"), cls_bits, tail)
+    return st.one_of(one, multi)
+
+
+primitive = st.builds(lambda tag, v: T.TLV(tag, value=v), _tag_strategy(False), st.binary(max_size=300))
+
+
+def _nodes(children: st.SearchStrategy[T.TLV]) -> st.SearchStrategy[T.TLV]:
+    return st.builds(lambda tag, kids: T.TLV(tag, children=tuple(kids)), _tag_strategy(True),
+                     st.lists(children, max_size=4))
+
+
+trees = st.recursive(primitive, _nodes, max_leaves=12)
+
+
+@given(st.lists(trees, max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_decode_of_encode_is_identity(items: list[T.TLV]) -> None:
+    assert T.decode(T.encode(items)) == items
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=1000, deadline=None)
+def test_arbitrary_bytes_raise_only_the_codec_error(data: bytes) -> None:
+    try:
+        items = T.decode(data)
+    except T.TLVError as e:
+        assert 0 <= e.offset <= len(data)
+        assert str(e).startswith("TLV: ")
+    else:
+        # Whatever decodes re-encodes to something that decodes the same (canonical form).
+        assert T.decode(T.encode(items)) == items
+
+
+@given(st.binary(min_size=1, max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_dols_raise_only_the_codec_error(data: bytes) -> None:
+    try:
+        entries = parse_dol(data)
+    except T.TLVError:
+        return
+    assert len(build_dol(data, {})) == sum(n for _, n in entries)
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "offset", "fragment"),
+    [
+        ("5A0847", 1, "runs past the end"),
+        ("9F", 0, "tag starting 9F is truncated"),
+        ("5F24", 2, "length of tag 5F24 is missing"),
+        ("5A8201", 1, "length of tag 5A is truncated"),
+        ("5A80", 1, "indefinite length"),
+        ("5A850000000001", 1, "uses 5 bytes"),
+        ("7003" "5A0247", 3, "runs past the end"),  # inner length past the template
+        ("9FFFFFFF01", 0, "longer than 4 bytes"),
+    ],
+)
+def test_malformed_input_names_the_offset(hexdata: str, offset: int, fragment: str) -> None:
+    with pytest.raises(T.TLVError) as exc:
+        T.decode(bytes.fromhex(hexdata))
+    assert exc.value.offset == offset
+    assert fragment in str(exc.value)
+    assert str(exc.value).endswith(f"at byte {offset}")
+
+
+def test_long_lengths_and_multibyte_tags() -> None:
+    value = bytes(range(200))
+    raw = T.encode(T.tlv(0x70, [T.tlv(0x9F46, value), T.tlv(0x5F24, b"\x28\x05\x31")]))
+    assert raw[:3] == b"\x70\x81\xd2"  # 210 bytes: long form
+    assert raw[3:6] == b"\x9f\x46\x81"
+    items = T.decode(raw)
+    assert T.find_value(items, 0x9F46) == value
+    assert T.find_value(items, 0x5F24) == b"\x28\x05\x31"
+    assert T.decode(bytes.fromhex("5A8101AA")) == [T.TLV(0x5A, value=b"\xaa")]  # non-minimal length accepted
+    assert T.decode(bytes.fromhex("00005A01AA00")) == [T.TLV(0x5A, value=b"\xaa")]  # 00 padding skipped
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    data = b""
+    for _ in range(40):
+        data = b"\x70" + T.encode_length(len(data)) + data
+    with pytest.raises(T.TLVError, match="nested deeper"):
+        T.decode(data)
+
+
+def test_repr_never_shows_values() -> None:
+    node = T.tlv(0x5A, bytes.fromhex("4111111111111111"))
+    assert "4111" not in repr(node) and "5A" in repr(node)
+
+
+def test_dol_padding_follows_the_data_format() -> None:
+    dol = bytes.fromhex("9F02049F1A035F2D039F3702")
+    out = build_dol(dol, {0x9F02: bytes.fromhex("000000012345"), 0x9F1A: b"\x00\x12", 0x5F2D: b"frar",
+                          0x9F37: b"\x01\x02\x03\x04"})
+    # numeric: cut/padded on the left; others: on the right.
+    assert out.hex() == "00012345" + "000012" + "667261" + "0102"
+    assert build_dol(bytes.fromhex("9F7A01"), {}) == b"\x00"  # unknown tag: zeros
+
+
+RULES = [
+    SchemeRule(name="CIB", aids=["A0000009990101"], bins=["999101"], labels=["CIB"]),
+    SchemeRule(name="EDAHABIA", aids=["A0000009990201"], bins=["999201"], labels=["EDAHABIA"]),
+    SchemeRule(name="VISA", aids=["A0000000031010"], bins=["4"]),
+    SchemeRule(name="MASTERCARD", aids=["A0000000041010"], bins=["51-55", "2221-2720"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("aid", "pan", "label", "scheme"),
+    [
+        ("A0000009990101", "4111111111111111", "", "CIB"),  # AID wins over BIN
+        ("A000000999010101", "", "", "CIB"),  # the card's AID extends the configured one
+        ("A0000000999999", "9992010000000000", "", "EDAHABIA"),  # then BIN prefix
+        ("", "2221000000000009", "", "MASTERCARD"),  # BIN range, 4 digits
+        ("", "2720990000000000", "", "MASTERCARD"),
+        ("", "2721000000000000", "", "OTHER"),
+        ("", "5600000000000000", "", "OTHER"),
+        ("", "3000000000000000", "Carte CIB Banque", "CIB"),  # then label, case-insensitive
+        ("", "3000000000000000", "SOMETHING", "OTHER"),
+    ],
+)
+def test_scheme_rules(aid: str, pan: str, label: str, scheme: str) -> None:
+    assert detect_scheme(RULES, aid=aid, pan=pan, label=label) == scheme
