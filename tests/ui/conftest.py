@@ -1,0 +1,110 @@
+"""UI test helpers: a GuichetApp on the real journal/flow/sandbox server, and bounded waits for Pilot.
+
+    async def test_x(ui_app):
+        app = ui_app()                          # cash only, cashiers c0042/4826 and supervisor s0001/917355
+        async with app.run_test(size=(140, 44)) as pilot:
+            await login(pilot)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+import config
+from agent.cashiers import CashierStore
+from config.schema import PaymentsConfig
+from ui.backend import Backend
+
+CASHIER = ("c0042", "4826")
+SUPERVISOR = ("s0001", "917355")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio through anyio's pytest plugin (mark: pytest.mark.anyio)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def ui_config(billing_config: config.Config) -> config.Config:
+    """The sandbox config, cash only (the card methods have their own engineers' fixtures)."""
+    cfg = billing_config.model_copy(deep=True)
+    cfg.payments = PaymentsConfig(default_method="cash", methods=["cash"])
+    return cfg
+
+
+@pytest.fixture
+def ui_backend(ui_config: config.Config) -> Iterator[Callable[..., Backend]]:
+    opened: list[Backend] = []
+
+    def make(cfg: config.Config | None = None, **kwargs: Any) -> Backend:
+        cfg = cfg or ui_config
+        store = CashierStore.open(cfg.state.dir)
+        existing = {c.cashier_id for c in store.list()}
+        if CASHIER[0] not in existing:
+            store.add(CASHIER[0], "Amel B.", CASHIER[1])
+            store.add(SUPERVISOR[0], "Karim S.", SUPERVISOR[1], role="supervisor")
+        backend = Backend.open(cfg, cashiers=store, **kwargs)
+        opened.append(backend)
+        return backend
+
+    yield make
+    for b in opened:
+        b.close()
+
+
+@pytest.fixture
+def ui_app(ui_backend: Callable[..., Backend]) -> Callable[..., Any]:
+    from ui.app import GuichetApp
+
+    def make(cfg: config.Config | None = None, **kwargs: Any) -> GuichetApp:
+        backend_kw = {k: kwargs.pop(k) for k in ("authorizers",) if k in kwargs}
+        return GuichetApp(ui_backend(cfg, **backend_kw), **kwargs)
+
+    return make
+
+
+async def wait_for(pilot: Pilot[Any], cond: Callable[[], Any], what: str, rounds: int = 400) -> Any:
+    """Let the app run until cond() is truthy (bounded: ~20 s of 50 ms pauses); fail naming `what`."""
+    for _ in range(rounds):
+        value = cond()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def screen_name(pilot: Pilot[Any]) -> str:
+    return type(pilot.app.screen).__name__
+
+
+def text_of(pilot: Pilot[Any], selector: str) -> str:
+    from textual.widgets import Static
+
+    w = pilot.app.screen.query_one(selector, Static)
+    return str(w.render())
+
+
+async def type_into(pilot: Pilot[Any], selector: str, text: str, enter: bool = True) -> None:
+    from textual.widgets import Input
+
+    pilot.app.screen.query_one(selector, Input).focus()
+    await pilot.pause()
+    await pilot.press(*list(text))
+    if enter:
+        await pilot.press("enter")
+
+
+async def login(pilot: Pilot[Any], who: tuple[str, str] = CASHIER) -> None:
+    await wait_for(pilot, lambda: screen_name(pilot) == "LoginScreen", "the login screen")
+    await wait_for(pilot, lambda: pilot.app.screen.query("#cashier-id"), "the login form")
+    await type_into(pilot, "#cashier-id", who[0])
+    await type_into(pilot, "#pin", who[1])
+    await wait_for(pilot, lambda: screen_name(pilot) in ("PaymentScreen", "UnknownScreen"), "login")
+
+
+Waiter = Callable[[Pilot[Any], Callable[[], Any], str], Awaitable[Any]]

@@ -1,0 +1,277 @@
+"""The cashier's Textual app.
+
+    from ui.app import GuichetApp, run
+    run(config)                                   # what `guichet run` calls: opens the agent, runs the UI
+
+    app = GuichetApp(Backend.open(config))        # tests: async with app.run_test() as pilot: ...
+
+Screens: login -> payment (F2) with history (F3), needs attention (F4), unknown outcomes (F6),
+Z report / close shift (F7); F8 switches language (fr -> ar -> en); F10 logs out.
+All blocking work (PIN hashing, lookups, payments, settling, sync, status polling) runs in thread
+workers that post messages back; handlers only repaint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from config import Config
+from ui import i18n
+from ui.backend import Backend
+from ui.i18n import _
+from ui.messages import DeviceUpdate, LinkInfo, QueueInfo, StatusUpdate
+from ui.widgets.status_bar import StatusBar
+
+log = logging.getLogger(__name__)
+
+
+class GuichetApp(App[int]):
+    """The counter. `backend` holds the agent pieces; `demo` (optional) the simulated devices."""
+
+    CSS_PATH = "guichet.tcss"
+    TITLE = "guichet"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("f2", "goto('payment')", "Payment"),
+        Binding("f3", "goto('history')", "History"),
+        Binding("f4", "goto('attention')", "Attention"),
+        Binding("f6", "goto('unknown')", "Unknown"),
+        Binding("f7", "goto('zreport')", "Z report"),
+        Binding("f8", "language", "Language"),
+        Binding("f10", "logout", "Log out"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        demo: Any = None,
+        clock: Callable[[], datetime] | None = None,
+        run_sync: bool = True,
+        status_interval: float = 1.0,
+        auto_login: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.config: Config = backend.config
+        self.demo = demo
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.run_sync = run_sync
+        self.status_interval = status_interval
+        self.auto_login = auto_login
+        self.cashier: Any = None
+        self.shift: Any = None
+        self.link = LinkInfo(online=None)
+        self.queue = QueueInfo()
+        self.devices: dict[str, str] = {}
+        self.last_lookup_online: bool | None = None
+        self.sync_worker: Any = None
+        self.stop_event = threading.Event()
+        self.status_wakeup = threading.Event()
+        i18n.set_language(self.config.ui.language, bidi=self.config.ui.bidi)
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from ui.screens.login import LoginScreen
+
+        self.push_screen(LoginScreen())
+        self.status_loop()
+        if self.run_sync:
+            self.sync_loop()
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()
+        self.status_wakeup.set()
+
+    def make_status_bar(self) -> StatusBar:
+        bar = StatusBar(clock=self.clock, warn_after=self.config.offline.warn_after)
+        bar.link, bar.queue, bar.devices = self.link, self.queue, dict(self.devices)
+        bar.cashier = self.cashier_label()
+        return bar
+
+    def cashier_label(self) -> str:
+        if self.cashier is None:
+            return ""
+        return f"{self.cashier.name} ({self.cashier.cashier_id})"
+
+    def _status_bars(self) -> list[StatusBar]:
+        bars: list[StatusBar] = []
+        for screen in self.screen_stack:
+            bars.extend(screen.query(StatusBar))
+        return bars
+
+    # -- workers: status polling and upload ----------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="status", name="status")
+    def status_loop(self) -> None:
+        """Reads queue figures from a journal connection of its own, about once a second."""
+        journal = self.backend.open_journal()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.post_message(StatusUpdate(self._link_now(), self._queue_now(journal)))
+                except Exception as e:  # a busy database must not kill the status bar
+                    log.warning("status: %s", e)
+                self.status_wakeup.wait(self.status_interval)
+                self.status_wakeup.clear()
+        finally:
+            journal.close()
+
+    def refresh_status(self) -> None:
+        """Ask the status worker for fresh figures now (after a payment, a settle...)."""
+        self.status_wakeup.set()
+
+    def _link_now(self) -> LinkInfo:
+        if self.sync_worker is not None:
+            st = self.sync_worker.status()
+            return LinkInfo(online=st.online, since=st.since, retry_in=st.retry_in, last_error=st.last_error)
+        return LinkInfo(online=self.last_lookup_online, since=self.link.since)
+
+    @staticmethod
+    def _queue_now(journal: Any) -> QueueInfo:
+        stats = journal.queue_stats()
+        return QueueInfo(
+            count=stats.count,
+            total=dict(stats.total),
+            oldest_captured_at=_as_dt(stats.oldest_captured_at),
+            needs_attention=stats.needs_attention,
+            unknown=stats.unknown,
+        )
+
+    @work(thread=True, exit_on_error=False, group="sync", name="sync")
+    def sync_loop(self) -> None:
+        """Uploads the outbox while the UI runs, unless another process (the service) already does."""
+        from agent.billing import BillingClient
+        from agent.errors import AlreadyRunning
+        from agent.sync import SyncWorker, UploadLock
+
+        try:
+            with UploadLock(self.backend.state_dir):
+                journal = self.backend.open_journal()
+                try:
+                    client = BillingClient(self.config)
+                    self.sync_worker = SyncWorker(self.config, journal, client, self.backend.bills)
+                    self.sync_worker.run_forever(self.stop_event, on_round=lambda *_a: self.refresh_status())
+                finally:
+                    journal.close()
+                    client.close()
+        except AlreadyRunning:
+            log.info("another process uploads this journal; the UI only shows the queue")
+
+    def on_status_update(self, msg: StatusUpdate) -> None:
+        if msg.link.online is False and self.link.online is not False and msg.link.since is None:
+            msg.link.since = self.clock()
+        self.link, self.queue = msg.link, msg.queue
+        for bar in self._status_bars():
+            bar.update_status(msg.link, msg.queue)
+
+    def on_device_update(self, msg: DeviceUpdate) -> None:
+        self.devices[msg.kind] = msg.state
+        for bar in self._status_bars():
+            bar.update_device(msg.kind, msg.state)
+
+    def note_lookup(self, online: bool) -> None:
+        """Without our own sync worker, the last lookup tells whether the server answers."""
+        if self.sync_worker is None:
+            if not online and self.last_lookup_online is not False:
+                self.link = LinkInfo(online=False, since=self.clock())
+            self.last_lookup_online = online
+            self.refresh_status()
+
+    # -- session ------------------------------------------------------------------------------------------
+
+    def logged_in(self, cashier: Any, shift: Any, unknown: int = 0) -> None:
+        """After a good PIN: the payment screen, and straight to unknown outcomes if there are any."""
+        from ui.screens.payment import PaymentScreen
+
+        self.cashier, self.shift = cashier, shift
+        for bar in self._status_bars():
+            bar.set_cashier(self.cashier_label())
+        self.switch_screen(PaymentScreen())
+        if unknown:
+            self.call_after_refresh(self.action_goto, "unknown")
+
+    def action_logout(self) -> None:
+        from ui.screens.login import LoginScreen
+
+        if self.cashier is None:
+            return
+        self.cashier = None
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen())
+
+    def action_goto(self, name: str) -> None:
+        if self.cashier is None:
+            return
+        from ui.screens.history import HistoryScreen
+        from ui.screens.unknown import UnknownScreen
+        from ui.screens.zreport import ZReportScreen
+
+        factories: dict[str, Callable[[], Screen[Any]]] = {
+            "history": lambda: HistoryScreen(mode="today"),
+            "attention": lambda: HistoryScreen(mode="attention"),
+            "unknown": UnknownScreen,
+            "zreport": ZReportScreen,
+        }
+        # Don't leave a payment screen waiting on money: modal screens (the wait panel) stay.
+        if getattr(self.screen, "is_modal", False):
+            return
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if name in factories:
+            self.push_screen(factories[name]())
+
+    def action_language(self) -> None:
+        langs = i18n.LANGUAGES
+        self.set_language(langs[(langs.index(i18n.language()) + 1) % len(langs)])
+
+    def set_language(self, language: str) -> None:
+        """Switch language at run time: every screen is composed again from its own state."""
+        i18n.set_language(language)
+        for screen in self.screen_stack:
+            screen.set_class(i18n.is_rtl(), "-rtl")
+            relabel = getattr(screen, "relabel", None)
+            if relabel:
+                relabel()
+            else:
+                screen.refresh(recompose=True)
+        self.refresh_bindings()
+
+    def on_screen_resume(self) -> None:
+        self.screen.set_class(i18n.is_rtl(), "-rtl")
+
+    def tr(self, message: str) -> str:
+        return _(message)
+
+
+def _as_dt(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def run(config: Config, *, backend: Backend | None = None) -> None:
+    """`guichet run`: the cashier UI on this terminal, with the upload worker inside."""
+    own = backend is None
+    backend = backend or Backend.open(config)
+    try:
+        recover = getattr(backend.journal, "recover", None)
+        if recover:
+            recover(actor="recovery")
+        GuichetApp(backend).run()
+    finally:
+        if own:
+            backend.close()

@@ -1,0 +1,142 @@
+"""The Z report of the open shift (F7), and closing the shift.
+
+Totals come from the journal (agent.cashiers.z_report): per method, per cashier, online vs offline,
+declined/cancelled counts, and the payments needing attention. Closing keeps the report with the shift
+in cashiers.db and logs the cashier out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Static
+
+from ui.i18n import _, shape, t
+from ui.messages import Loaded
+from ui.screens.base import CounterScreen
+from ui.text import error_text, local_hm, method_label, money, state_label
+
+
+def _totals(tot: Any) -> str:
+    amounts = tot["amounts"] if isinstance(tot, dict) else tot.amounts
+    count = tot["count"] if isinstance(tot, dict) else tot.count
+    money_text = ", ".join(money(v, c) for c, v in sorted(amounts.items())) or "0"
+    return f"{count} × · {money_text}"
+
+
+def report_text(rep: dict[str, Any]) -> str:
+    """A Z report dict (ZReport.to_dict()) as lines, in the current language (logical order)."""
+    lines = [
+        f"{_('Z report')} · {rep['terminal_id']}",
+        f"{_('From')} {rep['since'][:16].replace('T', ' ')} {_('to')} {rep['until'][:16].replace('T', ' ')}",
+        "",
+        f"{_('Total taken')}: {_totals(rep['total'])}",
+        "",
+        _("Per method") + ":",
+    ]
+    for m, tot in sorted(rep["by_method"].items()):
+        lines.append(f"  {method_label(m)}: {_totals(tot)}")
+    lines.append(_("Per cashier") + ":")
+    for c, tot in sorted(rep["by_cashier"].items()):
+        lines.append(f"  {c}: {_totals(tot)}")
+    lines += [
+        f"{_('Online')}: {_totals(rep['online'])}",
+        f"{_('Offline')}: {_totals(rep['offline'])}",
+        f"{_('Not yet sent')}: {_totals(rep['unsent'])}",
+        f"{_('Declined')}: {rep['declined']}   {_('Cancelled')}: {rep['cancelled']}",
+        "",
+        f"{_('Needs attention')}: {len(rep['needs_attention'])}",
+    ]
+    for item in rep["needs_attention"]:
+        why = item.get("notice") or state_label(item["state"])
+        lines.append(
+            f"  {item['receipt_number']}  {item['bill_reference']}  {money(item['amount'], item['currency'])}  {why}"
+        )
+    return "\n".join(lines)
+
+
+class ZReportScreen(CounterScreen):
+    TITLE_TEXT = "Z report"
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: dict[str, Any] | None = None
+        self.closed = False
+        self.confirming = False
+
+    def body(self) -> ComposeResult:
+        shift = self.gapp.shift
+        with Vertical(id="z-box"):
+            opened = local_hm(shift.opened_at) if shift else "-"
+            yield Static(t("Shift opened at {hm}", hm=opened), classes="hint")
+            with VerticalScroll():
+                yield Static(shape(report_text(self.report)) if self.report else t("Computing…"), id="z-text")
+            with Horizontal(classes="buttons"):
+                yield Button(
+                    t("Log out") if self.closed else t("Close the shift"),
+                    id="z-close",
+                    variant="warning",
+                )
+            yield Static("", id="z-message", classes="message")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exit_on_error=False, group="z", exclusive=True)
+    def load(self) -> None:
+        app = self.gapp
+        try:
+            rep = app.backend.cashiers.shift_report(
+                app.shift.shift_id, app.backend.journal, terminal_id=app.config.terminal.id
+            )
+        except Exception as e:
+            self.post_message(Loaded("z", error=e))
+            return
+        self.post_message(Loaded("z", rep.to_dict()))
+
+    @work(thread=True, exit_on_error=False, group="z", exclusive=True)
+    def close_shift(self) -> None:
+        app = self.gapp
+        try:
+            rep = app.backend.cashiers.close_shift(
+                app.shift.shift_id,
+                app.backend.journal,
+                closed_by=app.cashier.cashier_id,
+                terminal_id=app.config.terminal.id,
+            )
+        except Exception as e:
+            self.post_message(Loaded("z-closed", error=e))
+            return
+        self.post_message(Loaded("z-closed", rep.to_dict()))
+
+    def on_loaded(self, msg: Loaded) -> None:
+        if msg.error is not None:
+            self.query_one("#z-message", Static).update(error_text(msg.error))
+            return
+        self.report = msg.data
+        self.query_one("#z-text", Static).update(shape(report_text(msg.data)))
+        if msg.what == "z-closed":
+            self.closed = True
+            self.query_one("#z-close", Button).label = t("Log out")
+            self.query_one("#z-message", Static).update(t("Shift closed."))
+
+    @on(Button.Pressed, "#z-close")
+    def _close(self) -> None:
+        if self.closed:
+            self.gapp.shift = None
+            self.gapp.action_logout()
+            return
+        if not self.confirming:
+            self.confirming = True
+            self.query_one("#z-message", Static).update(t("Press again to close the shift"))
+            return
+        self.close_shift()
+
+    def action_back(self) -> None:
+        if not self.closed:
+            self.app.pop_screen()

@@ -1,0 +1,132 @@
+"""What the cashier reads: amounts, states, methods, device status and errors, translated and shaped.
+
+    money(345600, "DZD")          -> "3456.00 DZD"
+    state_label("unknown")        -> "issue inconnue" (fr)
+    error_text(BillNotFound(...)) -> "Facture introuvable — bill 4107… not found"
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from config.money import format_amount
+from ui.i18n import N_, _, shape, t
+
+STATE_LABELS = {
+    "created": N_("created"),
+    "authorizing": N_("authorising"),
+    "approved": N_("approved"),
+    "uploaded": N_("uploaded"),
+    "declined": N_("declined"),
+    "cancelled": N_("cancelled"),
+    "unknown": N_("unknown outcome"),
+    "rejected": N_("rejected by the server"),
+}
+
+METHOD_LABELS = {
+    "card_terminal": N_("Card on the terminal (TPE)"),
+    "card_reader": N_("Card in the reader"),
+    "cash": N_("Cash"),
+}
+
+WAIT_LABELS = {
+    "starting": N_("Starting…"),
+    "insert_card": N_("Insert or tap the card"),
+    "reading_card": N_("Reading the card…"),
+    "pin_on_terminal": N_("The customer types the PIN on the terminal"),
+    "authorising": N_("Authorising…"),
+    "remove_card": N_("Remove the card"),
+    "cancelling": N_("Cancelling…"),
+}
+
+SERVICE_LABELS = {
+    "water": N_("water"),
+    "electricity": N_("electricity"),
+    "gas": N_("gas"),
+    "sanitation": N_("sanitation"),
+}
+
+BILL_STATUS_LABELS = {
+    "unpaid": N_("unpaid"),
+    "partially_paid": N_("partially paid"),
+    "paid": N_("paid"),
+    "cancelled": N_("cancelled"),
+}
+
+# Headlines for the agent's errors, by class name; the agent's own one-line detail follows.
+ERROR_HEADLINES = {
+    "BillNotFound": N_("Bill not found"),
+    "BillNotPayable": N_("This bill cannot be paid"),
+    "OfflineLimitExceeded": N_("Offline limit reached: wait for the link to come back"),
+    "BillBlocked": N_("A payment of this bill has an unknown outcome: settle it first"),
+    "InvalidAmount": N_("Invalid amount"),
+    "MoneyError": N_("Invalid amount"),
+    "MethodUnavailable": N_("Payment method unavailable"),
+    "ServerUnreachable": N_("Billing server unreachable"),
+    "LoginFailed": N_("Unknown cashier or wrong PIN"),
+    "LockedOut": N_("Too many wrong PINs: account locked"),
+    "NotSupervisor": N_("A supervisor is required"),
+    "ShiftError": N_("Shift error"),
+    "CashierError": N_("Refused"),
+    "ApiError": N_("The billing server refused the request"),
+    "RetryLater": N_("The billing server is busy: try again shortly"),
+}
+
+
+def value(v: Any) -> str:
+    """An enum member or a string, as its plain value."""
+    return str(getattr(v, "value", v))
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{format_amount(amount, currency)} {currency}"
+
+
+def state_label(state: Any) -> str:
+    s = value(state)
+    return _(STATE_LABELS.get(s, s))
+
+
+def method_label(method: str) -> str:
+    return _(METHOD_LABELS.get(method, method))
+
+
+def wait_label(key: str) -> str:
+    return _(WAIT_LABELS.get(key, key))
+
+
+def error_text(exc: BaseException) -> str:
+    """A translated headline plus the agent's precise one-line message (naming the field at fault)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ERROR_HEADLINES:
+            head = _(ERROR_HEADLINES[cls.__name__])
+            break
+    else:
+        head = _("Error")
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return shape(f"{head} — {detail}")
+
+
+def age_text(seconds: float) -> str:
+    """A short age: "45 s", "12 min", "3 h 05"."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return t("{n} s", n=s)
+    if s < 3600:
+        return t("{n} min", n=s // 60)
+    return t("{h} h {m:02d}", h=s // 3600, m=(s % 3600) // 60)
+
+
+def parse_time(ts: str | datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def local_hm(ts: str | datetime | None) -> str:
+    dt = parse_time(ts)
+    return dt.astimezone().strftime("%H:%M") if dt else "--:--"

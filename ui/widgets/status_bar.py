@@ -1,0 +1,132 @@
+"""The status bar, always at the bottom: link, unsent payments, reader, terminal, cashier, clock.
+
+It never reads anything itself: the app hands it the latest `StatusUpdate`/`DeviceUpdate` figures and
+it repaints from them (and ticks the clock once a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+from ui import i18n
+from ui.i18n import t
+from ui.messages import LinkInfo, QueueInfo
+from ui.text import age_text, local_hm, money
+
+
+class StatusBar(Horizontal):
+    """One line: each part is a Static with an id so tests can read it."""
+
+    DEFAULT_CSS = """
+    StatusBar { dock: bottom; height: 1; background: $panel; }
+    StatusBar > Static { width: auto; padding: 0 1; }
+    StatusBar > #sb-link.-offline { background: $error; color: $text; }
+    StatusBar > #sb-link.-online { color: $success; }
+    StatusBar > #sb-queue.-late { background: $error; color: $text; text-style: bold; }
+    StatusBar > #sb-spacer { width: 1fr; }
+    """
+
+    def __init__(self, clock: Callable[[], datetime] | None = None, warn_after: float = 14_400) -> None:
+        super().__init__()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.warn_after = warn_after
+        self.link = LinkInfo(online=None)
+        self.queue = QueueInfo()
+        self.devices: dict[str, str] = {}
+        self.cashier: str = ""
+
+    def compose(self) -> ComposeResult:
+        parts = [
+            Static(id="sb-link"),
+            Static(id="sb-queue"),
+            Static(id="sb-devices"),
+            Static(id="sb-spacer"),
+            Static(id="sb-cashier"),
+            Static(id="sb-clock"),
+        ]
+        # Right-to-left: the line reads from the right, so the link state sits at the right edge.
+        yield from reversed(parts) if i18n.is_rtl() else parts
+
+    def on_mount(self) -> None:
+        self.repaint()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self.query_one("#sb-clock", Static).update(self.clock().astimezone().strftime("%H:%M:%S"))
+        self._paint_queue()
+
+    def update_status(self, link: LinkInfo, queue: QueueInfo) -> None:
+        self.link = link
+        self.queue = queue
+        if self.is_mounted:
+            self.repaint()
+
+    def update_device(self, kind: str, state: str) -> None:
+        self.devices[kind] = state
+        if self.is_mounted:
+            self.repaint()
+
+    def set_cashier(self, name: str) -> None:
+        self.cashier = name
+        if self.is_mounted:
+            self.repaint()
+
+    def link_text(self) -> str:
+        link = self.link
+        if link.online is None:
+            return t("Link: …")
+        if link.online:
+            return t("Online")
+        text = t("Offline since {hm}", hm=local_hm(link.since)) if link.since else t("Offline")
+        if link.retry_in is not None:
+            text += " · " + t("retrying in {n} s", n=int(max(0, link.retry_in)))
+        return text
+
+    def queue_text(self) -> str:
+        q = self.queue
+        if not q.count:
+            text = t("Unsent: 0")
+        else:
+            totals = ", ".join(money(v, c) for c, v in sorted((q.total or {}).items()))
+            text = t("Unsent: {count} ({total})", count=q.count, total=totals)
+            if q.oldest_captured_at:
+                text += " · " + t("oldest {age}", age=age_text(self.oldest_age() or 0))
+        if q.unknown:
+            text += " · " + t("{n} unknown", n=q.unknown)
+        if q.needs_attention:
+            text += " · " + t("{n} need attention", n=q.needs_attention)
+        return text
+
+    def oldest_age(self) -> float | None:
+        oldest = self.queue.oldest_captured_at
+        if oldest is None or not self.queue.count:
+            return None
+        return (self.clock() - oldest).total_seconds()
+
+    def is_late(self) -> bool:
+        age = self.oldest_age()
+        return age is not None and age > self.warn_after
+
+    def repaint(self) -> None:
+        link = self.query_one("#sb-link", Static)
+        link.update(self.link_text())
+        link.set_class(self.link.online is False, "-offline")
+        link.set_class(self.link.online is True, "-online")
+        self._paint_queue()
+        devs = []
+        for kind, label in (("reader", t("Reader")), ("terminal", t("TPE"))):
+            if kind in self.devices:
+                devs.append(f"{label}: {i18n.shape(i18n._(self.devices[kind]))}")
+        self.query_one("#sb-devices", Static).update(" · ".join(devs))
+        self.query_one("#sb-cashier", Static).update(i18n.shape(self.cashier))
+        self.query_one("#sb-clock", Static).update(self.clock().astimezone().strftime("%H:%M:%S"))
+
+    def _paint_queue(self) -> None:
+        queue = self.query_one("#sb-queue", Static)
+        queue.update(self.queue_text())
+        queue.set_class(self.is_late(), "-late")
