@@ -214,6 +214,13 @@ class TpeSimulator:
                 raise ValueError(f"behaviour: {b!r} is not one of {', '.join(BEHAVIOURS)}")
         self._script.extend(behaviours)
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until the exchange in progress is over; True if idle."""
+        end = time.monotonic() + timeout
+        while self.busy.is_set() and time.monotonic() < end:
+            time.sleep(0.005)
+        return not self.busy.is_set()
+
     def start(self) -> TpeSimulator:
         self._thread = threading.Thread(target=self.serve, name="tpe-sim", daemon=True)
         self._thread.start()
@@ -399,11 +406,14 @@ class TpeSimulator:
                 deadline = time.monotonic() + self.ack_timeout
                 continue
             if b == STX:
+                damaged = False
                 break
             if b == LINE_ERROR:
+                # A flagged byte where STX should be: a damaged frame starts; it ends in a NAK.
                 ex.line_errors += 1
+                damaged = True
+                break
         frame = bytearray([STX])
-        damaged = False
         while len(frame) < 256:
             b = self.recv(time.monotonic() + self.ack_timeout)
             if b is None:
