@@ -15,6 +15,8 @@ server check sends one heartbeat.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import grp
 import os
 import pwd
@@ -307,7 +309,6 @@ def _is_url(port: str) -> bool:
 
 def check_serial(cfg: Config | None) -> Check:
     """The TPE port: present, ours to open (dialout), not held by another program."""
-    import serial
     from serial.tools import list_ports
 
     found = [p.device for p in list_ports.comports()]
@@ -328,19 +329,24 @@ def check_serial(cfg: Config | None) -> Check:
             me = _user_name(os.geteuid())
             return failed(name, f"{port} belongs to group {group}; {me} may not open it",
                           f"usermod -a -G {group} {me} (then log in again / restart the service)")
+    if _is_url(port):
+        return passed(name, f"{port} (a network URL: checked by the TPE handshake)")
+    # Open and lock it as pyserial's exclusive=True does (flock), without touching the line settings:
+    # a port another program holds answers EWOULDBLOCK (flock) or EBUSY (TIOCEXCL).
     try:
-        # exclusive=True takes the flock other pyserial programs take: a held port answers "busy".
-        s = serial.serial_for_url(port, do_not_open=True, baudrate=cfg.tpe.baud if cfg else 9600, timeout=0)
-        if not _is_url(port):
-            s.exclusive = True
-        s.open()
-        s.close()
-    except (serial.SerialException, OSError, ValueError) as e:
-        text = str(e)
-        if "lock" in text.lower() or "busy" in text.lower() or getattr(e, "errno", None) == 16:
-            return failed(name, f"{port} is busy: another program holds it ({text})",
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            return failed(name, f"{port} is busy: another program holds it exclusively",
                           f"find it with `fuser -v {port}` and stop it (ModemManager or a second guichet?)")
-        return failed(name, f"{port} cannot be opened: {text}", "check the cable and tpe.port")
+        return failed(name, f"{port} cannot be opened: {e.strerror}", "check the cable and tpe.port")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return failed(name, f"{port} is busy: another program holds it (locked)",
+                      f"find it with `fuser -v {port}` and stop it (ModemManager or a second guichet?)")
+    finally:
+        os.close(fd)  # closing drops our lock too
     return passed(name, f"{port} opens")
 
 
