@@ -14,7 +14,7 @@ import email.utils
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -83,7 +83,7 @@ class BillingClient:
         except requests.exceptions.SSLError as e:
             raise ServerUnreachable(f"billing server: TLS error: {_short(e)}") from None
         except requests.RequestException as e:
-            raise ServerUnreachable(f"billing server unreachable: {_short(e)}") from None
+            raise ServerUnreachable(f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}") from None
         if r.status_code in (429, 503):
             wait = parse_retry_after(r.headers.get("Retry-After"))
             raise RetryLater(f"billing server busy ({r.status_code}), retry after {wait or 0:g} s", wait)
@@ -215,6 +215,26 @@ def _check_bill(b: Any) -> None:
         v = b.get(key)
         if not isinstance(v, kind) or isinstance(v, bool):
             raise ServerUnreachable(f"billing server: bill field {key!r} missing or not {kind.__name__}")
+
+
+_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "unknown host name"),
+    ("Temporary failure in name resolution", "host name lookup failed"),
+    ("No route to host", "no route to host"),
+    ("Network is unreachable", "network unreachable"),
+    ("RemoteDisconnected", "the server closed the connection without answering"),
+    ("Connection aborted", "the connection dropped before the answer"),
+    ("Connection reset", "connection reset"),
+)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e)
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    return _short(e)
 
 
 def _short(e: Exception) -> str:

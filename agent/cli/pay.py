@@ -237,7 +237,7 @@ def sync(ctx: click.Context, once: bool) -> None:
             actx.recover_if_idle()
             worker = actx.sync_worker()
             if once:
-                report = worker.run_once()
+                report, _ = worker.step()  # upload, then bill cache and heartbeat when the link is up
                 _print_report(report)
                 if report.error:
                     fail(f"upload stopped: {report.error} ({report.remaining} left)")
