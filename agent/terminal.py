@@ -117,8 +117,9 @@ class TerminalAuthorizer:
                 "expiry": None,
                 "aid": None,
             }
+            # E+ has no separate authorisation-number field: terminals put it in the private data.
             return AuthOutcome(
-                "approved", card=card, reference=r.private.strip() or None,
+                "approved", card=card, code=r.private.strip(), reference=None,
                 message="approved by the terminal", detail=detail,
             )
         if isinstance(result, Refused):
