@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -62,6 +63,14 @@ def config_group() -> None:
 @click.option("--agency-id", help="Agency id, e.g. ORAN-07.")
 @click.option("--server-url", help="Billing server URL.")
 @click.option("--state-dir", help="Journal directory.")
+@click.option("--token", help="This terminal's server token (prefer the prompt: not kept in shell history).")
+@click.option("--reader", help="PC/SC reader name (substring); empty = first with a card.")
+@click.option("--tpe-port", help="TPE serial port or pyserial URL; empty = none.")
+@click.option(
+    "--interactive/--no-interactive",
+    default=None,
+    help="Ask for what the options do not give (default: when stdin is a terminal).",
+)
 @click.pass_context
 def init(
     ctx: click.Context,
@@ -70,26 +79,36 @@ def init(
     agency_id: str | None,
     server_url: str | None,
     state_dir: str | None,
+    token: str | None = None,
+    reader: str | None = None,
+    tpe_port: str | None = None,
+    interactive: bool | None = None,
 ) -> None:
-    """Write a commented config (mode 0600) with a fresh PAN key."""
-    overrides = {
-        k: v
-        for k, v in {
-            "terminal.id": terminal_id,
-            "terminal.agency_id": agency_id,
-            "server.url": server_url,
-            "state.dir": state_dir,
-        }.items()
-        if v
+    """Write a commented config (mode 0600) with a fresh PAN key; on a terminal, ask the technician."""
+    given = {
+        "terminal.id": terminal_id,
+        "terminal.agency_id": agency_id,
+        "server.url": server_url,
+        "state.dir": state_dir,
+        "server.token": token,
+        "cards.reader": reader,
+        "tpe.port": tpe_port,
     }
     path = _path(ctx)
+    if path.exists() and not force:
+        _fail(f"{path}: already exists (use --force to replace it)")
+    if interactive if interactive is not None else sys.stdin.isatty():
+        from config.enrol import ask
+
+        given.update(ask(given))
+    overrides = {k: v for k, v in given.items() if v}
     try:
         init_config(path, force=force, **overrides)
     except ConfigError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"{path}: cannot write: {e.strerror}", 1)
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {path} (mode 0600; secrets not shown)")
 
 
 @config_group.command("show")
