@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import sys
+import threading
+from typing import Any
 
 import click
 
 from agent.cli.common import fail, get_config
 from agent.logs import setup_logging
+from agent.notify import Notifier
 
 
 @click.command()
@@ -30,7 +34,9 @@ def run(ctx: click.Context, headless: bool, log_level: str | None) -> None:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level: {level!r} is not DEBUG, INFO, WARNING or ERROR", usage=True)
     config = get_config(ctx)
-    setup_logging(level)
+    if headless or not sys.stderr.isatty():
+        # Log lines on the terminal the UI draws on would garble it: there, the UI shows what matters.
+        setup_logging(level)
     if headless:
         from agent import service
 
@@ -42,9 +48,34 @@ def run(ctx: click.Context, headless: bool, log_level: str | None) -> None:
     ui_run = getattr(app, "run", None)
     if not callable(ui_run):
         fail("the cashier UI is not available in this build (ui.app has no run()); use `guichet run --headless`")
-    # The UI owns its event loop: it gets the notifier if it can use it (READY/WATCHDOG from its loop).
-    from agent.notify import Notifier
+    sys.exit(_run_ui(ui_run, config))
 
-    params = inspect.signature(ui_run).parameters
-    result = ui_run(config, notifier=Notifier.from_env()) if "notifier" in params else ui_run(config)
-    sys.exit(result if isinstance(result, int) else 0)
+
+def _run_ui(ui_run: Any, config: Any) -> int:
+    """The UI owns its event loop, so it should send READY=1 and WATCHDOG=1 itself: it gets the notifier
+    when ui.app.run() takes a `notifier` argument. Otherwise READY=1 goes out just before the UI starts and
+    a keep-alive thread pings the watchdog for the process (a frozen UI is then not detected; logged)."""
+    notifier = Notifier.from_env()
+    if "notifier" in inspect.signature(ui_run).parameters:
+        result = ui_run(config, notifier=notifier)
+        return result if isinstance(result, int) else 0
+    stop = threading.Event()
+    if notifier.enabled:
+        notifier.ready(status="cashier UI starting")
+        interval = notifier.ping_interval
+        if interval is not None:
+            logging.getLogger("guichet.run").warning(
+                "ui.app.run() takes no notifier: the watchdog covers the process, not the UI's event loop"
+            )
+
+            def keepalive() -> None:
+                while not stop.wait(interval):
+                    notifier.watchdog()
+
+            threading.Thread(target=keepalive, name="watchdog-keepalive", daemon=True).start()
+    try:
+        result = ui_run(config)
+    finally:
+        stop.set()
+        notifier.stopping()
+    return result if isinstance(result, int) else 0
