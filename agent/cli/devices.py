@@ -1,17 +1,71 @@
-"""`guichet devices` and `guichet card read`."""
+"""`guichet devices` and `guichet card read`.
+
+    guichet devices [--json]        PC/SC readers (card present? ATR, interface) and serial ports
+    guichet card read [--reader NAME] [--timeout S] [--json]
+        {"reader", "atr", "interface", "aid", "label", "scheme", "pan_masked", "expiry", "apdu_count",
+         "elapsed_ms"}: the masked PAN only, never the full one.
+"""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import click
 
-from agent.cli.common import _stub
+from agent.cli.common import fail, get_config, print_json
+
+CARD_READ_FIELDS = ("reader", "atr", "interface", "aid", "label", "scheme", "pan_masked", "expiry", "apdu_count",
+                    "elapsed_ms")
+
+
+def _serial_ports() -> list[dict[str, Any]]:
+    from serial.tools import list_ports
+
+    return [
+        {"device": p.device, "description": p.description or "", "hwid": p.hwid or ""}
+        for p in sorted(list_ports.comports(), key=lambda p: p.device)
+    ]
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def devices(as_json: bool) -> None:
     """PC/SC readers and serial ports, with what is attached."""
-    _stub("devices")
+    from drivers import pcsc
+
+    readers: list[dict[str, Any]] = []
+    pcsc_error: str | None = None
+    try:
+        for st in pcsc.reader_states():
+            readers.append({
+                "name": st.name,
+                "card_present": st.card_present,
+                "atr": st.atr.hex().upper() if st.card_present else "",
+                "interface": pcsc.detect_interface(st.name, st.atr) if st.card_present else "",
+            })
+    except pcsc.PcscError as e:
+        pcsc_error = str(e)
+    ports = _serial_ports()
+    if as_json:
+        print_json({"readers": readers, "serial_ports": ports, "pcsc_error": pcsc_error})
+    else:
+        click.echo("PC/SC readers:")
+        if pcsc_error:
+            click.echo("  (unavailable)")
+        elif not readers:
+            click.echo("  (none)")
+        for r in readers:
+            card = f"card present ({r['interface']}), ATR {r['atr']}" if r["card_present"] else "no card"
+            click.echo(f"  {r['name']}: {card}")
+        click.echo("Serial ports:")
+        if not ports:
+            click.echo("  (none)")
+        for p in ports:
+            hwid = f" [{p['hwid']}]" if p["hwid"] not in ("", "n/a") else ""
+            click.echo(f"  {p['device']}: {p['description']}{hwid}")
+    if pcsc_error:
+        fail(pcsc_error)
 
 
 @click.group()
@@ -20,9 +74,32 @@ def card() -> None:
 
 
 @card.command("read")
-@click.option("--reader", default=None)
-@click.option("--timeout", type=float, default=None)
-@click.option("--json", "as_json", is_flag=True)
-def card_read(reader: str | None, timeout: float | None, as_json: bool) -> None:
+@click.option("--reader", default=None, help="Reader name (substring); default: cards.reader, else any.")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for a card (default: cards.read_timeout).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def card_read(ctx: click.Context, reader: str | None, timeout: float | None, as_json: bool) -> None:
     """Wait for a card and read it (masked PAN only)."""
-    _stub("card read")
+    from agent.cards import CardReadError, read_card
+
+    config = get_config(ctx)
+    if timeout is not None and timeout <= 0:
+        fail("--timeout: must be more than 0 seconds", usage=True)
+    if not as_json:
+        click.echo("Insert or tap a card...", err=True)
+    try:
+        data = read_card(config, threading.Event(), timeout, reader=reader, allow_expired=True, require_token=False)
+    except CardReadError as e:
+        fail(str(e))
+    try:
+        out = {k: data.to_dict()[k] for k in CARD_READ_FIELDS}
+    finally:
+        data.wipe()
+    if as_json:
+        print_json(out)
+    else:
+        width = max(len(k) for k in CARD_READ_FIELDS)
+        for k in CARD_READ_FIELDS:
+            click.echo(f"{k:<{width}}  {out[k]}")
+    if data.expired:
+        click.echo(f"guichet: warning: this card expired at the end of {data.expiry}", err=True)

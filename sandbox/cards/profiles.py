@@ -4,7 +4,7 @@ The public record has no AID or BIN for CIB or Edahabia. The values below are TE
 the sandbox (RID ``A000000999`` and BINs ``999101``/``999201``); the production ones come from the
 acquirer and go in the config. ``TEST_SCHEMES`` is the matching ``cards.schemes`` for tests and the demo.
 
-    from sandbox.cards.profiles import PROFILES, TEST_PANS, test_cards_config
+    from sandbox.cards.profiles import PROFILES, TEST_PANS, sandbox_cards_config
     PROFILES["cib"].pan, PROFILES["cib"].expected_apdus
 """
 
@@ -33,7 +33,7 @@ TEST_SCHEMES: list[dict[str, Any]] = [
 TEST_AIDS = ["A0000000031010", "A0000000032010", "A0000000041010", "A0000000043060", CIB_TEST_AID, EDAHABIA_TEST_AID]
 
 
-def test_cards_config(**extra: Any) -> dict[str, Any]:
+def sandbox_cards_config(**extra: Any) -> dict[str, Any]:
     """The ``[cards]`` section the tests use (pass to ``config.validate({"cards": ...})``)."""
     return {"hmac_key": "test-hmac-key-not-for-production", "aids": TEST_AIDS, "schemes": TEST_SCHEMES, **extra}
 
@@ -183,9 +183,9 @@ def _profiles() -> dict[str, Profile]:
     p["track2"] = Profile(
         name="track2",
         description="PAN and expiry only in the Track 2 equivalent (57): no 5A, no 5F24",
-        atr=T1_ATR, pan=pan, expiry="2026-09", scheme="VISA",
+        atr=T1_ATR, pan=pan, expiry="2029-09", scheme="VISA",
         apps=[App(aid=bytes.fromhex(VISA_AID), label="VISA", afl=bytes.fromhex("08010100"),
-                  records={(1, 1): record(T.tlv(0x57, track2(pan, "2609")), T.tlv(0x5F28, b"\x00\x12"))})],
+                  records={(1, 1): record(T.tlv(0x57, track2(pan, "2909")), T.tlv(0x5F28, b"\x00\x12"))})],
         expected_apdus=6,
     )
 

@@ -1,0 +1,58 @@
+"""`guichet sandbox card --profile NAME`: a virtual card inserted into the vpcd reader until a signal.
+
+    guichet sandbox card --list
+    guichet sandbox card --profile cib &        # inserted; SIGTERM or Ctrl-C takes it out
+    guichet card read --json
+    kill %1
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from sandbox.cards.card import VirtualCard
+from sandbox.cards.profiles import PROFILES
+from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
+
+
+@click.command("card")
+@click.option("--profile", "profile_name", type=click.Choice(sorted(PROFILES)), help="Which card to insert.")
+@click.option("--list", "list_profiles", is_flag=True, help="List the profiles and exit.")
+@click.option("--host", default=VPCD_HOST, show_default=True, help="vpcd address (loopback).")
+@click.option("--port", default=VPCD_PORT, show_default=True, type=int, help="vpcd port.")
+@click.option("--remove-after", type=float, default=None, help="Take the card out after this many seconds.")
+def card(profile_name: str | None, list_profiles: bool, host: str, port: int, remove_after: float | None) -> None:
+    """A virtual EMV card inserted into the vpcd reader; SIGTERM/SIGINT removes it."""
+    if list_profiles:
+        for name in sorted(PROFILES):
+            click.echo(f"{name:18} {PROFILES[name].description}")
+        return
+    if not profile_name:
+        raise click.UsageError("--profile NAME is required (see --list)")
+    profile = PROFILES[profile_name]
+    link = VpcdLink(VirtualCard(profile), host, port)
+    try:
+        link.start()
+    except ConnectionError as e:
+        raise click.ClickException(str(e)) from None
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    click.echo(f"card {profile.name} inserted into vpcd {host}:{port} ({profile.description})", err=True)
+    waited = 0.0
+    while not stop.is_set() and not link.removed.is_set():
+        stop.wait(0.2)
+        waited += 0.2
+        if remove_after is not None and waited >= remove_after:
+            break
+    pulled = link.removed.is_set()
+    link.remove()
+    click.echo(f"card {profile.name} {'pulled out' if pulled else 'removed'} after {link.apdus} APDUs", err=True)
