@@ -49,6 +49,7 @@ class GuichetApp(App[int]):
         Binding("f7", "goto('zreport')", "Z report"),
         Binding("f8", "language", "Language"),
         Binding("f10", "logout", "Log out"),
+        Binding("ctrl+r", "sync_now", "Upload now"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -169,6 +170,13 @@ class GuichetApp(App[int]):
                     client.close()
         except AlreadyRunning:
             log.info("another process uploads this journal; the UI only shows the queue")
+
+    def action_sync_now(self) -> None:
+        """Start an upload round now instead of waiting for the backoff (the link just came back)."""
+        if self.sync_worker is not None:
+            self.sync_worker.backoff.reset()
+            self.sync_worker.wake()
+        self.refresh_status()
 
     def on_status_update(self, msg: StatusUpdate) -> None:
         if msg.link.online is False and self.link.online is not False and msg.link.since is None:

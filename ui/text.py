@@ -38,6 +38,7 @@ WAIT_LABELS = {
     "authorising": N_("Authorising…"),
     "remove_card": N_("Remove the card"),
     "cancelling": N_("Cancelling…"),
+    "cancel_on_terminal": N_("Cancel on the terminal too (red key), then wait for its answer"),
 }
 
 SERVICE_LABELS = {

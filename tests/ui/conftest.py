@@ -108,3 +108,23 @@ async def login(pilot: Pilot[Any], who: tuple[str, str] = CASHIER) -> None:
 
 
 Waiter = Callable[[Pilot[Any], Callable[[], Any], str], Awaitable[Any]]
+
+
+@pytest.fixture
+def tpe_sim() -> Iterator[Any]:
+    """The TPE simulator on a pty (8N1 at 38400 so frames take milliseconds), approving by default."""
+    from sandbox.tpe.sim import TpeSimulator
+
+    with TpeSimulator.on_pty(baud=38400, framing="8N1", behaviour="approve", pin_delay=0.1) as sim:
+        yield sim
+
+
+@pytest.fixture
+def tpe_config(ui_config: config.Config, tpe_sim: Any) -> config.Config:
+    """ui_config with the TPE simulator as the card terminal (default method), cash as the other."""
+    from config.schema import TpeConfig
+
+    cfg = ui_config.model_copy(deep=True)
+    cfg.tpe = TpeConfig(port=tpe_sim.path, baud=38400, framing="8N1", ack_timeout=1, answer_timeout=2)
+    cfg.payments = PaymentsConfig(default_method="card_terminal", methods=["card_terminal", "cash"])
+    return cfg

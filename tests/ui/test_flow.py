@@ -26,3 +26,158 @@ async def test_cash_payment_shows_receipt_and_is_journaled(ui_app: Any, seeded_r
         assert len(payments) == 1 and payments[0].state == "approved"
         assert payments[0].receipt_number in receipt
         assert payments[0].cashier_id == "c0042"
+
+
+async def pay_one(pilot: Any, ref: str) -> None:
+    app = pilot.app
+    await type_into(pilot, "#reference", ref)
+    await wait_for(pilot, lambda: any(b.reference == ref for b in app.screen.basket), f"bill {ref} in the basket")
+    await pilot.press("f5")
+
+
+async def test_terminal_payment_receipt_shows_masked_card(
+    ui_app: Any, tpe_config: Any, seeded_references: list[str]
+) -> None:
+    app = ui_app(tpe_config, run_sync=False)
+    ref = seeded_references[0]
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        [p] = app.backend.journal.list(bill_reference=ref)
+        receipt = text_of(pilot, "#receipt")
+        assert p.state == "approved" and p.method == "card_terminal"
+        assert p.card["pan_masked"] in receipt and "******" in p.card["pan_masked"]
+        assert p.receipt_number in receipt
+
+
+async def test_declined_card_says_so_and_keeps_the_basket(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    tpe_sim.script("refuse")
+    app = ui_app(tpe_config, run_sync=False)
+    ref = seeded_references[0]
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: "declined" in app.screen.message_kind + app.screen.message.lower()
+                       or "refus" in app.screen.message.lower(), "the decline message")
+        assert screen_name(pilot) == "PaymentScreen"
+        assert [b.reference for b in app.screen.basket] == [ref]  # the cashier can try another card
+        [p] = app.backend.journal.list(bill_reference=ref)
+        assert p.state == "declined"
+
+
+async def test_cancelled_wait_charges_nothing(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    tpe_sim.script("silent")  # the terminal does not answer: the cashier gives up
+    cfg = tpe_config.model_copy(deep=True)
+    cfg.tpe.ack_timeout = 30
+    app = ui_app(cfg, run_sync=False)
+    ref = seeded_references[0]
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "WaitScreen", "the wait panel")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "the end of the wait")
+        assert app.screen.message_kind == "warning"
+        [p] = app.backend.journal.list(bill_reference=ref)
+        assert p.state == "cancelled"
+
+
+async def test_unknown_outcome_is_settled_after_a_restart(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    tpe_sim.script("no_answer")  # the amount reached the terminal, no answer came back
+    ref = seeded_references[0]
+    app = ui_app(tpe_config, run_sync=False)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen", "the unknown outcomes screen")
+        # A second payment of the same bill is refused while the outcome is unknown.
+    [p] = app.backend.journal.list(bill_reference=ref)
+    assert p.state == "unknown"
+    app.backend.close()
+
+    app2 = ui_app(tpe_config, run_sync=False)  # the counter restarts
+    async with app2.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen", "unknown outcomes shown at login")
+        await wait_for(pilot, lambda: app2.screen.rows, "the unknown payment listed")
+        assert app2.screen.rows[0].payment_id == p.payment_id
+        await type_into(pilot, "#auth-code", "A1B2C3")  # Enter settles as approved
+        await wait_for(pilot, lambda: not app2.screen.rows and app2.screen.message, "the settle")
+        settled = app2.backend.journal.get(p.payment_id)
+        assert settled.state == "approved" and settled.authorization["code"] == "A1B2C3"
+        trail = app2.backend.journal.audit(p.payment_id)
+        assert trail[-1]["to_state"] == "approved" and trail[-1]["actor"] == "c0042"
+
+
+async def test_pay_blocked_while_bill_has_unknown_outcome(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    tpe_sim.script("no_answer")
+    ref = seeded_references[0]
+    app = ui_app(tpe_config, run_sync=False)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen", "the unknown outcomes screen")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "back to payment")
+        await type_into(pilot, "#reference", ref)
+        await wait_for(pilot, lambda: app.screen.basket or app.screen.message_kind == "error", "the lookup")
+        if app.screen.basket:
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: app.screen.message_kind == "error", "the refusal")
+        assert len(app.backend.journal.list(bill_reference=ref)) == 1  # no second charge started
+
+
+async def test_lockout_after_repeated_wrong_pins(ui_app: Any) -> None:
+    app = ui_app(run_sync=False)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await wait_for(pilot, lambda: pilot.app.screen.query("#cashier-id"), "the login form")
+        await type_into(pilot, "#cashier-id", "c0042")
+        for attempt in range(5):
+            await type_into(pilot, "#pin", "0000")
+            await wait_for(pilot, lambda: not app.screen.busy, f"attempt {attempt + 1}")
+        assert "lock" in app.screen.error.lower() or "bloqu" in app.screen.error.lower()
+        await type_into(pilot, "#pin", "4826")  # the right PIN is refused while locked
+        await wait_for(pilot, lambda: not app.screen.busy, "the locked attempt")
+        assert screen_name(pilot) == "LoginScreen"
+        assert "bloqu" in app.screen.error.lower()
+    assert app.backend.cashiers.get("c0042").locked_until is not None
+
+
+async def test_offline_payment_then_upload_when_the_link_returns(
+    ui_app: Any, tpe_config: Any, billing_server: Any, seeded_references: list[str]
+) -> None:
+    ref = seeded_references[0]
+    app = ui_app(tpe_config, status_interval=0.1)
+    async with app.run_test(size=(160, 44)) as pilot:
+        await login(pilot)
+        await type_into(pilot, "#reference", ref)  # online: the bill is cached
+        await wait_for(pilot, lambda: app.screen.basket, "the online lookup")
+        await pilot.press("escape")
+        billing_server.stop()  # the agency's link goes down
+        await type_into(pilot, "#reference", ref)
+        await wait_for(pilot, lambda: app.screen.basket, "the lookup from the cache")
+        assert app.screen.basket[0].offline
+        assert "cache" in text_of(pilot, "#bill").lower()
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        await pilot.press("enter")
+        [p] = app.backend.journal.list(bill_reference=ref)
+        assert p.captured_offline and p.state == "approved"
+        await wait_for(pilot, lambda: "Non transmis : 1" in text_of(pilot, "#sb-queue"), "1 unsent in the bar")
+        await wait_for(pilot, lambda: "Hors ligne" in text_of(pilot, "#sb-link"), "offline in the bar")
+
+        billing_server.start()  # the link comes back
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "Non transmis : 0" in text_of(pilot, "#sb-queue"), "the queue drained")
+        await wait_for(pilot, lambda: "En ligne" in text_of(pilot, "#sb-link"), "online in the bar")
+    assert app.backend.journal.get(p.payment_id).state == "uploaded"
+    assert any(r["payment_id"] == p.payment_id for r in billing_server.recorded_payments())

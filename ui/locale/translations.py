@@ -131,6 +131,8 @@ FR: dict[str, str] = {
     "Authorising…": "Autorisation…",
     "Remove the card": "Retirez la carte",
     "Cancelling…": "Annulation…",
+    "Cancel on the terminal too (red key), then wait for its answer":
+        "Annulez aussi sur le TPE (touche rouge), puis attendez sa réponse",
     "water": "eau",
     "electricity": "électricité",
     "gas": "gaz",
@@ -299,6 +301,8 @@ AR: dict[str, str] = {
     "Authorising…": "جار الترخيص…",
     "Remove the card": "اسحب البطاقة",
     "Cancelling…": "جار الإلغاء…",
+    "Cancel on the terminal too (red key), then wait for its answer":
+        "ألغ أيضا على الجهاز (الزر الأحمر) ثم انتظر رده",
     "water": "الماء",
     "electricity": "الكهرباء",
     "gas": "الغاز",
