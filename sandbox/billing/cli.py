@@ -10,7 +10,9 @@ and tests can start it as a subprocess and read where it is. Stops on SIGINT/SIG
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import click
 from platformdirs import user_state_dir
@@ -111,7 +113,15 @@ def serve(
     click.echo(f"database {db}; token {token}")
     app = create_app(store, token=token, faults=FaultInjector(faults), decline_pans=decline_pans)
     server = make_uvicorn(app)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: make that a clean exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         store.close()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

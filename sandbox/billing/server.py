@@ -29,7 +29,7 @@ from sandbox.billing.store import Store
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port`` (0 = a free port); SO_REUSEADDR so a restart can rebind."""
+    """A listening socket on ``host:port`` (0 = a free port); SO_REUSEADDR so a restart can rebind."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (with proto 0 it does not,
     # and every response then waits ~40 ms for the client's delayed ACK: headers and body are 2 writes).
@@ -41,7 +41,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
+    sock.listen(2048)  # connections made from now on wait in the backlog until uvicorn accepts them
     return sock
 
 
@@ -234,8 +234,12 @@ class SandboxServer:
     def rejections(self) -> list[dict[str, Any]]:
         return self.store.rejections()
 
-    def bill(self, reference: str) -> dict[str, Any] | None:
-        return self.store.get_bill(reference)
+    def bill(self, reference: str) -> dict[str, Any]:
+        """The bill as stored now; KeyError if there is none."""
+        bill = self.store.get_bill(reference)
+        if bill is None:
+            raise KeyError(reference)
+        return bill
 
     def put_bill(self, **fields: Any) -> dict[str, Any]:
         """Create or change a bill (version bumped, so the delta feed shows it)."""
@@ -248,8 +252,7 @@ class SandboxServer:
     def customer_with_bills(self, minimum: int = 2) -> tuple[str, list[str]]:
         """(customer_id, unpaid references) of the first customer holding at least ``minimum`` open bills."""
         for ref in self.store.references(agency=self.agency, status="unpaid"):
-            bill = self.store.get_bill(ref)
-            assert bill is not None
+            bill = self.bill(ref)
             items = self.store.customer_bills(bill["customer_id"]) or []
             if len(items) >= minimum:
                 return bill["customer_id"], [b["reference"] for b in items]

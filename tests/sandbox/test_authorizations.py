@@ -102,7 +102,9 @@ def test_authorization_request_problems(api: Api):
     card = {**body["card"], "cvv": "123"}
     assert "body.card.cvv" in assert_error(authorize(api, {**body, "card": card}), 400, "unknown_field")
     assert "amount" in assert_error(authorize(api, {**body, "amount": 12.5}), 400, "invalid_request")
-    assert "card.pan" in assert_error(authorize(api, {**body, "card": {**body["card"], "pan": "12ab"}}), 400, "invalid_request")
+    assert "card.pan" in assert_error(
+        authorize(api, {**body, "card": {**body["card"], "pan": "12ab"}}), 400, "invalid_request"
+    )
     r = api.post("v1/authorizations", data=b"nope", headers={"Idempotency-Key": "k"})
     assert_error(r, 400, "invalid_json")
     assert api.get(f"v1/authorizations/{body['payment_id']}").status_code == 404
@@ -118,7 +120,9 @@ def test_heartbeat_returns_server_time_and_is_recorded(api: Api):
     assert abs((server_time - datetime.now(UTC)).total_seconds()) < 60
     [seen] = api.get("_sandbox/heartbeats").json()["items"]
     assert seen["terminal_id"] == "ORAN-07-G1" and seen["body"] == body
-    assert "bogus" in assert_error(api.post("v1/terminals/ORAN-07-G1/heartbeat", json={"bogus": 1}), 400, "unknown_field")
+    assert "bogus" in assert_error(
+        api.post("v1/terminals/ORAN-07-G1/heartbeat", json={"bogus": 1}), 400, "unknown_field"
+    )
 
 
 def test_heartbeat_clock_offset_fakes_skew(api: Api, billing_server):

@@ -169,7 +169,9 @@ def test_fault_profile_over_http(api: Api):
     assert r.status_code == 200 and r.json()["error_rate"] == 0.25
     assert api.get("_sandbox/faults").json()["seed"] == 3
     assert "bogus" in assert_error(api.put("_sandbox/faults", json={"bogus": 1}), 400, "unknown_field")
-    assert "sum" in assert_error(api.put("_sandbox/faults", json={"error_rate": 0.6, "garbage_rate": 0.6}), 400, "invalid_request")
+    assert "sum" in assert_error(
+        api.put("_sandbox/faults", json={"error_rate": 0.6, "garbage_rate": 0.6}), 400, "invalid_request"
+    )
     assert "error_rate" in assert_error(api.put("_sandbox/faults", json={"error_rate": 2}), 400, "invalid_request")
     assert "script" in assert_error(api.put("_sandbox/faults", json={"script": ["explode"]}), 400, "invalid_request")
     assert api.put("_sandbox/faults", json={}).json()["error_rate"] == 0.0
@@ -205,7 +207,8 @@ def upload_until_done(api: Api, payments: list[dict], batch: int = 100) -> Count
 
 
 @pytest.mark.parametrize(
-    "fault", ["error_rate", "unavailable_rate", "drop_after_commit_rate", "garbage_rate", "wrong_content_type_rate", "mixed"]
+    "fault",
+    ["error_rate", "unavailable_rate", "drop_after_commit_rate", "garbage_rate", "wrong_content_type_rate", "mixed"],
 )
 def test_2000_payments_under_faults_are_recorded_exactly_once(api: Api, billing_server: SandboxServer, fault):
     refs = billing_server.references()

@@ -52,9 +52,16 @@ def test_replaying_identical_payment_is_duplicate_and_changes_nothing(api: Api, 
 
 @pytest.mark.parametrize(
     "change",
-    [{"amount": 1001}, {"captured_offline": True}, {"receipt_number": "ORAN-07-G1-999999"}, {"card": None, "authorization": None, "method": "cash"}],
+    [
+        {"amount": 1001},
+        {"captured_offline": True},
+        {"receipt_number": "ORAN-07-G1-999999"},
+        {"card": None, "authorization": None, "method": "cash"},
+    ],
 )
-def test_same_payment_id_with_different_content_is_idempotency_conflict(api: Api, billing_server, seeded_references, change):
+def test_same_payment_id_with_different_content_is_idempotency_conflict(
+    api: Api, billing_server, seeded_references, change
+):
     p = make_payment(seeded_references[0], 1000)
     api.batch([p])
     due = billing_server.bill(seeded_references[0])["amount_due"]
@@ -94,7 +101,13 @@ def test_bill_not_found_and_currency_mismatch_are_rejected(api: Api, billing_ser
     assert [x["code"] for x in billing_server.rejections()] == ["bill_not_found", "currency_mismatch"]
 
 
-FULL_PAN_CARD = {"scheme": "CIB", "pan_masked": "6280580000001239", "pan_token": "ab" * 32, "expiry": "2028-05", "aid": None}
+FULL_PAN_CARD = {
+    "scheme": "CIB",
+    "pan_masked": "6280580000001239",
+    "pan_token": "ab" * 32,
+    "expiry": "2028-05",
+    "aid": None,
+}
 
 
 @pytest.mark.parametrize(
@@ -140,7 +153,11 @@ def test_missing_field_is_invalid_payment(api: Api, seeded_references):
     [r] = api.batch([p])
     assert r["error"]["code"] == "invalid_payment" and "captured_offline" in r["error"]["message"]
     [r] = api.batch(["not an object"])  # type: ignore[list-item]
-    assert r == {"payment_id": None, "status": "rejected", "error": {"code": "invalid_payment", "message": r["error"]["message"]}}
+    assert r == {
+        "payment_id": None,
+        "status": "rejected",
+        "error": {"code": "invalid_payment", "message": r["error"]["message"]},
+    }
 
 
 def test_masked_pans_that_are_allowed(api: Api, seeded_references):
