@@ -163,3 +163,18 @@ def test_cli_serve_port_in_use_fails_clearly(tmp_path, billing_server):
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{billing_server.port}" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_root_fixtures_point_the_config_at_the_server(billing_config, billing_server, seeded_references, tmp_path):
+    assert billing_config.server.url == billing_server.url
+    assert billing_config.terminal.id == "ORAN-07-G1" and billing_config.terminal.agency_id == "ORAN-07"
+    assert Path(billing_config.state.dir).parent == tmp_path
+    headers = {
+        "Authorization": f"Bearer {billing_config.server.token.get_secret_value()}",
+        "X-Terminal-Id": billing_config.terminal.id,
+    }
+    r = requests.get(f"{billing_config.server.url}v1/bills/{seeded_references[0]}", headers=headers, timeout=5)
+    assert r.status_code == 200
+    assert seeded_references[0] == first_reference("ORAN-07")
+    customer, refs = billing_server.customer_with_bills(3)
+    assert refs == seeded_references[:3]
