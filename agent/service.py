@@ -8,7 +8,7 @@
 
 One loop in the main thread does one step at a time (one upload batch, one page of the bill feed, or one
 heartbeat) and sends WATCHDOG=1 between steps and while it waits, so a step that hangs stops the pings and
-systemd restarts the agent (WatchdogSec= must exceed the longest step: 2 x server.timeout is plenty).
+systemd restarts the agent (WatchdogSec= must exceed the longest step: 2 x server.timeout + 3 s).
 STATUS= says whether the billing server answers and what waits in the queue.
 
 SIGTERM/SIGINT only set a flag: the current step finishes (a journal write is one SQLite transaction, never
