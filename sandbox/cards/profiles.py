@@ -71,6 +71,12 @@ def atr_t1(hist: bytes) -> bytes:
     return b"\x3b" + body + bytes([_xor(body)])
 
 
+def atr_t0_t1(hist: bytes) -> bytes:
+    """A contact ATR offering T=0 (TD1=80) then T=1 (TD2=31, TA3=FE, TB3=45), TCK: most EMV chips."""
+    body = bytes([0x80 | len(hist), 0x80, 0x31, 0xFE, 0x45]) + hist
+    return b"\x3b" + body + bytes([_xor(body)])
+
+
 def atr_contactless(hist: bytes) -> bytes:
     """PC/SC part 3 ATR a reader builds for an ISO 14443-4 card: 3B 8n 80 01 hist TCK."""
     body = bytes([0x80 | len(hist), 0x80, 0x01]) + hist
@@ -85,7 +91,9 @@ def _xor(data: bytes) -> int:
 
 
 EDAHABIA_ATR = bytes.fromhex("3BF91300FF10008064200101048290 00".replace(" ", ""))
-T1_ATR = atr_t1(b"\x80\x31\x80\x65\xb0\x84\x41\x12\x0f\xfe\x82\x90\x00")
+HIST = b"\x80\x31\x80\x65\xb0\x84\x41\x12\x0f\xfe\x82\x90\x00"
+T1_ATR = atr_t1(HIST)  # T=1 only
+CONTACT_ATR = atr_t0_t1(HIST)  # T=0 and T=1
 CL_ATR = atr_contactless(b"\x80\x73\xc8\x21\x13\x66\x05\x00")
 
 CONTACT_PDOL = bytes.fromhex("9F02069F1A025F2A029A039F3704")
@@ -118,7 +126,7 @@ def _profiles() -> dict[str, Profile]:
     p["cib"] = Profile(
         name="cib",
         description="CIB contact card (TEST AID/BIN), PSE, PDOL with country 012, GPO format 2, 3 records",
-        atr=T1_ATR, pan=pan, expiry="2028-05", scheme="CIB",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
         apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, language="frar",
                   pdol=CONTACT_PDOL, gpo_format=2, afl=AFL_STD, records=_std_records(pan, "2028-05"))],
         expected_apdus=8,
@@ -163,7 +171,7 @@ def _profiles() -> dict[str, Profile]:
     p["nopse"] = Profile(
         name="nopse",
         description="contact card without PSE: found through the configured AID list (3rd AID)",
-        atr=T1_ATR, pan=pan, expiry="2028-02", scheme="MASTERCARD", pse=False,
+        atr=CONTACT_ATR, pan=pan, expiry="2028-02", scheme="MASTERCARD", pse=False,
         apps=[App(aid=bytes.fromhex(MASTERCARD_AID), label="DEBIT MASTERCARD", afl=AFL_STD,
                   records=_std_records(pan, "2028-02", country="0788"))],
         expected_apdus=8,
@@ -193,7 +201,7 @@ def _profiles() -> dict[str, Profile]:
     p["twoapps"] = Profile(
         name="twoapps",
         description="two applications in the PSE: Visa (priority 2) listed first, CIB TEST (priority 1) chosen",
-        atr=T1_ATR, pan=pan, expiry="2028-08", scheme="CIB",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-08", scheme="CIB",
         apps=[
             App(aid=bytes.fromhex(VISA_AID), label="VISA", priority=2, afl=AFL_STD,
                 records=_std_records(pan, "2028-08")),
@@ -207,7 +215,7 @@ def _profiles() -> dict[str, Profile]:
     p["expired"] = Profile(
         name="expired",
         description="expired Mastercard contact card (2019-08): read, flagged expired",
-        atr=T1_ATR, pan=pan, expiry="2019-08", scheme="MASTERCARD",
+        atr=CONTACT_ATR, pan=pan, expiry="2019-08", scheme="MASTERCARD",
         apps=[App(aid=bytes.fromhex(MASTERCARD_AID), label="MASTERCARD", afl=bytes.fromhex("08010200"),
                   records=_std_records(pan, "2019-08"))],
         expected_apdus=7,
@@ -217,7 +225,7 @@ def _profiles() -> dict[str, Profile]:
     p["pulled"] = Profile(
         name="pulled",
         description="CIB TEST card pulled out of the reader at the 5th APDU (GET PROCESSING OPTIONS)",
-        atr=T1_ATR, pan=pan, expiry="2028-05", scheme="CIB", pull_after=5,
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", pull_after=5,
         apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", afl=AFL_STD,
                   records=_std_records(pan, "2028-05"))],
         expect_error="CardRemoved",
@@ -227,7 +235,7 @@ def _profiles() -> dict[str, Profile]:
     def garbage(name: str, description: str, answers: dict[str, bytes], error: str, *, pse: bool = True) -> Profile:
         pan = "4111111111111111"
         app = App(aid=bytes.fromhex(VISA_AID), label="VISA", afl=AFL_STD, records=_std_records(pan, "2029-01"))
-        return Profile(name=name, description=description, atr=T1_ATR, apps=[app], pan=pan, expiry="2029-01",
+        return Profile(name=name, description=description, atr=CONTACT_ATR, apps=[app], pan=pan, expiry="2029-01",
                        scheme="VISA", pse=pse, garbage=answers, expect_error=error)
 
     p["garbage_truncated"] = garbage(

@@ -146,3 +146,28 @@ def test_sandbox_card_command_inserts_until_sigterm(vpcd_reader: str) -> None:
         assert proc.returncode == 0, err
         assert "card twoapps removed" in err
         wait_presence(vpcd_reader, False)
+
+
+WATCHER_WITHOUT_PCSCD = r'''
+import queue, sys, time
+import config
+from agent.cards import CardWatcher, PcscDown
+events = queue.Queue()
+w = CardWatcher(config.validate({}), events, poll=0.1).start()
+ev = events.get(timeout=10)
+time.sleep(1.5)  # it keeps retrying, quietly
+print(type(ev).__name__, "|", ev.message, "|", w.running, "|", events.qsize())
+w.stop()
+print("stopped", not w.running)
+'''
+
+
+def test_watcher_survives_pcscd_being_unreachable() -> None:
+    # pcsc-lite caches the socket path per process, so this runs in a subprocess of its own.
+    res = subprocess.run([sys.executable, "-c", WATCHER_WITHOUT_PCSCD], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"},
+                         cwd=Path(__file__).parents[2])
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.splitlines()
+    assert first == "PcscDown | the smart card service (pcscd) is not running | True | 0"  # one event, not a flood
+    assert second == "stopped True"
