@@ -146,8 +146,7 @@ class _Line:
 
     def write(self, data: bytes) -> None:
         try:
-            self.port.write(data)
-            self.port.flush()
+            self.port.write(data)  # blocking write; no tcdrain: the reply we then wait for says it went out
         except (serial.SerialException, OSError, ValueError, termios.error) as e:
             raise _LinkDown(f"write failed: {e}") from None
         self.c.bytes_out += len(data)

@@ -30,8 +30,9 @@ from sandbox.tpe.sim import BEHAVIOURS, TEST_CARDS, TpeSimulator
 def tpe(port: str, baud: int, framing: str, behaviour: str, script: str, think: float, pin_delay: float,
         card: str) -> None:
     """A Concert TPE simulator. Behaviours: """ + ", ".join(BEHAVIOURS)
-    kw: dict[str, object] = dict(baud=baud, framing=framing, behaviour=behaviour, think=think,
-                                 pin_delay=pin_delay, card=card, log=lambda m: click.echo(f"tpe: {m}", err=True))
+    # spin=True: a process of its own, so busy-waiting the last few microseconds of pacing harms no one.
+    kw: dict[str, object] = dict(baud=baud, framing=framing, behaviour=behaviour, think=think, pin_delay=pin_delay,
+                                 card=card, spin=True, log=lambda m: click.echo(f"tpe: {m}", err=True))
     try:
         sim = TpeSimulator.on_pty(**kw) if port in ("", "pty") else TpeSimulator.on_device(port, **kw)
         if script:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from serial import EIGHTBITS, PARITY_EVEN, PARITY_NONE, SEVENBITS
 from telium import Telium, TeliumAsk
@@ -16,8 +17,10 @@ bits = (SEVENBITS, PARITY_EVEN) if framing == "7E1" else (EIGHTBITS, PARITY_NONE
 device = Telium(path, baudrate=baud, bytesize=bits[0], parity=bits[1], timeout=3)
 ready = device.is_ok()
 ask = TeliumAsk.new_payment(amount, target_currency=currency, checkout_unique_id="1")
+started = time.monotonic()
 accepted = device.ask(ask)
 answer = device.verify(ask, waiting_timeout=10) if accepted else None
+elapsed = time.monotonic() - started
 print(json.dumps({
     "ready": ready,
     "accepted": accepted,
@@ -25,4 +28,5 @@ print(json.dumps({
     "amount": answer.amount if answer else None,
     "report": answer.repport.strip() if answer else None,
     "currency": answer.currency_numeric if answer else None,
+    "elapsed": elapsed,
 }))

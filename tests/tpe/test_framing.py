@@ -148,3 +148,14 @@ def test_report_never_yields_a_long_digit_run(report: str) -> None:
     r = Response.decode(encode_response(pos_number="01", status="0", amount=1, currency_numeric="012", report=report))
     if r.pan_masked is not None:
         assert "*" in r.pan_masked or len(r.pan_masked) < 12
+
+
+def test_usage_examples_in_docstrings_hold() -> None:
+    import doctest
+
+    import agent.terminal
+    import drivers.concert.framing
+
+    for module in (drivers.concert.framing, agent.terminal):
+        failed, _ = doctest.testmod(module, optionflags=doctest.IGNORE_EXCEPTION_DETAIL)
+        assert failed == 0, module.__name__

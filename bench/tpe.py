@@ -1,0 +1,97 @@
+"""Concert E+ exchange time against the wire: `./dev bench tpe` (or `python -m bench tpe`).
+
+For 1200, 9600 and 115200 baud, a whole payment exchange (open the port, ENQ/ACK, request, EOT, the
+terminal's call-back, answer, EOT) through ``ConcertLink`` against the TPE simulator on a pty, which paces
+bytes at the baud rate. The floor is the wire time of the bytes exchanged (10 bits a character, half duplex)
+plus the simulator's scripted think time; the ratio is elapsed / floor (target <= 1.1).
+Peer: pyTeliumManager 2.4.2 (its ask()+verify(), port already open), when its virtualenv exists
+(created by tests/tpe/test_telium_peer.py, or here with --peer).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from drivers.concert import Approved, ConcertLink
+
+RUNS = {1200: 3, 9600: 10, 115200: 30}
+THINK = (0.0, 0.2)
+PEER = Path(tempfile.gettempdir()) / "guichet-venv-telium-2.4.2" / "bin" / "python"
+CLIENT = Path(__file__).resolve().parent.parent / "tests" / "tpe" / "telium_client.py"
+
+
+@contextmanager
+def simulator(baud: int, think: float) -> Iterator[str]:
+    """The simulator in a process of its own (`guichet sandbox tpe`), as a terminal is a device of its own:
+    in a thread of ours it would share the GIL with the driver and blur the figures."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "sandbox", "tpe", "--baud", str(baud), "--think", str(think)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def exchange_times(baud: int, think: float, runs: int) -> list[tuple[float, float]]:
+    """(elapsed, floor) per exchange."""
+    out = []
+    with simulator(baud, think) as path:
+        link = ConcertLink(path, baud=baud, framing="7E1", ack_timeout=2.0, answer_timeout=10)
+        link.pay(100, "DZD")  # warm-up (imports, first open)
+        for _ in range(runs):
+            time.sleep(0.02)  # let the terminal settle after its EOT (not timed)
+            t0 = time.perf_counter()
+            r = link.pay(123450, "DZD")
+            elapsed = time.perf_counter() - t0
+            assert isinstance(r, Approved), r
+            floor = (r.bytes_in + r.bytes_out) * 10 / baud + think
+            out.append((elapsed, floor))
+    return out
+
+
+def peer_time(baud: int, think: float) -> float | None:
+    if not PEER.exists():
+        return None
+    with simulator(baud, think) as path:
+        res = subprocess.run([str(PEER), str(CLIENT), path, str(baud), "7E1", "1234.5", "EUR"],
+                             capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            return None
+        return float(json.loads(res.stdout)["elapsed"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    print(f"{'baud':>7} {'think s':>7} {'runs':>4} {'bytes':>5} {'wire+think ms':>13} {'median ms':>9} "
+          f"{'ratio':>6} {'worst':>6} {'peer ms':>8} {'ours/peer':>9}")
+    for baud, runs in RUNS.items():
+        for think in THINK:
+            pairs = exchange_times(baud, think, runs)
+            floor = statistics.median(f for _, f in pairs)
+            med = statistics.median(e for e, _ in pairs)
+            worst = max(e / f for e, f in pairs)
+            nbytes = round((floor - think) * baud / 10)
+            peer = peer_time(baud, think) if "--no-peer" not in argv else None
+            peer_txt = f"{peer * 1000:8.1f}" if peer else f"{'-':>8}"
+            vs = f"{med / peer:9.2f}" if peer else f"{'-':>9}"
+            print(f"{baud:>7} {think:>7.1f} {runs:>4} {nbytes:>5} {floor * 1000:>13.1f} {med * 1000:>9.1f} "
+                  f"{med / floor:>6.3f} {worst:>6.3f} {peer_txt} {vs}")
+    print("ratio = median elapsed / (wire time of the bytes exchanged + think time); target <= 1.1")
+    if not PEER.exists():
+        print(f"peer: no pyTeliumManager venv at {PEER.parent.parent} (run tests/tpe/test_telium_peer.py first)")
+
+
+if __name__ == "__main__":
+    main()
