@@ -51,7 +51,32 @@ class GuichetApp(App[int]):
         Binding("f10", "logout", "Log out"),
         Binding("ctrl+r", "sync_now", "Upload now"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # guichet demo only: the demo panel's cards.
+        Binding("ctrl+b", "demo_card('cib')", "Insert CIB", priority=True, show=False),
+        Binding("ctrl+e", "demo_card('edahabia')", "Insert Edahabia", priority=True, show=False),
+        Binding("ctrl+v", "demo_card('visa')", "Insert Visa", priority=True, show=False),
+        Binding("ctrl+x", "demo_card('')", "Pull the card", priority=True, show=False),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_card":
+            return self.demo is not None
+        return True
+
+    def action_demo_card(self, profile: str) -> None:
+        from ui.widgets.demo_panel import DemoPanel
+
+        for panel in self.screen.query(DemoPanel):
+            panel.card(profile or None)
+            return
+        if self.demo is not None:
+            self.demo_card_worker(profile or None)
+
+    @work(thread=True, exit_on_error=False, group="demo-card", exclusive=True)
+    def demo_card_worker(self, profile: str | None) -> None:
+        from ui.widgets.demo_panel import card_event
+
+        self.post_message(card_event(self.demo, profile))
 
     def __init__(
         self,
@@ -62,6 +87,7 @@ class GuichetApp(App[int]):
         run_sync: bool = True,
         status_interval: float = 1.0,
         auto_login: tuple[str, str] | None = None,
+        notifier: Any = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -71,6 +97,7 @@ class GuichetApp(App[int]):
         self.run_sync = run_sync
         self.status_interval = status_interval
         self.auto_login = auto_login
+        self.notifier = notifier
         self.cashier: Any = None
         self.shift: Any = None
         self.link = LinkInfo(online=None)
@@ -91,10 +118,43 @@ class GuichetApp(App[int]):
         self.status_loop()
         if self.run_sync:
             self.sync_loop()
+        if "card_reader" in self.backend.authorizers or self.demo is not None:
+            self.watch_cards()
+        if self.config.tpe.port:
+            self.devices["terminal"] = "configured"
+        if self.notifier is not None and self.notifier.enabled:
+            self.call_after_refresh(self.notifier.ready, "cashier UI ready")
+            interval = self.notifier.ping_interval
+            if interval:
+                self.set_interval(interval, self.notifier.watchdog)
+
+    def watch_cards(self) -> None:
+        """Reader state for the status bar, from the cards engineer's CardWatcher (its own thread)."""
+        try:
+            from agent.cards import CardInserted, CardRemoved, CardWatcher, PcscDown, ReaderAdded, ReaderRemoved
+        except ImportError as e:
+            log.info("no card watcher: %s", e)
+            return
+        labels = {CardInserted: "card present", CardRemoved: "ready", ReaderAdded: "ready",
+                  ReaderRemoved: "absent", PcscDown: "pcscd down"}
+
+        def sink(event: Any) -> None:
+            state = labels.get(type(event))
+            if state:
+                self.post_message(DeviceUpdate("reader", state))
+
+        try:
+            self.card_watcher = CardWatcher(self.config, sink, read=False).start()
+        except Exception as e:  # no pcscd: the bar says so, payments by TPE still work
+            log.warning("card watcher: %s", e)
+            self.devices["reader"] = "pcscd down"
 
     def on_unmount(self) -> None:
         self.stop_event.set()
         self.status_wakeup.set()
+        watcher = getattr(self, "card_watcher", None)
+        if watcher is not None:
+            watcher.stop()
 
     def make_status_bar(self) -> StatusBar:
         bar = StatusBar(clock=self.clock, warn_after=self.config.offline.warn_after)
@@ -271,15 +331,29 @@ def _as_dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def run(config: Config, *, backend: Backend | None = None) -> None:
-    """`guichet run`: the cashier UI on this terminal, with the upload worker inside."""
+def run(config: Config, *, notifier: Any = None, backend: Backend | None = None) -> int:
+    """`guichet run`: the cashier UI on this terminal, with the upload worker inside.
+
+    Claims the counter (one process takes payments), settles a crashed predecessor's leftovers (they show
+    up as unknown outcomes at login). With a systemd `notifier`, READY=1 goes out when the first screen is
+    up and WATCHDOG=1 from the UI's own event loop, so a frozen UI is detected.
+    """
+    from agent.errors import AlreadyRunning, JournalError
+
     own = backend is None
-    backend = backend or Backend.open(config)
     try:
-        recover = getattr(backend.journal, "recover", None)
-        if recover:
-            recover(actor="recovery")
-        GuichetApp(backend).run()
+        backend = backend or Backend.open(config)
+    except (AlreadyRunning, JournalError) as e:
+        import sys
+
+        print(f"guichet: {e}", file=sys.stderr)
+        return 1
+    try:
+        app = GuichetApp(backend, notifier=notifier)
+        app.run()
+        return 0
     finally:
+        if notifier is not None:
+            notifier.stopping()
         if own:
             backend.close()

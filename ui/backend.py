@@ -1,13 +1,13 @@
 """The agent pieces the cashier UI drives, opened from one config.
 
-    backend = Backend.open(config)            # journal, bill cache, billing client, flow, cashiers
+    backend = Backend.open(config)            # claims the counter, recovers a crashed predecessor's leftovers
     app = GuichetApp(backend)
     ...
     backend.close()
 
-Authorizers are picked like the headless agent does (agent.context.build_authorizers): the configured
-methods that are installed ("card_terminal" only when `tpe.port` is set).
-Pass `authorizers=` to choose them yourself (the demo and the tests do).
+The journal, bill cache, billing client, payment flow and authorizers come from the lead's
+`agent.context.AgentContext` (the same ones `guichet pay` uses); cashiers and shifts from
+`agent.cashiers.CashierStore`. Pass `authorizers=` to choose the payment methods yourself.
 """
 
 from __future__ import annotations
@@ -23,24 +23,32 @@ from config import Config
 log = logging.getLogger(__name__)
 
 
-def default_authorizers(config: Config, client: Any) -> dict[str, Any]:
-    """The authorizers this counter can use, by method name (configured methods, plus cash)."""
-    from agent.context import build_authorizers
-
-    wanted: list[str] = list(dict.fromkeys([*config.payments.methods, config.payments.default_method]))
-    return dict(build_authorizers(config, client, wanted))
-
-
 @dataclass
 class Backend:
     config: Config
-    journal: Any
-    client: Any
-    bills: Any
-    flow: Any
+    context: Any  # agent.context.AgentContext
     cashiers: CashierStore
-    authorizers: dict[str, Any]
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def journal(self) -> Any:
+        return self.context.journal
+
+    @property
+    def flow(self) -> Any:
+        return self.context.flow
+
+    @property
+    def bills(self) -> Any:
+        return self.context.bills
+
+    @property
+    def client(self) -> Any:
+        return self.context.client
+
+    @property
+    def authorizers(self) -> dict[str, Any]:
+        return dict(self.context.flow.authorizers)
 
     @property
     def state_dir(self) -> Path:
@@ -54,31 +62,25 @@ class Backend:
         authorizers: dict[str, Any] | None = None,
         cashiers: CashierStore | None = None,
     ) -> Backend:
-        from agent.billing import BillingClient
-        from agent.bills import BillCache
-        from agent.journal import Journal
-        from agent.payments import PaymentFlow
+        """Open everything; raises AlreadyRunning when another process takes payments on this counter."""
+        from agent.context import AgentContext
 
-        state = Path(config.state.dir)
-        state.mkdir(parents=True, exist_ok=True)
-        journal = Journal.open(state, terminal_id=config.terminal.id, agency_id=config.terminal.agency_id)
-        client = BillingClient(config)
-        bills = BillCache.open(state)
-        auths = authorizers if authorizers is not None else default_authorizers(config, client)
-        flow = PaymentFlow(config, journal, client, bills, authorizers=auths)
-        store = cashiers or CashierStore.open(state)
-        return cls(config, journal, client, bills, flow, store, auths)
+        methods: list[str] = list(dict.fromkeys([*config.payments.methods, config.payments.default_method]))
+        Path(config.state.dir).mkdir(parents=True, exist_ok=True)
+        ctx = AgentContext.open(config, methods, take_payments=True)
+        if authorizers is not None:
+            ctx.flow.authorizers = dict(authorizers)
+        try:
+            store = cashiers or CashierStore.open(config.state.dir)
+        except BaseException:
+            ctx.close()
+            raise
+        return cls(config, ctx, store)
 
     def methods(self) -> list[str]:
-        """Methods offered to the cashier: configured and available, default first."""
+        """Methods offered to the cashier: configured and available, the default first."""
         cfg = self.config.payments
-        wanted: list[str] = list(cfg.methods)
-        if cfg.default_method not in wanted:
-            wanted.insert(0, cfg.default_method)
-        avail = [m for m in wanted if m in self.authorizers]
-        if cfg.default_method in avail:
-            avail.remove(cfg.default_method)
-            avail.insert(0, cfg.default_method)
+        avail: list[str] = [m for m in dict.fromkeys([cfg.default_method, *cfg.methods]) if m in self.authorizers]
         return avail
 
     def open_journal(self) -> Any:
@@ -90,7 +92,7 @@ class Backend:
         )
 
     def close(self) -> None:
-        for closer in (self.client.close, self.bills.close, self.journal.close, self.cashiers.close):
+        for closer in (self.context.close, self.cashiers.close):
             try:
                 closer()
             except Exception as e:

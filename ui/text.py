@@ -41,6 +41,15 @@ WAIT_LABELS = {
     "cancel_on_terminal": N_("Cancel on the terminal too (red key), then wait for its answer"),
 }
 
+DEVICE_LABELS = {
+    "ready": N_("ready"),
+    "card present": N_("card present"),
+    "no card": N_("no card"),
+    "absent": N_("absent"),
+    "pcscd down": N_("PC/SC service down"),
+    "configured": N_("configured"),
+}
+
 SERVICE_LABELS = {
     "water": N_("water"),
     "electricity": N_("electricity"),

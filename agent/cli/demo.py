@@ -1,15 +1,294 @@
-"""`guichet demo`: the whole counter, simulated."""
+"""`guichet demo [--headless --script FILE]`: the whole counter, simulated.
+
+Starts, on this machine only (127.0.0.1 and a pty):
+- the sandbox billing server with seeded bills (sandbox.billing.server.SandboxServer),
+- the Concert TPE simulator on a pty (sandbox.tpe.sim.TpeSimulator), the default payment method,
+- the virtual card reader: demo cards (CIB, Edahabia, Visa) served to pcscd's vpcd reader
+  (sandbox.cards), when vpcd listens on 127.0.0.1:35963 and --reader is on,
+- the cashier UI, logged in as the demo cashier "demo" (PIN 1234; supervisor "super", PIN 123456),
+  with a demo panel: insert CIB / Edahabia / Visa, pull the card (also Ctrl+B, Ctrl+E, Ctrl+V, Ctrl+X).
+
+With --headless --script FILE the UI runs without a terminal and plays the script, then prints a JSON
+outcome and exits 0 if every `expect` held (1 otherwise). Script lines (# starts a comment):
+
+    type {bill0}            type text; {bill0}, {bill1}... are the seeded unpaid references
+    press enter f5          key presses (Textual key names)
+    card insert cib         cib | edahabia | visa;   card remove
+    tpe refuse              the TPE's next exchange: approve | refuse | cancel | no_answer | silent ...
+    link down | link up     stop / restart the billing server
+    wait ReceiptScreen      until that screen is shown (bounded: 30 s)
+    sleep 0.5
+    expect approved         the last payment's state (approved [or uploaded] | declined | cancelled | unknown)
+    expect-text DUPLICATA   text on the current screen
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
 import click
 
-from agent.cli.common import _stub
+from agent.cli.common import fail
+
+DEMO_CASHIER = ("demo", "1234")
+DEMO_SUPERVISOR = ("super", "123456")
+DEMO_TOKEN = "demo-token"  # noqa: S105 (a sandbox credential on 127.0.0.1)
+DEMO_TERMINAL = "ORAN-07-G1"
+DEMO_AGENCY = "ORAN-07"
+VPCD = ("127.0.0.1", 35963)
+
+# Demo card -> (sandbox/cards profile for the reader, TPE simulator test card).
+CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("visa_cl", "VISA")}
+WAIT_ROUNDS = 600  # x 0.05 s
+
+
+def vpcd_listening() -> bool:
+    try:
+        with socket.create_connection(VPCD, timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+class DemoDevices:
+    """The simulated outside world of one demo run. `insert`/`remove` block briefly: call from workers."""
+
+    def __init__(self, state_dir: Path, *, reader: bool, language: str, seed_bills: int = 60) -> None:
+        from sandbox.billing.server import SandboxServer
+        from sandbox.tpe.sim import TpeSimulator
+
+        self.state_dir = state_dir
+        self.server = SandboxServer(
+            state_dir / "billing-server.db", token=DEMO_TOKEN, agency=DEMO_AGENCY, seed_bills=seed_bills
+        ).start()
+        self.tpe = TpeSimulator.on_pty(baud=9600, framing="7E1", behaviour="approve", pin_delay=1.0).start()
+        self.reader = reader and vpcd_listening()
+        self.language = language
+        self._link: Any = None
+        self._lock = threading.Lock()
+
+    def config(self) -> Any:
+        import config
+        from sandbox.cards.profiles import sandbox_cards_config
+
+        cards = sandbox_cards_config()
+        # The TPE simulator's cards carry real-looking BINs; name their schemes too.
+        extra_bins = {"CIB": "603620", "EDAHABIA": "628058"}
+        for rule in cards["schemes"]:
+            if rule["name"] in extra_bins:
+                rule["bins"] = [*rule["bins"], extra_bins[rule["name"]]]
+        methods = ["card_terminal", "card_reader", "cash"] if self.reader else ["card_terminal", "cash"]
+        return config.validate(
+            {
+                "terminal": {"id": DEMO_TERMINAL, "agency_id": DEMO_AGENCY, "currency": "DZD"},
+                "server": {"url": self.server.url, "token": DEMO_TOKEN, "timeout": 3},
+                "state": {"dir": str(self.state_dir / "state")},
+                "sync": {"interval": 2, "batch_size": 100},
+                "cards": cards,
+                "tpe": {"port": self.tpe.path, "baud": 9600, "framing": "7E1", "answer_timeout": 20},
+                "payments": {"default_method": "card_terminal", "methods": methods},
+                "ui": {"language": self.language, "bidi": "app"},
+            },
+            source="demo",
+        )
+
+    def references(self) -> list[str]:
+        return list(self.server.references(status="unpaid"))
+
+    def insert(self, profile: str) -> None:
+        if profile not in CARDS:
+            raise ValueError(f"card: {profile!r} is not one of {', '.join(CARDS)}")
+        reader_profile, tpe_card = CARDS[profile]
+        with self._lock:
+            self._pull()
+            self.tpe.card = tpe_card  # the card the customer uses on the TPE
+            if self.reader:
+                from sandbox.cards.card import VirtualCard
+                from sandbox.cards.profiles import PROFILES
+                from sandbox.cards.vpcd import VpcdLink
+
+                self._link = VpcdLink(VirtualCard(PROFILES[reader_profile]), *VPCD).start()
+
+    def remove(self) -> None:
+        with self._lock:
+            self._pull()
+
+    def _pull(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.remove()
+
+    def close(self) -> None:
+        self.remove()
+        self.tpe.stop()
+        self.server.close()
+
+
+def _ensure_cashiers(state: Path) -> Any:
+    from agent.cashiers import CashierStore
+
+    store = CashierStore.open(state)
+    known = {c.cashier_id for c in store.list()}
+    if DEMO_CASHIER[0] not in known:
+        store.add(DEMO_CASHIER[0], "Démo", DEMO_CASHIER[1])
+    if DEMO_SUPERVISOR[0] not in known:
+        store.add(DEMO_SUPERVISOR[0], "Superviseur", DEMO_SUPERVISOR[1], role="supervisor")
+    return store
 
 
 @click.command()
-@click.option("--headless", is_flag=True)
-@click.option("--script", type=click.Path(exists=True, dir_okay=False))
-def demo(headless: bool, script: str | None) -> None:
+@click.option("--headless", is_flag=True, help="No terminal UI: play --script and print the outcome as JSON.")
+@click.option("--script", type=click.Path(exists=True, dir_okay=False), help="A scripted session (see above).")
+@click.option("--language", type=click.Choice(["fr", "ar", "en"]), default="fr", show_default=True)
+@click.option("--reader/--no-reader", default=True, help="Serve the demo cards to pcscd's vpcd reader.")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Keep the demo's files here (default: a temp dir).")
+def demo(headless: bool, script: str | None, language: str, reader: bool, state_dir: str | None) -> None:
     """Everything simulated: sandbox server, virtual reader and cards, TPE simulator, cashier UI."""
-    _stub("demo")
+    if headless and not script:
+        fail("--headless needs --script FILE (the session to play)", usage=True)
+    if script and not headless:
+        fail("--script plays only with --headless", usage=True)
+    steps = parse_script(Path(script).read_text(encoding="utf-8")) if script else []
+    tmp = None
+    if state_dir:
+        base = Path(state_dir)
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="guichet-demo-")
+        base = Path(tmp)
+    devices = DemoDevices(base, reader=reader, language=language)
+    backend = None
+    try:
+        from ui.app import GuichetApp
+        from ui.backend import Backend
+
+        cfg = devices.config()
+        Path(cfg.state.dir).mkdir(parents=True, exist_ok=True)
+        backend = Backend.open(cfg, cashiers=_ensure_cashiers(Path(cfg.state.dir)))
+        app = GuichetApp(backend, demo=devices, auto_login=DEMO_CASHIER)
+        if not headless:
+            app.run()
+            return
+        outcome = asyncio.run(play(app, devices, steps))
+        click.echo(json.dumps(outcome, ensure_ascii=False, indent=2))
+        if not outcome["ok"]:
+            sys.exit(1)
+    finally:
+        if backend is not None:
+            backend.close()
+        devices.close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- scripted sessions -------------------------------------------------------------------------------------
+
+KNOWN = {"type", "press", "card", "tpe", "link", "wait", "sleep", "expect", "expect-text"}
+
+
+def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
+    """(line number, command, arguments); a bad line is a usage error naming it."""
+    steps = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("type ") else raw.strip()
+        if not line:
+            continue
+        cmd, _, rest = line.partition(" ")
+        if cmd not in KNOWN:
+            fail(f"script line {n}: unknown command {cmd!r} (one of {', '.join(sorted(KNOWN))})", usage=True)
+        args = [rest] if cmd in ("type", "expect-text") else rest.split()
+        if cmd in ("press", "card", "tpe", "link", "wait", "sleep", "expect") and not args:
+            fail(f"script line {n}: {cmd} needs an argument", usage=True)
+        steps.append((n, cmd, args))
+    return steps
+
+
+def screen_text(app: Any) -> str:
+    from textual.widgets import Static
+
+    parts = []
+    for w in app.screen.query(Static):
+        try:
+            parts.append(str(w.render()))
+        except Exception:  # a widget not yet laid out  # noqa: S112
+            continue
+    return "\n".join(parts)
+
+
+async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[str]]]) -> dict[str, Any]:
+    """Run the app headless and play the steps; the outcome says what the journal holds at the end."""
+    refs = devices.references()
+    subst = {f"bill{i}": r for i, r in enumerate(refs[:20])}
+    failures: list[str] = []
+    async with app.run_test(headless=True, size=(140, 44)) as pilot:
+
+        async def until(cond: Any, what: str) -> bool:
+            for _ in range(WAIT_ROUNDS):
+                if cond():
+                    return True
+                await pilot.pause(0.05)
+            failures.append(f"timed out waiting for {what}")
+            return False
+
+        await until(lambda: type(app.screen).__name__ in ("PaymentScreen", "UnknownScreen"), "the demo login")
+        for n, cmd, args in steps:
+            if failures:
+                break
+            if cmd == "type":
+                text = args[0].format(**subst)
+                await pilot.press(*list(text))
+            elif cmd == "press":
+                await pilot.press(*args)
+            elif cmd == "card":
+                from ui.widgets.demo_panel import card_event
+
+                profile = None if args[0] == "remove" else (args[1] if args[0] == "insert" and len(args) > 1 else "")
+                if profile == "":
+                    failures.append(f"line {n}: card insert PROFILE | card remove")
+                    break
+                msg = await asyncio.to_thread(card_event, devices, profile)
+                app.post_message(msg)
+            elif cmd == "tpe":
+                devices.tpe.script(*args)
+            elif cmd == "link":
+                await asyncio.to_thread(devices.server.stop if args[0] == "down" else devices.server.start)
+            elif cmd == "wait":
+                name = args[0]
+                await until(lambda name=name: type(app.screen).__name__ == name, f"line {n}: screen {name}")
+            elif cmd == "sleep":
+                await pilot.pause(float(args[0]))
+            elif cmd == "expect":
+                last = _last_payment(app)
+                state = last.state if last else None
+                # "approved" holds once the payment is also uploaded: the money was taken either way.
+                if state != args[0] and not (args[0] == "approved" and state == "uploaded"):
+                    failures.append(f"line {n}: expected the last payment {args[0]}, it is {state}")
+            elif cmd == "expect-text":
+                want = args[0].format(**subst)
+                if want not in screen_text(app):
+                    failures.append(f"line {n}: {want!r} is not on the screen")
+            await pilot.pause()
+        last = _last_payment(app)
+        receipt = ""
+        if type(app.screen).__name__ == "ReceiptScreen":
+            receipt = app.screen.text()
+    return {
+        "ok": not failures,
+        "failures": failures,
+        "outcome": last.state if last else None,
+        "payment": last.summary() if last else None,
+        "receipt": receipt,
+    }
+
+
+def _last_payment(app: Any) -> Any:
+    rows = app.backend.journal.list(limit=1)
+    return rows[0] if rows else None

@@ -39,13 +39,18 @@ class DemoPanel(Vertical):
 
     @work(thread=True, exit_on_error=False, group="demo-card", exclusive=True)
     def card(self, profile: str | None) -> None:
-        try:
-            if profile is None:
-                self.demo.remove()
-                state = "no card"
-            else:
-                self.demo.insert(profile)
-                state = f"card {profile}"
-        except Exception as e:
-            state = f"error: {e}"
-        self.app.post_message(DeviceUpdate("reader", state))
+        self.app.post_message(card_event(self.demo, profile))
+
+
+def card_event(demo: Any, profile: str | None) -> DeviceUpdate:
+    """Insert (or pull, for None) the demo card; the reader state to show. Blocking: call from a worker."""
+    try:
+        if profile is None:
+            demo.remove()
+            state = "no card"
+        else:
+            demo.insert(profile)
+            state = "card present"
+    except Exception as e:
+        state = f"error: {e}"
+    return DeviceUpdate("reader", state)

@@ -16,7 +16,7 @@ from textual.widgets import Static
 from ui import i18n
 from ui.i18n import t
 from ui.messages import LinkInfo, QueueInfo
-from ui.text import age_text, local_hm, money
+from ui.text import DEVICE_LABELS, age_text, local_hm, money
 
 
 class StatusBar(Horizontal):
@@ -121,7 +121,8 @@ class StatusBar(Horizontal):
         devs = []
         for kind, label in (("reader", t("Reader")), ("terminal", t("TPE"))):
             if kind in self.devices:
-                devs.append(f"{label}: {i18n.shape(i18n._(self.devices[kind]))}")
+                state = self.devices[kind]
+                devs.append(f"{label}: {i18n.shape(i18n._(DEVICE_LABELS.get(state, state)))}")
         self.query_one("#sb-devices", Static).update(" · ".join(devs))
         self.query_one("#sb-cashier", Static).update(i18n.shape(self.cashier))
         self.query_one("#sb-clock", Static).update(self.clock().astimezone().strftime("%H:%M:%S"))
