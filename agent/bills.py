@@ -169,12 +169,12 @@ class BillCache:
             self.store(items, next_cursor or cursor)
             changed += len(items)
             cursor = next_cursor or cursor
-            if len(items) < limit:
+            if len(items) < limit:  # caught up: only now is the cache as fresh as the server
+                with self._lock:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('refreshed_at', ?)", (str(time.time()),)
+                    )
                 break
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('refreshed_at', ?)", (str(time.time()),)
-            )
         return changed
 
     def freshness(self) -> float | None:

@@ -14,6 +14,7 @@ steps leaves the journal in the state before or after that step, never between.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import os
 import sqlite3
@@ -64,17 +65,17 @@ MIGRATIONS: list[tuple[int, str]] = [
             uploaded_at TEXT
         );
         CREATE INDEX payments_state ON payments(state, captured_at);
-        CREATE INDEX payments_bill ON payments(bill_reference, state);
+        CREATE INDEX payments_bill ON payments(bill_reference);
         CREATE INDEX payments_transaction ON payments(transaction_id);
         CREATE TABLE outbox (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq INTEGER PRIMARY KEY,
             payment_id TEXT NOT NULL UNIQUE REFERENCES payments(payment_id),
             enqueued_at TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             last_error TEXT
         );
         CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             payment_id TEXT NOT NULL,
             at TEXT NOT NULL,
             from_state TEXT,
@@ -87,7 +88,55 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO counters (name, value) VALUES ('receipt', 0);
         """,
     ),
+    (
+        2,
+        # The audit trail and the outbox follow every state change inside SQLite itself: no code path can
+        # change a payment's state without its audit row, or approve it without queueing its upload.
+        """
+        ALTER TABLE payments ADD COLUMN last_actor TEXT;
+        ALTER TABLE payments ADD COLUMN last_detail TEXT;
+        CREATE TRIGGER payments_created AFTER INSERT ON payments BEGIN
+            INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail)
+            VALUES (new.payment_id, new.created_at, NULL, new.state, new.last_actor, new.last_detail);
+        END;
+        CREATE TRIGGER payments_state AFTER UPDATE OF state ON payments BEGIN
+            INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail)
+            VALUES (new.payment_id, new.updated_at, old.state, new.state, new.last_actor, new.last_detail);
+        END;
+        CREATE TRIGGER payments_enqueue AFTER UPDATE OF state ON payments WHEN new.state = 'approved' BEGIN
+            INSERT INTO outbox (payment_id, enqueued_at) VALUES (new.payment_id, new.updated_at);
+        END;
+        CREATE TRIGGER payments_dequeue AFTER UPDATE OF state ON payments WHEN old.state = 'approved' BEGIN
+            DELETE FROM outbox WHERE payment_id = new.payment_id;
+        END;
+        """,
+    ),
 ]
+
+_PAYMENT_COLUMNS = (
+    "payment_id, transaction_id, bill_reference, amount, currency, method, state, card, authorization, agency_id,"
+    " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, notice, error, created_at,"
+    " updated_at, uploaded_at"
+)
+
+
+def _sources(to: State) -> str:
+    return ", ".join(f"'{s.value}'" for s, targets in ALLOWED.items() if to in targets)
+
+
+# One statement per target state: the WHERE clause only matches payments allowed to make that move.
+_TRANSITION_SQL = {
+    to: (
+        "UPDATE payments SET state = :to, updated_at = :now, card = COALESCE(:card, card),"
+        " authorization = COALESCE(:authorization, authorization), notice = COALESCE(:notice, notice),"
+        " error = COALESCE(:error, error),"
+        " uploaded_at = CASE WHEN :to = 'uploaded' THEN :now ELSE uploaded_at END,"
+        f" last_actor = :actor, last_detail = :detail WHERE payment_id = :id AND state IN ({_sources(to)})"  # noqa: S608
+        f" RETURNING {_PAYMENT_COLUMNS}"
+    )
+    for to in State
+    if _sources(to)
+}
 
 
 def now_rfc3339() -> str:
@@ -126,7 +175,7 @@ class Payment:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Payment:
-        data = dict(row)
+        data = {k: row[k] for k in _FIELDS}
         for key in ("card", "authorization", "bill"):
             data[key] = json.loads(data[key]) if data[key] else None
         data["captured_offline"] = bool(data["captured_offline"])
@@ -169,6 +218,9 @@ class Payment:
             "captured_at": self.captured_at,
             "captured_offline": self.captured_offline,
         }
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
 
 
 @dataclass(frozen=True)
@@ -250,15 +302,11 @@ def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[in
     for version, sql in migrations:
         if version <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in sql.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {int(version)}")
-            conn.execute("COMMIT")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
 
@@ -338,16 +386,17 @@ class Journal:
         transaction_id = ids[0]
         now = _now_precise()
         captured_at = now_rfc3339()
+        created: builtins.list[Payment] = []
         with self._tx("journal.create") as c:
             for pid, item in zip(ids, items, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
                 ).fetchone()[0]
-                receipt = f"{self.terminal_id}-{seq:06d}"
-                c.execute(
+                row = c.execute(
                     "INSERT INTO payments (payment_id, transaction_id, bill_reference, amount, currency, method,"
                     " state, agency_id, terminal_id, cashier_id, receipt_number, captured_at, captured_offline,"
-                    " bill, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " bill, created_at, updated_at, last_actor) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                    f" RETURNING {_PAYMENT_COLUMNS}",
                     (
                         pid,
                         transaction_id,
@@ -359,19 +408,17 @@ class Journal:
                         self.agency_id,
                         self.terminal_id,
                         cashier_id,
-                        receipt,
+                        f"{self.terminal_id}-{seq:06d}",
                         captured_at,
                         int(captured_offline),
                         json.dumps(item.bill, ensure_ascii=False),
                         now,
                         now,
+                        actor or cashier_id,
                     ),
-                )
-                c.execute(
-                    "INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail) VALUES (?,?,?,?,?,?)",
-                    (pid, now, None, State.CREATED.value, actor or cashier_id, None),
-                )
-        return [self.get(pid) for pid in ids]
+                ).fetchone()
+                created.append(Payment.from_row(row))
+        return created
 
     def transition(
         self,
@@ -391,42 +438,28 @@ class Journal:
         """
         ids = [payment_ids] if isinstance(payment_ids, str) else list(payment_ids)
         to = State(to)
-        now = _now_precise()
+        sql = _TRANSITION_SQL.get(to)
+        params = {
+            "to": to.value,
+            "now": _now_precise(),
+            "card": json.dumps(card, ensure_ascii=False) if card is not None else None,
+            "authorization": json.dumps(authorization, ensure_ascii=False) if authorization is not None else None,
+            "notice": notice,
+            "error": error,
+            "actor": actor,
+            "detail": json.dumps(detail, ensure_ascii=False) if detail else None,
+        }
+        done: builtins.list[Payment] = []
         with self._tx(f"journal.{to.value}") as c:
             for pid in ids:
-                row = c.execute("SELECT state FROM payments WHERE payment_id = ?", (pid,)).fetchone()
+                row = c.execute(sql, {**params, "id": pid}).fetchone() if sql else None
                 if row is None:
-                    raise InvalidTransition(f"payment {pid}: not in the journal")
-                current = State(row[0])
-                if to not in ALLOWED[current]:
-                    raise InvalidTransition(f"payment {pid}: cannot go from {current} to {to}")
-                sets = ["state = ?", "updated_at = ?"]
-                params: builtins.list[Any] = [to.value, now]
-                if card is not None:
-                    sets.append("card = ?")
-                    params.append(json.dumps(card, ensure_ascii=False))
-                if authorization is not None:
-                    sets.append("authorization = ?")
-                    params.append(json.dumps(authorization, ensure_ascii=False))
-                if notice is not None:
-                    sets.append("notice = ?")
-                    params.append(notice)
-                if error is not None:
-                    sets.append("error = ?")
-                    params.append(error)
-                if to is State.UPLOADED:
-                    sets.append("uploaded_at = ?")
-                    params.append(now)
-                c.execute(f"UPDATE payments SET {', '.join(sets)} WHERE payment_id = ?", (*params, pid))  # noqa: S608
-                c.execute(
-                    "INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail) VALUES (?,?,?,?,?,?)",
-                    (pid, now, current.value, to.value, actor, json.dumps(detail) if detail else None),
-                )
-                if to is State.APPROVED:
-                    c.execute("INSERT INTO outbox (payment_id, enqueued_at) VALUES (?, ?)", (pid, now))
-                elif current is State.APPROVED:
-                    c.execute("DELETE FROM outbox WHERE payment_id = ?", (pid,))
-        return [self.get(pid) for pid in ids]
+                    current = c.execute("SELECT state FROM payments WHERE payment_id = ?", (pid,)).fetchone()
+                    if current is None:
+                        raise InvalidTransition(f"payment {pid}: not in the journal")
+                    raise InvalidTransition(f"payment {pid}: cannot go from {current[0]} to {to}")
+                done.append(Payment.from_row(row))
+        return done
 
     def recover(self, actor: str = "recovery") -> builtins.list[Payment]:
         """After a crash: `authorizing` becomes `unknown` (the card may have been charged: never guess),
@@ -443,33 +476,35 @@ class Journal:
         """Apply one batch's results in one transaction: accepted/duplicate -> uploaded, rejected -> rejected."""
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
         now = _now_precise()
+        uploaded, rejected = [], []
+        for r in results:
+            status = r.get("status")
+            detail = json.dumps({"upload": status})
+            if status in ("accepted", "duplicate"):
+                uploaded.append((status, (now, r.get("notice"), actor, detail, r["payment_id"])))
+            elif status == "rejected":
+                e = r.get("error") or {}
+                err = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
+                rejected.append((now, err, actor, detail, r["payment_id"]))
+            else:
+                counts["skipped"] += 1
+        # Only payments still `approved` move: a replayed answer changes nothing.
         with self._tx("sync.record") as c:
-            for r in results:
-                pid = r["payment_id"]
-                status = r["status"]
-                row = c.execute("SELECT state FROM payments WHERE payment_id = ?", (pid,)).fetchone()
-                if row is None or row[0] != State.APPROVED:
-                    counts["skipped"] += 1  # already settled by an earlier replay of this batch
-                    continue
-                if status in ("accepted", "duplicate"):
-                    to, err = State.UPLOADED, None
-                elif status == "rejected":
-                    e = r.get("error") or {}
-                    to, err = State.REJECTED, f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
-                else:
-                    counts["skipped"] += 1
-                    continue
-                c.execute(
-                    "UPDATE payments SET state = ?, updated_at = ?, uploaded_at = CASE WHEN ? THEN ? END,"
-                    " notice = COALESCE(?, notice), error = COALESCE(?, error) WHERE payment_id = ?",
-                    (to.value, now, to is State.UPLOADED, now, r.get("notice"), err, pid),
-                )
-                c.execute(
-                    "INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail) VALUES (?,?,?,?,?,?)",
-                    (pid, now, State.APPROVED.value, to.value, actor, json.dumps({"upload": status})),
-                )
-                c.execute("DELETE FROM outbox WHERE payment_id = ?", (pid,))
-                counts[status] += 1
+            for status, row in uploaded:
+                n = c.execute(
+                    "UPDATE payments SET state = 'uploaded', updated_at = ?1, uploaded_at = ?1,"
+                    " notice = COALESCE(?2, notice), last_actor = ?3, last_detail = ?4"
+                    " WHERE payment_id = ?5 AND state = 'approved'",
+                    row,
+                ).rowcount
+                counts[status if n else "skipped"] += 1
+            for row in rejected:
+                n = c.execute(
+                    "UPDATE payments SET state = 'rejected', updated_at = ?1, error = ?2, last_actor = ?3,"
+                    " last_detail = ?4 WHERE payment_id = ?5 AND state = 'approved'",
+                    row,
+                ).rowcount
+                counts["rejected" if n else "skipped"] += 1
         return counts
 
     def note_upload_failure(self, payment_ids: Sequence[str], error: str) -> None:

@@ -171,11 +171,12 @@ def set_value(path: Path, key: str, raw: str) -> Config:
         raise ConfigError(f"{key}: unknown key")
     if section not in doc:
         doc[section] = tomlkit.table()
-    current = doc[section].get(name, defaults[section][name])
+    # The schema's type decides (an int in the file must not make a float key integer-only).
+    current = defaults[section][name]
     if isinstance(current, SecretStr):
         current = ""
     try:
-        value = _coerce(raw, current.unwrap() if hasattr(current, "unwrap") else current)
+        value = _coerce(raw, current)
     except (ValueError, json.JSONDecodeError) as e:
         raise ConfigError(f"{key}: {raw!r}: {e}") from None
     doc[section][name] = value

@@ -90,3 +90,10 @@ def test_check_flags_a_config_readable_by_others(tmp_path: Path) -> None:
 def test_commands_needing_a_config_exit_2_when_it_is_missing(tmp_path: Path) -> None:
     r = run(tmp_path / "missing.toml", "queue", "status")
     assert r.exit_code == 2 and "no such config file" in r.output
+
+
+def test_set_a_decimal_on_a_key_written_as_an_integer(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    run(path, "config", "init")
+    assert run(path, "config", "set", "sync.interval", "0.5").exit_code == 0
+    assert load_config(path).sync.interval == 0.5
