@@ -82,6 +82,12 @@ class TerminalAuthorizer:
             return AuthOutcome("cancelled", message=f"not sent to the terminal: {e}", detail={"error": str(e)})
         except ConcertError as e:
             return AuthOutcome("cancelled", message=f"terminal not usable: {e}", detail={"error": str(e)})
+        except Exception as e:  # noqa: BLE001 - a driver bug: we cannot tell whether the amount left us
+            return AuthOutcome(
+                "unknown",
+                message=f"terminal driver error ({e!r}). Check the terminal's ticket before charging again.",
+                detail={"error": repr(e)},
+            )
         return self.outcome(result, req)
 
     def outcome(self, result: Result, req: AuthRequest) -> AuthOutcome:
