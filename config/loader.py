@@ -173,6 +173,10 @@ def set_value(path: Path, key: str, raw: str) -> Config:
         doc[section] = tomlkit.table()
     # The schema's type decides (an int in the file must not make a float key integer-only).
     current = defaults[section][name]
+    section_model = Config.model_fields[section].annotation
+    annotation = section_model.model_fields[name].annotation if section_model is not None else None
+    if annotation is float:
+        current = 0.0
     if isinstance(current, SecretStr):
         current = ""
     try:
