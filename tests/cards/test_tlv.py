@@ -144,3 +144,48 @@ RULES = [
 )
 def test_scheme_rules(aid: str, pan: str, label: str, scheme: str) -> None:
     assert detect_scheme(RULES, aid=aid, pan=pan, label=label) == scheme
+
+
+# ----------------------------------------------------------------------------- reader robustness, no reader
+# The virtual card answers in-process here (no pcscd): hypothesis throws garbage at every step of the
+# sequence and the reader must only ever raise its own typed errors.
+
+
+class _Direct:
+    """Hands APDUs straight to a sandbox VirtualCard (what vpcd does, minus the sockets)."""
+
+    def __init__(self, card: object) -> None:
+        self.card = card
+        self.interface = "contact"
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        resp = self.card.apdu(apdu)  # type: ignore[attr-defined]
+        assert resp is not None and len(resp) >= 2
+        return resp[:-2], int.from_bytes(resp[-2:], "big")
+
+
+@given(
+    st.sampled_from(["SELECT PSE", "READ RECORD", "SELECT AID", "GPO"]),
+    st.one_of(st.binary(max_size=80), st.binary(max_size=60).map(lambda b: b"\x6f" + bytes([len(b)]) + b)),
+    st.sampled_from(["cib", "edahabia", "t0", "visa_cl"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_reader_survives_garbage_answers(command: str, garbage: bytes, name: str) -> None:
+    import dataclasses
+
+    from drivers.emv import CardData, EmvError, EmvReader
+    from sandbox.cards.card import VirtualCard
+    from sandbox.cards.profiles import PROFILES, sandbox_cards_config
+
+    prof = dataclasses.replace(PROFILES[name], garbage={command: garbage})
+    transport = _Direct(VirtualCard(prof))
+    transport.interface = prof.interface
+    cfg = sandbox_cards_config()
+    try:
+        card = EmvReader(transport, schemes=[SchemeRule(**r) for r in cfg["schemes"]], aids=cfg["aids"],
+                         hmac_key="k").read()
+    except EmvError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert isinstance(card, CardData)
+        card.wipe()
