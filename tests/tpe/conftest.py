@@ -43,10 +43,9 @@ def tpe_sim() -> Iterator[Callable[..., TpeSimulator]]:
 
 @pytest.fixture
 def tpe_link() -> Callable[..., ConcertLink]:
-    def make(sim: TpeSimulator, **kw: Any) -> ConcertLink:
-        opts: dict[str, Any] = {"baud": sim.baud, "framing": sim.framing, **TPE_TIMEOUTS}
-        opts.update(kw)
-        return ConcertLink(kw.pop("port", sim.path), **{k: v for k, v in opts.items() if k != "port"})
+    def make(sim: TpeSimulator, *, port: str | None = None, **kw: Any) -> ConcertLink:
+        opts: dict[str, Any] = {"baud": sim.baud, "framing": sim.framing, **TPE_TIMEOUTS, **kw}
+        return ConcertLink(port or sim.path, **opts)
 
     return make
 
