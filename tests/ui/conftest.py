@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.low_level import Type
 from textual.pilot import Pilot
 
 import config
@@ -43,7 +45,8 @@ def ui_backend(ui_config: config.Config) -> Iterator[Callable[..., Backend]]:
 
     def make(cfg: config.Config | None = None, **kwargs: Any) -> Backend:
         cfg = cfg or ui_config
-        store = CashierStore.open(cfg.state.dir)
+        # argon2id all the same, at test cost: the PIN logic is what these tests check, not the KDF's price.
+        store = CashierStore.open(cfg.state.dir, hasher=PasswordHasher(type=Type.ID, time_cost=1, memory_cost=8192))
         existing = {c.cashier_id for c in store.list()}
         if CASHIER[0] not in existing:
             store.add(CASHIER[0], "Amel B.", CASHIER[1])
@@ -89,12 +92,21 @@ def text_of(pilot: Pilot[Any], selector: str) -> str:
     return str(w.render())
 
 
-async def type_into(pilot: Pilot[Any], selector: str, text: str, enter: bool = True) -> None:
+async def type_into(
+    pilot: Pilot[Any], selector: str, text: str, enter: bool = True, keys: bool = False
+) -> None:
+    """Fill an Input (as a paste would; keys=True types key by key, ~50 ms each) then press Enter."""
     from textual.widgets import Input
 
-    pilot.app.screen.query_one(selector, Input).focus()
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
     await pilot.pause()
-    await pilot.press(*list(text))
+    if keys:
+        await pilot.press(*list(text))
+    else:
+        field.value = text
+        field.cursor_position = len(text)
+        await pilot.pause()
     if enter:
         await pilot.press("enter")
 

@@ -175,6 +175,12 @@ FR: dict[str, str] = {
     "Reader": "Lecteur",
     "TPE": "TPE",
     "oldest {age}": "le plus ancien {age}",
+    "ready": "prêt",
+    "card present": "carte présente",
+    "no card": "pas de carte",
+    "absent": "absent",
+    "PC/SC service down": "service PC/SC arrêté",
+    "configured": "configuré",
 }
 
 AR: dict[str, str] = {
@@ -344,6 +350,12 @@ AR: dict[str, str] = {
     "Reader": "القارئ",
     "TPE": "جهاز الدفع",
     "oldest {age}": "الأقدم {age}",
+    "ready": "جاهز",
+    "card present": "البطاقة موجودة",
+    "no card": "لا توجد بطاقة",
+    "absent": "غير موصول",
+    "PC/SC service down": "خدمة PC/SC متوقفة",
+    "configured": "مهيأ",
 }
 
 

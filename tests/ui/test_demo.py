@@ -1,0 +1,93 @@
+"""`guichet demo`: scripted headless sessions through the real CLI, and a tmux run read off the screen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.billing.seed import first_reference
+
+GUICHET = [str(Path(sys.executable).with_name("guichet"))]
+
+
+def demo(tmp_path: Path, script: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "session.txt"
+    path.write_text(script, encoding="utf-8")
+    return subprocess.run(
+        [*GUICHET, "demo", "--headless", "--script", str(path), "--no-reader", *extra],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_scripted_terminal_payment(tmp_path: Path) -> None:
+    r = demo(tmp_path, "card insert cib\ntype {bill0}\npress enter\nsleep 0.3\npress f5\nwait ReceiptScreen\n"
+                       "expect approved\nexpect-text 603620\n")
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    assert out["ok"] and out["payment"]["method"] == "card_terminal"
+    assert "603620******" in out["receipt"] and out["payment"]["receipt_number"] in out["receipt"]
+    assert "6036200" not in out["receipt"].replace("603620******", "")  # never more than the masked PAN
+
+
+def test_scripted_decline(tmp_path: Path) -> None:
+    r = demo(tmp_path, "tpe refuse\ntype {bill0}\npress enter\nsleep 0.3\npress f5\nsleep 3\nexpect declined\n")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads(r.stdout)["outcome"] == "declined"
+
+
+def test_a_failed_expectation_exits_1(tmp_path: Path) -> None:
+    r = demo(tmp_path, "type {bill0}\npress enter\nsleep 0.3\npress f5\nwait ReceiptScreen\nexpect declined\n")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert not out["ok"] and "line 6" in out["failures"][0]
+
+
+def test_a_bad_script_line_is_a_usage_error(tmp_path: Path) -> None:
+    r = demo(tmp_path, "type 123\nfly away\n")
+    assert r.returncode == 2 and "line 2" in r.stderr and "fly" in r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
+def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
+    sock = f"guichet-test-{os.getpid()}"
+    tmux = ["tmux", "-L", sock]
+    ref = first_reference("ORAN-07")
+    env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+    cmd = " ".join([*GUICHET, "demo", "--no-reader", "--state-dir", str(tmp_path / "demo")])
+    subprocess.run([*tmux, "new-session", "-d", "-x", "150", "-y", "45", "-s", "demo", cmd], check=True, env=env)
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo"], capture_output=True, text=True).stdout
+
+    def wait_text(text: str) -> str:
+        for _ in range(300):  # bounded: ~30 s
+            s = screen()
+            if text in s:
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
+
+    try:
+        wait_text("Référence de la facture")
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "C-b"], check=True)  # insert the demo CIB card
+        subprocess.run([*tmux, "send-keys", "-t", "demo", ref, "Enter"], check=True)
+        wait_text(f"Facture {ref} ajoutée")
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "F5"], check=True)
+        receipt = wait_text("REÇU DE PAIEMENT")
+        receipt = wait_text("Code d'autorisation")
+        assert ref in receipt and "603620******" in receipt
+        assert "ORAN-07-G1-000001" in receipt
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "Enter", "C-q"], check=True)
+        for _ in range(100):
+            if subprocess.run([*tmux, "has-session", "-t", "demo"], capture_output=True).returncode:
+                break
+            time.sleep(0.1)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
