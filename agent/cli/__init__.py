@@ -5,6 +5,8 @@ guichet [--config FILE] COMMAND ...
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from agent import __version__
@@ -40,3 +42,8 @@ COMMANDS = {
 def main(ctx: click.Context, config_path: str | None) -> None:
     """guichet: the counter-side payment agent."""
     ctx.ensure_object(dict)["config_path"] = config_path
+    # Every command logs through the PAN scrubber; `guichet run` sets its own level and format later.
+    from agent.logs import setup_logging
+
+    level = os.environ.get("GUICHET_LOG_LEVEL", "WARNING").upper()
+    setup_logging(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING")
