@@ -50,29 +50,34 @@ class PaymentScreen(CounterScreen):
         methods = self.gapp.backend.methods()
         if self.method not in methods:
             self.method = methods[0] if methods else None
-        with Horizontal(id="pay-main"):
-            with Vertical(id="pay-left"):
-                yield Label(t("Bill reference (scan or type, then Enter)"))
-                yield Input(self.reference, id="reference", placeholder="410726095518", restrict=r"[A-Za-z0-9]*")
-                yield Static(self.bill_text(), id="bill", classes="panel")
-                table: DataTable[str] = DataTable(id="basket", cursor_type="row", zebra_stripes=True)
-                yield table
-                yield Static(self.others_text(), id="others", classes="hint")
-            with Vertical(id="pay-right"):
-                yield Label(t("Amount"))
-                yield Input(
-                    self.amount_text or self.default_amount_text(),
-                    id="amount",
-                    disabled=not self.partial_allowed(),
-                    restrict=r"[0-9.,]*",
-                )
-                yield Static(self.total_text(), id="total", classes="total")
-                yield Label(t("Method"))
-                with RadioSet(id="method"):
-                    for m in methods:
-                        yield RadioButton(shape(method_label(m)), value=(m == self.method), name=m)
-                yield Button(t("Pay (F5)"), id="pay", variant="success", disabled=not self.basket)
-                yield Static(self.message, id="message", classes=f"message {self.message_kind}")
+        left = Vertical(
+            Label(t("Bill reference (scan or type, then Enter)")),
+            Input(self.reference, id="reference", placeholder="410726095518", restrict=r"[A-Za-z0-9]*"),
+            Static(self.bill_text(), id="bill", classes="panel"),
+            DataTable(id="basket", cursor_type="row", zebra_stripes=True),
+            Static(self.others_text(), id="others", classes="hint"),
+            id="pay-left",
+        )
+        right = Vertical(
+            Label(t("Amount")),
+            Input(
+                self.amount_text or self.default_amount_text(),
+                id="amount",
+                disabled=not self.partial_allowed(),
+                restrict=r"[0-9.,]*",
+            ),
+            Static(self.total_text(), id="total", classes="total"),
+            Label(t("Method")),
+            RadioSet(
+                *(RadioButton(shape(method_label(m)), value=(m == self.method), name=m) for m in methods),
+                id="method",
+            ),
+            Button(t("Pay (F5)"), id="pay", variant="success", disabled=not self.basket),
+            Static(self.message, id="message", classes=f"message {self.message_kind}"),
+            id="pay-right",
+        )
+        # Right to left: the bill (what the cashier reads first) sits on the right.
+        yield Horizontal(*((right, left) if i18n.is_rtl() else (left, right)), id="pay-main")
         if self.gapp.demo is not None:
             from ui.widgets.demo_panel import DemoPanel
 
