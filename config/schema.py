@@ -130,6 +130,8 @@ class PaymentsConfig(_Section):
 class UiConfig(_Section):
     language: Literal["fr", "ar", "en"] = "fr"
     bidi: Literal["app", "terminal"] = "app"
+    pin_attempts: int = Field(5, ge=1, le=20)  # wrong PINs in a row before the account locks
+    lockout_seconds: int = Field(300, ge=0, le=86_400)  # how long it stays locked (or a supervisor unlocks)
 
 
 class Config(_Section):

@@ -71,7 +71,9 @@ class Backend:
         if authorizers is not None:
             ctx.flow.authorizers = dict(authorizers)
         try:
-            store = cashiers or CashierStore.open(config.state.dir)
+            store = cashiers or CashierStore.open(
+                config.state.dir, max_attempts=config.ui.pin_attempts, lockout_seconds=config.ui.lockout_seconds
+            )
         except BaseException:
             ctx.close()
             raise

@@ -16,6 +16,7 @@ outcome and exits 0 if every `expect` held (1 otherwise). Script lines (# starts
     card insert cib         cib | edahabia | visa;   card remove
     tpe refuse              the TPE's next exchange: approve | refuse | cancel | no_answer | silent ...
     link down | link up     stop / restart the billing server
+    method card_reader      choose the payment method (card_terminal | card_reader | cash)
     wait ReceiptScreen      until that screen is shown (bounded: 30 s)
     sleep 0.5
     expect approved         the last payment's state (approved [or uploaded] | declined | cancelled | unknown)
@@ -191,7 +192,7 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
 
 # -- scripted sessions -------------------------------------------------------------------------------------
 
-KNOWN = {"type", "press", "card", "tpe", "link", "wait", "sleep", "expect", "expect-text"}
+KNOWN = {"type", "press", "card", "tpe", "link", "method", "wait", "sleep", "expect", "expect-text"}
 
 
 def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
@@ -205,7 +206,7 @@ def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
         if cmd not in KNOWN:
             fail(f"script line {n}: unknown command {cmd!r} (one of {', '.join(sorted(KNOWN))})", usage=True)
         args = [rest] if cmd in ("type", "expect-text") else rest.split()
-        if cmd in ("press", "card", "tpe", "link", "wait", "sleep", "expect") and not args:
+        if cmd in ("press", "card", "tpe", "link", "method", "wait", "sleep", "expect") and not args:
             fail(f"script line {n}: {cmd} needs an argument", usage=True)
         steps.append((n, cmd, args))
     return steps
@@ -256,6 +257,14 @@ async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[
                     break
                 msg = await asyncio.to_thread(card_event, devices, profile)
                 app.post_message(msg)
+            elif cmd == "method":
+                from textual.widgets import RadioButton
+
+                buttons = [b for b in app.screen.query(RadioButton) if b.name == args[0]]
+                if not buttons:
+                    failures.append(f"line {n}: method {args[0]!r} is not offered on this counter")
+                    break
+                buttons[0].value = True
             elif cmd == "tpe":
                 devices.tpe.script(*args)
             elif cmd == "link":

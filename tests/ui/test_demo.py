@@ -91,3 +91,26 @@ def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
             time.sleep(0.1)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def _vpcd() -> bool:
+    from agent.cli.demo import vpcd_listening
+
+    return vpcd_listening()
+
+
+@pytest.mark.pcsc
+def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
+    if not _vpcd():
+        if os.environ.get("CI"):
+            pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
+        pytest.skip("pcscd with the vpcd virtual reader is not running")
+    path = tmp_path / "session.txt"
+    path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter\nsleep 0.3\npress f5\n"
+                    "wait ReceiptScreen\nexpect approved\ncard remove\n", encoding="utf-8")
+    r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    assert out["payment"]["method"] == "card_reader"
+    assert "EDAHABIA 999201******" in out["receipt"]
