@@ -131,7 +131,7 @@ _TRANSITION_SQL = {
         " authorization = COALESCE(:authorization, authorization), notice = COALESCE(:notice, notice),"
         " error = COALESCE(:error, error),"
         " uploaded_at = CASE WHEN :to = 'uploaded' THEN :now ELSE uploaded_at END,"
-        f" last_actor = :actor, last_detail = :detail WHERE payment_id = :id AND state IN ({_sources(to)})"  # noqa: S608
+        f" last_actor = :actor, last_detail = :detail WHERE payment_id = :id AND state IN ({_sources(to)})"
         f" RETURNING {_PAYMENT_COLUMNS}"
     )
     for to in State
@@ -552,7 +552,7 @@ class Journal:
         if bill_reference:
             where.append("bill_reference = ?")
             params.append(bill_reference)
-        sql = "SELECT * FROM payments"  # noqa: S608 (placeholders only)
+        sql = "SELECT * FROM payments"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, receipt_number DESC"
