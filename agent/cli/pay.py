@@ -221,9 +221,13 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="One upload round, then exit (exit 1 if anything is left).")
+@click.option("--bills", is_flag=True, help="Only refresh the offline bill cache now, then exit.")
 @click.pass_context
-def sync(ctx: click.Context, once: bool) -> None:
+def sync(ctx: click.Context, once: bool, bills: bool) -> None:
     """Upload the queue to the billing server (one uploader per journal)."""
+    if bills:
+        _refresh_bills(ctx)
+        return
     with _open(ctx, []) as actx:
         lock = UploadLock(actx.config.state.dir)
         try:
@@ -248,6 +252,18 @@ def sync(ctx: click.Context, once: bool) -> None:
             worker.run_forever(stop, on_round=lambda r, d: _print_report(r, d))
         finally:
             lock.release()
+
+
+def _refresh_bills(ctx: click.Context) -> None:
+    """The bill cache, on demand: follow the delta feed until caught up."""
+    with _open(ctx, []) as actx:
+        try:
+            changed = actx.bills.refresh(actx.client, actx.config.terminal.agency_id)
+        except GuichetError as e:
+            age = actx.bills.freshness()
+            fail(f"bill cache not refreshed: {e} (last refreshed {age_text(age)} ago)" if age is not None
+                 else f"bill cache not refreshed: {e} (never refreshed)")
+        click.echo(f"bill cache: {changed} bills changed, {actx.bills.count()} payable bills cached")
 
 
 def _print_report(r: SyncReport, delay: float | None = None) -> None:

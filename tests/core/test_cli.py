@@ -70,3 +70,19 @@ def test_only_one_uploader_at_a_time(guichet, billing_config) -> None:
         r = guichet("sync", "--once")
     assert r.returncode == 1 and "another uploader" in r.stderr
     assert guichet("sync", "--once").returncode == 0
+
+
+def test_bill_cache_on_demand_drops_paid_bills_and_tells_its_age(guichet, billing_server, seeded_references):
+    r = guichet("sync", "--bills")
+    assert r.returncode == 0, r.stderr
+    cached = int(r.stdout.split(", ")[1].split()[0])
+    assert cached >= len(seeded_references)  # unpaid and partially paid bills
+    billing_server.put_bill(reference=seeded_references[0], amount_due=0, status="paid")
+    r = guichet("sync", "--bills")
+    assert r.stdout.strip() == f"bill cache: 1 bills changed, {cached - 1} payable bills cached"
+    status = json.loads(guichet("queue", "status", "--json").stdout)
+    assert status["bill_cache"]["bills"] == cached - 1
+    assert 0 <= status["bill_cache"]["age_seconds"] < 600
+    billing_server.stop()
+    r = guichet("sync", "--bills")
+    assert r.returncode == 1 and "last refreshed 0 min ago" in r.stderr
