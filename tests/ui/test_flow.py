@@ -134,6 +134,18 @@ async def test_pay_blocked_while_bill_has_unknown_outcome(
             await pilot.press("f5")
             await wait_for(pilot, lambda: app.screen.message_kind == "error", "the refusal")
         assert len(app.backend.journal.list(bill_reference=ref)) == 1  # no second charge started
+        # The ticket shows the terminal declined: settle it, then the bill can be paid again.
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen" and app.screen.rows, "the unknown list")
+        app.screen.query_one("#settle-declined").press()
+        await wait_for(pilot, lambda: not app.screen.rows and app.screen.message, "the settle")
+        assert app.backend.journal.list(bill_reference=ref)[0].state == "declined"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "back to payment")
+        await pilot.press("escape")
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the second payment's receipt")
+        assert app.backend.journal.list(bill_reference=ref)[0].state == "approved"
 
 
 async def test_lockout_after_repeated_wrong_pins(ui_app: Any) -> None:

@@ -171,3 +171,61 @@ async def test_customer_other_bills_join_the_basket(ui_app: Any, seeded_referenc
         await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
         payments = app.screen.payments
         assert len(payments) == 3 and len({p.transaction_id for p in payments}) == 1
+
+
+async def test_attention_lists_a_payment_credited_to_the_account(
+    ui_app: Any, billing_server: Any, seeded_references: list[str]
+) -> None:
+    app = ui_app(status_interval=0.1)
+    ref = seeded_references[0]
+    async with app.run_test(size=(160, 44)) as pilot:
+        await login(pilot)
+        await type_into(pilot, "#reference", ref)
+        await wait_for(pilot, lambda: app.screen.basket, "the bill")
+        billing_server.put_bill(reference=ref, status="paid", amount_due=0)  # paid elsewhere meanwhile
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        await pilot.press("enter")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "1 à traiter" in text_of(pilot, "#sb-queue"), "the notice in the status bar")
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: screen_name(pilot) == "HistoryScreen" and app.screen.shown, "the list")
+        [p] = app.screen.shown
+        assert p.bill_reference == ref and p.notice == "credited_to_account"
+        from textual.widgets import DataTable
+
+        row = app.screen.query_one("#history-table", DataTable).get_row_at(0)
+        assert "crédité sur le compte du client" in [str(c) for c in row]
+
+
+async def test_first_run_creates_the_first_supervisor(ui_config: Any) -> None:
+    from agent.cashiers import CashierStore
+    from ui.app import GuichetApp
+    from ui.backend import Backend
+
+    backend = Backend.open(ui_config)
+    try:
+        app = GuichetApp(backend, run_sync=False)
+        async with app.run_test(size=(140, 44)) as pilot:
+            await wait_for(pilot, lambda: app.screen.query("#name"), "the first-run form")
+            await type_into(pilot, "#name", "Karim S.", enter=False)
+            await type_into(pilot, "#cashier-id", "s0001", enter=False)
+            await type_into(pilot, "#pin", "917355")
+            await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "logged in")
+            assert app.cashier.is_supervisor and app.shift is not None
+    finally:
+        backend.close()
+    store = CashierStore.open(ui_config.state.dir)
+    assert [c.cashier_id for c in store.list()] == ["s0001"]
+    store.close()
+
+
+async def test_log_out_and_back_in_resumes_the_shift(ui_app: Any) -> None:
+    app = ui_app(run_sync=False)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        shift = app.shift.shift_id
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: screen_name(pilot) == "LoginScreen", "the login screen")
+        await login(pilot)
+        assert app.shift.shift_id == shift

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from ui.i18n import t
@@ -27,17 +27,19 @@ class LoginScreen(CounterScreen):
         self.first_run: bool | None = None
 
     def body(self) -> ComposeResult:
-        with Vertical(id="login-box", classes="box"):
-            if self.first_run:
-                yield Static(t("No cashier account yet: create the first supervisor."), classes="hint")
-                yield Label(t("Name"))
-                yield Input(id="name", placeholder=t("Name"))
-            yield Label(t("Cashier"))
-            yield Input(self.cashier_id, id="cashier-id", placeholder=t("Cashier id"))
-            yield Label(t("PIN"))
-            yield Input(id="pin", password=True, restrict=r"\d*", max_length=12, placeholder="••••")
-            yield Button(t("Create") if self.first_run else t("Log in"), id="login", variant="primary")
-            yield Static(self.error, id="login-error", classes="error")
+        with Horizontal(id="login-row"):
+            with Vertical(id="login-box", classes="box"):
+                if self.first_run:
+                    yield Static(t("No cashier account yet: create the first supervisor."), classes="hint")
+                    yield Label(t("Name"))
+                    yield Input(id="name", placeholder=t("Name"))
+                yield Label(t("Cashier"))
+                yield Input(self.cashier_id, id="cashier-id", placeholder=t("Cashier id"))
+                yield Label(t("PIN"))
+                yield Input(id="pin", password=True, restrict=r"\d*", max_length=12, placeholder="••••")
+                yield Button(t("Create") if self.first_run else t("Log in"), id="login", variant="primary")
+                yield Static(self.error, id="login-error", classes="error")
+
 
     def on_mount(self) -> None:
         self.check_first_run()
