@@ -1,15 +1,16 @@
-"""The ``card_terminal`` payment method: the amount goes to the TPE over Concert E+, the customer pays there.
+"""The ``card_terminal`` payment method: the amount goes to the TPE (Concert E+ over a serial line, or Concert
+V3 / Caisse-AP over TCP when ``tpe.port`` is ``tcp://host:8888``), the customer pays there.
 
-    auth = TerminalAuthorizer(config)                 # config.tpe: port, baud, framing, timeouts
+    auth = TerminalAuthorizer(config)                 # config.tpe: port, protocol, baud, framing, timeouts
     outcome = auth.authorize(req, cancel=threading.Event(), on_status=ui.show)
     outcome.status    # approved | declined | cancelled | unknown
 
 Mapping from the terminal's result (DESIGN.md step 4-5):
 - approved with the requested amount -> approved (card: scheme from the BIN rules, masked PAN; no token,
   a TPE never gives us the PAN);
-- refused (status 7 with a card) -> declined;
+- refused (E+ status 7 with a card; V3 AE=01 with a refusal reason) -> declined;
 - cancelled -> cancelled: by the cashier before the amount left us, or the terminal answered that no card
-  was used (status 7, empty report);
+  was used (E+ status 7, empty report; V3 AE=01 AF=06/08/11, or a request it did not take);
 - anything else once the request frame may have reached the terminal (no answer, line dropped, unreadable
   answer, an amount other than asked) -> unknown: the cashier settles it from the TPE's ticket. Never resent.
 """
@@ -26,9 +27,10 @@ from drivers.concert import (
     Approved,
     Cancelled,
     ConcertError,
-    ConcertLink,
+    Link,
     Refused,
     Result,
+    link_from_config,
 )
 
 
@@ -68,8 +70,9 @@ class TerminalAuthorizer:
         self.config = config
         self.port = port if port is not None else config.tpe.port
 
-    def _link(self) -> ConcertLink:
-        return ConcertLink.from_config(self.config.tpe, port=self.port)
+    def _link(self) -> Link:
+        """E+ or V3, chosen by the port value (``tcp://``/``caisse-ap://``) and ``tpe.protocol``."""
+        return link_from_config(self.config.tpe, port=self.port)
 
     def authorize(self, req: AuthRequest, *, cancel: threading.Event, on_status: StatusCallback) -> AuthOutcome:
         try:
@@ -88,7 +91,9 @@ class TerminalAuthorizer:
                 message=f"terminal driver error ({e!r}). Check the terminal's ticket before charging again.",
                 detail={"error": repr(e)},
             )
-        return self.outcome(result, req)
+        out = self.outcome(result, req)
+        out.detail["protocol"] = link.protocol
+        return out
 
     def outcome(self, result: Result, req: AuthRequest) -> AuthOutcome:
         """The journal outcome for a link result (pure: no I/O)."""
@@ -114,6 +119,8 @@ class TerminalAuthorizer:
                 "private": response.private.strip(),
                 "pan_masked": response.pan_masked,
             }
+            if response.reason:  # V3: AF, why the terminal did not do it
+                detail["answer"]["reason"] = response.reason
         if isinstance(result, Approved):
             r = result.response
             card = {
@@ -121,11 +128,11 @@ class TerminalAuthorizer:
                 "pan_masked": r.pan_masked,
                 "pan_token": None,
                 "expiry": None,
-                "aid": None,
+                "aid": r.aid,
             }
-            # E+ has no separate authorisation-number field: terminals put it in the private data.
+            # V3: AC; E+ has no such field: terminals put it in the private data.
             return AuthOutcome(
-                "approved", card=card, code=r.private.strip(), reference=None,
+                "approved", card=card, code=r.auth_code, reference=None,
                 message="approved by the terminal", detail=detail,
             )
         if isinstance(result, Refused):

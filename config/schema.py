@@ -107,7 +107,7 @@ class TpeConfig(_Section):
     baud: int = Field(9600, ge=300, le=921600)
     framing: Literal["7E1", "8N1"] = "7E1"
     pos_number: str = "01"
-    protocol: Literal["E+"] = "E+"
+    protocol: Literal["E+", "V3"] = "E+"  # a tcp:// or caisse-ap:// port means V3 whatever this says
     ack_timeout: float = Field(2.0, gt=0, le=60)
     answer_timeout: float = Field(180, gt=0, le=900)
     max_retries: int = Field(3, ge=0, le=10)
@@ -119,6 +119,13 @@ class TpeConfig(_Section):
         if not re.fullmatch(r"\d{2}", v):
             raise ValueError('must be two digits, e.g. "01"')
         return v
+
+    @model_validator(mode="after")
+    def _v3_over_tcp(self) -> TpeConfig:
+        if self.protocol == "V3" and ("://" in self.port and not re.match(r"(?i)(tcp|caisse-ap)://", self.port)
+                                      or self.port.startswith("/")):
+            raise ValueError(f'port: {self.port!r}: protocol "V3" runs over TCP: give tcp://host:8888')
+        return self
 
 
 class PaymentsConfig(_Section):

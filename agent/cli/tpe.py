@@ -1,10 +1,12 @@
-"""`guichet tpe check|pay`: talk to the serial payment terminal directly (technicians, end-to-end checks).
+"""`guichet tpe check|pay`: talk to the payment terminal directly (technicians, end-to-end checks).
 
     guichet tpe check --port /dev/ttyACM0
     guichet tpe pay --port /dev/pts/3 --amount 1234.50 --currency DZD --json
+    guichet tpe pay --port tcp://192.168.1.20:8888 --amount 1234.50      # Concert V3 / Caisse-AP over TCP
 
 Line options (--baud, --framing, --pos, timeouts) default to the config's [tpe] section when a config file
-exists, else to DESIGN.md's defaults (9600, 7E1, "01"). Exit 0 when the terminal answered ready/approved,
+exists, else to DESIGN.md's defaults (9600, 7E1, "01"). A ``tcp://``/``caisse-ap://`` port selects Concert V3
+(baud and framing are then meaningless and ignored). Exit 0 when the terminal answered ready/approved,
 1 otherwise (one line on stderr), 2 for bad usage or a bad config.
 """
 
@@ -18,7 +20,7 @@ import click
 from agent.cli.common import fail, get_config, print_json
 from config import Config, find_config_path
 from config.money import MoneyError, format_amount, parse_amount
-from drivers.concert import Approved, ConcertError, ConcertLink
+from drivers.concert import Approved, ConcertError, Link, link_from_config
 
 
 def _config(ctx: click.Context) -> Config:
@@ -30,7 +32,7 @@ def _config(ctx: click.Context) -> Config:
 
 def _line_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
-        click.option("--port", help="Device path or pyserial URL (default: tpe.port)."),
+        click.option("--port", help="Device path, pyserial URL, or tcp://host:8888 for V3 (default: tpe.port)."),
         click.option("--baud", type=int, help="Baud rate (default: tpe.baud)."),
         click.option("--framing", type=click.Choice(["7E1", "8N1"]), help="Character framing (default: tpe.framing)."),
         click.option("--pos", "pos_number", help="Cash register number, two digits (default: tpe.pos_number)."),
@@ -44,7 +46,7 @@ def _line_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _link(ctx: click.Context, **opts: Any) -> ConcertLink:
+def _link(ctx: click.Context, **opts: Any) -> Link:
     cfg = _config(ctx)
     if not (opts.get("port") or cfg.tpe.port):
         fail("--port: no terminal port given and tpe.port is empty", usage=True)
@@ -52,26 +54,26 @@ def _link(ctx: click.Context, **opts: Any) -> ConcertLink:
     if pos is not None and not (len(pos) == 2 and pos.isdigit()):
         fail(f"--pos: {pos!r} must be two digits, e.g. 01", usage=True)
     try:
-        return ConcertLink.from_config(cfg.tpe, **opts)
+        return link_from_config(cfg.tpe, **opts)
     except ConcertError as e:
         fail(str(e), usage=True)
 
 
 @click.group()
 def tpe() -> None:
-    """The serial payment terminal (Concert E+)."""
+    """The payment terminal (Concert E+ on a serial line, V3 / Caisse-AP over TCP)."""
 
 
 @tpe.command("check")
 @_line_options
 @click.pass_context
 def tpe_check(ctx: click.Context, **opts: Any) -> None:
-    """ENQ/ACK handshake only: is a terminal there, listening at this speed and framing?"""
+    """E+: ENQ/ACK handshake only (is a terminal there, at this speed and framing?). V3: connect, send nothing."""
     link = _link(ctx, **opts)
     result = link.check()
     if not result.definitive:
         fail(f"{link.port}: {result.message}")
-    click.echo(f"{link.port}: terminal ready ({link.baud} {link.framing}, POS {link.pos_number})")
+    click.echo(f"{link.port}: terminal ready ({link.describe()})")
 
 
 @tpe.command("pay")
@@ -100,7 +102,7 @@ def tpe_pay(ctx: click.Context, amount: str, currency: str | None, as_json: bool
         "amount_sent": result.amount_sent,
         "status": response.status if response else None,
         "pan_masked": response.pan_masked if response else None,
-        "reference": response.private.strip() if response else None,
+        "reference": response.auth_code if response else None,
         "message": result.message,
         "elapsed_ms": round(result.elapsed * 1000),
     }

@@ -1,13 +1,24 @@
-"""Concert E+: the cash register <-> payment terminal (TPE) protocol over a serial line.
+"""Concert: the cash register <-> payment terminal (TPE) protocol. E+ over a serial line, V3 (Caisse-AP) over TCP.
 
-    from drivers.concert import ConcertLink, Approved
-    result = ConcertLink("/dev/ttyACM0", framing="8N1").pay(123450, "DZD")
+    from drivers.concert import link_for, Approved
+    link = link_for("/dev/ttyACM0", framing="8N1")         # E+ (ConcertLink): a path or a pyserial URL
+    link = link_for("tcp://127.0.0.1:8888")                # V3 (V3Link): tcp:// or caisse-ap:// selects it
+    link = link_from_config(cfg.tpe)                       # the same choice from [tpe] port/protocol
+    result = link.pay(123450, "DZD")
 
-``framing`` holds the codecs (shared with the TPE simulator), ``link`` the exchange and its typed results.
+Like pyserial's URL handlers, the port value chooses the transport: ``tcp://`` and ``caisse-ap://`` mean
+Concert V3 over TCP; a device path or ``socket://``/``loop://``/``spy://`` means E+ through pyserial.
+``framing``/``v3`` hold the codecs (shared with the TPE simulators), ``link``/``tcp`` the exchanges and the
+typed results both return.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from drivers.concert.framing import AmountError, ConcertError, FrameError, LrcError, Request, Response
 from drivers.concert.link import (
+    Answer,
     Approved,
     Cancelled,
     ConcertLink,
@@ -17,14 +28,58 @@ from drivers.concert.link import (
     Result,
     Timeout,
 )
+from drivers.concert.tcp import V3Link, is_tcp_url
+from drivers.concert.v3 import TlvError, V3Request, V3Response
+
+Link = ConcertLink | V3Link
+
+
+def protocol_for(port: str, protocol: str = "E+") -> str:
+    """"V3" or "E+" for a port value: a ``tcp://``/``caisse-ap://`` URL implies V3; ``protocol="V3"`` takes a
+    bare ``host[:port]``; V3 over a serial line is not implemented (ConcertError says so).
+
+    >>> protocol_for("tcp://127.0.0.1:8888"), protocol_for("/dev/ttyUSB0"), protocol_for("10.0.0.5", "V3")
+    ('V3', 'E+', 'V3')
+    """
+    if is_tcp_url(port):
+        return "V3"
+    if protocol == "V3":
+        if port and ("://" in port or port.startswith("/")):
+            raise ConcertError(
+                f"tpe.port: {port!r}: Concert V3 is implemented over TCP only: give tcp://host:8888"
+            )
+        return "V3"
+    return "E+"
+
+
+def link_for(port: str, *, protocol: str = "E+", **kw: Any) -> Link:
+    """The link for ``port``: V3Link or ConcertLink (keyword options of the other transport are ignored)."""
+    if protocol_for(port, protocol) == "V3":
+        kw = {k: v for k, v in kw.items() if k not in ("baud", "framing")}
+        return V3Link(port if is_tcp_url(port) or not port else f"tcp://{port}", **kw)
+    return ConcertLink(port, **kw)
+
+
+def link_from_config(tpe: Any, **overrides: Any) -> Link:
+    """From a ``config.schema.TpeConfig`` (port, protocol, timeouts...); keyword overrides (CLI options) win."""
+    port = overrides.get("port") or tpe.port
+    protocol = overrides.pop("protocol", None) or getattr(tpe, "protocol", "E+")
+    if protocol_for(port, protocol) == "V3":
+        if port and not is_tcp_url(port):
+            overrides["port"] = f"tcp://{port}"
+        return V3Link.from_config(tpe, **overrides)
+    return ConcertLink.from_config(tpe, **overrides)
+
 
 __all__ = [
     "AmountError",
+    "Answer",
     "Approved",
     "Cancelled",
     "ConcertError",
     "ConcertLink",
     "FrameError",
+    "Link",
     "LinkError",
     "LrcError",
     "Ready",
@@ -33,4 +88,11 @@ __all__ = [
     "Response",
     "Result",
     "Timeout",
+    "TlvError",
+    "V3Link",
+    "V3Request",
+    "V3Response",
+    "link_for",
+    "link_from_config",
+    "protocol_for",
 ]

@@ -8,10 +8,10 @@ Pure functions and frozen records, shared by the driver (``drivers.concert.link`
 True
 >>> Request.decode(decode_frame(frame)).amount
 123450
->>> build_request(100_000_000, "DZD")
+>>> build_request(100_000_000, "DZD")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-AmountError: amount: 100000000 has 9 digits; the Concert amount field holds 8 (at most 99999999 minor units)
+drivers.concert.framing.AmountError: amount: 100000000 has 9 digits; the Concert amount field holds 8 ...
 
 Amounts are integers in minor units; the currency goes as its ISO 4217 numeric code (DZD 012, TND 788), so
 12.345 TND is sent as ``00012345`` + ``788``, exactly.
@@ -223,6 +223,19 @@ class Response:
     @property
     def approved(self) -> bool:
         return self.status == STATUS_APPROVED
+
+    @property
+    def auth_code(self) -> str:
+        """E+ has no authorisation-number field: terminals put it in the private data."""
+        return self.private.strip()
+
+    @property
+    def reason(self) -> str:
+        return ""
+
+    @property
+    def aid(self) -> str | None:
+        return None
 
     @classmethod
     def decode(cls, payload: bytes) -> Response:

@@ -42,6 +42,9 @@ from drivers.concert.framing import (
     decode_frame,
     encode_frame,
 )
+from drivers.concert.v3 import V3Response
+
+Answer = Response | V3Response  # what a terminal answered: E+ record or V3 tags; the same attribute names
 
 POLL = 0.02  # seconds between cancel checks while a read waits
 MAX_FRAME = 200  # bytes: longer than any E+ frame; a run past it is noise
@@ -80,7 +83,7 @@ class Ready(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class Approved(Result):
-    response: Response
+    response: Answer
 
     @property
     def definitive(self) -> bool:
@@ -89,7 +92,7 @@ class Approved(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class Refused(Result):
-    response: Response
+    response: Answer
 
     @property
     def definitive(self) -> bool:
@@ -101,7 +104,7 @@ class Cancelled(Result):
     """No money taken: cancelled before the amount left us, or the terminal answered that nothing was done."""
 
     by: str = "cashier"  # "cashier" | "terminal"
-    response: Response | None = None
+    response: Answer | None = None
 
     @property
     def definitive(self) -> bool:
@@ -190,6 +193,8 @@ def _frame_bits(framing: str) -> tuple[int, str]:
 class ConcertLink:
     """One Concert E+ terminal on ``port`` (a device path or a pyserial URL). Opens the port per exchange."""
 
+    protocol = "E+"
+
     def __init__(
         self,
         port: str,
@@ -229,6 +234,9 @@ class ConcertLink:
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
+
+    def describe(self) -> str:
+        return f"{self.baud} {self.framing}, POS {self.pos_number}"
 
     # -- port ---------------------------------------------------------------------------------------------
 
