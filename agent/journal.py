@@ -68,22 +68,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX payments_bill ON payments(bill_reference);
         CREATE INDEX payments_transaction ON payments(transaction_id);
         CREATE TABLE outbox (
-            seq INTEGER PRIMARY KEY,
-            payment_id TEXT NOT NULL UNIQUE REFERENCES payments(payment_id),
+            payment_id TEXT PRIMARY KEY REFERENCES payments(payment_id),
             enqueued_at TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             last_error TEXT
-        );
+        ) WITHOUT ROWID;
+        -- A payment enters each state at most once (the transitions form no cycle), so (payment, state)
+        -- identifies an audit row: one B-tree, no extra index, for the write on every transition.
         CREATE TABLE audit (
-            id INTEGER PRIMARY KEY,
             payment_id TEXT NOT NULL,
+            to_state TEXT NOT NULL,
             at TEXT NOT NULL,
             from_state TEXT,
-            to_state TEXT NOT NULL,
             actor TEXT NOT NULL,
-            detail TEXT
-        );
-        CREATE INDEX audit_payment ON audit(payment_id);
+            detail TEXT,
+            PRIMARY KEY (payment_id, to_state)
+        ) WITHOUT ROWID;
         CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
         INSERT INTO counters (name, value) VALUES ('receipt', 0);
         """,
@@ -577,7 +577,7 @@ class Journal:
     def outbox_batch(self, limit: int) -> builtins.list[Payment]:
         """The oldest approved payments waiting for upload."""
         return self._rows(
-            "SELECT p.* FROM outbox o JOIN payments p USING (payment_id) ORDER BY o.seq LIMIT ?", (limit,)
+            "SELECT p.* FROM outbox o JOIN payments p USING (payment_id) ORDER BY o.enqueued_at, o.payment_id LIMIT ?", (limit,)
         )
 
     def pending_against(self, bill_reference: str, fetched_at: str | None) -> int:
@@ -613,7 +613,7 @@ class Journal:
     def audit(self, payment_id: str) -> builtins.list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT at, from_state, to_state, actor, detail FROM audit WHERE payment_id = ? ORDER BY id",
+                "SELECT at, from_state, to_state, actor, detail FROM audit WHERE payment_id = ? ORDER BY at",
                 (payment_id,),
             ).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
