@@ -100,7 +100,7 @@ def parse_prefix(data: bytes) -> tuple[list[tuple[str, str]], int]:
         tag = raw_tag.decode("ascii")
         if n - i < 5:
             part = data[i + 2 : n]
-            if not part.isdigit():
+            if part and not part.isdigit():
                 raise TlvError(i + 2, tag, f"length {part.decode('latin-1')!r} is not three digits")
             return records, i
         raw_len = data[i + 2 : i + 5]

@@ -167,12 +167,21 @@ class V3Simulator:
                                  "behaviour='silent' instead of scripting it")
         self._script.extend(behaviours)
 
+    def _pending(self) -> bool:
+        with self._lock:
+            if not self._listening:
+                return False
+            try:
+                return bool(select.select([self._listener], [], [], 0)[0])
+            except (OSError, ValueError):
+                return False
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait (bounded) until the connection in progress is over; True if idle."""
+        """Wait (bounded) until no connection is in progress or waiting to be accepted; True if idle."""
         end = time.monotonic() + timeout
-        while self.busy.is_set() and time.monotonic() < end:
+        while (self.busy.is_set() or self._pending()) and time.monotonic() < end:
             time.sleep(0.005)
-        return not self.busy.is_set()
+        return not (self.busy.is_set() or self._pending())
 
     def start(self) -> V3Simulator:
         self._thread = threading.Thread(target=self.serve, name="tpe-v3-sim", daemon=True)
@@ -206,10 +215,11 @@ class V3Simulator:
                 r, _, _ = select.select([listener], [], [], 0.1)
                 if not r:
                     continue
+                self.busy.set()  # before accept: wait_idle never sees an accepted, unhandled connection as idle
                 conn, _addr = listener.accept()
             except OSError:
+                self.busy.clear()
                 continue  # switched off meanwhile
-            self.busy.set()
             try:
                 self._connection(conn)
             except _Gone:
@@ -305,6 +315,7 @@ class V3Simulator:
             return True
         if behaviour == "nak_first":
             ex.outcome = "format_error"
+            ex.naks_sent += 1
             self._resend = ex
             self._send(conn, encode_response(req, status=STATUS_NOT_DONE, reason=REASON_FORMAT_ERROR))
             return True

@@ -1,8 +1,13 @@
-"""Fixtures for the TPE tests: the Concert simulator on a real pty, and links with short timeouts.
+"""Fixtures for the TPE tests: the Concert simulators (E+ on a real pty, V3 on a loopback TCP port), and links
+with short timeouts.
 
     def test_x(tpe_sim, tpe_link):
         sim = tpe_sim(behaviour="refuse")          # running in a thread; stopped at teardown
         result = tpe_link(sim).pay(123450, "DZD")
+
+    def test_y(v3_sim, v3_link):
+        sim = v3_sim(behaviour="refuse")           # tcp://127.0.0.1:PORT
+        result = v3_link(sim).pay(123450, "DZD")
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import pytest
 
 import config
 from config import Config
-from drivers.concert import ConcertLink
-from sandbox.tpe import TpeSimulator
+from drivers.concert import ConcertLink, V3Link
+from sandbox.tpe import TpeSimulator, V3Simulator
 
 FAST_BAUD = 115200
 # Short but generous against a loaded CI machine: every wait is bounded by these.
@@ -46,6 +51,35 @@ def tpe_link() -> Callable[..., ConcertLink]:
     def make(sim: TpeSimulator, *, port: str | None = None, **kw: Any) -> ConcertLink:
         opts: dict[str, Any] = {"baud": sim.baud, "framing": sim.framing, **TPE_TIMEOUTS, **kw}
         return ConcertLink(port or sim.path, **opts)
+
+    return make
+
+
+@pytest.fixture
+def v3_sim() -> Iterator[Callable[..., V3Simulator]]:
+    sims: list[V3Simulator] = []
+
+    def make(**kw: Any) -> V3Simulator:
+        kw.setdefault("think", 0.0)
+        kw.setdefault("pin_delay", 0.3)
+        kw.setdefault("read_quiet", 0.3)
+        sim = V3Simulator("127.0.0.1", 0, **kw)
+        sims.append(sim)
+        return sim.start()
+
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+V3_QUIET = 0.02  # loopback delivers an answer at once: a short quiet time keeps the suite fast
+
+
+@pytest.fixture
+def v3_link() -> Callable[..., V3Link]:
+    def make(sim: V3Simulator | str, **kw: Any) -> V3Link:
+        opts: dict[str, Any] = {**TPE_TIMEOUTS, "quiet": V3_QUIET, **kw}
+        return V3Link(sim if isinstance(sim, str) else sim.url, **opts)
 
     return make
 
