@@ -6,6 +6,12 @@ bytes at the baud rate. The floor is the wire time of the bytes exchanged (10 bi
 plus the simulator's scripted think time; the ratio is elapsed / floor (target <= 1.1).
 Peer: pyTeliumManager 2.4.2 (its ask()+verify(), port already open), when its virtualenv exists
 (created by tests/tpe/test_telium_peer.py, or here with --peer).
+
+Concert V3 / Caisse-AP over TCP (``--v3-only`` skips the serial part): a whole ``V3Link.pay`` on loopback
+(connect, request, answer, close) against the V3 simulator in its own process, and the floor: a raw TCP
+client/server in Python exchanging the same bytes (connect, send the request, read an answer of the same
+length, close). With ``quiet=0`` the ratio is the cost of our code; with the default ``quiet`` (the wait for
+more records after a complete answer, see docs/tpe.md) it adds that wait and nothing else.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from drivers.concert import Approved, ConcertLink
+from drivers.concert import Approved, ConcertLink, V3Link
+from drivers.concert.tcp import DEFAULT_QUIET
+from drivers.concert.v3 import build_request
 
 RUNS = {1200: 3, 9600: 10, 115200: 30}
 THINK = (0.0, 0.2)
@@ -72,8 +80,104 @@ def peer_time(baud: int, think: float) -> float | None:
         return float(json.loads(res.stdout)["elapsed"])
 
 
+V3_RUNS = 200
+# A raw TCP peer in its own process: per connection, read `n` bytes, answer `m` bytes, close.
+ECHO_SERVER = """
+import socket, sys
+n, m = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_server(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    got = 0
+    while got < n:
+        d = c.recv(4096)
+        if not d:
+            break
+        got += len(d)
+    c.sendall(b"x" * m)
+    c.close()
+"""
+
+
+@contextmanager
+def v3_simulator() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "sandbox", "tpe", "--protocol", "V3", "--listen", "127.0.0.1:0",
+         "--think", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def v3_times(quiet: float) -> tuple[list[float], int, int]:
+    """Elapsed per V3 exchange, and the bytes out/in of one."""
+    out = []
+    with v3_simulator() as url:
+        link = V3Link(url, quiet=quiet, ack_timeout=2.0, answer_timeout=10)
+        link.pay(100, "DZD")  # warm-up
+        r = link.pay(123450, "DZD")
+        for _ in range(V3_RUNS):
+            t0 = time.perf_counter()
+            r = link.pay(123450, "DZD")
+            out.append(time.perf_counter() - t0)
+            assert isinstance(r, Approved), r
+    return out, r.bytes_out, r.bytes_in
+
+
+def echo_times(n: int, m: int) -> list[float]:
+    import socket
+
+    request = build_request(123450, "DZD").encode()
+    assert len(request) == n
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(n), str(m)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        out = []
+        for i in range(V3_RUNS + 1):
+            t0 = time.perf_counter()
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(request)
+                got = 0
+                while got < m:
+                    d = s.recv(4096)
+                    if not d:
+                        break
+                    got += len(d)
+            if i:
+                out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def v3_main() -> None:
+    print(f"Concert V3 over loopback TCP, {V3_RUNS} exchanges each (simulator and echo peer in their own process)")
+    print(f"{'quiet s':>7} {'bytes':>9} {'echo ms':>8} {'median ms':>9} {'p90 ms':>7} {'ratio':>6} "
+          f"{'over echo+quiet':>15}")
+    for quiet in (0.0, DEFAULT_QUIET):
+        times, n, m = v3_times(quiet)
+        echo = statistics.median(echo_times(n, m))
+        med = statistics.median(times)
+        p90 = statistics.quantiles(times, n=10)[-1]
+        print(f"{quiet:>7.2f} {f'{n}+{m}':>9} {echo * 1000:>8.3f} {med * 1000:>9.3f} {p90 * 1000:>7.3f} "
+              f"{med / echo:>6.2f} {(med - echo - quiet) * 1000:>12.3f} ms")
+    print("ratio = median V3 exchange / median raw TCP exchange of the same bytes")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--v3-only" in argv:
+        v3_main()
+        return
     print(f"{'baud':>7} {'think s':>7} {'runs':>4} {'bytes':>5} {'wire+think ms':>13} {'median ms':>9} "
           f"{'ratio':>6} {'worst':>6} {'peer ms':>8} {'ours/peer':>9}")
     for baud, runs in RUNS.items():
@@ -91,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     print("ratio = median elapsed / (wire time of the bytes exchanged + think time); target <= 1.1")
     if not PEER.exists():
         print(f"peer: no pyTeliumManager venv at {PEER.parent.parent} (run tests/tpe/test_telium_peer.py first)")
+    print()
+    v3_main()
 
 
 if __name__ == "__main__":

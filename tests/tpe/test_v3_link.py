@@ -30,7 +30,7 @@ from sandbox.tpe import TEST_CARDS, TEST_PANS
 MASKED = "628058******" + TEST_CARDS["EDAHABIA"][-4:]
 
 # behaviour -> (result type, amount_sent, what the simulator recorded)
-CASES = {
+CASES: dict[str, tuple[type[Result], bool, str | None]] = {
     "approve": (Approved, True, "approved"),
     "refuse": (Refused, True, "refused"),
     "cancel": (Cancelled, True, "cancelled"),
@@ -49,9 +49,10 @@ CASES = {
 def test_every_behaviour_ends_in_its_typed_result(v3_sim, v3_link, behaviour: str) -> None:
     sim = v3_sim(behaviour=behaviour)
     events: list[str] = []
-    result: Any = v3_link(sim).pay(123450, "DZD", on_event=events.append)
+    result = v3_link(sim).pay(123450, "DZD", on_event=events.append)
     kind, sent, outcome = CASES[behaviour]
     assert type(result) is kind, result
+    got: Any = result
     assert result.amount_sent is sent
     assert result.definitive is (kind in (Approved, Refused, Cancelled))
     sim.wait_idle()
@@ -65,15 +66,15 @@ def test_every_behaviour_ends_in_its_typed_result(v3_sim, v3_link, behaviour: st
     assert len(requests) == 1 and requests[0].amount == 123450 and requests[0].currency_numeric == "012"
     assert events[0] == "pin_on_terminal"
     if kind is Approved:
-        assert result.response.pan_masked == MASKED  # the terminal's '#' mask, kept as ours
-        assert result.response.auth_code and result.response.amount == 123450
+        assert got.response.pan_masked == MASKED  # the terminal's '#' mask, kept as ours
+        assert got.response.auth_code and got.response.amount == 123450
     assert all(pan not in repr(result) for pan in TEST_PANS)
     if not result.definitive:
         assert "ticket" in result.message
     if behaviour == "nak_first":
         assert result.naks_received == 1 and sim.exchanges[-1].naks_sent == 1
     if behaviour == "cancel":
-        assert result.by == "terminal"
+        assert got.by == "terminal"
 
 
 @pytest.mark.parametrize(("amount", "currency"), [(1, "DZD"), (99_999_999, "DZD"), (100_000_000, "DZD"),
