@@ -19,7 +19,8 @@ outcome and exits 0 if every `expect` held (1 otherwise). Script lines (# starts
     method card_reader      choose the payment method (card_terminal | card_reader | cash)
     wait ReceiptScreen      until that screen is shown (bounded: 30 s)
     sleep 0.5
-    expect approved         the last payment's state (approved [or uploaded] | declined | cancelled | unknown)
+    expect approved         the last payment's outcome, once it has one (approved [or uploaded] | declined |
+                            cancelled | unknown)
     expect-text DUPLICATA   text on the current screen
 """
 
@@ -275,10 +276,14 @@ async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[
             elif cmd == "sleep":
                 await pilot.pause(float(args[0]))
             elif cmd == "expect":
-                last = _last_payment(app)
-                state = last.state if last else None
-                # "approved" holds once the payment is also uploaded: the money was taken either way.
-                if state != args[0] and not (args[0] == "approved" and state == "uploaded"):
+                state = None
+                for _ in range(WAIT_ROUNDS):  # until the payment has an outcome (bounded)
+                    last = _last_payment(app)
+                    state = last.state if last else None
+                    if _matches(args[0], state) or state not in (None, "created", "authorizing"):
+                        break
+                    await pilot.pause(0.05)
+                if not _matches(args[0], state):
                     failures.append(f"line {n}: expected the last payment {args[0]}, it is {state}")
             elif cmd == "expect-text":
                 want = args[0].format(**subst)
@@ -296,6 +301,11 @@ async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[
         "payment": last.summary() if last else None,
         "receipt": receipt,
     }
+
+
+def _matches(expected: str, state: str | None) -> bool:
+    # "approved" holds once the payment is also uploaded: the money was taken either way.
+    return state == expected or (expected == "approved" and state == "uploaded")
 
 
 def _last_payment(app: Any) -> Any:

@@ -27,7 +27,7 @@ def demo(tmp_path: Path, script: str, *extra: str) -> subprocess.CompletedProces
 
 
 def test_scripted_terminal_payment(tmp_path: Path) -> None:
-    r = demo(tmp_path, "card insert cib\ntype {bill0}\npress enter\nsleep 0.3\npress f5\nwait ReceiptScreen\n"
+    r = demo(tmp_path, "card insert cib\ntype {bill0}\npress enter f5\nwait ReceiptScreen\n"
                        "expect approved\nexpect-text 603620\n")
     assert r.returncode == 0, r.stderr + r.stdout
     out = json.loads(r.stdout)
@@ -37,16 +37,16 @@ def test_scripted_terminal_payment(tmp_path: Path) -> None:
 
 
 def test_scripted_decline(tmp_path: Path) -> None:
-    r = demo(tmp_path, "tpe refuse\ntype {bill0}\npress enter\nsleep 0.3\npress f5\nsleep 3\nexpect declined\n")
+    r = demo(tmp_path, "tpe refuse\ntype {bill0}\npress enter f5\nexpect declined\n")
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads(r.stdout)["outcome"] == "declined"
 
 
 def test_a_failed_expectation_exits_1(tmp_path: Path) -> None:
-    r = demo(tmp_path, "type {bill0}\npress enter\nsleep 0.3\npress f5\nwait ReceiptScreen\nexpect declined\n")
+    r = demo(tmp_path, "type {bill0}\npress enter f5\nwait ReceiptScreen\nexpect declined\n")
     assert r.returncode == 1
     out = json.loads(r.stdout)
-    assert not out["ok"] and "line 6" in out["failures"][0]
+    assert not out["ok"] and "line 4" in out["failures"][0]
 
 
 def test_a_bad_script_line_is_a_usage_error(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
             pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
         pytest.skip("pcscd with the vpcd virtual reader is not running")
     path = tmp_path / "session.txt"
-    path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter\nsleep 0.3\npress f5\n"
+    path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter f5\n"
                     "wait ReceiptScreen\nexpect approved\ncard remove\n", encoding="utf-8")
     r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path)], capture_output=True, text=True,
                        timeout=120)

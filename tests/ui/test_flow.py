@@ -193,3 +193,22 @@ async def test_offline_payment_then_upload_when_the_link_returns(
         await wait_for(pilot, lambda: "En ligne" in text_of(pilot, "#sb-link"), "online in the bar")
     assert app.backend.journal.get(p.payment_id).state == "uploaded"
     assert any(r["payment_id"] == p.payment_id for r in billing_server.recorded_payments())
+
+
+async def test_unsent_payments_turn_red_past_the_warning_age(
+    ui_app: Any, ui_config: Any, seeded_references: list[str]
+) -> None:
+    cfg = ui_config.model_copy(deep=True)
+    cfg.offline.warn_after = 1  # seconds
+    app = ui_app(cfg, run_sync=False, status_interval=0.1)  # nothing uploads: the payment stays unsent
+    async with app.run_test(size=(160, 44)) as pilot:
+        await login(pilot)
+        queue = app.screen.query_one("#sb-queue")
+        assert not queue.has_class("-late")
+        await pay_one(pilot, seeded_references[0])
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        await pilot.press("enter")
+        queue = app.screen.query_one("#sb-queue")
+        await wait_for(pilot, lambda: "Non transmis : 1" in text_of(pilot, "#sb-queue"), "1 unsent")
+        await wait_for(pilot, lambda: queue.has_class("-late"), "the late warning")
+        assert "le plus ancien" in text_of(pilot, "#sb-queue")

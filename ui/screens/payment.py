@@ -43,6 +43,7 @@ class PaymentScreen(CounterScreen):
         self.amount_text = ""
         self.method: str | None = None
         self.looking_up = False
+        self.pay_pending = False  # F5 pressed while the lookup was still running
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -220,6 +221,7 @@ class PaymentScreen(CounterScreen):
 
     def on_lookup_result(self, msg: LookupResult) -> None:
         self.looking_up = False
+        pay_now, self.pay_pending = self.pay_pending, False
         if msg.error is not None:
             self.show(error_text(msg.error), "error")
             return
@@ -240,6 +242,8 @@ class PaymentScreen(CounterScreen):
         self.show(t("Bill {ref} added", ref=bill.reference), "ok")
         self.repaint()
         ref.focus()
+        if pay_now:  # scanned then F5 at once: pay what was asked for
+            self.action_pay()
 
     def action_add_others(self) -> None:
         if not self.others:
@@ -263,7 +267,10 @@ class PaymentScreen(CounterScreen):
 
     @on(Button.Pressed, "#pay")
     def action_pay(self) -> None:
-        if not self.basket or self.looking_up:
+        if self.looking_up:
+            self.pay_pending = True
+            return
+        if not self.basket:
             return
         if self.method is None:
             self.show(t("No payment method is available on this counter"), "error")
