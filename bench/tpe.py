@@ -28,7 +28,7 @@ from pathlib import Path
 
 from drivers.concert import Approved, ConcertLink, V3Link
 from drivers.concert.tcp import DEFAULT_QUIET
-from drivers.concert.v3 import build_request
+from drivers.concert.v3 import build_request, encode_response
 
 RUNS = {1200: 3, 9600: 10, 115200: 30}
 THINK = (0.0, 0.2)
@@ -81,10 +81,12 @@ def peer_time(baud: int, think: float) -> float | None:
 
 
 V3_RUNS = 200
-# A raw TCP peer in its own process: per connection, read `n` bytes, answer `m` bytes, close.
+# A raw TCP peer in its own process: per connection, read `n` bytes, answer `m` bytes (or the hex answer given as
+# a third argument), close.
 ECHO_SERVER = """
 import socket, sys
 n, m = int(sys.argv[1]), int(sys.argv[2])
+answer = bytes.fromhex(sys.argv[3]) if len(sys.argv) > 3 else b"x" * m
 s = socket.create_server(("127.0.0.1", 0))
 print(s.getsockname()[1], flush=True)
 while True:
@@ -96,7 +98,7 @@ while True:
         if not d:
             break
         got += len(d)
-    c.sendall(b"x" * m)
+    c.sendall(answer)
     c.close()
 """
 
@@ -130,15 +132,40 @@ def v3_times(quiet: float) -> tuple[list[float], int, int]:
     return out, r.bytes_out, r.bytes_in
 
 
+@contextmanager
+def raw_peer(n: int, m: int, answer: bytes = b"") -> Iterator[int]:
+    args = [str(n), str(m)] + ([answer.hex()] if answer else [])
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def client_times(n: int) -> list[float]:
+    """Our client alone: V3Link.pay against the raw peer answering a canned approval (then closing)."""
+    req = build_request(123450, "DZD")
+    answer = encode_response(req, status="10", extra={"AA": "628058######1239", "AC": "000001", "CF": "0000000001"})
+    with raw_peer(n, len(answer), answer) as port:
+        link = V3Link(f"tcp://127.0.0.1:{port}", quiet=0.0)
+        out = []
+        for i in range(V3_RUNS + 1):
+            t0 = time.perf_counter()
+            r = link.pay(123450, "DZD")
+            if i:
+                out.append(time.perf_counter() - t0)
+            assert isinstance(r, Approved), r
+    return out
+
+
 def echo_times(n: int, m: int) -> list[float]:
     import socket
 
     request = build_request(123450, "DZD").encode()
     assert len(request) == n
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(n), str(m)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+    with raw_peer(n, m) as port:
         out = []
         for i in range(V3_RUNS + 1):
             t0 = time.perf_counter()
@@ -154,9 +181,6 @@ def echo_times(n: int, m: int) -> list[float]:
             if i:
                 out.append(time.perf_counter() - t0)
         return out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def v3_main() -> None:
@@ -170,6 +194,9 @@ def v3_main() -> None:
         p90 = statistics.quantiles(times, n=10)[-1]
         print(f"{quiet:>7.2f} {f'{n}+{m}':>9} {echo * 1000:>8.3f} {med * 1000:>9.3f} {p90 * 1000:>7.3f} "
               f"{med / echo:>6.2f} {(med - echo - quiet) * 1000:>12.3f} ms")
+    client = statistics.median(client_times(n))
+    print(f"{'client':>7} {f'{n}+{m}':>9} {echo * 1000:>8.3f} {client * 1000:>9.3f} {'':>7} {client / echo:>6.2f} "
+          f"{(client - echo) * 1000:>12.3f} ms   (V3Link against the raw peer: our side only)")
     print("ratio = median V3 exchange / median raw TCP exchange of the same bytes")
 
 
