@@ -147,6 +147,11 @@ def test_tpe_cli_against_the_v3_sandbox_process(tmp_path) -> None:
     assert down.returncode == 1 and url.split("//")[1].split("?")[0] in down.stderr
 
 
+def test_a_bad_v3_url_is_a_usage_error_naming_the_option(tmp_path) -> None:
+    out = guichet(None, tmp_path, "tpe", "check", "--port", "tcp://127.0.0.1:1?speed=9")
+    assert out.returncode == 2 and "speed" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_sandbox_refuses_an_e_plus_only_behaviour_for_v3(tmp_path) -> None:
     out = guichet(None, tmp_path, "sandbox", "tpe", "--protocol", "v3", "--listen", "127.0.0.1:0",
                   "--behaviour", "bad_lrc")
