@@ -364,16 +364,22 @@ def check_tpe(cfg: Config | None, port_ok: bool) -> Check:
     if not port_ok:
         return skipped(name, "the serial port is not usable")
     try:
-        from drivers.concert import ConcertLink, Ready
+        from drivers.concert import Ready, link_from_config, protocol_for
     except ImportError:
         return skipped(name, "the Concert driver is not installed")
-    link = ConcertLink.from_config(cfg.tpe, max_retries=min(cfg.tpe.max_retries, 1))
+    v3 = protocol_for(cfg.tpe.port, cfg.tpe.protocol) == "V3"
+    link = link_from_config(cfg.tpe, max_retries=min(cfg.tpe.max_retries, 1))
     result = link.check()
     if isinstance(result, Ready):
-        return passed(name, f"terminal on {cfg.tpe.port} answered ENQ with ACK")
-    return failed(name, f"{getattr(result, 'message', result)}",
-                  f"switch the terminal on, check the cable, and that tpe.baud={cfg.tpe.baud} and "
-                  f"tpe.framing={cfg.tpe.framing} match the terminal's cash-register settings")
+        what = "accepted a Caisse-AP (V3) connection" if v3 else "answered ENQ with ACK"
+        return passed(name, f"terminal on {cfg.tpe.port} {what}")
+    if v3:
+        fix = ("switch the terminal on, check it is on the network, and that its Caisse-AP IP mode listens on "
+               f"the port of tpe.port ({cfg.tpe.port})")
+    else:
+        fix = (f"switch the terminal on, check the cable, and that tpe.baud={cfg.tpe.baud} and "
+               f"tpe.framing={cfg.tpe.framing} match the terminal's cash-register settings")
+    return failed(name, f"{getattr(result, 'message', result)}", fix)
 
 
 # -- billing server ----------------------------------------------------------------------------------

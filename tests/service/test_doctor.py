@@ -237,3 +237,24 @@ def test_journal_integrity_and_unsent_payments_are_reported(tmp_path, billing_se
     j = by_name(checks)["journal"]
     assert rc == 1 and j["status"] == "fail"
     assert "do not delete it" in j["fix"]
+
+
+def test_caisse_ap_terminal_over_tcp(tmp_path, billing_server):
+    """A Concert V3 (Caisse-AP IP) terminal: the serial check stands aside, the handshake is a TCP connect."""
+    from sandbox.tpe.v3sim import V3Simulator
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    sim = V3Simulator("127.0.0.1", 0, think=0.0, pin_delay=0.1).start()
+    try:
+        cfg = write_config(tmp_path / "g.toml", billing_server.url, state,
+                           tpe={"port": sim.url, "protocol": "V3", "ack_timeout": 0.5, "max_retries": 1})
+        _, checks, _ = doctor(cfg)
+        named = by_name(checks)
+        assert named["serial_port"]["status"] == "ok" and "network URL" in named["serial_port"]["detail"]
+        assert named["tpe"]["status"] == "ok" and "Caisse-AP" in named["tpe"]["detail"]
+    finally:
+        sim.stop()
+    _, checks, _ = doctor(cfg)  # the terminal is gone: named, with a network fix
+    tpe = by_name(checks)["tpe"]
+    assert tpe["status"] == "fail" and "network" in tpe["fix"]
