@@ -213,6 +213,13 @@ def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
     return steps
 
 
+def shown(app: Any) -> str:
+    """The current screen's class name once it is composed ("" before): a pushed screen becomes
+    `app.screen` at once, its widgets only after its compose has run."""
+    screen = app.screen
+    return type(screen).__name__ if screen.is_mounted else ""
+
+
 def screen_text(app: Any) -> str:
     from textual.widgets import Static
 
@@ -240,7 +247,7 @@ async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[
             failures.append(f"timed out waiting for {what}")
             return False
 
-        await until(lambda: type(app.screen).__name__ in ("PaymentScreen", "UnknownScreen"), "the demo login")
+        await until(lambda: shown(app) in ("PaymentScreen", "UnknownScreen"), "the demo login")
         for n, cmd, args in steps:
             if failures:
                 break
@@ -272,7 +279,7 @@ async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[
                 await asyncio.to_thread(devices.server.stop if args[0] == "down" else devices.server.start)
             elif cmd == "wait":
                 name = args[0]
-                await until(lambda name=name: type(app.screen).__name__ == name, f"line {n}: screen {name}")
+                await until(lambda name=name: shown(app) == name, f"line {n}: screen {name}")
             elif cmd == "sleep":
                 await pilot.pause(float(args[0]))
             elif cmd == "expect":

@@ -72,9 +72,17 @@ def ui_app(ui_backend: Callable[..., Backend]) -> Callable[..., Any]:
 
 
 async def wait_for(pilot: Pilot[Any], cond: Callable[[], Any], what: str, rounds: int = 400) -> Any:
-    """Let the app run until cond() is truthy (bounded: ~20 s of 50 ms pauses); fail naming `what`."""
+    """Let the app run until cond() is truthy (bounded: ~20 s of 50 ms pauses); fail naming `what`.
+
+    A widget cond() looks for that is not there yet (NoMatches) counts as "not yet": screens are pushed at
+    once but composed a moment later, and a loaded machine stretches that moment."""
+    from textual.css.query import NoMatches
+
     for _ in range(rounds):
-        value = cond()
+        try:
+            value = cond()
+        except NoMatches:
+            value = None
         if value:
             return value
         await pilot.pause(0.05)
@@ -82,7 +90,12 @@ async def wait_for(pilot: Pilot[Any], cond: Callable[[], Any], what: str, rounds
 
 
 def screen_name(pilot: Pilot[Any]) -> str:
-    return type(pilot.app.screen).__name__
+    """The screen the cashier sees: its class name once it is composed and mounted, "" before.
+
+    `app.screen` changes as soon as a screen is pushed; its widgets exist only after its compose has run,
+    so a test that acts on the name alone races the compose."""
+    screen = pilot.app.screen
+    return type(screen).__name__ if screen.is_mounted else ""
 
 
 def text_of(pilot: Pilot[Any], selector: str) -> str:

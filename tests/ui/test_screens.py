@@ -229,3 +229,27 @@ async def test_log_out_and_back_in_resumes_the_shift(ui_app: Any) -> None:
         await wait_for(pilot, lambda: screen_name(pilot) == "LoginScreen", "the login screen")
         await login(pilot)
         assert app.shift.shift_id == shift
+
+
+async def test_status_figures_arriving_while_the_bar_is_rebuilt_are_kept(ui_app: Any) -> None:
+    """Quitting prunes each screen's widgets before the screen leaves the stack, and F8 recomposes every
+    screen: a status update from the worker in that moment found a bar without its parts and crashed the
+    app (NoMatches). The update must be taken, and the figures shown by the bar composed next."""
+    from textual.widgets import Static
+
+    from ui.messages import DeviceUpdate, LinkInfo, QueueInfo, StatusUpdate
+    from ui.widgets.status_bar import StatusBar
+
+    app = ui_app(run_sync=False, status_interval=3600)  # the status worker's own figures stay out of it
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        bar = app.screen.query_one(StatusBar)
+        await bar.query_children(Static).remove()  # what pruning does first
+        app.post_message(StatusUpdate(LinkInfo(online=False), QueueInfo(count=2, total={"DZD": 150000})))
+        app.post_message(DeviceUpdate("reader", "absent"))
+        await pilot.pause()
+        bar._tick()  # the clock's timer can fire in the same moment
+        assert app.is_running and app.queue.count == 2
+        app.set_language("fr")  # composes every screen again, with a new bar
+        await wait_for(pilot, lambda: "Non transmis : 2" in text_of(pilot, "#sb-queue"), "the kept figures")
+        assert "Hors ligne" in text_of(pilot, "#sb-link") and "absent" in text_of(pilot, "#sb-devices")

@@ -18,6 +18,8 @@ from ui.i18n import t
 from ui.messages import LinkInfo, QueueInfo
 from ui.text import DEVICE_LABELS, age_text, local_hm, money
 
+PARTS = ("sb-link", "sb-queue", "sb-devices", "sb-spacer", "sb-cashier", "sb-clock")
+
 
 class StatusBar(Horizontal):
     """One line: each part is a Static with an id so tests can read it."""
@@ -41,14 +43,7 @@ class StatusBar(Horizontal):
         self.cashier: str = ""
 
     def compose(self) -> ComposeResult:
-        parts = [
-            Static(id="sb-link"),
-            Static(id="sb-queue"),
-            Static(id="sb-devices"),
-            Static(id="sb-spacer"),
-            Static(id="sb-cashier"),
-            Static(id="sb-clock"),
-        ]
+        parts = [Static(id=name) for name in PARTS]
         # Right-to-left: the line reads from the right, so the link state sits at the right edge.
         yield from reversed(parts) if i18n.is_rtl() else parts
 
@@ -57,24 +52,34 @@ class StatusBar(Horizontal):
         self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
-        self.query_one("#sb-clock", Static).update(self.clock().astimezone().strftime("%H:%M:%S"))
-        self._paint_queue()
+        parts = self._parts()
+        if parts:
+            parts["sb-clock"].update(self.clock().astimezone().strftime("%H:%M:%S"))
+            self._paint_queue(parts["sb-queue"])
 
     def update_status(self, link: LinkInfo, queue: QueueInfo) -> None:
         self.link = link
         self.queue = queue
-        if self.is_mounted:
-            self.repaint()
+        self.repaint()
 
     def update_device(self, kind: str, state: str) -> None:
         self.devices[kind] = state
-        if self.is_mounted:
-            self.repaint()
+        self.repaint()
 
     def set_cashier(self, name: str) -> None:
         self.cashier = name
-        if self.is_mounted:
-            self.repaint()
+        self.repaint()
+
+    def _parts(self) -> dict[str, Static] | None:
+        """The bar's parts, or None while they are not all there.
+
+        A bar can be in a screen's DOM without its parts: before compose has mounted them, and while it is
+        being removed (a language switch recomposes every screen; quitting prunes each screen's children
+        before the screen leaves the stack). Status updates arrive from a worker at any of those moments:
+        then the figures are only kept, and `on_mount` paints them.
+        """
+        parts = {w.id: w for w in self.query_children(Static) if w.id}
+        return parts if len(parts) == len(PARTS) else None
 
     def link_text(self) -> str:
         link = self.link
@@ -113,21 +118,23 @@ class StatusBar(Horizontal):
         return age is not None and age > self.warn_after
 
     def repaint(self) -> None:
-        link = self.query_one("#sb-link", Static)
+        parts = self._parts()
+        if parts is None:
+            return
+        link = parts["sb-link"]
         link.update(self.link_text())
         link.set_class(self.link.online is False, "-offline")
         link.set_class(self.link.online is True, "-online")
-        self._paint_queue()
+        self._paint_queue(parts["sb-queue"])
         devs = []
         for kind, label in (("reader", t("Reader")), ("terminal", t("TPE"))):
             if kind in self.devices:
                 state = self.devices[kind]
                 devs.append(f"{label}: {i18n.shape(i18n._(DEVICE_LABELS.get(state, state)))}")
-        self.query_one("#sb-devices", Static).update(" · ".join(devs))
-        self.query_one("#sb-cashier", Static).update(i18n.shape(self.cashier))
-        self.query_one("#sb-clock", Static).update(self.clock().astimezone().strftime("%H:%M:%S"))
+        parts["sb-devices"].update(" · ".join(devs))
+        parts["sb-cashier"].update(i18n.shape(self.cashier))
+        parts["sb-clock"].update(self.clock().astimezone().strftime("%H:%M:%S"))
 
-    def _paint_queue(self) -> None:
-        queue = self.query_one("#sb-queue", Static)
+    def _paint_queue(self, queue: Static) -> None:
         queue.update(self.queue_text())
         queue.set_class(self.is_late(), "-late")
