@@ -5,7 +5,8 @@ Rules every authorizer keeps:
 - "cancelled" only when certain no money was taken (cancel before the amount left us, or the device
   confirmed the cancellation);
 - "unknown" whenever the amount may have reached the terminal or acquirer without a definitive answer;
-- never raise after the amount was sent (an exception before that is recorded as cancelled).
+- never raise after the amount was sent. To stop before that, raise NothingSent (recorded as
+  cancelled); any other exception is recorded as unknown, since the flow cannot tell whether money moved.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from agent.errors import GuichetError
+
 Outcome = Literal["approved", "declined", "cancelled", "unknown"]
 StatusCallback = Callable[[str], None]
+
+
+class NothingSent(GuichetError):
+    """Raised by an authorizer that stopped before any amount left the agent: the payment is cancelled."""
 
 
 @dataclass

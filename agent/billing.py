@@ -75,15 +75,30 @@ class BillingClient:
     ) -> tuple[int, Any]:
         url = self.base + path
         try:
+            # Never follow redirects: requests would replay a POST body (a PAN, for /authorizations) to
+            # whatever host the Location names.
             r = self.session.request(
-                method, url, json=json_body, params=params, headers=headers, timeout=timeout or self.timeout
+                method,
+                url,
+                json=json_body,
+                params=params,
+                headers=headers,
+                timeout=timeout or self.timeout,
+                allow_redirects=False,
             )
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as e:
+            # Nothing of the request left us: the connection (or its TLS handshake) never completed.
+            raise ServerUnreachable(
+                f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=False
+            ) from None
         except requests.Timeout:
             raise ServerUnreachable(f"billing server: no answer within {timeout or self.timeout:g} s") from None
-        except requests.exceptions.SSLError as e:
-            raise ServerUnreachable(f"billing server: TLS error: {_short(e)}") from None
         except requests.RequestException as e:
-            raise ServerUnreachable(f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}") from None
+            raise ServerUnreachable(
+                f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=not _never_sent(e)
+            ) from None
+        if 300 <= r.status_code < 400:
+            raise ServerUnreachable(f"billing server answered a redirect ({r.status_code}); redirects are refused")
         if r.status_code in (429, 503):
             wait = parse_retry_after(r.headers.get("Retry-After"))
             raise RetryLater(f"billing server busy ({r.status_code}), retry after {wait or 0:g} s", wait)
@@ -184,12 +199,15 @@ class BillingClient:
         return answer
 
     def get_authorization(self, payment_id: str) -> dict[str, Any] | None:
+        """What the acquirer decided, or None for 404 (the request never reached it)."""
         try:
             _, body = self._request("GET", f"authorizations/{quote(payment_id, safe='')}")
         except ApiError as e:
             if e.status == 404:
                 return None
             raise
+        if not isinstance(body, dict) or not isinstance(body.get("approved"), bool):
+            raise ServerUnreachable("billing server: authorization answer without 'approved'")
         return dict(body)
 
     # -- heartbeat ---------------------------------------------------------------------------------
@@ -227,6 +245,20 @@ _REASONS = (
     ("Connection aborted", "the connection dropped before the answer"),
     ("Connection reset", "connection reset"),
 )
+
+
+_NOT_SENT = (
+    "Connection refused",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No route to host",
+    "Network is unreachable",
+)
+
+
+def _never_sent(e: Exception) -> bool:
+    """True when the connection was never made, so the server cannot have seen the request."""
+    return any(needle in str(e) for needle in _NOT_SENT)
 
 
 def _reason(e: Exception) -> str:

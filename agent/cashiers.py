@@ -1,8 +1,11 @@
 """Cashiers, PINs, shifts and the Z report, kept in their own SQLite file (`cashiers.db` in the state dir).
 
     store = CashierStore.open("/var/lib/guichet")
-    store.add("c0042", "Amel B.", "4826")                      # PIN hashed with argon2id
+    store.add("c0042", "Amel B.", "4826", actor="s0001")       # PIN hashed with argon2id
     store.add("s0001", "Karim S.", "917355", role="supervisor")
+    store.unlock("c0042", actor="s0001"); store.set_pin("c0042", "5931", actor="s0001")
+    store.disable("c0042", actor="s0001")                      # can no longer log in; history kept
+    store.events("c0042")                                      # who did what, when (the audit trail)
     cashier = store.verify("c0042", "4826")                     # LoginFailed / LockedOut
     shift = store.open_shift(cashier.cashier_id)
     ...
@@ -37,7 +40,10 @@ ROLES = ("cashier", "supervisor")
 
 MAX_ATTEMPTS = 5
 LOCKOUT_SECONDS = 300
-_PIN = re.compile(r"^\d{4,12}$")
+# New PINs: 4 to 8 digits (what a counter keypad and a cashier's memory handle). Older accounts with
+# longer PINs still log in: verify() never checks the format.
+PIN_MIN, PIN_MAX = 4, 8
+_PIN = re.compile(rf"^\d{{{PIN_MIN},{PIN_MAX}}}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 # Money was taken for these states (uploaded or not, accepted or needing attention).
@@ -143,6 +149,12 @@ class _PaymentLike(Protocol):
 
 class _JournalLike(Protocol):
     def list(self, states: Any = None, limit: Any = None, since: Any = None) -> Any: ...
+
+
+def check_id(cashier_id: str) -> None:
+    """Raise CashierError naming the field unless `cashier_id` is 1-32 letters, digits, '.', '_', '-'."""
+    if not _ID.match(cashier_id):
+        raise CashierError(f"cashier_id: {cashier_id!r} must be 1-32 letters, digits, '.', '_' or '-'")
 
 
 def _now() -> datetime:
@@ -273,7 +285,7 @@ class CashierStore:
             for stmt in _SCHEMA:
                 db.execute(stmt)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._dummy_hash = self._hasher.hash("000000")
+        self._dummy_hash: str | None = None  # made by the first verify(): commands that never verify skip it
         for suffix in ("-wal", "-shm"):
             side = Path(str(self.path) + suffix)
             if side.exists():
@@ -300,14 +312,20 @@ class CashierStore:
 
     # -- accounts ---------------------------------------------------------------------------------------
 
-    def add(self, cashier_id: str, name: str, pin: str, *, role: str = "cashier") -> Cashier:
-        """Create an account. Ids: letters, digits, '.', '_', '-'; PINs: 4 to 12 digits."""
-        if not _ID.match(cashier_id):
-            raise CashierError(f"cashier_id: {cashier_id!r} must be 1-32 letters, digits, '.', '_' or '-'")
+    def add(
+        self, cashier_id: str, name: str, pin: str, *, role: str = "cashier", actor: str | None = None
+    ) -> Cashier:
+        """Create an account. Ids: letters, digits, '.', '_', '-'; PINs: 4 to 8 digits.
+
+        `actor` is who created it (a supervisor's id, "cli:<user>"); None only for the first supervisor,
+        who creates their own account."""
+        check_id(cashier_id)
         if role not in ROLES:
             raise CashierError(f"role: {role!r} must be cashier or supervisor")
         if not name.strip():
             raise CashierError("name: must not be empty")
+        if len(name.strip()) > 64 or any(not ch.isprintable() for ch in name):
+            raise CashierError("name: at most 64 printable characters")
         self._check_pin(pin)
         pin_hash = self._hasher.hash(pin)
         try:
@@ -316,7 +334,7 @@ class CashierStore:
                     "INSERT INTO cashiers (cashier_id, name, role, pin_hash, created_at) VALUES (?,?,?,?,?)",
                     (cashier_id, name.strip(), role, pin_hash, _iso(_now())),
                 )
-                self._event(db, cashier_id, "created", None, role)
+                self._event(db, cashier_id, "created", actor or cashier_id, role)
         except sqlite3.IntegrityError:
             raise CashierError(f"cashier_id: {cashier_id!r} already exists") from None
         return self.get(cashier_id)
@@ -324,7 +342,7 @@ class CashierStore:
     @staticmethod
     def _check_pin(pin: str) -> None:
         if not _PIN.match(pin):
-            raise CashierError("pin: must be 4 to 12 digits")
+            raise CashierError(f"pin: must be {PIN_MIN} to {PIN_MAX} digits")
 
     def get(self, cashier_id: str) -> Cashier:
         with self._lock:
@@ -359,6 +377,8 @@ class CashierStore:
         Slow on purpose (argon2id, ~0.1 s): call it from a worker thread, never from the UI thread.
         """
         now = now or _now()
+        # Before looking the id up, so the first call costs the same whether the id exists or not.
+        dummy = self._dummy()
         with self._lock:
             row = self._db.execute(
                 "SELECT * FROM cashiers WHERE cashier_id = ? AND active = 1", (cashier_id,)
@@ -366,7 +386,7 @@ class CashierStore:
         if row is None:
             # Same cost as a real check so response time doesn't reveal which ids exist.
             try:
-                self._hasher.verify(self._dummy_hash, pin + "x")
+                self._hasher.verify(dummy, pin + "x")
             except VerificationError:
                 pass
             raise LoginFailed("unknown cashier or wrong PIN")
@@ -411,6 +431,11 @@ class CashierStore:
             raise LoginFailed("unknown cashier or wrong PIN")
         return self.get(cashier_id)
 
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash("000000")
+        return self._dummy_hash
+
     def verify_supervisor(self, cashier_id: str, pin: str) -> Cashier:
         """`verify`, then require the supervisor role."""
         who = self.verify(cashier_id, pin)
@@ -420,6 +445,7 @@ class CashierStore:
 
     def unlock(self, cashier_id: str, *, actor: str) -> None:
         """A supervisor lifts a lockout."""
+        self._check_actor(actor)
         with self._tx() as db:
             n = db.execute(
                 "UPDATE cashiers SET locked_until = NULL, failed_attempts = 0 WHERE cashier_id = ?",
@@ -430,6 +456,8 @@ class CashierStore:
             self._event(db, cashier_id, "unlocked", actor, None)
 
     def set_pin(self, cashier_id: str, pin: str, *, actor: str) -> None:
+        """A new PIN (a supervisor's reset, or the cashier's own change); lifts any lockout."""
+        self._check_actor(actor)
         self._check_pin(pin)
         pin_hash = self._hasher.hash(pin)
         with self._tx() as db:
@@ -442,14 +470,59 @@ class CashierStore:
                 raise KeyError(cashier_id)
             self._event(db, cashier_id, "pin_changed", actor, None)
 
-    def events(self, cashier_id: str | None = None) -> builtins.list[dict[str, Any]]:
-        sql = "SELECT at, cashier_id, kind, actor, detail FROM events"
-        args: tuple[Any, ...] = ()
+    def disable(self, cashier_id: str, *, actor: str) -> Cashier:
+        """The account can no longer log in (its shifts and events stay). Refused for the last active
+        supervisor: nobody could manage accounts afterwards. Disabling a disabled account changes nothing."""
+        return self._set_active(cashier_id, False, actor)
+
+    def enable(self, cashier_id: str, *, actor: str) -> Cashier:
+        """Undo `disable` (failed attempts and lockout start afresh)."""
+        return self._set_active(cashier_id, True, actor)
+
+    def _set_active(self, cashier_id: str, active: bool, actor: str) -> Cashier:
+        self._check_actor(actor)
+        with self._tx() as db:
+            row = db.execute("SELECT role, active FROM cashiers WHERE cashier_id = ?", (cashier_id,)).fetchone()
+            if row is None:
+                raise KeyError(cashier_id)
+            if bool(row["active"]) != active:
+                if not active and row["role"] == "supervisor":
+                    others = db.execute(
+                        "SELECT count(*) FROM cashiers WHERE role = 'supervisor' AND active = 1 AND cashier_id != ?",
+                        (cashier_id,),
+                    ).fetchone()[0]
+                    if not others:
+                        raise CashierError(f"cashier_id: {cashier_id} is the last active supervisor")
+                db.execute(
+                    "UPDATE cashiers SET active = ?, failed_attempts = 0, locked_until = NULL WHERE cashier_id = ?",
+                    (int(active), cashier_id),
+                )
+                self._event(db, cashier_id, "enabled" if active else "disabled", actor, None)
+        return self.get(cashier_id)
+
+    @staticmethod
+    def _check_actor(actor: str) -> None:
+        if not actor or not actor.strip():
+            raise CashierError("actor: who does this must be recorded")
+
+    def events(
+        self, cashier_id: str | None = None, *, last: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The audit trail, oldest first: at, cashier_id, kind (created, login, login_failed, locked,
+        unlocked, pin_changed, disabled, enabled, shift_opened, shift_closed), actor (who did it), detail.
+        `last=N`: only the N most recent."""
+        sql = "SELECT id, at, cashier_id, kind, actor, detail FROM events"
+        args: builtins.list[Any] = []
         if cashier_id:
             sql += " WHERE cashier_id = ?"
-            args = (cashier_id,)
+            args.append(cashier_id)
+        sql += " ORDER BY id DESC"
+        if last is not None:
+            sql += " LIMIT ?"
+            args.append(int(last))
         with self._lock:
-            return [dict(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+            rows = self._db.execute(sql, args).fetchall()
+        return [{k: r[k] for k in ("at", "cashier_id", "kind", "actor", "detail")} for r in reversed(rows)]
 
     @staticmethod
     def _event(db: sqlite3.Connection, cashier_id: str, kind: str, actor: str | None, detail: str | None) -> None:

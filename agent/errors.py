@@ -40,11 +40,16 @@ class MethodUnavailable(GuichetError):
 
 
 class ServerUnreachable(GuichetError):
-    """Connection error, timeout, 5xx, or an answer we cannot trust (garbage, wrong content type)."""
+    """Connection error, timeout, 5xx, or an answer we cannot trust (garbage, wrong content type).
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `sent` is False only when the request certainly never reached the server (connection refused, no
+    route, unknown host, connect timeout): then a POST had no effect there.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, *, sent: bool = True) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.sent = sent
 
 
 class RetryLater(ServerUnreachable):

@@ -143,7 +143,7 @@ def now_rfc3339() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _now_precise() -> str:
+def now_precise() -> str:
     return datetime.now().astimezone().isoformat(timespec="microseconds")
 
 
@@ -238,6 +238,9 @@ class QueueStats:
     oldest_captured_at: datetime | None = None
     needs_attention: int = 0
     unknown: int = 0
+    # authorizing or unknown: the card may have been charged; offline limits count them too
+    in_doubt_count: int = 0
+    in_doubt_total: dict[str, int] = field(default_factory=dict)
 
     def oldest_age(self, now: datetime | None = None) -> float | None:
         if self.oldest_captured_at is None:
@@ -384,7 +387,7 @@ class Journal:
             raise ValueError("no bill to pay")
         ids = [str(uuid.uuid4()) for _ in items]
         transaction_id = ids[0]
-        now = _now_precise()
+        now = now_precise()
         captured_at = now_rfc3339()
         created: builtins.list[Payment] = []
         with self._tx("journal.create") as c:
@@ -441,7 +444,7 @@ class Journal:
         sql = _TRANSITION_SQL.get(to)
         params = {
             "to": to.value,
-            "now": _now_precise(),
+            "now": now_precise(),
             "card": json.dumps(card, ensure_ascii=False) if card is not None else None,
             "authorization": json.dumps(authorization, ensure_ascii=False) if authorization is not None else None,
             "notice": notice,
@@ -475,7 +478,7 @@ class Journal:
     def record_upload_results(self, results: Sequence[dict[str, Any]], actor: str = "sync") -> dict[str, int]:
         """Apply one batch's results in one transaction: accepted/duplicate -> uploaded, rejected -> rejected."""
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
-        now = _now_precise()
+        now = now_precise()
         uploaded, rejected = [], []
         for r in results:
             status = r.get("status")
@@ -513,6 +516,11 @@ class Journal:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE payment_id = ?",
                 [(error[:500], pid) for pid in payment_ids],
             )
+
+    def upload_failures(self, payment_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT attempts FROM outbox WHERE payment_id = ?", (payment_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -577,7 +585,8 @@ class Journal:
     def outbox_batch(self, limit: int) -> builtins.list[Payment]:
         """The oldest approved payments waiting for upload."""
         return self._rows(
-            "SELECT p.* FROM outbox o JOIN payments p USING (payment_id) ORDER BY o.enqueued_at, o.payment_id LIMIT ?", (limit,)
+            "SELECT p.* FROM outbox o JOIN payments p USING (payment_id) ORDER BY o.enqueued_at, o.payment_id LIMIT ?",
+            (limit,),
         )
 
     def pending_against(self, bill_reference: str, fetched_at: str | None) -> int:
@@ -605,6 +614,12 @@ class Journal:
                 if stats.oldest_captured_at is None or when < stats.oldest_captured_at:
                     stats.oldest_captured_at = when
             stats.unknown = self._conn.execute("SELECT COUNT(*) FROM payments WHERE state = 'unknown'").fetchone()[0]
+            for cur, n, total in self._conn.execute(
+                "SELECT currency, COUNT(*), SUM(amount) FROM payments WHERE state IN ('authorizing', 'unknown')"
+                " GROUP BY currency"
+            ):
+                stats.in_doubt_count += n
+                stats.in_doubt_total[cur] = total
             stats.needs_attention = self._conn.execute(
                 "SELECT COUNT(*) FROM payments WHERE state IN ('rejected', 'unknown') OR notice IS NOT NULL"
             ).fetchone()[0]

@@ -26,15 +26,17 @@ def check_offline(limits: OfflineConfig, stats: QueueStats, amount: int, count: 
             f"({format_amount(limits.max_payment_amount, currency, with_code=True)}); "
             "wait for the link or use another means"
         )
-    unsent_total = stats.total.get(currency, 0)
+    # Payments whose outcome is in doubt may have been charged: they count as unsent money.
+    unsent_total = stats.total.get(currency, 0) + stats.in_doubt_total.get(currency, 0)
     if unsent_total + amount > limits.max_total_amount:
         raise OfflineLimitExceeded(
             f"offline: unsent payments would total {format_amount(unsent_total + amount, currency, with_code=True)}, "
             f"over the limit of {format_amount(limits.max_total_amount, currency, with_code=True)}"
         )
-    if stats.count + count > limits.max_count:
+    unsent = stats.count + stats.in_doubt_count
+    if unsent + count > limits.max_count:
         raise OfflineLimitExceeded(
-            f"offline: {stats.count} payments are waiting for upload; the limit is {limits.max_count}"
+            f"offline: {unsent} payments are waiting for upload; the limit is {limits.max_count}"
         )
 
 

@@ -13,12 +13,13 @@ a state that `Journal.recover()` settles without guessing.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from agent.authorize import Authorizer, AuthOutcome, AuthRequest, StatusCallback
+from agent.authorize import Authorizer, AuthOutcome, AuthRequest, NothingSent, StatusCallback
 from agent.billing import BillingClient
 from agent.bills import Bill, BillCache
 from agent.errors import (
@@ -30,11 +31,14 @@ from agent.errors import (
     MethodUnavailable,
     ServerUnreachable,
 )
-from agent.journal import Journal, NewPayment, Payment, now_rfc3339
+from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
+from agent.logs import scrub_pans
 from agent.states import State
 from config import Config
 from config.money import format_amount
+
+log = logging.getLogger("guichet.payments")
 
 
 @dataclass
@@ -56,6 +60,18 @@ class PayResult:
 
 def _ignore_status(_: str) -> None:
     return None
+
+
+def _guarded(on_status: StatusCallback) -> StatusCallback:
+    """A status callback that can never break a payment (a closed pipe, a UI gone away)."""
+
+    def call(key: str) -> None:
+        try:
+            on_status(key)
+        except Exception:  # noqa: BLE001
+            log.warning("status callback failed for %r", key, exc_info=True)
+
+    return call
 
 
 class PaymentFlow:
@@ -85,6 +101,9 @@ class PaymentFlow:
         reference = reference.strip()
         if not reference or not reference.isalnum() or len(reference) > 40:
             raise BillNotFound(f"bill reference {reference!r}: expected letters and digits only")
+        # Taken before asking: a payment our uploader delivers while the answer is on its way may not be in
+        # it, so it still counts against the amount due (at worst we show less due, never more).
+        asked_at = now_precise()
         try:
             data = self.client.get_bill(reference)
         except ServerUnreachable as e:
@@ -97,9 +116,8 @@ class PaymentFlow:
             bill = cached[0]
         else:
             self.bills.store([data])  # keep the cache as fresh as what we just saw
-            bill = Bill.from_api(data, source="server", fetched_at=now_rfc3339())
-        fetched = bill.fetched_at if bill.offline else None
-        pending = self.journal.pending_against(bill.reference, fetched)
+            bill = Bill.from_api(data, source="server", fetched_at=asked_at)
+        pending = self.journal.pending_against(bill.reference, bill.fetched_at)
         if pending:
             due = max(0, bill.amount_due - pending)
             bill = replace(bill, amount_due=due, status=bill.status if due else "paid")
@@ -109,15 +127,19 @@ class PaymentFlow:
         """The customer's other payable bills, to settle together (server first, then the cache)."""
         if not bill.customer_id:
             return []
+        asked_at = now_precise()
         try:
-            items = [Bill.from_api(b, source="server") for b in self.client.customer_bills(bill.customer_id)]
+            items = [
+                Bill.from_api(b, source="server", fetched_at=asked_at)
+                for b in self.client.customer_bills(bill.customer_id)
+            ]
         except ServerUnreachable:
             items = self.bills.customer_bills(bill.customer_id)
         out = []
         for b in items:
             if b.reference == bill.reference:
                 continue
-            pending = self.journal.pending_against(b.reference, b.fetched_at if b.offline else None)
+            pending = self.journal.pending_against(b.reference, b.fetched_at)
             if pending:
                 b = replace(b, amount_due=max(0, b.amount_due - pending))
             if b.payable:
@@ -207,11 +229,14 @@ class PaymentFlow:
             online=not offline,
         )
         try:
-            outcome = self.authorizers[method].authorize(req, cancel=cancel, on_status=on_status)
-        except GuichetError as e:
-            outcome = AuthOutcome("cancelled", message=str(e), detail={"error": str(e)})
-        except Exception as e:  # a bug or a device error before sending: nothing was charged
-            outcome = AuthOutcome("cancelled", message=f"{type(e).__name__}: {e}", detail={"error": repr(e)})
+            outcome = self.authorizers[method].authorize(req, cancel=cancel, on_status=_guarded(on_status))
+        except NothingSent as e:
+            outcome = AuthOutcome("cancelled", message=str(e), detail={"error": scrub_pans(str(e))[:300]})
+        except Exception as e:  # noqa: BLE001
+            # We cannot tell whether money moved: never guess. A person settles it from the ticket/server.
+            text = scrub_pans(f"{type(e).__name__}: {e}")[:300]
+            log.exception("payment %s: authorizer failed", ids[0], extra={"payment_id": ids[0]})
+            outcome = AuthOutcome("unknown", message=f"the outcome is unknown ({text})", detail={"error": text})
         return self._record(ids, outcome, cashier_id, offline)
 
     def _record(self, ids: list[str], outcome: AuthOutcome, actor: str, offline: bool) -> PayResult:
@@ -270,7 +295,16 @@ class PaymentFlow:
             return [p]
         answer = self.client.get_authorization(p.transaction_id)
         ids = [q.payment_id for q in self.journal.transaction(p.transaction_id) if q.state == State.UNKNOWN]
-        if answer is None:  # never reached the acquirer
+        if answer is None:
+            # 404: never reached the acquirer, unless the request is still on its way: only believed once
+            # well past the time the server may take to relay it.
+            since = (datetime.now().astimezone() - datetime.fromisoformat(p.updated_at)).total_seconds()
+            grace = 2 * self.config.server.timeout + 60
+            if since < grace:
+                raise GuichetError(
+                    f"payment {p.receipt_number}: the acquirer has no record of it yet; ask again in "
+                    f"{int(grace - since) + 1} s"
+                )
             return self.journal.transition(
                 ids, State.DECLINED, actor=actor, error="never reached the acquirer", detail={"resolved": "404"}
             )

@@ -16,6 +16,9 @@ from agent.billing import BillingClient
 from agent.cards import CardCancelled, CardExpired, CardReadError, CardTimeout, read_card
 from agent.errors import ApiError, ServerUnreachable
 from config import Config
+from drivers.emv.card import CardData
+
+REPLAYS = 1  # after a lost answer, the same request once more (same Idempotency-Key)
 
 
 class ReaderAuthorizer:
@@ -30,8 +33,9 @@ class ReaderAuthorizer:
             return AuthOutcome("cancelled", message="card reader payments need the billing server")
         on_status("insert_card")
         try:
-            card = read_card(self.config, cancel, self.config.cards.read_timeout, amount=req.amount,
-                             on_status=on_status)
+            card = read_card(
+                self.config, cancel, self.config.cards.read_timeout, amount=req.amount, on_status=on_status
+            )
         except CardCancelled:
             return AuthOutcome("cancelled", message="cancelled by the cashier")
         except CardTimeout:
@@ -44,45 +48,72 @@ class ReaderAuthorizer:
             if cancel.is_set():
                 return AuthOutcome("cancelled", message="cancelled by the cashier")
             on_status("authorising")
-            with card.pan_in_memory() as pan:
-                body: dict[str, Any] = {
-                    "payment_id": req.transaction_id,
-                    "amount": req.amount,
-                    "currency": req.currency,
-                    "card": {"pan": pan, "expiry": card.expiry, "scheme": card.scheme, "aid": card.aid,
-                             "pan_sequence": card.pan_sequence},
-                    "emv": None,
-                }
-                try:
-                    answer = self.client.authorize(body, idempotency_key=req.transaction_id)
-                finally:
-                    body["card"]["pan"] = None
-            return self._outcome(answer, card.payment_card())
-        except ApiError as e:  # refused before reaching the acquirer: nothing was authorised
-            return AuthOutcome("declined", card=card.payment_card(), message=str(e), detail={"api_error": e.code})
-        except ServerUnreachable as e:
-            # The request may have reached the acquirer. Ask once what it decided; never guess.
-            return self._after_lost_answer(req, card.payment_card(), str(e))
+            return self._ask_acquirer(req, card)
         finally:
             card.wipe()
             on_status("remove_card")
+
+    def _ask_acquirer(self, req: AuthRequest, card: CardData) -> AuthOutcome:
+        """POST /v1/authorizations; an answer lost after sending is asked for again with the same
+        Idempotency-Key (the server answers a replay with the first answer), then looked up. Never guessed."""
+        safe_card = card.payment_card()
+        lost = ""
+        with card.pan_in_memory() as pan:
+            body: dict[str, Any] = {
+                "payment_id": req.transaction_id,
+                "amount": req.amount,
+                "currency": req.currency,
+                "card": {
+                    "pan": pan,
+                    "expiry": card.expiry,
+                    "scheme": card.scheme,
+                    "aid": card.aid,
+                    "pan_sequence": card.pan_sequence,
+                },
+                "emv": None,
+            }
+            try:
+                for attempt in range(1 + REPLAYS):
+                    try:
+                        return self._outcome(self.client.authorize(body, idempotency_key=req.transaction_id), safe_card)
+                    except ServerUnreachable as e:
+                        if not e.sent and attempt == 0:
+                            # the connection was never made: nothing reached the acquirer
+                            return AuthOutcome("cancelled", card=safe_card, message=f"not sent: {e}")
+                        lost = str(e)
+                    except ApiError as e:
+                        if e.status == 409:  # this key already carries another request: its fate is unknown
+                            return AuthOutcome("unknown", card=safe_card, message=str(e), detail={"api_error": e.code})
+                        # refused by the server before reaching the acquirer: nothing was authorised
+                        return AuthOutcome("declined", card=safe_card, message=str(e), detail={"api_error": e.code})
+            finally:
+                body["card"]["pan"] = None
+        return self._after_lost_answer(req, safe_card, lost)
 
     def _outcome(self, answer: dict[str, Any], card: dict[str, Any]) -> AuthOutcome:
         code = str(answer.get("response_code", ""))
         if answer.get("approved") is True:
             return AuthOutcome(
-                "approved", card=card, code=str(answer.get("code") or ""), reference=answer.get("reference"),
-                message=code, detail={"response_code": code},
+                "approved",
+                card=card,
+                code=str(answer.get("code") or ""),
+                reference=answer.get("reference"),
+                message=code,
+                detail={"response_code": code},
             )
-        return AuthOutcome("declined", card=card, message=f"declined by the bank (code {code})",
-                           detail={"response_code": code})
+        return AuthOutcome(
+            "declined", card=card, message=f"declined by the bank (code {code})", detail={"response_code": code}
+        )
 
     def _after_lost_answer(self, req: AuthRequest, card: dict[str, Any], error: str) -> AuthOutcome:
+        """Ask once what the acquirer decided. A 404 right after a lost answer may only mean the request is
+        still on its way: it stays unknown (resolve_unknown_online asks again later)."""
         try:
             answer = self.client.get_authorization(req.transaction_id)
         except (ServerUnreachable, ApiError):
-            return AuthOutcome("unknown", card=card, message=f"no answer from the acquirer ({error})",
-                               detail={"error": error})
-        if answer is None:  # 404: the request never reached the acquirer
-            return AuthOutcome("cancelled", card=card, message=f"not sent to the acquirer ({error})")
+            answer = None
+        if answer is None:
+            return AuthOutcome(
+                "unknown", card=card, message=f"no answer from the acquirer ({error})", detail={"error": error}
+            )
         return self._outcome(answer, card)

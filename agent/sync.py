@@ -34,6 +34,7 @@ log = logging.getLogger("guichet.sync")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 CLOCK_SKEW_WARN = 120.0
+REFUSALS_BEFORE_REJECT = 3  # whole-request 4xx answers for one payment alone before it needs attention
 
 
 @dataclass
@@ -116,15 +117,23 @@ class SyncWorker:
     # -- one round ---------------------------------------------------------------------------------
 
     def run_once(self, max_batches: int | None = None) -> SyncReport:
-        """Upload batches until the outbox is empty or the server fails; never raises for the link."""
+        """Upload batches until the outbox is empty or the server fails; never raises for the link.
+
+        A batch the server refuses as a whole (a 4xx other than auth) is sent again one payment at a time,
+        so that one payment it will not take does not hold back the others; that payment is kept, and after
+        REFUSALS_BEFORE_REJECT refusals it is marked rejected (needs attention).
+        """
         report = SyncReport()
         size = self.config.sync.batch_size
         batches = 0
+        skip: set[str] = set()  # refused alone in this round: left for the next round
+        refused: ApiError | None = None
         while max_batches is None or batches < max_batches:
-            batch = self.journal.outbox_batch(size)
+            batch = [p for p in self.journal.outbox_batch(size + len(skip)) if p.payment_id not in skip][:size]
             if not batch:
                 break
             batches += 1
+            ids = [p.payment_id for p in batch]
             try:
                 crashpoint("sync.before_post")
                 results = self.client.post_batch([p.to_api() for p in batch])
@@ -132,15 +141,25 @@ class SyncWorker:
             except ServerUnreachable as e:
                 report.error, report.retry_after = str(e), e.retry_after
                 self._mark(False, str(e))
-                self.journal.note_upload_failure([p.payment_id for p in batch], str(e))
+                self.journal.note_upload_failure(ids, str(e))
                 break
             except ApiError as e:
-                # Whole-request refusal (auth, bad request): retrying now will not help; keep everything.
-                report.error = str(e)
-                self._mark(False, str(e))
-                self.journal.note_upload_failure([p.payment_id for p in batch], str(e))
-                log.error("upload refused: %s", e)
-                break
+                self._mark(True, str(e))  # the server answered: the link is up, the request is not liked
+                if e.status in (401, 403):  # the terminal's token: a technician must fix the config
+                    report.error = str(e)
+                    self.journal.note_upload_failure(ids, str(e))
+                    log.error("upload refused: %s", e)
+                    break
+                if len(batch) > 1:
+                    log.warning("batch refused (%s); sending its %d payments one by one", e, len(batch))
+                    size = 1
+                    continue
+                self.journal.note_upload_failure(ids, str(e))
+                log.error("payment %s refused by the server: %s", ids[0], e, extra={"payment_id": ids[0]})
+                if not self._give_up_if_refused_again(ids[0], e, report):
+                    skip.add(ids[0])
+                    refused = e
+                continue
             self._mark(True)
             counts = self.journal.record_upload_results(results)
             report.uploaded += counts["accepted"]
@@ -158,8 +177,34 @@ class SyncWorker:
                         (r.get("error") or {}).get("code"),
                         extra={"payment_id": r["payment_id"], "state": "rejected"},
                     )
+        if refused is not None and report.error is None:
+            report.error = f"{len(skip)} payment(s) refused by the server, kept for the next round: {refused}"
         report.remaining = self.journal.queue_stats().count
         return report
+
+    def _give_up_if_refused_again(self, payment_id: str, e: ApiError, report: SyncReport) -> bool:
+        """Reject here (needs attention, kept) a payment refused REFUSALS_BEFORE_REJECT times on its own."""
+        failures = self.journal.upload_failures(payment_id)
+        if failures < REFUSALS_BEFORE_REJECT:
+            return False
+        self.journal.record_upload_results(
+            [
+                {
+                    "payment_id": payment_id,
+                    "status": "rejected",
+                    "error": {"code": e.code, "message": f"refused {failures} times: {e.message}"},
+                }
+            ]
+        )
+        report.rejected += 1
+        log.error(
+            "payment %s rejected after %d refusals: %s",
+            payment_id,
+            failures,
+            e,
+            extra={"payment_id": payment_id, "state": "rejected"},
+        )
+        return True
 
     def refresh_bills(self) -> int | None:
         if self.bills is None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
 from config.money import CURRENCIES
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Section(BaseModel):
@@ -46,6 +55,11 @@ class ServerConfig(_Section):
     def _url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        if v.startswith("http://"):
+            # The bearer token, and the full PAN of card-reader payments, must never cross a network in clear.
+            host = urlsplit(v).hostname or ""
+            if host != "localhost" and not _loopback(host):
+                raise ValueError(f"plain http:// to {host}: use https:// (http is only for a sandbox on this machine)")
         return v if v.endswith("/") else v + "/"
 
 
@@ -61,10 +75,11 @@ class SyncConfig(_Section):
 
 
 class OfflineConfig(_Section):
-    max_payment_amount: int = Field(5_000_000, ge=0)
-    max_total_amount: int = Field(50_000_000, ge=0)
-    max_count: int = Field(500, ge=0)
-    warn_after: int = Field(14_400, ge=0)
+    # Strict: money is whole minor units; 50000.00 (meant as dinars?) or 1e6 must not slip through as an int.
+    max_payment_amount: StrictInt = Field(5_000_000, ge=0)
+    max_total_amount: StrictInt = Field(50_000_000, ge=0)
+    max_count: StrictInt = Field(500, ge=0)
+    warn_after: StrictInt = Field(14_400, ge=0)
 
 
 class SchemeRule(_Section):

@@ -25,6 +25,7 @@ COMMANDS = {
     "queue": ("agent.cli.pay", "queue", "The payments journal and its upload queue."),
     "sync": ("agent.cli.pay", "sync", "Upload the queue to the billing server."),
     "doctor": ("agent.cli.doctor", "doctor", "Check the installation and explain what to fix."),
+    "cashier": ("agent.cli.cashier", "cashier", "Cashiers: add, list, unlock, change PIN."),
     "sandbox": ("sandbox.cli", "sandbox", "Simulated billing server, virtual cards and TPE."),
 }
 

@@ -69,3 +69,19 @@ def test_no_card_in_time_takes_nothing(reader_agent, billing_server, seeded_refe
     result = reader_agent.flow.pay([reader_agent.flow.lookup(seeded_references[3])], method="card_reader",
                                    cashier_id="c")
     assert result.status == "cancelled" and "in time" in result.message
+
+
+def test_a_lost_answer_with_no_record_yet_stays_unknown(reader_agent, insert, billing_server, seeded_references):
+    """The acquirer may still be working on it: a 404 right after a lost answer is never read as 'not charged'."""
+    from agent.errors import GuichetError
+
+    bill = reader_agent.flow.lookup(seeded_references[4])
+    billing_server.set_faults(error_rate=1.0, only=["POST /v1/authorizations"])
+    with insert("cib"):
+        result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c")
+    assert result.status == "unknown"
+    [p] = result.payments
+    with pytest.raises(GuichetError, match="ask again in"):
+        reader_agent.flow.resolve_unknown_online(p.payment_id)
+    assert reader_agent.journal.get(p.payment_id).state == "unknown"
+    assert reader_agent.journal.blocking_payment(bill.reference) is not None
