@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from agent.cli.common import fail, get_config, print_json
+from agent.errors import AlreadyRunning
+from agent.locks import CounterLock
 from config import Config, find_config_path
 from config.money import MoneyError, format_amount, parse_amount
 from drivers.concert import Approved, ConcertError, Link, link_from_config
@@ -90,10 +92,19 @@ def tpe_pay(ctx: click.Context, amount: str, currency: str | None, as_json: bool
     except MoneyError as e:
         fail(f"--amount/--currency: {e}", usage=True)
     link = _link(ctx, **opts)
+    # A debit the journal does not know about must not run while the counter takes payments on this terminal.
+    counter = CounterLock(_config(ctx).state.dir)
+    if counter.path.parent.is_dir():
+        try:
+            counter.acquire()
+        except AlreadyRunning as e:
+            fail(f"{e}: stop it before sending a debit by hand")
     try:
         result = link.pay(minor, cur, on_event=lambda key: None if as_json else click.echo(f"... {key}", err=True))
     except ConcertError as e:  # amount out of the field, unknown currency: nothing was sent
         fail(f"--amount: {e}", usage=True)
+    finally:
+        counter.release()
     response = getattr(result, "response", None)
     data = {
         "result": result.kind,

@@ -33,6 +33,7 @@ from drivers.concert.framing import (
     ETX,
     NAK,
     STATUS_APPROVED,
+    STATUS_REFUSED,
     STX,
     ConcertError,
     FrameError,
@@ -250,6 +251,8 @@ class ConcertLink:
                 stopbits=serial.STOPBITS_ONE,
                 timeout=POLL,
                 write_timeout=max(self.ack_timeout, 1.0),
+                # Two programs on one terminal line would read each other's answers: lock the device.
+                exclusive=True if "://" not in self.port else None,
             )
         except (serial.SerialException, OSError, ValueError, termios.error) as e:
             raise _LinkDown(f"cannot open {self.port} at {self.baud} {self.framing}: {e}") from None
@@ -491,6 +494,12 @@ class ConcertLink:
                     message=f"approved {r.amount} minor units, asked {req.amount}: settle from the ticket",
                 )
             return self._result(Approved, c, amount_sent=True, response=r, message="approved")
+        if r.status != STATUS_REFUSED:
+            # Concert defines 0 (approved) and 7 (refused) only: anything else may have charged the card.
+            return self._result(
+                LinkError, c, amount_sent=True, stage="answer",
+                message=f"unexpected terminal status {r.status!r}: settle from the ticket",
+            )
         if not r.card_presented and r.extended:
             # Extended answer with an empty report: no card was read, the transaction was abandoned.
             return self._result(

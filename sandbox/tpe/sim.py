@@ -58,6 +58,7 @@ BEHAVIOURS = {
     "silent": "never answer ENQ (switched off)",
     "garbage": "noise bytes before each reply, then approve",
     "unplug": "acknowledge the amount, then the cable is pulled (the line disappears)",
+    "odd_status": "answer with status 3, which Concert does not define (card read)",
 }
 
 LINE_ERROR = -1  # a byte the UART flagged (parity/framing error)
@@ -500,6 +501,8 @@ class TpeSimulator:
             status = STATUS_REFUSED
         elif behaviour == "cancel":
             status, report = STATUS_REFUSED, ""
+        elif behaviour == "odd_status":
+            status = "3"
         self._seq += 1
         payload = encode_response(
             pos_number=request.pos_number,

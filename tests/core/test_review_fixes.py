@@ -155,3 +155,12 @@ def requests_forward(server):
         return r.status_code, {"Content-Type": r.headers.get("Content-Type", "")}, r.content
 
     return forward
+
+
+def test_a_hand_debit_waits_for_the_counter(guichet, billing_config):
+    """`guichet tpe pay` sends real money outside the journal: never while the UI or `guichet pay` runs."""
+    from agent.locks import CounterLock
+
+    with CounterLock(billing_config.state.dir):
+        r = guichet("tpe", "pay", "--port", "/dev/null-terminal", "--amount", "10.00")
+    assert r.returncode == 1 and "payment taker" in r.stderr and "stop it" in r.stderr

@@ -25,6 +25,7 @@ OUTCOMES = {
     "silent": "cancelled",  # nothing reached the terminal
     "garbage": "approved",
     "slow": "approved",
+    "odd_status": "unknown",  # a status Concert does not define: the card may have been charged
 }
 
 
