@@ -248,8 +248,13 @@ def create_app(
         if emv is not None and (not isinstance(emv, str) or len(emv) % 2):
             raise ApiError(400, "invalid_request", "emv: must be hex TLV or null")
 
+        first = store.authorization_request(payment_id)
+        if first is not None and first != (amount, currency, mask_pan(pan)):
+            # Not in contract v1 (a backward-compatible addition): a replay must be the same request.
+            raise ApiError(409, "idempotency_conflict",
+                           "Idempotency-Key: already used for another amount, currency or card")
         stored = store.get_authorization(payment_id)
-        if stored is not None:  # same key: same answer, whatever the body says this time
+        if stored is not None:  # same key, same request: the first answer again
             return json_response(store.save_authorization(
                 payment_id, stored, amount=amount, currency=currency, pan_masked=mask_pan(pan)
             ))  # fmt: skip

@@ -493,6 +493,14 @@ class Store:
             row = self.db.execute("SELECT response FROM authorizations WHERE payment_id = ?", (payment_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def authorization_request(self, payment_id: str) -> tuple[int, str, str] | None:
+        """(amount, currency, pan_masked) of the first request under this key, or None."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT amount, currency, pan_masked FROM authorizations WHERE payment_id = ?", (payment_id,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+
     def save_authorization(
         self, payment_id: str, response: dict[str, Any], *, amount: int, currency: str, pan_masked: str
     ) -> dict[str, Any]:

@@ -132,3 +132,15 @@ def test_heartbeat_clock_offset_fakes_skew(api: Api, billing_server):
     billing_server.set_faults(clock_offset=-300)
     t = datetime.fromisoformat(api.post("v1/terminals/ORAN-07-G1/heartbeat", json={}).json()["server_time"])
     assert -360 < (t - datetime.now(UTC)).total_seconds() < -240
+
+
+def test_a_replay_must_be_the_same_request(api: Api):
+    """Beyond contract v1 (backward compatible): a key reused for another amount or card is a conflict, so a
+    client bug cannot hide behind the first answer."""
+    body = auth_body()
+    first = authorize(api, body).json()
+    assert authorize(api, body).json() == first  # the same request: the first answer again
+    r = authorize(api, {**body, "amount": body["amount"] + 100})
+    assert_error(r, 409, "idempotency_conflict")
+    other_card = {**body, "card": {**body["card"], "pan": "4111111111111111"}}
+    assert_error(authorize(api, other_card), 409, "idempotency_conflict")
