@@ -6,7 +6,8 @@
     app = GuichetApp(Backend.open(config))        # tests: async with app.run_test() as pilot: ...
 
 Screens: login -> payment (F2) with history (F3), needs attention (F4), unknown outcomes (F6),
-Z report / close shift (F7); F8 switches language (fr -> ar -> en); F10 logs out.
+Z report / close shift (F7), cashier accounts (F12, supervisor); F8 switches language (fr -> ar -> en);
+F10 logs out.
 All blocking work (PIN hashing, lookups, payments, settling, sync, status polling) runs in thread
 workers that post messages back; handlers only repaint.
 """
@@ -49,6 +50,7 @@ class GuichetApp(App[int]):
         Binding("f7", "goto('zreport')", "Z report"),
         Binding("f8", "language", "Language"),
         Binding("f10", "logout", "Log out"),
+        Binding("f12", "goto('cashiers')", "Cashiers"),
         Binding("ctrl+r", "sync_now", "Upload now"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         # guichet demo only: the demo panel's cards.
@@ -299,8 +301,26 @@ class GuichetApp(App[int]):
             return
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        if name in factories:
+        if name == "cashiers":
+            self.open_cashiers()
+        elif name in factories:
             self.push_screen(factories[name]())
+
+    def open_cashiers(self) -> None:
+        """The accounts screen is for supervisors: a cashier at the counter is asked a supervisor's PIN,
+        and every change is recorded under that supervisor's id."""
+        from ui.screens.cashiers import CashiersScreen
+        from ui.screens.supervisor import SupervisorScreen
+
+        if self.cashier is not None and self.cashier.is_supervisor:
+            self.push_screen(CashiersScreen(actor=self.cashier))
+            return
+
+        def then(who: Any) -> None:
+            if who is not None:
+                self.push_screen(CashiersScreen(actor=who))
+
+        self.push_screen(SupervisorScreen(), then)
 
     def action_language(self) -> None:
         langs = i18n.LANGUAGES

@@ -84,6 +84,16 @@ ERROR_HEADLINES = {
 }
 
 
+# What the billing server says about an accepted payment it could not apply to the bill as asked.
+NOTICE_LABELS = {
+    "credited_to_account": N_("credited to the customer's account"),
+}
+
+
+def notice_label(notice: str) -> str:
+    return _(NOTICE_LABELS.get(notice, notice))
+
+
 def value(v: Any) -> str:
     """An enum member or a string, as its plain value."""
     return str(getattr(v, "value", v))

@@ -94,13 +94,19 @@ async def test_history_search_reprint_and_supervisor_audit(ui_app: Any, seeded_r
         assert "c0042" in actors
 
 
-async def test_language_switch_at_run_time_and_right_to_left(ui_app: Any) -> None:
+async def test_language_switch_at_run_time_and_right_to_left(ui_app: Any, seeded_references: list[str]) -> None:
+    from textual.widgets import DataTable
+
     app = ui_app(run_sync=False)
     async with app.run_test(size=(140, 44)) as pilot:
         await login(pilot)
         assert "Paiement" in text_of(pilot, "#title")
+        await type_into(pilot, "#reference", seeded_references[0])
+        await wait_for(pilot, lambda: app.screen.basket, "the bill in the basket")
         await pilot.press("f8")  # fr -> ar
         await wait_for(pilot, lambda: app.screen.has_class("-rtl"), "the Arabic layout")
+        # The screen is composed again in Arabic; its tables are filled again from its state.
+        await wait_for(pilot, lambda: app.screen.query_one("#basket", DataTable).row_count == 1, "the basket kept")
         title = text_of(pilot, "#title")
         # Reshaped (presentation forms) and reordered for the terminal: not the logical string.
         assert "الدفع" not in title and any("\ufe70" <= ch <= "\ufeff" for ch in title)

@@ -98,3 +98,65 @@ def test_offline_bill_from_cache(snap_compare: Any, ui_app: Any, ui_config: Any,
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def _payment(n: int, state: str, method: str, amount: int, cashier: str = "c0042", **kw: Any) -> Any:
+    """A journal row as the screens read it, at a fixed time (the real journal stamps the real clock)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        payment_id=f"p{n}", bill_reference=f"41072609{5500 + n:04d}", receipt_number=f"ORAN-07-G1-{n:06d}",
+        amount=amount, currency="DZD", method=method, state=state, cashier_id=cashier,
+        captured_at=f"2026-11-22T08:{10 + n:02d}:00+00:00", captured_offline=kw.get("offline", False),
+        notice=kw.get("notice"), error=kw.get("error"),
+    )
+
+
+@pytest.mark.parametrize("language", ["fr", "ar"])
+def test_z_report(snap_compare: Any, ui_app: Any, ui_config: Any, language: str) -> None:
+    from datetime import timedelta
+
+    from agent.cashiers import z_report
+    from ui.messages import Loaded
+
+    app = make(ui_app, ui_config, language, login=True)
+    opened = FIXED - timedelta(hours=1, minutes=14)
+    app.backend.cashiers.open_shift(CASHIER[0], now=opened)  # the login resumes it
+    payments = [
+        _payment(1, "uploaded", "card_terminal", 345600),
+        _payment(2, "approved", "cash", 120050, offline=True),
+        _payment(3, "uploaded", "cash", 98000, cashier="s0001"),
+        _payment(4, "declined", "card_terminal", 50000),
+        _payment(5, "rejected", "card_terminal", 210000, error="bill 410726095505 cancelled"),
+        _payment(6, "uploaded", "cash", 75000, notice="credited_to_account"),
+    ]
+    report = z_report(payments, terminal_id="ORAN-07-G1", since=opened, until=FIXED).to_dict()
+
+    async def ready(pilot: Any) -> None:
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "the payment screen")
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ZReportScreen" and pilot.app.screen.report, "the report")
+        pilot.app.screen.post_message(Loaded("z", report))
+        await wait_for(pilot, lambda: pilot.app.screen.report is report, "the fixed report")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+@pytest.mark.parametrize("language", ["fr", "ar"])
+def test_unknown_outcomes(snap_compare: Any, ui_app: Any, ui_config: Any, language: str) -> None:
+    from ui.messages import Loaded
+
+    app = make(ui_app, ui_config, language, login=True)
+    rows = [_payment(1, "unknown", "card_terminal", 345600), _payment(2, "unknown", "card_reader", 98000)]
+
+    async def ready(pilot: Any) -> None:
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "the payment screen")
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen" and pilot.app.screen.message,
+                       "the journal's (empty) list")
+        pilot.app.screen.post_message(Loaded("unknown", rows))
+        await wait_for(pilot, lambda: pilot.app.screen.rows is rows, "the fixed rows")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -38,10 +38,21 @@ class CounterScreen(Screen[Any]):
     def body(self) -> ComposeResult:
         yield from ()
 
+    async def recompose(self) -> None:
+        await super().recompose()
+        self.refill()
+
+    def refill(self) -> None:
+        """After a language switch composed the screen again: fill what compose() leaves empty (tables
+        are filled from the screen's state by code, not by compose)."""
+
     def keys_help(self) -> str:
         if self.gapp.cashier is None:
             return t("F8 language · Ctrl+Q quit")
-        return t("F2 payment · F3 history · F4 attention · F6 unknown · F7 Z report · F8 language · F10 log out")
+        return t(
+            "F2 payment · F3 history · F4 attention · F6 unknown · F7 Z report · F8 language · F10 log out"
+            " · F12 cashiers"
+        )
 
 
 class CounterModal(ModalScreen[Any]):

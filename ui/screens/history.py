@@ -16,10 +16,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
 from ui import i18n
-from ui.i18n import _, shape, t
+from ui.i18n import shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterModal, CounterScreen
-from ui.text import error_text, local_hm, method_label, money, state_label, value
+from ui.text import error_text, local_hm, method_label, money, notice_label, state_label, value
 
 ATTENTION_STATES = ("unknown", "rejected", "authorizing")
 
@@ -97,6 +97,9 @@ class HistoryScreen(CounterScreen):
         self.query_text = event.value
         self.fill()
 
+    def refill(self) -> None:
+        self.fill()
+
     def fill(self) -> None:
         self.shown = [p for p in self.all if matches(p, self.query_text)]
         table = self.query_one("#history-table", DataTable)
@@ -117,9 +120,7 @@ class HistoryScreen(CounterScreen):
                 p.cashier_id,
             ]
             if self.mode == "attention":
-                why = _("credited to the customer's account") if p.notice == "credited_to_account" else (
-                    p.notice or p.error or ""
-                )
+                why = notice_label(p.notice) if p.notice else (p.error or "")
                 row.append(shape(why))
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=p.payment_id)
         count = t("{n} payments", n=len(self.shown))

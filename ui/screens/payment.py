@@ -88,6 +88,9 @@ class PaymentScreen(CounterScreen):
         self.fill_basket()
         self.query_one("#reference", Input).focus()
 
+    def refill(self) -> None:
+        self.fill_basket()
+
     def fill_basket(self) -> None:
         table = self.query_one("#basket", DataTable)
         table.clear(columns=True)

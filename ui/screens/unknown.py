@@ -38,12 +38,15 @@ class UnknownScreen(CounterScreen):
                 classes="hint",
             )
             yield DataTable(id="unknown-table", cursor_type="row", zebra_stripes=True)
-            with Horizontal(id="settle-row"):
-                yield Label(t("Authorisation code on the ticket"))
-                yield Input(id="auth-code", max_length=12, restrict=r"[A-Za-z0-9]*")
-                yield Button(t("Approved"), id="settle-approved", variant="success")
-                yield Button(t("Declined"), id="settle-declined", variant="error")
-                yield Button(t("Ask the server"), id="settle-online")
+            settle = [
+                Label(t("Authorisation code on the ticket")),
+                Input(id="auth-code", max_length=12, restrict=r"[A-Za-z0-9]*"),
+                Button(t("Approved"), id="settle-approved", variant="success"),
+                Button(t("Declined"), id="settle-declined", variant="error"),
+                Button(t("Ask the server"), id="settle-online"),
+            ]
+            # Right to left: the row reads from the right (label first), like the table's columns.
+            yield Horizontal(*(reversed(settle) if i18n.is_rtl() else settle), id="settle-row")
             yield Static(self.message, id="unknown-message", classes="message")
 
     def on_mount(self) -> None:
@@ -74,6 +77,12 @@ class UnknownScreen(CounterScreen):
             self.say(error_text(msg.error))
             return
         self.rows = msg.data
+        self.fill()
+
+    def refill(self) -> None:
+        self.fill()
+
+    def fill(self) -> None:
         table = self.query_one("#unknown-table", DataTable)
         table.clear(columns=True)
         cols = [t("Time"), t("Receipt"), t("Bill"), t("Amount"), t("Method"), t("Cashier")]
@@ -90,6 +99,8 @@ class UnknownScreen(CounterScreen):
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=p.payment_id)
         if not self.rows:
             self.say(t("No unknown outcome left."))
+        elif self.message == t("No unknown outcome left."):  # another one came since (a restart, a payment)
+            self.say("")
 
     def say(self, text: str) -> None:
         self.message = text

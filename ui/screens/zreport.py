@@ -18,7 +18,7 @@ from textual.widgets import Button, Static
 from ui.i18n import _, shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterScreen
-from ui.text import error_text, local_hm, method_label, money, state_label
+from ui.text import error_text, local_hm, method_label, money, notice_label, state_label
 
 
 def _totals(tot: Any) -> str:
@@ -52,7 +52,7 @@ def report_text(rep: dict[str, Any]) -> str:
         f"{_('Needs attention')}: {len(rep['needs_attention'])}",
     ]
     for item in rep["needs_attention"]:
-        why = item.get("notice") or state_label(item["state"])
+        why = notice_label(item["notice"]) if item.get("notice") else state_label(item["state"])
         lines.append(
             f"  {item['receipt_number']}  {item['bill_reference']}  {money(item['amount'], item['currency'])}  {why}"
         )
@@ -92,7 +92,7 @@ class ZReportScreen(CounterScreen):
         app = self.gapp
         try:
             rep = app.backend.cashiers.shift_report(
-                app.shift.shift_id, app.backend.journal, terminal_id=app.config.terminal.id
+                app.shift.shift_id, app.backend.journal, terminal_id=app.config.terminal.id, now=app.clock()
             )
         except Exception as e:
             self.post_message(Loaded("z", error=e))
