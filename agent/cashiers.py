@@ -133,18 +133,31 @@ class ZReport:
 
 
 class _PaymentLike(Protocol):
-    payment_id: str
-    bill_reference: str
-    amount: int
-    currency: str
-    method: str
-    state: str
-    cashier_id: str
-    captured_at: str
-    captured_offline: bool
-    notice: str | None
-    error: str | None
-    receipt_number: str
+    # Read-only members: the journal's Payment is a frozen dataclass.
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def bill_reference(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def cashier_id(self) -> str: ...
+    @property
+    def captured_at(self) -> str: ...
+    @property
+    def captured_offline(self) -> bool: ...
+    @property
+    def notice(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def receipt_number(self) -> str: ...
 
 
 class _JournalLike(Protocol):
