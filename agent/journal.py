@@ -37,20 +37,24 @@ from agent.states import ALLOWED, State
 DB_NAME = "journal.db"
 
 # Versioned migrations: append only, never edit a released one.
+#
+# The journal is append-only. `payment` holds what a payment is, fixed when it is created; `event` holds
+# every state change, never rewritten: it is both the payment's history and its audit trail. `open` holds
+# the payments not settled for good, with their current state: in flight, in doubt, waiting for upload
+# (its `approved` rows are the outbox) or rejected (needs attention). A state change writes one event row
+# and updates (or deletes) one open row, in one transaction: a capture costs two B-tree pages.
+# The views `payments`, `outbox` and `audit` give the current picture for readers (doctor, tools).
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
         """
-        CREATE TABLE payments (
+        CREATE TABLE payment (
             payment_id TEXT PRIMARY KEY,
             transaction_id TEXT NOT NULL,
             bill_reference TEXT NOT NULL,
             amount INTEGER NOT NULL CHECK (amount > 0),
             currency TEXT NOT NULL,
             method TEXT NOT NULL,
-            state TEXT NOT NULL,
-            card TEXT,
-            authorization TEXT,
             agency_id TEXT NOT NULL,
             terminal_id TEXT NOT NULL,
             cashier_id TEXT NOT NULL,
@@ -58,85 +62,81 @@ MIGRATIONS: list[tuple[int, str]] = [
             captured_at TEXT NOT NULL,
             captured_offline INTEGER NOT NULL,
             bill TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX payment_bill ON payment(bill_reference);
+        CREATE INDEX payment_transaction ON payment(transaction_id);
+        CREATE INDEX payment_created ON payment(created_at);
+        CREATE TABLE event (
+            payment_id TEXT NOT NULL REFERENCES payment(payment_id),
+            step INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            from_state TEXT,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            card TEXT,
+            authorization TEXT,
             notice TEXT,
             error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            uploaded_at TEXT
-        );
-        CREATE INDEX payments_state ON payments(state, captured_at);
-        CREATE INDEX payments_bill ON payments(bill_reference);
-        CREATE INDEX payments_transaction ON payments(transaction_id);
-        CREATE TABLE outbox (
-            payment_id TEXT PRIMARY KEY REFERENCES payments(payment_id),
-            enqueued_at TEXT NOT NULL,
+            detail TEXT,
+            PRIMARY KEY (payment_id, step)
+        ) WITHOUT ROWID;
+        CREATE INDEX event_notice ON event(payment_id) WHERE notice IS NOT NULL;
+        CREATE TABLE open (
+            payment_id TEXT PRIMARY KEY REFERENCES payment(payment_id),
+            state TEXT NOT NULL,
+            since TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             last_error TEXT
         ) WITHOUT ROWID;
-        -- A payment enters each state at most once (the transitions form no cycle), so (payment, state)
-        -- identifies an audit row: one B-tree, no extra index, for the write on every transition.
-        CREATE TABLE audit (
-            payment_id TEXT NOT NULL,
-            to_state TEXT NOT NULL,
-            at TEXT NOT NULL,
-            from_state TEXT,
-            actor TEXT NOT NULL,
-            detail TEXT,
-            PRIMARY KEY (payment_id, to_state)
-        ) WITHOUT ROWID;
         CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
         INSERT INTO counters (name, value) VALUES ('receipt', 0);
-        """,
-    ),
-    (
-        2,
-        # The audit trail and the outbox follow every state change inside SQLite itself: no code path can
-        # change a payment's state without its audit row, or approve it without queueing its upload.
-        """
-        ALTER TABLE payments ADD COLUMN last_actor TEXT;
-        ALTER TABLE payments ADD COLUMN last_detail TEXT;
-        CREATE TRIGGER payments_created AFTER INSERT ON payments BEGIN
-            INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail)
-            VALUES (new.payment_id, new.created_at, NULL, new.state, new.last_actor, new.last_detail);
-        END;
-        CREATE TRIGGER payments_state AFTER UPDATE OF state ON payments BEGIN
-            INSERT INTO audit (payment_id, at, from_state, to_state, actor, detail)
-            VALUES (new.payment_id, new.updated_at, old.state, new.state, new.last_actor, new.last_detail);
-        END;
-        CREATE TRIGGER payments_enqueue AFTER UPDATE OF state ON payments WHEN new.state = 'approved' BEGIN
-            INSERT INTO outbox (payment_id, enqueued_at) VALUES (new.payment_id, new.updated_at);
-        END;
-        CREATE TRIGGER payments_dequeue AFTER UPDATE OF state ON payments WHEN old.state = 'approved' BEGIN
-            DELETE FROM outbox WHERE payment_id = new.payment_id;
-        END;
+        CREATE VIEW payments AS
+        SELECT p.payment_id, p.transaction_id, p.bill_reference, p.amount, p.currency, p.method,
+               e.state,
+               (SELECT x.card FROM event x WHERE x.payment_id = p.payment_id AND x.card IS NOT NULL
+                ORDER BY x.step DESC LIMIT 1) AS card,
+               (SELECT x.authorization FROM event x WHERE x.payment_id = p.payment_id
+                AND x.authorization IS NOT NULL ORDER BY x.step DESC LIMIT 1) AS authorization,
+               p.agency_id, p.terminal_id, p.cashier_id, p.receipt_number, p.captured_at, p.captured_offline,
+               p.bill,
+               (SELECT x.notice FROM event x WHERE x.payment_id = p.payment_id AND x.notice IS NOT NULL
+                ORDER BY x.step DESC LIMIT 1) AS notice,
+               (SELECT x.error FROM event x WHERE x.payment_id = p.payment_id AND x.error IS NOT NULL
+                ORDER BY x.step DESC LIMIT 1) AS error,
+               p.created_at, e.at AS updated_at,
+               (SELECT x.at FROM event x WHERE x.payment_id = p.payment_id AND x.state = 'uploaded')
+                AS uploaded_at
+        FROM payment p JOIN event e ON e.payment_id = p.payment_id
+         AND e.step = (SELECT MAX(m.step) FROM event m WHERE m.payment_id = p.payment_id);
+        CREATE VIEW outbox AS
+        SELECT payment_id, since AS enqueued_at, attempts, last_error FROM open WHERE state = 'approved';
+        CREATE VIEW audit AS
+        SELECT payment_id, at, from_state, state AS to_state, actor, detail FROM event;
         """,
     ),
 ]
 
-_PAYMENT_COLUMNS = (
-    "payment_id, transaction_id, bill_reference, amount, currency, method, state, card, authorization, agency_id,"
-    " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, notice, error, created_at,"
-    " updated_at, uploaded_at"
-)
-
-
-def _sources(to: State) -> str:
-    return ", ".join(f"'{s.value}'" for s, targets in ALLOWED.items() if to in targets)
-
-
-# One statement per target state: the WHERE clause only matches payments allowed to make that move.
-_TRANSITION_SQL = {
-    to: (
-        "UPDATE payments SET state = :to, updated_at = :now, card = COALESCE(:card, card),"
-        " authorization = COALESCE(:authorization, authorization), notice = COALESCE(:notice, notice),"
-        " error = COALESCE(:error, error),"
-        " uploaded_at = CASE WHEN :to = 'uploaded' THEN :now ELSE uploaded_at END,"
-        f" last_actor = :actor, last_detail = :detail WHERE payment_id = :id AND state IN ({_sources(to)})"
-        f" RETURNING {_PAYMENT_COLUMNS}"
-    )
-    for to in State
-    if _sources(to)
+# The order of states along any path of the state machine: the step of an event. Every path climbs strictly,
+# and a payment enters each state at most once, so (payment_id, step) identifies an event.
+STEP = {
+    State.CREATED: 0,
+    State.AUTHORIZING: 1,
+    State.CANCELLED: 2,
+    State.UNKNOWN: 2,
+    State.DECLINED: 3,
+    State.APPROVED: 3,
+    State.UPLOADED: 4,
+    State.REJECTED: 4,
 }
+# Settled for good: their open row goes. (Rejected stays open: a supervisor must see it.)
+FINAL = frozenset({State.UPLOADED, State.DECLINED, State.CANCELLED})
+SOURCES = {to: tuple(s.value for s, targets in ALLOWED.items() if to in targets) for to in State}
+
+_EVENT_SQL = (
+    "INSERT INTO event (payment_id, step, state, from_state, at, actor, card, authorization, notice, error, detail)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def now_rfc3339() -> str:
@@ -367,6 +367,46 @@ class Journal:
                 raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
         return [Payment.from_row(dict(r)) for r in rows]
 
+    def _load(self, ids: Sequence[str]) -> builtins.list[Payment]:
+        """Payments by id, in that order: their facts, folded with their events (two key lookups)."""
+        out: builtins.list[Payment] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                try:
+                    facts = {
+                        r["payment_id"]: dict(r)
+                        for r in self._conn.execute(f"SELECT * FROM payment WHERE payment_id IN ({marks})", chunk)
+                    }
+                    events = self._conn.execute(
+                        "SELECT payment_id, state, at, card, authorization, notice, error FROM event"
+                        f" WHERE payment_id IN ({marks}) ORDER BY payment_id, step",
+                        chunk,
+                    ).fetchall()
+                except sqlite3.DatabaseError as e:
+                    raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+            for pid, state, at, card, authorization, notice, error in events:
+                f = facts[pid]
+                f["state"], f["updated_at"] = state, at
+                f.setdefault("card", None)
+                f.setdefault("authorization", None)
+                f.setdefault("notice", None)
+                f.setdefault("error", None)
+                f.setdefault("uploaded_at", None)
+                if card is not None:
+                    f["card"] = card
+                if authorization is not None:
+                    f["authorization"] = authorization
+                if notice is not None:
+                    f["notice"] = notice
+                if error is not None:
+                    f["error"] = error
+                if state == State.UPLOADED:
+                    f["uploaded_at"] = at
+            out += [Payment.from_row(facts[pid]) for pid in chunk if pid in facts]
+        return out
+
     # -- creating and moving payments ------------------------------------------------------------
 
     def create(
@@ -389,17 +429,15 @@ class Journal:
         transaction_id = ids[0]
         now = now_precise()
         captured_at = now_rfc3339()
-        created: builtins.list[Payment] = []
         with self._tx("journal.create") as c:
             for pid, item in zip(ids, items, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
                 ).fetchone()[0]
-                row = c.execute(
-                    "INSERT INTO payments (payment_id, transaction_id, bill_reference, amount, currency, method,"
-                    " state, agency_id, terminal_id, cashier_id, receipt_number, captured_at, captured_offline,"
-                    " bill, created_at, updated_at, last_actor) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                    f" RETURNING {_PAYMENT_COLUMNS}",
+                c.execute(
+                    "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method,"
+                    " agency_id, terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill,"
+                    " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         pid,
                         transaction_id,
@@ -407,7 +445,6 @@ class Journal:
                         item.amount,
                         currency,
                         method,
-                        State.CREATED.value,
                         self.agency_id,
                         self.terminal_id,
                         cashier_id,
@@ -416,12 +453,26 @@ class Journal:
                         int(captured_offline),
                         json.dumps(item.bill, ensure_ascii=False),
                         now,
+                    ),
+                )
+                c.execute(
+                    _EVENT_SQL,
+                    (
+                        pid,
+                        STEP[State.CREATED],
+                        State.CREATED.value,
+                        None,
                         now,
                         actor or cashier_id,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
                     ),
-                ).fetchone()
-                created.append(Payment.from_row(row))
-        return created
+                )
+                c.execute("INSERT INTO open (payment_id, state, since) VALUES (?, ?, ?)", (pid, "created", now))
+        return self._load(ids)
 
     def transition(
         self,
@@ -435,111 +486,125 @@ class Journal:
         error: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> builtins.list[Payment]:
-        """Move payments to `to` in one transaction, with their audit rows and (on approval) outbox rows.
+        """Move payments to `to` in one transaction: one event each, and their open row moved or closed.
 
         Raises InvalidTransition, leaving everything as it was, if any payment may not make that move.
         """
         ids = [payment_ids] if isinstance(payment_ids, str) else list(payment_ids)
         to = State(to)
-        sql = _TRANSITION_SQL.get(to)
-        params = {
-            "to": to.value,
-            "now": now_precise(),
-            "card": json.dumps(card, ensure_ascii=False) if card is not None else None,
-            "authorization": json.dumps(authorization, ensure_ascii=False) if authorization is not None else None,
-            "notice": notice,
-            "error": error,
-            "actor": actor,
-            "detail": json.dumps(detail, ensure_ascii=False) if detail else None,
-        }
-        done: builtins.list[Payment] = []
+        now = now_precise()
+        event = (
+            json.dumps(card, ensure_ascii=False) if card is not None else None,
+            json.dumps(authorization, ensure_ascii=False) if authorization is not None else None,
+            notice,
+            error,
+            json.dumps(detail, ensure_ascii=False) if detail else None,
+        )
         with self._tx(f"journal.{to.value}") as c:
             for pid in ids:
-                row = c.execute(sql, {**params, "id": pid}).fetchone() if sql else None
-                if row is None:
-                    current = c.execute("SELECT state FROM payments WHERE payment_id = ?", (pid,)).fetchone()
-                    if current is None:
-                        raise InvalidTransition(f"payment {pid}: not in the journal")
-                    raise InvalidTransition(f"payment {pid}: cannot go from {current[0]} to {to}")
-                done.append(Payment.from_row(row))
-        return done
+                self._move(c, pid, to, now, actor, event)
+        return self._load(ids)
+
+    def _move(self, c: sqlite3.Connection, pid: str, to: State, now: str, actor: str, event: tuple[Any, ...]) -> str:
+        """One state change inside a transaction; returns the state it left."""
+        row = c.execute("SELECT state FROM open WHERE payment_id = ?", (pid,)).fetchone()
+        if row is None or row[0] not in SOURCES[to]:
+            if row is None:
+                known = c.execute("SELECT 1 FROM payment WHERE payment_id = ?", (pid,)).fetchone()
+                if known is None:
+                    raise InvalidTransition(f"payment {pid}: not in the journal")
+                current = self._current_state(c, pid)
+            else:
+                current = row[0]
+            raise InvalidTransition(f"payment {pid}: cannot go from {current} to {to}")
+        if to in FINAL:
+            c.execute("DELETE FROM open WHERE payment_id = ?", (pid,))
+        else:
+            c.execute(
+                "UPDATE open SET state = ?, since = ?, attempts = 0, last_error = NULL WHERE payment_id = ?",
+                (to.value, now, pid),
+            )
+        c.execute(_EVENT_SQL, (pid, STEP[to], to.value, row[0], now, actor, *event))
+        return str(row[0])
+
+    @staticmethod
+    def _current_state(c: sqlite3.Connection, pid: str) -> str:
+        row = c.execute("SELECT state FROM event WHERE payment_id = ? ORDER BY step DESC LIMIT 1", (pid,)).fetchone()
+        return str(row[0]) if row else "?"
 
     def recover(self, actor: str = "recovery") -> builtins.list[Payment]:
         """After a crash: `authorizing` becomes `unknown` (the card may have been charged: never guess),
         `created` becomes `cancelled` (nothing was asked for money yet). Returns what it changed."""
         changed: builtins.list[Payment] = []
-        for p in self._rows("SELECT * FROM payments WHERE state IN (?, ?)", (State.AUTHORIZING, State.CREATED)):
-            to = State.UNKNOWN if p.state == State.AUTHORIZING else State.CANCELLED
-            changed += self.transition(
-                p.payment_id, to, actor=actor, detail={"reason": "agent restarted during this step"}
-            )
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT payment_id, state FROM open WHERE state IN ('authorizing', 'created')"
+            ).fetchall()
+        for pid, state in rows:
+            to = State.UNKNOWN if state == State.AUTHORIZING else State.CANCELLED
+            changed += self.transition(pid, to, actor=actor, detail={"reason": "agent restarted during this step"})
         return changed
 
     def record_upload_results(self, results: Sequence[dict[str, Any]], actor: str = "sync") -> dict[str, int]:
-        """Apply one batch's results in one transaction: accepted/duplicate -> uploaded, rejected -> rejected."""
+        """Apply one batch's results in one transaction: accepted/duplicate -> uploaded, rejected -> rejected.
+
+        Only payments still `approved` move: a replayed answer changes nothing.
+        """
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
         now = now_precise()
-        uploaded, rejected = [], []
-        for r in results:
-            status = r.get("status")
-            detail = json.dumps({"upload": status})
-            if status in ("accepted", "duplicate"):
-                uploaded.append((status, (now, r.get("notice"), actor, detail, r["payment_id"])))
-            elif status == "rejected":
-                e = r.get("error") or {}
-                err = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
-                rejected.append((now, err, actor, detail, r["payment_id"]))
-            else:
-                counts["skipped"] += 1
-        # Only payments still `approved` move: a replayed answer changes nothing.
         with self._tx("sync.record") as c:
-            for status, row in uploaded:
-                n = c.execute(
-                    "UPDATE payments SET state = 'uploaded', updated_at = ?1, uploaded_at = ?1,"
-                    " notice = COALESCE(?2, notice), last_actor = ?3, last_detail = ?4"
-                    " WHERE payment_id = ?5 AND state = 'approved'",
-                    row,
-                ).rowcount
-                counts[status if n else "skipped"] += 1
-            for row in rejected:
-                n = c.execute(
-                    "UPDATE payments SET state = 'rejected', updated_at = ?1, error = ?2, last_actor = ?3,"
-                    " last_detail = ?4 WHERE payment_id = ?5 AND state = 'approved'",
-                    row,
-                ).rowcount
-                counts["rejected" if n else "skipped"] += 1
+            for r in results:
+                event: tuple[Any, ...]
+                status = r.get("status")
+                pid = r["payment_id"]
+                if status in ("accepted", "duplicate"):
+                    to, event = State.UPLOADED, (None, None, r.get("notice"), None, json.dumps({"upload": status}))
+                elif status == "rejected":
+                    e = r.get("error") or {}
+                    err = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
+                    to, event = State.REJECTED, (None, None, None, err, json.dumps({"upload": status}))
+                else:
+                    counts["skipped"] += 1
+                    continue
+                row = c.execute("SELECT state FROM open WHERE payment_id = ?", (pid,)).fetchone()
+                if row is None or row[0] != State.APPROVED:
+                    counts["skipped"] += 1
+                    continue
+                self._move(c, pid, to, now, actor, event)
+                counts[str(status)] += 1
         return counts
 
     def note_upload_failure(self, payment_ids: Sequence[str], error: str) -> None:
         with self._tx() as c:
             c.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE payment_id = ?",
+                "UPDATE open SET attempts = attempts + 1, last_error = ? WHERE payment_id = ? AND state = 'approved'",
                 [(error[:500], pid) for pid in payment_ids],
             )
 
     def upload_failures(self, payment_id: str) -> int:
         with self._lock:
-            row = self._conn.execute("SELECT attempts FROM outbox WHERE payment_id = ?", (payment_id,)).fetchone()
+            row = self._conn.execute("SELECT attempts FROM open WHERE payment_id = ?", (payment_id,)).fetchone()
         return int(row[0]) if row else 0
 
     # -- reading ---------------------------------------------------------------------------------
 
     def get(self, payment_id: str) -> Payment:
-        rows = self._rows("SELECT * FROM payments WHERE payment_id = ?", (payment_id,))
+        rows = self._load([payment_id])
         if not rows:
             raise KeyError(payment_id)
         return rows[0]
 
     def find(self, key: str) -> Payment:
         """A payment by id, id prefix (8+ chars) or receipt number; KeyError if none or ambiguous."""
-        rows = self._rows(
-            "SELECT * FROM payments WHERE payment_id = ? OR receipt_number = ? OR"
-            " (length(?) >= 8 AND payment_id LIKE ? || '%') LIMIT 2",
-            (key, key, key, key),
-        )
-        if len(rows) != 1:
+        with self._lock:
+            ids = self._conn.execute(
+                "SELECT payment_id FROM payment WHERE payment_id = ? OR receipt_number = ? OR"
+                " (length(?) >= 8 AND payment_id LIKE ? || '%') LIMIT 2",
+                (key, key, key, key),
+            ).fetchall()
+        if len(ids) != 1:
             raise KeyError(key)
-        return rows[0]
+        return self.get(ids[0][0])
 
     def list(
         self,
@@ -552,8 +617,15 @@ class Journal:
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
         if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            params += [str(s) for s in states]
+            wanted = [str(s) for s in states]
+            if not set(wanted) & {s.value for s in FINAL}:
+                # only open states: the small `open` table finds them without reading the history
+                where.append(
+                    f"payment_id IN (SELECT payment_id FROM open WHERE state IN ({','.join('?' * len(wanted))}))"
+                )
+            else:
+                where.append(f"state IN ({','.join('?' * len(wanted))})")
+            params += wanted
         if since:
             where.append("created_at >= ?")
             params.append(since)
@@ -572,31 +644,42 @@ class Journal:
         return self._rows("SELECT * FROM payments WHERE transaction_id = ? ORDER BY receipt_number", (transaction_id,))
 
     def unknown(self) -> builtins.list[Payment]:
-        return self._rows("SELECT * FROM payments WHERE state = ? ORDER BY created_at", (State.UNKNOWN,))
+        return self._rows(
+            "SELECT * FROM payments WHERE payment_id IN (SELECT payment_id FROM open WHERE state = 'unknown')"
+            " ORDER BY created_at"
+        )
 
     def blocking_payment(self, bill_reference: str) -> Payment | None:
-        rows = self._rows(
-            "SELECT * FROM payments WHERE bill_reference = ? AND state IN ('authorizing', 'unknown')"
-            " ORDER BY created_at LIMIT 1",
-            (bill_reference,),
-        )
-        return rows[0] if rows else None
+        """An `authorizing` or `unknown` payment for that bill: no new payment for it may start."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT p.payment_id FROM payment p JOIN open o USING (payment_id)"
+                " WHERE p.bill_reference = ? AND o.state IN ('authorizing', 'unknown') ORDER BY p.created_at LIMIT 1",
+                (bill_reference,),
+            ).fetchone()
+        return self.get(row[0]) if row else None
 
     def outbox_batch(self, limit: int) -> builtins.list[Payment]:
         """The oldest approved payments waiting for upload."""
-        return self._rows(
-            "SELECT p.* FROM outbox o JOIN payments p USING (payment_id) ORDER BY o.enqueued_at, o.payment_id LIMIT ?",
-            (limit,),
-        )
+        with self._lock:
+            ids = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT payment_id FROM open WHERE state = 'approved' ORDER BY since, payment_id LIMIT ?",
+                    (limit,),
+                )
+            ]
+        return self._load(ids)
 
     def pending_against(self, bill_reference: str, fetched_at: str | None) -> int:
         """Minor units paid here on a bill that a bill snapshot taken at `fetched_at` does not show yet:
         unsent or in-doubt payments, and those uploaded after the snapshot was taken."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE bill_reference = ? AND"
-                " (state IN ('approved', 'unknown', 'authorizing')"
-                "  OR (state = 'uploaded' AND ? IS NOT NULL AND uploaded_at > ?))",
+                "SELECT COALESCE(SUM(p.amount), 0) FROM payment p LEFT JOIN open o USING (payment_id)"
+                " WHERE p.bill_reference = ? AND (o.state IN ('approved', 'unknown', 'authorizing')"
+                "  OR (o.state IS NULL AND ? IS NOT NULL AND EXISTS (SELECT 1 FROM event e WHERE"
+                "      e.payment_id = p.payment_id AND e.state = 'uploaded' AND e.at > ?)))",
                 (bill_reference, fetched_at, fetched_at),
             ).fetchone()
         return int(row[0])
@@ -604,31 +687,34 @@ class Journal:
     def queue_stats(self) -> QueueStats:
         stats = QueueStats()
         with self._lock:
-            for cur, n, total, oldest in self._conn.execute(
-                "SELECT currency, COUNT(*), SUM(amount), MIN(captured_at) FROM payments"
-                " WHERE state = 'approved' GROUP BY currency"
-            ):
+            rows = self._conn.execute(
+                "SELECT o.state, p.currency, COUNT(*), SUM(p.amount), MIN(p.captured_at)"
+                " FROM open o JOIN payment p USING (payment_id) GROUP BY o.state, p.currency"
+            ).fetchall()
+            noticed = self._conn.execute(
+                "SELECT COUNT(DISTINCT payment_id) FROM event WHERE notice IS NOT NULL"
+            ).fetchone()[0]
+        for state, cur, n, total, oldest in rows:
+            if state == State.APPROVED:
                 stats.count += n
-                stats.total[cur] = total
+                stats.total[cur] = stats.total.get(cur, 0) + total
                 when = datetime.fromisoformat(oldest)
                 if stats.oldest_captured_at is None or when < stats.oldest_captured_at:
                     stats.oldest_captured_at = when
-            stats.unknown = self._conn.execute("SELECT COUNT(*) FROM payments WHERE state = 'unknown'").fetchone()[0]
-            for cur, n, total in self._conn.execute(
-                "SELECT currency, COUNT(*), SUM(amount) FROM payments WHERE state IN ('authorizing', 'unknown')"
-                " GROUP BY currency"
-            ):
+            elif state in (State.AUTHORIZING, State.UNKNOWN):
                 stats.in_doubt_count += n
-                stats.in_doubt_total[cur] = total
-            stats.needs_attention = self._conn.execute(
-                "SELECT COUNT(*) FROM payments WHERE state IN ('rejected', 'unknown') OR notice IS NOT NULL"
-            ).fetchone()[0]
+                stats.in_doubt_total[cur] = stats.in_doubt_total.get(cur, 0) + total
+                if state == State.UNKNOWN:
+                    stats.unknown += n
+            if state in (State.UNKNOWN, State.REJECTED):
+                stats.needs_attention += n
+        stats.needs_attention += noticed
         return stats
 
     def audit(self, payment_id: str) -> builtins.list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT at, from_state, to_state, actor, detail FROM audit WHERE payment_id = ? ORDER BY at",
+                "SELECT at, from_state, state AS to_state, actor, detail FROM event WHERE payment_id = ? ORDER BY step",
                 (payment_id,),
             ).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]

@@ -28,7 +28,7 @@ from textual.screen import Screen
 from config import Config
 from ui import i18n
 from ui.backend import Backend
-from ui.i18n import _
+from ui.i18n import _, t
 from ui.messages import DeviceUpdate, LinkInfo, QueueInfo, StatusUpdate
 from ui.widgets.status_bar import StatusBar
 
@@ -272,6 +272,13 @@ class GuichetApp(App[int]):
         self.switch_screen(PaymentScreen())
         if unknown:
             self.call_after_refresh(self.action_goto, "unknown")
+
+    async def action_quit(self) -> None:
+        """Quit, but never while a payment waits for its outcome: it would be left unknown."""
+        if self.backend.payments_in_flight:
+            self.notify(t("A payment is in progress: wait for its outcome before quitting"), severity="warning")
+            return
+        await super().action_quit()
 
     def action_logout(self) -> None:
         from ui.screens.login import LoginScreen

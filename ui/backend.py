@@ -13,6 +13,10 @@ The journal, bill cache, billing client, payment flow and authorizers come from 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,36 @@ class Backend:
     context: Any  # agent.context.AgentContext
     cashiers: CashierStore
     extras: dict[str, Any] = field(default_factory=dict)
+    _in_flight: int = 0
+    _idle: threading.Condition = field(default_factory=threading.Condition)
+
+    @contextmanager
+    def payment_in_flight(self) -> Iterator[None]:
+        """Around flow.pay(): the journal stays open, and the app refuses to quit, until it has an outcome."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    @property
+    def payments_in_flight(self) -> int:
+        with self._idle:
+            return self._in_flight
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) for payments in flight to reach their outcome; True when none is left."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
 
     @property
     def journal(self) -> Any:
@@ -66,7 +100,7 @@ class Backend:
         from agent.context import AgentContext
 
         methods: list[str] = list(dict.fromkeys([*config.payments.methods, config.payments.default_method]))
-        Path(config.state.dir).mkdir(parents=True, exist_ok=True)
+        Path(config.state.dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         ctx = AgentContext.open(config, methods, take_payments=True)
         if authorizers is not None:
             ctx.flow.authorizers = dict(authorizers)
@@ -94,6 +128,11 @@ class Backend:
         )
 
     def close(self) -> None:
+        # Never close the journal under a payment that is talking to a card or a terminal: its outcome
+        # must be written. Bounded by the longest wait a payment can have.
+        bound = self.config.tpe.answer_timeout + self.config.cards.read_timeout + 2 * self.config.server.timeout
+        if not self.wait_idle(bound):
+            log.error("closing with a payment still in flight; it will show as unknown at the next start")
         for closer in (self.context.close, self.cashiers.close):
             try:
                 closer()

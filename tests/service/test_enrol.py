@@ -37,11 +37,13 @@ def test_interactive_enrolment_writes_a_checked_config(tmp_path):
 
 def test_wrong_answers_are_explained_and_asked_again(tmp_path):
     path = tmp_path / "guichet.toml"
-    r = init(path, "ORAN 07\nORAN-07\ncounter two\nG3\nftp://x\nhttp://10.0.0.5:8080\n" + TOKEN + "\n\nttyUSB0\n\n")
+    r = init(path, "ORAN 07\nORAN-07\ncounter two\nG3\nftp://x\nhttp://10.0.0.5:8080\nhttps://10.0.0.5:8443\n"
+             + TOKEN + "\n\nttyUSB0\n\n")
     assert r.exit_code == 0, r.output
     assert "agency id 'ORAN 07'" in r.output
     assert "counter number 'COUNTER TWO'" in r.output
     assert "must start with https://" in r.output
+    assert "plain http:// to 10.0.0.5: use https://" in r.output  # the token must not cross a network in clear
     assert "a device path like /dev/ttyACM0" in r.output
     data = tomllib.loads(path.read_text())
     assert data["terminal"]["id"] == "ORAN-07-G3"

@@ -87,6 +87,29 @@ async def test_cancelled_wait_charges_nothing(
         assert p.state == "cancelled"
 
 
+async def test_quitting_is_refused_while_a_payment_waits_for_its_outcome(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    tpe_sim.script("silent")  # the terminal takes its time: the payment is in flight
+    cfg = tpe_config.model_copy(deep=True)
+    cfg.tpe.ack_timeout = 30
+    app = ui_app(cfg, run_sync=False)
+    ref = seeded_references[0]
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pay_one(pilot, ref)
+        await wait_for(pilot, lambda: screen_name(pilot) == "WaitScreen", "the wait panel")
+        await wait_for(pilot, lambda: app.backend.payments_in_flight == 1, "the payment in flight")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and screen_name(pilot) == "WaitScreen"  # still there, the payment too
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "the end of the wait")
+        assert app.backend.payments_in_flight == 0
+        [p] = app.backend.journal.list(bill_reference=ref)
+        assert p.state == "cancelled"  # the outcome was written: nothing left in doubt
+
+
 async def test_unknown_outcome_is_settled_after_a_restart(
     ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,13 @@ class ReceiptScreen(CounterModal):
     def write_receipt(self) -> None:
         out = Path(self.gapp.config.state.dir) / "receipts"
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True, mode=0o700)
             number = self.payments[0].receipt_number
             path = out / f"{number}{'-dup' if self.reprint else ''}.txt"
-            path.write_text(self.text() + "\n", encoding="utf-8")
-            path.chmod(0o600)
+            # The customer's name and masked card: created private, never readable by others even briefly.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.text() + "\n")
         except OSError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return

@@ -52,14 +52,15 @@ class WaitScreen(CounterModal):
     def pay(self) -> None:
         app = self.gapp
         try:
-            result = app.backend.flow.pay(
-                self.bills,
-                method=self.method,
-                cashier_id=app.cashier.cashier_id,
-                amount=self.amount,
-                cancel=self.cancel_event,
-                on_status=lambda key: self.post_message(PayStatus(key)),
-            )
+            with app.backend.payment_in_flight():
+                result = app.backend.flow.pay(
+                    self.bills,
+                    method=self.method,
+                    cashier_id=app.cashier.cashier_id,
+                    amount=self.amount,
+                    cancel=self.cancel_event,
+                    on_status=lambda key: self.post_message(PayStatus(key)),
+                )
         except Exception as e:
             self.post_message(PayFinished(error=e))
             return
