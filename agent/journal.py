@@ -20,6 +20,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX payment_transaction ON payment(transaction_id);
         CREATE INDEX payment_created ON payment(created_at);
         CREATE TABLE event (
+            event_id INTEGER PRIMARY KEY,  -- a rowid table: appends fill its last page, no page splits
             payment_id TEXT NOT NULL REFERENCES payment(payment_id),
             step INTEGER NOT NULL,
             state TEXT NOT NULL,
@@ -78,9 +80,9 @@ MIGRATIONS: list[tuple[int, str]] = [
             authorization TEXT,
             notice TEXT,
             error TEXT,
-            detail TEXT,
-            PRIMARY KEY (payment_id, step)
-        ) WITHOUT ROWID;
+            detail TEXT
+        );
+        CREATE UNIQUE INDEX event_payment ON event(payment_id, step);
         CREATE INDEX event_notice ON event(payment_id) WHERE notice IS NOT NULL;
         CREATE TABLE open (
             payment_id TEXT PRIMARY KEY REFERENCES payment(payment_id),
@@ -137,6 +139,15 @@ _EVENT_SQL = (
     "INSERT INTO event (payment_id, step, state, from_state, at, actor, card, authorization, notice, error, detail)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (RFC 9562 version 7): new payments' keys sort last, so the journal's B-trees
+    grow at their right edge instead of splitting pages at random; still 74 random bits, unique."""
+    value = (int(time.time() * 1000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big") & (2**80 - 1)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
 
 
 def now_rfc3339() -> str:
@@ -425,7 +436,7 @@ class Journal:
         """
         if not items:
             raise ValueError("no bill to pay")
-        ids = [str(uuid.uuid4()) for _ in items]
+        ids = [uuid7() for _ in items]
         transaction_id = ids[0]
         now = now_precise()
         captured_at = now_rfc3339()

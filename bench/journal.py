@@ -6,7 +6,8 @@ Same file system (a temp dir beside the repository), same `synchronous=FULL`, WA
 - raw:           INSERT + COMMIT of one row per payment (the floor: one durable commit);
 - persist-queue: put + ack (SQLiteAckQueue: two commits);
 - journal capture:      the approval of an authorised payment, committed with its outbox and audit rows
-                        (one transaction) — compared with raw (target >= 0.8x);
+                        (one transaction; the payment is created and authorised just before, untimed, as
+                        in the flow) — compared with raw (target >= 0.8x);
 - journal capture+ack:  approval + upload result recorded (two transactions) — compared with
                         persist-queue put+ack (target >= 1.0x);
 - journal full payment: created + authorizing + approved + uploaded (four transactions), for information.
@@ -86,15 +87,20 @@ def _authorizing(j: Journal, n: int) -> list[str]:
 
 
 def journal_capture(n: int, with_ack: bool) -> float:
+    """Seconds spent in n captures. Each payment is created and sent for authorisation just before (not
+    timed), as in the payment flow, so its approval lands where it does at a real counter."""
     j = Journal.open(workdir(), terminal_id="ORAN-07-G2", agency_id="ORAN-07")
-    ids = _authorizing(j, n)
+    _authorizing(j, n)  # warm-up: the files reach their working size
     card = {"scheme": "CIB", "pan_masked": "628058******1234", "pan_token": "ab" * 32, "expiry": "2028-05"}
-    t = time.perf_counter()
-    for pid in ids:
+    spent = 0.0
+    for _ in range(n):
+        [pid] = _authorizing(j, 1)
+        t = time.perf_counter()
         j.transition(pid, State.APPROVED, actor="c", card=card, authorization=AUTH)
         if with_ack:
             j.record_upload_results([{"payment_id": pid, "status": "accepted"}])
-    return time.perf_counter() - t
+        spent += time.perf_counter() - t
+    return spent
 
 
 def journal_full(n: int) -> float:
