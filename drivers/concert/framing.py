@@ -99,18 +99,18 @@ def decode_frame(frame: bytes) -> bytes:
     return payload
 
 
-def check_amount(amount: object) -> int:
-    """The amount as it will go on the line, or AmountError saying why it cannot."""
+def check_amount(amount: object, digits: int = AMOUNT_DIGITS, field: str = "the Concert amount field") -> int:
+    """The amount as it will go on the line, or AmountError saying why it cannot (before anything is sent)."""
+    most = 10**digits - 1
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise AmountError(f"amount: {amount!r} is not an integer number of minor units")
     if amount < 0:
         raise AmountError(f"amount: {amount} is negative; a payment amount is positive")
     if amount == 0:
         raise AmountError("amount: 0; a terminal cannot charge nothing (at least 1 minor unit)")
-    if amount > MAX_AMOUNT:
+    if amount > most:
         raise AmountError(
-            f"amount: {amount} has {len(str(amount))} digits; the Concert amount field holds "
-            f"{AMOUNT_DIGITS} (at most {MAX_AMOUNT} minor units)"
+            f"amount: {amount} has {len(str(amount))} digits; {field} holds {digits} (at most {most} minor units)"
         )
     return amount
 

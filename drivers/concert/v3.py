@@ -27,7 +27,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from drivers.concert.framing import AmountError, ConcertError, currency_numeric
+from drivers.concert.framing import ConcertError, currency_numeric
+from drivers.concert.framing import check_amount as check_field_amount
 from drivers.pan import mask_pan
 
 AMOUNT_DIGITS = 12  # CB: variable, 2..12 digits
@@ -163,18 +164,7 @@ def encode(records: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
 
 def check_amount(amount: object) -> int:
     """The amount as it will go in ``CB``, or AmountError saying why it cannot (before anything is sent)."""
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise AmountError(f"amount: {amount!r} is not an integer number of minor units")
-    if amount < 0:
-        raise AmountError(f"amount: {amount} is negative; a payment amount is positive")
-    if amount == 0:
-        raise AmountError("amount: 0; a terminal cannot charge nothing (at least 1 minor unit)")
-    if amount > MAX_AMOUNT:
-        raise AmountError(
-            f"amount: {amount} has {len(str(amount))} digits; the Caisse-AP amount field (CB) holds "
-            f"{AMOUNT_DIGITS} (at most {MAX_AMOUNT} minor units)"
-        )
-    return amount
+    return check_field_amount(amount, AMOUNT_DIGITS, "the Caisse-AP amount field (CB)")
 
 
 def _need(tags: Mapping[str, str], tag: str, pattern: str, what: str) -> str:
