@@ -133,6 +133,7 @@ STEP = {
 }
 # Settled for good: their open row goes. (Rejected stays open: a supervisor must see it.)
 FINAL = frozenset({State.UPLOADED, State.DECLINED, State.CANCELLED})
+RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
 SOURCES = {to: tuple(s.value for s, targets in ALLOWED.items() if to in targets) for to in State}
 
 _EVENT_SQL = (
@@ -334,6 +335,7 @@ class Journal:
         self.path = path
         self.terminal_id = terminal_id
         self.agency_id = agency_id
+        self._recent: dict[str, Payment] = {}
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike[str], *, terminal_id: str, agency_id: str) -> Journal:
@@ -483,7 +485,7 @@ class Journal:
                     ),
                 )
                 c.execute("INSERT INTO open (payment_id, state, since) VALUES (?, ?, ?)", (pid, "created", now))
-        return self._load(ids)
+        return self._remember(self._load(ids))
 
     def transition(
         self,
@@ -511,10 +513,41 @@ class Journal:
             error,
             json.dumps(detail, ensure_ascii=False) if detail else None,
         )
+        left: dict[str, str] = {}
         with self._tx(f"journal.{to.value}") as c:
             for pid in ids:
-                self._move(c, pid, to, now, actor, event)
-        return self._load(ids)
+                left[pid] = self._move(c, pid, to, now, actor, event)
+        # A payment enters each state once and every change of any of its fields is a state change, so a
+        # copy we hold in the state it just left is exactly the payment before this event: no read-back.
+        out: builtins.list[Payment] = []
+        with self._lock:
+            for pid in ids:
+                before = self._recent.pop(pid, None)
+                if before is None or before.state != left[pid]:
+                    out = []
+                    break
+                out.append(
+                    dataclasses.replace(
+                        before,
+                        state=to.value,
+                        updated_at=now,
+                        card=card if card is not None else before.card,
+                        authorization=authorization if authorization is not None else before.authorization,
+                        notice=notice if notice is not None else before.notice,
+                        error=error if error is not None else before.error,
+                        uploaded_at=now if to is State.UPLOADED else before.uploaded_at,
+                    )
+                )
+        return self._remember(out if len(out) == len(ids) else self._load(ids))
+
+    def _remember(self, payments: builtins.list[Payment]) -> builtins.list[Payment]:
+        """Keep the latest copies this process wrote (bounded), for the next transition's answer."""
+        with self._lock:
+            for p in payments:
+                self._recent[p.payment_id] = p
+            while len(self._recent) > RECENT:
+                self._recent.pop(next(iter(self._recent)))
+        return payments
 
     def _move(self, c: sqlite3.Connection, pid: str, to: State, now: str, actor: str, event: tuple[Any, ...]) -> str:
         """One state change inside a transaction; returns the state it left."""

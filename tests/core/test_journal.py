@@ -175,3 +175,19 @@ def test_read_only_journal_fails_clearly_and_keeps_its_payments(tmp_path: Path) 
     finally:
         if mounted:
             os.system(f"umount -l {state}")
+
+
+def test_answers_are_current_when_another_process_moved_the_payment(tmp_path: Path) -> None:
+    """Two connections on one journal (the UI and `guichet sync`): each answer is the payment as stored."""
+    a, b = open_journal(tmp_path), open_journal(tmp_path)
+    [p] = a.create([NewPayment(BILL, 1000)], currency="DZD", method="cash", cashier_id="c", captured_offline=False)
+    b.transition(p.payment_id, State.AUTHORIZING, actor="other")
+    [q] = a.transition(p.payment_id, State.APPROVED, actor="c", authorization={"code": "1"})
+    assert q == a.get(p.payment_id) and q.state == "approved" and q.authorization == {"code": "1"}
+    b.record_upload_results([{"payment_id": p.payment_id, "status": "accepted", "notice": "credited_to_account"}])
+    assert a.get(p.payment_id).state == "uploaded" and a.get(p.payment_id).notice == "credited_to_account"
+    for j in (a, b):
+        [r] = j.create([NewPayment(BILL, 5)], currency="DZD", method="cash", cashier_id="c", captured_offline=False)
+        for to in (State.AUTHORIZING, State.APPROVED):
+            [moved] = j.transition(r.payment_id, to, actor="c", card={"scheme": "CIB"} if to == "approved" else None)
+            assert moved == j.get(r.payment_id)  # the answer built without a read equals the stored row
