@@ -103,15 +103,30 @@ def find_pans(text: str) -> list[tuple[int, int]]:
 
 
 def scrub_pans(text: str) -> str:
-    """Replace every card number in text by its masked form (first 6 and last 4 digits at most)."""
+    """Replace every card number in text by its masked form (first 6 and last 4 digits at most).
+
+    Masking keeps some digits, which can meet the digits beside them and make a new Luhn-valid run: scrub
+    again until nothing is left (each pass hides digits, so it ends), hiding every digit as a last resort.
+    """
+    for _ in range(_PASSES):
+        spans = find_pans(text)
+        if not spans:
+            return text
+        text = _mask(text, spans, keep_ends=True)
     spans = find_pans(text)
-    if not spans:
-        return text
+    return _mask(text, spans, keep_ends=False) if spans else text
+
+
+_PASSES = 4
+
+
+def _mask(text: str, spans: list[tuple[int, int]], *, keep_ends: bool) -> str:
     out: list[str] = []
     prev = 0
     for start, end in spans:
         out.append(text[prev:start])
-        out.append(mask_pan("".join(c for c in text[start:end] if c.isdigit())))
+        digits = "".join(c for c in text[start:end] if c.isdigit())
+        out.append(mask_pan(digits) if keep_ends else "*" * len(digits))
         prev = end
     out.append(text[prev:])
     return "".join(out)
