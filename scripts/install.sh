@@ -52,7 +52,12 @@ if [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
 fi
 [ -f "$src/pyproject.toml" ] || { echo "install.sh: $src is not a guichet checkout" >&2; exit 1; }
 
-python="${PYTHON:-python3}"
+# The service user must be able to run the interpreter the venv points at: Debian's own python3, not one
+# under a developer's home (pyenv in /root is mode 0700). PYTHON= overrides.
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+    if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
+fi
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "install.sh: Python 3.11 or later is needed ($python)" >&2
     exit 1
@@ -74,6 +79,11 @@ run usermod -a -G dialout "$user"
 say "virtualenv $venv"
 run install -d -m 0755 "$prefix"
 [ -x "$venv/bin/python" ] || run "$python" -m venv "$venv"
+if [ "$dry_run" -eq 0 ] && id "$user" >/dev/null 2>&1 && ! runuser -u "$user" -- "$venv/bin/python" -c pass 2>/dev/null; then
+    echo "install.sh: $user cannot run $venv/bin/python (it points at $(readlink -f "$venv/bin/python"));" \
+        "remove $venv and run again with PYTHON=/usr/bin/python3" >&2
+    exit 1
+fi
 run "$venv/bin/pip" install --quiet --upgrade pip
 run "$venv/bin/pip" install --quiet "$src"
 run install -d -m 0755 "$prefix/docs"
@@ -107,14 +117,20 @@ for u in guichet.service guichet-headless.service; do
         mv "$unitdir/$u.tmp" "$unitdir/$u"
     fi
 done
-run systemctl daemon-reload
 other=guichet-headless.service
 [ "$unit" = guichet-headless.service ] && other=guichet.service
-run systemctl disable --now "$other" 2>/dev/null || true
-if [ "$start" -eq 1 ]; then
-    run systemctl enable --now "$unit"
+if [ "$dry_run" -eq 0 ] && [ ! -d /run/systemd/system ]; then
+    # A chroot, a container or an image being prepared: the units are in place, systemd is not running.
+    say "systemd is not running here: $unit is installed but not enabled; once booted with systemd:"
+    say "  systemctl enable --now $unit"
 else
-    run systemctl enable "$unit"
+    run systemctl daemon-reload
+    run systemctl disable --now "$other" 2>/dev/null || true
+    if [ "$start" -eq 1 ]; then
+        run systemctl enable --now "$unit"
+    else
+        run systemctl enable "$unit"
+    fi
 fi
 
 say "checking the installation"

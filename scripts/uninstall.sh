@@ -53,11 +53,13 @@ if [ "$purge" -eq 1 ] && [ "$force" -eq 0 ] && [ -x "$exe" ] && [ -e "$statedir/
 fi
 
 say "stopping and removing the units"
+systemd=1
+[ "$dry_run" -eq 0 ] && [ ! -d /run/systemd/system ] && systemd=0  # a chroot or container: nothing runs
 for u in guichet.service guichet-headless.service; do
-    run systemctl disable --now "$u" 2>/dev/null || true
+    [ "$systemd" -eq 1 ] && { run systemctl disable --now "$u" 2>/dev/null || true; }
     run rm -f "$unitdir/$u"
 done
-run systemctl daemon-reload || true
+[ "$systemd" -eq 1 ] && { run systemctl daemon-reload || true; }
 
 say "removing $prefix"
 run rm -rf "$prefix"
