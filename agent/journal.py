@@ -373,12 +373,13 @@ class Journal:
             crashpoint(f"{name}.after_commit")
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> builtins.list[Payment]:
+        """Payments whose ids `sql` selects (first column), in its order; built by _load like every other."""
         with self._lock:
             try:
-                rows = self._conn.execute(sql, tuple(params)).fetchall()
+                ids = [r[0] for r in self._conn.execute(sql, tuple(params))]
             except sqlite3.DatabaseError as e:
                 raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
-        return [Payment.from_row(dict(r)) for r in rows]
+        return self._load(ids)
 
     def _load(self, ids: Sequence[str]) -> builtins.list[Payment]:
         """Payments by id, in that order: their facts, folded with their events (two key lookups)."""
@@ -676,7 +677,7 @@ class Journal:
         if bill_reference:
             where.append("bill_reference = ?")
             params.append(bill_reference)
-        sql = "SELECT * FROM payments"
+        sql = "SELECT payment_id FROM payments"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, receipt_number DESC"
@@ -685,11 +686,13 @@ class Journal:
         return self._rows(sql, params)
 
     def transaction(self, transaction_id: str) -> builtins.list[Payment]:
-        return self._rows("SELECT * FROM payments WHERE transaction_id = ? ORDER BY receipt_number", (transaction_id,))
+        return self._rows(
+            "SELECT payment_id FROM payment WHERE transaction_id = ? ORDER BY receipt_number", (transaction_id,)
+        )
 
     def unknown(self) -> builtins.list[Payment]:
         return self._rows(
-            "SELECT * FROM payments WHERE payment_id IN (SELECT payment_id FROM open WHERE state = 'unknown')"
+            "SELECT payment_id FROM payment WHERE payment_id IN (SELECT payment_id FROM open WHERE state = 'unknown')"
             " ORDER BY created_at"
         )
 
