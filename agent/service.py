@@ -96,6 +96,7 @@ class Agent:
             hang_after = int(os.environ[HANG_ENV])
         self.hang_after = hang_after
         self.stop = threading.Event()
+        self.stopped_by: str | None = None  # the signal that asked the loop to stop
         self.context: AgentContext | None = None
         self.journal: Journal | None = None
         self.bills: BillCache | None = None
@@ -292,12 +293,15 @@ class Agent:
             wait = max(0.0, min(self.schedule.next_due() - time.monotonic(), slice_))
             self.stop.wait(wait)
         self.notifier.stopping(status="stopping: " + self._status)
-        log.info("stopping")
+        log.info("stopping%s", f" ({self.stopped_by} received)" if self.stopped_by else "")
 
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
-        if signum is not None and not self.stop.is_set():
-            log.info("%s received: finishing the current step", signal.Signals(signum).name)
+        # A signal handler runs between two bytecodes of the main thread, maybe in the middle of a write to
+        # stderr: logging here can raise ("reentrant call") before the stop is set, and the SIGTERM is lost.
+        # Set the event only; the loop says why it stops.
         self.stop.set()
+        if signum is not None and self.stopped_by is None:
+            self.stopped_by = signal.Signals(signum).name
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
