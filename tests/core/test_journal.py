@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import InvalidTransition, JournalError
-from agent.journal import DB_NAME, Journal, NewPayment
+from agent.journal import DB_NAME, MIGRATIONS, Journal, NewPayment, open_database
 from agent.states import State
 
 BILL = {"reference": "410726095518", "amount_due": 345600, "currency": "DZD", "status": "unpaid", "version": 3}
@@ -191,3 +191,69 @@ def test_answers_are_current_when_another_process_moved_the_payment(tmp_path: Pa
         for to in (State.AUTHORIZING, State.APPROVED):
             [moved] = j.transition(r.payment_id, to, actor="c", card={"scheme": "CIB"} if to == "approved" else None)
             assert moved == j.get(r.payment_id)  # the answer built without a read equals the stored row
+
+
+def _v1_journal(state_dir: Path) -> list[str]:
+    """A journal as guichet wrote it before migration 2 (events found through a (payment_id, step) index):
+    one payment uploaded with a notice, one waiting for upload, one unknown, one rejected."""
+    conn = open_database(state_dir / DB_NAME, MIGRATIONS[:1])
+    at = "2026-11-21T09:14:03.000000+01:00"
+    paths = {
+        1: ["created", "authorizing", "approved", "uploaded"],
+        2: ["created", "authorizing", "approved"],
+        3: ["created", "authorizing", "unknown"],
+        4: ["created", "authorizing", "approved", "rejected"],
+    }
+    ids = []
+    for n, states in paths.items():
+        pid = f"01936c2e-0000-7000-8000-{n:012d}"
+        ids.append(pid)
+        conn.execute(
+            "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method, agency_id,"
+            " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, created_at)"
+            " VALUES (?, ?, ?, ?, 'DZD', 'cash', 'ORAN-07', 'ORAN-07-G2', 'c0042', ?, ?, 0, ?, ?)",
+            (pid, pid, BILL["reference"], 1000 * n, f"ORAN-07-G2-{n:06d}", at[:19] + "+01:00", '{"version": 3}', at),
+        )
+        for prev, state in zip([None, *states], states):
+            conn.execute(
+                "INSERT INTO event (payment_id, step, state, from_state, at, actor, authorization, notice, error)"
+                " VALUES (?, ?, ?, ?, ?, 'c0042', ?, ?, ?)",
+                (pid, {"created": 0, "authorizing": 1, "unknown": 2, "approved": 3}.get(state, 4), state, prev, at,
+                 '{"code": "123456"}' if state == "approved" else None,
+                 "already paid at the post office" if state == "uploaded" else None,
+                 "invalid_bill: unknown reference" if state == "rejected" else None),
+            )
+        if states[-1] != "uploaded":
+            conn.execute("INSERT INTO open (payment_id, state, since) VALUES (?, ?, ?)", (pid, states[-1], at))
+    conn.execute("UPDATE counters SET value = 4 WHERE name = 'receipt'")
+    conn.close()
+    return ids
+
+
+def test_a_journal_from_before_migration_2_keeps_every_payment_and_goes_on(tmp_path: Path) -> None:
+    uploaded, waiting, unknown, rejected = _v1_journal(tmp_path)
+    j = open_journal(tmp_path)
+    assert j._conn.execute("PRAGMA user_version").fetchone()[0] == MIGRATIONS[-1][0]
+    assert [j.get(pid).state for pid in (uploaded, waiting, unknown, rejected)] == [
+        "uploaded", "approved", "unknown", "rejected"]
+    assert j.get(uploaded).notice == "already paid at the post office"
+    assert j.get(uploaded).uploaded_at is not None
+    assert j.get(waiting).authorization == {"code": "123456"}
+    assert j.get(rejected).error == "invalid_bill: unknown reference"
+    assert [a["to_state"] for a in j.audit(uploaded)] == ["created", "authorizing", "approved", "uploaded"]
+    assert [p.payment_id for p in j.outbox_batch(10)] == [waiting]
+    stats = j.queue_stats()
+    assert (stats.count, stats.unknown, stats.needs_attention) == (1, 1, 3)  # unknown, rejected, the notice
+    views = dict(j._conn.execute("SELECT payment_id, state FROM payments").fetchall())
+    assert views == {uploaded: "uploaded", waiting: "approved", unknown: "unknown", rejected: "rejected"}
+
+    # ... and the migrated payments go on through their states; new ones number after them
+    assert j.transition(unknown, State.APPROVED, actor="supervisor", authorization={"code": "654321"})[0].state == "approved"
+    assert j.record_upload_results([{"payment_id": waiting, "status": "accepted"}])["accepted"] == 1
+    assert approved(j).receipt_number == "ORAN-07-G2-000005"
+    j.close()
+    j = open_journal(tmp_path)
+    assert [j.get(pid).state for pid in (waiting, unknown)] == ["uploaded", "approved"]
+    assert [a["to_state"] for a in j.audit(unknown)] == ["created", "authorizing", "unknown", "approved"]
+    assert j.integrity_check() == "ok"
+    j.close()
