@@ -214,7 +214,7 @@ def _v1_journal(state_dir: Path) -> list[str]:
             " VALUES (?, ?, ?, ?, 'DZD', 'cash', 'ORAN-07', 'ORAN-07-G2', 'c0042', ?, ?, 0, ?, ?)",
             (pid, pid, BILL["reference"], 1000 * n, f"ORAN-07-G2-{n:06d}", at[:19] + "+01:00", '{"version": 3}', at),
         )
-        for prev, state in zip([None, *states], states):
+        for prev, state in zip([None, *states], states, strict=False):
             conn.execute(
                 "INSERT INTO event (payment_id, step, state, from_state, at, actor, authorization, notice, error)"
                 " VALUES (?, ?, ?, ?, ?, 'c0042', ?, ?, ?)",
@@ -248,7 +248,8 @@ def test_a_journal_from_before_migration_2_keeps_every_payment_and_goes_on(tmp_p
     assert views == {uploaded: "uploaded", waiting: "approved", unknown: "unknown", rejected: "rejected"}
 
     # ... and the migrated payments go on through their states; new ones number after them
-    assert j.transition(unknown, State.APPROVED, actor="supervisor", authorization={"code": "654321"})[0].state == "approved"
+    [settled] = j.transition(unknown, State.APPROVED, actor="supervisor", authorization={"code": "654321"})
+    assert settled.state == "approved"
     assert j.record_upload_results([{"payment_id": waiting, "status": "accepted"}])["accepted"] == 1
     assert approved(j).receipt_number == "ORAN-07-G2-000005"
     j.close()
