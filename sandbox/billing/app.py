@@ -233,8 +233,8 @@ def create_app(
         if key != payment_id:
             raise ApiError(400, "idempotency_key_mismatch", "Idempotency-Key: must equal payment_id")
         amount = body.get("amount")
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise ApiError(400, "invalid_request", "amount: must be an integer > 0 in minor units")
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**63:
+            raise ApiError(400, "invalid_request", "amount: must be an integer > 0 in minor units, below 2**63")
         currency = body.get("currency")
         if currency not in CURRENCIES:
             raise ApiError(400, "invalid_request", f"currency: must be one of {', '.join(CURRENCIES)}")

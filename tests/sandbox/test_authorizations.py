@@ -102,6 +102,7 @@ def test_authorization_request_problems(api: Api):
     card = {**body["card"], "cvv": "123"}
     assert "body.card.cvv" in assert_error(authorize(api, {**body, "card": card}), 400, "unknown_field")
     assert "amount" in assert_error(authorize(api, {**body, "amount": 12.5}), 400, "invalid_request")
+    assert "amount" in assert_error(authorize(api, {**body, "amount": 2**63}), 400, "invalid_request")
     assert "card.pan" in assert_error(
         authorize(api, {**body, "card": {**body["card"], "pan": "12ab"}}), 400, "invalid_request"
     )

@@ -118,6 +118,7 @@ FULL_PAN_CARD = {
         ({"amount": 0}, "amount"),
         ({"amount": -100}, "amount"),
         ({"amount": True}, "amount"),
+        ({"amount": 2**63}, "amount"),
         ({"currency": "USD"}, "currency"),
         ({"method": "cheque"}, "method"),
         ({"card": None}, "card"),
