@@ -41,11 +41,12 @@ DB_NAME = "journal.db"
 # Versioned migrations: append only, never edit a released one.
 #
 # The journal is append-only. `payment` holds what a payment is, fixed when it is created; `event` holds
-# every state change, never rewritten: it is both the payment's history and its audit trail. `open` holds
-# the payments not settled for good, with their current state: in flight, in doubt, waiting for upload
-# (its `approved` rows are the outbox) or rejected (needs attention). A state change writes one event row
-# and updates (or deletes) one open row, in one transaction: a capture costs two B-tree pages.
-# The views `payments`, `outbox` and `audit` give the current picture for readers (doctor, tools).
+# every state change, never rewritten: it is both the payment's history and its audit trail, and a
+# payment's latest event is its state. `open` lists the payments not settled for good (in flight, in doubt,
+# waiting for upload, rejected) with their upload attempts; a payment joins it when created and leaves it
+# when uploaded, declined or cancelled. A capture (authorizing -> approved) writes its event row only: one
+# B-tree page, as a bare one-row insert writes (migration 3).
+# The views `payments`, `unsettled`, `outbox` and `audit` give the current picture for readers (doctor, tools).
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -176,6 +177,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         SELECT payment_id, at, from_state, state AS to_state, actor, detail FROM event;
         """,
     ),
+    (
+        # The open row no longer holds the state (the latest event does), so a state change that neither opens
+        # nor settles a payment writes its event only: a capture writes one page instead of two. Open rows are
+        # keyed by seq: the outbox drains in capture order by walking the table, with no sort and no index.
+        3,
+        """
+        DROP VIEW outbox;
+        CREATE TABLE open_v3 (
+            seq INTEGER PRIMARY KEY,  -- the payment's receipt sequence
+            payment_id TEXT NOT NULL REFERENCES payment(payment_id),
+            attempts INTEGER NOT NULL DEFAULT 0,  -- failed uploads while approved
+            last_error TEXT
+        );
+        INSERT INTO open_v3 (seq, payment_id, attempts, last_error)
+        SELECT seq, payment_id, attempts, last_error FROM open ORDER BY seq;
+        DROP TABLE open;
+        ALTER TABLE open_v3 RENAME TO open;
+        CREATE VIEW unsettled AS
+        SELECT o.seq, o.payment_id, e.state, e.at AS since, o.attempts, o.last_error
+        FROM open o JOIN event e
+         ON e.event_id = (SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN o.seq * 8 AND o.seq * 8 + 7);
+        CREATE VIEW outbox AS
+        SELECT payment_id, since AS enqueued_at, attempts, last_error FROM unsettled WHERE state = 'approved';
+        -- An event must follow its payment's latest one: the file itself refuses a move from a stale state.
+        CREATE TRIGGER event_follows_latest BEFORE INSERT ON event
+        WHEN NEW.from_state IS NOT (SELECT e.state FROM event e WHERE e.event_id BETWEEN NEW.event_id - NEW.step
+                                    AND NEW.event_id - 1 ORDER BY e.event_id DESC LIMIT 1)
+        BEGIN SELECT RAISE(ABORT, 'event does not follow its payment''s latest state'); END;
+        """,
+    ),
 ]
 
 # The order of states along any path of the state machine: the step of an event. Every path climbs strictly,
@@ -222,6 +253,19 @@ _EVENT_SQL = (
     "INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor, card, authorization, notice,"
     " error, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+# A payment's receipt sequence and state (its latest event). Read, then written in a second statement: an
+# INSERT guarded by a subquery on its own table copies the subquery's rows aside first, and costs more.
+_STATE_SQL = (
+    "SELECT p.seq, (SELECT e.state FROM event e WHERE e.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7"
+    " ORDER BY e.event_id DESC LIMIT 1) FROM payment p WHERE p.payment_id = ?"
+)
+
+
+def _latest(t: str) -> str:
+    """The key of the latest event of the payment whose `seq` is `t`.seq (a payment or open row), for
+    `JOIN event e ON e.event_id = ...`: one rowid range seek."""
+    return f"(SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN {t}.seq * 8 AND {t}.seq * 8 + 7)"
+
 
 
 def uuid7() -> str:
@@ -280,12 +324,13 @@ class Payment:
     created_at: str = ""
     updated_at: str = ""
     uploaded_at: str | None = None
+    seq: int = 0  # the receipt sequence: the number in receipt_number
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Payment:
         data = {k: row[k] for k in _FIELDS}
         for key in ("card", "authorization", "bill"):
-            data[key] = json.loads(data[key]) if data[key] else None
+            data[key] = orjson.loads(data[key]) if data[key] else None
         data["captured_offline"] = bool(data["captured_offline"])
         return cls(**data)
 
@@ -608,9 +653,7 @@ class Journal:
                         None,
                     ),
                 )
-                c.execute(
-                    "INSERT INTO open (payment_id, state, since, seq) VALUES (?, ?, ?, ?)", (pid, "created", now, seq)
-                )
+                c.execute("INSERT INTO open (seq, payment_id) VALUES (?, ?)", (seq, pid))
         return self._remember(self._load(ids))
 
     def transition(
@@ -625,7 +668,7 @@ class Journal:
         error: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> builtins.list[Payment]:
-        """Move payments to `to` in one transaction: one event each, and their open row moved or closed.
+        """Move payments to `to` in one transaction: one event each; a payment settled for good leaves `open`.
 
         Raises InvalidTransition, leaving everything as it was, if any payment may not make that move.
         """
@@ -654,17 +697,24 @@ class Journal:
             # A payment enters each state once and every change of any of its fields is a state change, so
             # a copy we hold in the state it just left is exactly the payment before this event: no read-back.
             copies = list(map(self._recent.get, ids))
+            if (
+                len(ids) == 1
+                and (held := copies[0]) is not None
+                and held.state in move.sources
+                and not move.final
+                and self._append_alone(held, move, now, actor, event)
+            ):
+                self._recent[held.payment_id] = new = held._evolve(changes)
+                return [new]
             c = self._begin()
             try:
                 fresh = True
                 for pid, copy in zip(ids, copies, strict=True):
-                    # The copy's state is the one expected: tried first, as a compare-and-set (no read).
-                    if (
-                        copy is None
-                        or copy.state not in move.sources
-                        or not self._swap(c, pid, move, now, actor, event, copy.state)
-                    ):
-                        self._move(c, pid, move, now, actor, event)
+                    seq, current = self._state(c, pid)
+                    if current not in move.sources:
+                        raise InvalidTransition(f"payment {pid}: cannot go from {current} to {move.state}")
+                    self._append(c, seq, pid, move, current, now, actor, event)
+                    if copy is None or copy.state != current:
                         fresh = False
                 self._commit(move.point)
             except BaseException as e:
@@ -685,55 +735,44 @@ class Journal:
                 self._recent.pop(next(iter(self._recent)))
         return payments
 
-    def _move(self, c: sqlite3.Connection, pid: str, move: _Move, now: str, actor: str, event: tuple[Any, ...]) -> str:
-        """One state change inside a transaction; returns the state it left. A move that can come from one
-        state only is tried as a compare-and-set on it; otherwise, or if that fails, the row is read first.
-        """
-        if len(move.sources) == 1 and self._swap(c, pid, move, now, actor, event, move.sources[0]):
-            return move.sources[0]
-        row = c.execute("SELECT state FROM open WHERE payment_id = ?", (pid,)).fetchone()
-        if row is None or row[0] not in move.sources:
-            if row is None:
-                known = c.execute("SELECT 1 FROM payment WHERE payment_id = ?", (pid,)).fetchone()
-                if known is None:
-                    raise InvalidTransition(f"payment {pid}: not in the journal")
-                current = self._current_state(c, pid)
-            else:
-                current = row[0]
-            raise InvalidTransition(f"payment {pid}: cannot go from {current} to {move.state}")
-        if not self._swap(c, pid, move, now, actor, event, row[0]):  # we hold the write lock: cannot happen
-            raise JournalError(f"{self.path}: payment {pid} changed under a write transaction")
-        return str(row[0])
-
-    @staticmethod
-    def _swap(
-        c: sqlite3.Connection, pid: str, move: _Move, now: str, actor: str, event: tuple[Any, ...], expected: str
-    ) -> bool:
-        """Compare-and-set: if `pid` is open in state `expected`, move (or close) its open row and append
-        its event, else change nothing and answer False."""
-        if move.final:
-            row = c.execute(
-                "DELETE FROM open WHERE payment_id = ? AND state = ? RETURNING seq", (pid, expected)
-            ).fetchone()
-        else:
-            row = c.execute(
-                "UPDATE open SET state = ?, since = ?, attempts = 0, last_error = NULL"
-                " WHERE payment_id = ? AND state = ? RETURNING seq",
-                (move.state, now, pid, expected),
-            ).fetchone()
-        if row is None:
+    def _append_alone(self, held: Payment, move: _Move, now: str, actor: str, event: tuple[Any, ...]) -> bool:
+        """The capture path, under self._lock: one payment whose state we hold, to a state that keeps it open.
+        Its event is one INSERT, a transaction of its own: one WAL page, one sync. The trigger
+        event_follows_latest refuses it if `held` is no longer the payment's latest state (another process
+        moved it): then nothing is written, and False sends the caller to read the state instead."""
+        try:
+            if ARMED:
+                crashpoint(move.point + ".before_commit")
+            self._conn.execute(
+                _EVENT_SQL,
+                (held.seq * SLOTS + move.step, held.payment_id, move.step, move.state, held.state, now, actor, *event),
+            )
+        except sqlite3.IntegrityError:
             return False
-        c.execute(_EVENT_SQL, (row[0] * SLOTS + move.step, pid, move.step, move.state, expected, now, actor, *event))
+        except BaseException as e:
+            self._abort(e)
+        if ARMED:
+            crashpoint(move.point + ".after_commit")
         return True
 
     @staticmethod
-    def _current_state(c: sqlite3.Connection, pid: str) -> str:
-        row = c.execute(
-            "SELECT e.state FROM payment p JOIN event e ON e.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7"
-            " WHERE p.payment_id = ? ORDER BY e.event_id DESC LIMIT 1",
-            (pid,),
-        ).fetchone()
-        return str(row[0]) if row else "?"
+    def _state(c: sqlite3.Connection, pid: str) -> tuple[int, str]:
+        """`pid`'s receipt sequence and current state, inside a write transaction."""
+        row = c.execute(_STATE_SQL, (pid,)).fetchone()
+        if row is None:
+            raise InvalidTransition(f"payment {pid}: not in the journal")
+        return row[0], row[1]
+
+    @staticmethod
+    def _append(
+        c: sqlite3.Connection, seq: int, pid: str, move: _Move, current: str, now: str, actor: str,
+        event: tuple[Any, ...],
+    ) -> None:
+        """Write the event of `pid`'s move from `current` (checked by the caller); a payment settled for good
+        leaves `open`. The event's key (seq * 8 + step) refuses a second entry into the same state."""
+        c.execute(_EVENT_SQL, (seq * SLOTS + move.step, pid, move.step, move.state, current, now, actor, *event))
+        if move.final:
+            c.execute("DELETE FROM open WHERE seq = ?", (seq,))
 
     def recover(self, actor: str = "recovery") -> builtins.list[Payment]:
         """After a crash: `authorizing` becomes `unknown` (the card may have been charged: never guess),
@@ -741,7 +780,7 @@ class Journal:
         changed: builtins.list[Payment] = []
         with self._lock:
             rows = self._conn.execute(
-                "SELECT payment_id, state FROM open WHERE state IN ('authorizing', 'created')"
+                "SELECT payment_id, state FROM unsettled WHERE state IN ('authorizing', 'created') ORDER BY seq"
             ).fetchall()
         for pid, state in rows:
             to = State.UNKNOWN if state == State.AUTHORIZING else State.CANCELLED
@@ -755,36 +794,66 @@ class Journal:
         """
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
         now = now_precise()
+        done = {status: _json({"upload": status}) for status in ("accepted", "duplicate", "rejected")}
         with self._tx("sync.record") as c:
+            ids = [r["payment_id"] for r in results]
+            # Each payment's seq and state, read for the whole batch at once (under the write lock).
+            states: dict[str, tuple[int, str]] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                states.update(
+                    (pid, (seq, state))
+                    for pid, seq, state in c.execute(
+                        "SELECT p.payment_id, p.seq, (SELECT e.state FROM event e WHERE e.event_id"
+                        " BETWEEN p.seq * 8 AND p.seq * 8 + 7 ORDER BY e.event_id DESC LIMIT 1) FROM payment p"
+                        f" WHERE p.payment_id IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+            events: builtins.list[tuple[Any, ...]] = []
+            settled: builtins.list[tuple[int]] = []
             for r in results:
-                event: tuple[Any, ...]
                 status = r.get("status")
                 pid = r["payment_id"]
                 if status in ("accepted", "duplicate"):
-                    to, event = State.UPLOADED, (None, None, r.get("notice"), None, _json({"upload": status}))
+                    move, error, notice = _MOVES[State.UPLOADED], None, r.get("notice")
                 elif status == "rejected":
                     e = r.get("error") or {}
-                    err = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
-                    to, event = State.REJECTED, (None, None, None, err, _json({"upload": status}))
+                    move, notice = _MOVES[State.REJECTED], None
+                    error = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
                 else:
                     counts["skipped"] += 1
                     continue
-                if not self._swap(c, pid, _MOVES[to], now, actor, event, State.APPROVED.value):
+                seq, state = states.pop(pid, (0, ""))  # popped: a payment listed twice moves once
+                if state != State.APPROVED:  # unknown here, or already settled
                     counts["skipped"] += 1
                     continue
+                events.append(
+                    (seq * SLOTS + move.step, pid, move.step, move.state, state, now, actor, None, None, notice,
+                     error, done[status])
+                )
+                if move.final:
+                    settled.append((seq,))
                 counts[str(status)] += 1
+            c.executemany(_EVENT_SQL, events)
+            c.executemany("DELETE FROM open WHERE seq = ?", settled)
         return counts
 
     def note_upload_failure(self, payment_ids: Sequence[str], error: str) -> None:
         with self._tx() as c:
             c.executemany(
-                "UPDATE open SET attempts = attempts + 1, last_error = ? WHERE payment_id = ? AND state = 'approved'",
+                "UPDATE open SET attempts = attempts + 1, last_error = ?"
+                " WHERE seq = (SELECT seq FROM payment WHERE payment_id = ?)"
+                f" AND (SELECT e.state FROM event e WHERE e.event_id = {_latest('open')}) = 'approved'",
                 [(error[:500], pid) for pid in payment_ids],
             )
 
     def upload_failures(self, payment_id: str) -> int:
+        """Failed uploads of a payment while it waits in the outbox."""
         with self._lock:
-            row = self._conn.execute("SELECT attempts FROM open WHERE payment_id = ?", (payment_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT o.attempts FROM payment p JOIN open o ON o.seq = p.seq WHERE p.payment_id = ?", (payment_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     # -- reading ---------------------------------------------------------------------------------
@@ -822,7 +891,7 @@ class Journal:
             if not set(wanted) & {s.value for s in FINAL}:
                 # only open states: the small `open` table finds them without reading the history
                 where.append(
-                    f"payment_id IN (SELECT payment_id FROM open WHERE state IN ({','.join('?' * len(wanted))}))"
+                    f"payment_id IN (SELECT payment_id FROM unsettled WHERE state IN ({','.join('?' * len(wanted))}))"
                 )
             else:
                 where.append(f"state IN ({','.join('?' * len(wanted))})")
@@ -848,16 +917,16 @@ class Journal:
 
     def unknown(self) -> builtins.list[Payment]:
         return self._rows(
-            "SELECT payment_id FROM payment WHERE payment_id IN (SELECT payment_id FROM open WHERE state = 'unknown')"
-            " ORDER BY created_at"
+            "SELECT payment_id FROM payment"
+            " WHERE payment_id IN (SELECT payment_id FROM unsettled WHERE state = 'unknown') ORDER BY created_at"
         )
 
     def blocking_payment(self, bill_reference: str) -> Payment | None:
         """An `authorizing` or `unknown` payment for that bill: no new payment for it may start."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT p.payment_id FROM payment p JOIN open o USING (payment_id)"
-                " WHERE p.bill_reference = ? AND o.state IN ('authorizing', 'unknown') ORDER BY p.created_at LIMIT 1",
+                f"SELECT p.payment_id FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
+                " WHERE p.bill_reference = ? AND e.state IN ('authorizing', 'unknown') ORDER BY p.created_at LIMIT 1",
                 (bill_reference,),
             ).fetchone()
         return self.get(row[0]) if row else None
@@ -868,7 +937,7 @@ class Journal:
             ids = [
                 r[0]
                 for r in self._conn.execute(
-                    "SELECT payment_id FROM open WHERE state = 'approved' ORDER BY since, payment_id LIMIT ?",
+                    "SELECT payment_id FROM unsettled WHERE state = 'approved' ORDER BY seq LIMIT ?",
                     (limit,),
                 )
             ]
@@ -879,10 +948,9 @@ class Journal:
         unsent or in-doubt payments, and those uploaded after the snapshot was taken."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT COALESCE(SUM(p.amount), 0) FROM payment p LEFT JOIN open o USING (payment_id)"
-                " WHERE p.bill_reference = ? AND (o.state IN ('approved', 'unknown', 'authorizing')"
-                "  OR (o.state IS NULL AND ? IS NOT NULL AND EXISTS (SELECT 1 FROM event e WHERE"
-                "      e.event_id = p.seq * 8 + 4 AND e.state = 'uploaded' AND e.at > ?)))",
+                f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
+                " WHERE p.bill_reference = ? AND (e.state IN ('approved', 'unknown', 'authorizing')"
+                "  OR (e.state = 'uploaded' AND ? IS NOT NULL AND e.at > ?))",
                 (bill_reference, fetched_at, fetched_at),
             ).fetchone()
         return int(row[0])
@@ -891,8 +959,8 @@ class Journal:
         stats = QueueStats()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT o.state, p.currency, COUNT(*), SUM(p.amount), MIN(p.captured_at)"
-                " FROM open o JOIN payment p USING (payment_id) GROUP BY o.state, p.currency"
+                "SELECT u.state, p.currency, COUNT(*), SUM(p.amount), MIN(p.captured_at)"
+                " FROM unsettled u JOIN payment p USING (payment_id) GROUP BY u.state, p.currency"
             ).fetchall()
             noticed = self._conn.execute(
                 "SELECT COUNT(DISTINCT payment_id) FROM event WHERE notice IS NOT NULL"

@@ -117,6 +117,13 @@ def test_upload_results_are_idempotent(tmp_path: Path) -> None:
     assert j.get(b.payment_id).state == "rejected" and j.get(b.payment_id).error.startswith("bill_not_found")
     assert j.outbox_batch(10) == []
     assert j.queue_stats().needs_attention == 2
+    # One batch answering a payment twice, and a payment this journal never had: one move, two skips.
+    c = approved(j, reference="777")
+    odd = [{"payment_id": c.payment_id, "status": "duplicate"}] * 2
+    odd.append({"payment_id": "elsewhere", "status": "accepted"})
+    assert j.record_upload_results(odd) == {"accepted": 0, "duplicate": 1, "rejected": 0, "skipped": 2}
+    assert [(e["from_state"], e["to_state"]) for e in j.audit(c.payment_id)][-1] == ("approved", "uploaded")
+    assert len(j.audit(c.payment_id)) == 4
 
 
 def test_corrupt_journal_is_reported_and_left_untouched(tmp_path: Path) -> None:
@@ -193,6 +200,41 @@ def test_answers_are_current_when_another_process_moved_the_payment(tmp_path: Pa
             assert moved == j.get(r.payment_id)  # the answer built without a read equals the stored row
 
 
+
+def test_a_move_from_a_stale_copy_starts_where_the_payment_really_is(tmp_path: Path) -> None:
+    """The UI holds a payment `authorizing`; meanwhile another process settles it (a supervisor marks it
+    unknown, or declined). The UI's next move starts from the stored state, or is refused: never from its copy."""
+    ui, other = open_journal(tmp_path), open_journal(tmp_path)
+    first, second = (
+        ui.create([NewPayment(BILL, n)], currency="DZD", method="card_terminal", cashier_id="c",
+                  captured_offline=False)[0].payment_id
+        for n in (1000, 2000)
+    )
+    for pid in (first, second):
+        ui.transition(pid, State.AUTHORIZING, actor="c")
+    other.transition(first, State.UNKNOWN, actor="supervisor")
+    other.transition(second, State.DECLINED, actor="supervisor")
+
+    [p] = ui.transition(first, State.APPROVED, actor="c", authorization={"code": "1"})
+    assert p == ui.get(first) and p.state == "approved"
+    assert [(a["from_state"], a["to_state"]) for a in ui.audit(first)] == [
+        (None, "created"), ("created", "authorizing"), ("authorizing", "unknown"), ("unknown", "approved")]
+    with pytest.raises(InvalidTransition, match="cannot go from declined to approved"):
+        ui.transition(second, State.APPROVED, actor="c", authorization={"code": "2"})
+    assert ui.get(second).state == "declined" and len(ui.audit(second)) == 3
+
+    # the file itself refuses an event that does not follow the payment's latest one, whoever writes it
+    seq = ui.get(second).seq
+    with pytest.raises(sqlite3.IntegrityError, match="latest state"):
+        ui._conn.execute(
+            "INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor)"
+            " VALUES (?, ?, 4, 'uploaded', 'approved', 'now', 'tool')",
+            (seq * 8 + 4, second),
+        )
+    assert ui.get(second).state == "declined"
+    ui.close()
+    other.close()
+
 def _v1_journal(state_dir: Path) -> list[str]:
     """A journal as guichet wrote it before migration 2 (events found through a (payment_id, step) index):
     one payment uploaded with a notice, one waiting for upload, one unknown, one rejected."""
@@ -256,5 +298,75 @@ def test_a_journal_from_before_migration_2_keeps_every_payment_and_goes_on(tmp_p
     j = open_journal(tmp_path)
     assert [j.get(pid).state for pid in (waiting, unknown)] == ["uploaded", "approved"]
     assert [a["to_state"] for a in j.audit(unknown)] == ["created", "authorizing", "unknown", "approved"]
+    assert j.integrity_check() == "ok"
+    j.close()
+
+
+def _v2_journal(state_dir: Path) -> list[str]:
+    """A journal as guichet wrote it before migration 3 (the state kept in the open row): one payment waiting
+    for upload after two failed attempts, one created, one authorizing, one rejected, one declined."""
+    conn = open_database(state_dir / DB_NAME, MIGRATIONS[:2])
+    at = "2026-11-21T09:14:03.000000+01:00"
+    steps = {"created": 0, "authorizing": 1, "unknown": 2, "approved": 3, "declined": 3, "rejected": 4}
+    paths = {
+        # seq: states; the waiting payment is the newest, so capture order and id order differ from insertion
+        5: ["created", "authorizing", "approved"],
+        1: ["created"],
+        2: ["created", "authorizing"],
+        3: ["created", "authorizing", "approved", "rejected"],
+        4: ["created", "authorizing", "declined"],
+    }
+    ids = []
+    for seq, states in paths.items():
+        pid = f"01936c2e-0000-7000-8000-{seq:012d}"
+        ids.append(pid)
+        conn.execute(
+            "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method, agency_id,"
+            " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, created_at, seq)"
+            " VALUES (?, ?, ?, ?, 'DZD', 'cash', 'ORAN-07', 'ORAN-07-G2', 'c0042', ?, ?, 0, ?, ?, ?)",
+            (pid, pid, f"41072609551{seq}", 1000 * seq, f"ORAN-07-G2-{seq:06d}", at[:19] + "+01:00",
+             '{"version": 3}', at, seq),
+        )
+        for prev, state in zip([None, *states], states, strict=False):
+            conn.execute(
+                "INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'c0042', ?)",
+                (seq * 8 + steps[state], pid, steps[state], state, prev, at,
+                 "invalid_bill: unknown reference" if state == "rejected" else None),
+            )
+        if states[-1] != "declined":
+            conn.execute(
+                "INSERT INTO open (payment_id, state, since, seq, attempts, last_error) VALUES (?, ?, ?, ?, ?, ?)",
+                (pid, states[-1], at, seq, *((2, "timeout") if states[-1] == "approved" else (0, None))),
+            )
+    conn.execute("UPDATE counters SET value = 5 WHERE name = 'receipt'")
+    conn.close()
+    return ids
+
+
+def test_a_journal_from_before_migration_3_keeps_states_attempts_and_the_outbox(tmp_path: Path) -> None:
+    waiting, created, authorizing, rejected, declined = _v2_journal(tmp_path)
+    j = open_journal(tmp_path)
+    assert j._conn.execute("PRAGMA user_version").fetchone()[0] == MIGRATIONS[-1][0]
+    assert [j.get(pid).state for pid in (waiting, created, authorizing, rejected, declined)] == [
+        "approved", "created", "authorizing", "rejected", "declined"]
+    assert j.upload_failures(waiting) == 2  # the attempts count survives: the sync gives up on time
+    assert [tuple(r) for r in j._conn.execute("SELECT payment_id, attempts, last_error FROM outbox")] == [
+        (waiting, 2, "timeout")]
+    stats = j.queue_stats()
+    assert (stats.count, stats.total, stats.in_doubt_count, stats.needs_attention) == (1, {"DZD": 5000}, 1, 1)
+    assert j.blocking_payment("410726095512").payment_id == authorizing
+    assert j.pending_against("410726095515", None) == 5000
+
+    # recovery still finds the payments a crash left half-way, and they settle
+    assert sorted((p.payment_id, p.state) for p in j.recover()) == sorted(
+        [(created, "cancelled"), (authorizing, "unknown")])
+    j.note_upload_failure([waiting], "timeout again")
+    assert j.upload_failures(waiting) == 3
+    assert [p.payment_id for p in j.outbox_batch(10)] == [waiting]
+    assert j.record_upload_results([{"payment_id": waiting, "status": "accepted"}])["accepted"] == 1
+    assert j.outbox_batch(10) == []
+    assert [r[0] for r in j._conn.execute("SELECT seq FROM open ORDER BY seq")] == [2, 3]  # unknown, rejected
+    assert approved(j).receipt_number == "ORAN-07-G2-000006"
     assert j.integrity_check() == "ok"
     j.close()
