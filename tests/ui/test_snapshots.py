@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from textual.widgets import Input
 
 from agent.bills import Bill
 from tests.ui.conftest import CASHIER, screen_name, wait_for
@@ -77,6 +78,10 @@ async def settle_status(pilot: Any, online: bool | None) -> None:
     """Stop the status worker, then show a fixed link state: the bar must not depend on how fast the
     worker's first poll or a lookup's answer arrives (a loaded machine reorders them)."""
     app = pilot.app
+    # A blinking cursor would show or not depending on when the shot is taken: hold it on, as a cashier
+    # mostly sees it.
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
     app.stop_event.set()
     app.status_wakeup.set()
     await wait_for(pilot, lambda: not any(w.name == "status" and w.is_running for w in app.workers),
