@@ -255,16 +255,29 @@ _EVENT_SQL = (
 )
 # A payment's receipt sequence and state (its latest event). Read, then written in a second statement: an
 # INSERT guarded by a subquery on its own table copies the subquery's rows aside first, and costs more.
-_STATE_SQL = (
-    "SELECT p.seq, (SELECT e.state FROM event e WHERE e.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7"
-    " ORDER BY e.event_id DESC LIMIT 1) FROM payment p WHERE p.payment_id = ?"
-)
-
-
 def _latest(t: str) -> str:
     """The key of the latest event of the payment whose `seq` is `t`.seq (a payment or open row), for
     `JOIN event e ON e.event_id = ...`: one rowid range seek."""
     return f"(SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN {t}.seq * 8 AND {t}.seq * 8 + 7)"
+
+
+def _latest_state(t: str) -> str:
+    """The state of that latest event: the payment's state, in one rowid range seek."""
+    return (
+        f"(SELECT e.state FROM event e WHERE e.event_id BETWEEN {t}.seq * 8 AND {t}.seq * 8 + 7"
+        " ORDER BY e.event_id DESC LIMIT 1)"
+    )
+
+
+_STATE_SQL = f"SELECT p.seq, {_latest_state('p')} FROM payment p WHERE p.payment_id = ?"
+
+
+def _event_row(
+    seq: int, pid: str, move: _Move, current: str, now: str, actor: str, event: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """The parameters of _EVENT_SQL for `pid`'s move from `current`; `event` is (card, authorization,
+    notice, error, detail). Keyed seq * 8 + step: a second entry into the same state is refused."""
+    return (seq * SLOTS + move.step, pid, move.step, move.state, current, now, actor, *event)
 
 
 
@@ -744,8 +757,7 @@ class Journal:
             if ARMED:
                 crashpoint(move.point + ".before_commit")
             self._conn.execute(
-                _EVENT_SQL,
-                (held.seq * SLOTS + move.step, held.payment_id, move.step, move.state, held.state, now, actor, *event),
+                _EVENT_SQL, _event_row(held.seq, held.payment_id, move, held.state, now, actor, event)
             )
         except sqlite3.IntegrityError:
             return False
@@ -769,8 +781,8 @@ class Journal:
         event: tuple[Any, ...],
     ) -> None:
         """Write the event of `pid`'s move from `current` (checked by the caller); a payment settled for good
-        leaves `open`. The event's key (seq * 8 + step) refuses a second entry into the same state."""
-        c.execute(_EVENT_SQL, (seq * SLOTS + move.step, pid, move.step, move.state, current, now, actor, *event))
+        leaves `open`."""
+        c.execute(_EVENT_SQL, _event_row(seq, pid, move, current, now, actor, event))
         if move.final:
             c.execute("DELETE FROM open WHERE seq = ?", (seq,))
 
@@ -804,8 +816,7 @@ class Journal:
                 states.update(
                     (pid, (seq, state))
                     for pid, seq, state in c.execute(
-                        "SELECT p.payment_id, p.seq, (SELECT e.state FROM event e WHERE e.event_id"
-                        " BETWEEN p.seq * 8 AND p.seq * 8 + 7 ORDER BY e.event_id DESC LIMIT 1) FROM payment p"
+                        f"SELECT p.payment_id, p.seq, {_latest_state('p')} FROM payment p"
                         f" WHERE p.payment_id IN ({','.join('?' * len(chunk))})",
                         chunk,
                     )
@@ -828,10 +839,7 @@ class Journal:
                 if state != State.APPROVED:  # unknown here, or already settled
                     counts["skipped"] += 1
                     continue
-                events.append(
-                    (seq * SLOTS + move.step, pid, move.step, move.state, state, now, actor, None, None, notice,
-                     error, done[status])
-                )
+                events.append(_event_row(seq, pid, move, state, now, actor, (None, None, notice, error, done[status])))
                 if move.final:
                     settled.append((seq,))
                 counts[str(status)] += 1
@@ -844,7 +852,7 @@ class Journal:
             c.executemany(
                 "UPDATE open SET attempts = attempts + 1, last_error = ?"
                 " WHERE seq = (SELECT seq FROM payment WHERE payment_id = ?)"
-                f" AND (SELECT e.state FROM event e WHERE e.event_id = {_latest('open')}) = 'approved'",
+                f" AND {_latest_state('open')} = 'approved'",
                 [(error[:500], pid) for pid in payment_ids],
             )
 
