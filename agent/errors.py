@@ -68,3 +68,13 @@ class ApiError(GuichetError):
 
 class AlreadyRunning(GuichetError):
     pass
+
+
+class StorageError(GuichetError):
+    """The state directory cannot be written or read as needed (disk full, I/O error, read-only):
+    one line naming the file and the cause; nothing already stored is lost."""
+
+
+class JournalDamaged(JournalError):
+    """The journal failed its integrity check, or lost payments it had committed (its high-water mark,
+    kept outside the database file, is ahead of it): no new payment until a supervisor acts."""
