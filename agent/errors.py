@@ -78,3 +78,8 @@ class StorageError(GuichetError):
 class JournalDamaged(JournalError):
     """The journal failed its integrity check, or lost payments it had committed (its high-water mark,
     kept outside the database file, is ahead of it): no new payment until a supervisor acts."""
+
+
+class SettlementRefused(GuichetError):
+    """An unknown outcome cannot be settled as asked: what was typed from the ticket is malformed (or shows a
+    full card number), the server's authorization record contradicts it, or that record cannot be read now."""
