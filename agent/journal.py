@@ -16,12 +16,15 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import logging
 import os
 import sqlite3
 import stat
+import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,10 +36,13 @@ import orjson
 import sqlite_utils
 
 from agent.crashpoints import ARMED, crashpoint
-from agent.errors import InvalidTransition, JournalError
+from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError
 from agent.states import ALLOWED, State
+from agent.storage import ensure_state_dir
 
 DB_NAME = "journal.db"
+
+log = logging.getLogger("guichet.journal")
 
 # Versioned migrations: append only, never edit a released one.
 #
@@ -205,6 +211,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         WHEN NEW.from_state IS NOT (SELECT e.state FROM event e WHERE e.event_id BETWEEN NEW.event_id - NEW.step
                                     AND NEW.event_id - 1 ORDER BY e.event_id DESC LIMIT 1)
         BEGIN SELECT RAISE(ABORT, 'event does not follow its payment''s latest state'); END;
+        """,
+    ),
+    (
+        # A loss the journal found in itself: committed payments gone (its high-water mark file, or the
+        # server, had seen a later receipt number). No new payment while one is not accepted by a supervisor;
+        # the row, with who accepted it and when, is the audit record of the loss.
+        4,
+        """
+        CREATE TABLE incident (
+            incident_id INTEGER PRIMARY KEY,
+            detected_at TEXT NOT NULL,
+            kind TEXT NOT NULL,           -- lost_payments (the journal.hwm file was ahead) | server_ahead
+            message TEXT NOT NULL,        -- the one line shown
+            journal_seq INTEGER NOT NULL, -- the journal's receipt counter when found
+            expected_seq INTEGER NOT NULL, -- the receipt sequence the journal should have reached
+            accepted_at TEXT,
+            accepted_by TEXT
+        );
         """,
     ),
 ]
@@ -376,7 +400,7 @@ class Payment:
         auth = None
         if self.authorization is not None and self.method != "cash":  # the contract: null for cash
             auth = {k: self.authorization.get(k) for k in ("code", "reference", "approved_at")}
-        return {
+        body: dict[str, Any] = {
             "payment_id": self.payment_id,
             "transaction_id": self.transaction_id,
             "bill_reference": self.bill_reference,
@@ -438,7 +462,7 @@ def open_database(path: Path, migrations: Sequence[tuple[int, str]]) -> sqlite3.
     Raises JournalError with a one-line reason for a corrupt, unreadable or read-only file.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_state_dir(path.parent)
         _secure_file(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         conn.row_factory = sqlite3.Row
@@ -487,6 +511,73 @@ def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[in
             raise
 
 
+HWM_NAME = "journal.hwm"
+# One record of the high-water mark: magic, receipt sequence, payment id, CRC-32 of the rest. Two slots
+# (by the sequence's parity), so a torn write of one leaves the other, one payment behind, readable.
+_HWM = struct.Struct("<4sQ36sI")
+_HWM_MAGIC = b"GHW1"
+_HWM_SLOT = 64
+
+
+class HighWater:
+    """The journal's high-water mark, kept OUTSIDE the database file: the last receipt sequence and payment
+    id the journal committed. A journal that lost committed pages (a damaged WAL frame drops every later
+    frame silently) is found behind it on open.
+
+    Written after each commit that creates payments, one pwrite of a fixed record on a descriptor kept
+    open, not synced (the WAL is): a crash leaves it behind the journal, never ahead. Synced on close.
+
+    >>> hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id); hw.read()
+    (42, '0193...')
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+        self._fd: int | None = fd
+        self.seq = 0  # the highest sequence this process wrote or read
+
+    def read(self) -> tuple[int, str]:
+        """(sequence, payment id) of the latest whole record; (0, "") when there is none."""
+        assert self._fd is not None
+        data = os.pread(self._fd, 2 * _HWM_SLOT, 0)
+        best = (0, "")
+        for slot in (0, 1):
+            raw = data[slot * _HWM_SLOT : slot * _HWM_SLOT + _HWM.size]
+            if len(raw) < _HWM.size:
+                continue
+            magic, seq, pid, crc = _HWM.unpack(raw)
+            if magic != _HWM_MAGIC or zlib.crc32(raw[: _HWM.size - 4]) != crc:
+                continue  # never written, or torn: the other slot holds the one before
+            if seq > best[0]:
+                best = (seq, pid.rstrip(b"\0").decode("ascii", "replace"))
+        self.seq = max(self.seq, best[0])
+        return best
+
+    def write(self, seq: int, payment_id: str) -> None:
+        """Record that the journal committed sequence `seq` (payment `payment_id`); never moves back."""
+        if seq <= self.seq or self._fd is None:
+            return
+        body = _HWM.pack(_HWM_MAGIC, seq, payment_id.encode("ascii", "replace")[:36], 0)[: _HWM.size - 4]
+        os.pwrite(self._fd, body + struct.pack("<I", zlib.crc32(body)), (seq % 2) * _HWM_SLOT)
+        self.seq = seq
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass  # behind after a power cut at worst: harmless
+            os.close(self._fd)
+            self._fd = None
+
+
 class Journal:
     """The payments journal of one terminal. Thread-safe: one connection, one lock."""
 
@@ -498,15 +589,211 @@ class Journal:
         self.terminal_id = terminal_id
         self.agency_id = agency_id
         self._recent: dict[str, Payment] = {}
+        self._hwm: HighWater | None = None
+        # Why no new payment may be taken (one line, with the way out), or None: a failed integrity check,
+        # or a loss of committed payments not yet accepted by a supervisor. Reading stays possible.
+        self.damage: str | None = None
 
     @classmethod
-    def open(cls, state_dir: str | os.PathLike[str], *, terminal_id: str, agency_id: str) -> Journal:
+    def open(
+        cls, state_dir: str | os.PathLike[str], *, terminal_id: str, agency_id: str, check: bool = True
+    ) -> Journal:
+        """Open (creating) the journal of `state_dir`, check it, and compare it with its high-water mark.
+
+        A damaged journal still opens, so that what it holds can be read, listed and uploaded; `damage`
+        then says why, it is logged as an error, and `create` (so every new payment) raises JournalDamaged.
+        `check=False` skips SQLite's quick_check (O(file size)), for a second connection of one process.
+        """
+        ensure_state_dir(state_dir)
         path = Path(state_dir) / DB_NAME
-        return cls(open_database(path, MIGRATIONS), path, terminal_id, agency_id)
+        journal = cls(open_database(path, MIGRATIONS), path, terminal_id, agency_id)
+        try:
+            if check:
+                journal.damage = journal._quick_check()
+            journal._open_high_water()
+        except BaseException:
+            journal.close()
+            raise
+        if journal.damage:
+            log.error("%s", journal.damage)
+        return journal
 
     def close(self) -> None:
         with self._lock:
+            if self._hwm is not None:
+                self._hwm.close()
             self._conn.close()
+
+    # -- integrity -------------------------------------------------------------------------------
+
+    def _quick_check(self) -> str | None:
+        """SQLite's quick_check (every page's structure, not the indexes' content): a line, or None if ok."""
+        try:
+            with self._lock:
+                rows = self._conn.execute("PRAGMA quick_check(3)").fetchall()
+            problems = [str(r[0]) for r in rows]
+        except sqlite3.DatabaseError as e:
+            problems = [str(e)]
+        if problems == ["ok"]:
+            return None
+        what = "; ".join(p.replace("\n", " ")[:120] for p in problems)
+        return (
+            f"{self.path}: the journal is damaged ({what}); no new payment until it is restored: list and"
+            " upload what it holds (`guichet queue list`, `guichet sync`), then restore it from backup or call"
+            " support"
+        )
+
+    def _open_high_water(self) -> None:
+        """Read the high-water mark file, compare it with the journal, and bring either forward.
+
+        The file is read BEFORE the journal's counter: another process writes it after its commit, so a
+        mark we read is always covered by the counter we read next, unless payments were really lost.
+        """
+        try:
+            self._hwm = HighWater(self.path.with_name(HWM_NAME))
+            seq, pid = self._hwm.read()
+        except OSError as e:
+            # Without it a lost WAL frame goes unseen, but nothing stored is at risk: say so, go on.
+            log.error("%s: the high-water mark cannot be used (%s)", self.path.with_name(HWM_NAME), e.strerror)
+            self._hwm = None
+            seq, pid = 0, ""
+        try:
+            with self._lock:
+                counter = self._counter()
+                if seq > counter:
+                    self._record_loss(
+                        "lost_payments",
+                        seq,
+                        f"{self.path}: the journal lost committed payments: it ends at receipt"
+                        f" {self._receipt(counter)} but had recorded {self._receipt(seq)} (payment {pid or '?'})"
+                        " (damaged or replaced file); no new payment until a supervisor runs"
+                        " `guichet journal accept-loss --supervisor ID`, after checking the lost receipts with"
+                        " the server",
+                    )
+                elif seq < counter and self._hwm is not None:
+                    row = self._conn.execute("SELECT payment_id FROM payment WHERE seq = ?", (counter,)).fetchone()
+                    self._hwm.write(counter, row[0] if row else "")
+                    self._hwm.sync()
+                pending = self._conn.execute(
+                    "SELECT message FROM incident WHERE accepted_at IS NULL ORDER BY incident_id LIMIT 1"
+                ).fetchone()
+        except sqlite3.DatabaseError as e:
+            self.damage = self.damage or f"{self.path}: the journal cannot be read ({_explain(e)})"
+            return
+        except OSError as e:
+            log.error("%s: the high-water mark cannot be written (%s)", self.path.with_name(HWM_NAME), e.strerror)
+            return
+        if pending is not None and self.damage is None:
+            self.damage = str(pending[0])
+
+    def _counter(self) -> int:
+        return int(self._conn.execute("SELECT value FROM counters WHERE name = 'receipt'").fetchone()[0])
+
+    def _receipt(self, seq: int) -> str:
+        return f"{self.terminal_id}-{seq:06d}"
+
+    def _record_loss(self, kind: str, expected: int, message: str) -> None:
+        """Under self._lock: note the loss (persisted if the file takes it), move the receipt counter past
+        `expected` so no receipt number is ever issued twice, and block new payments."""
+        self.damage = message
+        log.error("%s", message)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                counter = self._counter()
+                if expected > counter:
+                    self._conn.execute(
+                        "INSERT INTO incident (detected_at, kind, message, journal_seq, expected_seq)"
+                        " VALUES (?,?,?,?,?)",
+                        (now_precise(), kind, message, counter, expected),
+                    )
+                    self._conn.execute("UPDATE counters SET value = ? WHERE name = 'receipt'", (expected,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:
+            # Not persisted: found again at the next open (the mark is still ahead); blocked meanwhile.
+            log.error("%s: cannot record the loss (%s)", self.path, _explain(e))
+            return
+        if self._hwm is not None:
+            try:
+                self._hwm.write(expected, "")
+                self._hwm.sync()
+            except OSError as e:
+                log.error("%s: cannot write the high-water mark (%s)", self._hwm.path, e.strerror)
+
+    def require_healthy(self) -> None:
+        """Raise JournalDamaged (its one line says why and what to do) if no new payment may be taken."""
+        if self.damage is not None:
+            raise JournalDamaged(self.damage)
+
+    def high_water(self) -> str | None:
+        """The last receipt number this journal issued (its counter or its high-water mark file, whichever
+        is ahead), or None before the first payment. Sent in the heartbeat as `last_receipt_number`."""
+        with self._lock:
+            seq = self._counter()
+            if self._hwm is not None:
+                seq = max(seq, self._hwm.seq)
+        return self._receipt(seq) if seq else None
+
+    def check_server_high_water(self, receipt_number: str | None) -> None:
+        """Compare with the highest receipt number the server has seen from this terminal.
+
+        If the server is ahead, payments this journal committed (and uploaded) are gone from it: the loss
+        is recorded (persisted), new payments are refused until a supervisor accepts it, and the receipt
+        counter moves past the server's number so that no receipt number is issued twice. A number that is
+        not one of this terminal's raises GuichetError (one line) and changes nothing.
+        """
+        if not receipt_number:
+            return
+        prefix = f"{self.terminal_id}-"
+        digits = receipt_number[len(prefix) :] if receipt_number.startswith(prefix) else ""
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 12):
+            raise GuichetError(
+                f"server high-water mark {receipt_number[:60]!r}: not a receipt number of terminal {self.terminal_id}"
+            )
+        seq = int(digits)
+        with self._lock:
+            try:
+                counter = self._counter()
+            except sqlite3.DatabaseError as e:
+                raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+            if seq <= counter:
+                return
+            self._record_loss(
+                "server_ahead",
+                seq,
+                f"{self.path}: the billing server has receipt {receipt_number} from this terminal but the journal"
+                f" ends at {self._receipt(counter)}: committed payments were lost (damaged or replaced file);"
+                " no new payment until a supervisor runs `guichet journal accept-loss --supervisor ID`",
+            )
+
+    def incidents(self) -> builtins.list[dict[str, Any]]:
+        """Every loss the journal found, oldest first, with who accepted it."""
+        with self._lock:
+            return [dict(r) for r in self._conn.execute("SELECT * FROM incident ORDER BY incident_id")]
+
+    def accept_loss(self, supervisor: str) -> int:
+        """A supervisor acknowledges the recorded losses (after checking the lost receipts with the server):
+        payments may be taken again, numbered after every receipt ever issued. Returns how many were
+        accepted. A journal that fails its integrity check stays blocked: that needs a restore."""
+        supervisor = supervisor.strip()
+        if not supervisor:
+            raise GuichetError("supervisor: required to accept a loss")
+        with self._tx("journal.accept_loss") as c:
+            n = c.execute(
+                "UPDATE incident SET accepted_at = ?, accepted_by = ? WHERE accepted_at IS NULL",
+                (now_precise(), supervisor[:64]),
+            ).rowcount
+            if self._hwm is not None:
+                c.execute(
+                    "UPDATE counters SET value = MAX(value, ?) WHERE name = 'receipt'", (self._hwm.read()[0],)
+                )
+        if self.damage is not None:
+            self.damage = self._quick_check()
+        return int(n)
 
     def __enter__(self) -> Journal:
         return self
@@ -618,6 +905,8 @@ class Journal:
         """
         if not items:
             raise ValueError("no bill to pay")
+        if self.damage is not None:
+            raise JournalDamaged(self.damage)
         ids = [uuid7() for _ in items]
         transaction_id = ids[0]
         now = now_precise()
@@ -667,6 +956,12 @@ class Journal:
                     ),
                 )
                 c.execute("INSERT INTO open (seq, payment_id) VALUES (?, ?)", (seq, pid))
+        if self._hwm is not None:
+            # After the commit: the mark may lag the journal (a crash here), never lead it.
+            try:
+                self._hwm.write(seq, ids[-1])
+            except OSError as e:
+                log.error("%s: cannot write the high-water mark (%s)", self._hwm.path, e.strerror)
         return self._remember(self._load(ids))
 
     def transition(

@@ -1,0 +1,117 @@
+"""The state directory's storage: one place that creates it private and turns storage failures into one line.
+
+>>> state = ensure_state_dir(config.state.dir)          # created 0700 (tightened if it was looser)
+>>> with storage_errors(state / "bills.db", "bill lookup"):
+...     conn.execute("SELECT ...")                      # sqlite3 / OSError -> StorageError, one line
+>>> check_free_space(state)                              # StorageError when the disk is nearly full
+
+Every writer of the state directory (journal, bill cache, cashiers, locks, logs, the UI) calls
+`ensure_state_dir` first, so whichever runs first on a fresh machine leaves it 0700.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent.errors import StorageError
+
+# Below this much free space on the state directory's filesystem no payment starts: a payment writes a few
+# KiB (journal pages, WAL frames, checkpoint), and SQLite needs room to checkpoint what it has.
+MIN_FREE_BYTES = 8 * 1024 * 1024
+
+
+def ensure_state_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the state directory 0700 (parents too) if missing; an existing one we own is tightened to 0700.
+
+    Raises StorageError (one line) if it cannot be created or is not a directory.
+    """
+    p = Path(path)
+    try:
+        if not p.is_dir():
+            # mkdir's mode passes through the umask; chmod after so a permissive umask cannot widen it.
+            p.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(p, 0o700)
+        st = p.stat()
+        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(p, stat.S_IMODE(st.st_mode) & 0o700)
+    except OSError as e:
+        raise StorageError(f"{p}: cannot create the state directory: {describe_os_error(e)}") from None
+    return p
+
+
+def describe_os_error(e: OSError) -> str:
+    """The cause of an OSError in a few words (disk full, read-only, I/O error...)."""
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno == errno.EDQUOT:
+        return "the disk quota is exceeded"
+    if e.errno == errno.EROFS:
+        return "the filesystem is read-only"
+    if e.errno == errno.EIO:
+        return "input/output error (failing disk?)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return e.strerror or str(e)
+
+
+def describe_sqlite_error(e: sqlite3.Error) -> str:
+    """The cause of an sqlite3 error in a few words; SQLite's own text kept in parentheses."""
+    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    low = msg.lower()
+    if "full" in low:  # "database or disk is full"
+        return f"the disk is full ({msg})"
+    if "disk i/o" in low:
+        return f"input/output error, failing or full disk ({msg})"
+    if "readonly" in low or "read-only" in low:
+        return f"the file or its directory is read-only ({msg})"
+    if "malformed" in low or "not a database" in low:
+        return f"the file is damaged ({msg})"
+    if "locked" in low or "busy" in low:
+        return f"the file is busy in another process ({msg})"
+    if "unable to open" in low:
+        return f"cannot open the file ({msg})"
+    return msg
+
+
+@contextmanager
+def storage_errors(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Inside: any sqlite3.Error or OSError becomes StorageError("{path}: {what}: {cause}"), one line.
+
+    Our own GuichetErrors pass through untouched. Use it around every read and write of a state file.
+    """
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise StorageError(_line(path, what, describe_sqlite_error(e))) from None
+    except OSError as e:
+        raise StorageError(_line(path, what, describe_os_error(e))) from None
+
+
+def _line(path: str | os.PathLike[str], what: str, cause: str) -> str:
+    return f"{path}: {what}: {cause}" if what else f"{path}: {cause}"
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes an unprivileged process may still write on `path`'s filesystem."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def check_free_space(path: str | os.PathLike[str], minimum: int = MIN_FREE_BYTES) -> None:
+    """Raise StorageError when `path`'s filesystem has less than `minimum` bytes free: call it before asking
+    anyone for money, so an approved payment always has room to be written."""
+    try:
+        free = free_bytes(path)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot check free space: {describe_os_error(e)}") from None
+    if free < minimum:
+        raise StorageError(
+            f"{path}: only {free // 1024} KiB free on the disk, {minimum // 1024} KiB needed to take a payment;"
+            " free some space (old logs, receipts) and try again"
+        )
