@@ -362,6 +362,9 @@ class Payment:
     updated_at: str = ""
     uploaded_at: str | None = None
     seq: int = 0  # the receipt sequence: the number in receipt_number
+    # {"by", "from": "terminal_ticket" | "server", "at"} when a person settled an unknown outcome (contract 1.1);
+    # kept in that event's detail JSON, so no migration
+    settlement: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Payment:
@@ -395,8 +398,12 @@ class Payment:
     def to_api(self) -> dict[str, Any]:
         """The contract's Payment, as uploaded. Its content never changes once approved (idempotency)."""
         card = None
-        if self.card is not None:
-            card = {k: self.card.get(k) for k in ("scheme", "pan_masked", "pan_token", "expiry", "aid")}
+        if self.card is not None and self.method != "cash":  # the contract: null for cash
+            if self.settlement is not None:
+                # Settled by a person: the card holds only what a ticket shows, the token when known (1.1).
+                card = {k: self.card.get(k) for k in SETTLED_CARD_KEYS}
+            else:
+                card = {k: self.card.get(k) for k in CARD_KEYS}
         auth = None
         if self.authorization is not None and self.method != "cash":  # the contract: null for cash
             auth = {k: self.authorization.get(k) for k in ("code", "reference", "approved_at")}
@@ -416,9 +423,16 @@ class Payment:
             "captured_at": self.captured_at,
             "captured_offline": self.captured_offline,
         }
+        # Only for a card payment a person settled: a 1.0 server refuses the field even when null, and the
+        # contract's cash shape has none (who settled a cash payment stays in the journal's audit trail).
+        if self.settlement is not None and card is not None:
+            body["settlement"] = {k: self.settlement.get(k) for k in ("by", "from", "at")}
+        return body
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
+CARD_KEYS = ("scheme", "pan_masked", "pan_token", "expiry", "aid")
+SETTLED_CARD_KEYS = ("scheme", "pan_masked", "pan_token")
 
 
 @dataclass(frozen=True)
@@ -859,14 +873,14 @@ class Journal:
                         for r in self._conn.execute(f"SELECT * FROM payment WHERE payment_id IN ({marks})", chunk)
                     }
                     events = self._conn.execute(
-                        "SELECT e.payment_id, e.state, e.at, e.card, e.authorization, e.notice, e.error"
+                        "SELECT e.payment_id, e.state, e.at, e.card, e.authorization, e.notice, e.error, e.detail"
                         " FROM payment p JOIN event e ON e.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7"
                         f" WHERE p.payment_id IN ({marks}) ORDER BY e.event_id",
                         chunk,
                     ).fetchall()
                 except sqlite3.DatabaseError as e:
                     raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
-            for pid, state, at, card, authorization, notice, error in events:
+            for pid, state, at, card, authorization, notice, error, detail in events:
                 f = facts[pid]
                 f["state"], f["updated_at"] = state, at
                 f.setdefault("card", None)
@@ -874,6 +888,9 @@ class Journal:
                 f.setdefault("notice", None)
                 f.setdefault("error", None)
                 f.setdefault("uploaded_at", None)
+                f.setdefault("settlement", None)
+                if detail is not None and '"settlement"' in detail:  # parsed only where a person settled
+                    f["settlement"] = orjson.loads(detail).get("settlement") or f["settlement"]
                 if card is not None:
                     f["card"] = card
                 if authorization is not None:
@@ -1001,6 +1018,8 @@ class Journal:
             changes["error"] = error
         if move.state == State.UPLOADED:
             changes["uploaded_at"] = now
+        if detail and "settlement" in detail:  # as _load folds it
+            changes["settlement"] = detail["settlement"]
         with self._lock:
             # A payment enters each state once and every change of any of its fields is a state change, so
             # a copy we hold in the state it just left is exactly the payment before this event: no read-back.

@@ -14,6 +14,7 @@ a state that `Journal.recover()` settles without guessing.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -30,6 +31,7 @@ from agent.errors import (
     InvalidAmount,
     MethodUnavailable,
     ServerUnreachable,
+    SettlementRefused,
 )
 from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
@@ -272,52 +274,217 @@ class PaymentFlow:
     # -- unknown outcomes ----------------------------------------------------------------------------
 
     def settle_unknown(
-        self, payment_id: str, *, approved: bool, actor: str, code: str | None = None, reference: str | None = None
+        self,
+        payment_id: str,
+        *,
+        approved: bool,
+        actor: str,
+        code: str | None = None,
+        reference: str | None = None,
+        scheme: str | None = None,
+        pan_masked: str | None = None,
     ) -> list[Payment]:
-        """Settle an `unknown` payment from the terminal's own ticket. Settles its whole transaction."""
+        """Settle an `unknown` payment (its whole transaction) as a person read it, and record who and when.
+
+        A TPE or cash payment is settled from the terminal's own ticket: approved needs the authorisation
+        code and, for a card, what the ticket shows of it (scheme, last 4 digits or the masked number as
+        printed); the upload then carries `settlement` (contract 1.1). A `card_reader` payment is settled
+        from the server's authorization record, which wins over what the person says:
+
+        >>> flow.settle_unknown(pid, approved=True, actor="s0001", code="123456", scheme="CIB", pan_masked="1234")
+        [Payment(state='approved', card={'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}, ...)]
+
+        Raises SettlementRefused (one line, never echoing a card number) when the input is malformed or the
+        server contradicts it or cannot be asked; nothing is written then.
+        """
         p = self.journal.get(payment_id)
         if p.state != State.UNKNOWN:
             raise GuichetError(f"payment {p.receipt_number}: is {p.state}, not unknown")
-        ids = [q.payment_id for q in self.journal.transaction(p.transaction_id) if q.state == State.UNKNOWN]
-        if approved:
-            if not code or not code.strip():
-                raise InvalidAmount("authorisation code: required to settle as approved (from the terminal's ticket)")
-            auth = {"code": code.strip(), "reference": reference, "approved_at": now_rfc3339()}
-            return self.journal.transition(
-                ids, State.APPROVED, actor=actor, authorization=auth, detail={"settled_by": actor, "from": "ticket"}
-            )
-        return self.journal.transition(ids, State.DECLINED, actor=actor, detail={"settled_by": actor, "from": "ticket"})
+        if p.method == "card_reader":
+            return self._settle_from_server(p, approved=approved, actor=actor, scheme=scheme, pan_masked=pan_masked)
+        settlement = {"by": actor, "from": SETTLED_FROM_TICKET, "at": now_rfc3339()}
+        ids = self._unknown_ids(p)
+        if not approved:
+            return self.journal.transition(ids, State.DECLINED, actor=actor, detail={"settlement": settlement})
+        code = ticket_code(code)
+        card = None
+        if p.method != "cash":
+            card = self._ticket_card(p, scheme, pan_masked, required=True)
+        auth = {"code": code, "reference": reference, "approved_at": settlement["at"]}
+        return self.journal.transition(
+            ids, State.APPROVED, actor=actor, card=card, authorization=auth, detail={"settlement": settlement}
+        )
 
     def resolve_unknown_online(self, payment_id: str, actor: str = "recovery") -> list[Payment]:
-        """A card_reader payment left unknown: ask the server what the acquirer decided."""
+        """A card_reader payment left unknown: settle it as the server's authorization record says
+        (approved, declined, or never reached the acquirer). Raises SettlementRefused when the server cannot
+        be asked or a 404 may still mean "on its way"."""
         p = self.journal.get(payment_id)
         if p.state != State.UNKNOWN or p.method != "card_reader":
             return [p]
-        answer = self.client.get_authorization(p.transaction_id)
-        ids = [q.payment_id for q in self.journal.transaction(p.transaction_id) if q.state == State.UNKNOWN]
+        answer = self._server_record(p)
+        return self._settle_from_server(p, approved=None, actor=actor, answer=answer)
+
+    def _unknown_ids(self, p: Payment) -> list[str]:
+        return [q.payment_id for q in self.journal.transaction(p.transaction_id) if q.state == State.UNKNOWN]
+
+    def _server_record(self, p: Payment) -> dict[str, Any] | None:
+        """The acquirer's answer for `p`'s transaction, or None for a 404 old enough to be believed."""
+        try:
+            answer = self.client.get_authorization(p.transaction_id)
+        except GuichetError as e:
+            # Either way could lose money: declining what the acquirer approved leaves it taken, never credited.
+            raise SettlementRefused(
+                f"payment {p.receipt_number}: the billing server's authorization record decides a card reader "
+                f"payment and cannot be read now ({scrub_pans(str(e))[:200]}); try again when online"
+            ) from None
         if answer is None:
             # 404: never reached the acquirer, unless the request is still on its way: only believed once
             # well past the time the server may take to relay it.
             since = (datetime.now().astimezone() - datetime.fromisoformat(p.updated_at)).total_seconds()
             grace = 2 * self.config.server.timeout + 60
             if since < grace:
-                raise GuichetError(
+                raise SettlementRefused(
                     f"payment {p.receipt_number}: the acquirer has no record of it yet; ask again in "
                     f"{int(grace - since) + 1} s"
                 )
-            return self.journal.transition(
-                ids, State.DECLINED, actor=actor, error="never reached the acquirer", detail={"resolved": "404"}
-            )
-        if answer.get("approved") is True:
+        return answer
+
+    def _settle_from_server(
+        self,
+        p: Payment,
+        *,
+        approved: bool | None,
+        actor: str,
+        answer: dict[str, Any] | None = None,
+        scheme: str | None = None,
+        pan_masked: str | None = None,
+    ) -> list[Payment]:
+        """Settle `p`'s transaction as the server's record says; `approved` is what the person claims (None:
+        just ask). A claim the record contradicts is refused: an approval the acquirer never gave would be
+        credited without money, a decline of one it gave would leave money taken and never credited."""
+        # Checked before anything else: a malformed entry is refused whatever the server says.
+        typed = self._ticket_card(p, scheme, pan_masked, required=False) if (scheme or pan_masked) else None
+        if answer is None and approved is not None:
+            answer = self._server_record(p)
+        settlement = {"by": actor, "from": SETTLED_FROM_SERVER, "at": now_rfc3339()}
+        ids = self._unknown_ids(p)
+        if answer is not None and answer.get("approved") is True:
+            if approved is False:
+                raise SettlementRefused(
+                    f"payment {p.receipt_number}: the server's authorization record shows it approved "
+                    f"(code {answer.get('code')}): the card was charged; settle it as approved"
+                )
             auth = {
-                "code": answer.get("code"),
+                "code": str(answer.get("code") or ""),
                 "reference": answer.get("reference"),
-                "approved_at": answer.get("approved_at") or now_rfc3339(),
+                "approved_at": answer.get("approved_at") or settlement["at"],
             }
-            return self.journal.transition(ids, State.APPROVED, actor=actor, authorization=auth)
+            # The card read before the crash when the journal has it; else what was typed, else only "a card".
+            card = None if p.card else typed or {"scheme": "OTHER", "pan_masked": None, "pan_token": None}
+            return self.journal.transition(
+                ids, State.APPROVED, actor=actor, card=card, authorization=auth, detail={"settlement": settlement}
+            )
+        if answer is None:
+            error = "never reached the acquirer"
+            why = f"the server has no authorization record: it {error}"
+        else:
+            error = f"declined ({answer.get('response_code') or ''})"
+            why = f"the server's authorization record shows it {error}"
+        if approved is True:
+            raise SettlementRefused(f"payment {p.receipt_number}: {why}; it cannot be settled as approved")
         return self.journal.transition(
-            ids, State.DECLINED, actor=actor, error=f"declined ({answer.get('response_code')})"
+            ids, State.DECLINED, actor=actor, error=error, detail={"settlement": settlement}
         )
+
+    def _ticket_card(
+        self, p: Payment, scheme: str | None, pan_masked: str | None, *, required: bool
+    ) -> dict[str, Any] | None:
+        """The `card` of a settled payment: only what the ticket shows (contract 1.1), no token."""
+        known = p.card or {}
+        masked = ticket_pan_masked(pan_masked) if pan_masked else known.get("pan_masked")
+        if not masked and required:
+            raise SettlementRefused(
+                "last 4 digits: required to settle a card payment as approved (as printed on the terminal's ticket)"
+            )
+        from agent.terminal import scheme_for  # here: the import block above is another hand's
+
+        rules = list(self.config.cards.schemes)
+        if scheme:
+            name = ticket_scheme(scheme, [str(r.name) for r in rules])
+        elif known.get("scheme"):
+            name = str(known["scheme"])
+        elif (masked and (found := scheme_for(masked, rules)) != "OTHER") or not required:
+            name = found if masked else "OTHER"
+        else:
+            raise SettlementRefused("scheme: required (the card scheme printed on the terminal's ticket, e.g. CIB)")
+        return {"scheme": name, "pan_masked": masked, "pan_token": None}
+
+
+SETTLED_FROM_TICKET = "terminal_ticket"
+SETTLED_FROM_SERVER = "server"
+_MASK = frozenset("*Xx#•.")
+_SCHEME = re.compile(r"[A-Z][A-Z0-9_]{1,19}")
+_CODE = re.compile(r"[A-Za-z0-9]{1,12}")
+_MASKED = re.compile(r"[0-9]{0,6}\*{3,}[0-9]{4}")  # the contract's PanMasked, with the last 4 digits shown
+
+
+def ticket_pan_masked(text: str) -> str:
+    """The masked card number to keep, from what a person typed off a ticket: its last 4 digits, or the
+    masked number as printed (at most the first 6 and last 4 digits visible). A full or partly unmasked card
+    number is refused, and never echoed (the error must not carry it into a log or onto a screen).
+
+    >>> ticket_pan_masked("1234")
+    '************1234'
+    >>> ticket_pan_masked("628058 ** **** 1234")
+    '628058******1234'
+    >>> ticket_pan_masked("6280580000001234")
+    Traceback (most recent call last):
+    agent.errors.SettlementRefused: last 4 digits: that is a full card number; type only the last 4 digits
+    """
+    value = "".join(ch for ch in str(text) if ch not in " -")[:40]
+    if value.isdigit():
+        if len(value) == 4:
+            return "*" * 12 + value
+        if len(value) >= 12:
+            raise SettlementRefused("last 4 digits: that is a full card number; type only the last 4 digits")
+        raise SettlementRefused("last 4 digits: type the 4 digits printed at the end of the card number")
+    if not value or any(not (ch.isdigit() or ch in _MASK) for ch in value):
+        raise SettlementRefused("last 4 digits: only digits, or the masked card number as printed (* for hidden)")
+    masked = "".join(ch if ch.isdigit() else "*" for ch in value)
+    if not 12 <= len(masked) <= 19:
+        raise SettlementRefused("last 4 digits: a masked card number is 12 to 19 characters long")
+    if not _MASKED.fullmatch(masked):
+        raise SettlementRefused(
+            "last 4 digits: only the first 6 and the last 4 digits may be visible, the last 4 digits shown"
+        )
+    return masked
+
+
+def ticket_scheme(text: str, known: list[str]) -> str:
+    """A scheme name as the ticket prints it (CIB, EDAHABIA, ...): one of the config's rules or OTHER when
+    the config lists some, else any short name.
+
+    >>> ticket_scheme(" cib", ["CIB", "EDAHABIA"])
+    'CIB'
+    """
+    name = str(text).strip().upper()[:40]
+    if known and name not in {*known, "OTHER"}:
+        raise SettlementRefused(f"scheme: must be one of {', '.join([*known, 'OTHER'])}")
+    if not _SCHEME.fullmatch(name):
+        raise SettlementRefused("scheme: 2 to 20 letters, digits or _ (e.g. CIB, EDAHABIA, VISA)")
+    return name
+
+
+def ticket_code(text: str | None) -> str:
+    """The authorisation code as printed on the ticket: 1 to 12 letters or digits (InvalidAmount when
+    missing, as this check always answered)."""
+    code = (text or "").strip()
+    if not code:
+        raise InvalidAmount("authorisation code: required to settle as approved (from the terminal's ticket)")
+    if not _CODE.fullmatch(code):
+        raise SettlementRefused("authorisation code: 1 to 12 letters or digits, as printed on the ticket")
+    return code
 
 
 def age_text(seconds: float | None) -> str:

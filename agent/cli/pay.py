@@ -202,6 +202,7 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
                 "captured_at": p.captured_at,
                 "notice": p.notice,
                 "error": p.error,
+                "settlement": p.settlement,
                 "history": history,
             }
         )
@@ -215,6 +216,10 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
     ):
         if value:
             click.echo(f"  {label}: {value}")
+    if p.settlement:
+        s = p.settlement
+        source = "the terminal's ticket" if s.get("from") == "terminal_ticket" else "the server's record"
+        click.echo(f"  settled by {s.get('by')} at {s.get('at')}, from {source}")
     for h in history:
         click.echo(f"  {h['at']}  {h['from_state'] or '-':>11} -> {h['to_state']:<11} by {h['actor']}")
 
@@ -283,13 +288,33 @@ def _print_report(r: SyncReport, delay: float | None = None) -> None:
 @click.option("--approved", "outcome", flag_value="approved", help="The terminal's ticket shows it approved.")
 @click.option("--declined", "outcome", flag_value="declined", help="The terminal's ticket shows it declined.")
 @click.option("--code", help="Authorisation code printed on the terminal's ticket (with --approved).")
+@click.option("--scheme", help="Card scheme printed on the ticket (CIB, EDAHABIA, ...); optional when known.")
+@click.option(
+    "--last4",
+    "--pan-masked",
+    "last4",
+    help="Last 4 digits of the card on the ticket, or its masked number as printed (628058******1234).",
+)
 @click.option("--cashier", "actor", default="cli", show_default=True, help="Who settles it (recorded).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queue_settle(
-    ctx: click.Context, key: str, outcome: str | None, code: str | None, actor: str, as_json: bool
+    ctx: click.Context,
+    key: str,
+    outcome: str | None,
+    code: str | None,
+    scheme: str | None,
+    last4: str | None,
+    actor: str,
+    as_json: bool,
 ) -> None:
-    """Settle a payment whose outcome is unknown, from the terminal's own ticket (or the server, for readers)."""
+    """Settle a payment whose outcome is unknown, from the terminal's own ticket (or the server, for readers).
+
+    \b
+    guichet queue settle ID --approved --code 123456 --scheme CIB --last4 1234 --cashier s0001
+    guichet queue settle ID --declined --cashier s0001
+    guichet queue settle ID                      card reader payments: as the server's record says
+    """
     with _open(ctx, [], take_payments=True) as actx:
         try:
             p = actx.journal.find(key)
@@ -301,7 +326,10 @@ def queue_settle(
             elif outcome is None:
                 fail("give --approved --code CODE or --declined, from the terminal's ticket", usage=True)
             else:
-                done = actx.flow.settle_unknown(p.payment_id, approved=outcome == "approved", actor=actor, code=code)
+                done = actx.flow.settle_unknown(
+                    p.payment_id, approved=outcome == "approved", actor=actor, code=code, scheme=scheme,
+                    pan_masked=last4,
+                )
         except GuichetError as e:
             fail(str(e))
     if as_json:
