@@ -11,41 +11,210 @@ raises ServerUnreachable: callers fall back to the cache or retry later, and not
 from __future__ import annotations
 
 import email.utils
+import json
+import logging
+import re
+import socket
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from pydantic import ValidationError
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent import __version__
-from agent.errors import ApiError, BillNotFound, RetryLater, ServerUnreachable
+from agent.errors import ApiError, BadAnswer, BillNotFound, RetryLater, ServerUnreachable
 from config import Config
+from contract import models
+from contract.models import where
+
+log = logging.getLogger("guichet.billing")
+
+MAX_BODY = 8 * 1024 * 1024  # bytes of one answer (decoded); the largest feed page is far below
+MAX_DEPTH = 64  # JSON nesting of one answer; the contract's deepest is 4
+DEADLINE_FACTOR = 2.0  # a whole request (connect, send, headers, body) gets at most 2 x server.timeout
+RETRY_AFTER_CAP = 300.0  # the backoff cap: a server cannot park the agent for longer
+CHUNK = 64 * 1024
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date, capped at RETRY_AFTER_CAP.
+
+    >>> parse_retry_after("120"), parse_retry_after("99999999"), parse_retry_after("soon")
+    (120.0, 300.0, None)
+    """
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip()[:64]
+    if re.fullmatch(r"[0-9]{1,12}", value):  # ASCII only: str.isdigit() takes "²", which float() refuses
+        return min(float(value), RETRY_AFTER_CAP)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        wait = when.timestamp() - (now if now is not None else time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+    return min(max(0.0, wait), RETRY_AFTER_CAP)
+
+
+# -- the total deadline of one request ------------------------------------------------------------------
+#
+# requests' timeouts bound each socket operation, not a request: a server that sends one byte every few
+# seconds (headers or body) holds the worker forever. A timer shuts the request's socket down when its total
+# time is up, which ends any blocked read at once. The connections register their socket for the request
+# being made on this thread.
+
+_current = threading.local()
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def watch(self, sock: Any) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._socks.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+
+def _shutdown(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watch(sock: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # a kept-alive connection is not connected again
+        _watch(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter whose connections register their socket with the request's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
+def parse_json(raw: bytes, status: int = 200) -> Any:
+    """The body as JSON, or BadAnswer: not JSON, or nested deeper than MAX_DEPTH (Python's parser recurses:
+    100,000 levels raise RecursionError, which is caught here and never reaches a loop)."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BadAnswer(f"billing server: answer {status} nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # also UnicodeDecodeError and ints of more than 4300 digits
+        raise BadAnswer(f"billing server answered {status} with a body that is not JSON") from None
+    if _depth(body) > MAX_DEPTH:
+        raise BadAnswer(f"billing server: answer {status} nested deeper than {MAX_DEPTH} levels")
+    return body
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of the bill feed: the bills that passed validation, the cursor, and how many came."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    received: int
+    skipped: int
 
 
 class BillingClient:
-    """One session per terminal: bearer token, X-Terminal-Id, TLS verification, per-request timeout."""
+    """One session per terminal: bearer token, X-Terminal-Id, TLS verification, per-request timeout.
+
+    Every answer is bounded (MAX_BODY bytes, MAX_DEPTH levels, DEADLINE_FACTOR x timeout in all) and
+    validated into contract.models before it is returned; anything else raises BadAnswer naming the field.
+    `skipped` counts the bills dropped from lists for a bad field.
+    """
 
     def __init__(self, config: Config, session: requests.Session | None = None) -> None:
         self.base = config.server.url.rstrip("/") + "/v1/"
         self.timeout = config.server.timeout
         self.session = session or requests.Session()
+        # The environment must not change where the token goes or which CA is trusted: REQUESTS_CA_BUNDLE
+        # or CURL_CA_BUNDLE would replace server.ca_bundle, HTTP(S)_PROXY would route the token elsewhere,
+        # ~/.netrc would add credentials. A proxy is only server.proxy.
+        self.session.trust_env = False
+        adapter = _Adapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update(
             {
                 "Authorization": f"Bearer {config.server.token.get_secret_value()}",
@@ -58,7 +227,11 @@ class BillingClient:
             self.session.verify = config.server.ca_bundle
         if config.server.client_cert:
             self.session.cert = config.server.client_cert
+        proxy = getattr(config.server, "proxy", "")
+        if proxy:
+            self.session.proxies = {"http": proxy, "https": proxy}
         self.terminal_id = config.terminal.id
+        self.skipped = 0
 
     def close(self) -> None:
         self.session.close()
@@ -74,6 +247,31 @@ class BillingClient:
         timeout: float | None = None,
     ) -> tuple[int, Any]:
         url = self.base + path
+        per_op = timeout or self.timeout
+        deadline = _Deadline(per_op * DEADLINE_FACTOR)
+        timer = threading.Timer(deadline.seconds, deadline.fire)
+        timer.daemon = True
+        _current.deadline = deadline
+        timer.start()
+        try:
+            return self._exchange(method, url, deadline, json_body=json_body, params=params, headers=headers,
+                                  timeout=per_op)
+        finally:
+            timer.cancel()
+            _current.deadline = None
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        deadline: _Deadline,
+        *,
+        json_body: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        timeout: float,
+    ) -> tuple[int, Any]:
+        too_long = f"billing server: no complete answer within {deadline.seconds:g} s"
         try:
             # Never follow redirects: requests would replay a POST body (a PAN, for /authorizations) to
             # whatever host the Location names.
@@ -83,50 +281,99 @@ class BillingClient:
                 json=json_body,
                 params=params,
                 headers=headers,
-                timeout=timeout or self.timeout,
+                timeout=timeout,
                 allow_redirects=False,
+                stream=True,
             )
         except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as e:
+            if deadline.expired:
+                raise ServerUnreachable(too_long) from None
             # Nothing of the request left us: the connection (or its TLS handshake) never completed.
             raise ServerUnreachable(
                 f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=False
             ) from None
         except requests.Timeout:
-            raise ServerUnreachable(f"billing server: no answer within {timeout or self.timeout:g} s") from None
+            raise ServerUnreachable(f"billing server: no answer within {timeout:g} s") from None
         except requests.RequestException as e:
+            if deadline.expired:
+                raise ServerUnreachable(too_long) from None
             raise ServerUnreachable(
                 f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=not _never_sent(e)
             ) from None
-        if 300 <= r.status_code < 400:
-            raise ServerUnreachable(f"billing server answered a redirect ({r.status_code}); redirects are refused")
-        if r.status_code in (429, 503):
-            wait = parse_retry_after(r.headers.get("Retry-After"))
-            raise RetryLater(f"billing server busy ({r.status_code}), retry after {wait or 0:g} s", wait)
-        if r.status_code >= 500:
-            raise ServerUnreachable(f"billing server error {r.status_code}")
-        ctype = r.headers.get("Content-Type", "")
-        if "json" not in ctype.split(";")[0]:
-            raise ServerUnreachable(
-                f"billing server answered {r.status_code} with content type {ctype or 'none'!r}, not JSON"
-            )
         try:
-            body = r.json()
-        except ValueError:
-            raise ServerUnreachable(f"billing server answered {r.status_code} with a body that is not JSON") from None
-        if r.status_code >= 400:
-            err = body.get("error") if isinstance(body, dict) else None
-            if not isinstance(err, dict):
-                raise ServerUnreachable(f"billing server answered {r.status_code} without an error body")
-            if r.status_code == 408:
+            status = r.status_code
+            if 300 <= status < 400:
+                raise ServerUnreachable(f"billing server answered a redirect ({status}); redirects are refused")
+            if status in (429, 503):
+                wait = parse_retry_after(r.headers.get("Retry-After"))
+                raise RetryLater(f"billing server busy ({status}), retry after {wait or 0:g} s", wait)
+            if status >= 500:
+                raise ServerUnreachable(f"billing server error {status}")
+            ctype = r.headers.get("Content-Type", "")[:100]
+            if "json" not in ctype.split(";")[0]:
+                raise ServerUnreachable(
+                    f"billing server answered {status} with content type {ctype or 'none'!r}, not JSON"
+                )
+            raw = self._read(r, deadline, too_long)
+        finally:
+            r.close()
+        body = parse_json(raw, status)
+        if status >= 400:
+            if status == 408:
                 raise ServerUnreachable("billing server: request timeout (408)")
-            raise ApiError(r.status_code, str(err.get("code", "error")), str(err.get("message", "")))
-        return r.status_code, body
+            try:
+                err = models.ErrorBody.model_validate(body).error
+            except ValidationError as e:
+                raise BadAnswer(f"billing server answered {status} without a valid error body: {where(e)}") from None
+            raise ApiError(status, err.code, err.message)
+        return status, body
 
     @staticmethod
-    def _expect(body: Any, key: str, kind: type) -> Any:
-        if not isinstance(body, dict) or not isinstance(body.get(key), kind):
-            raise ServerUnreachable(f"billing server: answer without a valid {key!r}")
-        return body[key]
+    def _read(r: requests.Response, deadline: _Deadline, too_long: str) -> bytes:
+        """The body, at most MAX_BODY bytes (decoded) and within the request's deadline."""
+        declared = r.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
+            raise BadAnswer(f"billing server: answer of {int(declared)} bytes, above the {MAX_BODY >> 20} MiB limit")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in r.iter_content(CHUNK):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise BadAnswer(f"billing server: answer above the {MAX_BODY >> 20} MiB limit")
+                chunks.append(chunk)
+                if deadline.passed():
+                    raise ServerUnreachable(too_long)
+        except requests.RequestException as e:
+            if deadline.expired:
+                raise ServerUnreachable(too_long) from None
+            if isinstance(e, requests.Timeout):
+                raise ServerUnreachable(f"billing server: answer cut by a timeout ({_short(e)})") from None
+            raise ServerUnreachable(f"billing server: the answer was cut ({_reason(e)})") from None
+        if deadline.expired:  # the socket was shut down: what we have may be a truncated body
+            raise ServerUnreachable(too_long)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _model(model: type[models._Answer], body: Any, what: str, root: str = "") -> Any:
+        try:
+            return model.model_validate(body)
+        except ValidationError as e:
+            raise BadAnswer(f"billing server: {what}: {where(e, root)}") from None
+
+    def _bills(self, items: list[Any], root: str) -> tuple[list[dict[str, Any]], int]:
+        """The items that are valid bills, normalised; a bad one is logged, counted and skipped, so one
+        broken bill never blocks the others (nor every later refresh)."""
+        good: list[dict[str, Any]] = []
+        bad = 0
+        for i, item in enumerate(items):
+            try:
+                good.append(models.Bill.model_validate(item).to_api())
+            except ValidationError as e:
+                bad += 1
+                log.warning("billing server: %s; bill skipped", where(e, f"{root}[{i}]"))
+        self.skipped += bad
+        return good, bad
 
     # -- bills -------------------------------------------------------------------------------------
 
@@ -137,8 +384,8 @@ class BillingClient:
             if e.status == 404:
                 raise BillNotFound(f"bill {reference}: not found on the billing server") from None
             raise
-        _check_bill(body)
-        return dict(body)
+        bill: models.Bill = self._model(models.Bill, body, "bill")
+        return bill.to_api()
 
     def customer_bills(self, customer_id: str) -> list[dict[str, Any]]:
         try:
@@ -147,37 +394,39 @@ class BillingClient:
             if e.status == 404:
                 return []
             raise
-        items = self._expect(body, "items", list)
-        for b in items:
-            _check_bill(b)
-        return list(items)
+        page: models.BillList = self._model(models.BillList, body, "customer bills")
+        return self._bills(page.items, "items")[0]
 
-    def bills_feed(
-        self, agency: str, updated_after: str | None = None, limit: int = 1000
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def bills_feed_page(self, agency: str, updated_after: str | None = None, limit: int = 1000) -> FeedPage:
+        """One page of the delta feed; `received` counts every item the server sent (caught up when it is
+        below `limit`), `skipped` those that were not valid bills."""
         params: dict[str, Any] = {"agency": agency, "limit": limit}
         if updated_after:
             params["updated_after"] = updated_after
         _, body = self._request("GET", "bills", params=params)
-        items = self._expect(body, "items", list)
-        for b in items:
-            _check_bill(b)
-        cursor = body.get("next_cursor")
-        return list(items), cursor if isinstance(cursor, str) else None
+        page: models.BillPage = self._model(models.BillPage, body, "bill feed")
+        items, bad = self._bills(page.items, "items")
+        return FeedPage(items, page.next_cursor, len(page.items), bad)
+
+    def bills_feed(
+        self, agency: str, updated_after: str | None = None, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        page = self.bills_feed_page(agency, updated_after, limit)
+        return page.items, page.next_cursor
 
     # -- payments ----------------------------------------------------------------------------------
 
     def post_batch(self, payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Upload payments; one result per payment in the same order, checked against what we sent."""
+        """Upload payments; one result per payment in the same order, checked against what we sent.
+
+        An answer that does not match is one BadAnswer for the whole batch: nothing is marked sent.
+        """
         _, body = self._request("POST", "payments/batch", json_body={"payments": payments})
-        results = self._expect(body, "results", list)
+        answer: models.BatchResults = self._model(models.BatchResults, body, "batch answer")
         sent = [p["payment_id"] for p in payments]
-        if [r.get("payment_id") if isinstance(r, dict) else None for r in results] != sent:
-            raise ServerUnreachable("billing server: batch results do not match the payments sent")
-        for r in results:
-            if r.get("status") not in ("accepted", "duplicate", "rejected"):
-                raise ServerUnreachable(f"billing server: unknown result status {r.get('status')!r}")
-        return list(results)
+        if [r.payment_id for r in answer.results] != sent:
+            raise BadAnswer("billing server: batch results do not match the payments sent")
+        return [r.model_dump(exclude_none=True) for r in answer.results]
 
     def get_payment(self, payment_id: str) -> dict[str, Any] | None:
         try:
@@ -186,7 +435,8 @@ class BillingClient:
             if e.status == 404:
                 return None
             raise
-        return dict(body)
+        record: models.PaymentRecord = self._model(models.PaymentRecord, body, "payment")
+        return record.model_dump(exclude_unset=True)
 
     # -- authorizations (card_reader) ----------------------------------------------------------------
 
@@ -194,9 +444,8 @@ class BillingClient:
         _, answer = self._request(
             "POST", "authorizations", json_body=body, headers={"Idempotency-Key": idempotency_key}, timeout=timeout
         )
-        if not isinstance(answer, dict) or not isinstance(answer.get("approved"), bool):
-            raise ServerUnreachable("billing server: authorization answer without 'approved'")
-        return answer
+        auth: models.AuthorizationAnswer = self._model(models.AuthorizationAnswer, answer, "authorization answer")
+        return auth.model_dump(exclude_unset=True)
 
     def get_authorization(self, payment_id: str) -> dict[str, Any] | None:
         """What the acquirer decided, or None for 404 (the request never reached it)."""
@@ -206,33 +455,15 @@ class BillingClient:
             if e.status == 404:
                 return None
             raise
-        if not isinstance(body, dict) or not isinstance(body.get("approved"), bool):
-            raise ServerUnreachable("billing server: authorization answer without 'approved'")
-        return dict(body)
+        auth: models.AuthorizationAnswer = self._model(models.AuthorizationAnswer, body, "authorization answer")
+        return auth.model_dump(exclude_unset=True)
 
     # -- heartbeat ---------------------------------------------------------------------------------
 
     def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         _, answer = self._request("POST", f"terminals/{quote(self.terminal_id, safe='')}/heartbeat", json_body=body)
-        return dict(answer) if isinstance(answer, dict) else {}
-
-
-_BILL_FIELDS = {
-    "reference": str,
-    "amount_due": int,
-    "currency": str,
-    "status": str,
-    "version": int,
-}
-
-
-def _check_bill(b: Any) -> None:
-    if not isinstance(b, dict):
-        raise ServerUnreachable("billing server: a bill that is not an object")
-    for key, kind in _BILL_FIELDS.items():
-        v = b.get(key)
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise ServerUnreachable(f"billing server: bill field {key!r} missing or not {kind.__name__}")
+        beat: models.HeartbeatAnswer = self._model(models.HeartbeatAnswer, answer, "heartbeat answer")
+        return beat.model_dump(exclude_none=True)
 
 
 _REASONS = (

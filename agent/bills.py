@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -17,8 +18,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent.billing import BillingClient
 from agent.journal import open_database
+from contract import models
+
+log = logging.getLogger("guichet.bills")
 
 DB_NAME = "bills.db"
 PAYABLE = ("unpaid", "partially_paid")
@@ -111,28 +117,54 @@ class BillCache:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    @staticmethod
+    def _load(data: str, reference: str) -> dict[str, Any] | None:
+        """A stored copy as the contract's bill, or None for a row an older version stored unchecked."""
+        try:
+            return models.Bill.model_validate(json.loads(data)).to_api()
+        except (ValueError, RecursionError) as e:  # ValidationError is a ValueError
+            where = models.where(e, "bill") if isinstance(e, ValidationError) else "not JSON"
+            log.warning("bill cache: the copy of %s is unreadable (%s); ignored", reference, where)
+            return None
+
+    @staticmethod
+    def normalise(bills: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Only valid bills, holding only the contract's fields: the cache never stores garbage."""
+        out = []
+        for i, b in enumerate(bills):
+            try:
+                out.append(models.Bill.model_validate(b).to_api())
+            except ValidationError as e:
+                log.warning("bill cache: %s; not stored", models.where(e, f"bills[{i}]"))
+        return out
+
     def get(self, reference: str) -> tuple[Bill, float] | None:
-        """The cached bill and its age in seconds, or None."""
+        """The cached bill and its age in seconds, or None (also for a copy that is not a valid bill)."""
         with self._lock:
             row = self._conn.execute("SELECT data, fetched_at FROM bills WHERE reference = ?", (reference,)).fetchone()
         if row is None:
             return None
         from datetime import datetime
 
+        data = self._load(row[0], reference)
+        if data is None:
+            return None
         fetched = datetime.fromisoformat(row[1])
         age = max(0.0, time.time() - fetched.timestamp())
-        return Bill.from_api(json.loads(row[0]), source="cache", cache_age=age, fetched_at=row[1]), age
+        return Bill.from_api(data, source="cache", cache_age=age, fetched_at=row[1]), age
 
     def customer_bills(self, customer_id: str) -> list[Bill]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT data, fetched_at FROM bills WHERE customer_id = ? ORDER BY reference", (customer_id,)
             ).fetchall()
-        return [Bill.from_api(json.loads(d), source="cache", fetched_at=f) for d, f in rows]
+        loaded = ((self._load(d, customer_id), f) for d, f in rows)
+        return [Bill.from_api(data, source="cache", fetched_at=f) for data, f in loaded if data is not None]
 
     def store(self, bills: list[dict[str, Any]], cursor: str | None = None) -> None:
         """Upsert payable bills and drop paid or cancelled ones, in one transaction; keep the cursor with them."""
         now = _iso(time.time())
+        bills = self.normalise(bills)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -161,15 +193,19 @@ class BillCache:
                 raise
 
     def refresh(self, client: BillingClient, agency: str, limit: int = 1000, max_pages: int = 10_000) -> int:
-        """Follow the delta feed until caught up; returns how many bills changed. Raises ServerUnreachable."""
+        """Follow the delta feed until caught up; returns how many bills changed. Raises ServerUnreachable.
+
+        A feed item that is not a valid bill is skipped (logged and counted by the client): the cursor moves
+        on, so one broken bill never blocks the cache.
+        """
         cursor = self._meta("cursor")
         changed = 0
         for _ in range(max_pages):
-            items, next_cursor = client.bills_feed(agency, updated_after=cursor, limit=limit)
-            self.store(items, next_cursor or cursor)
-            changed += len(items)
-            cursor = next_cursor or cursor
-            if len(items) < limit:  # caught up: only now is the cache as fresh as the server
+            page = client.bills_feed_page(agency, updated_after=cursor, limit=limit)
+            self.store(page.items, page.next_cursor or cursor)
+            changed += len(page.items)
+            cursor = page.next_cursor or cursor
+            if page.received < limit:  # caught up: only now is the cache as fresh as the server
                 with self._lock:
                     self._conn.execute(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES ('refreshed_at', ?)", (str(time.time()),)

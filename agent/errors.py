@@ -83,3 +83,8 @@ class JournalDamaged(JournalError):
 class SettlementRefused(GuichetError):
     """An unknown outcome cannot be settled as asked: what was typed from the ticket is malformed (or shows a
     full card number), the server's authorization record contradicts it, or that record cannot be read now."""
+
+
+class BadAnswer(ServerUnreachable):
+    """The server answered something outside the contract (a field of the wrong type or out of bounds, a body
+    too large or too deep, a batch that does not match): one line naming the field; treated as no answer."""

@@ -33,11 +33,11 @@ from types import FrameType
 from agent.billing import BillingClient
 from agent.bills import BillCache
 from agent.context import AgentContext
-from agent.errors import AlreadyRunning, ApiError, GuichetError, JournalError, ServerUnreachable
+from agent.errors import AlreadyRunning, ApiError, JournalError, ServerUnreachable
 from agent.journal import Journal
 from agent.locks import UploadLock
 from agent.notify import Notifier
-from agent.sync import Backoff, SyncWorker
+from agent.sync import Backoff, SyncWorker, one_line
 from config import Config
 from config.money import format_amount
 
@@ -110,6 +110,7 @@ class Agent:
         self.online: bool | None = None
         self.offline_since: datetime | None = None
         self.last_error: str | None = None
+        self.failures = 0  # steps that raised (counted, logged, backed off from; the loop goes on)
         self.retry_at: float | None = None
         self._status = ""
 
@@ -260,9 +261,11 @@ class Agent:
             {"upload": self._upload, "bills": self._refresh_bills, "heartbeat": self._heartbeat}[name]()
         except JournalError:
             raise
-        except GuichetError as e:
-            log.error("%s step failed: %s", name, e)
-            self._link_down(str(e))
+        except Exception as e:  # noqa: BLE001 - a step's failure (even a bug) is reported, never the end of the agent
+            self.failures += 1
+            text = one_line(e)
+            log.error("%s step failed: %s", name, text)
+            self._link_down(text)
         self.steps += 1
         return True
 
@@ -283,7 +286,12 @@ class Agent:
             if self.hang_after is not None and self.steps >= self.hang_after:
                 self._test_hang()
             self._ping()
-            self._publish_status()
+            try:
+                self._publish_status()
+            except JournalError:
+                raise
+            except Exception as e:  # noqa: BLE001 - STATUS= is a courtesy; the uploads go on
+                log.warning("status: %s", one_line(e))
             if worked:
                 continue
             # Idle until the next task is due, waking often enough for the watchdog and for stop.

@@ -35,6 +35,9 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 CLOCK_SKEW_WARN = 120.0
 REFUSALS_BEFORE_REJECT = 3  # whole-request 4xx answers for one payment alone before it needs attention
+# The 4xx a batch can get for what it holds (contract: bad JSON, unknown field, too many, too large). Any other
+# (a 404 from a proxy, a 418...) says nothing about the payments: it is waited out, and never rejects one.
+REFUSALS = frozenset({400, 409, 413, 422})
 
 
 @dataclass
@@ -55,6 +58,14 @@ class LinkStatus:
     retry_in: float | None = None
     last_error: str | None = None
     clock_skew: float | None = None
+    failures: int = 0  # jobs (upload, bill refresh, heartbeat) that failed since the worker started
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one bounded line: our errors as they are, anything else with its type."""
+    text = str(e) if isinstance(e, GuichetError) else f"{type(e).__name__}: {e}"
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class Backoff:
@@ -96,6 +107,8 @@ class SyncWorker:
         self._wake = threading.Event()
         self._next_refresh = 0.0
         self._next_heartbeat = 0.0
+        self._refusals: dict[str, int] = {}  # 4xx refusals of one payment sent alone, by payment_id
+        self._hwm_in_heartbeat = True  # a 1.0 server refuses the heartbeat's last_receipt_number
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -109,6 +122,14 @@ class SyncWorker:
         self._link.last_error = error
         if online:
             self._link.retry_in = None
+
+    def _failed(self, job: str, e: BaseException) -> str:
+        """Log, count and report a job that failed; the loop goes on. Returns the one line."""
+        text = one_line(e)
+        self._link.failures += 1
+        self._link.last_error = f"{job}: {text}"
+        log.error("%s failed: %s", job, text)
+        return text
 
     def wake(self) -> None:
         """Start the next round now (a payment was just approved, or the cashier asked)."""
@@ -145,7 +166,7 @@ class SyncWorker:
                 break
             except ApiError as e:
                 self._mark(True, str(e))  # the server answered: the link is up, the request is not liked
-                if e.status in (401, 403):  # the terminal's token: a technician must fix the config
+                if e.status not in REFUSALS:  # the token (401/403), or a status the contract never gives here
                     report.error = str(e)
                     self.journal.note_upload_failure(ids, str(e))
                     log.error("upload refused: %s", e)
@@ -184,7 +205,9 @@ class SyncWorker:
 
     def _give_up_if_refused_again(self, payment_id: str, e: ApiError, report: SyncReport) -> bool:
         """Reject here (needs attention, kept) a payment refused REFUSALS_BEFORE_REJECT times on its own."""
-        failures = self.journal.upload_failures(payment_id)
+        # Counted here, not from the journal's attempts: those also count answers we could not read (a
+        # flaky link, a garbled batch), and garbage must never turn a payment into "rejected".
+        failures = self._refusals[payment_id] = self._refusals.get(payment_id, 0) + 1
         if failures < REFUSALS_BEFORE_REJECT:
             return False
         self.journal.record_upload_results(
@@ -228,8 +251,18 @@ class SyncWorker:
             "oldest_pending_at": stats.oldest_captured_at.isoformat() if stats.oldest_captured_at else None,
             "devices": self.devices(),
         }
+        if self._hwm_in_heartbeat:
+            body["last_receipt_number"] = self.journal.high_water()
         try:
-            answer = self.client.heartbeat(body)
+            try:
+                answer = self.client.heartbeat(body)
+            except ApiError as e:
+                if e.code != "unknown_field" or "last_receipt_number" not in body:
+                    raise
+                log.warning("the billing server does not take last_receipt_number (contract 1.0); not sent again")
+                self._hwm_in_heartbeat = False
+                del body["last_receipt_number"]
+                answer = self.client.heartbeat(body)
         except ServerUnreachable as e:
             self._mark(False, str(e))
             return None
@@ -237,6 +270,13 @@ class SyncWorker:
             log.error("heartbeat refused: %s", e)
             return None
         self._mark(True)
+        try:
+            # The server's view of our high-water mark: ahead of the journal means committed payments were lost.
+            self.journal.check_server_high_water(answer.get("last_receipt_number"))
+        except JournalError:
+            raise
+        except GuichetError as e:
+            log.error("heartbeat: %s", e)
         skew = server_time_skew(answer)
         self._link.clock_skew = skew
         if skew is not None and abs(skew) > CLOCK_SKEW_WARN:
@@ -248,12 +288,29 @@ class SyncWorker:
     def step(self) -> tuple[SyncReport, float]:
         """One round of everything that is due; returns the report and the delay before the next round."""
         now = time.monotonic()
-        report = self.run_once()
+        try:
+            report = self.run_once()
+        except JournalError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one job's failure is reported, never the end of the loop
+            report = SyncReport(error=self._failed("upload", e))
         if now >= self._next_refresh and report.error is None:
-            if self.refresh_bills() is not None:
+            try:
+                refreshed = self.refresh_bills()
+            except JournalError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                self._failed("bill refresh", e)
+                refreshed = 0  # not again before the next refresh time: a bug must not turn into a busy loop
+            if refreshed is not None:
                 self._next_refresh = now + self.config.sync.bill_refresh
         if now >= self._next_heartbeat and report.error is None:
-            self.heartbeat()
+            try:
+                self.heartbeat()
+            except JournalError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                self._failed("heartbeat", e)
             self._next_heartbeat = now + self.config.sync.heartbeat
         if report.error is not None:
             delay = self.backoff.next(report.retry_after)
@@ -275,11 +332,14 @@ class SyncWorker:
             rounds += 1
             try:
                 report, delay = self.step()
-            except (JournalError, GuichetError) as e:
-                log.error("sync round failed: %s", e)
-                report, delay = SyncReport(error=str(e)), self.backoff.next()
+            except Exception as e:  # noqa: BLE001 - the worker outlives any round (journal busy, a bug)
+                report, delay = SyncReport(error=self._failed("sync round", e)), self.backoff.next()
+                self._link.retry_in = delay
             if on_round is not None:
-                on_round(report, delay)
+                try:
+                    on_round(report, delay)
+                except Exception as e:  # noqa: BLE001 - a status callback must not stop the uploads
+                    log.warning("sync: status callback failed: %s", one_line(e))
             self._wake.clear()
             deadline = time.monotonic() + delay
             while not stop.is_set() and not self._wake.is_set():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
@@ -43,24 +43,53 @@ class TerminalConfig(_Section):
         return v
 
 
+def _split_url(v: str, what: str) -> SplitResult:
+    """urlsplit, refusing what different URL parsers read differently (the host requests connects to must be
+    the host we checked): backslashes, spaces, control characters, and any user@ part."""
+    if any(c in v for c in "\\ ") or not v.isprintable():
+        raise ValueError(f"{what} must not contain backslashes, spaces or control characters")
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as e:
+        raise ValueError(f"not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must start with https:// (or http:// for a local sandbox)")
+    if "@" in parts.netloc:
+        raise ValueError(f"{what} must not hold a user name or password (user@host)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{what} must not have a ?query or #fragment")
+    return parts
+
+
 class ServerConfig(_Section):
     url: str = "http://127.0.0.1:8765/"
     token: SecretStr = SecretStr("")
     ca_bundle: str = ""
     client_cert: str = ""
     timeout: float = Field(10, gt=0, le=300)
+    # An explicit HTTP(S) proxy; the environment's HTTP(S)_PROXY is never used (nor REQUESTS_CA_BUNDLE).
+    proxy: str = ""
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must start with https:// (or http:// for a local sandbox)")
-        if v.startswith("http://"):
+        parts = _split_url(v, "the server URL")
+        if parts.scheme == "http":
             # The bearer token, and the full PAN of card-reader payments, must never cross a network in clear.
-            host = urlsplit(v).hostname or ""
+            host = parts.hostname or ""
             if host != "localhost" and not _loopback(host):
                 raise ValueError(f"plain http:// to {host}: use https:// (http is only for a sandbox on this machine)")
         return v if v.endswith("/") else v + "/"
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: str) -> str:
+        if v:
+            parts = _split_url(v, "the proxy URL")
+            if parts.path not in ("", "/"):
+                raise ValueError("the proxy URL is scheme://host:port, without a path")
+        return v
 
 
 class StateConfig(_Section):

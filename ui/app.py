@@ -218,20 +218,30 @@ class GuichetApp(App[int]):
         """Uploads the outbox while the UI runs, unless another process (the service) already does."""
         from agent.billing import BillingClient
         from agent.errors import AlreadyRunning
-        from agent.sync import SyncWorker, UploadLock
+        from agent.sync import Backoff, SyncWorker, UploadLock, one_line
 
-        try:
-            with UploadLock(self.backend.state_dir):
-                journal = self.backend.open_journal()
-                try:
-                    client = BillingClient(self.config)
-                    self.sync_worker = SyncWorker(self.config, journal, client, self.backend.bills)
-                    self.sync_worker.run_forever(self.stop_event, on_round=lambda *_a: self.refresh_status())
-                finally:
-                    journal.close()
-                    client.close()
-        except AlreadyRunning:
-            log.info("another process uploads this journal; the UI only shows the queue")
+        # The worker catches what each round raises; this loop is for what escapes it (the journal cannot be
+        # opened now, a bug): logged, backed off from, started again. Uploads never stop while the UI runs.
+        backoff = Backoff()
+        while not self.stop_event.is_set():
+            try:
+                with UploadLock(self.backend.state_dir):
+                    journal = self.backend.open_journal()
+                    client: BillingClient | None = None
+                    try:
+                        client = BillingClient(self.config)
+                        self.sync_worker = SyncWorker(self.config, journal, client, self.backend.bills)
+                        self.sync_worker.run_forever(self.stop_event, on_round=lambda *_a: self.refresh_status())
+                    finally:
+                        journal.close()
+                        if client is not None:
+                            client.close()
+            except AlreadyRunning:
+                log.info("another process uploads this journal; the UI only shows the queue")
+                return
+            except Exception as e:  # noqa: BLE001
+                log.error("upload worker failed: %s; starting it again", one_line(e))
+                self.stop_event.wait(backoff.next())
 
     def action_sync_now(self) -> None:
         """Start an upload round now instead of waiting for the backoff (the link just came back)."""

@@ -1,0 +1,196 @@
+"""The billing API's answers as typed models (shared/contracts/billing-api.md v1.1): the agent's network edge.
+
+Every answer the client takes from the server is validated into one of these before anyone uses it:
+
+>>> bill = Bill.model_validate(body)              # raises pydantic.ValidationError
+>>> bill.to_api()                                 # only the contract's fields, normalised: what the cache keeps
+>>> where(exc, "bills[3]")                        # 'bills[3].version: integer above 2**63-1'
+
+Strict: no int from a string, a bool is not an int, no float for money; money and versions are integers in
+0..2**63-1 (SQLite's INTEGER); every string is length-bounded. Unknown fields are ignored (the contract lets the
+server add fields) and never kept: a model holds only what the contract defines.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+
+INT63_MAX = 2**63 - 1
+MAX_ITEMS = 5000  # the feed's largest `limit`
+
+Int63 = Annotated[int, Field(ge=0, le=INT63_MAX)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def _none_to_empty(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def _truncate(limit: int) -> Any:
+    # Human text from the server (error messages) is cut rather than refused: its length is not a fault.
+    return BeforeValidator(lambda v: v[:limit] if isinstance(v, str) else v)
+
+
+# Bounded strings (Text64: at most 64 characters); Opt*: absent or null becomes "".
+Text4 = Annotated[str, StringConstraints(max_length=4)]
+Text7 = Annotated[str, StringConstraints(max_length=7)]
+Text16 = Annotated[str, StringConstraints(max_length=16)]
+Text32 = Annotated[str, StringConstraints(max_length=32)]
+Text64 = Annotated[str, StringConstraints(max_length=64)]
+Text128 = Annotated[str, StringConstraints(max_length=128)]
+Text200 = Annotated[str, StringConstraints(max_length=200)]
+Text1024 = Annotated[str, StringConstraints(max_length=1024)]
+OptText32 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=32)]
+OptText64 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=64)]
+OptText200 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=200)]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class ErrorDetail(_Answer):
+    code: Text200
+    message: Annotated[str, _truncate(500)] = ""
+
+
+class ErrorBody(_Answer):
+    """`{"error": {"code": ..., "message": ...}}` of every 4xx."""
+
+    error: ErrorDetail
+
+
+class Bill(_Answer):
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    amount_due: Int63
+    currency: Currency
+    status: Literal["unpaid", "partially_paid", "paid", "cancelled"]
+    version: Int63
+    contract: OptText200 = ""
+    customer_name: OptText200 = ""
+    service: OptText32 = ""
+    period: OptText200 = ""
+    issued_on: OptText32 = ""
+    due_on: OptText32 = ""
+    agency_id: OptText200 = ""
+    customer_id: OptText200 = ""
+
+    def to_api(self) -> dict[str, Any]:
+        """The bill as the contract's JSON object: every contract field, nothing else."""
+        return self.model_dump()
+
+
+class BillList(_Answer):
+    """`GET /v1/customers/{id}/bills`; items are validated one by one (a bad one is skipped)."""
+
+    items: Annotated[list[Any], Field(max_length=MAX_ITEMS)]
+
+
+class BillPage(_Answer):
+    """`GET /v1/bills` (the delta feed); items are validated one by one (a bad one is skipped)."""
+
+    items: Annotated[list[Any], Field(max_length=MAX_ITEMS)]
+    next_cursor: Text1024 | None = None
+
+
+class BatchResult(_Answer):
+    payment_id: Text64
+    status: Literal["accepted", "duplicate", "rejected"]
+    receipt_number: Text200 | None = None
+    error: ErrorDetail | None = None
+    notice: Text64 | None = None
+
+
+class BatchResults(_Answer):
+    """`POST /v1/payments/batch`: one result per payment sent, same order (checked by the client)."""
+
+    results: Annotated[list[BatchResult], Field(max_length=500)]
+
+
+class CardRecord(_Answer):
+    scheme: Text32 | None = None
+    pan_masked: Annotated[str, StringConstraints(max_length=19, pattern=r"^[0-9*]*$")] | None = None
+    pan_token: Text128 | None = None
+    expiry: Text7 | None = None
+    aid: Text32 | None = None
+    entry_mode: Text16 | None = None
+
+
+class AuthorizationRecord(_Answer):
+    code: Text200 | None = None
+    reference: Text200 | None = None
+    approved_at: Text64 | None = None
+
+
+class PaymentRecord(_Answer):
+    """`GET /v1/payments/{id}`: the payment as the server recorded it."""
+
+    payment_id: Text64
+    status: Literal["recorded"]
+    transaction_id: Text64 | None = None
+    bill_reference: Text200 | None = None
+    amount: Int63
+    currency: Currency
+    method: Literal["card_terminal", "card_reader", "cash"]
+    card: CardRecord | None = None
+    authorization: AuthorizationRecord | None = None
+    stamp_duty: Int63 | None = None
+    agency_id: Text200 | None = None
+    terminal_id: Text200 | None = None
+    cashier_id: Text200 | None = None
+    receipt_number: Text200 | None = None
+    captured_at: Text64 | None = None
+    captured_offline: bool | None = None
+
+
+class AuthorizationAnswer(_Answer):
+    """`POST /v1/authorizations` and `GET /v1/authorizations/{id}`."""
+
+    approved: bool
+    response_code: Text4 | None = None
+    code: Text200 | None = None
+    reference: Text200 | None = None
+    emv: Annotated[str, StringConstraints(max_length=4096, pattern=r"^[0-9A-Fa-f]*$")] | None = None
+    approved_at: Text64 | None = None
+    payment_id: Text64 | None = None
+
+
+class HeartbeatAnswer(_Answer):
+    """`POST /v1/terminals/{id}/heartbeat`. `last_receipt_number`: the highest receipt the server holds for
+    this terminal (optional, the server's view of the journal's high-water mark)."""
+
+    server_time: Text64 | None = None
+    last_receipt_number: Text200 | None = None
+
+
+def _loc(loc: tuple[int | str, ...], root: str) -> str:
+    out = root
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _reason(err: Any) -> str:
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    if kind == "less_than_equal" and ctx.get("le") == INT63_MAX:
+        return "integer above 2**63-1"
+    if kind == "missing":
+        return "missing"
+    if kind == "literal_error":
+        return "not one of " + str(ctx.get("expected", "the allowed values"))
+    if kind in ("string_too_long", "too_long"):
+        return "too long"
+    # pydantic's text never repeats the input value (which could be anything the server sent).
+    return str(err.get("msg", kind)).replace("Input should", "should")
+
+
+def where(exc: ValidationError, root: str = "") -> str:
+    """The first fault of a validation error as one line naming the field: ``bills[3].version: ...``."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return f"{root or 'body'}: invalid"
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_loc(tuple(first.get('loc', ())), root)}: {_reason(first)}{more}"
