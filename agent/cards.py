@@ -19,7 +19,10 @@ One read for a payment (blocks until a card is read, the timeout, or ``cancel``)
         card.wipe()
 
 Every failure is a :class:`CardReadError` (a ``GuichetError``) with one clear line; the driver error is
-its ``__cause__`` and its class name is in ``kind``.
+its ``__cause__`` and its class name is in ``kind``; ``unusable`` says the card itself is at fault (its data,
+its answers, its size or speed) rather than the reader, pcscd, the cashier or a card pulled out. A read is
+bounded (``drivers.emv.reader``: records, bytes, commands), lasts at most ``cards.read_timeout`` once the
+card is in, and stops between two commands when ``cancel`` is set.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from agent.errors import GuichetError
 from config import Config
 from config.money import currency
 from drivers import pcsc
-from drivers.emv import CardData, EmvError, EmvReader, Terminal
+from drivers.emv import CardData, EmvError, EmvReader, ReadCancelled, Terminal
+from drivers.pan import scrub_pans
 
 log = logging.getLogger("agent.cards")
 
@@ -49,9 +53,10 @@ COUNTRY_OF_CURRENCY = {"DZD": "012", "TND": "788", "EUR": "250", "USD": "840", "
 class CardReadError(GuichetError):
     """A card could not be read; ``kind`` names the cause (CardRemoved, Timeout, CardDataError, ...)."""
 
-    def __init__(self, message: str, kind: str = "") -> None:
+    def __init__(self, message: str, kind: str = "", *, unusable: bool = False) -> None:
         super().__init__(message)
         self.kind = kind or type(self).__name__
+        self.unusable = unusable
 
 
 class CardTimeout(CardReadError):
@@ -133,9 +138,16 @@ def _message(e: BaseException) -> str:
 
 
 def read_inserted(
-    config: Config, reader: str, *, amount: int = 0, ctx: pcsc.Context | None = None, require_token: bool = True
+    config: Config,
+    reader: str,
+    *,
+    amount: int = 0,
+    ctx: pcsc.Context | None = None,
+    require_token: bool = True,
+    cancel: threading.Event | None = None,
 ) -> CardData:
-    """Read the card already in ``reader``. Driver errors pass through (callers translate them)."""
+    """Read the card already in ``reader``, within ``cards.read_timeout`` and until ``cancel``.
+    Driver errors pass through (callers translate them)."""
     key = config.cards.hmac_key.get_secret_value()
     if require_token and not key:
         raise CardReadError("cards.hmac_key is not set: run `guichet config init` or set it", "ConfigError")
@@ -147,6 +159,8 @@ def read_inserted(
             aids=config.cards.aids,
             terminal=terminal_for(config, amount),
             hmac_key=key or None,
+            cancel=cancel,
+            deadline=time.monotonic() + config.cards.read_timeout,
         ).read()
         object.__setattr__(card, "elapsed_ms", (time.perf_counter() - t0) * 1000)
         return card
@@ -178,13 +192,21 @@ def read_card(
         if cancel.is_set():
             raise CardCancelled("cancelled before the card was read", "Cancelled")
         status("reading_card")
-        card = read_inserted(config, name, amount=amount, require_token=require_token)
+        card = read_inserted(config, name, amount=amount, require_token=require_token, cancel=cancel)
     except pcsc.Timeout as e:
         raise CardTimeout(f"no card presented within {limit:g} s", "Timeout") from e
-    except pcsc.Cancelled as e:
+    except (pcsc.Cancelled, ReadCancelled) as e:
         raise CardCancelled("cancelled before the card was read", "Cancelled") from e
-    except (pcsc.PcscError, EmvError) as e:
+    except EmvError as e:
+        raise CardReadError(_message(e), type(e).__name__, unusable=True) from e
+    except pcsc.PcscError as e:
         raise CardReadError(_message(e), type(e).__name__) from e
+    except CardReadError:
+        raise
+    except Exception as e:  # a bug on a card's data must not escape: nothing was sent, the read failed
+        log.exception("card read failed unexpectedly")
+        text = scrub_pans(f"{type(e).__name__}: {e}")[:200]
+        raise CardReadError(f"this card cannot be read ({text})", type(e).__name__, unusable=True) from e
     if card.expired and not allow_expired:
         card.wipe()
         raise CardExpired(f"the card expired at the end of {card.expiry}", "CardExpired")
@@ -289,11 +311,13 @@ class CardWatcher:
 
     def _read(self, reader: str, mon: pcsc.Monitor) -> None:
         try:
-            card = read_inserted(self.config, reader, ctx=mon.ctx, require_token=False)
-        except (pcsc.PcscError, EmvError, CardReadError) as e:
+            card = read_inserted(self.config, reader, ctx=mon.ctx, require_token=False, cancel=self._stop)
+        except Exception as e:  # noqa: BLE001 - whatever the card sends, the watcher reports it and goes on
             self.errors += 1
+            if not isinstance(e, pcsc.PcscError | EmvError | CardReadError):
+                log.exception("card in %s: unexpected error while reading", reader)
             log.info("card in %s not read: %s", reader, e)
-            self._emit(CardError(reader, _message(e), type(e).__name__))
+            self._emit(CardError(reader, scrub_pans(_message(e)), type(e).__name__))
             return
         card.wipe()  # events never carry the card number
         self.reads += 1

@@ -4,10 +4,16 @@
 
 The full PAN exists only inside `card.pan_in_memory()` while the request body is built and sent
 (TLS in production); the journal gets `card.payment_card()` (masked PAN and keyed token).
+
+Nothing leaves the agent before the card is read: every failure up to then is final, never `unknown`.
+A card that cannot be used (malformed or oversized data, refused PDOL, too many records, too slow, no
+application, expired) is `declined`; the cashier's cancel, no card in time, a card pulled out, the reader
+or pcscd gone are `cancelled`. Only once `POST /v1/authorizations` may have left can a payment be `unknown`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -17,6 +23,9 @@ from agent.cards import CardCancelled, CardExpired, CardReadError, CardTimeout, 
 from agent.errors import ApiError, ServerUnreachable
 from config import Config
 from drivers.emv.card import CardData
+from drivers.pan import scrub_pans
+
+log = logging.getLogger("agent.reader")
 
 REPLAYS = 1  # after a lost answer, the same request once more (same Idempotency-Key)
 
@@ -43,7 +52,14 @@ class ReaderAuthorizer:
         except CardExpired as e:
             return AuthOutcome("declined", message=str(e), detail={"reason": "expired"})
         except CardReadError as e:
-            return AuthOutcome("cancelled", message=str(e), detail={"reason": "card_read"})
+            if e.unusable:  # the card's own answers: refused as unusable, nothing was sent
+                return AuthOutcome("declined", message=str(e), detail={"reason": "card_unusable", "error": e.kind})
+            return AuthOutcome("cancelled", message=str(e), detail={"reason": "card_read", "error": e.kind})
+        except Exception as e:  # noqa: BLE001 - nothing has left the agent: never unknown
+            log.exception("card read failed unexpectedly")
+            text = scrub_pans(f"{type(e).__name__}: {e}")[:200]
+            return AuthOutcome("cancelled", message=f"the card read failed ({text}); nothing was sent",
+                               detail={"reason": "card_read", "error": type(e).__name__})
         try:
             if cancel.is_set():
                 return AuthOutcome("cancelled", message="cancelled by the cashier")

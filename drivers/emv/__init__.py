@@ -6,11 +6,14 @@
 from drivers.emv.card import CardData, PanWiped, SecretPan
 from drivers.emv.reader import (
     CardDataError,
+    CardLimitError,
     CardStatusError,
     EmvError,
     EmvReader,
     MissingData,
     NoApplication,
+    ReadCancelled,
+    ReadTimeout,
     Terminal,
 )
 from drivers.emv.tlv import TLV, TLVError
@@ -19,12 +22,15 @@ __all__ = [
     "TLV",
     "CardData",
     "CardDataError",
+    "CardLimitError",
     "CardStatusError",
     "EmvError",
     "EmvReader",
     "MissingData",
     "NoApplication",
     "PanWiped",
+    "ReadCancelled",
+    "ReadTimeout",
     "SecretPan",
     "TLVError",
     "Terminal",

@@ -23,16 +23,24 @@ Sequence (EMV Book 1 §12, Book 3 §10):
 T=0 cards: ``61XX`` → GET RESPONSE (``Le = XX``, repeated while more is announced); ``6CXX`` → the same
 command again with ``Le = XX``. Every APDU is counted in ``CardData.apdu_count``.
 
-Errors (all :class:`EmvError`): :class:`CardDataError` (malformed answer: names the command and byte
-offset), :class:`CardStatusError` (an unexpected status word), :class:`NoApplication`,
-:class:`MissingData` (no PAN or expiry). Transport failures are ``drivers.pcsc`` errors
-(``CardRemoved``, ``ReaderGone``, ...), passed through untouched.
+Bounds per read (a hostile card cannot keep the reader busy): at most ``MAX_RECORDS`` records (an AFL
+listing more is refused before the first READ RECORD), ``MAX_BYTES`` of answers, ``MAX_APDUS`` commands,
+and, when given, a ``deadline`` (``time.monotonic()``) and a ``cancel`` event, both checked before every
+APDU. A PDOL asking for more than a GET PROCESSING OPTIONS can carry (252 bytes: Lc is at most 255) is
+refused before anything is sent; no command leaves with more than 255 bytes of data.
+
+Errors (all :class:`EmvError`, one line naming the command, tag or byte at fault): :class:`CardDataError`
+(malformed answer: names the command and byte offset), :class:`CardStatusError` (an unexpected status
+word), :class:`NoApplication`, :class:`MissingData` (no PAN or expiry), :class:`CardLimitError` (a bound
+above), :class:`ReadTimeout` (the deadline), :class:`ReadCancelled` (the cancel event). Transport failures
+are ``drivers.pcsc`` errors (``CardRemoved``, ``ReaderGone``, ...), passed through untouched.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +57,11 @@ PSE = b"1PAY.SYS.DDF01"
 PPSE = b"2PAY.SYS.DDF01"
 MAX_DIRECTORY_RECORDS = 32
 MAX_GET_RESPONSE = 32  # bounded chaining: 32 x 256 bytes is more than any EMV answer
+MAX_RECORDS = 64  # AFL records per read: real cards list 2 to 10
+MAX_BYTES = 16 * 1024  # answer bytes per read: a real read is 1 to 3 KiB
+MAX_APDUS = 256  # commands per read: a real read is 4 to 20
+MAX_LC = 255  # command data of a short APDU
+MAX_PDOL = MAX_LC - 3  # GPO data is 83 L V: with V > 127, L takes 2 bytes
 
 
 class EmvError(Exception):
@@ -78,6 +91,18 @@ class NoApplication(EmvError):
 
 class MissingData(EmvError):
     """The card did not give the PAN or the expiry date."""
+
+
+class CardLimitError(EmvError):
+    """The card asks for more than one read allows (records, bytes, commands): refused, not read."""
+
+
+class ReadTimeout(EmvError):
+    """The read passed its deadline (the card answers too slowly, or asks for too much)."""
+
+
+class ReadCancelled(EmvError):
+    """The caller's cancel event was set during the read: stopped between two commands."""
 
 
 class Transport(Protocol):
@@ -164,6 +189,11 @@ class EmvReader:
         terminal: Terminal | None = None,
         hmac_key: bytes | str | None = None,
         interface: str | None = None,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
+        max_records: int = MAX_RECORDS,
+        max_bytes: int = MAX_BYTES,
+        max_apdus: int = MAX_APDUS,
     ) -> None:
         self.transport = transport
         self.schemes = schemes
@@ -171,20 +201,41 @@ class EmvReader:
         self.terminal = terminal or Terminal()
         self.hmac_key = hmac_key
         self.interface: str = interface or str(getattr(transport, "interface", "contact"))
+        self.cancel = cancel
+        self.deadline = deadline  # time.monotonic() value
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_apdus = max_apdus
         self.apdu_count = 0
+        self.bytes_read = 0
+        self.records_read = 0
         self.trace: list[tuple[bytes, int]] = []  # (command header+data, sw): no response data kept
 
     # ------------------------------------------------------------------ APDU level
 
     def _tx(self, apdu: bytes) -> tuple[bytes, int]:
+        # Checked before every command: the cashier's cancel and the deadline end a read between two APDUs.
+        if self.cancel is not None and self.cancel.is_set():
+            raise ReadCancelled("the card read was cancelled")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise ReadTimeout(f"the card read took too long ({self.apdu_count} commands, {self.bytes_read} bytes)")
+        if self.apdu_count >= self.max_apdus:
+            raise CardLimitError(f"the card needs more than {self.max_apdus} commands to be read")
         self.apdu_count += 1
         data, sw = self.transport.transmit(apdu)
         self.trace.append((apdu[:4], sw))
+        self.bytes_read += len(data)
+        if self.bytes_read > self.max_bytes:
+            raise CardLimitError(
+                f"the card sent more than {self.max_bytes} bytes (at command {apdu[:4].hex().upper()})"
+            )
         return data, sw
 
     def command(self, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> tuple[bytes, int]:
         """One command with T=0 chaining handled; ``(response data, final sw)``."""
         head = bytes([cla, ins, p1, p2])
+        if len(data) > MAX_LC:  # checked before sending: a short APDU cannot carry it
+            raise CardDataError(f"command {head.hex().upper()}: {len(data)} bytes of data, at most {MAX_LC} fit")
         body = (bytes([len(data)]) + data) if data else b""
         apdu = head + body + (bytes([le]) if le is not None else b"")
         resp, sw = self._tx(apdu)
@@ -290,9 +341,9 @@ class EmvReader:
     def _gpo(self, fci: list[T.TLV]) -> tuple[list[T.TLV], bytes, bytes] | None:
         pdol = T.find_value(fci, 0x9F38)
         try:
-            dol_data = build_dol(pdol, self.terminal.data()) if pdol else b""
+            dol_data = build_dol(pdol, self.terminal.data(), limit=MAX_PDOL) if pdol else b""
         except T.TLVError as e:
-            raise CardDataError(f"malformed PDOL (9F38): {e}", e.offset) from None
+            raise CardDataError(f"PDOL (9F38) refused: {e}", e.offset) from None
         data, sw = self.command(0x80, 0xA8, 0x00, 0x00, T.encode(T.tlv(0x83, dol_data)))
         if sw == 0x6985:
             return None  # conditions of use not satisfied: next application
@@ -317,12 +368,23 @@ class EmvReader:
     def _records(self, afl: bytes) -> list[T.TLV]:
         if len(afl) % 4:
             raise CardDataError(f"AFL (94) length {len(afl)} is not a multiple of 4")
-        out: list[T.TLV] = []
+        entries: list[tuple[int, int, int]] = []
+        listed = 0
         for i in range(0, len(afl), 4):
             sfi, first, last = afl[i] >> 3, afl[i + 1], afl[i + 2]
             if not 1 <= sfi <= 30 or first == 0 or last < first:
                 raise CardDataError(f"AFL entry {i // 4 + 1} is invalid ({afl[i:i + 4].hex().upper()})", i)
+            entries.append((sfi, first, last))
+            listed += last - first + 1
+        # Refused before the first READ RECORD: a card listing thousands would hold the reader for minutes.
+        if self.records_read + listed > self.max_records:
+            raise CardLimitError(
+                f"the card lists {listed} records in its AFL (94); at most {self.max_records} are read"
+            )
+        out: list[T.TLV] = []
+        for sfi, first, last in entries:
             for rec in range(first, last + 1):
+                self.records_read += 1
                 data, sw = self.read_record(sfi, rec)
                 if sw != 0x9000:
                     raise CardStatusError(f"READ RECORD SFI {sfi} record {rec}", sw)

@@ -7,6 +7,7 @@ is wrong with ``6CXX`` (the terminal must resend with that Le), as ISO 7816-3 T=
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from drivers.emv import tlv as T
@@ -35,6 +36,8 @@ class App:
     pdol: bytes | None = None
     gpo_format: int = 1  # 1: 80 AIP+AFL; 2: 77 template
     gpo_extra: list[T.TLV] = field(default_factory=list)  # more data in a format 2 answer (57, 5F34, ...)
+    fci_extra: list[T.TLV] = field(default_factory=list)  # more data in the FCI's A5 template
+    default_record: bytes | None = None  # the answer to any READ RECORD not in ``records`` (hostile cards)
 
     def fci(self) -> bytes:
         prop: list[T.TLV] = [T.tlv(0x50, self.label.encode())]
@@ -46,6 +49,7 @@ class App:
             prop.append(T.tlv(0x5F2D, self.language.encode()))
         if self.preferred_name:
             prop += [T.tlv(0x9F11, b"\x01"), T.tlv(0x9F12, self.preferred_name.encode("latin-1"))]
+        prop += self.fci_extra
         return T.encode(T.tlv(0x6F, [T.tlv(0x84, self.aid), T.tlv(0xA5, prop)]))
 
     def directory_entry(self) -> T.TLV:
@@ -81,6 +85,7 @@ class Profile:
     garbage: dict[str, bytes] = field(default_factory=dict)  # command name -> raw answer (replaces the real one)
     expected_apdus: int | None = None  # our reader's count; the benchmark's "minimum"
     expect_error: str | None = None  # for garbage/pulled cards: the error class a reader must raise
+    apdu_delay: float = 0.0  # seconds the card thinks before each answer (a slow or stalling card)
 
 
 class VirtualCard:
@@ -111,6 +116,8 @@ class VirtualCard:
             return None
         if len(cmd) < 4:
             return sw(0x6700)
+        if p.apdu_delay:
+            time.sleep(p.apdu_delay)
         cla, ins, p1, p2 = cmd[:4]
         lc_data, le = _split(cmd)
         if ins == 0xC0 and cla == 0x00:
@@ -174,7 +181,7 @@ class VirtualCard:
                     return "READ RECORD", rec, 0x9000, False
                 return "READ RECORD", b"", 0x6A83, False
             if isinstance(self._selected, App):
-                found = self._selected.records.get((sfi, p1))
+                found = self._selected.records.get((sfi, p1), self._selected.default_record)
                 if found is None:
                     return "READ RECORD", b"", 0x6A83, False
                 return "READ RECORD", found, 0x9000, False

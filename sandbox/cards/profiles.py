@@ -247,6 +247,69 @@ def _profiles() -> dict[str, Profile]:
     p["garbage_6f00"] = garbage(
         "garbage_6f00", "answers 6F00 (no precise diagnosis) to SELECT PSE", {"SELECT PSE": b"\x6f\x00"},
         "CardStatusError")
+    p["garbage_wrong_tag"] = garbage(
+        "garbage_wrong_tag", "answers GPO with a 71 template instead of 80 or 77",
+        {"GPO": bytes.fromhex("710A82021800940408010200")}, "CardDataError")
+    p["garbage_wrong_length"] = garbage(
+        "garbage_wrong_length", "answers GPO in format 1 with 5 bytes (AIP + an AFL that is not 4-byte entries)",
+        {"GPO": bytes.fromhex("80051800080102")}, "CardDataError")
+
+    # Hostile cards: each one asks for more than a reader may give, and must be refused, bounded and typed.
+    pan = luhn_pan(CIB_TEST_BIN + "00007001")
+    p["pdol_huge"] = Profile(
+        name="pdol_huge",
+        description="a PDOL asking for 271 bytes: more than a GET PROCESSING OPTIONS carries (refused unsent)",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1,
+                  pdol=CONTACT_PDOL + bytes.fromhex("DF017F" "DF027F"), afl=AFL_STD,
+                  records=_std_records(pan, "2028-05"))],
+        expect_error="CardDataError",
+    )
+
+    pan = luhn_pan(CIB_TEST_BIN + "00007002")
+    flood = bytes(b for sfi in range(63) for b in ((sfi % 30 + 1) << 3, 1, 255, 0))  # 63 x 255 records
+    p["afl_flood"] = Profile(
+        name="afl_flood",
+        description="an AFL listing 16065 records (63 entries of 255), every one of which answers 9000",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, afl=flood,
+                  records=_std_records(pan, "2028-05"),
+                  default_record=record(T.tlv(0x5F20, b"TEST/CARDHOLDER")))],
+        expect_error="CardLimitError",
+    )
+
+    pan = luhn_pan(CIB_TEST_BIN + "00007003")
+    p["bytes_flood"] = Profile(
+        name="bytes_flood",
+        description="T=0 card sending 7.5 KB of FCI and 7.5 KB of GPO answer (61XX chains), then 10 records",
+        atr=EDAHABIA_ATR, pan=pan, expiry="2028-05", scheme="CIB", t0=True,
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, gpo_format=2,
+                  afl=bytes.fromhex("08010A00"), records=_std_records(pan, "2028-05"),
+                  fci_extra=[T.tlv(0xDF20, bytes(7500))], gpo_extra=[T.tlv(0xDF21, bytes(7500))],
+                  default_record=record(T.tlv(0xDF22, bytes(240))))],
+        expect_error="CardLimitError",
+    )
+
+    pan = luhn_pan(CIB_TEST_BIN + "00007004")
+    p["dol_zero_length"] = Profile(
+        name="dol_zero_length",
+        description="a PDOL with a zero-length entry (9F02 00): it asks for nothing, and nothing is sent for it",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1,
+                  pdol=bytes.fromhex("9F0200" "9F1A02" "5F2A02" "9A03" "9F3704"), afl=AFL_STD,
+                  records=_std_records(pan, "2028-05"))],
+        expected_apdus=8,
+    )
+
+    pan = luhn_pan(CIB_TEST_BIN + "00007005")
+    p["slow"] = Profile(
+        name="slow",
+        description="a CIB TEST card that thinks 0.15 s before every answer (deadline and cancel tests)",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=0.15,
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
+                  afl=AFL_STD, records=_std_records(pan, "2028-05"))],
+        expected_apdus=8,
+    )
     return p
 
 

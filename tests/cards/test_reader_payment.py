@@ -85,3 +85,76 @@ def test_a_lost_answer_with_no_record_yet_stays_unknown(reader_agent, insert, bi
         reader_agent.flow.resolve_unknown_online(p.payment_id)
     assert reader_agent.journal.get(p.payment_id).state == "unknown"
     assert reader_agent.journal.blocking_payment(bill.reference) is not None
+
+
+# ----------------------------------------------------------------------------- hostile cards (issue 12)
+# A card that cannot be used fails before anything leaves the agent: the payment is final (declined or
+# cancelled), never unknown, the bill stays payable, and the acquirer never heard of it.
+
+NOT_SENT = {
+    "pdol_huge": "PDOL",  # asks for 271 bytes: refused before GET PROCESSING OPTIONS
+    "afl_flood": "records",  # lists 16065 records: refused before the first READ RECORD
+    "bytes_flood": "bytes",  # 7.5 KB of FCI, 7.5 KB of GPO answer, then records
+    "garbage_wrong_tag": "71",  # GPO answered with a template that is neither 80 nor 77
+    "garbage_truncated": "runs past the end",
+}
+
+
+@pytest.mark.parametrize("profile", list(NOT_SENT))
+def test_an_unusable_card_is_declined_before_any_request(reader_agent, insert, billing_server, seeded_references,
+                                                        profile):
+    bill = reader_agent.flow.lookup(seeded_references[0])
+    with insert(profile) as link:
+        result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c0042")
+        commands = list(link.card.commands)
+    assert result.status == "declined", result.message
+    assert NOT_SENT[profile] in result.message and "\n" not in result.message
+    [p] = result.payments
+    assert p.state == "declined" and p.card is None
+    assert reader_agent.journal.blocking_payment(bill.reference) is None  # the bill can be paid again at once
+    assert reader_agent.client.get_authorization(p.transaction_id) is None  # nothing reached the acquirer
+    reads = [c for c in commands if c[:2] == b"\x00\xb2"]
+    assert len(reads) <= 64 + 2  # AFL records bounded (+ the PSE directory)
+    if profile == "pdol_huge":
+        assert not any(c[:2] == b"\x80\xa8" for c in commands)  # GPO never sent
+    assert_no_pan_in(reader_agent.config.state.dir, PROFILES[profile].pan)
+
+
+def test_a_card_too_slow_is_stopped_at_the_read_timeout(reader_agent, insert, billing_server, seeded_references):
+    """cards.read_timeout bounds the read itself (once the card is in), not only the wait for a card."""
+    reader_agent.flow.authorizers["card_reader"].config = with_changes(reader_agent.config, cards={"read_timeout": 0.4})
+    bill = reader_agent.flow.lookup(seeded_references[1])
+    with insert("slow") as link:
+        result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c")
+        seen = link.apdus
+    assert result.status == "declined" and "too long" in result.message, result.message
+    assert seen < PROFILES["slow"].expected_apdus  # stopped between two commands, not at the end
+    assert reader_agent.journal.blocking_payment(bill.reference) is None
+
+
+def test_the_cashier_cancel_stops_the_card_read(reader_agent, insert, billing_server, seeded_references):
+    """Cancel pressed while the card is being read: no further command goes to the card, nothing is sent."""
+    import threading
+
+    cancel = threading.Event()
+
+    def on_status(key: str) -> None:
+        if key == "reading_card":
+            cancel.set()
+
+    bill = reader_agent.flow.lookup(seeded_references[2])
+    with insert("slow") as link:
+        result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c", cancel=cancel,
+                                       on_status=on_status)
+        seen = link.apdus
+    assert result.status == "cancelled", result.message
+    assert seen == 0
+    [p] = result.payments
+    assert reader_agent.client.get_authorization(p.transaction_id) is None
+
+
+def test_a_zero_length_dol_entry_sends_nothing_for_it(reader_agent, insert, billing_server, seeded_references):
+    bill = reader_agent.flow.lookup(seeded_references[3])
+    with insert("dol_zero_length"):
+        result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c")
+    assert result.status == "approved", result.message
