@@ -1,0 +1,56 @@
+"""The UI's upload worker outlives a billing server that answers garbage, and uploads once it is sane again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.core.stub_server import StubServer, json_answer
+from tests.core.test_review_fixes import requests_forward
+from tests.ui.conftest import login, screen_name, text_of, type_into, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_upload_worker_survives_a_garbage_batch_answer_and_uploads_later(
+    ui_app: Any, ui_config: Any, billing_server: Any, seeded_references: list[str]
+) -> None:
+    forward = requests_forward(billing_server)
+    garbage = {"on": True, "served": 0}
+
+    def handler(method: str, path: str, body: Any) -> tuple[int, dict[str, str], bytes]:
+        if garbage["on"] and path.endswith("/payments/batch"):
+            garbage["served"] += 1
+            # A result whose `error` is a string: the shape that killed the worker (issue 12).
+            return json_answer(200, {"results": [{"payment_id": p["payment_id"], "status": "rejected",
+                                                  "error": "invalid_payment"} for p in body["payments"]]})
+        return forward(method, path, body)
+
+    ref = seeded_references[0]
+    with StubServer(handler) as stub:
+        cfg = ui_config.model_copy(deep=True)
+        cfg.server.url = stub.url
+        app = ui_app(cfg, status_interval=0.1)
+        async with app.run_test(size=(160, 44)) as pilot:
+            await login(pilot)
+            await type_into(pilot, "#reference", ref)
+            await wait_for(pilot, lambda: app.screen.basket, "the bill in the basket")
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+            await pilot.press("enter")
+            [p] = app.backend.journal.list(bill_reference=ref)
+            await wait_for(pilot, lambda: garbage["served"] >= 2, "two garbage batch answers")
+            await wait_for(pilot, lambda: "Hors ligne" in text_of(pilot, "#sb-link"), "offline in the bar")
+            link = app.sync_worker.status()
+            assert "results[0].error" in (link.last_error or "")
+            assert app.backend.journal.get(p.payment_id).state == "approved"  # kept, never marked rejected
+            sync = [w for w in app.workers if w.name == "sync"]
+            assert sync and not sync[0].is_finished, "the upload worker died"
+
+            garbage["on"] = False  # the server is sane again
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "Non transmis : 0" in text_of(pilot, "#sb-queue"), "the queue drained")
+            await wait_for(pilot, lambda: "En ligne" in text_of(pilot, "#sb-link"), "online in the bar")
+    assert app.backend.journal.get(p.payment_id).state == "uploaded"
+    assert [r["payment_id"] for r in billing_server.recorded_payments()] == [p.payment_id]
