@@ -35,6 +35,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from argon2.low_level import Type
 
+from agent.storage import ensure_state_dir
+
 Role = Literal["cashier", "supervisor"]
 ROLES = ("cashier", "supervisor")
 
@@ -281,7 +283,7 @@ class CashierStore:
         # of short numeric PINs if the file leaks.
         self._hasher = hasher or PasswordHasher(type=Type.ID)
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_state_dir(self.path.parent)  # 0700 even when `guichet cashier add` is the first command
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(self.path, 0o600)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agent.authorize import Authorizer, CashAuthorizer
 from agent.billing import BillingClient
 from agent.bills import BillCache
+from agent.errors import JournalError
 from agent.journal import Journal, Payment
 from agent.locks import CounterLock
 from agent.payments import PaymentFlow
@@ -67,7 +68,12 @@ class AgentContext:
             if take_payments:
                 counter = CounterLock(state)
                 counter.acquire()
-                recovered = journal.recover()
+                try:
+                    recovered = journal.recover()
+                except JournalError:
+                    if journal.damage is None:
+                        raise
+                    recovered = []  # a damaged journal: what can be read still is; new payments are refused
                 for p in recovered:
                     log.warning(
                         "payment %s left %s by a restart",

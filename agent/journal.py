@@ -38,7 +38,7 @@ import sqlite_utils
 from agent.crashpoints import ARMED, crashpoint
 from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError
 from agent.states import ALLOWED, State
-from agent.storage import ensure_state_dir
+from agent.storage import describe_sqlite_error, ensure_state_dir
 
 DB_NAME = "journal.db"
 
@@ -504,7 +504,7 @@ def _explain(e: sqlite3.DatabaseError) -> str:
         return f"the file or its directory is read-only ({msg})"
     if "unable to open" in msg:
         return f"cannot open the database ({msg}); check the directory exists and is writable"
-    return msg
+    return describe_sqlite_error(e)  # disk full, I/O error...: said in words, SQLite's text kept
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[int, str]]) -> None:
@@ -592,6 +592,82 @@ class HighWater:
             self._fd = None
 
 
+PENDING_NAME = "journal.pending"
+# Outcomes the journal could not write (disk full, I/O error), kept until it can: a file of fixed slots
+# written in place, preallocated while there is room, so that parking an outcome needs no new block.
+_PENDING_SLOTS = 32
+_PENDING_SLOT = 2048
+_PENDING_HEAD = struct.Struct("<4sII")  # magic, length, CRC-32 of the JSON
+_PENDING_MAGIC = b"GPO1"
+
+
+class PendingOutcomes:
+    """Outcomes (an approval above all) that the journal failed to write, parked until it can.
+
+    Each is one JSON record in a slot of a preallocated file (0600; no PAN: a card here is what the journal
+    stores, masked and tokenized), fsynced; `Journal.replay_pending` writes them into the journal and clears
+    their slots. A torn or never-written slot fails its CRC and is free.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self._fd: int | None = fd
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+        size = os.fstat(fd).st_size
+        if size < _PENDING_SLOTS * _PENDING_SLOT:
+            try:  # real zeros, not a hole: writing into the slots later must not need a free block
+                os.pwrite(fd, bytes(_PENDING_SLOTS * _PENDING_SLOT - size), size)
+                os.fsync(fd)
+            except OSError as e:
+                log.warning("%s: cannot preallocate (%s)", path, e.strerror)
+        self.count = len(self.items())
+
+    def items(self) -> builtins.list[tuple[int, dict[str, Any]]]:
+        """(slot, record) of every parked outcome, oldest slot first."""
+        if self._fd is None:
+            return []
+        data = os.pread(self._fd, _PENDING_SLOTS * _PENDING_SLOT, 0)
+        out = []
+        for slot in range(len(data) // _PENDING_SLOT):
+            raw = data[slot * _PENDING_SLOT : (slot + 1) * _PENDING_SLOT]
+            magic, length, crc = _PENDING_HEAD.unpack_from(raw)
+            body = raw[_PENDING_HEAD.size : _PENDING_HEAD.size + length]
+            if magic != _PENDING_MAGIC or len(body) != length or zlib.crc32(body) != crc:
+                continue
+            try:
+                out.append((slot, orjson.loads(body)))
+            except orjson.JSONDecodeError:
+                continue
+        return out
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Park `record` in a free slot, on disk when this returns; OSError if it cannot be."""
+        if self._fd is None:
+            raise OSError(0, "closed")
+        body = orjson.dumps(record)
+        if len(body) > _PENDING_SLOT - _PENDING_HEAD.size:
+            raise OSError(0, f"record of {len(body)} bytes does not fit a slot")
+        used = {slot for slot, _ in self.items()}
+        free = next((n for n in range(_PENDING_SLOTS) if n not in used), len(used))  # past the end: grows
+        os.pwrite(self._fd, _PENDING_HEAD.pack(_PENDING_MAGIC, len(body), zlib.crc32(body)) + body,
+                  free * _PENDING_SLOT)
+        os.fsync(self._fd)
+        self.count += 1
+
+    def clear(self, slot: int) -> None:
+        if self._fd is not None:
+            os.pwrite(self._fd, bytes(_PENDING_HEAD.size), slot * _PENDING_SLOT)
+            os.fsync(self._fd)
+            self.count = max(0, self.count - 1)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Journal:
     """The payments journal of one terminal. Thread-safe: one connection, one lock."""
 
@@ -604,6 +680,7 @@ class Journal:
         self.agency_id = agency_id
         self._recent: dict[str, Payment] = {}
         self._hwm: HighWater | None = None
+        self._pending: PendingOutcomes | None = None
         # Why no new payment may be taken (one line, with the way out), or None: a failed integrity check,
         # or a loss of committed payments not yet accepted by a supervisor. Reading stays possible.
         self.damage: str | None = None
@@ -625,6 +702,10 @@ class Journal:
             if check:
                 journal.damage = journal._quick_check()
             journal._open_high_water()
+            try:
+                journal._pending = PendingOutcomes(path.with_name(PENDING_NAME))
+            except OSError as e:
+                log.error("%s: cannot open (%s)", path.with_name(PENDING_NAME), e.strerror)
         except BaseException:
             journal.close()
             raise
@@ -636,6 +717,8 @@ class Journal:
         with self._lock:
             if self._hwm is not None:
                 self._hwm.close()
+            if self._pending is not None:
+                self._pending.close()
             self._conn.close()
 
     # -- integrity -------------------------------------------------------------------------------
@@ -786,7 +869,7 @@ class Journal:
 
     def incidents(self) -> builtins.list[dict[str, Any]]:
         """Every loss the journal found, oldest first, with who accepted it."""
-        with self._lock:
+        with self._reading():
             return [dict(r) for r in self._conn.execute("SELECT * FROM incident ORDER BY incident_id")]
 
     def accept_loss(self, supervisor: str) -> int:
@@ -850,6 +933,15 @@ class Journal:
         if isinstance(e, sqlite3.DatabaseError):
             raise JournalError(f"{self.path}: write failed: {_explain(e)}") from None
         raise e
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """self._lock, with a database error (damaged page, I/O error) as JournalError: one line."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as e:
+                raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> builtins.list[Payment]:
         """Payments whose ids `sql` selects (first column), in its order; built by _load like every other."""
@@ -1100,11 +1192,80 @@ class Journal:
         if move.final:
             c.execute("DELETE FROM open WHERE seq = ?", (seq,))
 
+    def park(
+        self,
+        payment_ids: Sequence[str],
+        to: State,
+        *,
+        actor: str,
+        card: dict[str, Any] | None = None,
+        authorization: dict[str, Any] | None = None,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Keep an outcome that `transition` could not write (disk full, I/O error) in journal.pending,
+        fsynced, for `replay_pending` to write once the journal can. Raises StorageError if even that fails."""
+        from agent.errors import StorageError
+
+        record = {
+            "payment_ids": builtins.list(payment_ids),
+            "to": str(State(to).value),
+            "actor": actor,
+            "card": card,
+            "authorization": authorization,
+            "error": error,
+            "detail": detail,
+            "at": now_precise(),
+        }
+        if self._pending is None:
+            raise StorageError(f"{self.path.with_name(PENDING_NAME)}: not available")
+        try:
+            with self._lock:
+                self._pending.add(record)
+        except OSError as e:
+            raise StorageError(f"{self._pending.path}: cannot park the outcome: {e.strerror or e}") from None
+
+    @property
+    def parked(self) -> int:
+        """Outcomes waiting in journal.pending to be written into the journal."""
+        return self._pending.count if self._pending is not None else 0
+
+    def replay_pending(self) -> builtins.list[Payment]:
+        """Write parked outcomes into the journal (a payment still `authorizing` or `unknown` takes it; one
+        already settled keeps its state) and clear them. Stops at the first write that fails again."""
+        if self._pending is None or not self._pending.count:
+            return []
+        done: builtins.list[Payment] = []
+        for slot, r in self._pending.items():
+            ids = [str(i) for i in r.get("payment_ids") or []]
+            try:
+                to = State(str(r.get("to")))
+                waiting = [p.payment_id for p in self._load(ids) if p.state in (State.AUTHORIZING, State.UNKNOWN)]
+                if waiting:
+                    done += self.transition(
+                        waiting,
+                        to,
+                        actor=str(r.get("actor") or "recovery"),
+                        card=r.get("card"),
+                        authorization=r.get("authorization"),
+                        error=r.get("error"),
+                        detail={**(r.get("detail") or {}), "parked_at": r.get("at"), "from": PENDING_NAME},
+                    )
+            except (InvalidTransition, ValueError) as e:
+                log.error("%s: parked outcome for %s dropped: %s", self._pending.path, ids, e)
+            except JournalError as e:
+                log.error("%s: parked outcomes still wait: %s", self._pending.path, e)
+                break
+            with self._lock:
+                self._pending.clear(slot)
+        return done
+
     def recover(self, actor: str = "recovery") -> builtins.list[Payment]:
-        """After a crash: `authorizing` becomes `unknown` (the card may have been charged: never guess),
-        `created` becomes `cancelled` (nothing was asked for money yet). Returns what it changed."""
-        changed: builtins.list[Payment] = []
-        with self._lock:
+        """After a crash: an outcome parked in journal.pending is written first; then `authorizing` becomes
+        `unknown` (the card may have been charged: never guess), `created` becomes `cancelled` (nothing was
+        asked for money yet). Returns what it changed."""
+        changed: builtins.list[Payment] = self.replay_pending()
+        with self._reading():
             rows = self._conn.execute(
                 "SELECT payment_id, state FROM unsettled WHERE state IN ('authorizing', 'created') ORDER BY seq"
             ).fetchall()
@@ -1172,7 +1333,7 @@ class Journal:
 
     def upload_failures(self, payment_id: str) -> int:
         """Failed uploads of a payment while it waits in the outbox."""
-        with self._lock:
+        with self._reading():
             row = self._conn.execute(
                 "SELECT o.attempts FROM payment p JOIN open o ON o.seq = p.seq WHERE p.payment_id = ?", (payment_id,)
             ).fetchone()
@@ -1188,7 +1349,7 @@ class Journal:
 
     def find(self, key: str) -> Payment:
         """A payment by id, id prefix (8+ chars) or receipt number; KeyError if none or ambiguous."""
-        with self._lock:
+        with self._reading():
             ids = self._conn.execute(
                 "SELECT payment_id FROM payment WHERE payment_id = ? OR receipt_number = ? OR"
                 " (length(?) >= 8 AND payment_id LIKE ? || '%') LIMIT 2",
@@ -1245,7 +1406,7 @@ class Journal:
 
     def blocking_payment(self, bill_reference: str) -> Payment | None:
         """An `authorizing` or `unknown` payment for that bill: no new payment for it may start."""
-        with self._lock:
+        with self._reading():
             row = self._conn.execute(
                 f"SELECT p.payment_id FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
                 " WHERE p.bill_reference = ? AND e.state IN ('authorizing', 'unknown') ORDER BY p.created_at LIMIT 1",
@@ -1255,7 +1416,7 @@ class Journal:
 
     def outbox_batch(self, limit: int) -> builtins.list[Payment]:
         """The oldest approved payments waiting for upload."""
-        with self._lock:
+        with self._reading():
             ids = [
                 r[0]
                 for r in self._conn.execute(
@@ -1268,7 +1429,7 @@ class Journal:
     def pending_against(self, bill_reference: str, fetched_at: str | None) -> int:
         """Minor units paid here on a bill that a bill snapshot taken at `fetched_at` does not show yet:
         unsent or in-doubt payments, and those uploaded after the snapshot was taken."""
-        with self._lock:
+        with self._reading():
             row = self._conn.execute(
                 f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
                 " WHERE p.bill_reference = ? AND (e.state IN ('approved', 'unknown', 'authorizing')"
@@ -1279,7 +1440,7 @@ class Journal:
 
     def queue_stats(self) -> QueueStats:
         stats = QueueStats()
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 "SELECT u.state, p.currency, COUNT(*), SUM(p.amount), MIN(p.captured_at)"
                 " FROM unsettled u JOIN payment p USING (payment_id) GROUP BY u.state, p.currency"
@@ -1305,7 +1466,7 @@ class Journal:
         return stats
 
     def audit(self, payment_id: str) -> builtins.list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 "SELECT e.at, e.from_state, e.state AS to_state, e.actor, e.detail"
                 " FROM payment p JOIN event e ON e.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7"

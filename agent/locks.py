@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from agent.errors import AlreadyRunning
+from agent.storage import ensure_state_dir
 
 
 class StateLock:
@@ -23,7 +24,7 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self, wait: bool = False) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_state_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -29,14 +29,17 @@ from agent.errors import (
     BillNotPayable,
     GuichetError,
     InvalidAmount,
+    JournalError,
     MethodUnavailable,
     ServerUnreachable,
     SettlementRefused,
+    StorageError,
 )
 from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
 from agent.logs import scrub_pans
 from agent.states import State
+from agent.storage import MIN_FREE_BYTES, check_free_space
 from config import Config
 from config.money import format_amount
 
@@ -50,6 +53,9 @@ class PayResult:
     message: str = ""
     captured_offline: bool = False
     notices: list[str] = field(default_factory=list)
+    # False: the outcome could not be written into the journal (disk full, I/O error); it is parked in
+    # journal.pending and written at the next payment or start. `message` says so; never charge again.
+    journaled: bool = True
 
     @property
     def receipt_number(self) -> str:
@@ -92,6 +98,7 @@ class PaymentFlow:
         self.client = client
         self.bills = bills
         self.authorizers = authorizers
+        self.min_free_bytes = MIN_FREE_BYTES  # free space the state dir needs before a payment starts
 
     # -- bills -----------------------------------------------------------------------------------
 
@@ -154,6 +161,9 @@ class PaymentFlow:
         """Everything that must hold before a payment starts; returns the amount per bill."""
         if not bills:
             raise InvalidAmount("no bill to pay")
+        # Storage first: nobody is asked for money unless its outcome can be written.
+        self.journal.require_healthy()
+        check_free_space(self.journal.path.parent, self.min_free_bytes)
         if method not in self.authorizers:
             raise MethodUnavailable(f"method {method!r}: not available on this counter")
         refs = [b.reference for b in bills]
@@ -206,6 +216,8 @@ class PaymentFlow:
     ) -> PayResult:
         """Take one payment for `bills` (one authorisation for their total). Raises before anything is
         written if a check fails; once written, always returns a PayResult."""
+        if self.journal.parked:  # outcomes a full disk kept out of the journal: in first, if there is room now
+            self.journal.replay_pending()
         amounts = self.check(bills, method, amount)
         cancel = cancel or threading.Event()
         on_status = on_status or _ignore_status
@@ -258,18 +270,54 @@ class PaymentFlow:
         detail: dict[str, Any] = dict(outcome.detail)
         if outcome.message:
             detail["message"] = outcome.message
-        done = self.journal.transition(
-            ids,
-            to,
-            actor=actor,
-            card=outcome.card,
-            authorization=authorization,
-            error=outcome.message
-            if to in (State.DECLINED, State.CANCELLED, State.UNKNOWN) and outcome.message
-            else None,
-            detail=detail or None,
-        )
+        error = outcome.message if to in (State.DECLINED, State.CANCELLED, State.UNKNOWN) and outcome.message else None
+        try:
+            done = self.journal.transition(
+                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error, detail=detail or None
+            )
+        except (JournalError, StorageError) as e:
+            # Money may have moved: the outcome is returned and shown whatever the disk says, and kept.
+            return self._unjournaled(ids, to, outcome, authorization, error, detail, actor, offline, e)
         return PayResult(outcome.status, done, outcome.message, offline)
+
+    def _unjournaled(
+        self,
+        ids: list[str],
+        to: State,
+        outcome: AuthOutcome,
+        authorization: dict[str, Any] | None,
+        error: str | None,
+        detail: dict[str, Any],
+        actor: str,
+        offline: bool,
+        failure: GuichetError,
+    ) -> PayResult:
+        """The outcome's journal write failed: park it (journal.pending, written at the next payment or start),
+        and return it with a loud message. If even parking fails, the journal keeps the payment `authorizing`,
+        which the next start turns `unknown`: settled from the ticket, never charged twice."""
+        try:
+            self.journal.park(
+                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error, detail=detail or None
+            )
+            kept = "kept aside, written to the journal when the disk has room"
+        except GuichetError as e:
+            kept = f"NOT kept ({e}): it will show as unknown; settle it from the ticket"
+        message = (
+            f"{outcome.status.upper()}, not yet journaled: do not charge again; {kept} (journal: {failure})"
+        )
+        log.critical("payment %s %s", ids[0], message, extra={"payment_id": ids[0]})
+        changes: dict[str, Any] = {"state": to.value}
+        if outcome.card is not None:
+            changes["card"] = outcome.card
+        if authorization is not None:
+            changes["authorization"] = authorization
+        held = []
+        for pid in ids:
+            try:
+                held.append(replace(self.journal.get(pid), **changes))
+            except (GuichetError, KeyError):
+                continue  # unreadable too: the message and the receipt number still go back to the caller
+        return PayResult(outcome.status, held, message, offline, journaled=False)
 
     # -- unknown outcomes ----------------------------------------------------------------------------
 

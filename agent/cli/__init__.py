@@ -23,6 +23,7 @@ COMMANDS = {
     "tpe": ("agent.cli.tpe", "tpe", "The serial payment terminal (Concert)."),
     "pay": ("agent.cli.pay", "pay", "One payment without the UI."),
     "queue": ("agent.cli.pay", "queue", "The payments journal and its upload queue."),
+    "journal": ("agent.cli.journal", "journal", "The journal's health: check it, accept a loss it found."),
     "sync": ("agent.cli.pay", "sync", "Upload the queue to the billing server."),
     "doctor": ("agent.cli.doctor", "doctor", "Check the installation and explain what to fix."),
     "cashier": ("agent.cli.cashier", "cashier", "Cashiers: add, list, unlock, change PIN."),
