@@ -12,7 +12,11 @@ Mapping from the terminal's result (DESIGN.md step 4-5):
 - cancelled -> cancelled: by the cashier before the amount left us, or the terminal answered that no card
   was used (E+ status 7, empty report; V3 AE=01 AF=06/08/11, or a request it did not take);
 - anything else once the request frame may have reached the terminal (no answer, line dropped, unreadable
-  answer, an amount other than asked) -> unknown: the cashier settles it from the TPE's ticket. Never resent.
+  answer, an amount other than asked, an approval whose fields fail their checks) -> unknown: the cashier
+  settles it from the TPE's ticket. Never resent.
+
+Every text from the terminal is checked and scrubbed in the driver (``drivers.concert``); what is recorded here
+is scrubbed of card numbers again (``drivers.pan.scrub_pans``) and bounded in length before the journal sees it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from drivers.concert import (
     Result,
     link_from_config,
 )
+from drivers.pan import scrub_pans
 
 
 def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
@@ -61,6 +66,14 @@ def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
     return "OTHER"
 
 
+MAX_TEXT = 300  # characters of any terminal-derived text recorded in the journal
+
+
+def _safe(text: str, limit: int = MAX_TEXT) -> str:
+    """What the journal may keep of a text that came from the terminal: no card number, bounded."""
+    return scrub_pans(text)[:limit]
+
+
 class TerminalAuthorizer:
     """Authorizer for ``card_terminal`` (see agent.authorize.Authorizer)."""
 
@@ -88,8 +101,8 @@ class TerminalAuthorizer:
         except Exception as e:  # noqa: BLE001 - a driver bug: we cannot tell whether the amount left us
             return AuthOutcome(
                 "unknown",
-                message=f"terminal driver error ({e!r}). Check the terminal's ticket before charging again.",
-                detail={"error": repr(e)},
+                message=_safe(f"terminal driver error ({e!r}). Check the terminal's ticket before charging again."),
+                detail={"error": _safe(repr(e))},
             )
         out = self.outcome(result, req)
         out.detail["protocol"] = link.protocol
@@ -100,7 +113,7 @@ class TerminalAuthorizer:
         detail: dict[str, Any] = {
             "terminal_result": result.kind,
             "amount_sent": result.amount_sent,
-            "message": result.message,
+            "message": _safe(result.message),
             "naks_received": result.naks_received,
             "naks_sent": result.naks_sent,
             "elapsed_ms": round(result.elapsed * 1000),
@@ -116,11 +129,13 @@ class TerminalAuthorizer:
                 "amount": response.amount,
                 "currency_numeric": response.currency_numeric,
                 "pos_number": response.pos_number,
-                "private": response.private.strip(),
+                "private": _safe(response.private.strip(), 32),
                 "pan_masked": response.pan_masked,
             }
             if response.reason:  # V3: AF, why the terminal did not do it
-                detail["answer"]["reason"] = response.reason
+                detail["answer"]["reason"] = _safe(response.reason, 2)
+            if response.problems:  # fields the driver dropped (names and lengths only)
+                detail["answer"]["dropped"] = [_safe(p) for p in response.problems]
         if isinstance(result, Approved):
             r = result.response
             card = {
@@ -132,18 +147,19 @@ class TerminalAuthorizer:
             }
             # V3: AC; E+ has no such field: terminals put it in the private data.
             return AuthOutcome(
-                "approved", card=card, code=r.auth_code, reference=None,
+                "approved", card=card, code=_safe(r.auth_code, 12), reference=None,
                 message="approved by the terminal", detail=detail,
             )
+        text = _safe(result.message)
         if isinstance(result, Refused):
-            return AuthOutcome("declined", message=f"declined by the terminal: {result.message}", detail=detail)
+            return AuthOutcome("declined", message=f"declined by the terminal: {text}", detail=detail)
         if isinstance(result, Cancelled):
             who = "on the terminal" if result.by == "terminal" else "by the cashier"
             return AuthOutcome("cancelled", message=f"cancelled {who}", detail=detail)
         if result.amount_sent:
             return AuthOutcome(
                 "unknown",
-                message=f"{result.message}. Check the terminal's ticket before charging again.",
+                message=f"{text}. Check the terminal's ticket before charging again.",
                 detail=detail,
             )
-        return AuthOutcome("cancelled", message=f"amount not sent: {result.message}", detail=detail)
+        return AuthOutcome("cancelled", message=f"amount not sent: {text}", detail=detail)

@@ -25,7 +25,7 @@ from functools import reduce
 from operator import xor
 
 from config.money import MoneyError, currency, currency_by_numeric
-from drivers.pan import mask_pan
+from drivers.pan import mask_pan, scrub_pans
 
 STX, ETX, EOT, ENQ, ACK, NAK = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
 CONTROL_NAMES = {STX: "STX", ETX: "ETX", EOT: "EOT", ENQ: "ENQ", ACK: "ACK", NAK: "NAK"}
@@ -234,6 +234,11 @@ class Response:
         return ""
 
     @property
+    def problems(self) -> tuple[str, ...]:
+        """Fields dropped on reading (V3 has some); an E+ answer is fixed-width printable ASCII: none."""
+        return ()
+
+    @property
     def aid(self) -> str | None:
         return None
 
@@ -258,7 +263,7 @@ class Response:
             amount=int(_digits(t[3:11], 8, "amount")),
             payment_mode=t[11],
             currency_numeric=_digits(cur, 3, "currency"),
-            private=private,
+            private=scrub_pans(private),  # 10 characters cannot hold a card number today; scrubbed all the same
             extended=len(t) == RESPONSE_EXTENDED_LENGTH,
             pan_masked=pan_from_report(report),
             card_presented=bool(report.strip()),

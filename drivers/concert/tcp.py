@@ -15,7 +15,8 @@ error" answer (``AE=01 AF=09``) plays its part and is the only one after which t
 The message has no length and no end marker: the answer is complete when the bytes read are a whole number
 of records holding the tags the outcome rests on (``AE``, ``CA``, ``CE``, and ``CB`` when done) and nothing
 more comes for ``quiet`` seconds (or the terminal closes the connection). Bytes before the first ``CZ`` are
-noise and skipped; after it, every byte must parse.
+noise and skipped; after it, every byte must parse. The answer's free fields are checked and scrubbed of card
+numbers in ``drivers.concert.v3.check_fields``; an approval whose fields fail is unknown, never kept raw.
 """
 
 from __future__ import annotations
@@ -363,6 +364,11 @@ class V3Link:
             if r.amount != req.amount:
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
                                     message=f"done for {r.amount} minor units, asked {req.amount}{unknown}")
+            if r.problems:
+                # Money may have moved, but what the terminal sent cannot be kept as a record (a card number
+                # in the authorisation code, an over-long field): the ticket is the record.
+                return self._result(LinkError, c, amount_sent=True, stage="answer",
+                                    message=f"approved, but the answer is unusable: {'; '.join(r.problems)}{unknown}")
             return self._result(Approved, c, amount_sent=True, response=r, message="approved")
         if r.status == STATUS_NOT_DONE:
             if r.reason == "01":  # "not done" yet "authorised": no way to tell which is true

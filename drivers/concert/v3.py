@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from drivers.concert.framing import ConcertError, currency_numeric
 from drivers.concert.framing import check_amount as check_field_amount
-from drivers.pan import mask_pan
+from drivers.pan import mask_pan, scrub_pans
 
 AMOUNT_DIGITS = 12  # CB: variable, 2..12 digits
 MAX_AMOUNT = 10**AMOUNT_DIGITS - 1
@@ -65,6 +65,10 @@ REASONS = {
 REASON_FORMAT_ERROR = "09"
 
 MANDATORY_REQUEST = ("CZ", "CJ", "CA", "CB", "CD", "CE")
+
+# What an answer's free fields may hold once read (PayXpert's dictionary: AC at most 10; CF is ours to bound).
+AUTH_CODE = re.compile(r"[0-9A-Za-z]{1,10}")
+MAX_PRIVATE = 32
 
 _TAG = re.compile(rb"[A-Z0-9]{2}")
 
@@ -283,10 +287,50 @@ def mask_reported_pan(value: str) -> str | None:
     return m.group(1) + "*" * len(m.group(2)) + m.group(3)
 
 
+def check_fields(tags: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The answer's free fields as they may be kept, and what was wrong with the others (one line each, naming
+    the tag, never its value). Every kept value is scrubbed of card numbers; a field that fails is dropped.
+
+    >>> check_fields({"AC": "A1B2C3", "CF": "ref 4111111111111111"})
+    ({'AC': 'A1B2C3', 'CF': 'ref 411111******1111', 'AF': '', 'CD': ''}, ())
+    >>> check_fields({"AC": "4111111111111111"})[1]
+    ('authorisation code (AC): 16 characters, expected 1 to 10 letters or digits',)
+    """
+    kept: dict[str, str] = {}
+    problems: list[str] = []
+    code = tags.get("AC", "").strip()
+    if code and not AUTH_CODE.fullmatch(code):
+        problems.append(f"authorisation code (AC): {len(code)} characters, expected 1 to 10 letters or digits")
+        code = ""
+    kept["AC"] = code
+    private = scrub_pans(tags.get("CF", "")).strip()
+    if len(private) > MAX_PRIVATE:
+        problems.append(f"private data (CF): {len(private)} characters, at most {MAX_PRIVATE}")
+        private = ""
+    kept["CF"] = private
+    reason = tags.get("AF", "")
+    if reason and not re.fullmatch(r"\d{2}", reason):
+        problems.append(f"reason (AF): {len(reason)} characters, expected two digits")
+        reason = ""
+    kept["AF"] = reason
+    action = tags.get("CD", "")
+    if action and not re.fullmatch(r"[0-9A-Z]", action):
+        problems.append(f"action (CD): {len(action)} characters, expected one letter or digit")
+        action = ""
+    kept["CD"] = action
+    if "AA" in tags and mask_reported_pan(tags["AA"]) is None:
+        problems.append(f"card number (AA): {len(tags['AA'])} characters, not a masked card number")
+    return kept, tuple(problems)
+
+
 @dataclass(frozen=True)
 class V3Response:
     """The terminal's answer. ``AA`` is masked inside ``decode`` and the raw value never kept; ``AB`` (expiry)
-    and ticket data are not kept either. Attribute names follow the E+ ``Response`` where they mean the same."""
+    and ticket data are not kept either. Attribute names follow the E+ ``Response`` where they mean the same.
+
+    Free fields (``AC``, ``CF``, ``AF``, ``CD``) are checked and scrubbed by :func:`check_fields`: what fails is
+    dropped and named in ``problems``; the link makes an approval with problems unknown (money may have moved
+    and the record would be incomplete), and keeps any other outcome without the dropped fields."""
 
     version: str
     pos_number: str
@@ -300,6 +344,7 @@ class V3Response:
     pan_masked: str | None = None
     aid: str | None = None
     extended: bool = True  # E+ compatibility: a V3 answer always says whether a card was read
+    problems: tuple[str, ...] = ()  # fields dropped by check_fields, one line each (no values)
 
     @property
     def approved(self) -> bool:
@@ -319,18 +364,20 @@ class V3Response:
             raise TlvError(0, records[0][0] if records else None, "an answer starts with CZ (the version)")
         tags = dict(records)
         amount = _amount(tags) if "CB" in tags else None
+        kept, problems = check_fields(tags)
         return cls(
             version=_need(tags, "CZ", r"\d{4}", "four digits"),
             pos_number=_need(tags, "CA", r"\d{2}", "two digits"),
             status=_need(tags, "AE", r"\d{2}", "two digits (status of the action)"),
             currency_numeric=_need(tags, "CE", r"\d{3}", "three digits"),
             amount=amount,
-            reason=tags.get("AF", "")[:50],
-            action=tags.get("CD", ""),
-            private=tags.get("CF", ""),
-            auth_code=tags.get("AC", ""),
+            reason=kept["AF"],
+            action=kept["CD"],
+            private=kept["CF"],
+            auth_code=kept["AC"],
             pan_masked=mask_reported_pan(tags["AA"]) if "AA" in tags else None,
             aid=tags["AI"] if re.fullmatch(r"[0-9A-F]{10,32}", tags.get("AI", "")) else None,
+            problems=problems,
         )
 
     @classmethod

@@ -53,6 +53,11 @@ V3_BEHAVIOURS = {
     "garbage": "noise bytes before the answer, then approve",
     "fragmented": "approve, the answer split in pieces a few milliseconds apart",
     "unplug": "read the request, then the connection drops (reset)",
+    # Hostile terminals: fields a real terminal should never send, which must never be stored as sent.
+    "pan_in_code": "approve with the card's full PAN as the authorisation code (AC)",
+    "pan_in_private": "approve with the card's full PAN in the private data (CF)",
+    "long_fields": "approve with an 11-character AC and a 999-character CF holding the full PAN",
+    "refuse_long": "refuse with a 999-character CF holding the full PAN, a 50-character AF and a bad AA",
 }
 AIDS = {"VISA": "A0000000031010"}  # CIB/Edahabia AIDs come from the acquirer: none is invented here
 
@@ -346,7 +351,9 @@ class V3Simulator:
         else:
             self._send(conn, answer)
         ex.outcome = {"approve": "approved", "slow": "approved", "garbage": "approved", "fragmented": "approved",
-                      "refuse": "refused", "cancel": "cancelled", "malformed": "malformed"}[behaviour]
+                      "refuse": "refused", "cancel": "cancelled", "malformed": "malformed",
+                      "pan_in_code": "approved", "pan_in_private": "approved", "long_fields": "approved",
+                      "refuse_long": "refused"}[behaviour]
         return True
 
     def _answer(self, req: V3Request, behaviour: str) -> bytes:
@@ -356,13 +363,24 @@ class V3Simulator:
             return encode_response(req, status=STATUS_NOT_DONE, reason="06")
         if behaviour == "malformed":
             return encode({"CZ": req.version, "CA": req.pos_number}) + b"AE0x210"
+        pan = TEST_CARDS[self.card]
+        if behaviour == "refuse_long":
+            return encode_response(req, status=STATUS_NOT_DONE, reason="04 refused by the issuer".ljust(50, "."),
+                                   extra={"CF": (pan + " ").ljust(999, "x"), "AA": "card " + pan})
         self._seq += 1
         extra = {
-            "AA": mask_pan(TEST_CARDS[self.card]).replace("*", "#"),
+            "AA": mask_pan(pan).replace("*", "#"),
             "AC": f"{self._seq:06d}",
             "CI": "1",
             "CF": f"{self._seq:010d}",
         }
+        if behaviour == "pan_in_code":
+            extra["AC"] = pan
+        elif behaviour == "pan_in_private":
+            extra["CF"] = f"REF {pan}"
+        elif behaviour == "long_fields":
+            extra["AC"] = "A" * 11
+            extra["CF"] = (pan + " ").ljust(999, "x")
         if self.card in AIDS:
             extra["AI"] = AIDS[self.card]
         return encode_response(req, status=STATUS_DONE, extra=extra)

@@ -181,3 +181,50 @@ def test_config_accepts_v3_only_over_tcp() -> None:
     assert "tcp://" in str(err.value)
     with pytest.raises(ConfigError, match="protocol"):
         config.validate({"tpe": {"protocol": "V2"}})
+
+
+# ----------------------------------------------------------------------------- the answer's free fields (issue 12)
+# A terminal may put a card number, or anything, in AC/CF/AF/CD: what a V3Response keeps is bounded, scrubbed of
+# card numbers, and a field that fails its check is dropped and named (never its value) in `problems`.
+
+ANSWER = {"CZ": "0300", "CA": "01", "CE": "012", "CB": "123450", "AE": "10"}
+PAN = "4761739001010010"  # Luhn-valid
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["AC", "CF", "AF", "CD", "AA", "AI"]), values, max_size=6))
+def test_kept_answer_fields_are_bounded_and_hold_no_card_number(extra: dict[str, str]) -> None:
+    from drivers.pan import find_pans
+
+    r = V3Response.decode(encode({**ANSWER, **extra}))
+    assert len(r.auth_code) <= 10 and r.auth_code.isalnum() or r.auth_code == ""
+    assert len(r.private) <= 32 and len(r.reason) in (0, 2) and len(r.action) <= 1
+    for kept in (r.auth_code, r.private, r.reason, r.action, r.pan_masked or "", *r.problems):
+        assert not find_pans(kept)
+    for problem in r.problems:
+        assert "\n" not in problem and all(v not in problem for v in extra.values() if len(v) > 3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "kept", "problem"),
+    [
+        ({"AC": PAN}, {"auth_code": ""}, "authorisation code (AC): 16 characters"),
+        ({"AC": "A" * 11}, {"auth_code": ""}, "AC): 11 characters"),
+        ({"AC": "12 34"}, {"auth_code": ""}, "AC): 5 characters"),
+        ({"CF": f"REF {PAN}"}, {"private": "REF 476173******0010"}, None),
+        ({"CF": PAN + "x" * 40}, {"private": ""}, "private data (CF)"),
+        ({"AF": "04 refused"}, {"reason": ""}, "reason (AF): 10 characters"),
+        ({"CD": "00"}, {"action": ""}, "action (CD)"),
+        ({"AA": f"card {PAN}"}, {"pan_masked": None}, "card number (AA)"),
+        ({"AC": "A1B2C3", "CF": "0000000001"}, {"auth_code": "A1B2C3", "private": "0000000001"}, None),
+    ],
+)
+def test_answer_fields_are_checked_and_scrubbed(extra: dict[str, str], kept: dict[str, object],
+                                                problem: str | None) -> None:
+    r = V3Response.decode(encode({**ANSWER, **extra}))
+    assert {k: getattr(r, k) for k in kept} == kept
+    if problem is None:
+        assert r.problems == ()
+    else:
+        assert len(r.problems) == 1 and problem in r.problems[0]
+        assert PAN not in r.problems[0]

@@ -34,6 +34,11 @@ OUTCOMES = {
     "garbage": "approved",
     "fragmented": "approved",
     "unplug": "unknown",
+    # Hostile terminals (issue 12): a card number or an over-long field is never stored as sent.
+    "pan_in_code": "unknown",  # approved, but the authorisation code is a card number: settle from the ticket
+    "pan_in_private": "approved",  # the private data is kept with the card number masked
+    "long_fields": "unknown",
+    "refuse_long": "declined",  # refused: the bad fields are dropped, the refusal stands
 }
 
 
@@ -57,6 +62,13 @@ def test_outcome_for_each_terminal_behaviour(v3_sim, behaviour: str) -> None:
         assert out.code  # AC, the authorisation number
     if behaviour == "refuse":
         assert out.detail["answer"]["reason"] == "04"
+    if behaviour == "pan_in_private":
+        assert out.detail["answer"]["private"] == "REF 476173******" + TEST_PANS[2][-4:]
+    if behaviour in ("pan_in_code", "long_fields"):
+        assert "approved, but the answer is unusable" in out.message and "(AC)" in out.message
+    if behaviour == "refuse_long":
+        assert out.detail["answer"]["private"] == "" and "reason" not in out.detail["answer"]
+        assert len(out.detail["answer"]["dropped"]) == 3
     if behaviour != "silent":
         assert "pin_on_terminal" in statuses
 
@@ -93,9 +105,11 @@ def _config_file(billing_config: config.Config, sim: V3Simulator, tmp_path: Path
 
 
 @pytest.mark.parametrize(("behaviour", "rc", "state"), [("approve", 0, {"approved", "uploaded"}),
-                                                        ("unplug", 1, {"unknown"})])
-def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, seeded_references, tmp_path, behaviour, rc,
-                                        state) -> None:
+                                                        ("unplug", 1, {"unknown"}),
+                                                        ("pan_in_private", 0, {"approved", "uploaded"}),
+                                                        ("pan_in_code", 1, {"unknown"})])
+def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, billing_server, seeded_references, tmp_path,
+                                        behaviour, rc, state) -> None:
     sim = v3_sim(behaviour=behaviour)
     cfg = _config_file(billing_config, sim, tmp_path)
     ref = seeded_references[0]
@@ -107,8 +121,12 @@ def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, seeded_reference
     assert [e.request.amount for e in sim.exchanges if e.request is not None] == [summary["amount"]]
     journal_bytes = b"".join(p.read_bytes() for p in Path(billing_config.state.dir).rglob("*") if p.is_file())
     assert all(pan.encode() not in journal_bytes for pan in TEST_PANS)
-    if behaviour == "approve":
+    if behaviour in ("approve", "pan_in_private"):
         assert b"628058******" in journal_bytes  # the masked PAN is what the journal keeps
+        sync = guichet(cfg, tmp_path, "sync", "--once")
+        assert sync.returncode == 0, sync.stderr
+        uploaded = json.dumps(billing_server.recorded_payments())
+        assert summary["payment_id"] in uploaded and all(pan not in uploaded for pan in TEST_PANS)
     else:
         assert len(out.stderr.strip().splitlines()) == 1 and "UNKNOWN" in out.stderr
         # The bill is blocked: a second attempt never reaches the terminal.
