@@ -207,6 +207,32 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _journal_loss(conn: sqlite3.Connection, path: Path) -> str | None:
+    """A loss of committed payments not yet accepted: recorded in the journal, or its high-water mark file
+    (journal.hwm) ahead of it. Read-only."""
+    from agent.journal import HWM_NAME, HighWater
+
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'incident'").fetchone():
+        row = conn.execute("SELECT message FROM incident WHERE accepted_at IS NULL LIMIT 1").fetchone()
+        if row:
+            return str(row[0])
+    counter = conn.execute("SELECT value FROM counters WHERE name = 'receipt'").fetchone()
+    mark = path.with_name(HWM_NAME)
+    if counter is None or not mark.exists():
+        return None
+    try:
+        hw = HighWater(mark)
+        try:
+            seq, _ = hw.read()
+        finally:
+            hw.close()
+    except OSError:
+        return None
+    if seq > int(counter[0]):
+        return f"{path}: lost committed payments: the journal ends at receipt {counter[0]}, {mark.name} recorded {seq}"
+    return None
+
+
 def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) -> Check:
     """Integrity, size, unsent count and oldest age, read-only (never creates or migrates the journal)."""
     from agent.journal import DB_NAME
@@ -227,6 +253,10 @@ def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) 
                           "stop the service, copy the journal aside (cp -a), and call support; do not delete it")
         counts = dict(conn.execute("SELECT state, COUNT(*) FROM payments GROUP BY state").fetchall())
         oldest = conn.execute("SELECT MIN(captured_at) FROM payments WHERE state = 'approved'").fetchone()[0]
+        loss = _journal_loss(conn, path)
+        if loss:
+            return failed(name, loss, "check the lost receipts with the server, then a supervisor runs"
+                          " `guichet journal accept-loss --supervisor ID`")
     except sqlite3.Error as e:
         return failed(name, f"{path}: {e}",
                       "stop the service, copy the journal aside (cp -a), and call support; do not delete it")

@@ -199,3 +199,18 @@ def test_cashier_add_as_the_first_command_leaves_the_state_dir_private(
         os.umask(old)
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+
+
+def test_doctor_reports_a_loss_not_yet_accepted(tmp_path: Path) -> None:
+    from agent.doctor import check_journal
+
+    j = open_journal(tmp_path)
+    pay_cash(j)
+    j.close()
+    assert check_journal(tmp_path).ok
+    j = open_journal(tmp_path)
+    j.check_server_high_water("ORAN-07-G2-000004")
+    j.close()
+    check = check_journal(tmp_path)
+    assert not check.ok and check.severity == "error"
+    assert "ORAN-07-G2-000004" in check.detail and "accept-loss" in check.fix
