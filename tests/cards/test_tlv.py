@@ -111,6 +111,30 @@ def test_repr_never_shows_values() -> None:
     assert "4111" not in repr(node) and "5A" in repr(node)
 
 
+dol_entries = st.lists(st.tuples(st.sampled_from([0x9F02, 0x5F2A, 0x9A, 0x9F37, 0xDF01, 0x9F7A]),
+                                  st.integers(0, 0x7F)), max_size=12)
+
+
+@given(dol_entries, st.integers(0, 300))
+@settings(max_examples=300, deadline=None)
+def test_dol_building_emits_exactly_what_is_asked_within_the_limit(entries: list[tuple[int, int]],
+                                                                   limit: int) -> None:
+    dol = b"".join(T.tag_bytes(tag) + bytes([n]) for tag, n in entries)
+    data = {0x9F02: bytes.fromhex("000000012345"), 0x5F2A: b"\x00\x12", 0x9A: b"\x26\x11\x30", 0x9F37: b"abcd"}
+    total = sum(n for _, n in entries)
+    assert len(build_dol(dol, data)) == total  # a zero-length entry emits nothing
+    if total > limit:
+        with pytest.raises(T.TLVError, match=f"more than {limit} bytes"):
+            build_dol(dol, data, limit=limit)
+    else:
+        assert len(build_dol(dol, data, limit=limit)) == total
+
+
+def test_a_zero_length_dol_entry_emits_nothing() -> None:
+    # value[-0:] is the whole value: a numeric tag of length 0 used to emit its 6 bytes.
+    assert build_dol(bytes.fromhex("9F0200" "5F2A02"), {0x9F02: bytes(6), 0x5F2A: b"\x00\x12"}) == b"\x00\x12"
+
+
 def test_dol_padding_follows_the_data_format() -> None:
     dol = bytes.fromhex("9F02049F1A035F2D039F3702")
     out = build_dol(dol, {0x9F02: bytes.fromhex("000000012345"), 0x9F1A: b"\x00\x12", 0x5F2D: b"frar",
@@ -167,7 +191,7 @@ class _Direct:
 @given(
     st.sampled_from(["SELECT PSE", "READ RECORD", "SELECT AID", "GPO"]),
     st.one_of(st.binary(max_size=80), st.binary(max_size=60).map(lambda b: b"\x6f" + bytes([len(b)]) + b)),
-    st.sampled_from(["cib", "edahabia", "t0", "visa_cl"]),
+    st.sampled_from(["cib", "edahabia", "t0", "visa_cl", "dol_zero_length", "pdol_huge", "afl_flood"]),
 )
 @settings(max_examples=400, deadline=None)
 def test_reader_survives_garbage_answers(command: str, garbage: bytes, name: str) -> None:
@@ -189,3 +213,46 @@ def test_reader_survives_garbage_answers(command: str, garbage: bytes, name: str
     else:
         assert isinstance(card, CardData)
         card.wipe()
+
+
+afl_entry = st.builds(lambda sfi, first, span, n: bytes([sfi << 3, first, min(255, first + span), n]),
+                      st.integers(0, 31), st.integers(0, 255), st.integers(0, 255), st.integers(0, 255))
+afls = st.one_of(st.binary(max_size=260), st.lists(afl_entry, max_size=63).map(b"".join))
+pdols = st.one_of(st.none(), st.binary(max_size=40),
+                  st.lists(st.tuples(st.sampled_from([b"\x9f\x02", b"\xdf\x01", b"\x9a"]), st.integers(0, 0x7F)),
+                           max_size=6).map(lambda es: b"".join(t + bytes([n]) for t, n in es)))
+
+
+@given(afls, pdols, st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_reader_bounds_any_afl_and_pdol(afl: bytes, pdol: bytes | None, format2: bool) -> None:
+    """Whatever AFL and PDOL a card gives (every record answers 9000), the read ends in a typed error or a
+    card, within MAX_RECORDS READ RECORDs and never sending more than 255 bytes of command data."""
+    import dataclasses
+
+    from drivers.emv import CardData, EmvError, EmvReader
+    from drivers.emv.reader import MAX_APDUS, MAX_RECORDS
+    from sandbox.cards.card import VirtualCard
+    from sandbox.cards.profiles import PROFILES, sandbox_cards_config
+
+    base = PROFILES["afl_flood"]
+    app = dataclasses.replace(base.apps[0], afl=afl, pdol=pdol, gpo_format=2 if format2 else 1)
+    card = VirtualCard(dataclasses.replace(base, apps=[app]))
+    sent: list[bytes] = []
+
+    class Spy(_Direct):
+        def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+            sent.append(apdu)
+            return super().transmit(apdu)
+
+    cfg = sandbox_cards_config()
+    try:
+        got = EmvReader(Spy(card), schemes=[SchemeRule(**r) for r in cfg["schemes"]], aids=cfg["aids"],
+                        hmac_key="k").read()
+    except EmvError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert isinstance(got, CardData)
+        got.wipe()
+    assert len([a for a in sent if a[1] == 0xB2]) <= MAX_RECORDS + 2 and len(sent) <= MAX_APDUS  # + PSE directory
+    assert all(len(a) <= 4 + 1 + 255 + 1 for a in sent)
