@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.billing import BillingClient
+from agent.errors import ApiError
 from agent.journal import open_database
 from contract import models
 
@@ -201,7 +202,16 @@ class BillCache:
         cursor = self._meta("cursor")
         changed = 0
         for _ in range(max_pages):
-            page = client.bills_feed_page(agency, updated_after=cursor, limit=limit)
+            try:
+                page = client.bills_feed_page(agency, updated_after=cursor, limit=limit)
+            except ApiError as e:
+                if e.code != "invalid_cursor" or cursor is None:
+                    raise
+                # A cursor the server no longer takes (its feed was rebuilt, or a broken answer gave it) would be
+                # refused forever: start the feed over; versions keep the newer copy of each bill.
+                log.warning("bill cache: the server refuses our feed cursor (%s); downloading the bills again", e)
+                cursor = None
+                page = client.bills_feed_page(agency, updated_after=None, limit=limit)
             self.store(page.items, page.next_cursor or cursor)
             changed += len(page.items)
             cursor = page.next_cursor or cursor

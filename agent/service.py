@@ -33,7 +33,7 @@ from types import FrameType
 from agent.billing import BillingClient
 from agent.bills import BillCache
 from agent.context import AgentContext
-from agent.errors import AlreadyRunning, ApiError, JournalError, ServerUnreachable
+from agent.errors import AlreadyRunning, ApiError, BadAnswer, JournalError, ServerUnreachable
 from agent.journal import Journal
 from agent.locks import UploadLock
 from agent.notify import Notifier
@@ -225,6 +225,9 @@ class Agent:
         try:
             changed = self.bills.refresh(self.client, self.config.terminal.agency_id, limit=FEED_PAGE, max_pages=1)
         except ServerUnreachable as e:
+            if isinstance(e, BadAnswer):
+                self.failures += 1
+                log.warning("bill refresh: %s", e)
             self._link_down(str(e), e.retry_after)
             return
         except ApiError as e:

@@ -25,7 +25,7 @@ from agent import __version__
 from agent.billing import BillingClient, server_time_skew
 from agent.bills import BillCache
 from agent.crashpoints import crashpoint
-from agent.errors import ApiError, GuichetError, JournalError, ServerUnreachable
+from agent.errors import ApiError, BadAnswer, GuichetError, JournalError, ServerUnreachable
 from agent.journal import Journal
 from agent.locks import UploadLock  # noqa: F401  (re-exported: agent.sync.UploadLock)
 
@@ -123,6 +123,12 @@ class SyncWorker:
         if online:
             self._link.retry_in = None
 
+    def _down(self, job: str, e: ServerUnreachable) -> None:
+        self._mark(False, str(e))
+        if isinstance(e, BadAnswer):  # not an outage: the server broke the contract; each one is logged, counted
+            self._link.failures += 1
+            log.warning("%s: %s", job, e)
+
     def _failed(self, job: str, e: BaseException) -> str:
         """Log, count and report a job that failed; the loop goes on. Returns the one line."""
         text = one_line(e)
@@ -161,7 +167,7 @@ class SyncWorker:
                 crashpoint("sync.after_post")
             except ServerUnreachable as e:
                 report.error, report.retry_after = str(e), e.retry_after
-                self._mark(False, str(e))
+                self._down("upload", e)
                 self.journal.note_upload_failure(ids, str(e))
                 break
             except ApiError as e:
@@ -235,7 +241,7 @@ class SyncWorker:
         try:
             n = self.bills.refresh(self.client, self.config.terminal.agency_id)
         except ServerUnreachable as e:
-            self._mark(False, str(e))
+            self._down("bill refresh", e)
             return None
         except ApiError as e:
             log.error("bill cache refresh refused: %s", e)
@@ -264,7 +270,7 @@ class SyncWorker:
                 del body["last_receipt_number"]
                 answer = self.client.heartbeat(body)
         except ServerUnreachable as e:
-            self._mark(False, str(e))
+            self._down("heartbeat", e)
             return None
         except ApiError as e:
             log.error("heartbeat refused: %s", e)
