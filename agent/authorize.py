@@ -6,7 +6,9 @@ Rules every authorizer keeps:
   confirmed the cancellation);
 - "unknown" whenever the amount may have reached the terminal or acquirer without a definitive answer;
 - never raise after the amount was sent. To stop before that, raise NothingSent (recorded as
-  cancelled); any other exception is recorded as unknown, since the flow cannot tell whether money moved.
+  cancelled); any other exception is recorded as unknown, since the flow cannot tell whether money moved;
+- a device failure before anything was sent (a card that cannot be read, a terminal that cannot be
+  reached) is returned as "declined" (the card is unusable) or "cancelled", never raised.
 """
 
 from __future__ import annotations
