@@ -1,14 +1,15 @@
-"""The sandbox billing server: FastAPI app implementing /work/shared/contracts/billing-api.md (v1).
+"""The sandbox billing server: FastAPI app implementing /work/shared/contracts/billing-api.md (v1.1).
 
 >>> from sandbox.billing.store import Store
 >>> app = create_app(Store(":memory:"), token="t")
 >>> sorted(r.path for r in app.routes if r.path.startswith("/v1/"))[:2]
 ['/v1/authorizations', '/v1/authorizations/{payment_id}']
 
-Run it with ``guichet sandbox serve`` or ``sandbox.billing.server.SandboxServer``. Besides the contract it
-has test-only endpoints under ``/_sandbox/`` (same token): ``GET|PUT /_sandbox/faults``,
-``GET /_sandbox/payments``, ``GET /_sandbox/rejections``, ``GET|POST /_sandbox/bills``,
-``GET /_sandbox/authorizations``, ``GET /_sandbox/heartbeats``.
+Run it with ``guichet sandbox serve`` or ``sandbox.billing.server.SandboxServer``. ``GET /openapi.json`` serves
+the contract (contract/billing-api.yaml) without a token. Besides the contract it has test-only endpoints
+under ``/_sandbox/`` that need the ADMIN token: ``GET|PUT /_sandbox/faults``, ``GET /_sandbox/payments``,
+``GET /_sandbox/rejections``, ``GET|POST /_sandbox/bills``, ``GET /_sandbox/authorizations``,
+``GET /_sandbox/heartbeats``, ``GET /_sandbox/receipts``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
+import re
+import secrets
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -27,17 +30,39 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import contract
 from config.money import CURRENCIES
 from drivers.pan import luhn_valid, mask_pan
+from sandbox.billing.auth import Auth, AuthError, Caller
 from sandbox.billing.faults import FaultInjector, FaultSettings, run_with_faults
-from sandbox.billing.store import Store, unknown_payment_field
+from sandbox.billing.limits import MAX_BODY, BadJson, parse_json
+from sandbox.billing.store import (
+    ENTRY_MODES,
+    MAX_MONEY,
+    Store,
+    _is_hex,
+    _is_int,
+    _is_text,
+    is_rfc3339,
+    unknown_payment_field,
+)
 
 MAX_BATCH = 500
 FEED_MAX = 5000
 FEED_DEFAULT = 1000
 AUTH_FIELDS = frozenset({"payment_id", "amount", "currency", "card", "emv"})
-AUTH_CARD_FIELDS = frozenset({"pan", "expiry", "scheme", "aid", "pan_sequence"})
-HEARTBEAT_FIELDS = frozenset({"agent_version", "queue_depth", "oldest_pending_at", "devices"})
+AUTH_CARD_FIELDS = frozenset({"pan", "expiry", "scheme", "aid", "pan_sequence", "entry_mode"})
+HEARTBEAT_FIELDS = frozenset(
+    {"agent_version", "queue_depth", "oldest_pending_at", "devices", "last_receipt_number"}
+)  # fmt: skip
+DEVICE_FIELDS = frozenset({"kind", "name", "state"})
+MAX_DEVICES = 64
+REVERSAL_REASONS = ("card_declined_after_approval", "card_removed", "cancelled", "timeout")
+RECEIPT_FIELDS = frozenset({"channel", "to", "language"})
+LANGUAGES = ("fr", "ar", "en")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+_EXPIRY = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 # PANs that always decline with response code 51 (besides any --decline-pan): Luhn-valid test numbers.
 DEFAULT_DECLINE_PANS = frozenset({"6280580000000058", "4111111111110055"})
 
@@ -59,24 +84,25 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return json_response({"error": {"code": code, "message": message}}, status, headers)
 
 
-def encode_cursor(agency: str, position: int) -> str:
+def encode_cursor(agency: str, position: int, kind: str = "c1") -> str:
     raw = json.dumps([agency, position], separators=(",", ":")).encode()
-    return "c1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{kind}." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, agency: str) -> int:
+def decode_cursor(cursor: str, agency: str, kind: str = "c1", field: str = "updated_after") -> int:
+    """The position in an opaque cursor this server gave for ``agency`` (or a terminal's day); 400 otherwise."""
     try:
-        if not cursor.startswith("c1."):
+        if not cursor.startswith(f"{kind}.") or len(cursor) > 1000:
             raise ValueError
-        data = cursor[3:]
+        data = cursor[len(kind) + 1 :]
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
         who, position = json.loads(raw)
-        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+        if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_MONEY:
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "updated_after: not a cursor this server gave") from None
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "invalid_cursor", f"{field}: not a cursor this server gave") from None
     if who != agency:
-        raise ApiError(400, "invalid_cursor", f"updated_after: cursor belongs to agency {who}, not {agency}")
+        raise ApiError(400, "invalid_cursor", f"{field}: cursor belongs to {str(who)[:64]}, not {agency}")
     return position
 
 
@@ -85,6 +111,7 @@ class SandboxApp(FastAPI):
 
     sandbox_store: Store
     faults: FaultInjector
+    auth: Auth
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await run_with_faults(self.faults, scope, receive, send, super().__call__)
@@ -93,33 +120,51 @@ class SandboxApp(FastAPI):
 def create_app(
     store: Store,
     *,
-    token: str,
+    token: str | None = None,
+    terminals: Mapping[str, tuple[str, str]] | None = None,
+    agency: str = "ORAN-07",
+    admin_token: str | None = None,
     faults: FaultInjector | None = None,
     decline_pans: frozenset[str] | set[str] | tuple[str, ...] = (),
 ) -> SandboxApp:
-    """Build the app around an open ``Store``. Requests need ``Authorization: Bearer <token>`` and
-    ``X-Terminal-Id``. ``decline_pans`` are PANs that /v1/authorizations always declines ("51")."""
-    expected_auth = f"Bearer {token}".encode()
+    """Build the app around an open ``Store``.
+
+    ``terminals`` maps a terminal id to ``(token, agency_id)`` (contract 1.1: a token is one terminal's).
+    ``token`` is a shared token standing for whichever terminal ``X-Terminal-Id`` names, in ``agency`` (the
+    contract 1.0 way, kept for tests and the demo). ``admin_token`` opens ``/_sandbox/`` (random when not
+    given: ``app.auth.admin_token``). ``decline_pans`` are PANs that /v1/authorizations always declines ("51").
+    """
     declining = DEFAULT_DECLINE_PANS | set(decline_pans)
     heartbeats: deque[dict[str, Any]] = deque(maxlen=200)
+    auth = Auth(terminals, shared_token=token, shared_agency=agency,
+                admin_token=admin_token or secrets.token_urlsafe(16))  # fmt: skip
+    spec_body = json.dumps(contract.openapi(), ensure_ascii=False, separators=(",", ":")).encode()
 
     async def authenticate(request: Request) -> None:
-        given = request.headers.get("authorization", "").encode()
-        if not token or not hmac.compare_digest(given, expected_auth):
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-        if not request.headers.get("x-terminal-id", "").strip():
-            raise ApiError(401, "missing_terminal_id", "the X-Terminal-Id header is required")
+        path = request.url.path
+        if path == "/openapi.json":
+            return
+        try:
+            request.state.caller = auth.identify(
+                request.headers.get("authorization", ""),
+                request.headers.get("x-terminal-id"),
+                admin_path=path.startswith("/_sandbox/"),
+            )
+        except AuthError as e:
+            headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+            raise ApiError(e.status, e.code, e.message, headers) from None
 
     app = SandboxApp(
         title="guichet sandbox billing server",
-        version="1",
+        version="1.1",
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url=None,  # FastAPI's generated description would not be the contract: /openapi.json is
         dependencies=[Depends(authenticate)],
     )
     app.sandbox_store = store
     app.faults = faults or FaultInjector()
+    app.auth = auth
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -129,7 +174,7 @@ def create_app(
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
+        return error_response(exc.status_code, code, f"{request.method} {request.url.path[:200]}: {exc.detail}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -137,25 +182,62 @@ def create_app(
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
 
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> Response:
+        # Never a plain-text 500: the contract's error body, the exception's type only (no internals).
+        return error_response(500, "internal_error", f"sandbox: {type(exc).__name__}")
+
+    def caller(request: Request) -> Caller:
+        found: Caller = request.state.caller
+        return found
+
     async def read_json(request: Request) -> Any:
-        raw = await request.body()
+        """The request's JSON: 413 past MAX_BODY (checked while reading), 400 invalid_json when malformed."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"body: {declared} bytes, at most {MAX_BODY}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, "body_too_large", f"body: more than {MAX_BODY} bytes")
+            chunks.append(chunk)
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, "invalid_json", f"body: not valid JSON ({e})") from None
+            return parse_json(b"".join(chunks))
+        except BadJson as e:
+            raise ApiError(400, "invalid_json", str(e)) from None
 
     def check_query(request: Request, allowed: set[str]) -> None:
         for key in request.query_params:
             if key not in allowed:
-                raise ApiError(400, "unknown_field", f"{key}: unknown query parameter")
+                raise ApiError(400, "unknown_field", f"{key[:64]}: unknown query parameter")
 
     def require_object(body: Any, allowed: frozenset[str], where: str = "body") -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", f"{where}: must be a JSON object")
         for key in body:
             if key not in allowed:
-                raise ApiError(400, "unknown_field", f"{where}.{key}: unknown field")
+                raise ApiError(400, "unknown_field", f"{where}.{key[:64]}: unknown field")
         return body
+
+    def own_terminal(request: Request, terminal_id: str) -> Caller:
+        who = caller(request)
+        if terminal_id != who.terminal_id:
+            raise ApiError(403, "forbidden", f"terminal {terminal_id[:64]}: not this token's terminal")
+        return who
+
+    def parse_limit(request: Request) -> int:
+        text = request.query_params.get("limit", str(FEED_DEFAULT))
+        if not text.isdigit() or not 1 <= int(text) <= FEED_MAX:
+            raise ApiError(400, "invalid_limit", f"limit: must be an integer from 1 to {FEED_MAX}")
+        return int(text)
+
+    # -- the contract ----------------------------------------------------------------------------------
+
+    @app.get("/openapi.json")
+    async def openapi_json() -> Response:
+        return Response(spec_body, media_type="application/json")
 
     # -- bills -----------------------------------------------------------------------------------------
 
@@ -163,37 +245,39 @@ def create_app(
     async def get_bill(reference: str, request: Request) -> Response:
         check_query(request, set())
         bill = store.get_bill(reference)
-        if bill is None:
-            raise ApiError(404, "bill_not_found", f"no bill with reference {reference}")
+        if bill is None or bill["agency_id"] != caller(request).agency_id:  # another agency's: not ours to show
+            raise ApiError(404, "bill_not_found", f"no bill with reference {reference[:64]}")
         return json_response(bill)
 
     @app.get("/v1/customers/{customer_id}/bills")
     async def customer_bills(customer_id: str, request: Request) -> Response:
         check_query(request, set())
-        items = store.customer_bills(customer_id)
+        agency_id = caller(request).agency_id
+        items = store.customer_bills(customer_id, agency_id)
         if items is None:
-            raise ApiError(404, "customer_not_found", f"no customer {customer_id}")
+            raise ApiError(404, "customer_not_found", f"no customer {customer_id[:64]}")
         return json_response({"items": items})
 
     @app.get("/v1/bills")
     async def bills_feed(request: Request) -> Response:
         check_query(request, {"agency", "updated_after", "limit"})
         q = request.query_params
-        agency = q.get("agency", "")
-        if not agency:
+        agency_id = q.get("agency", "")
+        if not agency_id:
             raise ApiError(400, "invalid_request", "agency: required query parameter")
-        limit_text = q.get("limit", str(FEED_DEFAULT))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= FEED_MAX:
-            raise ApiError(400, "invalid_limit", f"limit: must be an integer from 1 to {FEED_MAX}")
-        after = decode_cursor(q["updated_after"], agency) if "updated_after" in q else 0
-        items, position = store.feed(agency, after=after, limit=int(limit_text))
-        return json_response({"items": items, "next_cursor": encode_cursor(agency, position)})
+        if agency_id != caller(request).agency_id:
+            raise ApiError(403, "forbidden", f"agency {agency_id[:64]}: not this terminal's agency")
+        limit = parse_limit(request)
+        after = decode_cursor(q["updated_after"], agency_id) if "updated_after" in q else 0
+        items, position = store.feed(agency_id, after=after, limit=limit)
+        return json_response({"items": items, "next_cursor": encode_cursor(agency_id, position)})
 
     # -- payments --------------------------------------------------------------------------------------
 
     @app.post("/v1/payments/batch")
     async def payments_batch(request: Request) -> Response:
         check_query(request, set())
+        who = caller(request)
         body = require_object(await read_json(request), frozenset({"payments"}))
         payments = body.get("payments")
         if not isinstance(payments, list):
@@ -206,15 +290,19 @@ def create_app(
             if isinstance(p, dict):
                 bad = unknown_payment_field(p, f"payments[{i}]")
                 if bad:
-                    raise ApiError(400, "unknown_field", f"{bad}: unknown field")
+                    raise ApiError(400, "unknown_field", f"{bad[:120]}: unknown field")
+        for i, p in enumerate(payments):
+            tid = p.get("terminal_id") if isinstance(p, dict) else None
+            if isinstance(tid, str) and tid != who.terminal_id:
+                raise ApiError(403, "forbidden", f"payments[{i}].terminal_id: {tid[:64]} is not this token's terminal")
         return json_response({"results": store.record_batch(payments)})
 
     @app.get("/v1/payments/{payment_id}")
     async def get_payment(payment_id: str, request: Request) -> Response:
         check_query(request, set())
-        payment = store.get_payment(payment_id)
+        payment = store.get_payment(payment_id, caller(request).terminal_id)
         if payment is None:
-            raise ApiError(404, "payment_not_found", f"no payment {payment_id}")
+            raise ApiError(404, "payment_not_found", f"no payment {payment_id[:64]}")
         return json_response(payment)
 
     # -- authorizations ------------------------------------------------------------------------------
@@ -222,69 +310,129 @@ def create_app(
     @app.post("/v1/authorizations")
     async def authorize(request: Request) -> Response:
         check_query(request, set())
+        who = caller(request)
         key = request.headers.get("idempotency-key", "").strip()
         if not key:
             raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
         body = require_object(await read_json(request), AUTH_FIELDS)
         card = require_object(body.get("card"), AUTH_CARD_FIELDS, "body.card")
         payment_id = body.get("payment_id")
-        if not isinstance(payment_id, str) or not payment_id:
+        if not isinstance(payment_id, str) or not payment_id or len(payment_id) > 200:
             raise ApiError(400, "invalid_request", "payment_id: must be a non-empty string")
         if key != payment_id:
             raise ApiError(400, "idempotency_key_mismatch", "Idempotency-Key: must equal payment_id")
         amount = body.get("amount")
-        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**63:
+        if not _is_int(amount) or not 0 < amount <= MAX_MONEY:
             raise ApiError(400, "invalid_request", "amount: must be an integer > 0 in minor units, below 2**63")
         currency = body.get("currency")
         if currency not in CURRENCIES:
             raise ApiError(400, "invalid_request", f"currency: must be one of {', '.join(CURRENCIES)}")
         pan = card.get("pan")
-        if not isinstance(pan, str) or not pan.isdigit() or not 12 <= len(pan) <= 19:
+        if not isinstance(pan, str) or not pan.isascii() or not pan.isdigit() or not 12 <= len(pan) <= 19:
             raise ApiError(400, "invalid_request", "card.pan: must be 12 to 19 digits")
         expiry = card.get("expiry")
-        if expiry is not None and (not isinstance(expiry, str) or len(expiry) != 7 or expiry[4] != "-"):
+        if expiry is not None and (not isinstance(expiry, str) or not _EXPIRY.match(expiry)):
             raise ApiError(400, "invalid_request", "card.expiry: must be YYYY-MM")
+        scheme = card.get("scheme")
+        if scheme is not None and not _is_text(scheme, 40):
+            raise ApiError(400, "invalid_request", "card.scheme: must be a non-empty string or null")
+        aid = card.get("aid")
+        if aid is not None and (not _is_hex(aid, 32) or len(aid) < 10):
+            raise ApiError(400, "invalid_request", "card.aid: must be 5 to 16 bytes of hex or null")
+        seq = card.get("pan_sequence")
+        if seq is not None and (not isinstance(seq, str) or not re.fullmatch(r"[0-9]{1,3}", seq)):
+            raise ApiError(400, "invalid_request", "card.pan_sequence: must be 1 to 3 digits or null")
+        mode = card.get("entry_mode")
+        if mode is not None and mode not in ENTRY_MODES[:2]:
+            raise ApiError(400, "invalid_request", "card.entry_mode: must be chip, contactless or null")
         emv = body.get("emv")
-        if emv is not None and (not isinstance(emv, str) or len(emv) % 2):
+        if emv is not None and not _is_hex(emv, 4096):
             raise ApiError(400, "invalid_request", "emv: must be hex TLV or null")
 
+        owner = store.authorization_terminal(payment_id)
+        if owner is not None and owner != who.terminal_id:
+            raise ApiError(403, "forbidden", "Idempotency-Key: used by another terminal")
         first = store.authorization_request(payment_id)
         if first is not None and first != (amount, currency, mask_pan(pan)):
-            # Not in contract v1 (a backward-compatible addition): a replay must be the same request.
-            raise ApiError(409, "idempotency_conflict",
-                           "Idempotency-Key: already used for another amount, currency or card")
+            # Contract: a replay must be the same request.
+            raise ApiError(
+                409, "idempotency_conflict", "Idempotency-Key: already used for another amount, currency or card"
+            )
         stored = store.get_authorization(payment_id)
-        if stored is not None:  # same key, same request: the first answer again
-            return json_response(store.save_authorization(
-                payment_id, stored, amount=amount, currency=currency, pan_masked=mask_pan(pan)
-            ))  # fmt: skip
-        response = decide_authorization(payment_id, amount, pan, expiry, declining)
+        response = stored if stored is not None else decide_authorization(payment_id, amount, pan, expiry, declining)
         saved = store.save_authorization(
-            payment_id, response, amount=amount, currency=currency, pan_masked=mask_pan(pan)
-        )
+            payment_id, response, amount=amount, currency=currency, pan_masked=mask_pan(pan),
+            terminal_id=who.terminal_id,
+        )  # fmt: skip
         return json_response(saved)
 
     @app.get("/v1/authorizations/{payment_id}")
     async def get_authorization(payment_id: str, request: Request) -> Response:
         check_query(request, set())
-        found = store.get_authorization(payment_id)
+        found = store.get_authorization(payment_id, caller(request).terminal_id)
         if found is None:
-            raise ApiError(404, "authorization_not_found", f"no authorization for payment {payment_id}")
+            raise ApiError(404, "authorization_not_found", f"no authorization for payment {payment_id[:64]}")
         return json_response(found)
 
-    # -- heartbeat -------------------------------------------------------------------------------------
+    @app.post("/v1/authorizations/{payment_id}/reversal")
+    async def reversal(payment_id: str, request: Request) -> Response:
+        check_query(request, set())
+        body = require_object(await read_json(request), frozenset({"reason"}))
+        reason = body.get("reason")
+        if reason not in REVERSAL_REASONS:
+            raise ApiError(400, "invalid_request", f"reason: must be one of {', '.join(REVERSAL_REASONS)}")
+        if not store.reverse_authorization(payment_id, caller(request).terminal_id, reason):
+            raise ApiError(404, "authorization_not_found", f"no approval for payment {payment_id[:64]}")
+        return json_response({"payment_id": payment_id, "reversed": True})
+
+    # -- receipts --------------------------------------------------------------------------------------
+
+    @app.post("/v1/receipts/{receipt_number}/send")
+    async def send_receipt(receipt_number: str, request: Request) -> Response:
+        check_query(request, set())
+        who = caller(request)
+        body = require_object(await read_json(request), RECEIPT_FIELDS)
+        channel, to, language = body.get("channel"), body.get("to"), body.get("language")
+        if channel not in ("email", "sms"):
+            raise ApiError(400, "invalid_request", "channel: must be email or sms")
+        if not isinstance(to, str) or not to or len(to) > 254:
+            raise ApiError(400, "invalid_request", "to: must be an e-mail address or a phone number")
+        if "language" in body and language not in LANGUAGES:
+            raise ApiError(400, "invalid_request", f"language: must be one of {', '.join(LANGUAGES)}")
+        if not (_EMAIL if channel == "email" else _PHONE).match(to):
+            what = "an e-mail address" if channel == "email" else "an international phone number (+213...)"
+            raise ApiError(400, "invalid_address", f"to: not {what}")
+        if not store.receipt_known(receipt_number, who.terminal_id):
+            raise ApiError(404, "receipt_not_found", f"no payment of receipt {receipt_number[:64]} recorded yet")
+        store.queue_receipt(receipt_number, channel, to, language, who.terminal_id)
+        return json_response({"receipt_number": receipt_number, "status": "queued"}, 202)
+
+    # -- terminals ---------------------------------------------------------------------------------------
+
+    @app.get("/v1/terminals/{terminal_id}/payments")
+    async def business_day(terminal_id: str, request: Request) -> Response:
+        check_query(request, {"business_day", "cursor", "limit"})
+        own_terminal(request, terminal_id)
+        q = request.query_params
+        day = q.get("business_day", "")
+        try:
+            if len(day) != 10:
+                raise ValueError
+            date.fromisoformat(day)
+        except ValueError:
+            raise ApiError(400, "invalid_request", "business_day: required date YYYY-MM-DD") from None
+        limit = parse_limit(request)
+        after = decode_cursor(q["cursor"], f"{terminal_id}/{day}", "d1", "cursor") if "cursor" in q else 0
+        items, more, totals = store.business_day(terminal_id, day, after=after, limit=limit)
+        cursor = None if more is None else encode_cursor(f"{terminal_id}/{day}", more, "d1")
+        return json_response({"items": items, "next_cursor": cursor, "totals": totals})
 
     @app.post("/v1/terminals/{terminal_id}/heartbeat")
     async def heartbeat(terminal_id: str, request: Request) -> Response:
         check_query(request, set())
+        own_terminal(request, terminal_id)
         body = require_object(await read_json(request), HEARTBEAT_FIELDS)
-        if "agent_version" in body and not isinstance(body["agent_version"], str):
-            raise ApiError(400, "invalid_request", "agent_version: must be a string")
-        depth = body.get("queue_depth", 0)
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-            raise ApiError(400, "invalid_request", "queue_depth: must be an integer >= 0")
-        if "devices" in body and not isinstance(body["devices"], list):
-            raise ApiError(400, "invalid_request", "devices: must be a list")
+        check_heartbeat(body)
         server_time = datetime.now(UTC) + timedelta(seconds=app.faults.clock_offset)
         heartbeats.append(
             {
@@ -294,9 +442,36 @@ def create_app(
                 "body": body,
             }
         )
-        return json_response({"server_time": server_time.isoformat(timespec="seconds")})
+        mark = store.note_receipt(terminal_id, body.get("last_receipt_number"))
+        return json_response({"server_time": server_time.isoformat(timespec="seconds"), "last_receipt_number": mark})
 
-    # -- test-only endpoints ---------------------------------------------------------------------------
+    def check_heartbeat(body: dict[str, Any]) -> None:
+        version = body.get("agent_version")
+        if "agent_version" in body and (not isinstance(version, str) or len(version) > 200):
+            raise ApiError(400, "invalid_request", "agent_version: must be a string")
+        depth = body.get("queue_depth", 0)
+        if not _is_int(depth) or not 0 <= depth <= MAX_MONEY:
+            raise ApiError(400, "invalid_request", "queue_depth: must be an integer >= 0")
+        oldest = body.get("oldest_pending_at")
+        if oldest is not None and not is_rfc3339(oldest):
+            raise ApiError(400, "invalid_request", "oldest_pending_at: must be an RFC 3339 time with an offset or null")
+        devices = body.get("devices", [])
+        if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
+            raise ApiError(400, "invalid_request", f"devices: must be a list of at most {MAX_DEVICES}")
+        for i, d in enumerate(devices):
+            d = require_object(d, DEVICE_FIELDS, f"devices[{i}]")
+            kind = d.get("kind")
+            if not isinstance(kind, str) or len(kind) > 40:
+                raise ApiError(400, "invalid_request", f"devices[{i}].kind: must be a string")
+            for key in ("name", "state"):
+                v = d.get(key)
+                if v is not None and (not isinstance(v, str) or len(v) > 200):
+                    raise ApiError(400, "invalid_request", f"devices[{i}].{key}: must be a string or null")
+        last = body.get("last_receipt_number")
+        if last is not None and not _is_text(last):
+            raise ApiError(400, "invalid_request", "last_receipt_number: must be a receipt number or null")
+
+    # -- test-only endpoints (admin token) ---------------------------------------------------------------
 
     @app.get("/_sandbox/faults")
     async def get_faults() -> Response:
@@ -352,6 +527,10 @@ def create_app(
     @app.get("/_sandbox/heartbeats")
     async def sandbox_heartbeats() -> Response:
         return json_response({"items": list(heartbeats)})
+
+    @app.get("/_sandbox/receipts")
+    async def sandbox_receipts() -> Response:
+        return json_response({"items": store.receipt_sends()})
 
     return app
 

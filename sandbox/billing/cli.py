@@ -1,8 +1,12 @@
 """`guichet sandbox serve`: the sandbox billing server in the foreground.
 
-    guichet sandbox serve --port 0 --seed-bills 200 --agency ORAN-07 --token demo
+    guichet sandbox serve --port 0 --seed-bills 200 --agency ORAN-07 --token demo --admin-token adm
     listening on http://127.0.0.1:41877/
-    seeded 200 bills for ORAN-07 (first reference 101604366313); token demo
+    seeded 200 bills for ORAN-07 (200 new; first reference 101604366313)
+    database ~/.local/state/guichet/sandbox-billing.db; shared token demo; admin token adm
+
+Per-terminal tokens (contract 1.1): ``--terminal ORAN-07-G1:ORAN-07:tok1`` (repeatable); with any of them,
+there is no shared token unless ``--token`` is given too.
 
 The first stdout line is always ``listening on URL`` (with the real port when ``--port 0``), so scripts
 and tests can start it as a subprocess and read where it is. Stops on SIGINT/SIGTERM.
@@ -10,6 +14,7 @@ and tests can start it as a subprocess and read where it is. Stops on SIGINT/SIG
 
 from __future__ import annotations
 
+import secrets
 import signal
 from pathlib import Path
 from types import FrameType
@@ -18,7 +23,7 @@ import click
 from platformdirs import user_state_dir
 
 from sandbox.billing.app import create_app
-from sandbox.billing.faults import FaultInjector, FaultSettings
+from sandbox.billing.faults import GARBAGE_KINDS, GARBAGE_RECORD, FaultInjector, FaultSettings
 from sandbox.billing.seed import generate_bills
 from sandbox.billing.server import bind_socket, make_uvicorn
 from sandbox.billing.store import Store
@@ -35,7 +40,19 @@ def default_db() -> Path:
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = a free port.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="SQLite file [default: user state dir].")
 @click.option("--token", default="sandbox-token", show_default=True, envvar="GUICHET_SANDBOX_TOKEN",
-              help="Bearer token the terminals must send.")  # fmt: skip
+              help="Shared bearer token: stands for whichever terminal X-Terminal-Id names.")  # fmt: skip
+@click.option(
+    "--terminal",
+    "terminal_specs",
+    multiple=True,
+    metavar="ID:AGENCY:TOKEN",
+    help="A terminal and its own token (repeatable); then no shared token unless --token is given.",
+)
+@click.option(
+    "--admin-token",
+    envvar="GUICHET_SANDBOX_ADMIN_TOKEN",
+    help="Token of the /_sandbox/ endpoints (faults, seeding) [default: random, printed].",
+)
 @click.option("--seed-bills", default=0, type=click.IntRange(0, 1_000_000), help="Generate N bills (idempotent).")
 @click.option("--agency", default="ORAN-07", show_default=True, help="Agency of the seeded bills.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the bill generator.")
@@ -48,7 +65,26 @@ def default_db() -> Path:
 @click.option("--retry-after", default=1, type=click.IntRange(0), help="Retry-After seconds of the 503s.")
 @click.option("--drop-after-commit-rate", default=0.0, type=_RATE,
               help="Share handled and committed, then the connection dropped without an answer.")  # fmt: skip
-@click.option("--garbage-rate", default=0.0, type=_RATE, help="Share committed then answered 200 + non-JSON.")
+@click.option(
+    "--garbage-rate",
+    default=0.0,
+    type=_RATE,
+    help="Share answered from the catalogue of broken answers (see docs/sandbox-server.md).",
+)
+@click.option(
+    "--garbage-kind",
+    "garbage_kinds",
+    multiple=True,
+    type=click.Choice(("all", *GARBAGE_KINDS)),
+    help="Which broken answers (repeatable; 'all' = the whole catalogue) [default: not_json].",
+)
+@click.option(
+    "--garbage-record",
+    default="random",
+    show_default=True,
+    type=click.Choice(GARBAGE_RECORD),
+    help="Whether a batch answered with garbage is recorded first.",
+)
 @click.option("--wrong-content-type-rate", default=0.0, type=_RATE,
               help="Share committed then answered 200 text/html.")  # fmt: skip
 @click.option("--fault-seed", default=None, type=int, help="Make the fault draws a fixed sequence.")
@@ -57,6 +93,8 @@ def serve(
     port: int,
     db_path: str | None,
     token: str,
+    terminal_specs: tuple[str, ...],
+    admin_token: str | None,
     seed_bills: int,
     agency: str,
     seed: int,
@@ -69,12 +107,25 @@ def serve(
     retry_after: int,
     drop_after_commit_rate: float,
     garbage_rate: float,
+    garbage_kinds: tuple[str, ...],
+    garbage_record: str,
     wrong_content_type_rate: float,
     fault_seed: int | None,
 ) -> None:
-    """Run the simulated central billing server (API v1) with optional fault injection."""
+    """Run the simulated central billing server (API v1.1) with optional fault injection."""
     if not token:
         raise click.BadParameter("must not be empty", param_hint="--token")
+    terminals: dict[str, tuple[str, str]] = {}
+    for spec in terminal_specs:
+        parts = spec.split(":", 2)  # the token may hold colons
+        if len(parts) != 3 or not all(p.strip() for p in parts):
+            raise click.BadParameter(f"{spec!r}: expected ID:AGENCY:TOKEN", param_hint="--terminal")
+        terminals[parts[0]] = (parts[2], parts[1])
+    source = click.get_current_context().get_parameter_source("token")
+    shared: str | None = token
+    if terminals and source == click.core.ParameterSource.DEFAULT:
+        shared = None
+    admin = admin_token or secrets.token_urlsafe(16)
     faults = FaultSettings(
         latency_ms=latency,
         error_rate=error_rate,
@@ -82,6 +133,8 @@ def serve(
         retry_after=retry_after,
         drop_after_commit_rate=drop_after_commit_rate,
         garbage_rate=garbage_rate,
+        garbage_kinds=list(garbage_kinds),
+        garbage_record=garbage_record,
         wrong_content_type_rate=wrong_content_type_rate,
         seed=fault_seed,
         clock_offset=clock_offset,
@@ -110,8 +163,17 @@ def serve(
         click.echo(
             f"seeded {seed_bills} bills for {agency} ({added} new; first reference {first[0] if first else '-'})"
         )
-    click.echo(f"database {db}; token {token}")
-    app = create_app(store, token=token, faults=FaultInjector(faults), decline_pans=decline_pans)
+    tokens = f"shared token {shared}" if shared else "no shared token"
+    if terminals:
+        tokens += "; terminals " + ", ".join(f"{t} ({a})" for t, (_, a) in terminals.items())
+    click.echo(f"database {db}; {tokens}; admin token {admin}")
+    try:
+        app = create_app(store, token=shared, terminals=terminals, agency=agency, admin_token=admin,
+                         faults=FaultInjector(faults), decline_pans=decline_pans)  # fmt: skip
+    except ValueError as e:
+        sock.close()
+        store.close()
+        raise click.UsageError(f"tokens: {e}") from None
     server = make_uvicorn(app)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: make that a clean exit 0.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -4,11 +4,14 @@ Faults apply to ``/v1/...`` requests only (never to ``/_sandbox/...``), optional
 Each request draws ONE number in [0, 1) and picks at most one fault from the cumulative rates, in this
 order: ``error`` (500 before the handler runs: nothing committed), ``unavailable`` (503 + Retry-After,
 nothing committed), ``drop_after_commit`` (the handler runs and commits, then the TCP connection is
-aborted without a byte of answer), ``garbage`` (the handler commits, the answer is a 200 whose body is
-not JSON), ``wrong_content_type`` (the handler commits, the answer is a 200 text/html portal page).
+aborted without a byte of answer), ``garbage`` (an answer from the catalogue of broken answers in
+``garbage.py``: ``GARBAGE_KINDS``, those named in ``garbage_kinds``, ``["all"]`` for every one, the default
+``not_json`` a 200 whose body is not JSON; for a payments batch the handler runs
+first or not at all, per ``garbage_record``), ``wrong_content_type`` (the handler commits, the answer is a
+200 text/html portal page).
 ``latency_ms`` delays every matching request before it is handled. With a ``seed`` the draws are a fixed
 sequence (request N always gets the same fault). ``script`` lists faults to apply, one per matching
-request, before any random draw: ``["drop_after_commit", "none", "error"]``.
+request, before any random draw: ``["drop_after_commit", "none", "error", "garbage:batch_short"]``.
 
 >>> f = FaultInjector(FaultSettings(error_rate=1.0))
 >>> f.draw("POST", "/v1/payments/batch")
@@ -24,11 +27,15 @@ import dataclasses
 import json
 import random
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.billing.garbage import GARBAGE_KINDS, PORTAL_BODY, Broken, Context, applies, build
+from sandbox.billing.limits import MAX_BODY
+
 FAULTS = ("error", "unavailable", "drop_after_commit", "garbage", "wrong_content_type")
+GARBAGE_RECORD = ("random", "always", "never")
 _RATE_OF = {
     "error": "error_rate",
     "unavailable": "unavailable_rate",
@@ -36,11 +43,6 @@ _RATE_OF = {
     "garbage": "garbage_rate",
     "wrong_content_type": "wrong_content_type_rate",
 }
-GARBAGE_BODY = b"\x00\x1f\x8b<<truncated upstream answer>>\xff\xfe"
-PORTAL_BODY = (
-    b"<!DOCTYPE html><html><head><title>Portail</title></head>"
-    b"<body><h1>Connexion requise</h1><p>Veuillez vous identifier.</p></body></html>"
-)
 
 Scope = dict[str, Any]
 
@@ -55,6 +57,11 @@ class FaultSettings:
     retry_after: int = 1
     drop_after_commit_rate: float = 0.0
     garbage_rate: float = 0.0
+    # Which broken answers: ["all"] the whole catalogue; empty = ["not_json"] (what garbage meant before 1.1).
+    garbage_kinds: list[str] = field(default_factory=list)
+    garbage_record: str = "random"  # a batch answered with garbage: recorded first "always", "never", or 50/50
+    drip_seconds: float = 20.0  # how long slow_drip takes
+    huge_bytes: int = 8 * 1024 * 1024  # how much huge_body streams
     wrong_content_type_rate: float = 0.0
     seed: int | None = None
     only: list[str] = field(default_factory=list)  # "/v1/payments" or "POST /v1/payments/batch"
@@ -92,8 +99,22 @@ class FaultSettings:
         if not isinstance(self.script, list):
             raise ValueError("script: must be a list of fault names")
         for name in self.script:
-            if name not in (*FAULTS, "none"):
-                raise ValueError(f"script: unknown fault {name!r}; one of {', '.join(FAULTS)}, none")
+            fault, _, kind = name.partition(":") if isinstance(name, str) else ("", "", "")
+            if fault not in (*FAULTS, "none") or (kind and (fault != "garbage" or kind not in GARBAGE_KINDS)):
+                raise ValueError(f"script: unknown fault {name!r}; one of {', '.join(FAULTS)}, garbage:KIND, none")
+        if not isinstance(self.garbage_kinds, list):
+            raise ValueError("garbage_kinds: must be a list of kinds")
+        for kind in self.garbage_kinds:
+            if kind not in GARBAGE_KINDS and kind != "all":
+                raise ValueError(f"garbage_kinds: unknown kind {kind!r} (see GARBAGE_KINDS)")
+        if self.garbage_record not in GARBAGE_RECORD:
+            raise ValueError(f"garbage_record: must be one of {', '.join(GARBAGE_RECORD)}")
+        drip = self.drip_seconds
+        if isinstance(drip, bool) or not isinstance(drip, int | float) or not 0 <= drip <= 600:
+            raise ValueError("drip_seconds: must be a number of seconds from 0 to 600")
+        huge = self.huge_bytes
+        if not isinstance(huge, int) or isinstance(huge, bool) or not 0 <= huge <= 256 * 1024 * 1024:
+            raise ValueError("huge_bytes: must be an integer from 0 to 268435456")
         if isinstance(self.clock_offset, bool) or not isinstance(self.clock_offset, int | float):
             raise ValueError("clock_offset: must be a number of seconds")
 
@@ -107,6 +128,9 @@ class FaultInjector:
     def __init__(self, settings: FaultSettings | None = None) -> None:
         self._lock = threading.Lock()
         self.injected: Counter[str] = Counter()
+        self.garbage_kinds: Counter[str] = Counter()
+        self.garbage_recorded = self.garbage_not_recorded = 0
+        self.garbage_log: deque[dict[str, Any]] = deque(maxlen=200)
         self.set(settings or FaultSettings())
 
     def set(self, settings: FaultSettings) -> None:
@@ -121,6 +145,12 @@ class FaultInjector:
             data = self.settings.to_dict()
             data["script_left"] = list(self._script)
             data["injected"] = dict(self.injected)
+            data["garbage"] = {
+                "kinds": dict(self.garbage_kinds),
+                "recorded": self.garbage_recorded,
+                "not_recorded": self.garbage_not_recorded,
+                "log": list(self.garbage_log),
+            }
         return data
 
     def _matches(self, method: str, path: str) -> bool:
@@ -137,12 +167,19 @@ class FaultInjector:
 
     def draw(self, method: str, path: str) -> str | None:
         """The fault for this request, or None (latency is separate: ``latency()``)."""
+        return self.draw_full(method, path)[0]
+
+    def draw_full(self, method: str, path: str) -> tuple[str | None, str | None, bool]:
+        """(fault, garbage kind, whether a garbage batch is recorded first) for this request."""
         with self._lock:
             if not self._matches(method, path):
-                return None
+                return None, None, True
+            kind: str | None = None
             if self._script:
                 name = self._script.pop(0)
+                name, _, kind_named = name.partition(":")
                 chosen = None if name == "none" else name
+                kind = kind_named or None
             else:
                 u = self._rng.random()
                 chosen = None
@@ -152,9 +189,28 @@ class FaultInjector:
                     if u < edge:
                         chosen = name
                         break
+            record = True
+            if chosen == "garbage":
+                if kind is None or not applies(kind, method, path):
+                    pool = self.settings.garbage_kinds or ["not_json"]
+                    if "all" in pool:
+                        pool = list(GARBAGE_KINDS)
+                    fitting = [k for k in pool if applies(k, method, path)]
+                    kind = self._rng.choice(fitting) if fitting else None
+                if kind is None:  # none of the chosen kinds fits this request: answer it normally
+                    return None, None, True
+                if method == "POST" and path == "/v1/payments/batch":
+                    mode = self.settings.garbage_record
+                    record = mode == "always" or (mode == "random" and self._rng.random() < 0.5)
+                self.garbage_kinds[kind] += 1
+                if record:
+                    self.garbage_recorded += 1
+                else:
+                    self.garbage_not_recorded += 1
+                self.garbage_log.append({"kind": kind, "method": method, "path": path, "recorded": record})
             if chosen:
                 self.injected[chosen] += 1
-            return chosen
+            return chosen, kind, record
 
     def latency(self, method: str, path: str) -> float:
         with self._lock:
@@ -203,7 +259,7 @@ async def run_with_faults(injector: FaultInjector, scope: Scope, receive: Any, s
     delay = injector.latency(method, path)
     if delay:
         await asyncio.sleep(delay)
-    fault = injector.draw(method, path)
+    fault, kind, record = injector.draw_full(method, path)
     if fault is None:
         await app(scope, receive, send)
         return
@@ -222,6 +278,9 @@ async def run_with_faults(injector: FaultInjector, scope: Scope, receive: Any, s
             [(b"retry-after", retry)],
         )
         return
+    if fault == "garbage" and kind is not None:
+        await _answer_garbage(injector, kind, record, scope, receive, send, app)
+        return
 
     # The remaining faults let the handler run (and commit) first, then spoil the answer.
     async def swallow(message: Any) -> None:
@@ -234,7 +293,71 @@ async def run_with_faults(injector: FaultInjector, scope: Scope, receive: Any, s
         # Not uvicorn: start a response and break it mid-way (the client still gets an error).
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
         raise ConnectionAbortedError("sandbox: injected drop after commit")
-    if fault == "garbage":
-        await _send_plain(send, 200, GARBAGE_BODY, "application/json", [])
-    else:
-        await _send_plain(send, 200, PORTAL_BODY, "text/html; charset=utf-8", [])
+    await _send_plain(send, 200, PORTAL_BODY, "text/html; charset=utf-8", [])
+
+
+async def _answer_garbage(
+    injector: FaultInjector, kind: str, record: bool, scope: Scope, receive: Any, send: Any, app: Any
+) -> None:
+    """Read the request (bounded), run the handler when ``record``, then answer with the broken ``kind``."""
+    buffered: list[Any] = []
+    size = 0
+    while True:  # bounded: stops past MAX_BODY (then the app answers 413 itself) or at the last chunk
+        message = await receive()
+        buffered.append(message)
+        if message.get("type") != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > MAX_BODY or not message.get("more_body", False):
+            break
+
+    async def replay() -> Any:
+        return buffered.pop(0) if buffered else await receive()
+
+    raw_request = b"".join(m.get("body", b"") for m in buffered if m.get("type") == "http.request")
+    if size > MAX_BODY:
+        await app(scope, replay, send)
+        return
+    try:
+        request_json = json.loads(raw_request) if raw_request else None
+    except (ValueError, RecursionError):
+        request_json = None
+    status: int | None = None
+    raw: bytes | None = None
+    if record:
+        parts: list[bytes] = []
+        seen: dict[str, int] = {}
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        await app(scope, replay, capture)
+        status, raw = seen.get("status"), b"".join(parts)
+    s = injector.settings
+    ctx = Context(scope.get("method", "GET"), scope.get("path", ""), request_json, status, raw,
+                  random.Random(), drip_seconds=float(s.drip_seconds), huge_bytes=s.huge_bytes)  # fmt: skip
+    await send_broken(send, build(kind, ctx))
+
+
+async def send_broken(send: Any, b: Broken) -> None:
+    """Send one broken answer as ASGI messages (streamed with pauses, or cut, as it says)."""
+    headers = list(b.headers)
+    if b.content_type:
+        headers.append((b"content-type", b.content_type.encode()))
+    length = len(b.body) if b.length == -1 else b.length
+    if length is not None and b.status != 204:
+        headers.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": b.status, "headers": headers})
+    if b.chunks is None:
+        await send({"type": "http.response.body", "body": b"" if b.status == 204 else b.body})
+        return
+    for chunk in b.chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if b.delay:
+            await asyncio.sleep(b.delay)
+    if b.abort and await abort_connection(send):
+        return
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

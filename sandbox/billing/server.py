@@ -2,20 +2,25 @@
 
 >>> with SandboxServer(tmp_db, seed_bills=50, agency="ORAN-07", token="test-token") as srv:  # doctest: +SKIP
 ...     requests.get(srv.url + "v1/bills/" + srv.references()[0], headers=srv.headers())
+...     requests.get(srv.url + "_sandbox/payments", headers=srv.admin_headers())
 ...     srv.set_faults(unavailable_rate=1.0, retry_after=3)   # every /v1 call now answers 503
 ...     srv.stop(); srv.start()                              # link down, then back on the SAME port + DB
 ...     srv.recorded_payments()
 
-``url`` ends with "/" (``http://127.0.0.1:PORT/``), like the config's ``server.url``.
+``url`` ends with "/" (``http://127.0.0.1:PORT/``), like the config's ``server.url``. Per-terminal tokens
+(contract 1.1): ``SandboxServer(terminals={"ORAN-07-G1": ("tok-g1", "ORAN-07"), ...})``; then there is no
+shared token unless ``token=`` is given too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,18 +117,25 @@ def make_uvicorn(app: SandboxApp) -> QuickServer:
     return QuickServer(config)
 
 
+_SHARED = "test-token"  # noqa: S105  (a sandbox credential)
+
+
 class SandboxServer:
     """The sandbox billing server on 127.0.0.1 in a daemon thread. Context manager; restartable.
 
     ``db`` defaults to a fresh temporary file. ``seed_bills`` bills are generated for ``agency``
-    (deterministic for a given ``seed``; re-seeding an existing DB adds nothing).
+    (deterministic for a given ``seed``; re-seeding an existing DB adds nothing). ``token`` is the shared
+    terminal token (default "test-token" unless ``terminals`` is given); ``terminals`` maps terminal ids to
+    ``(token, agency_id)``; ``admin_token`` (random by default) opens ``/_sandbox/``.
     """
 
     def __init__(
         self,
         db: str | Path | None = None,
         *,
-        token: str = "test-token",  # noqa: S107  (a sandbox credential)
+        token: str | None = _SHARED,
+        terminals: Mapping[str, tuple[str, str]] | None = None,
+        admin_token: str | None = None,
         agency: str = "ORAN-07",
         seed_bills: int = 0,
         seed: int = 1,
@@ -139,7 +151,11 @@ class SandboxServer:
         else:
             self._tmp = None
         self.db_path = Path(db)
+        if terminals and token == _SHARED:
+            token = None  # per-terminal tokens only, unless a shared one is asked for explicitly
         self.token = token
+        self.terminals = dict(terminals or {})
+        self.admin_token = admin_token or secrets.token_urlsafe(16)
         self.agency = agency
         self.host = host
         self.port = port
@@ -147,7 +163,10 @@ class SandboxServer:
         if seed_bills:
             self.store.add_bills(generate_bills(seed_bills, agency, seed=seed, currency=currency))
         self.faults = FaultInjector(faults)
-        self.app = create_app(self.store, token=token, faults=self.faults, decline_pans=decline_pans)
+        self.app = create_app(
+            self.store, token=token, terminals=self.terminals, agency=agency, admin_token=self.admin_token,
+            faults=self.faults, decline_pans=decline_pans,
+        )  # fmt: skip
         self._server: QuickServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -215,8 +234,12 @@ class SandboxServer:
     # -- for tests ---------------------------------------------------------------------------------------
 
     def headers(self, terminal_id: str = "ORAN-07-G1") -> dict[str, str]:
-        """The headers a terminal sends: bearer token and X-Terminal-Id."""
-        return {"Authorization": f"Bearer {self.token}", "X-Terminal-Id": terminal_id}
+        """The headers a terminal sends: its bearer token (or the shared one) and X-Terminal-Id."""
+        return {"Authorization": f"Bearer {self.app.auth.token_of(terminal_id)}", "X-Terminal-Id": terminal_id}
+
+    def admin_headers(self) -> dict[str, str]:
+        """The headers for ``/_sandbox/`` (fault injection, seeding, inspection): the admin token."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     def set_faults(self, **settings: Any) -> dict[str, Any]:
         """Replace the fault profile: ``set_faults(error_rate=0.3, seed=7)``; ``set_faults()`` clears it."""

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -39,12 +39,19 @@ PAYMENT_FIELDS = frozenset(
     {
         "payment_id", "transaction_id", "bill_reference", "amount", "currency", "method", "card",
         "authorization", "agency_id", "terminal_id", "cashier_id", "receipt_number", "captured_at",
-        "captured_offline",
+        "captured_offline", "emv", "stamp_duty", "settlement",
     }
 )  # fmt: skip
-CARD_FIELDS = frozenset({"scheme", "pan_masked", "pan_token", "expiry", "aid"})
+CARD_FIELDS = frozenset({"scheme", "pan_masked", "pan_token", "expiry", "aid", "entry_mode"})
+SETTLED_CARD_FIELDS = frozenset({"scheme", "pan_masked", "pan_token"})
 AUTHORIZATION_FIELDS = frozenset({"code", "reference", "approved_at"})
+SETTLEMENT_FIELDS = frozenset({"by", "from", "at"})
+ENTRY_MODES = ("chip", "contactless", "terminal")
+SETTLED_FROM = ("terminal_ticket", "server")
 CREDITED = "credited_to_account"
+MAX_MONEY = 2**63 - 1  # what SQLite's INTEGER holds, here and on the agent
+# Agencies are in Algeria and Tunisia: both UTC+01:00 all year, no daylight saving time.
+AGENCY_TZ = timezone(timedelta(hours=1))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bills (
@@ -93,13 +100,39 @@ CREATE TABLE IF NOT EXISTS authorizations (
     created_at TEXT NOT NULL,
     requests INTEGER NOT NULL DEFAULT 1
 );
+CREATE TABLE IF NOT EXISTS receipt_sends (
+    receipt_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    language TEXT,
+    terminal_id TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (receipt_number, channel, address)
+);
+CREATE TABLE IF NOT EXISTS terminal_marks (
+    terminal_id TEXT PRIMARY KEY,
+    last_receipt_number TEXT NOT NULL     -- the highest receipt number seen from this terminal
+);
 """
+# Columns added after version 1 of this database (a sandbox DB from an older checkout keeps working):
+# (table, column, declaration, backfill from the payment's canonical JSON or None).
+_ADDED_COLUMNS = (
+    ("payments", "terminal_id", "TEXT", "json_extract(canonical, '$.terminal_id')"),
+    ("payments", "receipt_number", "TEXT", "json_extract(canonical, '$.receipt_number')"),
+    ("payments", "business_day", "TEXT", None),
+    ("authorizations", "terminal_id", "TEXT", None),
+    ("authorizations", "reversed_at", "TEXT", None),
+    ("authorizations", "reversal_reason", "TEXT", None),
+)
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 _EXPIRY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Contract PanMasked: at most the first 6 and the last 4 digits, at least 3 masked characters.
+_PAN_MASKED = re.compile(r"^[0-9]{0,6}[*Xx#]{3,}[0-9]{0,4}$")
 
 
 def now_rfc3339() -> str:
@@ -133,18 +166,27 @@ def is_rfc3339(value: Any) -> bool:
 
 
 def is_masked_pan(value: str) -> bool:
-    """Digits only in the first 6 and last 4 positions; the rest masked (PCI DSS 3.4.1)."""
-    if not 8 <= len(value) <= 23 or not re.fullmatch(r"[0-9*Xx#]+", value):
-        return False
-    n = len(value)
-    hidden = 0
-    for i, ch in enumerate(value):
-        if ch.isdigit():
-            if 6 <= i < n - 4:
-                return False
-        else:
-            hidden += 1
-    return hidden >= 3
+    """Digits only in the first 6 and last 4 positions; the rest masked (PCI DSS 3.4.1).
+
+    >>> is_masked_pan("628058******1234"), is_masked_pan("************1234"), is_masked_pan("6280580000001234")
+    (True, True, False)
+    """
+    return 8 <= len(value) <= 23 and _PAN_MASKED.match(value) is not None
+
+
+def receipt_key(receipt_number: str) -> tuple[int, str]:
+    """Order of receipt numbers: by their trailing counter, then as text.
+
+    >>> receipt_key("ORAN-07-G2-000123") > receipt_key("ORAN-07-G2-000099")
+    True
+    """
+    m = re.search(r"(\d+)$", receipt_number)
+    return (int(m.group(1)[-18:]) if m else -1, receipt_number)
+
+
+def business_day_of(captured_at: str) -> str:
+    """The agency-local date (UTC+01:00) of an RFC 3339 time."""
+    return datetime.fromisoformat(captured_at).astimezone(AGENCY_TZ).date().isoformat()
 
 
 def _is_int(v: Any) -> TypeGuard[int]:
@@ -155,12 +197,17 @@ def _is_text(v: Any, max_len: int = 200) -> bool:
     return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= max_len
 
 
+def _is_hex(v: Any, max_len: int) -> bool:
+    return isinstance(v, str) and len(v) <= max_len and _HEX.match(v) is not None
+
+
 def unknown_payment_field(payment: dict[str, Any], where: str) -> str | None:
     """The first unknown field of a submitted payment (dotted path), or None."""
     for key in payment:
         if key not in PAYMENT_FIELDS:
             return f"{where}.{key}"
-    for sub, allowed in (("card", CARD_FIELDS), ("authorization", AUTHORIZATION_FIELDS)):
+    subs = (("card", CARD_FIELDS), ("authorization", AUTHORIZATION_FIELDS), ("settlement", SETTLEMENT_FIELDS))
+    for sub, allowed in subs:
         obj = payment.get(sub)
         if isinstance(obj, dict):
             for key in obj:
@@ -183,7 +230,7 @@ def payment_problem(p: dict[str, Any]) -> str | None:
         return "amount: must be an integer in minor units"
     if amount <= 0:
         return "amount: must be greater than 0"
-    if amount >= 2**63:  # what SQLite's INTEGER holds, here and on the agent
+    if amount > MAX_MONEY:
         return "amount: too large"
     if p.get("currency") not in CURRENCIES:
         return f"currency: must be one of {', '.join(CURRENCIES)}"
@@ -194,39 +241,74 @@ def payment_problem(p: dict[str, Any]) -> str | None:
         return "captured_at: must be an RFC 3339 time with an offset"
     if not isinstance(p.get("captured_offline"), bool):
         return "captured_offline: must be true or false"
-    card, auth = p.get("card"), p.get("authorization")
+    card, auth, settlement = p.get("card"), p.get("authorization"), p.get("settlement")
+    stamp_duty, emv = p.get("stamp_duty"), p.get("emv")
     if method == "cash":
         if card is not None:
             return "card: must be null for cash"
         if auth is not None:
             return "authorization: must be null for cash"
+        if emv is not None:
+            return "emv: must be null for cash"
+        if settlement is not None:
+            return "settlement: only for a card payment"
+        if stamp_duty is not None and (not _is_int(stamp_duty) or not 0 <= stamp_duty <= MAX_MONEY):
+            return "stamp_duty: must be an integer >= 0 in minor units, or null"
         return None
+    if stamp_duty is not None and stamp_duty != 0 or isinstance(stamp_duty, bool | float):
+        return "stamp_duty: cash only (0 or null for a card payment)"
+    if emv is not None and not _is_hex(emv, 4096):
+        return "emv: must be hex TLV (at most 2048 bytes) or null"
+    if settlement is not None:
+        problem = _settlement_problem(settlement)
+        if problem:
+            return problem
     if not isinstance(card, dict):
         return f"card: required for {method}"
+    if settlement is not None:
+        for key in card:
+            if key not in SETTLED_CARD_FIELDS:
+                return f"card.{key}: a settled payment's card holds only scheme, pan_masked and pan_token"
     if not _is_text(card.get("scheme"), 40):
         return "card.scheme: must be a non-empty string"
     masked = card.get("pan_masked")
     if masked is not None and (not isinstance(masked, str) or not is_masked_pan(masked)):
         return "card.pan_masked: must show at most the first 6 and last 4 digits"
     token = card.get("pan_token")
-    if token is not None and (not isinstance(token, str) or not _HEX.match(token)):
+    if token is not None and not _is_hex(token, 128):
         return "card.pan_token: must be hex"
     expiry = card.get("expiry")
     if expiry is not None and (not isinstance(expiry, str) or not _EXPIRY.match(expiry)):
         return "card.expiry: must be YYYY-MM"
     aid = card.get("aid")
-    if aid is not None and (not isinstance(aid, str) or not _HEX.match(aid) or not 10 <= len(aid) <= 32):
+    if aid is not None and (not _is_hex(aid, 32) or len(aid) < 10):
         return "card.aid: must be 5 to 16 bytes of hex"
+    entry_mode = card.get("entry_mode")
+    if entry_mode is not None and entry_mode not in ENTRY_MODES:
+        return f"card.entry_mode: must be one of {', '.join(ENTRY_MODES)} or null"
     if not isinstance(auth, dict):
         return f"authorization: required for {method}"
-    if not isinstance(auth.get("code"), str):
+    code = auth.get("code")
+    if not isinstance(code, str) or len(code) > 200:
         return "authorization.code: must be a string"
     ref = auth.get("reference")
-    if ref is not None and not isinstance(ref, str):
+    if ref is not None and (not isinstance(ref, str) or len(ref) > 200):
         return "authorization.reference: must be a string or null"
     approved_at = auth.get("approved_at")
     if approved_at is not None and not is_rfc3339(approved_at):
         return "authorization.approved_at: must be an RFC 3339 time with an offset"
+    return None
+
+
+def _settlement_problem(settlement: Any) -> str | None:
+    if not isinstance(settlement, dict):
+        return "settlement: must be an object or null"
+    if not _is_text(settlement.get("by")):
+        return "settlement.by: must be a non-empty string (who settled it)"
+    if settlement.get("from") not in SETTLED_FROM:
+        return f"settlement.from: must be one of {', '.join(SETTLED_FROM)}"
+    if not is_rfc3339(settlement.get("at")):
+        return "settlement.at: must be an RFC 3339 time with an offset"
     return None
 
 
@@ -259,7 +341,22 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self._add_columns()
         self._seq: int = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM bills").fetchone()[0]
+
+    def _add_columns(self) -> None:
+        for table, column, decl, backfill in _ADDED_COLUMNS:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                if backfill:
+                    self.db.execute(f"UPDATE {table} SET {column} = {backfill}")  # noqa: S608
+        rows = self.db.execute("SELECT payment_id, canonical FROM payments WHERE business_day IS NULL").fetchall()
+        for row in rows:
+            day = business_day_of(json.loads(row[1])["captured_at"])
+            self.db.execute("UPDATE payments SET business_day = ? WHERE payment_id = ?", (day, row[0]))
+        self.db.execute("CREATE INDEX IF NOT EXISTS payments_day ON payments (terminal_id, business_day)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS payments_receipt ON payments (receipt_number)")
 
     def close(self) -> None:
         with self.lock:
@@ -337,10 +434,13 @@ class Store:
             row = self.db.execute("SELECT * FROM bills WHERE reference = ?", (reference,)).fetchone()
         return _bill(row) if row else None
 
-    def customer_bills(self, customer_id: str) -> list[dict[str, Any]] | None:
-        """Unpaid and partially paid bills of the customer; None when the customer is unknown."""
+    def customer_bills(self, customer_id: str, agency: str | None = None) -> list[dict[str, Any]] | None:
+        """Unpaid and partially paid bills of the customer (in ``agency`` when given); None when the customer
+        has no bill at all (there)."""
         with self.lock:
             rows = self.db.execute("SELECT * FROM bills WHERE customer_id = ? ORDER BY seq", (customer_id,)).fetchall()
+        if agency is not None:
+            rows = [r for r in rows if r["agency_id"] == agency]
         if not rows:
             return None
         return [_bill(r) for r in rows if r["status"] in ("unpaid", "partially_paid")]
@@ -450,9 +550,11 @@ class Store:
             )
         self.db.execute(
             "INSERT INTO payments (payment_id, canonical, bill_reference, amount, currency, notice, "
-            "recorded_at) VALUES (?,?,?,?,?,?,?)",
-            (pid, canonical, ref, amount, p["currency"], notice, at),
-        )
+            "recorded_at, terminal_id, receipt_number, business_day) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (pid, canonical, ref, amount, p["currency"], notice, at, p["terminal_id"], p["receipt_number"],
+             business_day_of(p["captured_at"])),
+        )  # fmt: skip
+        self._raise_mark(p["terminal_id"], p["receipt_number"])
         result: dict[str, Any] = {
             "payment_id": pid,
             "status": "accepted",
@@ -462,10 +564,13 @@ class Store:
             result["notice"] = notice
         return result
 
-    def get_payment(self, payment_id: str) -> dict[str, Any] | None:
+    def get_payment(self, payment_id: str, terminal_id: str | None = None) -> dict[str, Any] | None:
+        """The payment as recorded plus ``"status": "recorded"``; None when unknown (or another terminal's)."""
         with self.lock:
-            row = self.db.execute("SELECT canonical FROM payments WHERE payment_id = ?", (payment_id,)).fetchone()
-        if row is None:
+            row = self.db.execute(
+                "SELECT canonical, terminal_id FROM payments WHERE payment_id = ?", (payment_id,)
+            ).fetchone()
+        if row is None or (terminal_id is not None and row[1] != terminal_id):
             return None
         payment: dict[str, Any] = json.loads(row[0])
         payment["status"] = "recorded"
@@ -496,6 +601,90 @@ class Store:
             for r in rows
         ]
 
+    def business_day(
+        self, terminal_id: str, day: str, *, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None, dict[str, Any]]:
+        """(items, position of the last item when more may follow else None, totals of the whole day)."""
+        keys = ("payment_id", "transaction_id", "bill_reference", "amount", "currency", "method",
+                "receipt_number", "captured_at")  # fmt: skip
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT rowid, canonical, recorded_at FROM payments WHERE terminal_id = ? AND business_day = ? "
+                "AND rowid > ? ORDER BY rowid LIMIT ?",
+                (terminal_id, day, after, limit + 1),
+            ).fetchall()
+            whole = self.db.execute(
+                "SELECT canonical FROM payments WHERE terminal_id = ? AND business_day = ?", (terminal_id, day)
+            ).fetchall()
+        items = []
+        for r in rows[:limit]:
+            p = json.loads(r[1])
+            item = {k: p.get(k) for k in keys}
+            item["stamp_duty"] = p.get("stamp_duty") or 0
+            item["recorded_at"] = r[2]
+            items.append(item)
+        more = rows[limit - 1][0] if len(rows) > limit else None
+        totals: dict[str, Any] = {"count": 0, "amount": {}, "stamp_duty": {}, "by_method": {}}
+        for (canonical,) in whole:
+            p = json.loads(canonical)
+            cur = p["currency"]
+            totals["count"] += 1
+            totals["amount"][cur] = totals["amount"].get(cur, 0) + p["amount"]
+            if p.get("stamp_duty"):
+                totals["stamp_duty"][cur] = totals["stamp_duty"].get(cur, 0) + p["stamp_duty"]
+            m = totals["by_method"].setdefault(p["method"], {"count": 0, "amount": {}})
+            m["count"] += 1
+            m["amount"][cur] = m["amount"].get(cur, 0) + p["amount"]
+        return items, more, totals
+
+    # -- receipts and high-water marks -----------------------------------------------------------------
+
+    def receipt_known(self, receipt_number: str, terminal_id: str) -> bool:
+        """Whether a payment of this receipt (from this terminal) has been recorded."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT 1 FROM payments WHERE receipt_number = ? AND terminal_id = ? LIMIT 1",
+                (receipt_number, terminal_id),
+            ).fetchone()
+        return row is not None
+
+    def queue_receipt(self, receipt_number: str, channel: str, address: str, language: str | None,
+                      terminal_id: str) -> None:  # fmt: skip
+        """Record a send request; the same (receipt, channel, address) again only counts."""
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO receipt_sends (receipt_number, channel, address, language, terminal_id, requested_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (receipt_number, channel, address) "
+                "DO UPDATE SET requests = requests + 1",
+                (receipt_number, channel, address, language, terminal_id, now_rfc3339()),
+            )
+
+    def receipt_sends(self) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM receipt_sends ORDER BY rowid").fetchall()
+        return [dict(r) for r in rows]
+
+    def _raise_mark(self, terminal_id: str, receipt_number: str) -> None:
+        row = self.db.execute(
+            "SELECT last_receipt_number FROM terminal_marks WHERE terminal_id = ?", (terminal_id,)
+        ).fetchone()
+        if row is None or receipt_key(receipt_number) > receipt_key(row[0]):
+            self.db.execute(
+                "INSERT INTO terminal_marks VALUES (?, ?) ON CONFLICT (terminal_id) "
+                "DO UPDATE SET last_receipt_number = excluded.last_receipt_number",
+                (terminal_id, receipt_number),
+            )
+
+    def note_receipt(self, terminal_id: str, receipt_number: str | None) -> str | None:
+        """Raise the terminal's high-water mark to ``receipt_number`` (when given); returns the mark."""
+        with self.lock:
+            if receipt_number is not None:
+                self._raise_mark(terminal_id, receipt_number)
+            row = self.db.execute(
+                "SELECT last_receipt_number FROM terminal_marks WHERE terminal_id = ?", (terminal_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def rejections(self) -> list[dict[str, Any]]:
         with self.lock:
             rows = self.db.execute("SELECT payment_id, code, message, at FROM rejections ORDER BY id")
@@ -503,10 +692,37 @@ class Store:
 
     # -- authorizations ------------------------------------------------------------------------------
 
-    def get_authorization(self, payment_id: str) -> dict[str, Any] | None:
+    def get_authorization(self, payment_id: str, terminal_id: str | None = None) -> dict[str, Any] | None:
+        """The answer given for ``payment_id``; None when there is none (or it is another terminal's)."""
         with self.lock:
-            row = self.db.execute("SELECT response FROM authorizations WHERE payment_id = ?", (payment_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+            row = self.db.execute(
+                "SELECT response, terminal_id FROM authorizations WHERE payment_id = ?", (payment_id,)
+            ).fetchone()
+        if row is None or (terminal_id is not None and row[1] is not None and row[1] != terminal_id):
+            return None
+        found: dict[str, Any] = json.loads(row[0])
+        return found
+
+    def authorization_terminal(self, payment_id: str) -> str | None:
+        """The terminal that first asked under this key (None when nobody did)."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT terminal_id FROM authorizations WHERE payment_id = ?", (payment_id,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def reverse_authorization(self, payment_id: str, terminal_id: str, reason: str) -> bool:
+        """Mark an approval reversed (idempotent: the first reason stays). False when there is no approval."""
+        with self.lock:
+            found = self.get_authorization(payment_id, terminal_id)
+            if found is None or not found.get("approved"):
+                return False
+            self.db.execute(
+                "UPDATE authorizations SET reversed_at = COALESCE(reversed_at, ?), "
+                "reversal_reason = COALESCE(reversal_reason, ?) WHERE payment_id = ?",
+                (now_rfc3339(), reason, payment_id),
+            )
+        return True
 
     def authorization_request(self, payment_id: str) -> tuple[int, str, str] | None:
         """(amount, currency, pan_masked) of the first request under this key, or None."""
@@ -517,7 +733,14 @@ class Store:
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
     def save_authorization(
-        self, payment_id: str, response: dict[str, Any], *, amount: int, currency: str, pan_masked: str
+        self,
+        payment_id: str,
+        response: dict[str, Any],
+        *,
+        amount: int,
+        currency: str,
+        pan_masked: str,
+        terminal_id: str | None = None,
     ) -> dict[str, Any]:
         """Store the first answer for ``payment_id``; a replay gets that same answer back."""
         with self.lock:
@@ -534,9 +757,11 @@ class Store:
                     stored: dict[str, Any] = json.loads(row[0])
                 else:
                     self.db.execute(
-                        "INSERT INTO authorizations VALUES (?,?,?,?,?,?,1)",
-                        (payment_id, canonical_json(response), amount, currency, pan_masked, now_rfc3339()),
-                    )
+                        "INSERT INTO authorizations (payment_id, response, amount, currency, pan_masked, created_at, "
+                        "requests, terminal_id) VALUES (?,?,?,?,?,?,1,?)",
+                        (payment_id, canonical_json(response), amount, currency, pan_masked, now_rfc3339(),
+                         terminal_id),
+                    )  # fmt: skip
                     stored = response
                 self.db.execute("COMMIT")
             except BaseException:
@@ -555,6 +780,9 @@ class Store:
                 "pan_masked": r["pan_masked"],
                 "created_at": r["created_at"],
                 "requests": r["requests"],
+                "terminal_id": r["terminal_id"],
+                "reversed_at": r["reversed_at"],
+                "reversal_reason": r["reversal_reason"],
                 "response": json.loads(r["response"]),
             }
             for r in rows

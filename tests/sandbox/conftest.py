@@ -13,7 +13,8 @@ from sandbox.billing.server import SandboxServer
 
 
 class Api:
-    """requests against the sandbox with the terminal's headers; paths relative to the base URL."""
+    """requests against the sandbox with the terminal's headers (the admin's for ``_sandbox/``); paths relative
+    to the base URL."""
 
     def __init__(self, server: SandboxServer, timeout: float = 10) -> None:
         self.server = server
@@ -21,14 +22,19 @@ class Api:
         self.session.headers.update(server.headers())
         self.timeout = timeout
 
+    def _kw(self, path: str, kw: dict[str, Any]) -> dict[str, Any]:
+        if path.startswith("_sandbox/"):  # the test-only endpoints need the admin token
+            kw["headers"] = {**self.server.admin_headers(), **kw.get("headers", {})}
+        return kw
+
     def get(self, path: str, **kw: Any) -> requests.Response:
-        return self.session.get(self.server.url + path, timeout=self.timeout, **kw)
+        return self.session.get(self.server.url + path, timeout=self.timeout, **self._kw(path, kw))
 
     def post(self, path: str, **kw: Any) -> requests.Response:
-        return self.session.post(self.server.url + path, timeout=self.timeout, **kw)
+        return self.session.post(self.server.url + path, timeout=self.timeout, **self._kw(path, kw))
 
     def put(self, path: str, **kw: Any) -> requests.Response:
-        return self.session.put(self.server.url + path, timeout=self.timeout, **kw)
+        return self.session.put(self.server.url + path, timeout=self.timeout, **self._kw(path, kw))
 
     def batch(self, payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r = self.post("v1/payments/batch", json={"payments": payments})

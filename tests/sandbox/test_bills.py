@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from sandbox.billing.seed import first_reference
+from sandbox.billing.server import SandboxServer
 from sandbox.billing.store import BILL_FIELDS
 from tests.sandbox.conftest import Api, make_payment
 
@@ -37,8 +38,9 @@ def test_requests_without_token_or_terminal_id_get_401(billing_server, seeded_re
     assert_error(requests.get(url, headers=headers, timeout=5), 401, code)
     r = requests.post(billing_server.url + "v1/payments/batch", json={"payments": []}, headers=headers, timeout=5)
     assert_error(r, 401, code)
-    # The test-only endpoints are protected the same way.
-    assert_error(requests.get(billing_server.url + "_sandbox/payments", headers=headers, timeout=5), 401, code)
+    # The test-only endpoints need the admin token: a wrong one is 401, a terminal's 403.
+    r = requests.get(billing_server.url + "_sandbox/payments", headers=headers, timeout=5)
+    assert_error(r, 401, code) if code == "unauthorized" else assert_error(r, 403, "forbidden")
 
 
 def test_get_bill_returns_every_contract_field(api: Api, seeded_references):
@@ -135,19 +137,23 @@ def test_feed_shows_paid_and_changed_bills_after_the_cursor(api: Api, billing_se
     assert feed_all(api, limit=10, cursor=cursor2)[0] == []
 
 
-def test_feed_is_per_agency(api: Api, billing_server):
-    billing_server.put_bill(
-        reference="555000111222", contract="01-001-00001", customer_name="X. Test", service="gas",
-        period="2026-T3", issued_on="2026-10-05", due_on="2026-11-15", amount_due=1000, currency="DZD",
-        status="unpaid", agency_id="TLEMCEN-01", customer_id="C-9999999",
-    )  # fmt: skip
-    items, cursor, _ = feed_all(api, limit=5000)
-    assert "555000111222" not in [b["reference"] for b in items]
-    other = api.get("v1/bills", params={"agency": "TLEMCEN-01"}).json()
-    assert [b["reference"] for b in other["items"]] == ["555000111222"]
-    # A cursor is only good for the agency that got it.
-    r = api.get("v1/bills", params={"agency": "TLEMCEN-01", "updated_after": cursor})
-    assert_error(r, 400, "invalid_cursor")
+def test_feed_is_per_agency(tmp_path):
+    terminals = {"ORAN-07-G1": ("tok-oran", "ORAN-07"), "TLEMCEN-01-G1": ("tok-tlemcen", "TLEMCEN-01")}
+    with SandboxServer(tmp_path / "b.db", seed_bills=30, terminals=terminals) as srv:
+        srv.put_bill(
+            reference="555000111222", contract="01-001-00001", customer_name="X. Test", service="gas",
+            period="2026-T3", issued_on="2026-10-05", due_on="2026-11-15", amount_due=1000, currency="DZD",
+            status="unpaid", agency_id="TLEMCEN-01", customer_id="C-9999999",
+        )  # fmt: skip
+        oran, tlemcen = Api(srv), Api(srv)
+        tlemcen.session.headers.update(srv.headers("TLEMCEN-01-G1"))
+        items, cursor, _ = feed_all(oran, limit=5000)
+        assert len(items) == 30 and "555000111222" not in [b["reference"] for b in items]
+        other = tlemcen.get("v1/bills", params={"agency": "TLEMCEN-01"}).json()
+        assert [b["reference"] for b in other["items"]] == ["555000111222"]
+        # A cursor is only good for the agency that got it.
+        r = tlemcen.get("v1/bills", params={"agency": "TLEMCEN-01", "updated_after": cursor})
+        assert_error(r, 400, "invalid_cursor")
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_cli_serve_prints_url_first_and_serves(tmp_path):
     proc = subprocess.Popen(
         [GUICHET, "sandbox", "serve", "--port", "0", "--db", str(tmp_path / "cli.db"), "--token", "cli-token",
          "--seed-bills", "30", "--agency", "ORAN-07", "--currency", "DZD", "--unavailable-rate", "1",
-         "--retry-after", "9"],
+         "--retry-after", "9", "--admin-token", "cli-admin"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -130,7 +130,9 @@ def test_cli_serve_prints_url_first_and_serves(tmp_path):
         headers = {"Authorization": "Bearer cli-token", "X-Terminal-Id": "T1"}
         r = requests.get(url + "v1/bills/" + first_reference("ORAN-07"), headers=headers, timeout=10)
         assert r.status_code == 503 and r.headers["Retry-After"] == "9"
-        requests.put(url + "_sandbox/faults", json={}, headers=headers, timeout=10)
+        assert requests.put(url + "_sandbox/faults", json={}, headers=headers, timeout=10).status_code == 403
+        admin = {"Authorization": "Bearer cli-admin"}
+        assert requests.put(url + "_sandbox/faults", json={}, headers=admin, timeout=10).status_code == 200
         r = requests.get(url + "v1/bills/" + first_reference("ORAN-07"), headers=headers, timeout=10)
         assert r.status_code == 200 and r.json()["reference"] == first_reference("ORAN-07")
     finally:
