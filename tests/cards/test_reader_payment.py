@@ -158,3 +158,35 @@ def test_a_zero_length_dol_entry_sends_nothing_for_it(reader_agent, insert, bill
     with insert("dol_zero_length"):
         result = reader_agent.flow.pay([bill], method="card_reader", cashier_id="c")
     assert result.status == "approved", result.message
+
+
+def test_guichet_pay_with_a_hostile_card_is_declined_in_one_line(billing_config, vpcd_reader, insert, billing_server,
+                                                                 seeded_references, tmp_path):
+    """`guichet pay --method card_reader` as the cashier runs it: a card whose PDOL asks for 271 bytes ends in
+    one line, exit 1, `declined`; the bill is not blocked (a second card pays it)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import config
+
+    cfg = with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15))
+    path = config.write_config(cfg, tmp_path / "guichet.toml")
+    env = {k: v for k, v in os.environ.items() if k not in ("GUICHET_CRASHPOINT", "GUICHET_CONFIG")}
+    env.update(GUICHET_CONFIG=str(path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    ref = seeded_references[5]
+
+    def pay() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent", "pay", ref, "--method", "card_reader", "--json"],
+                              capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+    with insert("pdol_huge"):
+        out = pay()
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "declined" in out.stderr and "PDOL" in out.stderr and "Traceback" not in out.stderr
+    assert json.loads(out.stdout)["state"] == "declined"
+    with insert("cib"):
+        again = pay()
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["state"] in ("approved", "uploaded")
