@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     peer_py, why = (None, "skipped (--no-peer)") if args.no_peer else ensure_peer_venv()
     script = Path(tempfile.mkstemp(suffix="_peer_emv.py")[1])
     script.write_text(PEER_SCRIPT)
-    names = args.profile or [n for n, p in PROFILES.items() if p.expect_error is None]
+    names = args.profile or [n for n, p in PROFILES.items() if p.expect_error is None and not p.apdu_delay]
 
     print(f"cards benchmark: {args.reads} reads per profile, reader {reader!r}, pcscd + vpcd, virtual cards")
     print(f"peer: python-emv 1.0.14 + pyscard 2.0.0 in {PEER_VENV}" if peer_py else f"peer: unavailable: {why}")
