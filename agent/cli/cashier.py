@@ -47,6 +47,7 @@ def actor() -> str:
 @contextmanager
 def _store(ctx: click.Context, *, create: bool = True) -> Iterator[Any]:
     from agent.cashiers import CashierError, CashierStore
+    from agent.errors import StorageError
 
     cfg = get_config(ctx)
     path = Path(cfg.state.dir) / "cashiers.db"
@@ -55,6 +56,8 @@ def _store(ctx: click.Context, *, create: bool = True) -> Iterator[Any]:
         return
     try:
         store = CashierStore(path, max_attempts=cfg.ui.pin_attempts, lockout_seconds=cfg.ui.lockout_seconds)
+    except StorageError as e:
+        fail(str(e))  # names the file already
     except (CashierError, OSError) as e:
         fail(f"{path}: {e}")
     try:

@@ -137,3 +137,12 @@ def test_the_pin_prompt_on_a_terminal_is_hidden_and_confirmed(cli: Any, tmp_path
         assert store.verify("c0042", "4826")
     finally:
         store.close()
+
+
+def test_a_state_dir_that_cannot_be_made_is_one_line_naming_it(cli: Any) -> None:
+    cli.state.write_text("not a directory\n")  # a technician's typo left a file where the state dir goes
+    r = cli("add", "s0001", "--name", "Karim S.", "--supervisor", pin="917355")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(cli.state) in r.stderr
+    assert cli.state.read_text() == "not a directory\n"  # nothing already there is lost
