@@ -81,6 +81,7 @@ ERROR_HEADLINES = {
     "CashierError": N_("Refused"),
     "ApiError": N_("The billing server refused the request"),
     "RetryLater": N_("The billing server is busy: try again shortly"),
+    "SettlementRefused": N_("Cannot settle it this way"),
 }
 
 

@@ -131,10 +131,14 @@ async def test_unknown_outcome_is_settled_after_a_restart(
         await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen", "unknown outcomes shown at login")
         await wait_for(pilot, lambda: app2.screen.rows, "the unknown payment listed")
         assert app2.screen.rows[0].payment_id == p.payment_id
+        await type_into(pilot, "#card-scheme", "visa", enter=False)  # what the ticket shows of the card
+        await type_into(pilot, "#card-last4", "1234", enter=False)
         await type_into(pilot, "#auth-code", "A1B2C3")  # Enter settles as approved
         await wait_for(pilot, lambda: not app2.screen.rows and app2.screen.message, "the settle")
         settled = app2.backend.journal.get(p.payment_id)
         assert settled.state == "approved" and settled.authorization["code"] == "A1B2C3"
+        assert settled.card == {"scheme": "VISA", "pan_masked": "************1234", "pan_token": None}
+        assert settled.settlement is not None and settled.settlement["by"] == "c0042"
         trail = app2.backend.journal.audit(p.payment_id)
         assert trail[-1]["to_state"] == "approved" and trail[-1]["actor"] == "c0042"
 

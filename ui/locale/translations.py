@@ -223,6 +223,18 @@ FR: dict[str, str] = {
     "absent": "absent",
     "PC/SC service down": "service PC/SC arrêté",
     "configured": "configuré",
+    "Card scheme": "Réseau de la carte",
+    "Last 4 digits": "4 derniers chiffres",
+    "Type the card's last 4 digits printed on the ticket":
+        "Saisissez les 4 derniers chiffres de la carte imprimés sur le ticket",
+    "That is a full card number: type only the last 4 digits":
+        "C'est un numéro de carte complet : saisissez seulement les 4 derniers chiffres",
+    "Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)":
+        "4 derniers chiffres : saisissez les 4 chiffres, ou le numéro masqué tel qu'imprimé"
+        " (* pour les chiffres cachés)",
+    "Type the card scheme printed on the ticket (e.g. CIB)":
+        "Saisissez le réseau de la carte imprimé sur le ticket (par ex. CIB)",
+    "Cannot settle it this way": "Impossible de régler ce paiement ainsi",
 }
 
 AR: dict[str, str] = {
@@ -439,6 +451,14 @@ AR: dict[str, str] = {
     "absent": "غير موصول",
     "PC/SC service down": "خدمة PC/SC متوقفة",
     "configured": "مهيأ",
+    "Card scheme": "شبكة البطاقة",
+    "Last 4 digits": "آخر 4 أرقام",
+    "Type the card's last 4 digits printed on the ticket": "أدخل آخر 4 أرقام من البطاقة المطبوعة على الوصل",
+    "That is a full card number: type only the last 4 digits": "هذا رقم بطاقة كامل: أدخل آخر 4 أرقام فقط",
+    "Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)":
+        "آخر 4 أرقام: أدخل الأرقام الأربعة، أو الرقم المقنّع كما هو مطبوع (* للأرقام المخفية)",
+    "Type the card scheme printed on the ticket (e.g. CIB)": "أدخل شبكة البطاقة المطبوعة على الوصل (مثلا CIB)",
+    "Cannot settle it this way": "لا يمكن تسوية هذه العملية بهذه الطريقة",
 }
 
 
