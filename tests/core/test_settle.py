@@ -1,0 +1,223 @@
+"""Settling an unknown outcome (issue 12, "money taken, never credited"): the real `guichet` CLI as a subprocess,
+the sandbox billing server over HTTP, the TPE simulator on a pty, the journal on disk.
+
+A card payment the TPE approved while the agent died before writing it is `unknown` after the restart; the
+cashier settles it from the TPE's ticket and the server must accept it: the money was taken. A `card_reader`
+payment is settled from the server's authorization record, which a person may not contradict.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import config
+from agent.context import AgentContext
+from agent.journal import Journal, NewPayment
+from agent.states import State
+from sandbox.billing.server import SandboxServer
+from sandbox.tpe import TEST_CARDS, TEST_PANS, TpeSimulator
+from tests.core.conftest import GUICHET, Runner, recorded_ids
+from tests.tpe.conftest import FAST_BAUD, TPE_TIMEOUTS, tpe_sim  # noqa: F401  (fixture)
+
+KILLED = -signal.SIGKILL
+SIM_CARD = "EDAHABIA"  # the simulator's default card
+LAST4 = TEST_CARDS[SIM_CARD][-4:]
+
+
+@pytest.fixture
+def tpe_guichet(
+    billing_config: config.Config, tpe_sim: Callable[..., TpeSimulator], tmp_path: Path  # noqa: F811
+) -> tuple[Runner, TpeSimulator]:
+    """`guichet` with a config whose TPE is the simulator (approving, EDAHABIA card)."""
+    import os
+    import subprocess
+
+    sim = tpe_sim(behaviour="approve")
+    data = billing_config.model_dump(mode="python")
+    data["server"]["token"] = data["server"]["token"].get_secret_value()
+    data["cards"]["hmac_key"] = data["cards"]["hmac_key"].get_secret_value()
+    data["cards"]["schemes"] = [{"name": "EDAHABIA", "bins": ["628058"]}, {"name": "CIB", "bins": ["603620"]}]
+    data["tpe"].update({"port": sim.path, "baud": FAST_BAUD, "framing": "7E1", **TPE_TIMEOUTS})
+    cfg = config.write_config(config.validate(data), tmp_path / "guichet-tpe.toml")
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+        full = {k: v for k, v in os.environ.items() if k != "GUICHET_CRASHPOINT"}
+        full.update({"GUICHET_CONFIG": str(cfg), **(env or {})})
+        return subprocess.run([*GUICHET, *args], capture_output=True, text=True, env=full, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    return run, sim
+
+
+def _state_bytes(cfg: config.Config) -> bytes:
+    return b"".join(p.read_bytes() for p in Path(cfg.state.dir).rglob("*") if p.is_file())
+
+
+def _approved_by_the_tpe_then_killed(run: Runner, sim: TpeSimulator, ref: str) -> str:
+    """The TPE approves (the customer is charged, the ticket printed) and the agent dies before it writes the
+    approval; the restart (`sync --once` recovers the journal) leaves the payment unknown. Its id."""
+    r = run("pay", ref, "--method", "card_terminal", "--json", "--no-upload",
+            env={"GUICHET_CRASHPOINT": "journal.approved.before_commit"})
+    assert r.returncode == KILLED, (r.returncode, r.stderr)
+    sim.wait_idle()
+    assert [e.outcome for e in sim.exchanges] == ["approved"]  # the money was taken
+    assert run("sync", "--once").returncode == 0
+    [p] = json.loads(run("queue", "list", "--json").stdout)
+    assert p["state"] == "unknown"
+    return str(p["payment_id"])
+
+
+def test_a_tpe_payment_settled_from_the_ticket_is_accepted_by_the_server(
+    tpe_guichet: tuple[Runner, TpeSimulator], billing_config: config.Config, billing_server: SandboxServer,
+    seeded_references: list[str],
+) -> None:
+    run, sim = tpe_guichet
+    ref = seeded_references[0]
+    pid = _approved_by_the_tpe_then_killed(run, sim, ref)
+    assert recorded_ids(billing_server) == []
+
+    s = run("queue", "settle", pid, "--approved", "--code", "A1B2C3", "--scheme", "edahabia", "--last4", LAST4,
+            "--cashier", "s0001")
+    assert s.returncode == 0, s.stderr
+    r = run("sync", "--once")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    [recorded] = billing_server.recorded_payments()
+    assert recorded["payment_id"] == pid and billing_server.rejections() == []
+    body = recorded["payment"]
+    assert body["settlement"]["by"] == "s0001" and body["settlement"]["from"] == "terminal_ticket"
+    assert body["card"] == {"scheme": "EDAHABIA", "pan_masked": "*" * 12 + LAST4, "pan_token": None}
+    assert body["authorization"]["code"] == "A1B2C3"
+
+    shown = run("queue", "show", pid)
+    assert shown.returncode == 0 and "settled by s0001" in shown.stdout and "terminal's ticket" in shown.stdout
+    as_json = json.loads(run("queue", "show", pid, "--json").stdout)
+    assert as_json["state"] == "uploaded" and as_json["settlement"]["by"] == "s0001"
+
+
+def test_settling_asks_for_what_the_ticket_shows(
+    tpe_guichet: tuple[Runner, TpeSimulator], billing_config: config.Config, billing_server: SandboxServer,
+    seeded_references: list[str],
+) -> None:
+    run, sim = tpe_guichet
+    pid = _approved_by_the_tpe_then_killed(run, sim, seeded_references[0])
+    pan = TEST_CARDS[SIM_CARD]
+    refused = [
+        (["--code", "A1B2C3"], "last 4 digits: required"),  # today's command: the server would reject it
+        (["--code", "A1B2C3", "--last4", pan], "full card number"),  # typed by mistake: never kept
+        (["--code", "A1B2C3", "--last4", f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}"], "full card number"),
+        (["--code", "A1B2C3", "--pan-masked", pan[:8] + "****" + pan[12:]], "only the first 6"),
+        (["--code", "A1B2C3", "--last4", "12"], "last 4 digits"),
+        (["--code", "A1B2C3", "--last4", LAST4], "scheme: required"),  # the last 4 digits do not name it
+        (["--last4", LAST4], "authorisation code: required"),
+        (["--code", "A1B2C3", "--last4", LAST4, "--scheme", "BANKX"], "scheme: must be one of"),
+    ]
+    for args, why in refused:
+        r = run("queue", "settle", pid, "--approved", *args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert why in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert pan not in r.stderr + r.stdout and pan[6:12] not in r.stderr
+    assert all(p.encode() not in _state_bytes(billing_config) for p in TEST_PANS)
+    assert json.loads(run("queue", "show", pid, "--json").stdout)["state"] == "unknown"
+
+    # The masked number as printed names the scheme through the BIN rules.
+    ok = run("queue", "settle", pid, "--approved", "--code", "A1B2C3", "--pan-masked", f"{pan[:6]}******{LAST4}",
+             "--cashier", "s0001")
+    assert ok.returncode == 0, ok.stderr
+    assert run("sync", "--once").returncode == 0
+    [recorded] = billing_server.recorded_payments()
+    assert recorded["payment"]["card"] == {"scheme": "EDAHABIA", "pan_masked": f"{pan[:6]}******{LAST4}",
+                                           "pan_token": None}
+
+
+def test_a_declined_settlement_goes_nowhere(
+    tpe_guichet: tuple[Runner, TpeSimulator], billing_server: SandboxServer, seeded_references: list[str]
+) -> None:
+    run, sim = tpe_guichet
+    pid = _approved_by_the_tpe_then_killed(run, sim, seeded_references[0])
+    r = run("queue", "settle", pid, "--declined", "--cashier", "s0001")
+    assert r.returncode == 0, r.stderr
+    assert run("sync", "--once").returncode == 0
+    assert recorded_ids(billing_server) == []
+    shown = json.loads(run("queue", "show", pid, "--json").stdout)
+    assert shown["state"] == "declined" and shown["settlement"]["by"] == "s0001"
+
+
+# -- card_reader: the server's authorization record decides ------------------------------------------------
+
+TEST_PAN = "6280580000001239"  # Luhn-valid; the sandbox acquirer approves it unless the amount ends in 51
+
+
+def _reader_payment_in_doubt(cfg: config.Config, ref: str, amount: int, *, reached_acquirer: bool) -> str:
+    """What a crash leaves when the agent died while POST /v1/authorizations was on its way: the journal's
+    `authorizing` row (written before asking, as PaymentFlow.pay does), the request at the acquirer or not,
+    and the restart's recovery making it unknown. Its id."""
+    ctx = AgentContext.open(cfg, ["cash"], take_payments=True)
+    try:
+        j: Journal = ctx.journal
+        [p] = j.create([NewPayment({"reference": ref}, amount)], currency="DZD", method="card_reader",
+                       cashier_id="c0042", captured_offline=False)
+        j.transition(p.payment_id, State.AUTHORIZING, actor="c0042")
+        if reached_acquirer:
+            ctx.client.authorize(
+                {"payment_id": p.transaction_id, "amount": amount, "currency": "DZD",
+                 "card": {"pan": TEST_PAN, "expiry": "2030-01", "scheme": "EDAHABIA", "aid": "A000000003101001",
+                          "pan_sequence": "01"},
+                 "emv": None},
+                idempotency_key=p.transaction_id,
+            )
+        assert [q.state for q in j.recover()] == ["unknown"]
+        return p.payment_id
+    finally:
+        ctx.close()
+
+
+def test_a_reader_payment_the_acquirer_approved_is_settled_from_the_server(
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+) -> None:
+    pid = _reader_payment_in_doubt(billing_config, seeded_references[0], 10000, reached_acquirer=True)
+    no = guichet("queue", "settle", pid, "--declined", "--cashier", "s0001")
+    assert no.returncode == 1 and "shows it approved" in no.stderr, no.stderr  # money taken: never declined
+    ok = guichet("queue", "settle", pid, "--approved", "--code", "WHATEVER", "--cashier", "s0001")
+    assert ok.returncode == 0, ok.stderr
+    assert guichet("sync", "--once").returncode == 0
+    [recorded] = billing_server.recorded_payments()
+    body = recorded["payment"]
+    assert body["settlement"]["from"] == "server" and body["settlement"]["by"] == "s0001"
+    answer = billing_server.store.get_authorization(body["transaction_id"])
+    assert answer is not None and answer["approved"] is True
+    assert body["authorization"]["code"] == answer["code"] != "WHATEVER"
+    assert body["authorization"]["reference"] == answer["reference"]
+
+
+def test_a_reader_payment_the_server_contradicts_cannot_be_settled_approved(
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+) -> None:
+    declined = _reader_payment_in_doubt(billing_config, seeded_references[0], 10051, reached_acquirer=True)
+    never = _reader_payment_in_doubt(billing_config, seeded_references[1], 10000, reached_acquirer=False)
+    for pid, why in ((declined, "shows it declined (51)"), (never, "no record")):
+        r = guichet("queue", "settle", pid, "--approved", "--code", "123456", "--last4", "1239")
+        assert r.returncode == 1 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert guichet("queue", "settle", declined, "--declined").returncode == 0
+    assert guichet("sync", "--once").returncode == 0
+    assert recorded_ids(billing_server) == []
+    states = {p["payment_id"]: p["state"] for p in json.loads(guichet("queue", "list", "--all", "--json").stdout)}
+    assert states == {declined: "declined", never: "unknown"}  # a fresh 404 may still be on its way
+
+
+def test_a_reader_payment_is_not_settled_either_way_while_the_server_is_unreachable(
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+) -> None:
+    pid = _reader_payment_in_doubt(billing_config, seeded_references[0], 10000, reached_acquirer=True)
+    billing_server.stop()
+    for outcome in (["--approved", "--code", "123456", "--last4", "1239"], ["--declined"], []):
+        r = guichet("queue", "settle", pid, *outcome)
+        assert r.returncode == 1 and "try again when online" in r.stderr, (outcome, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    [p] = json.loads(guichet("queue", "list", "--json").stdout)
+    assert p["state"] == "unknown"
