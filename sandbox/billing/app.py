@@ -325,7 +325,7 @@ def create_app(
         if not _is_int(amount) or not 0 < amount <= MAX_MONEY:
             raise ApiError(400, "invalid_request", "amount: must be an integer > 0 in minor units, below 2**63")
         currency = body.get("currency")
-        if currency not in CURRENCIES:
+        if not isinstance(currency, str) or currency not in CURRENCIES:
             raise ApiError(400, "invalid_request", f"currency: must be one of {', '.join(CURRENCIES)}")
         pan = card.get("pan")
         if not isinstance(pan, str) or not pan.isascii() or not pan.isdigit() or not 12 <= len(pan) <= 19:

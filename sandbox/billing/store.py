@@ -232,7 +232,7 @@ def payment_problem(p: dict[str, Any]) -> str | None:
         return "amount: must be greater than 0"
     if amount > MAX_MONEY:
         return "amount: too large"
-    if p.get("currency") not in CURRENCIES:
+    if not isinstance(p.get("currency"), str) or p["currency"] not in CURRENCIES:  # a dict is unhashable
         return f"currency: must be one of {', '.join(CURRENCIES)}"
     method = p.get("method")
     if method not in METHODS:
@@ -801,7 +801,7 @@ def _check_bill(b: dict[str, Any]) -> None:
         raise ValueError(f"service: must be one of {', '.join(SERVICES)}")
     if b["status"] not in BILL_STATUSES:
         raise ValueError(f"status: must be one of {', '.join(BILL_STATUSES)}")
-    if b["currency"] not in CURRENCIES:
+    if not isinstance(b["currency"], str) or b["currency"] not in CURRENCIES:
         raise ValueError(f"currency: must be one of {', '.join(CURRENCIES)}")
     if not _is_int(b["amount_due"]) or b["amount_due"] < 0:
         raise ValueError("amount_due: must be an integer >= 0 in minor units")
