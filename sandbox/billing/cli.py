@@ -152,8 +152,15 @@ def serve(
     if seed_bills:
         added = store.add_bills(generate_bills(seed_bills, agency, seed=seed, currency=currency))
     try:
+        app = create_app(store, token=shared, terminals=terminals, agency=agency, admin_token=admin,
+                         faults=FaultInjector(faults), decline_pans=decline_pans)  # fmt: skip
+    except ValueError as e:
+        store.close()
+        raise click.UsageError(f"tokens: {e}") from None
+    try:
         sock = bind_socket(host, port)
     except OSError as e:
+        store.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     chosen = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -167,13 +174,6 @@ def serve(
     if terminals:
         tokens += "; terminals " + ", ".join(f"{t} ({a})" for t, (_, a) in terminals.items())
     click.echo(f"database {db}; {tokens}; admin token {admin}")
-    try:
-        app = create_app(store, token=shared, terminals=terminals, agency=agency, admin_token=admin,
-                         faults=FaultInjector(faults), decline_pans=decline_pans)  # fmt: skip
-    except ValueError as e:
-        sock.close()
-        store.close()
-        raise click.UsageError(f"tokens: {e}") from None
     server = make_uvicorn(app)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: make that a clean exit 0.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -151,6 +151,10 @@ def test_cli_serve_prints_url_first_and_serves(tmp_path):
         (["--error-rate", "1.5"], "--error-rate"),
         (["--error-rate", "0.6", "--garbage-rate", "0.6"], "sum"),
         (["--token", ""], "--token"),
+        (["--terminal", "ORAN-07-G1:tok"], "--terminal"),
+        (["--garbage-kind", "bogus"], "--garbage-kind"),
+        (["--garbage-record", "sometimes"], "--garbage-record"),
+        (["--terminal", "ORAN-07-G1:ORAN-07:same", "--admin-token", "same"], "tokens"),
     ],
 )
 def test_cli_serve_rejects_bad_options_with_one_line(tmp_path, args, message):
