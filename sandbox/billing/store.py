@@ -355,6 +355,11 @@ class Store:
         for row in rows:
             day = business_day_of(json.loads(row[1])["captured_at"])
             self.db.execute("UPDATE payments SET business_day = ? WHERE payment_id = ?", (day, row[0]))
+        if self.db.execute("SELECT 1 FROM terminal_marks LIMIT 1").fetchone() is None:
+            # A database from before the marks existed: its recorded payments set them.
+            for tid, receipt in self.db.execute("SELECT terminal_id, receipt_number FROM payments").fetchall():
+                if tid and receipt:
+                    self._raise_mark(tid, receipt)
         self.db.execute("CREATE INDEX IF NOT EXISTS payments_day ON payments (terminal_id, business_day)")
         self.db.execute("CREATE INDEX IF NOT EXISTS payments_receipt ON payments (receipt_number)")
 

@@ -3,12 +3,14 @@ business day, the heartbeat's receipt high-water mark, and the machine-readable 
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import pytest
 import requests
 
 import contract
+from sandbox.billing.server import SandboxServer
 from tests.sandbox.conftest import Api, make_payment
 from tests.sandbox.test_authorizations import auth_body, authorize
 from tests.sandbox.test_bills import assert_error
@@ -175,3 +177,24 @@ def test_openapi_json_is_the_contract_and_needs_no_token(billing_server):
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert r.json() == contract.openapi()
     assert r.json()["info"]["version"] == "1.1"
+
+
+def test_a_database_from_before_11_gets_its_columns_and_marks(tmp_path):
+    db = tmp_path / "old.db"
+    with SandboxServer(db, seed_bills=5) as srv:
+        ref = srv.references()[0]
+        p = make_payment(ref, 100, receipt_number="ORAN-07-G1-000042")
+        Api(srv).batch([p])
+    with sqlite3.connect(db) as conn:  # the 1.0 layout: none of the 1.1 columns or tables
+        conn.execute("DROP INDEX payments_day")
+        conn.execute("DROP INDEX payments_receipt")
+        for column in ("terminal_id", "receipt_number", "business_day"):
+            conn.execute(f"ALTER TABLE payments DROP COLUMN {column}")
+        conn.execute("DROP TABLE terminal_marks")
+    with SandboxServer(db) as srv:
+        api = Api(srv)
+        assert api.get(f"v1/payments/{p['payment_id']}").status_code == 200
+        beat = api.post("v1/terminals/ORAN-07-G1/heartbeat", json={}).json()
+        assert beat["last_receipt_number"] == "ORAN-07-G1-000042"
+        day = api.get("v1/terminals/ORAN-07-G1/payments", params={"business_day": "2026-11-22"}).json()
+        assert [x["payment_id"] for x in day["items"]] == [p["payment_id"]]
