@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -26,6 +28,16 @@ def _open(ctx: click.Context, methods: list[str] | None = None, take_payments: b
         return AgentContext.open(config, methods, take_payments=take_payments)
     except GuichetError as e:
         fail(str(e))
+
+
+@contextmanager
+def _reading(ctx: click.Context) -> Iterator[AgentContext]:
+    """The journal for a read-only command: a read it cannot do (a damaged page) is one line, exit 1."""
+    with _open(ctx, []) as actx:
+        try:
+            yield actx
+        except GuichetError as e:
+            fail(str(e))
 
 
 def _describe(p: Payment) -> str:
@@ -83,7 +95,11 @@ def pay(
             except GuichetError as e:
                 fail(str(e))
             payments = result.payments
-            if result.status == "approved" and not no_upload and not result.captured_offline:
+            if not result.journaled:
+                # The money was taken and the journal could not record it yet (it is parked): success for the
+                # caller (a retry would charge twice), and loud.
+                click.echo(f"guichet: {result.message}", err=True)
+            elif result.status == "approved" and not no_upload and not result.captured_offline:
                 payments = _try_upload(actx, payments)
             if as_json:
                 out: Any = [p.summary() for p in payments]
@@ -126,7 +142,7 @@ def queue() -> None:
 @click.pass_context
 def queue_status(ctx: click.Context, as_json: bool) -> None:
     """Unsent payments: count, total, age of the oldest; items needing attention."""
-    with _open(ctx, []) as actx:
+    with _reading(ctx) as actx:
         stats = actx.journal.queue_stats()
         cur = actx.config.terminal.currency
         state = limit_state(actx.config.offline, stats, cur)
@@ -170,7 +186,7 @@ def queue_status(ctx: click.Context, as_json: bool) -> None:
 def queue_list(ctx: click.Context, states: tuple[str, ...], show_all: bool, limit: int | None, as_json: bool) -> None:
     """Payments, newest first."""
     wanted = None if show_all else list(states or ("approved", "unknown", "rejected"))
-    with _open(ctx, []) as actx:
+    with _reading(ctx) as actx:
         rows = actx.journal.list(states=wanted, limit=limit)
     if as_json:
         print_json([p.summary() for p in rows])
@@ -185,7 +201,7 @@ def queue_list(ctx: click.Context, states: tuple[str, ...], show_all: bool, limi
 @click.pass_context
 def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
     """One payment (by id, id prefix or receipt number) with its history."""
-    with _open(ctx, []) as actx:
+    with _reading(ctx) as actx:
         try:
             p = actx.journal.find(key)
         except KeyError:
@@ -233,7 +249,7 @@ def sync(ctx: click.Context, once: bool, bills: bool) -> None:
     if bills:
         _refresh_bills(ctx)
         return
-    with _open(ctx, []) as actx:
+    with _reading(ctx) as actx:
         lock = UploadLock(actx.config.state.dir)
         try:
             lock.acquire(wait=False)
@@ -261,7 +277,7 @@ def sync(ctx: click.Context, once: bool, bills: bool) -> None:
 
 def _refresh_bills(ctx: click.Context) -> None:
     """The bill cache, on demand: follow the delta feed until caught up."""
-    with _open(ctx, []) as actx:
+    with _reading(ctx) as actx:
         try:
             changed = actx.bills.refresh(actx.client, actx.config.terminal.agency_id)
         except GuichetError as e:

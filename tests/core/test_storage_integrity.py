@@ -160,6 +160,7 @@ def test_every_command_that_opens_a_damaged_journal_says_so(
     for args in (("queue", "status"), ("queue", "list"), ("sync", "--once"), ("journal", "check")):
         r = _cli(config_file, *args)
         assert "the journal is damaged" in r.stderr, args
+        assert "Traceback" not in r.stderr, (args, r.stderr)
     assert _cli(config_file, "journal", "check").returncode == 1
 
 
