@@ -16,11 +16,12 @@ Mapping from the terminal's result (DESIGN.md step 4-5):
   settles it from the TPE's ticket. Never resent.
 
 Every text from the terminal is checked and scrubbed in the driver (``drivers.concert``); what is recorded here
-is scrubbed of card numbers again (``drivers.pan.scrub_pans``) and bounded in length before the journal sees it.
+is scrubbed of card numbers again (``drivers.pan.safe_text``) and bounded in length before the journal sees it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -36,7 +37,8 @@ from drivers.concert import (
     Result,
     link_from_config,
 )
-from drivers.pan import scrub_pans
+from drivers.emv.schemes import OTHER, bin_matches
+from drivers.pan import safe_text
 
 
 def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
@@ -49,29 +51,21 @@ def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
     'MASTERCARD'
     """
     if not pan_masked:
-        return "OTHER"
-    digits = ""
-    for ch in pan_masked:
-        if not ch.isdigit():
-            break
-        digits += ch
+        return OTHER
+    shown = re.match(r"\d*", pan_masked)
+    digits = shown.group() if shown else ""  # a rule needing more digits than are shown cannot match
     for rule in rules:
-        for b in rule.bins:
-            lo, _, hi = b.partition("-")
-            hi = hi or lo
-            if len(lo) > len(digits):
-                continue  # the masked PAN does not show enough digits to tell
-            if lo <= digits[: len(lo)] <= hi.ljust(len(lo), "9")[: len(lo)]:
-                return str(rule.name)
-    return "OTHER"
+        if any(bin_matches(b, digits) for b in rule.bins):
+            return str(rule.name)
+    return OTHER
 
 
 MAX_TEXT = 300  # characters of any terminal-derived text recorded in the journal
 
 
 def _safe(text: str, limit: int = MAX_TEXT) -> str:
-    """What the journal may keep of a text that came from the terminal: no card number, bounded."""
-    return scrub_pans(text)[:limit]
+    """What the journal may keep of a text that came from the terminal: no card number, one line, bounded."""
+    return safe_text(text, limit)
 
 
 class TerminalAuthorizer:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Any
 
 
 def luhn_valid(digits: str) -> bool:
@@ -151,3 +152,111 @@ def _mask(text: str, spans: list[tuple[int, int]], *, keep_ends: bool) -> str:
         prev = end
     out.append(text[prev:])
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- text from devices
+# A device's free field is not a log line: a card number may be written with any separator (dots, slashes,
+# double spaces) or split across two fields. So a free field is judged by its digits alone, and dropped whole.
+
+_PAN_MIN, _PAN_MAX = 13, 19
+
+
+def digits_hold_pan(text: str) -> bool:
+    """True when the digits of ``text``, every other character ignored, contain a Luhn-valid run of 13 to 19
+    digits that starts with 1..9 (ISO/IEC 7812 issues no card number starting with 0).
+
+    >>> digits_hold_pan("4761.7390.0101.0010")
+    True
+    >>> digits_hold_pan("REF 000000000001")
+    False
+    """
+    digits = "".join(c for c in text if "0" <= c <= "9")
+    n = len(digits)
+    for s in range(n - _PAN_MIN + 1):
+        if digits[s] == "0":
+            continue
+        for length in range(_PAN_MIN, min(_PAN_MAX, n - s) + 1):
+            if luhn_valid(digits[s : s + length]):
+                return True
+    return False
+
+
+def run_holds_pan(text: str) -> bool:
+    """True when one unbroken run of digits in ``text`` holds a card number (see :func:`digits_hold_pan`): for
+    values that are identifiers made of hex digits (an AID), where letters do not separate digits by chance.
+
+    >>> run_holds_pan("A0000000031010"), run_holds_pan("A4761739001010010")
+    (False, True)
+    """
+    return any(digits_hold_pan(run) for run in re.findall(r"\d{13,}", text))
+
+
+_MASKED_REPORT = re.compile(r"(\d{0,6})([*#Xx.]+)(\d{0,4})")
+
+
+def mask_reported_pan(value: str) -> str | None:
+    """A card number as a terminal reported it, masked as we keep it (first 6 + last 4 at most, ``*``), or None.
+
+    Terminals send a partial PAN (``628058######1234``, ``***********0674``); one that sends 12 to 19 digits is
+    masked here (Luhn-valid or not); anything else is not a card number we can keep.
+
+    >>> mask_reported_pan("628058######1234")
+    '628058******1234'
+    >>> mask_reported_pan("6280580000001234")
+    '628058******1234'
+    >>> mask_reported_pan("62805800000012##") is None
+    True
+    """
+    v = value.strip()
+    if not 12 <= len(v) <= 19:
+        return None
+    if v.isdigit():
+        return mask_pan(v)
+    m = _MASKED_REPORT.fullmatch(v)
+    if m is None:
+        return None
+    return m.group(1) + "*" * len(m.group(2)) + m.group(3)
+
+
+SAFE_SCAN = 64 * 1024  # characters scrubbed at most: far beyond any limit asked, so the cut below sees none
+
+
+def safe_text(value: object, limit: int = 300) -> str:
+    """What may be kept or shown of a text that came from outside (a device, a driver, an exception): card
+    numbers masked, control characters made spaces (one line), at most ``limit`` characters.
+
+    Scrubbed before it is cut, so a cut never leaves the head of a card number unmasked.
+
+    >>> safe_text("refused\\ncard 4111111111111111", 40)
+    'refused card 411111******1111'
+    >>> safe_text("x" * 500, 10)
+    'xxxxxxxxxx'
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(c if c.isprintable() else " " for c in text[:SAFE_SCAN])
+    return scrub_pans(text)[:limit]
+
+
+def safe_data(value: object, limit: int = 300, *, depth: int = 4, items: int = 32) -> object:
+    """``value`` (a detail dict for the journal) with every text made :func:`safe_text` and its size bounded:
+    at most ``items`` entries per dict or list, ``depth`` levels; numbers, booleans and None kept as they are.
+
+    >>> safe_data({"answer": {"private": "REF 4111111111111111"}, "n": 3, "x": ["a\\nb"] * 40}, 20)["answer"]
+    {'private': 'REF 411111******1111'}
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth <= 0:
+        return safe_text(value, limit)
+    if isinstance(value, dict):
+        return {safe_text(k, 64): safe_data(v, limit, depth=depth - 1, items=items)
+                for k, v in list(value.items())[:items]}
+    if isinstance(value, list | tuple):
+        return [safe_data(v, limit, depth=depth - 1, items=items) for v in list(value)[:items]]
+    return safe_text(value, limit)
+
+
+def safe_detail(detail: dict[str, Any], limit: int = 300) -> dict[str, Any]:
+    """:func:`safe_data` of a journal ``detail`` dict, typed as one."""
+    out = safe_data(detail, limit)
+    return out if isinstance(out, dict) else {}

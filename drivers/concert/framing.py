@@ -25,7 +25,7 @@ from functools import reduce
 from operator import xor
 
 from config.money import MoneyError, currency, currency_by_numeric
-from drivers.pan import mask_pan, scrub_pans
+from drivers.pan import digits_hold_pan, mask_reported_pan
 
 STX, ETX, EOT, ENQ, ACK, NAK = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
 CONTROL_NAMES = {STX: "STX", ETX: "ETX", EOT: "EOT", ENQ: "ENQ", ACK: "ACK", NAK: "NAK"}
@@ -187,11 +187,9 @@ def build_request(amount: int, currency_code: str, *, pos_number: str = "01") ->
     return req
 
 
-_MASKED = re.compile(r"\d{0,6}\*+\d{0,4}")
-
-
 def pan_from_report(report: str) -> str | None:
-    """The masked PAN in a 55-character report: real terminals may put the full PAN there, so mask it here.
+    """The masked PAN in a 55-character report: real terminals may put the full PAN there, so it is masked
+    (``drivers.pan.mask_reported_pan``, shared with V3's ``AA``).
 
     >>> pan_from_report("6280580000001234 2812" + " " * 34)
     '628058******1234'
@@ -199,11 +197,7 @@ def pan_from_report(report: str) -> str | None:
     True
     """
     token = report.strip().split(" ", 1)[0] if report.strip() else ""
-    if token.isdigit() and 12 <= len(token) <= 19:  # Luhn or not: a digit run this long is masked
-        return mask_pan(token)
-    if _MASKED.fullmatch(token) and 12 <= len(token) <= 19:
-        return token
-    return None
+    return mask_reported_pan(token)
 
 
 @dataclass(frozen=True)
@@ -263,7 +257,8 @@ class Response:
             amount=int(_digits(t[3:11], 8, "amount")),
             payment_mode=t[11],
             currency_numeric=_digits(cur, 3, "currency"),
-            private=scrub_pans(private),  # 10 characters cannot hold a card number today; scrubbed all the same
+            # 10 characters cannot hold a card number; judged by the rule of every terminal free field all the same
+            private="" if digits_hold_pan(private) else private,
             extended=len(t) == RESPONSE_EXTENDED_LENGTH,
             pan_masked=pan_from_report(report),
             card_presented=bool(report.strip()),

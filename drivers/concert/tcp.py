@@ -62,6 +62,9 @@ DEFAULT_QUIET = 0.1  # seconds of silence after a complete answer before it is t
 CANCEL_REASONS = {"06": "abandoned", "08": "input time-out", "11": "cancelled by the operator"}
 # AE=01 reasons that mean the terminal did not take this request at all (our message or its settings).
 REJECT_REASONS = {"10": "selection error", "12": "unknown action type", "13": "currency not supported"}
+# Fields an approval does not rest on: dropped (a card number in them, too long), the approval stands without them.
+# CF is the register's own private data; AI only names the application (the scheme also comes from AA's BIN).
+OPTIONAL_FIELDS = {"CF", "AI"}
 
 
 def is_tcp_url(port: str) -> bool:
@@ -353,8 +356,9 @@ class V3Link:
                 got = "the terminal closed the connection without answering"
             return self._result(LinkError, c, amount_sent=True, stage="answer", message=got + unknown)
         r = got
+        # A CD that could not be read is no echo of ours: a mismatch, not a missing tag.
         if r.pos_number != req.pos_number or r.currency_numeric != req.currency_numeric \
-                or (r.action and r.action != req.action):
+                or (r.action and r.action != req.action) or "CD" in r.dropped:
             return self._result(
                 LinkError, c, amount_sent=True, stage="answer",
                 message=f"answer for POS {r.pos_number}/currency {r.currency_numeric}/action {r.action or '?'}, "
@@ -364,13 +368,16 @@ class V3Link:
             if r.amount != req.amount:
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
                                     message=f"done for {r.amount} minor units, asked {req.amount}{unknown}")
-            if r.problems:
+            if set(r.dropped) - OPTIONAL_FIELDS:
                 # Money may have moved, but what the terminal sent cannot be kept as a record (a card number
                 # in the authorisation code, an over-long field): the ticket is the record.
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
                                     message=f"approved, but the answer is unusable: {'; '.join(r.problems)}{unknown}")
             return self._result(Approved, c, amount_sent=True, response=r, message="approved")
         if r.status == STATUS_NOT_DONE:
+            if "AF" in r.dropped:  # "not done" for a reason we cannot read: it may be "authorised" (01)
+                return self._result(LinkError, c, amount_sent=True, stage="answer",
+                                    message=f"not done (AE=01) for an unreadable reason (AF){unknown}")
             if r.reason == "01":  # "not done" yet "authorised": no way to tell which is true
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
                                     message=f"contradictory answer AE=01 AF=01{unknown}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from drivers.concert.framing import ConcertError, currency_numeric
 from drivers.concert.framing import check_amount as check_field_amount
-from drivers.pan import mask_pan, scrub_pans
+from drivers.pan import digits_hold_pan, mask_reported_pan, run_holds_pan
 
 AMOUNT_DIGITS = 12  # CB: variable, 2..12 digits
 MAX_AMOUNT = 10**AMOUNT_DIGITS - 1
@@ -260,67 +260,62 @@ def build_request(
     return req
 
 
-_MASKED = re.compile(r"(\d{0,6})([*#Xx.]+)(\d{0,4})")
+AID = re.compile(r"[AD][0-9A-F]{9,31}")  # 5 to 16 bytes; a registered RID starts with A (or D, national)
 
 
-def mask_reported_pan(value: str) -> str | None:
-    """The PAN a terminal reported in ``AA``, masked as we keep it (first 6 + last 4 at most, ``*``), or None.
+def check_fields(tags: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
+    """The answer's free fields as they may be kept, what was wrong with the others (one line each, naming the
+    tag, never its value) and the tags dropped. A field that fails is dropped whole, never kept in part.
 
-    Terminals send a partial PAN (``628058######1234``, ``***********0674``); one that sends the full PAN is
-    masked here; anything else is dropped rather than kept.
+    A card number hides in any separators or across two fields: ``AC``, ``CF`` and the two together are judged
+    by their digits alone (``drivers.pan.digits_hold_pan``). ``AF`` keeps its first two characters (the reason)
+    when they are digits: terminals may follow them with a label. ``AI`` must look like an AID.
 
-    >>> mask_reported_pan("628058######1234")
-    '628058******1234'
-    >>> mask_reported_pan("6280580000001234")
-    '628058******1234'
-    >>> mask_reported_pan("62805800000012##") is None
-    True
-    """
-    v = value.strip()
-    if not 12 <= len(v) <= 19:
-        return None
-    if v.isdigit():
-        return mask_pan(v)
-    m = _MASKED.fullmatch(v)
-    if m is None:
-        return None
-    return m.group(1) + "*" * len(m.group(2)) + m.group(3)
-
-
-def check_fields(tags: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The answer's free fields as they may be kept, and what was wrong with the others (one line each, naming
-    the tag, never its value). Every kept value is scrubbed of card numbers; a field that fails is dropped.
-
-    >>> check_fields({"AC": "A1B2C3", "CF": "ref 4111111111111111"})
-    ({'AC': 'A1B2C3', 'CF': 'ref 411111******1111', 'AF': '', 'CD': ''}, ())
+    >>> check_fields({"AC": "A1B2C3", "CF": "ref 0000000001", "AF": "04 refused"})
+    ({'AC': 'A1B2C3', 'CF': 'ref 0000000001', 'AF': '04', 'CD': '', 'AI': ''}, (), ())
     >>> check_fields({"AC": "4111111111111111"})[1]
     ('authorisation code (AC): 16 characters, expected 1 to 10 letters or digits',)
+    >>> check_fields({"CF": "4761.7390.0101.0010"})[1:]
+    (('private data (CF): holds a card number',), ('CF',))
     """
     kept: dict[str, str] = {}
     problems: list[str] = []
-    code = tags.get("AC", "").strip()
+    dropped: list[str] = []
+
+    def drop(tag: str, problem: str) -> None:
+        problems.append(problem)
+        dropped.append(tag)
+        kept[tag] = ""
+
+    kept["AC"] = code = tags.get("AC", "").strip()
     if code and not AUTH_CODE.fullmatch(code):
-        problems.append(f"authorisation code (AC): {len(code)} characters, expected 1 to 10 letters or digits")
-        code = ""
-    kept["AC"] = code
-    private = scrub_pans(tags.get("CF", "")).strip()
+        drop("AC", f"authorisation code (AC): {len(code)} characters, expected 1 to 10 letters or digits")
+    kept["CF"] = private = tags.get("CF", "").strip()
     if len(private) > MAX_PRIVATE:
-        problems.append(f"private data (CF): {len(private)} characters, at most {MAX_PRIVATE}")
-        private = ""
-    kept["CF"] = private
+        drop("CF", f"private data (CF): {len(private)} characters, at most {MAX_PRIVATE}")
+    elif digits_hold_pan(private):
+        drop("CF", "private data (CF): holds a card number")
+    if kept["AC"] and kept["CF"] and (digits_hold_pan(kept["AC"] + kept["CF"])
+                                      or digits_hold_pan(kept["CF"] + kept["AC"])):
+        drop("AC", "authorisation code and private data (AC+CF): together they hold a card number")
+        dropped.append("CF")
+        kept["CF"] = ""
     reason = tags.get("AF", "")
-    if reason and not re.fullmatch(r"\d{2}", reason):
-        problems.append(f"reason (AF): {len(reason)} characters, expected two digits")
-        reason = ""
-    kept["AF"] = reason
-    action = tags.get("CD", "")
+    kept["AF"] = reason[:2]
+    if reason and not re.fullmatch(r"\d{2}", reason[:2]):
+        drop("AF", f"reason (AF): {len(reason)} characters, does not start with two digits")
+    kept["CD"] = action = tags.get("CD", "")
     if action and not re.fullmatch(r"[0-9A-Z]", action):
-        problems.append(f"action (CD): {len(action)} characters, expected one letter or digit")
-        action = ""
-    kept["CD"] = action
+        drop("CD", f"action (CD): {len(action)} characters, expected one letter or digit")
+    kept["AI"] = aid = tags.get("AI", "")
+    if aid and not AID.fullmatch(aid):
+        drop("AI", f"application id (AI): {len(aid)} characters, expected 10 to 32 hex digits starting A or D")
+    elif aid and run_holds_pan(aid):
+        drop("AI", "application id (AI): holds a card number")
     if "AA" in tags and mask_reported_pan(tags["AA"]) is None:
         problems.append(f"card number (AA): {len(tags['AA'])} characters, not a masked card number")
-    return kept, tuple(problems)
+        dropped.append("AA")
+    return kept, tuple(problems), tuple(dropped)
 
 
 @dataclass(frozen=True)
@@ -345,6 +340,7 @@ class V3Response:
     aid: str | None = None
     extended: bool = True  # E+ compatibility: a V3 answer always says whether a card was read
     problems: tuple[str, ...] = ()  # fields dropped by check_fields, one line each (no values)
+    dropped: tuple[str, ...] = ()  # the tags of those fields
 
     @property
     def approved(self) -> bool:
@@ -364,7 +360,7 @@ class V3Response:
             raise TlvError(0, records[0][0] if records else None, "an answer starts with CZ (the version)")
         tags = dict(records)
         amount = _amount(tags) if "CB" in tags else None
-        kept, problems = check_fields(tags)
+        kept, problems, dropped = check_fields(tags)
         return cls(
             version=_need(tags, "CZ", r"\d{4}", "four digits"),
             pos_number=_need(tags, "CA", r"\d{2}", "two digits"),
@@ -376,8 +372,9 @@ class V3Response:
             private=kept["CF"],
             auth_code=kept["AC"],
             pan_masked=mask_reported_pan(tags["AA"]) if "AA" in tags else None,
-            aid=tags["AI"] if re.fullmatch(r"[0-9A-F]{10,32}", tags.get("AI", "")) else None,
+            aid=kept["AI"] or None,
             problems=problems,
+            dropped=dropped,
         )
 
     @classmethod

@@ -58,6 +58,12 @@ V3_BEHAVIOURS = {
     "pan_in_private": "approve with the card's full PAN in the private data (CF)",
     "long_fields": "approve with an 11-character AC and a 999-character CF holding the full PAN",
     "refuse_long": "refuse with a 999-character CF holding the full PAN, a 50-character AF and a bad AA",
+    "pan_in_aid": "approve with the application id (AI) 'A' followed by the card's full PAN",
+    "pan_dotted": "approve with the card's full PAN in CF written 4761.7390.0101.0010",
+    "pan_split": "approve with the card's PAN split: its first 8 digits as AC, the rest in CF",
+    "not_done_labelled": "not done, reason 'authorised' with its label (AE=01 AF='01 transaction authorised')",
+    "not_done_garbled": "not done for a reason that is not two digits (AE=01 AF='?4')",
+    "refuse_bad_action": "refuse (AE=01 AF=04) echoing an action (CD) of two characters",
 }
 AIDS = {"VISA": "A0000000031010"}  # CIB/Edahabia AIDs come from the acquirer: none is invented here
 
@@ -353,7 +359,9 @@ class V3Simulator:
         ex.outcome = {"approve": "approved", "slow": "approved", "garbage": "approved", "fragmented": "approved",
                       "refuse": "refused", "cancel": "cancelled", "malformed": "malformed",
                       "pan_in_code": "approved", "pan_in_private": "approved", "long_fields": "approved",
-                      "refuse_long": "refused"}[behaviour]
+                      "refuse_long": "refused", "pan_in_aid": "approved", "pan_dotted": "approved",
+                      "pan_split": "approved", "not_done_labelled": "refused", "not_done_garbled": "refused",
+                      "refuse_bad_action": "refused"}[behaviour]
         return True
 
     def _answer(self, req: V3Request, behaviour: str) -> bytes:
@@ -367,6 +375,12 @@ class V3Simulator:
         if behaviour == "refuse_long":
             return encode_response(req, status=STATUS_NOT_DONE, reason="04 refused by the issuer".ljust(50, "."),
                                    extra={"CF": (pan + " ").ljust(999, "x"), "AA": "card " + pan})
+        if behaviour == "not_done_labelled":
+            return encode_response(req, status=STATUS_NOT_DONE, reason="01 transaction authorised")
+        if behaviour == "not_done_garbled":
+            return encode_response(req, status=STATUS_NOT_DONE, reason="?4")
+        if behaviour == "refuse_bad_action":
+            return encode_response(req, status=STATUS_NOT_DONE, reason="04", extra={"CD": "11"})
         self._seq += 1
         extra = {
             "AA": mask_pan(pan).replace("*", "#"),
@@ -381,6 +395,12 @@ class V3Simulator:
         elif behaviour == "long_fields":
             extra["AC"] = "A" * 11
             extra["CF"] = (pan + " ").ljust(999, "x")
+        elif behaviour == "pan_dotted":
+            extra["CF"] = ".".join(pan[i : i + 4] for i in range(0, len(pan), 4))
+        elif behaviour == "pan_split":
+            extra["AC"], extra["CF"] = pan[:8], pan[8:]
         if self.card in AIDS:
             extra["AI"] = AIDS[self.card]
+        if behaviour == "pan_in_aid":
+            extra["AI"] = "A" + pan
         return encode_response(req, status=STATUS_DONE, extra=extra)

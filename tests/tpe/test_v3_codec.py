@@ -3,6 +3,8 @@ the offset and tag), amounts checked before anything is sent, PANs kept masked, 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,18 +193,62 @@ ANSWER = {"CZ": "0300", "CA": "01", "CE": "012", "CB": "123450", "AE": "10"}
 PAN = "4761739001010010"  # Luhn-valid
 
 
+def _luhn_ok(digits: str) -> bool:
+    """Luhn, written here again so the tests do not lean on the code they check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _holds_pan(text: str) -> bool:
+    digits = "".join(c for c in text if c.isdigit())
+    return any(digits[s] != "0" and _luhn_ok(digits[s:s + n])
+               for n in range(13, 20) for s in range(len(digits) - n + 1))
+
+
+@st.composite
+def card_numbers(draw: st.DrawFn) -> str:
+    body = draw(st.text(alphabet="0123456789", min_size=12, max_size=18).filter(lambda d: d[0] != "0"))
+    return body + next(c for c in "0123456789" if _luhn_ok(body + c))
+
+
 @settings(max_examples=300)
 @given(st.dictionaries(st.sampled_from(["AC", "CF", "AF", "CD", "AA", "AI"]), values, max_size=6))
 def test_kept_answer_fields_are_bounded_and_hold_no_card_number(extra: dict[str, str]) -> None:
-    from drivers.pan import find_pans
-
     r = V3Response.decode(encode({**ANSWER, **extra}))
     assert len(r.auth_code) <= 10 and r.auth_code.isalnum() or r.auth_code == ""
     assert len(r.private) <= 32 and len(r.reason) in (0, 2) and len(r.action) <= 1
-    for kept in (r.auth_code, r.private, r.reason, r.action, r.pan_masked or "", *r.problems):
-        assert not find_pans(kept)
+    assert r.aid is None or (len(r.aid) <= 32 and r.aid[0] in "AD")
+    for kept in (r.auth_code, r.private, r.reason, r.action, r.pan_masked or "", r.aid or "", *r.problems,
+                 r.auth_code + r.private, r.private + r.auth_code):
+        assert not _holds_pan(kept), kept
     for problem in r.problems:
-        assert "\n" not in problem and all(v not in problem for v in extra.values() if len(v) > 3)
+        # A problem is made of our words, the tag, and a length: none of what the terminal sent.
+        assert "\n" not in problem
+        words = problem.split(": ", 1)[1]
+        assert re.fullmatch(r"[a-zA-Z0-9 ,+()]*", words) and len(problem) < 120, problem
+    assert set(r.dropped) <= set(extra)
+
+
+@settings(max_examples=300)
+@given(card_numbers(), st.lists(st.text(alphabet=" ./_-:*#abcXYZ", max_size=3), min_size=20, max_size=20),
+       st.sampled_from(["CF", "AC+CF", "AI"]), st.integers(1, 12))
+def test_a_card_number_in_a_free_field_is_never_kept_whatever_separates_its_digits(
+        pan: str, seps: list[str], where: str, cut: int) -> None:
+    written = "".join(d + sep for d, sep in zip(pan, seps, strict=False)).strip()
+    if where == "CF":
+        extra = {"CF": written}
+    elif where == "AI":
+        extra = {"AI": "A" + pan}
+    else:
+        extra = {"AC": pan[:min(cut, 10)], "CF": pan[min(cut, 10):]}
+    r = V3Response.decode(encode({**ANSWER, **extra}))
+    assert pan not in "".join(c for c in r.private + r.auth_code + (r.aid or "") if c.isdigit())
+    assert not _holds_pan(r.auth_code + r.private) and not _holds_pan(r.private + r.auth_code)
+    assert r.problems and set(r.dropped) & set(where.split("+"))
+    assert all(pan not in p for p in r.problems)
 
 
 @pytest.mark.parametrize(
@@ -211,9 +257,19 @@ def test_kept_answer_fields_are_bounded_and_hold_no_card_number(extra: dict[str,
         ({"AC": PAN}, {"auth_code": ""}, "authorisation code (AC): 16 characters"),
         ({"AC": "A" * 11}, {"auth_code": ""}, "AC): 11 characters"),
         ({"AC": "12 34"}, {"auth_code": ""}, "AC): 5 characters"),
-        ({"CF": f"REF {PAN}"}, {"private": "REF 476173******0010"}, None),
+        ({"CF": f"REF {PAN}"}, {"private": ""}, "private data (CF): holds a card number"),
+        ({"CF": "4761.7390.0101.0010"}, {"private": ""}, "private data (CF): holds a card number"),
+        ({"CF": "4761/7390/0101/0010"}, {"private": ""}, "(CF): holds"),
+        ({"CF": "4761  7390_0101  0010"}, {"private": ""}, "(CF): holds"),
+        ({"AC": PAN[:8], "CF": PAN[8:]}, {"auth_code": "", "private": ""}, "(AC+CF): together"),
+        ({"AI": "A" + PAN}, {"aid": None}, "application id (AI): holds a card number"),
+        ({"AI": "4761739001010010"}, {"aid": None}, "application id (AI)"),
+        ({"AI": "A0000000031010"}, {"aid": "A0000000031010"}, None),
+        ({"AI": "A0000009990201"}, {"aid": "A0000009990201"}, None),  # 13 digits, Luhn-valid, but led by 0
+        ({"AF": "01 transaction authorised"}, {"reason": "01"}, None),
+        ({"AF": "?4"}, {"reason": ""}, "reason (AF)"),
         ({"CF": PAN + "x" * 40}, {"private": ""}, "private data (CF)"),
-        ({"AF": "04 refused"}, {"reason": ""}, "reason (AF): 10 characters"),
+        ({"AF": "04 refused"}, {"reason": "04"}, None),
         ({"CD": "00"}, {"action": ""}, "action (CD)"),
         ({"AA": f"card {PAN}"}, {"pan_masked": None}, "card number (AA)"),
         ({"AC": "A1B2C3", "CF": "0000000001"}, {"auth_code": "A1B2C3", "private": "0000000001"}, None),

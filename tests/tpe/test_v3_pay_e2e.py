@@ -36,9 +36,15 @@ OUTCOMES = {
     "unplug": "unknown",
     # Hostile terminals (issue 12): a card number or an over-long field is never stored as sent.
     "pan_in_code": "unknown",  # approved, but the authorisation code is a card number: settle from the ticket
-    "pan_in_private": "approved",  # the private data is kept with the card number masked
+    "pan_in_private": "approved",  # the private data (the register's own field) is dropped, the approval stands
     "long_fields": "unknown",
-    "refuse_long": "declined",  # refused: the bad fields are dropped, the refusal stands
+    "refuse_long": "declined",  # refused (AF starts 04): the bad fields are dropped, the refusal stands
+    "pan_in_aid": "approved",  # the AID is dropped, the approval stands
+    "pan_dotted": "approved",  # CF dropped whatever separates the digits
+    "pan_split": "unknown",  # AC + CF together hold the card number: the authorisation code cannot be kept
+    "not_done_labelled": "unknown",  # AE=01 AF=01 ("authorised") followed by its label: money may have moved
+    "not_done_garbled": "unknown",  # not done for a reason that cannot be read: it may be "authorised"
+    "refuse_bad_action": "unknown",  # the action echoed cannot be read: the answer may be another operation's
 }
 
 
@@ -57,18 +63,26 @@ def test_outcome_for_each_terminal_behaviour(v3_sim, behaviour: str) -> None:
         assert "ticket" in out.message
     if out.status == "approved":
         assert out.card is not None
-        assert (out.card["scheme"], out.card["aid"]) == ("VISA", "A0000000031010")
+        aid = None if behaviour == "pan_in_aid" else "A0000000031010"
+        assert (out.card["scheme"], out.card["aid"]) == ("VISA", aid)
         assert out.card["pan_masked"].startswith("476173******") and out.card["pan_token"] is None
         assert out.code  # AC, the authorisation number
     if behaviour == "refuse":
         assert out.detail["answer"]["reason"] == "04"
-    if behaviour == "pan_in_private":
-        assert out.detail["answer"]["private"] == "REF 476173******" + TEST_PANS[2][-4:]
-    if behaviour in ("pan_in_code", "long_fields"):
-        assert "approved, but the answer is unusable" in out.message and "(AC)" in out.message
+    if behaviour in ("pan_in_private", "pan_dotted"):
+        assert out.detail["answer"]["private"] == ""
+        assert out.detail["answer"]["dropped"] == ["private data (CF): holds a card number"]
+    if behaviour in ("pan_in_code", "long_fields", "pan_split"):
+        assert "approved, but the answer is unusable" in out.message and "(AC" in out.message
     if behaviour == "refuse_long":
-        assert out.detail["answer"]["private"] == "" and "reason" not in out.detail["answer"]
-        assert len(out.detail["answer"]["dropped"]) == 3
+        assert out.detail["answer"]["private"] == "" and out.detail["answer"]["reason"] == "04"
+        assert len(out.detail["answer"]["dropped"]) == 2
+    if behaviour == "not_done_labelled":
+        assert "AE=01 AF=01" in out.message
+    if behaviour == "not_done_garbled":
+        assert "unreadable reason (AF)" in out.message
+    if behaviour == "refuse_bad_action":
+        assert "action ?" in out.message
     if behaviour != "silent":
         assert "pin_on_terminal" in statuses
 
@@ -107,7 +121,8 @@ def _config_file(billing_config: config.Config, sim: V3Simulator, tmp_path: Path
 @pytest.mark.parametrize(("behaviour", "rc", "state"), [("approve", 0, {"approved", "uploaded"}),
                                                         ("unplug", 1, {"unknown"}),
                                                         ("pan_in_private", 0, {"approved", "uploaded"}),
-                                                        ("pan_in_code", 1, {"unknown"})])
+                                                        ("pan_in_code", 1, {"unknown"}),
+                                                        ("pan_in_aid", 0, {"approved", "uploaded"})])
 def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, billing_server, seeded_references, tmp_path,
                                         behaviour, rc, state) -> None:
     sim = v3_sim(behaviour=behaviour)
@@ -121,7 +136,7 @@ def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, billing_server, 
     assert [e.request.amount for e in sim.exchanges if e.request is not None] == [summary["amount"]]
     journal_bytes = b"".join(p.read_bytes() for p in Path(billing_config.state.dir).rglob("*") if p.is_file())
     assert all(pan.encode() not in journal_bytes for pan in TEST_PANS)
-    if behaviour in ("approve", "pan_in_private"):
+    if behaviour in ("approve", "pan_in_private", "pan_in_aid"):
         assert b"628058******" in journal_bytes  # the masked PAN is what the journal keeps
         sync = guichet(cfg, tmp_path, "sync", "--once")
         assert sync.returncode == 0, sync.stderr
