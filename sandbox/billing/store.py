@@ -131,6 +131,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 _EXPIRY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 # Contract PanMasked: at most the first 6 and the last 4 digits, at least 3 masked characters.
 _PAN_MASKED = re.compile(r"^[0-9]{0,6}[*Xx#]{3,}[0-9]{0,4}$")
 
@@ -193,8 +194,20 @@ def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# JSON Schema patterns are ECMA-262 regexes: the contract's non-blank (`\S`) is "holds a character outside
+# ECMA-262's white space", which is narrower than str.isspace() (that also counts \x1c-\x1f and \x85).
+_ECMA_SPACE = frozenset("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+
+
 def _is_text(v: Any, max_len: int = 200) -> bool:
-    return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= max_len
+    """A non-blank string of at most ``max_len`` characters (the contract's Text).
+
+    >>> _is_text("c0042"), _is_text(" \u3000 "), _is_text("\x1f")
+    (True, False, True)
+    """
+    return isinstance(v, str) and len(v) <= max_len and any(c not in _ECMA_SPACE for c in v)
 
 
 def _is_hex(v: Any, max_len: int) -> bool:
@@ -232,8 +245,9 @@ def payment_problem(p: dict[str, Any]) -> str | None:
         return "amount: must be greater than 0"
     if amount > MAX_MONEY:
         return "amount: too large"
-    if not isinstance(p.get("currency"), str) or p["currency"] not in CURRENCIES:  # a dict is unhashable
-        return f"currency: must be one of {', '.join(CURRENCIES)}"
+    if not isinstance(p.get("currency"), str) or not _CURRENCY.match(p["currency"]):
+        # The contract's shape (an ISO 4217 code); another code than the bill's is currency_mismatch.
+        return "currency: must be an ISO 4217 code (3 capital letters)"
     method = p.get("method")
     if method not in METHODS:
         return f"method: must be one of {', '.join(METHODS)}"

@@ -52,3 +52,37 @@ def test_the_sandbox_server_answers_as_the_contract_says(case, server):
     case.call_and_validate(
         base_url=server.url.rstrip("/"), headers=server.headers(BILLING_TERMINAL), checks=CHECKS, timeout=10
     )
+
+
+# The other direction: whatever the contract allows a terminal to upload, the server takes. A payment the YAML
+# accepts but the server rejects as `invalid_payment` would be money taken and never credited (issue 12).
+uploads = schemathesis.openapi.from_dict(contract.openapi()).include(method="POST", path="/v1/payments/batch")
+uploads.config.generation.update(
+    modes=[GenerationMode.POSITIVE],
+    max_examples=MAX_EXAMPLES * 2,
+    deterministic=bool(os.environ.get("CI")),
+    with_security_parameters=False,
+)
+
+
+@uploads.parametrize()
+def test_the_sandbox_server_takes_every_payment_the_contract_allows(case, server):
+    for p in case.body["payments"]:  # the seeded terminal's own (another terminal's is a 403, by design)
+        p["terminal_id"] = BILLING_TERMINAL
+    response = case.call_and_validate(
+        base_url=server.url.rstrip("/"), headers=server.headers(BILLING_TERMINAL), checks=CHECKS, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    for sent, result in zip(case.body["payments"], response.json()["results"], strict=True):
+        if has_float(sent):  # 1.0 is an "integer" to JSON Schema, never money to the server
+            continue
+        # Semantics may still refuse it (an unknown bill, another currency, a reused id): never its shape.
+        assert result.get("error", {}).get("code") != "invalid_payment", (sent, result)
+
+
+def has_float(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_float(v) for v in value)
+    return isinstance(value, float)
