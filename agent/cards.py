@@ -20,7 +20,8 @@ One read for a payment (blocks until a card is read, the timeout, or ``cancel``)
 
 Every failure is a :class:`CardReadError` (a ``GuichetError``) with one clear line; the driver error is
 its ``__cause__`` and its class name is in ``kind``; ``unusable`` says the card itself is at fault (its data,
-its answers, its size or speed) rather than the reader, pcscd, the cashier or a card pulled out. A read is
+its answers, its size) rather than the reader, pcscd, the cashier, a card pulled out, a read past its time
+(a slow card and a slow reader look the same) or a bug of ours. A read is
 bounded (``drivers.emv.reader``: records, bytes, commands), lasts at most ``cards.read_timeout`` once the
 card is in, and stops between two commands when ``cancel`` is set.
 """
@@ -39,8 +40,8 @@ from agent.errors import GuichetError
 from config import Config
 from config.money import currency
 from drivers import pcsc
-from drivers.emv import CardData, EmvError, EmvReader, ReadCancelled, Terminal
-from drivers.pan import scrub_pans
+from drivers.emv import CardData, EmvError, EmvReader, ReadCancelled, ReadTimeout, Terminal
+from drivers.pan import safe_text
 
 log = logging.getLogger("agent.cards")
 
@@ -124,6 +125,14 @@ def terminal_for(config: Config, amount: int = 0) -> Terminal:
 
 
 def _message(e: BaseException) -> str:
+    """One line for the cashier; what a driver error says is scrubbed and bounded (it may quote the card)."""
+    return safe_text(_describe(e), MAX_MESSAGE)
+
+
+MAX_MESSAGE = 300
+
+
+def _describe(e: BaseException) -> str:
     if isinstance(e, pcsc.CardRemoved):
         return "the card was removed before it was read; insert it again"
     if isinstance(e, pcsc.ReaderGone):
@@ -132,6 +141,8 @@ def _message(e: BaseException) -> str:
         return "the smart card service (pcscd) is not running"
     if isinstance(e, pcsc.NoCard):
         return "the card does not answer; insert it again (chip first, face up)"
+    if isinstance(e, ReadTimeout):
+        return str(e)
     if isinstance(e, EmvError):
         return f"this card cannot be read: {e}"
     return str(e)
@@ -197,16 +208,19 @@ def read_card(
         raise CardTimeout(f"no card presented within {limit:g} s", "Timeout") from e
     except (pcsc.Cancelled, ReadCancelled) as e:
         raise CardCancelled("cancelled before the card was read", "Cancelled") from e
+    except ReadTimeout as e:
+        # A slow card or a slow reader: nothing tells them apart, and the reader is not the card's fault.
+        raise CardReadError(_message(e) + "; try again", "ReadTimeout") from e
     except EmvError as e:
         raise CardReadError(_message(e), type(e).__name__, unusable=True) from e
     except pcsc.PcscError as e:
         raise CardReadError(_message(e), type(e).__name__) from e
     except CardReadError:
         raise
-    except Exception as e:  # a bug on a card's data must not escape: nothing was sent, the read failed
+    except Exception as e:  # a bug of ours must not escape: nothing was sent, the read failed; not the card's fault
         log.exception("card read failed unexpectedly")
-        text = scrub_pans(f"{type(e).__name__}: {e}")[:200]
-        raise CardReadError(f"this card cannot be read ({text})", type(e).__name__, unusable=True) from e
+        text = safe_text(f"{type(e).__name__}: {e}", 200)
+        raise CardReadError(f"the card read failed ({text}); try again", type(e).__name__) from e
     if card.expired and not allow_expired:
         card.wipe()
         raise CardExpired(f"the card expired at the end of {card.expiry}", "CardExpired")
@@ -317,7 +331,7 @@ class CardWatcher:
             if not isinstance(e, pcsc.PcscError | EmvError | CardReadError):
                 log.exception("card in %s: unexpected error while reading", reader)
             log.info("card in %s not read: %s", reader, e)
-            self._emit(CardError(reader, scrub_pans(_message(e)), type(e).__name__))
+            self._emit(CardError(reader, _message(e), type(e).__name__))
             return
         card.wipe()  # events never carry the card number
         self.reads += 1

@@ -37,11 +37,11 @@ from agent.errors import (
 )
 from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
-from agent.logs import scrub_pans
 from agent.states import State
 from agent.storage import MIN_FREE_BYTES, check_free_space
 from config import Config
 from config.money import format_amount
+from drivers.pan import safe_detail, safe_text
 
 log = logging.getLogger("guichet.payments")
 
@@ -217,7 +217,10 @@ class PaymentFlow:
         """Take one payment for `bills` (one authorisation for their total). Raises before anything is
         written if a check fails; once written, always returns a PayResult."""
         if self.journal.parked:  # outcomes a full disk kept out of the journal: in first, if there is room now
-            self.journal.replay_pending()
+            try:
+                self.journal.replay_pending()
+            except GuichetError as e:  # still parked, listed by `guichet journal check`: no reason to refuse
+                log.error("parked outcomes not replayed: %s", e)
         amounts = self.check(bills, method, amount)
         cancel = cancel or threading.Event()
         on_status = on_status or _ignore_status
@@ -245,10 +248,10 @@ class PaymentFlow:
         try:
             outcome = self.authorizers[method].authorize(req, cancel=cancel, on_status=_guarded(on_status))
         except NothingSent as e:
-            outcome = AuthOutcome("cancelled", message=str(e), detail={"error": scrub_pans(str(e))[:300]})
+            outcome = AuthOutcome("cancelled", message=str(e), detail={"error": safe_text(e)})
         except Exception as e:  # noqa: BLE001
             # We cannot tell whether money moved: never guess. A person settles it from the ticket/server.
-            text = scrub_pans(f"{type(e).__name__}: {e}")[:300]
+            text = safe_text(f"{type(e).__name__}: {e}")
             log.exception("payment %s: authorizer failed", ids[0], extra={"payment_id": ids[0]})
             outcome = AuthOutcome("unknown", message=f"the outcome is unknown ({text})", detail={"error": text})
         return self._record(ids, outcome, cashier_id, offline)
@@ -260,6 +263,14 @@ class PaymentFlow:
             "cancelled": State.CANCELLED,
             "unknown": State.UNKNOWN,
         }[outcome.status]
+        # The one place texts from devices, drivers and servers enter the journal: scrubbed and bounded here.
+        outcome = replace(
+            outcome,
+            message=safe_text(outcome.message),
+            code=None if outcome.code is None else safe_text(outcome.code, 200),
+            reference=None if outcome.reference is None else safe_text(outcome.reference, 200),
+            detail=safe_detail(outcome.detail),
+        )
         authorization = None
         if to is State.APPROVED:
             authorization = {
@@ -301,7 +312,10 @@ class PaymentFlow:
             )
             kept = "kept aside, written to the journal when the disk has room"
         except GuichetError as e:
-            kept = f"NOT kept ({e}): it will show as unknown; settle it from the ticket"
+            kept = (
+                f"it could NOT be kept ({e}): write down the TPE ticket and the receipt number; the payment will"
+                " show as unknown, settle it from the ticket"
+            )
         message = (
             f"{outcome.status.upper()}, not yet journaled: do not charge again; {kept} (journal: {failure})"
         )
@@ -384,7 +398,7 @@ class PaymentFlow:
             # Either way could lose money: declining what the acquirer approved leaves it taken, never credited.
             raise SettlementRefused(
                 f"payment {p.receipt_number}: the billing server's authorization record decides a card reader "
-                f"payment and cannot be read now ({scrub_pans(str(e))[:200]}); try again when online"
+                f"payment and cannot be read now ({safe_text(e, 200)}); try again when online"
             ) from None
         if answer is None:
             # 404: never reached the acquirer, unless the request is still on its way: only believed once

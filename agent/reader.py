@@ -6,9 +6,11 @@ The full PAN exists only inside `card.pan_in_memory()` while the request body is
 (TLS in production); the journal gets `card.payment_card()` (masked PAN and keyed token).
 
 Nothing leaves the agent before the card is read: every failure up to then is final, never `unknown`.
-A card that cannot be used (malformed or oversized data, refused PDOL, too many records, too slow, no
+A card whose own data cannot be used (malformed or oversized data, refused PDOL, too many records, no
 application, expired) is `declined`; the cashier's cancel, no card in time, a card pulled out, the reader
-or pcscd gone are `cancelled`. Only once `POST /v1/authorizations` may have left can a payment be `unknown`.
+or pcscd gone, a read past `cards.read_timeout` (a slow card and a slow reader look the same) and any
+unexpected error are `cancelled`: "try again". Only once `POST /v1/authorizations` may have left can a
+payment be `unknown`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from agent.cards import CardCancelled, CardExpired, CardReadError, CardTimeout, 
 from agent.errors import ApiError, ServerUnreachable
 from config import Config
 from drivers.emv.card import CardData
-from drivers.pan import scrub_pans
+from drivers.pan import safe_text
 
 log = logging.getLogger("agent.reader")
 
@@ -57,7 +59,7 @@ class ReaderAuthorizer:
             return AuthOutcome("cancelled", message=str(e), detail={"reason": "card_read", "error": e.kind})
         except Exception as e:  # noqa: BLE001 - nothing has left the agent: never unknown
             log.exception("card read failed unexpectedly")
-            text = scrub_pans(f"{type(e).__name__}: {e}")[:200]
+            text = safe_text(f"{type(e).__name__}: {e}", 200)
             return AuthOutcome("cancelled", message=f"the card read failed ({text}); nothing was sent",
                                detail={"reason": "card_read", "error": type(e).__name__})
         try:

@@ -8,6 +8,7 @@ is wrong with ``6CXX`` (the terminal must resend with that Le), as ISO 7816-3 T=
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.emv import tlv as T
@@ -98,6 +99,9 @@ class VirtualCard:
         self.commands: list[bytes] = []  # headers received (CLA INS P1 P2), for tests
         self._selected: App | str | None = None
         self._pending = b""  # T=0: data waiting for GET RESPONSE
+        # Called with the count of APDUs received, before the card answers the last one (tests: "the cashier
+        # presses cancel while the card is on its 3rd command"). Runs in the card's thread; must not block.
+        self.on_apdu: Callable[[int], None] | None = None
 
     def power(self, on: bool) -> None:
         self._selected = None
@@ -111,6 +115,8 @@ class VirtualCard:
     def apdu(self, cmd: bytes) -> bytes | None:
         self.apdus += 1
         self.commands.append(cmd[:4])
+        if self.on_apdu is not None:
+            self.on_apdu(self.apdus)
         p = self.profile
         if p.pull_after is not None and self.apdus >= p.pull_after:
             return None

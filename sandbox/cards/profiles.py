@@ -310,6 +310,27 @@ def _profiles() -> dict[str, Profile]:
                   afl=AFL_STD, records=_std_records(pan, "2028-05"))],
         expected_apdus=8,
     )
+
+    pan = luhn_pan(CIB_TEST_BIN + "00007006")
+    p["stall"] = Profile(
+        name="stall",
+        description="a CIB TEST card that thinks 1.5 s before every answer: one command outlasts a short "
+        "read_timeout (a single command is bounded by the reader, not by us: docs/cards.md)",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=1.5,
+        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
+                  afl=AFL_STD, records=_std_records(pan, "2028-05"))],
+        expected_apdus=8, expect_error="ReadTimeout",
+    )
+
+    pan = luhn_pan("476173" + "00007007")
+    p["aid_is_pan"] = Profile(
+        name="aid_is_pan",
+        description="its PSE directory lists an application whose AID is the card number, which it then refuses "
+        "to select: the reader's error quotes what the card sent",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="VISA",
+        apps=[App(aid=bytes.fromhex(pan), label="VISA", afl=AFL_STD, records=_std_records(pan, "2028-05"))],
+        garbage={"SELECT AID": bytes.fromhex("6A82")}, expect_error="NoApplication",
+    )
     return p
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import pickle
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -24,12 +25,12 @@ BAD = [name for name, p in PROFILES.items() if p.expect_error is not None]
 KEY = sandbox_cards_config()["hmac_key"]
 
 
-def _read(reader: str, cfg: Any) -> tuple[CardData, pcsc.Connection]:
+def _read(reader: str, cfg: Any, deadline: float | None = None) -> tuple[CardData, pcsc.Connection]:
     from agent.cards import terminal_for
 
     with pcsc.connect(reader) as conn:
         card = EmvReader(conn, schemes=cfg.cards.schemes, aids=cfg.cards.aids, terminal=terminal_for(cfg),
-                         hmac_key=KEY).read()
+                         hmac_key=KEY, deadline=deadline).read()
     return card, conn
 
 
@@ -79,8 +80,10 @@ def test_labels_language_and_sequence(insert: Any, vpcd_reader: str, cards_confi
 @pytest.mark.parametrize("name", BAD)
 def test_broken_cards_give_a_typed_clear_error(name: str, insert: Any, vpcd_reader: str, cards_config: Any) -> None:
     prof = PROFILES[name]
+    # A stalling card is an error only under a read time limit shorter than its answers.
+    deadline = time.monotonic() + prof.apdu_delay / 2 if prof.apdu_delay else None
     with insert(name), pytest.raises(Exception) as exc:
-        _read(vpcd_reader, cards_config)
+        _read(vpcd_reader, cards_config, deadline)
     assert type(exc.value).__name__ == prof.expect_error
     msg = str(exc.value)
     assert msg and "\n" not in msg

@@ -155,7 +155,9 @@ def test_usage_examples_in_docstrings_hold() -> None:
 
     import agent.terminal
     import drivers.concert.framing
+    import drivers.concert.v3
+    import drivers.pan
 
-    for module in (drivers.concert.framing, agent.terminal):
+    for module in (drivers.concert.framing, drivers.concert.v3, drivers.pan, agent.terminal):
         failed, _ = doctest.testmod(module, optionflags=doctest.IGNORE_EXCEPTION_DETAIL)
         assert failed == 0, module.__name__
