@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import re
 import sqlite3
 import threading
@@ -35,7 +34,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from argon2.low_level import Type
 
-from agent.storage import ensure_state_dir
+from agent.storage import create_private, ensure_state_dir
 
 Role = Literal["cashier", "supervisor"]
 ROLES = ("cashier", "supervisor")
@@ -284,9 +283,7 @@ class CashierStore:
         self._hasher = hasher or PasswordHasher(type=Type.ID)
         self._lock = threading.Lock()
         ensure_state_dir(self.path.parent)  # 0700 even when `guichet cashier add` is the first command
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        create_private(self.path)  # 0600 before SQLite creates it with the umask's mode
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -301,10 +298,7 @@ class CashierStore:
                 db.execute(stmt)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._dummy_hash: str | None = None  # made by the first verify(): commands that never verify skip it
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(self.path) + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
+        create_private(self.path)  # and its -wal and -shm, now that they exist
 
     @classmethod
     def open(cls, state_dir: str | Path, **kwargs: Any) -> CashierStore:

@@ -207,30 +207,49 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _journal_loss(conn: sqlite3.Connection, path: Path) -> str | None:
-    """A loss of committed payments not yet accepted: recorded in the journal, or its high-water mark file
-    (journal.hwm) ahead of it. Read-only."""
-    from agent.journal import HWM_NAME, HighWater
+def _journal_loss(conn: sqlite3.Connection, path: Path) -> tuple[str | None, str | None]:
+    """(a loss of committed payments not yet accepted, a high-water mark that cannot be read): the loss is
+    recorded in the journal, or its mark file (journal.hwm) is ahead of it. Read-only: the mark is opened
+    O_RDONLY, never created nor chmod'ed, and read BEFORE the counter (the journal's own order, see
+    `compare_high_water`), so a payment committed meanwhile never looks like a loss."""
+    from agent.journal import HWM_NAME, compare_high_water, read_high_water
 
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'incident'").fetchone():
         row = conn.execute("SELECT message FROM incident WHERE accepted_at IS NULL LIMIT 1").fetchone()
         if row:
-            return str(row[0])
-    counter = conn.execute("SELECT value FROM counters WHERE name = 'receipt'").fetchone()
+            return str(row[0]), None
     mark = path.with_name(HWM_NAME)
-    if counter is None or not mark.exists():
-        return None
+
+    def counter() -> int:
+        row = conn.execute("SELECT value FROM counters WHERE name = 'receipt'").fetchone()
+        return int(row[0]) if row else 0
+
     try:
-        hw = HighWater(mark)
-        try:
-            seq, _ = hw.read()
-        finally:
-            hw.close()
-    except OSError:
-        return None
-    if seq > int(counter[0]):
-        return f"{path}: lost committed payments: the journal ends at receipt {counter[0]}, {mark.name} recorded {seq}"
-    return None
+        reading = compare_high_water(lambda: read_high_water(mark), counter)
+    except OSError as e:
+        return None, f"{mark}: cannot be read ({e.strerror or e}): a loss of committed payments would go unseen"
+    if reading.lost:
+        return (f"{path}: lost committed payments: the journal ends at receipt {reading.counter},"
+                f" {mark.name} recorded {reading.mark}"), None
+    return None, None
+
+
+def _parked(conn: sqlite3.Connection, path: Path) -> tuple[int, list[str], str | None]:
+    """(outcomes parked in journal.pending, the payment ids among them the journal does not hold, a read
+    problem). Read-only."""
+    from agent.journal import PENDING_NAME, read_pending
+
+    pending = path.with_name(PENDING_NAME)
+    try:
+        records = read_pending(pending)
+    except OSError as e:
+        return 0, [], f"{pending}: cannot be read ({e.strerror or e})"
+    missing: list[str] = []
+    for r in records:
+        for pid in [str(i) for i in r.get("payment_ids") or []][:64]:
+            if not conn.execute("SELECT 1 FROM payment WHERE payment_id = ?", (pid,)).fetchone():
+                missing.append(pid)
+    return len(records), missing, None
 
 
 def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) -> Check:
@@ -253,10 +272,16 @@ def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) 
                           "stop the service, copy the journal aside (cp -a), and call support; do not delete it")
         counts = dict(conn.execute("SELECT state, COUNT(*) FROM payments GROUP BY state").fetchall())
         oldest = conn.execute("SELECT MIN(captured_at) FROM payments WHERE state = 'approved'").fetchone()[0]
-        loss = _journal_loss(conn, path)
+        loss, mark_problem = _journal_loss(conn, path)
         if loss:
             return failed(name, loss, "check the lost receipts with the server, then a supervisor runs"
                           " `guichet journal accept-loss --supervisor ID`")
+        parked, missing, parked_problem = _parked(conn, path)
+        if missing:
+            return failed(name, f"{path}: an outcome parked in journal.pending is for payment(s) the journal does"
+                          f" not hold: {', '.join(missing[:5])}",
+                          "keep journal.pending; check those payments with the TPE tickets and the server, and"
+                          " call support; do not delete it")
     except sqlite3.Error as e:
         return failed(name, f"{path}: {e}",
                       "stop the service, copy the journal aside (cp -a), and call support; do not delete it")
@@ -266,6 +291,12 @@ def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) 
     unknown = int(counts.get("unknown", 0))
     rejected = int(counts.get("rejected", 0))
     detail = f"{path}: integrity ok, {size / 2**20:.1f} MiB, {unsent} unsent"
+    if mark_problem or parked_problem:
+        return warning(name, f"{detail}; {mark_problem or parked_problem}",
+                       f"check the owner and mode of the files in {path.parent} (ls -l {path.parent})")
+    if parked:
+        return warning(name, f"{detail}; {parked} outcome(s) parked in journal.pending, not yet in the journal",
+                       "free disk space: they are written at the next payment or start")
     age = None
     if oldest:
         age = (datetime.now().astimezone() - datetime.fromisoformat(oldest)).total_seconds()

@@ -19,13 +19,12 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 import struct
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,9 +35,16 @@ import orjson
 import sqlite_utils
 
 from agent.crashpoints import ARMED, crashpoint
-from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError
+from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError, StorageError
 from agent.states import ALLOWED, State
-from agent.storage import describe_sqlite_error, ensure_state_dir
+from agent.storage import (
+    create_private,
+    describe_os_error,
+    describe_sqlite_error,
+    ensure_state_dir,
+    open_private,
+    storage_errors,
+)
 
 DB_NAME = "journal.db"
 
@@ -460,16 +466,6 @@ class QueueStats:
         return ((now or datetime.now().astimezone()) - self.oldest_captured_at).total_seconds()
 
 
-def _secure_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does, so it is never world-readable, even briefly."""
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if p.exists() and stat.S_IMODE(p.stat().st_mode) != 0o600:
-            os.chmod(p, 0o600)
-
-
 def open_database(path: Path, migrations: Sequence[tuple[int, str]]) -> sqlite3.Connection:
     """Open (creating) an SQLite file with the house settings and apply pending migrations.
 
@@ -477,7 +473,7 @@ def open_database(path: Path, migrations: Sequence[tuple[int, str]]) -> sqlite3.
     """
     try:
         ensure_state_dir(path.parent)
-        _secure_file(path)
+        create_private(path)  # before SQLite creates it with the umask's mode
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         conn.row_factory = sqlite3.Row
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -486,25 +482,14 @@ def open_database(path: Path, migrations: Sequence[tuple[int, str]]) -> sqlite3.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         _migrate(conn, path, migrations)
-        _secure_file(path)
+        create_private(path)  # and its -wal and -shm, now that they exist
         return conn
     except sqlite3.DatabaseError as e:
-        raise JournalError(f"{path}: {_explain(e)}") from None
+        raise JournalError(f"{path}: {describe_sqlite_error(e)}") from None
     except PermissionError as e:
         raise JournalError(f"{path}: permission denied ({e.strerror})") from None
     except OSError as e:
-        raise JournalError(f"{path}: {e.strerror or e}") from None
-
-
-def _explain(e: sqlite3.DatabaseError) -> str:
-    msg = str(e)
-    if "not a database" in msg or "malformed" in msg:
-        return f"the file is corrupt ({msg}); it was left untouched: restore it from backup or move it aside"
-    if "readonly" in msg or "read-only" in msg:
-        return f"the file or its directory is read-only ({msg})"
-    if "unable to open" in msg:
-        return f"cannot open the database ({msg}); check the directory exists and is writable"
-    return describe_sqlite_error(e)  # disk full, I/O error...: said in words, SQLite's text kept
+        raise JournalError(f"{path}: {describe_os_error(e)}") from None
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[int, str]]) -> None:
@@ -539,7 +524,8 @@ class HighWater:
     frame silently) is found behind it on open.
 
     Written after each commit that creates payments, one pwrite of a fixed record on a descriptor kept
-    open, not synced (the WAL is): a crash leaves it behind the journal, never ahead. Synced on close.
+    open, then fdatasync'ed (`write(..., sync=True)`, as `create` does): a power cut that damages the WAL
+    cannot take payments with it unseen, and a crash leaves the mark behind the journal, never ahead.
 
     >>> hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id); hw.read()
     (42, '0193...')
@@ -547,36 +533,26 @@ class HighWater:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-        self._fd: int | None = fd
+        self._fd: int | None = open_private(path)
         self.seq = 0  # the highest sequence this process wrote or read
 
     def read(self) -> tuple[int, str]:
         """(sequence, payment id) of the latest whole record; (0, "") when there is none."""
         assert self._fd is not None
-        data = os.pread(self._fd, 2 * _HWM_SLOT, 0)
-        best = (0, "")
-        for slot in (0, 1):
-            raw = data[slot * _HWM_SLOT : slot * _HWM_SLOT + _HWM.size]
-            if len(raw) < _HWM.size:
-                continue
-            magic, seq, pid, crc = _HWM.unpack(raw)
-            if magic != _HWM_MAGIC or zlib.crc32(raw[: _HWM.size - 4]) != crc:
-                continue  # never written, or torn: the other slot holds the one before
-            if seq > best[0]:
-                best = (seq, pid.rstrip(b"\0").decode("ascii", "replace"))
+        best = _parse_high_water(os.pread(self._fd, 2 * _HWM_SLOT, 0))
         self.seq = max(self.seq, best[0])
         return best
 
-    def write(self, seq: int, payment_id: str) -> None:
-        """Record that the journal committed sequence `seq` (payment `payment_id`); never moves back."""
+    def write(self, seq: int, payment_id: str, *, sync: bool = False) -> None:
+        """Record that the journal committed sequence `seq` (payment `payment_id`); never moves back.
+        `sync`: on disk when this returns (one fdatasync: the file's size never changes)."""
         if seq <= self.seq or self._fd is None:
             return
         body = _HWM.pack(_HWM_MAGIC, seq, payment_id.encode("ascii", "replace")[:36], 0)[: _HWM.size - 4]
         os.pwrite(self._fd, body + struct.pack("<I", zlib.crc32(body)), (seq % 2) * _HWM_SLOT)
         self.seq = seq
+        if sync:
+            os.fdatasync(self._fd)
 
     def sync(self) -> None:
         if self._fd is not None:
@@ -592,6 +568,56 @@ class HighWater:
             self._fd = None
 
 
+def _parse_high_water(data: bytes) -> tuple[int, str]:
+    """(sequence, payment id) of the latest whole record in the mark file's bytes; (0, "") if none."""
+    best = (0, "")
+    for slot in (0, 1):
+        raw = data[slot * _HWM_SLOT : slot * _HWM_SLOT + _HWM.size]
+        if len(raw) < _HWM.size:
+            continue
+        magic, seq, pid, crc = _HWM.unpack(raw)
+        if magic != _HWM_MAGIC or zlib.crc32(raw[: _HWM.size - 4]) != crc:
+            continue  # never written, or torn: the other slot holds the one before
+        if seq > best[0]:
+            best = (seq, pid.rstrip(b"\0").decode("ascii", "replace"))
+    return best
+
+
+def read_high_water(path: Path) -> tuple[int, str]:
+    """The mark file at `path`, read-only (never created, never chmod'ed): (0, "") if it does not exist.
+    Raises OSError if it exists but cannot be read. For readers that are not the journal (doctor)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return 0, ""
+    try:
+        return _parse_high_water(os.pread(fd, 2 * _HWM_SLOT, 0))
+    finally:
+        os.close(fd)
+
+
+class MarkReading(NamedTuple):
+    """The high-water mark and the journal's receipt counter, read in that order (`compare_high_water`)."""
+
+    mark: int  # the mark file's sequence
+    payment_id: str  # the mark's payment id ("" if unknown)
+    counter: int  # the journal's receipt counter
+
+    @property
+    def lost(self) -> bool:
+        """Committed payments are missing from the journal: the mark is ahead of it."""
+        return self.mark > self.counter
+
+
+def compare_high_water(read_mark: Callable[[], tuple[int, str]], read_counter: Callable[[], int]) -> MarkReading:
+    """Read the mark, THEN the journal's counter. A writer moves the mark after its commit, so a mark read
+    first is always covered by a counter read next, unless payments were really lost: read the other way
+    round, a payment committed in between looks like a loss. The one place that order lives (the journal
+    on open, the doctor)."""
+    seq, pid = read_mark()
+    return MarkReading(seq, pid, read_counter())
+
+
 PENDING_NAME = "journal.pending"
 # Outcomes the journal could not write (disk full, I/O error), kept until it can: a file of fixed slots
 # written in place, preallocated while there is room, so that parking an outcome needs no new block.
@@ -601,20 +627,51 @@ _PENDING_HEAD = struct.Struct("<4sII")  # magic, length, CRC-32 of the JSON
 _PENDING_MAGIC = b"GPO1"
 
 
+def _parse_pending(data: bytes) -> builtins.list[tuple[int, dict[str, Any]]]:
+    """(slot, record) of every whole record in journal.pending's bytes, oldest slot first; only the first
+    _PENDING_SLOTS slots are ever used."""
+    out = []
+    for slot in range(min(len(data) // _PENDING_SLOT, _PENDING_SLOTS)):
+        raw = data[slot * _PENDING_SLOT : (slot + 1) * _PENDING_SLOT]
+        magic, length, crc = _PENDING_HEAD.unpack_from(raw)
+        body = raw[_PENDING_HEAD.size : _PENDING_HEAD.size + length]
+        if magic != _PENDING_MAGIC or len(body) != length or zlib.crc32(body) != crc:
+            continue  # free, or torn
+        try:
+            record = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append((slot, record))
+    return out
+
+
+def read_pending(path: Path) -> builtins.list[dict[str, Any]]:
+    """The outcomes parked in journal.pending at `path`, read-only ([] if there is no file); for readers
+    that are not the journal (doctor). Raises OSError if it exists but cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return []
+    try:
+        return [r for _, r in _parse_pending(os.pread(fd, _PENDING_SLOTS * _PENDING_SLOT, 0))]
+    finally:
+        os.close(fd)
+
+
 class PendingOutcomes:
     """Outcomes (an approval above all) that the journal failed to write, parked until it can.
 
-    Each is one JSON record in a slot of a preallocated file (0600; no PAN: a card here is what the journal
-    stores, masked and tokenized), fsynced; `Journal.replay_pending` writes them into the journal and clears
-    their slots. A torn or never-written slot fails its CRC and is free.
+    Each is one JSON record in one of _PENDING_SLOTS slots of a preallocated file (0600; no PAN: a card here
+    is what the journal stores, masked and tokenized), fsynced; `Journal.replay_pending` writes them into the
+    journal and clears their slots. A torn or never-written slot fails its CRC and is free. Every failure is
+    a StorageError (one line); `add` raises it too when every slot is taken, rather than overwrite one.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = open_private(path)
         self._fd: int | None = fd
-        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
         size = os.fstat(fd).st_size
         if size < _PENDING_SLOTS * _PENDING_SLOT:
             try:  # real zeros, not a hole: writing into the slots later must not need a free block
@@ -628,38 +685,37 @@ class PendingOutcomes:
         """(slot, record) of every parked outcome, oldest slot first."""
         if self._fd is None:
             return []
-        data = os.pread(self._fd, _PENDING_SLOTS * _PENDING_SLOT, 0)
-        out = []
-        for slot in range(len(data) // _PENDING_SLOT):
-            raw = data[slot * _PENDING_SLOT : (slot + 1) * _PENDING_SLOT]
-            magic, length, crc = _PENDING_HEAD.unpack_from(raw)
-            body = raw[_PENDING_HEAD.size : _PENDING_HEAD.size + length]
-            if magic != _PENDING_MAGIC or len(body) != length or zlib.crc32(body) != crc:
-                continue
-            try:
-                out.append((slot, orjson.loads(body)))
-            except orjson.JSONDecodeError:
-                continue
-        return out
+        with storage_errors(self.path, "cannot read the parked outcomes"):
+            data = os.pread(self._fd, _PENDING_SLOTS * _PENDING_SLOT, 0)
+        return _parse_pending(data)
 
     def add(self, record: dict[str, Any]) -> None:
-        """Park `record` in a free slot, on disk when this returns; OSError if it cannot be."""
+        """Park `record` in a free slot, on disk when this returns; StorageError if it cannot be (no free
+        slot, record too big, disk error): never overwrites a parked outcome."""
         if self._fd is None:
-            raise OSError(0, "closed")
+            raise StorageError(f"{self.path}: closed")
         body = orjson.dumps(record)
         if len(body) > _PENDING_SLOT - _PENDING_HEAD.size:
-            raise OSError(0, f"record of {len(body)} bytes does not fit a slot")
+            raise StorageError(f"{self.path}: the outcome ({len(body)} bytes) does not fit a slot")
         used = {slot for slot, _ in self.items()}
-        free = next((n for n in range(_PENDING_SLOTS) if n not in used), len(used))  # past the end: grows
-        os.pwrite(self._fd, _PENDING_HEAD.pack(_PENDING_MAGIC, len(body), zlib.crc32(body)) + body,
-                  free * _PENDING_SLOT)
-        os.fsync(self._fd)
-        self.count += 1
+        free = next((n for n in range(_PENDING_SLOTS) if n not in used), None)
+        if free is None:
+            raise StorageError(
+                f"{self.path}: all {_PENDING_SLOTS} slots hold outcomes not yet written to the journal;"
+                " free disk space so they can be"
+            )
+        with storage_errors(self.path, "cannot park the outcome"):
+            os.pwrite(self._fd, _PENDING_HEAD.pack(_PENDING_MAGIC, len(body), zlib.crc32(body)) + body,
+                      free * _PENDING_SLOT)
+            os.fsync(self._fd)
+        self.count = len(used) + 1
 
     def clear(self, slot: int) -> None:
+        """Free `slot`: the whole slot zeroed (nothing of the outcome stays behind), fsynced."""
         if self._fd is not None:
-            os.pwrite(self._fd, bytes(_PENDING_HEAD.size), slot * _PENDING_SLOT)
-            os.fsync(self._fd)
+            with storage_errors(self.path, "cannot clear a parked outcome"):
+                os.pwrite(self._fd, bytes(_PENDING_SLOT), slot * _PENDING_SLOT)
+                os.fsync(self._fd)
             self.count = max(0, self.count - 1)
 
     def close(self) -> None:
@@ -681,9 +737,19 @@ class Journal:
         self._recent: dict[str, Payment] = {}
         self._hwm: HighWater | None = None
         self._pending: PendingOutcomes | None = None
-        # Why no new payment may be taken (one line, with the way out), or None: a failed integrity check,
-        # or a loss of committed payments not yet accepted by a supervisor. Reading stays possible.
-        self.damage: str | None = None
+        # Why no new payment may be taken (see `damage`): a failed integrity check (this connection's open),
+        # a loss recorded in the incident table and not accepted (re-read from the table before every new
+        # payment: another connection or process may record or accept one), a loss this object found but
+        # could not record.
+        self._integrity: str | None = None
+        self._loss: str | None = None
+        self._unrecorded: str | None = None
+
+    @property
+    def damage(self) -> str | None:
+        """Why no new payment may be taken (one line, with the way out), or None. Reading stays possible.
+        As of the last check: `require_healthy()` re-reads the recorded losses."""
+        return self._integrity or self._loss or self._unrecorded
 
     @classmethod
     def open(
@@ -700,12 +766,13 @@ class Journal:
         journal = cls(open_database(path, MIGRATIONS), path, terminal_id, agency_id)
         try:
             if check:
-                journal.damage = journal._quick_check()
+                journal._integrity = journal._quick_check()
             journal._open_high_water()
             try:
                 journal._pending = PendingOutcomes(path.with_name(PENDING_NAME))
-            except OSError as e:
-                log.error("%s: cannot open (%s)", path.with_name(PENDING_NAME), e.strerror)
+            except (OSError, StorageError) as e:
+                # Parking is then impossible (an outcome the disk refuses shows as unknown), nothing is lost.
+                log.error("%s: cannot open (%s)", path.with_name(PENDING_NAME), getattr(e, "strerror", None) or e)
         except BaseException:
             journal.close()
             raise
@@ -748,15 +815,15 @@ class Journal:
         """
         try:
             self._hwm = HighWater(self.path.with_name(HWM_NAME))
-            seq, pid = self._hwm.read()
+            self._hwm.read()
         except OSError as e:
             # Without it a lost WAL frame goes unseen, but nothing stored is at risk: say so, go on.
             log.error("%s: the high-water mark cannot be used (%s)", self.path.with_name(HWM_NAME), e.strerror)
             self._hwm = None
-            seq, pid = 0, ""
+        hwm = self._hwm
         try:
             with self._lock:
-                counter = self._counter()
+                seq, pid, counter = compare_high_water(hwm.read if hwm else lambda: (0, ""), self._counter)
                 if seq > counter:
                     self._record_loss(
                         "lost_payments",
@@ -771,17 +838,21 @@ class Journal:
                     row = self._conn.execute("SELECT payment_id FROM payment WHERE seq = ?", (counter,)).fetchone()
                     self._hwm.write(counter, row[0] if row else "")
                     self._hwm.sync()
-                pending = self._conn.execute(
-                    "SELECT message FROM incident WHERE accepted_at IS NULL ORDER BY incident_id LIMIT 1"
-                ).fetchone()
+                self._refresh_loss()
         except sqlite3.DatabaseError as e:
-            self.damage = self.damage or f"{self.path}: the journal cannot be read ({_explain(e)})"
-            return
+            self._integrity = self._integrity or (
+                f"{self.path}: the journal cannot be read ({describe_sqlite_error(e)})"
+            )
         except OSError as e:
             log.error("%s: the high-water mark cannot be written (%s)", self.path.with_name(HWM_NAME), e.strerror)
-            return
-        if pending is not None and self.damage is None:
-            self.damage = str(pending[0])
+
+    def _refresh_loss(self) -> None:
+        """Under self._lock: the first recorded loss not yet accepted, from the table (whichever connection
+        or process recorded or accepted it). One lookup in a table of a few rows. Raises sqlite3 errors."""
+        row = self._conn.execute(
+            "SELECT message FROM incident WHERE accepted_at IS NULL ORDER BY incident_id LIMIT 1"
+        ).fetchone()
+        self._loss = str(row[0]) if row is not None else None
 
     def _counter(self) -> int:
         return int(self._conn.execute("SELECT value FROM counters WHERE name = 'receipt'").fetchone()[0])
@@ -792,7 +863,7 @@ class Journal:
     def _record_loss(self, kind: str, expected: int, message: str) -> None:
         """Under self._lock: note the loss (persisted if the file takes it), move the receipt counter past
         `expected` so no receipt number is ever issued twice, and block new payments."""
-        self.damage = message
+        self._unrecorded = message
         log.error("%s", message)
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -812,8 +883,9 @@ class Journal:
                 raise
         except sqlite3.DatabaseError as e:
             # Not persisted: found again at the next open (the mark is still ahead); blocked meanwhile.
-            log.error("%s: cannot record the loss (%s)", self.path, _explain(e))
+            log.error("%s: cannot record the loss (%s)", self.path, describe_sqlite_error(e))
             return
+        self._loss, self._unrecorded = message, None
         if self._hwm is not None:
             try:
                 self._hwm.write(expected, "")
@@ -822,14 +894,19 @@ class Journal:
                 log.error("%s: cannot write the high-water mark (%s)", self._hwm.path, e.strerror)
 
     def require_healthy(self) -> None:
-        """Raise JournalDamaged (its one line says why and what to do) if no new payment may be taken."""
+        """Raise JournalDamaged (its one line says why and what to do) if no new payment may be taken.
+
+        Losses are read from the table, so one that another connection or process recorded blocks here, and
+        one a supervisor accepted (`guichet journal accept-loss` in another process) unblocks."""
+        with self._reading():
+            self._refresh_loss()
         if self.damage is not None:
             raise JournalDamaged(self.damage)
 
     def high_water(self) -> str | None:
         """The last receipt number this journal issued (its counter or its high-water mark file, whichever
         is ahead), or None before the first payment. Sent in the heartbeat as `last_receipt_number`."""
-        with self._lock:
+        with self._reading():
             seq = self._counter()
             if self._hwm is not None:
                 seq = max(seq, self._hwm.seq)
@@ -856,7 +933,7 @@ class Journal:
             try:
                 counter = self._counter()
             except sqlite3.DatabaseError as e:
-                raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+                raise JournalError(f"{self.path}: read failed: {describe_sqlite_error(e)}") from None
             if seq <= counter:
                 return
             self._record_loss(
@@ -888,8 +965,10 @@ class Journal:
                 c.execute(
                     "UPDATE counters SET value = MAX(value, ?) WHERE name = 'receipt'", (self._hwm.read()[0],)
                 )
-        if self.damage is not None:
-            self.damage = self._quick_check()
+            self._refresh_loss()
+        self._unrecorded = None
+        if self._integrity is not None:
+            self._integrity = self._quick_check()
         return int(n)
 
     def __enter__(self) -> Journal:
@@ -915,7 +994,7 @@ class Journal:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as e:
-            raise JournalError(f"{self.path}: cannot write: {_explain(e)}") from None
+            raise JournalError(f"{self.path}: cannot write: {describe_sqlite_error(e)}") from None
         return self._conn
 
     def _commit(self, name: str) -> None:
@@ -931,7 +1010,7 @@ class Journal:
         if self._conn.in_transaction:  # a failed COMMIT may have rolled back already
             self._conn.execute("ROLLBACK")
         if isinstance(e, sqlite3.DatabaseError):
-            raise JournalError(f"{self.path}: write failed: {_explain(e)}") from None
+            raise JournalError(f"{self.path}: write failed: {describe_sqlite_error(e)}") from None
         raise e
 
     @contextmanager
@@ -941,7 +1020,7 @@ class Journal:
             try:
                 yield
             except sqlite3.DatabaseError as e:
-                raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+                raise JournalError(f"{self.path}: read failed: {describe_sqlite_error(e)}") from None
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> builtins.list[Payment]:
         """Payments whose ids `sql` selects (first column), in its order; built by _load like every other."""
@@ -949,7 +1028,7 @@ class Journal:
             try:
                 ids = [r[0] for r in self._conn.execute(sql, tuple(params))]
             except sqlite3.DatabaseError as e:
-                raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+                raise JournalError(f"{self.path}: read failed: {describe_sqlite_error(e)}") from None
         return self._load(ids)
 
     def _load(self, ids: Sequence[str]) -> builtins.list[Payment]:
@@ -971,7 +1050,7 @@ class Journal:
                         chunk,
                     ).fetchall()
                 except sqlite3.DatabaseError as e:
-                    raise JournalError(f"{self.path}: read failed: {_explain(e)}") from None
+                    raise JournalError(f"{self.path}: read failed: {describe_sqlite_error(e)}") from None
             for pid, state, at, card, authorization, notice, error, detail in events:
                 f = facts[pid]
                 f["state"], f["updated_at"] = state, at
@@ -1014,13 +1093,16 @@ class Journal:
         """
         if not items:
             raise ValueError("no bill to pay")
-        if self.damage is not None:
-            raise JournalDamaged(self.damage)
         ids = [uuid7() for _ in items]
         transaction_id = ids[0]
         now = now_precise()
         captured_at = now_rfc3339()
         with self._tx("journal.create") as c:
+            # Inside the write transaction: a loss another connection or process recorded (or accepted) is
+            # seen here, and none can be recorded between this check and the payment's commit.
+            self._refresh_loss()
+            if self.damage is not None:
+                raise JournalDamaged(self.damage)
             for pid, item in zip(ids, items, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
@@ -1066,9 +1148,11 @@ class Journal:
                 )
                 c.execute("INSERT INTO open (seq, payment_id) VALUES (?, ?)", (seq, pid))
         if self._hwm is not None:
-            # After the commit: the mark may lag the journal (a crash here), never lead it.
+            # After the commit: the mark may lag the journal (a crash here), never lead it. Synced: a power
+            # cut that damages the WAL must not take this payment with it unseen (one fdatasync, see
+            # docs/core.md for its cost).
             try:
-                self._hwm.write(seq, ids[-1])
+                self._hwm.write(seq, ids[-1], sync=True)
             except OSError as e:
                 log.error("%s: cannot write the high-water mark (%s)", self._hwm.path, e.strerror)
         return self._remember(self._load(ids))
@@ -1204,9 +1288,8 @@ class Journal:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Keep an outcome that `transition` could not write (disk full, I/O error) in journal.pending,
-        fsynced, for `replay_pending` to write once the journal can. Raises StorageError if even that fails."""
-        from agent.errors import StorageError
-
+        fsynced, for `replay_pending` to write once the journal can. Raises StorageError if even that fails
+        (every slot taken, disk error): the caller must then say the outcome was NOT kept."""
         record = {
             "payment_ids": builtins.list(payment_ids),
             "to": str(State(to).value),
@@ -1219,28 +1302,56 @@ class Journal:
         }
         if self._pending is None:
             raise StorageError(f"{self.path.with_name(PENDING_NAME)}: not available")
-        try:
-            with self._lock:
-                self._pending.add(record)
-        except OSError as e:
-            raise StorageError(f"{self._pending.path}: cannot park the outcome: {e.strerror or e}") from None
+        with self._lock:
+            self._pending.add(record)
 
     @property
     def parked(self) -> int:
         """Outcomes waiting in journal.pending to be written into the journal."""
         return self._pending.count if self._pending is not None else 0
 
+    def parked_outcomes(self) -> builtins.list[dict[str, Any]]:
+        """The outcomes waiting in journal.pending, oldest slot first: {"payment_ids", "to", "at",
+        "missing"} where `missing` lists the payment ids the journal does not hold (such an outcome is kept,
+        never replayed nor dropped: a person must look). Raises StorageError or JournalError (one line)."""
+        if self._pending is None:
+            return []
+        with self._lock:
+            items = self._pending.items()
+        out = []
+        for _, r in items:
+            ids = [str(i) for i in r.get("payment_ids") or []]
+            held = {p.payment_id for p in self._load(ids)}
+            out.append({"payment_ids": ids, "to": r.get("to"), "at": r.get("at"),
+                        "missing": [i for i in ids if i not in held]})
+        return out
+
     def replay_pending(self) -> builtins.list[Payment]:
         """Write parked outcomes into the journal (a payment still `authorizing` or `unknown` takes it; one
-        already settled keeps its state) and clear them. Stops at the first write that fails again."""
+        already settled keeps its state, logged at error if that differs) and clear their slots. An outcome
+        whose payments the journal does not hold is kept (and listed by `guichet journal check` and the
+        doctor). Stops at the first write that fails again; raises StorageError if the file cannot be read."""
         if self._pending is None or not self._pending.count:
             return []
         done: builtins.list[Payment] = []
-        for slot, r in self._pending.items():
+        with self._lock:
+            items = self._pending.items()
+        for slot, r in items:
             ids = [str(i) for i in r.get("payment_ids") or []]
+            missing: builtins.list[str] = []
             try:
                 to = State(str(r.get("to")))
-                waiting = [p.payment_id for p in self._load(ids) if p.state in (State.AUTHORIZING, State.UNKNOWN)]
+                found = self._load(ids)
+                held = {p.payment_id for p in found}
+                missing = [i for i in ids if i not in held]
+                for p in found:
+                    if p.state not in (State.AUTHORIZING, State.UNKNOWN) and p.state != to:
+                        log.error(
+                            "%s: payment %s is %s in the journal but its parked outcome says %s; the journal's"
+                            " state is kept, the parked record was: %s",
+                            self._pending.path, p.payment_id, p.state, to.value, _json(r),
+                        )
+                waiting = [p.payment_id for p in found if p.state in (State.AUTHORIZING, State.UNKNOWN)]
                 if waiting:
                     done += self.transition(
                         waiting,
@@ -1252,10 +1363,17 @@ class Journal:
                         detail={**(r.get("detail") or {}), "parked_at": r.get("at"), "from": PENDING_NAME},
                     )
             except (InvalidTransition, ValueError) as e:
-                log.error("%s: parked outcome for %s dropped: %s", self._pending.path, ids, e)
+                log.error("%s: parked outcome for %s not written (%s); the record was: %s",
+                          self._pending.path, ids, e, _json(r))
             except JournalError as e:
                 log.error("%s: parked outcomes still wait: %s", self._pending.path, e)
                 break
+            if missing:
+                # Evidence of money taken that the journal does not know (a replaced or damaged journal?):
+                # never thrown away; listed by `guichet journal check` and the doctor.
+                log.error("%s: parked outcome (%s) kept: payment(s) %s not in the journal; the record: %s",
+                          self._pending.path, r.get("to"), ", ".join(missing), _json(r))
+                continue
             with self._lock:
                 self._pending.clear(slot)
         return done
@@ -1263,8 +1381,13 @@ class Journal:
     def recover(self, actor: str = "recovery") -> builtins.list[Payment]:
         """After a crash: an outcome parked in journal.pending is written first; then `authorizing` becomes
         `unknown` (the card may have been charged: never guess), `created` becomes `cancelled` (nothing was
-        asked for money yet). Returns what it changed."""
-        changed: builtins.list[Payment] = self.replay_pending()
+        asked for money yet). Returns what it changed. A parked outcome that cannot be replayed now stays
+        parked (logged); its payment turns `unknown` and takes the outcome when a later replay succeeds."""
+        changed: builtins.list[Payment] = []
+        try:
+            changed += self.replay_pending()
+        except GuichetError as e:
+            log.error("parked outcomes not replayed: %s", e)
         with self._reading():
             rows = self._conn.execute(
                 "SELECT payment_id, state FROM unsettled WHERE state IN ('authorizing', 'created') ORDER BY seq"

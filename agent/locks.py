@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from agent.errors import AlreadyRunning
-from agent.storage import ensure_state_dir
+from agent.storage import ensure_state_dir, open_private
 
 
 class StateLock:
@@ -25,7 +25,7 @@ class StateLock:
 
     def acquire(self, wait: bool = False) -> None:
         ensure_state_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

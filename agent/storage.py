@@ -61,7 +61,10 @@ def describe_os_error(e: OSError) -> str:
 
 
 def describe_sqlite_error(e: sqlite3.Error) -> str:
-    """The cause of an sqlite3 error in a few words; SQLite's own text kept in parentheses."""
+    """The cause of an sqlite3 error in a few words, with the way out; SQLite's own text kept in parentheses.
+
+    The one wording of every state file's SQLite failure (journal, bill cache, cashiers).
+    """
     msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     low = msg.lower()
     if "full" in low:  # "database or disk is full"
@@ -71,11 +74,11 @@ def describe_sqlite_error(e: sqlite3.Error) -> str:
     if "readonly" in low or "read-only" in low:
         return f"the file or its directory is read-only ({msg})"
     if "malformed" in low or "not a database" in low:
-        return f"the file is damaged ({msg})"
+        return f"the file is corrupt ({msg}); it was left untouched: restore it from backup or move it aside"
     if "locked" in low or "busy" in low:
         return f"the file is busy in another process ({msg})"
     if "unable to open" in low:
-        return f"cannot open the file ({msg})"
+        return f"cannot open the file ({msg}); check the directory exists and is writable"
     return msg
 
 
@@ -95,6 +98,39 @@ def storage_errors(path: str | os.PathLike[str], what: str = "") -> Iterator[Non
 
 def _line(path: str | os.PathLike[str], what: str, cause: str) -> str:
     return f"{path}: {what}: {cause}" if what else f"{path}: {cause}"
+
+
+def open_private(path: str | os.PathLike[str], flags: int = os.O_RDWR) -> int:
+    """Open `path` (created 0600 if missing) and return its descriptor; a file of ours that is looser is
+    tightened to 0600 first, so a state file is never readable by others, not even briefly.
+
+    >>> fd = open_private(state / "journal.hwm")          # O_RDWR | O_CREAT | O_CLOEXEC, mode 0600
+    Raises OSError; the caller says what the file is for.
+    """
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        st = os.fstat(fd)
+        if stat.S_IMODE(st.st_mode) != 0o600 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private(path: str | os.PathLike[str]) -> None:
+    """Create `path` 0600 (or tighten it) before a library such as SQLite opens it with its own mode; its
+    existing `-wal` and `-shm` companions are tightened too. Opens nothing that exists (a read-only
+    filesystem still lets SQLite read it)."""
+    if not os.path.exists(path):
+        os.close(open_private(path, os.O_WRONLY))
+    for side in (os.fspath(path), f"{os.fspath(path)}-wal", f"{os.fspath(path)}-shm"):
+        try:
+            st = os.stat(side)
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(st.st_mode) != 0o600 and st.st_uid == os.geteuid():
+            os.chmod(side, 0o600)
 
 
 def free_bytes(path: str | os.PathLike[str]) -> int:

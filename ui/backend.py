@@ -124,7 +124,8 @@ class Backend:
         from agent.journal import Journal
 
         return Journal.open(
-            self.state_dir, terminal_id=self.config.terminal.id, agency_id=self.config.terminal.agency_id
+            self.state_dir, terminal_id=self.config.terminal.id, agency_id=self.config.terminal.agency_id,
+            check=False,  # the first connection ran quick_check (O(file size)); losses are re-read per payment
         )
 
     def close(self) -> None:

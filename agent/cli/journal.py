@@ -12,6 +12,7 @@ number ever issued. A journal that fails SQLite's integrity check is not accepte
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,16 +44,29 @@ def _open(ctx: click.Context) -> Journal:
 @click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
 @click.pass_context
 def check(ctx: click.Context, as_json: bool) -> None:
-    """SQLite's quick check, the high-water mark and recorded losses; exit 1 when no payment may be taken."""
+    """SQLite's quick check, the high-water mark, recorded losses and parked outcomes; exit 1 when no payment
+    may be taken or a part of the journal cannot be read."""
+    unreadable: list[str] = []
+
+    def read(what: str, default: Any, reader: Callable[[], Any]) -> Any:
+        # A damaged page can fail any one read: say which, keep the others (one line each, no traceback).
+        try:
+            return reader()
+        except GuichetError as e:
+            unreadable.append(f"{what}: {e}")
+            return default
+
     with _open(ctx) as j:
         out: dict[str, Any] = {
             "path": str(j.path),
-            "ok": j.damage is None,
             "damage": j.damage,
-            "last_receipt_number": j.high_water(),
+            "last_receipt_number": read("last receipt number", None, j.high_water),
             "parked_outcomes": j.parked,
-            "incidents": j.incidents(),
+            "parked": read("parked outcomes", [], j.parked_outcomes),
+            "incidents": read("losses", [], j.incidents),
         }
+    out["unreadable"] = unreadable
+    out["ok"] = out["damage"] is None and not unreadable
     if as_json:
         print_json(out)
     else:
@@ -62,8 +76,14 @@ def check(ctx: click.Context, as_json: bool) -> None:
             who = f"accepted by {i['accepted_by']} at {i['accepted_at']}" if i["accepted_at"] else "NOT ACCEPTED"
             click.echo(f"loss found {i['detected_at']} ({i['kind']}): receipts {i['journal_seq'] + 1}"
                        f" to {i['expected_seq']}; {who}")
+        for p in out["parked"]:
+            where = (f"NOT IN THE JOURNAL: {', '.join(p['missing'])}" if p["missing"]
+                     else "written to the journal at the next payment or start")
+            click.echo(f"parked outcome {p['to']} at {p['at']} for {', '.join(p['payment_ids'])}: {where}")
+    for line in unreadable:
+        click.echo(line, err=True)
     if not out["ok"]:
-        fail(str(out["damage"]))
+        fail(str(out["damage"] or unreadable[0]))
 
 
 @journal.command("accept-loss")
