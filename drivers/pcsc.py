@@ -378,6 +378,11 @@ class Connection:
         self.transmit_count = 0
         self.transmit_seconds = 0.0  # time inside SCardTransmit: the raw transport cost
         self._closed = False
+        # A command in flight cannot be cut short (pcscd makes a disconnect wait for it): close() called
+        # meanwhile, from another thread, returns at once and the command's own thread closes after it.
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._close_after: int | None = None
 
     @property
     def protocol_name(self) -> str:
@@ -385,10 +390,21 @@ class Connection:
 
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         """Send one command APDU; ``(data, sw)`` with ``sw`` as an int like ``0x9000``."""
-        if self._closed:
-            raise TransportError("the card connection is closed")
+        with self._lock:
+            if self._closed or self._close_after is not None:
+                raise TransportError("the card connection is closed")
+            self._in_flight += 1
         t0 = time.perf_counter()
-        hr, resp = scard.SCardTransmit(self._card, self.protocol, list(apdu))
+        try:
+            hr, resp = scard.SCardTransmit(self._card, self.protocol, list(apdu))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                late = self._close_after if not self._in_flight else None
+            if late is not None:
+                self._close_now(late)
+        if late is not None:  # the caller gave up on this command and closed: nobody wants its answer
+            raise TransportError("card exchange: the connection was closed while the command ran")
         self.transmit_seconds += time.perf_counter() - t0
         self.transmit_count += 1
         if hr != scard.SCARD_S_SUCCESS:
@@ -428,9 +444,21 @@ class Connection:
             return err
 
     def close(self, disposition: int = scard.SCARD_LEAVE_CARD) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        """End the session. Never waits for a command in flight in another thread: that thread closes after it
+        (a stalled card holds the reader until it or the reader gives up; see docs/cards.md)."""
+        with self._lock:
+            if self._closed or self._close_after is not None:
+                return
+            if self._in_flight:
+                self._close_after = disposition
+                return
+        self._close_now(disposition)
+
+    def _close_now(self, disposition: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         try:
             scard.SCardDisconnect(self._card, disposition)
         except Exception:  # noqa: BLE001, S110 - the card or reader may already be gone

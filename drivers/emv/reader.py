@@ -25,8 +25,9 @@ command again with ``Le = XX``. Every APDU is counted in ``CardData.apdu_count``
 
 Bounds per read (a hostile card cannot keep the reader busy): at most ``MAX_RECORDS`` records (an AFL
 listing more is refused before the first READ RECORD), ``MAX_BYTES`` of answers, ``MAX_APDUS`` commands,
-and, when given, a ``deadline`` (``time.monotonic()``) and a ``cancel`` event, both checked before every
-APDU. A PDOL asking for more than a GET PROCESSING OPTIONS can carry (252 bytes: Lc is at most 255) is
+and, when given, a ``deadline`` (``time.monotonic()``) and a ``cancel`` event, checked before every APDU and
+while one runs (the read stops waiting for a stalled command; the command itself ends when the card or the
+reader ends it). A PDOL asking for more than a GET PROCESSING OPTIONS can carry (252 bytes: Lc is at most 255) is
 refused before anything is sent; no command leaves with more than 255 bytes of data.
 
 Errors (all :class:`EmvError`, one line naming the command, tag or byte at fault): :class:`CardDataError`
@@ -62,6 +63,7 @@ MAX_BYTES = 16 * 1024  # answer bytes per read: a real read is 1 to 3 KiB
 MAX_APDUS = 256  # commands per read: a real read is 4 to 20
 MAX_LC = 255  # command data of a short APDU
 MAX_PDOL = MAX_LC - 3  # GPO data is 83 L V: with V > 127, L takes 2 bytes
+WATCH_STEP = 0.02  # seconds between two looks at the cancel and the deadline while a command runs
 
 
 class EmvError(Exception):
@@ -222,7 +224,7 @@ class EmvReader:
         if self.apdu_count >= self.max_apdus:
             raise CardLimitError(f"the card needs more than {self.max_apdus} commands to be read")
         self.apdu_count += 1
-        data, sw = self.transport.transmit(apdu)
+        data, sw = self._watched(apdu)
         self.trace.append((apdu[:4], sw))
         self.bytes_read += len(data)
         if self.bytes_read > self.max_bytes:
@@ -230,6 +232,37 @@ class EmvReader:
                 f"the card sent more than {self.max_bytes} bytes (at command {apdu[:4].hex().upper()})"
             )
         return data, sw
+
+    def _watched(self, apdu: bytes) -> tuple[bytes, int]:
+        """One transmit, given up at the deadline or on cancel even while the card holds it.
+
+        The command runs in a thread of its own; the read stops waiting for it, not the command (pcscd cannot
+        cut it short): closing a ``drivers.pcsc.Connection`` then returns at once, and the command's thread
+        closes the session when the card or the reader ends it (docs/cards.md, "one command")."""
+        if self.cancel is None and self.deadline is None:
+            return self.transport.transmit(apdu)
+        box: list[tuple[bytes, int] | BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box.append(self.transport.transmit(apdu))
+            except BaseException as e:  # noqa: BLE001 - handed to the reading thread, raised there
+                box.append(e)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="card-command", daemon=True).start()
+        while not done.wait(WATCH_STEP):
+            if self.cancel is not None and self.cancel.is_set():
+                raise ReadCancelled(f"the card read was cancelled during command {apdu[:4].hex().upper()}")
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise ReadTimeout(f"the card read took too long (no answer to command {apdu[:4].hex().upper()} "
+                                  f"in time, {self.apdu_count} commands, {self.bytes_read} bytes)")
+        got = box[0]
+        if isinstance(got, BaseException):
+            raise got
+        return got
 
     def command(self, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> tuple[bytes, int]:
         """One command with T=0 chaining handled; ``(response data, final sw)``."""

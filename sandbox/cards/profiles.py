@@ -314,9 +314,9 @@ def _profiles() -> dict[str, Profile]:
     pan = luhn_pan(CIB_TEST_BIN + "00007006")
     p["stall"] = Profile(
         name="stall",
-        description="a CIB TEST card that thinks 1.5 s before every answer: one command outlasts a short "
-        "read_timeout (a single command is bounded by the reader, not by us: docs/cards.md)",
-        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=1.5,
+        description="a CIB TEST card that thinks 3 s before every answer: one command outlasts a short "
+        "read_timeout (the read stops waiting for it; the command ends when the card answers: docs/cards.md)",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=3.0,
         apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
                   afl=AFL_STD, records=_std_records(pan, "2028-05"))],
         expected_apdus=8, expect_error="ReadTimeout",
