@@ -88,3 +88,13 @@ class SettlementRefused(GuichetError):
 class BadAnswer(ServerUnreachable):
     """The server answered something outside the contract (a field of the wrong type or out of bounds, a body
     too large or too deep, a batch that does not match): one line naming the field; treated as no answer."""
+
+
+class SettlementRefusal(SettlementRefused):
+    """A SettlementRefused whose reason has a name: `kind` (ui/text.py SETTLE_REFUSALS translates each) and the
+    `params` its text needs, so the cashier reads why in their language, not the core's English line."""
+
+    def __init__(self, message: str, kind: str, **params: object) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.params = params

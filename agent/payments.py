@@ -32,16 +32,18 @@ from agent.errors import (
     JournalError,
     MethodUnavailable,
     ServerUnreachable,
-    SettlementRefused,
+    SettlementRefusal,
     StorageError,
 )
 from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
 from agent.states import State
 from agent.storage import MIN_FREE_BYTES, check_free_space
+from agent.terminal import scheme_for
 from config import Config
 from config.money import format_amount
-from drivers.pan import safe_detail, safe_text
+from drivers.emv.schemes import OTHER, label_matches
+from drivers.pan import digits_hold_pan, masked_pan_fault, safe_detail, safe_text
 
 log = logging.getLogger("guichet.payments")
 
@@ -345,47 +347,101 @@ class PaymentFlow:
         reference: str | None = None,
         scheme: str | None = None,
         pan_masked: str | None = None,
+        no_card_digits: bool = False,
     ) -> list[Payment]:
         """Settle an `unknown` payment (its whole transaction) as a person read it, and record who and when.
 
         A TPE or cash payment is settled from the terminal's own ticket: approved needs the authorisation
         code and, for a card, what the ticket shows of it (scheme, last 4 digits or the masked number as
-        printed); the upload then carries `settlement` (contract 1.1). A `card_reader` payment is settled
-        from the server's authorization record, which wins over what the person says:
+        printed; `no_card_digits` when the ticket prints none); the upload then carries `settlement`
+        (contract 1.1). A `card_reader` payment is settled from the server's authorization record, which wins
+        over what the person says:
 
         >>> flow.settle_unknown(pid, approved=True, actor="s0001", code="123456", scheme="CIB", pan_masked="1234")
         [Payment(state='approved', card={'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}, ...)]
 
-        Raises SettlementRefused (one line, never echoing a card number) when the input is malformed or the
-        server contradicts it or cannot be asked; nothing is written then.
+        `actor` is who settles, as the contract's Text (non-blank, at most 200 characters). Raises
+        SettlementRefusal (one line, never echoing a card number; `kind` names the reason) when the input is
+        malformed or the server contradicts it or cannot be asked; nothing is written then.
         """
         p = self.journal.get(payment_id)
         if p.state != State.UNKNOWN:
             raise GuichetError(f"payment {p.receipt_number}: is {p.state}, not unknown")
+        ticket = self._check_ticket(
+            p, approved=approved, actor=actor, code=code, scheme=scheme, pan_masked=pan_masked,
+            no_card_digits=no_card_digits,
+        )
         if p.method == "card_reader":
-            return self._settle_from_server(p, approved=approved, actor=actor, scheme=scheme, pan_masked=pan_masked)
-        settlement = {"by": actor, "from": SETTLED_FROM_TICKET, "at": now_rfc3339()}
+            return self._settle_from_server(p, approved=approved, actor=ticket["by"], typed=ticket["card"])
+        settlement = {"by": ticket["by"], "from": SETTLED_FROM_TICKET, "at": now_rfc3339()}
         ids = self._unknown_ids(p)
         if not approved:
             return self.journal.transition(ids, State.DECLINED, actor=actor, detail={"settlement": settlement})
-        code = ticket_code(code)
+        auth = {"code": ticket["code"], "reference": reference, "approved_at": settlement["at"]}
+        return self.journal.transition(
+            ids, State.APPROVED, actor=actor, card=ticket["card"], authorization=auth,
+            detail={"settlement": settlement},
+        )
+
+    def check_ticket(
+        self,
+        payment_id: str,
+        *,
+        approved: bool,
+        actor: str,
+        code: str | None = None,
+        scheme: str | None = None,
+        pan_masked: str | None = None,
+        no_card_digits: bool = False,
+    ) -> dict[str, Any]:
+        """What settle_unknown() would take from the ticket, checked by the same rules, nothing written:
+        ``{"by": actor, "code": code or None, "card": card or None}``. The F6 screen calls it before settling,
+        so the screen and the core refuse the same things (SettlementRefusal.kind, translated by the UI).
+
+        >>> flow.check_ticket(pid, approved=True, actor="s0001", code="A1", scheme="cib", pan_masked="1234")
+        {'by': 's0001', 'code': 'A1', 'card': {'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}}
+        """
+        return self._check_ticket(
+            self.journal.get(payment_id), approved=approved, actor=actor, code=code, scheme=scheme,
+            pan_masked=pan_masked, no_card_digits=no_card_digits,
+        )
+
+    def _check_ticket(
+        self,
+        p: Payment,
+        *,
+        approved: bool,
+        actor: str,
+        code: str | None,
+        scheme: str | None,
+        pan_masked: str | None,
+        no_card_digits: bool,
+    ) -> dict[str, Any]:
+        by = settlement_actor(actor)
+        if p.method == "card_reader":
+            # The server's record decides; what was typed is checked anyway (a card number is never kept).
+            typed = None
+            if scheme or pan_masked or no_card_digits:
+                typed = self._ticket_card(p, scheme, pan_masked, required=False, no_card_digits=no_card_digits)
+            return {"by": by, "code": None, "card": typed}
+        if not approved:
+            return {"by": by, "code": None, "card": None}
+        checked = ticket_code(code)
         card = None
         if p.method != "cash":
-            card = self._ticket_card(p, scheme, pan_masked, required=True)
-        auth = {"code": code, "reference": reference, "approved_at": settlement["at"]}
-        return self.journal.transition(
-            ids, State.APPROVED, actor=actor, card=card, authorization=auth, detail={"settlement": settlement}
-        )
+            card = self._ticket_card(p, scheme, pan_masked, required=True, no_card_digits=no_card_digits)
+        return {"by": by, "code": checked, "card": card}
 
     def resolve_unknown_online(self, payment_id: str, actor: str = "recovery") -> list[Payment]:
         """A card_reader payment left unknown: settle it as the server's authorization record says
-        (approved, declined, or never reached the acquirer). Raises SettlementRefused when the server cannot
-        be asked or a 404 may still mean "on its way"."""
+        (approved, declined, or never reached the acquirer). Raises SettlementRefusal when the server cannot
+        be asked or a 404 may still mean "on its way", or `actor` is not the contract's Text."""
         p = self.journal.get(payment_id)
         if p.state != State.UNKNOWN or p.method != "card_reader":
             return [p]
+        by = settlement_actor(actor)
         answer = self._server_record(p)
-        return self._settle_from_server(p, approved=None, actor=actor, answer=answer)
+        return self._settle_from_server(p, approved=None, actor=by, answer=answer)
 
     def _unknown_ids(self, p: Payment) -> list[str]:
         return [q.payment_id for q in self.journal.transaction(p.transaction_id) if q.state == State.UNKNOWN]
@@ -396,9 +452,10 @@ class PaymentFlow:
             answer = self.client.get_authorization(p.transaction_id)
         except GuichetError as e:
             # Either way could lose money: declining what the acquirer approved leaves it taken, never credited.
-            raise SettlementRefused(
+            raise SettlementRefusal(
                 f"payment {p.receipt_number}: the billing server's authorization record decides a card reader "
-                f"payment and cannot be read now ({safe_text(e, 200)}); try again when online"
+                f"payment and cannot be read now ({safe_text(e, 200)}); try again when online",
+                "server_unreachable",
             ) from None
         if answer is None:
             # 404: never reached the acquirer, unless the request is still on its way: only believed once
@@ -406,9 +463,10 @@ class PaymentFlow:
             since = (datetime.now().astimezone() - datetime.fromisoformat(p.updated_at)).total_seconds()
             grace = 2 * self.config.server.timeout + 60
             if since < grace:
-                raise SettlementRefused(
-                    f"payment {p.receipt_number}: the acquirer has no record of it yet; ask again in "
-                    f"{int(grace - since) + 1} s"
+                wait = int(grace - since) + 1
+                raise SettlementRefusal(
+                    f"payment {p.receipt_number}: the acquirer has no record of it yet; ask again in {wait} s",
+                    "server_pending", seconds=wait,
                 )
         return answer
 
@@ -419,67 +477,94 @@ class PaymentFlow:
         approved: bool | None,
         actor: str,
         answer: dict[str, Any] | None = None,
-        scheme: str | None = None,
-        pan_masked: str | None = None,
+        typed: dict[str, Any] | None = None,
     ) -> list[Payment]:
         """Settle `p`'s transaction as the server's record says; `approved` is what the person claims (None:
-        just ask). A claim the record contradicts is refused: an approval the acquirer never gave would be
-        credited without money, a decline of one it gave would leave money taken and never credited."""
-        # Checked before anything else: a malformed entry is refused whatever the server says.
-        typed = self._ticket_card(p, scheme, pan_masked, required=False) if (scheme or pan_masked) else None
+        just ask), `typed` the card they read off a ticket (checked already). A claim the record contradicts is
+        refused: an approval the acquirer never gave would be credited without money, a decline of one it gave
+        would leave money taken and never credited."""
         if answer is None and approved is not None:
             answer = self._server_record(p)
         settlement = {"by": actor, "from": SETTLED_FROM_SERVER, "at": now_rfc3339()}
         ids = self._unknown_ids(p)
         if answer is not None and answer.get("approved") is True:
+            code = safe_text(answer.get("code") or "", 200)
             if approved is False:
-                raise SettlementRefused(
+                raise SettlementRefusal(
                     f"payment {p.receipt_number}: the server's authorization record shows it approved "
-                    f"(code {answer.get('code')}): the card was charged; settle it as approved"
+                    f"(code {code}): the card was charged; settle it as approved",
+                    "server_approved", code=code,
                 )
             auth = {
-                "code": str(answer.get("code") or ""),
+                "code": code,
                 "reference": answer.get("reference"),
-                "approved_at": answer.get("approved_at") or settlement["at"],
+                # Only a time the contract takes: anything else would have the payment rejected, for good.
+                "approved_at": server_time(answer.get("approved_at")) or settlement["at"],
             }
             # The card read before the crash when the journal has it; else what was typed, else only "a card".
-            card = None if p.card else typed or {"scheme": "OTHER", "pan_masked": None, "pan_token": None}
+            card = None if p.card else typed or {"scheme": OTHER, "pan_masked": None, "pan_token": None}
             return self.journal.transition(
                 ids, State.APPROVED, actor=actor, card=card, authorization=auth, detail={"settlement": settlement}
             )
         if answer is None:
             error = "never reached the acquirer"
             why = f"the server has no authorization record: it {error}"
+            kind, params = "server_none", {}
         else:
-            error = f"declined ({answer.get('response_code') or ''})"
+            response = safe_text(answer.get("response_code") or "", 16)
+            error = f"declined ({response})"
             why = f"the server's authorization record shows it {error}"
+            kind, params = "server_declined", {"response": response}
         if approved is True:
-            raise SettlementRefused(f"payment {p.receipt_number}: {why}; it cannot be settled as approved")
+            raise SettlementRefusal(
+                f"payment {p.receipt_number}: {why}; it cannot be settled as approved", kind, **params
+            )
         return self.journal.transition(
             ids, State.DECLINED, actor=actor, error=error, detail={"settlement": settlement}
         )
 
     def _ticket_card(
-        self, p: Payment, scheme: str | None, pan_masked: str | None, *, required: bool
+        self,
+        p: Payment,
+        scheme: str | None,
+        pan_masked: str | None,
+        *,
+        required: bool,
+        no_card_digits: bool = False,
     ) -> dict[str, Any] | None:
         """The `card` of a settled payment: only what the ticket shows (contract 1.1), no token."""
         known = p.card or {}
-        masked = ticket_pan_masked(pan_masked) if pan_masked else known.get("pan_masked")
-        if not masked and required:
-            raise SettlementRefused(
-                "last 4 digits: required to settle a card payment as approved (as printed on the terminal's ticket)"
-            )
-        from agent.terminal import scheme_for  # here: the import block above is another hand's
-
         rules = list(self.config.cards.schemes)
+        if no_card_digits:
+            if pan_masked:
+                raise SettlementRefusal(
+                    "last 4 digits: give them, or say the ticket prints no card digits, not both", "pan_both"
+                )
+            masked = None
+        else:
+            masked = ticket_pan_masked(pan_masked) if pan_masked else known.get("pan_masked")
+            if not masked and required:
+                raise SettlementRefusal(
+                    "last 4 digits: required to settle a card payment as approved (as printed on the terminal's "
+                    "ticket; --no-card-digits when it prints none)",
+                    "pan_missing",
+                )
+        shown = scheme_for(masked, rules) if masked else OTHER  # the BIN rules, when the first digits show
         if scheme:
-            name = ticket_scheme(scheme, [str(r.name) for r in rules])
+            name = ticket_scheme(scheme, rules)
+            if shown != OTHER and name != shown:
+                raise SettlementRefusal(
+                    f"scheme: {name} does not match the card number's first digits ({shown})",
+                    "scheme_bin", typed=name, shown=shown,
+                )
         elif known.get("scheme"):
             name = str(known["scheme"])
-        elif (masked and (found := scheme_for(masked, rules)) != "OTHER") or not required:
-            name = found if masked else "OTHER"
+        elif shown != OTHER or not required:
+            name = shown
         else:
-            raise SettlementRefused("scheme: required (the card scheme printed on the terminal's ticket, e.g. CIB)")
+            raise SettlementRefusal(
+                "scheme: required (the card scheme printed on the terminal's ticket, e.g. CIB)", "scheme_missing"
+            )
         return {"scheme": name, "pan_masked": masked, "pan_token": None}
 
 
@@ -488,13 +573,63 @@ SETTLED_FROM_SERVER = "server"
 _MASK = frozenset("*Xx#•.")
 _SCHEME = re.compile(r"[A-Z][A-Z0-9_]{1,19}")
 _CODE = re.compile(r"[A-Za-z0-9]{1,12}")
-_MASKED = re.compile(r"[0-9]{0,6}\*{3,}[0-9]{4}")  # the contract's PanMasked, with the last 4 digits shown
+# The contract's DateTime (RFC 3339 with an offset) and Text (non-blank as ECMA-262's \S means it).
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+_ECMA_SPACE = frozenset("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+_PAN_FAULTS = {
+    "full": "that is a full card number; type only the last 4 digits",
+    "chars": "only digits, or the masked card number as printed (* for hidden)",
+    "length": "a masked card number is 8 to 23 characters long",
+    "shown": "only the first 6 and the last 4 digits may be visible",
+    "last4": "type the 4 digits printed at the end of the card number",
+}
+
+
+def settlement_actor(text: object) -> str:
+    """Who settles, as the upload's `settlement.by` must be (the contract's Text: 1 to 200 characters, not
+    blank), one printable line and no card number; else SettlementRefusal, before anything is written: the
+    server would reject the payment for good, leaving the money taken and the bill unpaid.
+
+    >>> settlement_actor("s0001")
+    's0001'
+    >>> settlement_actor("   ")
+    Traceback (most recent call last):
+    agent.errors.SettlementRefusal: settled by: 1 to 200 printable characters, not blank (the cashier's id)
+    """
+    if (
+        not isinstance(text, str)
+        or not 1 <= len(text) <= 200
+        or all(c in _ECMA_SPACE for c in text)
+        or not text.isprintable()
+    ):
+        raise SettlementRefusal("settled by: 1 to 200 printable characters, not blank (the cashier's id)", "actor")
+    if digits_hold_pan(text):
+        raise SettlementRefusal("settled by: that holds a card number; give the cashier's id", "actor")
+    return text
+
+
+def server_time(value: object) -> str | None:
+    """`value` when it is an RFC 3339 time with an offset (the contract's DateTime), else None.
+
+    >>> server_time("2026-11-30T10:00:00+01:00"), server_time("2026-11-30 10:00"), server_time("2026-13-01T00:00:00Z")
+    ('2026-11-30T10:00:00+01:00', None, None)
+    """
+    if not isinstance(value, str) or not _DATETIME.fullmatch(value):
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return value
 
 
 def ticket_pan_masked(text: str) -> str:
     """The masked card number to keep, from what a person typed off a ticket: its last 4 digits, or the
-    masked number as printed (at most the first 6 and last 4 digits visible). A full or partly unmasked card
-    number is refused, and never echoed (the error must not carry it into a log or onto a screen).
+    masked number as printed (drivers.pan.masked_pan_fault, the contract's PanMasked, last 4 digits shown).
+    A full or partly unmasked card number is refused, and never echoed (the error must not carry it into a
+    log or onto a screen).
 
     >>> ticket_pan_masked("1234")
     '************1234'
@@ -502,39 +637,44 @@ def ticket_pan_masked(text: str) -> str:
     '628058******1234'
     >>> ticket_pan_masked("6280580000001234")
     Traceback (most recent call last):
-    agent.errors.SettlementRefused: last 4 digits: that is a full card number; type only the last 4 digits
+    agent.errors.SettlementRefusal: last 4 digits: that is a full card number; type only the last 4 digits
     """
-    value = "".join(ch for ch in str(text) if ch not in " -")[:40]
-    if value.isdigit():
-        if len(value) == 4:
-            return "*" * 12 + value
-        if len(value) >= 12:
-            raise SettlementRefused("last 4 digits: that is a full card number; type only the last 4 digits")
-        raise SettlementRefused("last 4 digits: type the 4 digits printed at the end of the card number")
-    if not value or any(not (ch.isdigit() or ch in _MASK) for ch in value):
-        raise SettlementRefused("last 4 digits: only digits, or the masked card number as printed (* for hidden)")
-    masked = "".join(ch if ch.isdigit() else "*" for ch in value)
-    if not 12 <= len(masked) <= 19:
-        raise SettlementRefused("last 4 digits: a masked card number is 12 to 19 characters long")
-    if not _MASKED.fullmatch(masked):
-        raise SettlementRefused(
-            "last 4 digits: only the first 6 and the last 4 digits may be visible, the last 4 digits shown"
-        )
-    return masked
+    value = "".join(ch for ch in str(text)[:64] if ch not in " -")
+    if value.isdigit() and len(value) == 4:
+        return "*" * 12 + value
+    masked = "".join("*" if ch in _MASK else ch for ch in value)
+    fault = masked_pan_fault(masked, last4=True)
+    if fault is None:
+        return masked
+    if fault != "full" and value.isdigit():
+        fault = "last4"  # a few digits, not 4
+    raise SettlementRefusal(f"last 4 digits: {_PAN_FAULTS[fault]}", f"pan_{fault}")
 
 
-def ticket_scheme(text: str, known: list[str]) -> str:
-    """A scheme name as the ticket prints it (CIB, EDAHABIA, ...): one of the config's rules or OTHER when
-    the config lists some, else any short name.
+def ticket_scheme(text: str, rules: list[Any]) -> str:
+    """A scheme name as the ticket prints it: a rule's name (CIB, EDAHABIA, ...), or a label the rule
+    matches (as drivers.emv.schemes.detect_scheme does, "Visa Debit" for a rule labelled VISA), or OTHER;
+    any short name when the config lists no rules.
 
-    >>> ticket_scheme(" cib", ["CIB", "EDAHABIA"])
+    >>> from config.schema import SchemeRule
+    >>> ticket_scheme(" cib", [SchemeRule(name="CIB"), SchemeRule(name="VISA", labels=["visa"])])
     'CIB'
+    >>> ticket_scheme("Visa Debit", [SchemeRule(name="CIB"), SchemeRule(name="VISA", labels=["visa"])])
+    'VISA'
     """
-    name = str(text).strip().upper()[:40]
-    if known and name not in {*known, "OTHER"}:
-        raise SettlementRefused(f"scheme: must be one of {', '.join([*known, 'OTHER'])}")
+    typed = str(text).strip()[:40]
+    name = typed.upper()
+    names = [str(r.name) for r in rules]
+    if name in {*names, OTHER}:
+        return name
+    for rule in rules:
+        if any(label_matches(str(lab), typed) for lab in rule.labels):
+            return str(rule.name)
+    if names:
+        allowed = ", ".join([*names, OTHER])
+        raise SettlementRefusal(f"scheme: must be one of {allowed}", "scheme_unknown", names=allowed)
     if not _SCHEME.fullmatch(name):
-        raise SettlementRefused("scheme: 2 to 20 letters, digits or _ (e.g. CIB, EDAHABIA, VISA)")
+        raise SettlementRefusal("scheme: 2 to 20 letters, digits or _ (e.g. CIB, EDAHABIA, VISA)", "scheme_chars")
     return name
 
 
@@ -545,7 +685,7 @@ def ticket_code(text: str | None) -> str:
     if not code:
         raise InvalidAmount("authorisation code: required to settle as approved (from the terminal's ticket)")
     if not _CODE.fullmatch(code):
-        raise SettlementRefused("authorisation code: 1 to 12 letters or digits, as printed on the ticket")
+        raise SettlementRefusal("authorisation code: 1 to 12 letters or digits, as printed on the ticket", "code")
     return code
 
 

@@ -260,3 +260,35 @@ def safe_detail(detail: dict[str, Any], limit: int = 300) -> dict[str, Any]:
     """:func:`safe_data` of a journal ``detail`` dict, typed as one."""
     out = safe_data(detail, limit)
     return out if isinstance(out, dict) else {}
+
+
+_PAN_MASKED = re.compile(r"[0-9]{0,6}[*Xx#]{3,}[0-9]{0,4}")  # contract/billing-api.yaml PanMasked
+
+
+def masked_pan_fault(value: object, *, last4: bool = False) -> str | None:
+    """Why ``value`` is not a masked card number as the contract's PanMasked keeps it, or None when it is: the
+    one rule for what a cashier types off a ticket, what the F6 screen shows, and what the server accepts.
+
+    8 to 23 characters; at most the first 6 and the last 4 digits shown, at least 3 masked (``*Xx#``) between
+    (PCI DSS 3.4.1); with ``last4``, the last 4 digits shown (what a ticket prints). The fault, by name:
+    ``full`` (holds a card number, or is more digits than a masked one shows), ``chars``, ``length``, ``shown``
+    (digits where they must be hidden, or too few hidden), ``last4``.
+
+    >>> masked_pan_fault("628058******1234"), masked_pan_fault("4761 7390 0101 0010")
+    (None, 'full')
+    >>> masked_pan_fault("628058******12", last4=True), masked_pan_fault("62805*1****1234")
+    ('last4', 'shown')
+    """
+    if not isinstance(value, str):
+        return "chars"
+    if (value[:64].isdigit() and len(value) > 10) or digits_hold_pan(value[:64]):
+        return "full"
+    if any(not ("0" <= c <= "9" or c in "*Xx#") for c in value):
+        return "chars"
+    if not 8 <= len(value) <= 23:
+        return "length"
+    if not _PAN_MASKED.fullmatch(value):
+        return "shown"
+    if last4 and not value[-4:].isdigit():
+        return "last4"
+    return None

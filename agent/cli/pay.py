@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from agent.payments import age_text
 from agent.states import METHODS, State
 from agent.sync import SyncReport
 from config.money import MoneyError, format_amount, parse_amount
+from drivers.pan import safe_text
 
 
 def _open(ctx: click.Context, methods: list[str] | None = None, take_payments: bool = False) -> AgentContext:
@@ -302,16 +304,21 @@ def _print_report(r: SyncReport, delay: float | None = None) -> None:
 @queue.command("settle")
 @click.argument("key")
 @click.option("--approved", "outcome", flag_value="approved", help="The terminal's ticket shows it approved.")
-@click.option("--declined", "outcome", flag_value="declined", help="The terminal's ticket shows it declined.")
+@click.option(
+    "--declined", "outcome", flag_value="declined",
+    help="The terminal's ticket shows it refused or cancelled: the customer was NOT charged (asks to confirm).",
+)
 @click.option("--code", help="Authorisation code printed on the terminal's ticket (with --approved).")
 @click.option("--scheme", help="Card scheme printed on the ticket (CIB, EDAHABIA, ...); optional when known.")
+@click.option("--last4", help="The last 4 digits of the card number printed on the ticket (4 digits, nothing else).")
 @click.option(
-    "--last4",
-    "--pan-masked",
-    "last4",
-    help="Last 4 digits of the card on the ticket, or its masked number as printed (628058******1234).",
+    "--pan-masked", "pan_prompt", is_flag=True,
+    help="Ask for the masked card number as printed (628058******1234): typed at a prompt, never an argument.",
 )
-@click.option("--cashier", "actor", default="cli", show_default=True, help="Who settles it (recorded).")
+@click.option("--pan-masked-stdin", is_flag=True, help="Read the masked card number from the first line of stdin.")
+@click.option("--no-card-digits", is_flag=True, help="The ticket prints no card digits at all (approved card).")
+@click.option("--cashier", "actor", required=True, help="Who settles it: a cashier id of this counter (recorded).")
+@click.option("--yes", is_flag=True, help="With --declined: confirmed, the customer was NOT charged (scripts).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queue_settle(
@@ -321,16 +328,28 @@ def queue_settle(
     code: str | None,
     scheme: str | None,
     last4: str | None,
+    pan_prompt: bool,
+    pan_masked_stdin: bool,
+    no_card_digits: bool,
     actor: str,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Settle a payment whose outcome is unknown, from the terminal's own ticket (or the server, for readers).
 
     \b
     guichet queue settle ID --approved --code 123456 --scheme CIB --last4 1234 --cashier s0001
-    guichet queue settle ID --declined --cashier s0001
-    guichet queue settle ID                      card reader payments: as the server's record says
+    echo '628058******1234' | guichet queue settle ID --approved --code 123456 --pan-masked-stdin --cashier s0001
+    guichet queue settle ID --declined --cashier s0001            asks: the customer was NOT charged?
+    guichet queue settle ID --cashier s0001      card reader payments: as the server's record says
+
+    Card digits are never a full argument (shell history, `ps`): --last4 takes 4 digits only; the masked
+    number is typed at a prompt (--pan-masked) or read from stdin (--pan-masked-stdin).
     """
+    pan_masked = _ticket_digits(last4, pan_prompt, pan_masked_stdin)
+    _check_cashier(ctx, actor)
+    if outcome == "declined" and not yes:
+        _confirm_declined()
     with _open(ctx, [], take_payments=True) as actx:
         try:
             p = actx.journal.find(key)
@@ -344,7 +363,7 @@ def queue_settle(
             else:
                 done = actx.flow.settle_unknown(
                     p.payment_id, approved=outcome == "approved", actor=actor, code=code, scheme=scheme,
-                    pan_masked=last4,
+                    pan_masked=pan_masked, no_card_digits=no_card_digits,
                 )
         except GuichetError as e:
             fail(str(e))
@@ -353,3 +372,50 @@ def queue_settle(
     else:
         for q in done:
             click.echo(_describe(q))
+
+
+def _ticket_digits(last4: str | None, prompt: bool, from_stdin: bool) -> str | None:
+    """The card digits read off the ticket: --last4 (4 digits: nothing that can be a card number sits in
+    argv), or the masked number typed at a prompt or given on stdin. Never echoed back."""
+    if sum((last4 is not None, prompt, from_stdin)) > 1:
+        fail("give one of --last4, --pan-masked, --pan-masked-stdin", usage=True)
+    if last4 is not None:
+        if not (last4.isascii() and last4.isdigit() and len(last4) == 4):
+            # Not echoed: it may be a full card number typed by mistake (now in the shell history: clear it).
+            fail("--last4: exactly the 4 last digits of the card number; for the masked number use --pan-masked",
+                 usage=True)
+        return last4
+    if from_stdin:
+        line = sys.stdin.readline(256).rstrip("\r\n")
+        if not line.strip():
+            fail("--pan-masked-stdin: nothing on stdin (write the masked number on one line)", usage=True)
+        return line
+    if prompt:
+        if not sys.stdin.isatty():
+            fail("--pan-masked: no terminal to ask it on; write it on stdin and pass --pan-masked-stdin", usage=True)
+        return str(click.prompt("Card number as printed on the ticket (628058******1234)", err=True))
+    return None
+
+
+def _check_cashier(ctx: click.Context, cashier_id: str) -> None:
+    """`--cashier` must be an active account of this counter: it goes up as `settlement.by`."""
+    from agent.cli.cashier import _store
+
+    with _store(ctx, create=False) as store:
+        if store is None:
+            fail("--cashier: this counter has no cashier accounts yet; create one first (guichet cashier add)")
+        try:
+            cashier = store.get(cashier_id)
+        except KeyError:
+            fail(f"--cashier: {safe_text(cashier_id, 40)!r} is not a cashier of this counter (guichet cashier list)")
+    if not cashier.active:
+        fail(f"--cashier: {cashier_id} is disabled")
+
+
+def _confirm_declined() -> None:
+    """Declined is final and frees the bills to be paid again: asked once more, or --yes."""
+    question = "The customer was NOT charged: the terminal's ticket says refused/cancelled?"
+    if not sys.stdin.isatty():
+        fail(f"--declined: {question} Add --yes to confirm (no terminal to ask on)", usage=True)
+    if not click.confirm(question, default=False, err=True):
+        fail("not settled: nothing changed")

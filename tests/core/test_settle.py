@@ -17,9 +17,13 @@ from typing import Any
 import pytest
 
 import config
+from agent.cashiers import CashierStore
 from agent.context import AgentContext
+from agent.errors import SettlementRefusal
 from agent.journal import Journal, NewPayment
+from agent.payments import ticket_scheme
 from agent.states import State
+from config.schema import SchemeRule
 from sandbox.billing.server import SandboxServer
 from sandbox.tpe import TEST_CARDS, TEST_PANS, TpeSimulator
 from tests.core.conftest import GUICHET, Runner, recorded_ids
@@ -46,13 +50,25 @@ def tpe_guichet(
     data["tpe"].update({"port": sim.path, "baud": FAST_BAUD, "framing": "7E1", **TPE_TIMEOUTS})
     cfg = config.write_config(config.validate(data), tmp_path / "guichet-tpe.toml")
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None) -> Any:
         full = {k: v for k, v in os.environ.items() if k != "GUICHET_CRASHPOINT"}
         full.update({"GUICHET_CONFIG": str(cfg), **(env or {})})
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         return subprocess.run([*GUICHET, *args], capture_output=True, text=True, env=full, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              **stdin)
 
     return run, sim
+
+
+@pytest.fixture
+def s0001(billing_config: config.Config) -> str:
+    """A cashier account of this counter, the one who settles (`--cashier` must name one)."""
+    store = CashierStore.open(billing_config.state.dir)
+    try:
+        store.add("s0001", "Sana S.", "4826", role="supervisor")
+    finally:
+        store.close()
+    return "s0001"
 
 
 def _state_bytes(cfg: config.Config) -> bytes:
@@ -75,7 +91,7 @@ def _approved_by_the_tpe_then_killed(run: Runner, sim: TpeSimulator, ref: str) -
 
 def test_a_tpe_payment_settled_from_the_ticket_is_accepted_by_the_server(
     tpe_guichet: tuple[Runner, TpeSimulator], billing_config: config.Config, billing_server: SandboxServer,
-    seeded_references: list[str],
+    seeded_references: list[str], s0001: str,
 ) -> None:
     run, sim = tpe_guichet
     ref = seeded_references[0]
@@ -102,32 +118,42 @@ def test_a_tpe_payment_settled_from_the_ticket_is_accepted_by_the_server(
 
 def test_settling_asks_for_what_the_ticket_shows(
     tpe_guichet: tuple[Runner, TpeSimulator], billing_config: config.Config, billing_server: SandboxServer,
-    seeded_references: list[str],
+    seeded_references: list[str], s0001: str,
 ) -> None:
     run, sim = tpe_guichet
     pid = _approved_by_the_tpe_then_killed(run, sim, seeded_references[0])
     pan = TEST_CARDS[SIM_CARD]
-    refused = [
-        (["--code", "A1B2C3"], "last 4 digits: required"),  # today's command: the server would reject it
-        (["--code", "A1B2C3", "--last4", pan], "full card number"),  # typed by mistake: never kept
-        (["--code", "A1B2C3", "--last4", f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}"], "full card number"),
-        (["--code", "A1B2C3", "--pan-masked", pan[:8] + "****" + pan[12:]], "only the first 6"),
-        (["--code", "A1B2C3", "--last4", "12"], "last 4 digits"),
-        (["--code", "A1B2C3", "--last4", LAST4], "scheme: required"),  # the last 4 digits do not name it
-        (["--last4", LAST4], "authorisation code: required"),
-        (["--code", "A1B2C3", "--last4", LAST4, "--scheme", "BANKX"], "scheme: must be one of"),
+    masked = f"{pan[:6]}******{LAST4}"
+    refused = [  # (arguments, stdin, exit status, why)
+        (["--code", "A1B2C3"], None, 1, "last 4 digits: required"),  # the server would reject it
+        (["--code", "A1B2C3", "--pan-masked-stdin"], pan, 1, "full card number"),  # typed by mistake: never kept
+        (["--code", "A1B2C3", "--pan-masked-stdin"], f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}", 1,
+         "full card number"),
+        (["--code", "A1B2C3", "--pan-masked-stdin"], pan[:8] + "****" + pan[12:], 1, "only the first 6"),
+        (["--code", "A1B2C3", "--last4", "12"], None, 2, "--last4: exactly the 4 last digits"),
+        (["--code", "A1B2C3", "--last4", LAST4], None, 1, "scheme: required"),  # the last 4 do not name it
+        (["--last4", LAST4], None, 1, "authorisation code: required"),
+        (["--code", "A1B2C3", "--last4", LAST4, "--scheme", "BANKX"], None, 1, "scheme: must be one of"),
+        # A scheme the card number's first digits (the BIN rules) contradict: the server would be told a lie.
+        (["--code", "A1B2C3", "--scheme", "CIB", "--pan-masked-stdin"], masked, 1, "does not match"),
+        # A card number is never an argument (shell history, /proc/PID/cmdline): --last4 takes 4 digits only.
+        (["--code", "A1B2C3", "--last4", pan], None, 2, "--last4: exactly the 4 last digits"),
+        (["--code", "A1B2C3", "--pan-masked", masked], None, 2, "unexpected extra argument"),
+        (["--code", "A1B2C3", "--pan-masked"], None, 2, "--pan-masked-stdin"),  # no terminal to prompt on
     ]
-    for args, why in refused:
-        r = run("queue", "settle", pid, "--approved", *args)
-        assert r.returncode == 1, (args, r.stdout, r.stderr)
-        assert why in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    for args, stdin, status, why in refused:
+        r = run("queue", "settle", pid, "--approved", "--cashier", "s0001", *args, input=stdin)
+        assert r.returncode == status, (args, r.stdout, r.stderr)
+        assert why in r.stderr, (args, r.stderr)
+        if status == 1:
+            assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
         assert pan not in r.stderr + r.stdout and pan[6:12] not in r.stderr
     assert all(p.encode() not in _state_bytes(billing_config) for p in TEST_PANS)
     assert json.loads(run("queue", "show", pid, "--json").stdout)["state"] == "unknown"
 
     # The masked number as printed names the scheme through the BIN rules.
-    ok = run("queue", "settle", pid, "--approved", "--code", "A1B2C3", "--pan-masked", f"{pan[:6]}******{LAST4}",
-             "--cashier", "s0001")
+    ok = run("queue", "settle", pid, "--approved", "--code", "A1B2C3", "--pan-masked-stdin", "--cashier", "s0001",
+             input=masked + "\n")
     assert ok.returncode == 0, ok.stderr
     assert run("sync", "--once").returncode == 0
     [recorded] = billing_server.recorded_payments()
@@ -136,11 +162,16 @@ def test_settling_asks_for_what_the_ticket_shows(
 
 
 def test_a_declined_settlement_goes_nowhere(
-    tpe_guichet: tuple[Runner, TpeSimulator], billing_server: SandboxServer, seeded_references: list[str]
+    tpe_guichet: tuple[Runner, TpeSimulator], billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str,
 ) -> None:
     run, sim = tpe_guichet
     pid = _approved_by_the_tpe_then_killed(run, sim, seeded_references[0])
-    r = run("queue", "settle", pid, "--declined", "--cashier", "s0001")
+    # Declined is final and frees the bill to be paid again: never on one word, confirmed or --yes.
+    no = run("queue", "settle", pid, "--declined", "--cashier", "s0001")
+    assert no.returncode == 2 and "NOT charged" in no.stderr and "--yes" in no.stderr, no.stderr
+    assert json.loads(run("queue", "show", pid, "--json").stdout)["state"] == "unknown"
+    r = run("queue", "settle", pid, "--declined", "--yes", "--cashier", "s0001")
     assert r.returncode == 0, r.stderr
     assert run("sync", "--once").returncode == 0
     assert recorded_ids(billing_server) == []
@@ -178,10 +209,11 @@ def _reader_payment_in_doubt(cfg: config.Config, ref: str, amount: int, *, reach
 
 
 def test_a_reader_payment_the_acquirer_approved_is_settled_from_the_server(
-    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str,
 ) -> None:
     pid = _reader_payment_in_doubt(billing_config, seeded_references[0], 10000, reached_acquirer=True)
-    no = guichet("queue", "settle", pid, "--declined", "--cashier", "s0001")
+    no = guichet("queue", "settle", pid, "--declined", "--yes", "--cashier", "s0001")
     assert no.returncode == 1 and "shows it approved" in no.stderr, no.stderr  # money taken: never declined
     ok = guichet("queue", "settle", pid, "--approved", "--code", "WHATEVER", "--cashier", "s0001")
     assert ok.returncode == 0, ok.stderr
@@ -196,14 +228,15 @@ def test_a_reader_payment_the_acquirer_approved_is_settled_from_the_server(
 
 
 def test_a_reader_payment_the_server_contradicts_cannot_be_settled_approved(
-    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str,
 ) -> None:
     declined = _reader_payment_in_doubt(billing_config, seeded_references[0], 10051, reached_acquirer=True)
     never = _reader_payment_in_doubt(billing_config, seeded_references[1], 10000, reached_acquirer=False)
     for pid, why in ((declined, "shows it declined (51)"), (never, "no record")):
-        r = guichet("queue", "settle", pid, "--approved", "--code", "123456", "--last4", "1239")
+        r = guichet("queue", "settle", pid, "--approved", "--code", "123456", "--last4", "1239", "--cashier", "s0001")
         assert r.returncode == 1 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert guichet("queue", "settle", declined, "--declined").returncode == 0
+    assert guichet("queue", "settle", declined, "--declined", "--yes", "--cashier", "s0001").returncode == 0
     assert guichet("sync", "--once").returncode == 0
     assert recorded_ids(billing_server) == []
     states = {p["payment_id"]: p["state"] for p in json.loads(guichet("queue", "list", "--all", "--json").stdout)}
@@ -211,13 +244,132 @@ def test_a_reader_payment_the_server_contradicts_cannot_be_settled_approved(
 
 
 def test_a_reader_payment_is_not_settled_either_way_while_the_server_is_unreachable(
-    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str,
 ) -> None:
     pid = _reader_payment_in_doubt(billing_config, seeded_references[0], 10000, reached_acquirer=True)
     billing_server.stop()
-    for outcome in (["--approved", "--code", "123456", "--last4", "1239"], ["--declined"], []):
-        r = guichet("queue", "settle", pid, *outcome)
+    for outcome in (["--approved", "--code", "123456", "--last4", "1239"], ["--declined", "--yes"], []):
+        r = guichet("queue", "settle", pid, *outcome, "--cashier", "s0001")
         assert r.returncode == 1 and "try again when online" in r.stderr, (outcome, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
     [p] = json.loads(guichet("queue", "list", "--json").stdout)
     assert p["state"] == "unknown"
+
+
+# -- who settles, and what the server's record may put in the upload (review of issue 12) --------------------
+
+
+def _in_doubt(cfg: config.Config, ref: str, method: str = "card_terminal") -> str:
+    """A payment the crash left `authorizing` (the TPE may have taken the money), unknown after recovery."""
+    ctx = AgentContext.open(cfg, ["cash"], take_payments=True)
+    try:
+        j: Journal = ctx.journal
+        [p] = j.create([NewPayment({"reference": ref}, 10000)], currency="DZD", method=method,
+                       cashier_id="c0042", captured_offline=False)
+        j.transition(p.payment_id, State.AUTHORIZING, actor="c0042")
+        assert [q.state for q in j.recover()] == ["unknown"]
+        return p.payment_id
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("actor", ["", "   ", "\u3000\u00a0", "x" * 201, "s0001\nforged line", "4761739001010010"])
+def test_who_settles_must_be_what_the_server_takes(
+    billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str], actor: str
+) -> None:
+    """`settlement.by` is the contract's Text: a blank or over-long one would have the money taken and the
+    payment rejected for good; refused before anything is written, whoever calls the core (UI, CLI, script)."""
+    pid = _in_doubt(billing_config, seeded_references[0])
+    ctx = AgentContext.open(billing_config, ["cash"], take_payments=True)
+    try:
+        with pytest.raises(SettlementRefusal, match="settled by") as refused:
+            ctx.flow.settle_unknown(pid, approved=True, actor=actor, code="A1B2C3", scheme="VISA", pan_masked="1234")
+        assert refused.value.kind == "actor" and "4761739001010010" not in str(refused.value)
+        assert ctx.journal.get(pid).state == "unknown"
+        [done] = ctx.flow.settle_unknown(  # the bound itself
+            pid, approved=True, actor="s" * 200, code="A1B2C3", scheme="VISA", pan_masked="1234"
+        )
+        assert done.state == "approved"
+        ctx.sync_worker().run_once()
+    finally:
+        ctx.close()
+    [recorded] = billing_server.recorded_payments()
+    assert recorded["payment"]["settlement"]["by"] == "s" * 200 and billing_server.rejections() == []
+
+
+def test_the_cli_settles_only_as_a_cashier_of_this_counter(
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str]
+) -> None:
+    pid = _in_doubt(billing_config, seeded_references[0], "cash")
+    settle = ("queue", "settle", pid, "--approved", "--code", "A1B2C3")
+    missing = guichet(*settle)
+    assert missing.returncode == 2 and "--cashier" in missing.stderr, missing.stderr  # no default "cli"
+    none = guichet(*settle, "--cashier", "s0001")
+    assert none.returncode == 1 and "no cashier accounts" in none.stderr, none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1
+    store = CashierStore.open(billing_config.state.dir)
+    try:
+        store.add("s0001", "Sana S.", "4826", role="supervisor")
+    finally:
+        store.close()
+    for who, why in (("nobody", "not a cashier of this counter"), ("   ", "not a cashier of this counter")):
+        r = guichet(*settle, "--cashier", who)
+        assert r.returncode == 1 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert json.loads(guichet("queue", "show", pid, "--json").stdout)["state"] == "unknown"
+    ok = guichet(*settle, "--cashier", "s0001")
+    assert ok.returncode == 0, ok.stderr
+    assert guichet("sync", "--once").returncode == 0
+    assert recorded_ids(billing_server) == [pid]
+    assert json.loads(guichet("queue", "show", pid, "--json").stdout)["settlement"]["by"] == "s0001"
+
+
+@pytest.mark.parametrize(
+    "approved_at", ["2026-11-30 10:00:00", "2026-11-30T10:00:00", "yesterday", "2026-13-01T00:00:00Z"]
+)
+def test_a_server_time_outside_the_contract_is_not_uploaded(
+    guichet: Runner, billing_config: config.Config, billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str, approved_at: str,
+) -> None:
+    """The acquirer's record says approved, with an `approved_at` the contract's DateTime refuses: the upload
+    takes the settlement's own time instead, else the approved payment would be rejected for good."""
+    pid = _reader_payment_in_doubt(billing_config, seeded_references[0], 10000, reached_acquirer=True)
+    txn = json.loads(guichet("queue", "show", pid, "--json").stdout)["transaction_id"]
+    store = billing_server.store
+    with store.lock:
+        [row] = store.db.execute("SELECT response FROM authorizations WHERE payment_id = ?", (txn,)).fetchall()
+        answer = json.loads(row[0])
+        answer["approved_at"] = approved_at
+        store.db.execute("UPDATE authorizations SET response = ? WHERE payment_id = ?", (json.dumps(answer), txn))
+        store.db.commit()
+    ok = guichet("queue", "settle", pid, "--approved", "--code", "X", "--cashier", s0001)
+    assert ok.returncode == 0, ok.stderr
+    assert guichet("sync", "--once").returncode == 0
+    assert billing_server.rejections() == []
+    [recorded] = billing_server.recorded_payments()
+    body = recorded["payment"]
+    assert body["authorization"]["approved_at"] == body["settlement"]["at"]
+
+
+def test_a_ticket_without_card_digits_settles_when_the_cashier_says_so(
+    tpe_guichet: tuple[Runner, TpeSimulator], billing_server: SandboxServer, seeded_references: list[str],
+    s0001: str,
+) -> None:
+    run, sim = tpe_guichet
+    pid = _approved_by_the_tpe_then_killed(run, sim, seeded_references[0])
+    settle = ("queue", "settle", pid, "--approved", "--code", "A1B2C3", "--scheme", "EDAHABIA", "--cashier", s0001)
+    both = run(*settle, "--no-card-digits", "--last4", LAST4)
+    assert both.returncode == 1 and "not both" in both.stderr, both.stderr
+    ok = run(*settle, "--no-card-digits")
+    assert ok.returncode == 0, ok.stderr
+    assert run("sync", "--once").returncode == 0
+    [recorded] = billing_server.recorded_payments()
+    assert recorded["payment"]["card"] == {"scheme": "EDAHABIA", "pan_masked": None, "pan_token": None}
+    assert billing_server.rejections() == []
+
+
+def test_a_scheme_is_read_as_the_rules_name_or_label_it() -> None:
+    rules = [SchemeRule(name="CIB", bins=["603620"]), SchemeRule(name="VISA", bins=["4"], labels=["visa"])]
+    assert ticket_scheme("Visa Debit", rules) == "VISA" and ticket_scheme("cib", rules) == "CIB"
+    with pytest.raises(SettlementRefusal, match="must be one of CIB, VISA, OTHER"):
+        ticket_scheme("BANKX", rules)
