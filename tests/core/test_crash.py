@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+from agent.cashiers import CashierStore
 from agent.journal import Journal
 from tests.core.conftest import recorded_ids
 
@@ -28,6 +29,17 @@ def states(cfg) -> list[str]:
         return [p.state for p in j.list()]
     finally:
         j.close()
+
+
+@pytest.fixture
+def settler(billing_config) -> str:
+    """The cashier of this counter who settles from the ticket (`queue settle --cashier` must name one)."""
+    store = CashierStore.open(billing_config.state.dir)
+    try:
+        store.add("c0042", "Amel B.", "123456", role="cashier", actor="setup")
+    finally:
+        store.close()
+    return "c0042"
 
 
 def restart(guichet) -> None:
@@ -47,7 +59,8 @@ PAY_POINTS = [
 
 
 @pytest.mark.parametrize(("point", "after"), PAY_POINTS, ids=[p for p, _ in PAY_POINTS])
-def test_kill_during_payment(point, after, guichet, billing_config, billing_server, seeded_references) -> None:
+def test_kill_during_payment(point, after, guichet, billing_config, billing_server, seeded_references,
+                             settler) -> None:
     ref = seeded_references[0]
     r = guichet("pay", ref, "--method", "cash", "--json", "--no-upload", env={"GUICHET_CRASHPOINT": point})
     assert r.returncode == KILLED, (r.returncode, r.stderr)
@@ -60,7 +73,7 @@ def test_kill_during_payment(point, after, guichet, billing_config, billing_serv
         again = guichet("pay", ref, "--method", "cash")
         assert again.returncode == 1 and "unknown outcome" in again.stderr
         [p] = json.loads(guichet("queue", "list", "--json").stdout)
-        s = guichet("queue", "settle", p["payment_id"], "--approved", "--code", "TICKET1")
+        s = guichet("queue", "settle", p["payment_id"], "--approved", "--code", "TICKET1", "--cashier", settler)
         assert s.returncode == 0, s.stderr
         restart(guichet)
         assert states(billing_config) == ["uploaded"]
@@ -101,16 +114,17 @@ SETTLE_POINTS = [("journal.approved.before_commit", "unknown"), ("journal.approv
 
 @pytest.mark.parametrize(("point", "after"), SETTLE_POINTS, ids=[p for p, _ in SETTLE_POINTS])
 def test_kill_while_settling_an_unknown_payment(point, after, guichet, billing_config, billing_server,
-                                                 seeded_references) -> None:
+                                                 seeded_references, settler) -> None:
     r = guichet("pay", seeded_references[0], "--method", "cash", "--no-upload",
                 env={"GUICHET_CRASHPOINT": "journal.authorizing.after_commit"})
     assert r.returncode == KILLED
     restart(guichet)
     [p] = json.loads(guichet("queue", "list", "--json").stdout)
-    r = guichet("queue", "settle", p["payment_id"], "--approved", "--code", "T1", env={"GUICHET_CRASHPOINT": point})
+    settle = ("queue", "settle", p["payment_id"], "--approved", "--code", "T1", "--cashier", settler)
+    r = guichet(*settle, env={"GUICHET_CRASHPOINT": point})
     assert r.returncode == KILLED
     assert states(billing_config) == [after]
     if after == "unknown":
-        assert guichet("queue", "settle", p["payment_id"], "--approved", "--code", "T1").returncode == 0
+        assert guichet(*settle).returncode == 0
     restart(guichet)
     assert recorded_ids(billing_server) == [p["payment_id"]]
