@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -179,6 +180,40 @@ def select_apdu(name: bytes, first: bool = True) -> tuple[int, int, int, int, by
     return (0x00, 0xA4, 0x04, 0x00 if first else 0x02, name)
 
 
+@dataclass
+class _Job:
+    apdu: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: tuple[bytes, int] | None = None
+    error: BaseException | None = None
+
+
+class _CommandThread:
+    """One thread that sends a read's commands, one at a time, so the reading thread can stop waiting."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="card-commands", daemon=True).start()
+
+    def submit(self, apdu: bytes) -> _Job:
+        job = _Job(apdu)
+        self._jobs.put(job)
+        return job
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job.answer = self.transport.transmit(job.apdu)
+            except BaseException as e:  # noqa: BLE001 - handed to the reading thread, raised there
+                job.error = e
+            finally:
+                job.done.set()
+
+
 class EmvReader:
     """Reads one card over ``transport`` (anything with ``transmit(apdu) -> (data, sw)``)."""
 
@@ -212,6 +247,7 @@ class EmvReader:
         self.bytes_read = 0
         self.records_read = 0
         self.trace: list[tuple[bytes, int]] = []  # (command header+data, sw): no response data kept
+        self._worker: _CommandThread | None = None
 
     # ------------------------------------------------------------------ APDU level
 
@@ -236,33 +272,32 @@ class EmvReader:
     def _watched(self, apdu: bytes) -> tuple[bytes, int]:
         """One transmit, given up at the deadline or on cancel even while the card holds it.
 
-        The command runs in a thread of its own; the read stops waiting for it, not the command (pcscd cannot
-        cut it short): closing a ``drivers.pcsc.Connection`` then returns at once, and the command's thread
-        closes the session when the card or the reader ends it (docs/cards.md, "one command")."""
+        Commands run in a thread of this read's own; the read stops waiting for a stalled one, not the command
+        (pcscd cannot cut it short): closing a ``drivers.pcsc.Connection`` then returns at once, and the
+        command's thread closes the session when the card or the reader ends it (docs/cards.md, "one command")."""
         if self.cancel is None and self.deadline is None:
             return self.transport.transmit(apdu)
-        box: list[tuple[bytes, int] | BaseException] = []
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                box.append(self.transport.transmit(apdu))
-            except BaseException as e:  # noqa: BLE001 - handed to the reading thread, raised there
-                box.append(e)
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="card-command", daemon=True).start()
-        while not done.wait(WATCH_STEP):
+        if self._worker is None:
+            self._worker = _CommandThread(self.transport)
+        job = self._worker.submit(apdu)
+        while not job.done.wait(WATCH_STEP):
             if self.cancel is not None and self.cancel.is_set():
+                self._abandon()
                 raise ReadCancelled(f"the card read was cancelled during command {apdu[:4].hex().upper()}")
             if self.deadline is not None and time.monotonic() >= self.deadline:
+                self._abandon()
                 raise ReadTimeout(f"the card read took too long (no answer to command {apdu[:4].hex().upper()} "
                                   f"in time, {self.apdu_count} commands, {self.bytes_read} bytes)")
-        got = box[0]
-        if isinstance(got, BaseException):
-            raise got
-        return got
+        if job.error is not None:
+            raise job.error
+        assert job.answer is not None
+        return job.answer
+
+    def _abandon(self) -> None:
+        """Leave the command thread to its command: it ends after it (a new read gets a new thread)."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     def command(self, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> tuple[bytes, int]:
         """One command with T=0 chaining handled; ``(response data, final sw)``."""
@@ -431,6 +466,12 @@ class EmvReader:
 
     def read(self) -> CardData:
         """The whole sequence; the returned ``CardData`` carries the PAN until wiped."""
+        try:
+            return self._read()
+        finally:
+            self._abandon()
+
+    def _read(self) -> CardData:
         t0 = time.perf_counter()
         tried: list[str] = []
         for cand in self.candidates():
