@@ -264,6 +264,11 @@ def test_the_doctor_reads_the_mark_without_creating_or_changing_it(tmp_path: Pat
     assert stat.S_IMODE(mark.stat().st_mode) == 0o644  # not its business: `guichet doctor` reports, never fixes
     assert mark.read_bytes() == before
 
+    mark.unlink()
+    mark.mkdir()  # a mark that exists but cannot be read (as EACCES would, for a non-root doctor)
+    check = check_journal(tmp_path)
+    assert check.severity == "warning" and HWM_NAME in check.detail, check  # said, not skipped
+
 
 def test_a_mark_left_behind_by_a_power_cut_raises_no_alarm_and_moves_forward(tmp_path: Path) -> None:
     live = tmp_path / "live"
