@@ -815,7 +815,6 @@ class Journal:
         """
         try:
             self._hwm = HighWater(self.path.with_name(HWM_NAME))
-            self._hwm.read()
         except OSError as e:
             # Without it a lost WAL frame goes unseen, but nothing stored is at risk: say so, go on.
             log.error("%s: the high-water mark cannot be used (%s)", self.path.with_name(HWM_NAME), e.strerror)
@@ -844,7 +843,8 @@ class Journal:
                 f"{self.path}: the journal cannot be read ({describe_sqlite_error(e)})"
             )
         except OSError as e:
-            log.error("%s: the high-water mark cannot be written (%s)", self.path.with_name(HWM_NAME), e.strerror)
+            log.error("%s: the high-water mark cannot be read or written (%s)", self.path.with_name(HWM_NAME),
+                      e.strerror)
 
     def _refresh_loss(self) -> None:
         """Under self._lock: the first recorded loss not yet accepted, from the table (whichever connection
