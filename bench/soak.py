@@ -123,8 +123,13 @@ def _write_config(path: Path, url: str, state: Path) -> Path:
 
 
 def soak(minutes: float = 10.0, rate: float = 0.5, pay_every: float = 5.0, seed: int = 7,
-         max_payments: int = 500, log: Any = None) -> SoakResult:
-    """One soak run (see the module's docstring); never raises for a failed expectation: see .failures()."""
+         max_payments: int = 500, log: Any = None, drain_limit: float = DRAIN_LIMIT,
+         kinds: list[str] | None = None) -> SoakResult:
+    """One soak run (see the module's docstring); never raises for a failed expectation: see .failures().
+
+    `kinds`: the garbage kinds served (default: the whole catalogue). A Retry-After far ahead parks the agent
+    for the backoff cap (300 s), as the contract asks: a short run leaves those kinds out.
+    """
     from agent.journal import Journal
     from sandbox.billing.server import SandboxServer
 
@@ -146,7 +151,7 @@ def soak(minutes: float = 10.0, rate: float = 0.5, pay_every: float = 5.0, seed:
             try:
                 # Sane for a moment, so the offline cache holds the bills `guichet pay` falls back on.
                 _wait(lambda: (state / "bills.db").exists() and agent.poll() is None, 20)
-                server.set_faults(garbage_rate=rate, seed=seed)
+                server.set_faults(garbage_rate=rate, garbage_kinds=kinds or ["all"], seed=seed)
                 say(f"soak: {minutes:g} min of garbage at rate {rate:g} (agent pid {agent.pid})")
                 start = time.monotonic()
                 end = start + minutes * 60
@@ -179,7 +184,7 @@ def soak(minutes: float = 10.0, rate: float = 0.5, pay_every: float = 5.0, seed:
                 t = time.monotonic()
                 if res.exited is None:
                     _wait(lambda: _all_uploaded(Journal, state, res.payments) or agent.poll() is not None,
-                          DRAIN_LIMIT)
+                          drain_limit)
                 res.drain_seconds = time.monotonic() - t
                 rss = _rss(agent.pid)
                 if rss is not None:
