@@ -41,6 +41,7 @@ MAX_DEPTH = 64  # JSON nesting of one answer; the contract's deepest is 4
 DEADLINE_FACTOR = 2.0  # a whole request (connect, send, headers, body) gets at most 2 x server.timeout
 RETRY_AFTER_CAP = 300.0  # the backoff cap: a server cannot park the agent for longer
 CHUNK = 64 * 1024
+LOGGED_ITEMS = 5  # bad bills logged one by one per answer; the rest are counted in one line
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -371,7 +372,10 @@ class BillingClient:
                 good.append(models.Bill.model_validate(item).to_api())
             except ValidationError as e:
                 bad += 1
-                log.warning("billing server: %s; bill skipped", where(e, f"{root}[{i}]"))
+                if bad <= LOGGED_ITEMS:
+                    log.warning("billing server: %s; bill skipped", where(e, f"{root}[{i}]"))
+        if bad > LOGGED_ITEMS:
+            log.warning("billing server: %d more bills skipped in this answer", bad - LOGGED_ITEMS)
         self.skipped += bad
         return good, bad
 
