@@ -385,7 +385,7 @@ class PaymentFlow:
 
     def check_ticket(
         self,
-        payment_id: str,
+        payment: Payment | str,
         *,
         approved: bool,
         actor: str,
@@ -396,13 +396,15 @@ class PaymentFlow:
     ) -> dict[str, Any]:
         """What settle_unknown() would take from the ticket, checked by the same rules, nothing written:
         ``{"by": actor, "code": code or None, "card": card or None}``. The F6 screen calls it before settling,
-        so the screen and the core refuse the same things (SettlementRefusal.kind, translated by the UI).
+        so the screen and the core refuse the same things (SettlementRefusal.kind, translated by the UI); it
+        passes the Payment it lists (no journal read on the UI's thread).
 
         >>> flow.check_ticket(pid, approved=True, actor="s0001", code="A1", scheme="cib", pan_masked="1234")
         {'by': 's0001', 'code': 'A1', 'card': {'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}}
         """
+        p = payment if isinstance(payment, Payment) else self.journal.get(payment)
         return self._check_ticket(
-            self.journal.get(payment_id), approved=approved, actor=actor, code=code, scheme=scheme,
+            p, approved=approved, actor=actor, code=code, scheme=scheme,
             pan_masked=pan_masked, no_card_digits=no_card_digits,
         )
 

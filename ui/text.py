@@ -85,6 +85,34 @@ ERROR_HEADLINES = {
 }
 
 
+# Why settling an unknown outcome was refused, by SettlementRefusal.kind (agent/payments.py): the cashier reads
+# it in their language instead of the core's English line. Placeholders come from the exception's params.
+SETTLE_REFUSALS = {
+    "actor": N_("Who settles: this cashier id cannot be recorded"),
+    "code": N_("Authorisation code: 1 to 12 letters or digits, as printed on the ticket"),
+    "pan_missing": N_("Type the card's last 4 digits printed on the ticket"),
+    "pan_full": N_("That is a full card number: type only the last 4 digits"),
+    "pan_chars": N_("Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)"),
+    "pan_length": N_("Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)"),
+    "pan_last4": N_("Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)"),
+    "pan_shown": N_("Only the first 6 and the last 4 digits of the card may be visible"),
+    "pan_both": N_("Give the card's last 4 digits, or say the ticket prints none: not both"),
+    "scheme_missing": N_("Type the card scheme printed on the ticket (e.g. CIB)"),
+    "scheme_unknown": N_("Card scheme: one of {names}"),
+    "scheme_chars": N_("Card scheme: 2 to 20 letters or digits (e.g. CIB)"),
+    "scheme_bin": N_("Card scheme: {typed} does not match the card number's first digits ({shown})"),
+    "server_unreachable": N_(
+        "The billing server decides a card reader payment and cannot be reached now: try again when online"
+    ),
+    "server_pending": N_("The acquirer has no record of it yet: ask again in {seconds} s"),
+    "server_approved": N_(
+        "The server's record shows it approved (code {code}): the card was charged; settle it as approved"
+    ),
+    "server_declined": N_("The server's record shows it declined ({response}): it cannot be settled as approved"),
+    "server_none": N_("No record of it on the server (it never reached the acquirer): it cannot be settled approved"),
+}
+
+
 # What the billing server says about an accepted payment it could not apply to the bill as asked.
 NOTICE_LABELS = {
     "credited_to_account": N_("credited to the customer's account"),
@@ -125,6 +153,13 @@ def error_text(exc: BaseException) -> str:
             break
     else:
         head = _("Error")
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str) and kind in SETTLE_REFUSALS:
+        params = getattr(exc, "params", None) or {}
+        try:
+            return shape(f"{head} — {_(SETTLE_REFUSALS[kind]).format(**params)}")
+        except (KeyError, IndexError, ValueError):  # a catalogue entry naming another placeholder
+            pass
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return shape(f"{head} — {detail}")
 

@@ -235,6 +235,34 @@ FR: dict[str, str] = {
     "Type the card scheme printed on the ticket (e.g. CIB)":
         "Saisissez le réseau de la carte imprimé sur le ticket (par ex. CIB)",
     "Cannot settle it this way": "Impossible de régler ce paiement ainsi",
+    "Who settles: this cashier id cannot be recorded":
+        "Qui règle : cet identifiant de caissier ne peut pas être enregistré",
+    "Authorisation code: 1 to 12 letters or digits, as printed on the ticket":
+        "Code d'autorisation : 1 à 12 lettres ou chiffres, tel qu'imprimé sur le ticket",
+    "Only the first 6 and the last 4 digits of the card may be visible":
+        "Seuls les 6 premiers et les 4 derniers chiffres de la carte peuvent être visibles",
+    "Give the card's last 4 digits, or say the ticket prints none: not both":
+        "Donnez les 4 derniers chiffres de la carte, ou indiquez que le ticket n'en imprime pas : pas les deux",
+    "Card scheme: one of {names}": "Réseau de la carte : l'un de {names}",
+    "Card scheme: 2 to 20 letters or digits (e.g. CIB)":
+        "Réseau de la carte : 2 à 20 lettres ou chiffres (par ex. CIB)",
+    "Card scheme: {typed} does not match the card number's first digits ({shown})":
+        "Réseau de la carte : {typed} ne correspond pas aux premiers chiffres du numéro de carte ({shown})",
+    "The billing server decides a card reader payment and cannot be reached now: try again when online":
+        "Le serveur de facturation décide d'un paiement par lecteur de carte et il est injoignable : réessayez"
+        " une fois en ligne",
+    "The acquirer has no record of it yet: ask again in {seconds} s":
+        "L'acquéreur n'en a pas encore trace : redemandez dans {seconds} s",
+    "The server's record shows it approved (code {code}): the card was charged; settle it as approved":
+        "Le serveur l'indique accepté (code {code}) : la carte a été débitée ; réglez-le comme accepté",
+    "The server's record shows it declined ({response}): it cannot be settled as approved":
+        "Le serveur l'indique refusé ({response}) : il ne peut pas être réglé comme accepté",
+    "No record of it on the server (it never reached the acquirer): it cannot be settled approved":
+        "Le serveur n'en a aucune trace (il n'a jamais atteint l'acquéreur) : il ne peut pas être réglé comme"
+        " accepté",
+    "The customer was NOT charged: the terminal's ticket says refused/cancelled? Press Declined again to confirm":
+        "Le client n'a PAS été débité : le ticket du terminal indique refusé/annulé ? Appuyez de nouveau sur"
+        " Refusé pour confirmer",
 }
 
 AR: dict[str, str] = {
@@ -459,6 +487,29 @@ AR: dict[str, str] = {
         "آخر 4 أرقام: أدخل الأرقام الأربعة، أو الرقم المقنّع كما هو مطبوع (* للأرقام المخفية)",
     "Type the card scheme printed on the ticket (e.g. CIB)": "أدخل شبكة البطاقة المطبوعة على الوصل (مثلا CIB)",
     "Cannot settle it this way": "لا يمكن تسوية هذه العملية بهذه الطريقة",
+    "Who settles: this cashier id cannot be recorded": "من يسوّي: لا يمكن تسجيل معرّف أمين الصندوق هذا",
+    "Authorisation code: 1 to 12 letters or digits, as printed on the ticket":
+        "رمز التفويض: من 1 إلى 12 حرفا أو رقما، كما هو مطبوع على الوصل",
+    "Only the first 6 and the last 4 digits of the card may be visible":
+        "لا يجوز أن يظهر إلا أول 6 وآخر 4 أرقام من البطاقة",
+    "Give the card's last 4 digits, or say the ticket prints none: not both":
+        "أدخل آخر 4 أرقام من البطاقة، أو بيّن أن الوصل لا يطبع أيا منها: لا الاثنين معا",
+    "Card scheme: one of {names}": "شبكة البطاقة: واحدة من {names}",
+    "Card scheme: 2 to 20 letters or digits (e.g. CIB)": "شبكة البطاقة: من 2 إلى 20 حرفا أو رقما (مثلا CIB)",
+    "Card scheme: {typed} does not match the card number's first digits ({shown})":
+        "شبكة البطاقة: {typed} لا تطابق الأرقام الأولى من رقم البطاقة ({shown})",
+    "The billing server decides a card reader payment and cannot be reached now: try again when online":
+        "خادم الفوترة هو من يحسم دفع قارئ البطاقات ولا يمكن الوصول إليه الآن: أعد المحاولة عند الاتصال",
+    "The acquirer has no record of it yet: ask again in {seconds} s":
+        "لا يوجد لدى المحصّل أي سجل لها بعد: اسأل مجددا بعد {seconds} ث",
+    "The server's record shows it approved (code {code}): the card was charged; settle it as approved":
+        "سجل الخادم يبيّن أنها مقبولة (الرمز {code}): تم خصم البطاقة؛ سوّها كمقبولة",
+    "The server's record shows it declined ({response}): it cannot be settled as approved":
+        "سجل الخادم يبيّن أنها مرفوضة ({response}): لا يمكن تسويتها كمقبولة",
+    "No record of it on the server (it never reached the acquirer): it cannot be settled approved":
+        "لا يوجد لها سجل على الخادم (لم تصل إلى المحصّل): لا يمكن تسويتها كمقبولة",
+    "The customer was NOT charged: the terminal's ticket says refused/cancelled? Press Declined again to confirm":
+        "لم يتم خصم أي مبلغ من الزبون: هل يبيّن وصل الجهاز أنها مرفوضة/ملغاة؟ اضغط مرفوض مرة أخرى للتأكيد",
 }
 
 

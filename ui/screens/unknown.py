@@ -1,10 +1,12 @@
 """Unknown outcomes: payments whose authorisation may or may not have charged the card.
 
 Never guessed: the cashier settles each from the terminal's own ticket (approved with its authorisation
-code, the card scheme and the card's last 4 digits or its masked number as printed; or declined); a
-card_reader payment is settled from the server's authorization record, which the cashier cannot contradict.
-Each settle records who settled it and when (see History → A for the trail); a card number typed by mistake
-is refused, cleared from the screen and never kept.
+code, the card scheme and the card's last 4 digits or its masked number as printed; or declined, pressed
+twice: declined is final and frees the bill to be paid again); a card_reader payment is settled from the
+server's authorization record, which the cashier cannot contradict. What is typed is checked by the core's
+own rules (PaymentFlow.check_ticket) before anything is written, and each refusal is read in the cashier's
+language. Each settle records who settled it and when (see History → A for the trail). A card number typed
+by mistake is cleared the moment it is recognised, and the card digits are cleared after every attempt.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from agent.errors import SettlementRefused
-from agent.payments import ticket_pan_masked
+from agent.errors import GuichetError, SettlementRefused
+from drivers.pan import digits_hold_pan, masked_pan_fault
 from ui import i18n
 from ui.i18n import shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterScreen
 from ui.text import error_text, local_hm, method_label, money
+
+FULL_NUMBER = "That is a full card number: type only the last 4 digits"
+
+
+def holds_card_number(text: str) -> bool:
+    """A full card number, or more digits than a masked one ever shows (the one rule: drivers.pan)."""
+    return digits_hold_pan(text) or masked_pan_fault("".join(text.split())) == "full"
 
 
 class UnknownScreen(CounterScreen):
@@ -34,6 +43,9 @@ class UnknownScreen(CounterScreen):
         super().__init__()
         self.rows: list[Any] = []
         self.message = ""
+        self.busy = False  # a settle is on its way: another press would only be refused
+        self.decline_armed: str | None = None  # the payment a first press of Declined asked about
+        self.answered = False  # the message is a settle's answer
 
     def body(self) -> ComposeResult:
         with Vertical(id="unknown-box"):
@@ -44,7 +56,7 @@ class UnknownScreen(CounterScreen):
             yield DataTable(id="unknown-table", cursor_type="row", zebra_stripes=True)
             card = [
                 Label(t("Card scheme")),
-                Input(id="card-scheme", max_length=20, restrict=r"[A-Za-z0-9_]*", placeholder="CIB"),
+                Input(id="card-scheme", max_length=40, restrict=r"[A-Za-z0-9_ ]*", placeholder="CIB"),
                 Label(t("Last 4 digits")),
                 Input(id="card-last4", max_length=23, restrict=r"[0-9*Xx# ]*", placeholder="1234"),
             ]
@@ -72,6 +84,9 @@ class UnknownScreen(CounterScreen):
 
     def on_loaded(self, msg: Loaded) -> None:
         if msg.what == "settled":
+            self.busy = False
+            self.answered = True
+            self.clear_card_digits()  # whatever the outcome: never left on the screen
             self.gapp.refresh_status()
             if msg.error is not None:
                 self.say(error_text(msg.error))
@@ -79,7 +94,7 @@ class UnknownScreen(CounterScreen):
                 done = msg.data or []
                 if done:
                     self.say(t("Settled {receipt}: {state}", receipt=done[0].receipt_number, state=done[0].state))
-                for field in ("#auth-code", "#card-scheme", "#card-last4"):
+                for field in ("#auth-code", "#card-scheme"):
                     self.query_one(field, Input).value = ""
             self.load()
             return
@@ -109,9 +124,11 @@ class UnknownScreen(CounterScreen):
                 p.cashier_id,
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=p.payment_id)
+        left = t("No unknown outcome left.")
         if not self.rows:
-            self.say(t("No unknown outcome left."))
-        elif self.message == t("No unknown outcome left."):  # another one came since (a restart, a payment)
+            if left not in self.message:  # a settle's answer stays in view, followed by this
+                self.say(f"{self.message} · {left}" if self.answered and self.message else left)
+        elif left in self.message:  # another one came since (a restart, a payment)
             self.say("")
 
     def say(self, text: str) -> None:
@@ -124,8 +141,22 @@ class UnknownScreen(CounterScreen):
             return None
         return self.rows[table.cursor_row]
 
+    def clear_card_digits(self) -> None:
+        self.query_one("#card-last4", Input).value = ""
+
+    @on(Input.Changed, "#card-last4")
+    def _digits_typed(self, event: Input.Changed) -> None:
+        """A card number is cleared the moment it is recognised, before any button is pressed."""
+        if event.value and holds_card_number(event.value):
+            event.input.value = ""
+            self.say(t(FULL_NUMBER))
+
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
+        armed, self.decline_armed = self.decline_armed, None  # any other press disarms Declined
+        if self.busy:
+            return  # the settle under way answers; a second one would only be refused
+        self.answered = False
         p = self.selected()
         if p is None:
             self.say(t("Select a payment first"))
@@ -137,52 +168,54 @@ class UnknownScreen(CounterScreen):
                 self.query_one("#auth-code", Input).focus()
                 return
             scheme = self.query_one("#card-scheme", Input).value.strip() or None
-            ok, last4 = self.ticket_digits(p)
-            if not ok:
+            digits = self.query_one("#card-last4", Input).value.strip() or None
+            if not self.ticket_ok(p, code or None, scheme, digits):
                 return
-            known = (getattr(p, "card", None) or {}).get("scheme")
-            shown = ticket_pan_masked(last4) if last4 else ""
-            if p.method == "card_terminal" and not scheme and not known and not shown[:1].isdigit():
-                # only the first 6 digits on a ticket name the scheme (through the BIN rules)
-                self.say(t("Type the card scheme printed on the ticket (e.g. CIB)"))
-                self.query_one("#card-scheme", Input).focus()
-                return
-            self.settle(p.payment_id, True, code or None, scheme, last4 or None)
+            self.start()
+            self.settle(p.payment_id, True, code or None, scheme, digits)
         elif event.button.id == "settle-declined":
+            self.clear_card_digits()
+            if armed != p.payment_id:
+                self.decline_armed = p.payment_id
+                self.say(t("The customer was NOT charged: the terminal's ticket says refused/cancelled? "
+                           "Press Declined again to confirm"))
+                return
+            self.start()
             self.settle(p.payment_id, False, None)
         elif event.button.id == "settle-online":
+            self.start()
             self.resolve(p.payment_id)
 
-    def ticket_digits(self, p: Any) -> tuple[bool, str | None]:
-        """The card digits typed from the ticket, checked here so the cashier reads why in their language:
-        (True, digits or None when none are needed), or (False, None) after saying what is wrong. A full card
-        number is cleared from the screen at once."""
-        field = self.query_one("#card-last4", Input)
-        typed = field.value.strip()
-        if not typed:
-            if p.method == "card_terminal" and not (getattr(p, "card", None) or {}).get("pan_masked"):
-                self.say(t("Type the card's last 4 digits printed on the ticket"))
-                field.focus()
-                return False, None
-            return True, None
+    def start(self) -> None:
+        self.busy = True
+        self.clear_card_digits()
+
+    def ticket_ok(self, p: Any, code: str | None, scheme: str | None, digits: str | None) -> bool:
+        """What was typed, checked by the core's own rules before settling; a refusal is said in the cashier's
+        language and the field at fault gets the focus (a full card number is cleared)."""
         try:
-            ticket_pan_masked(typed)
-        except SettlementRefused:
-            digits = "".join(ch for ch in typed if ch.isdigit())
-            if len(digits) >= 12:
-                field.value = ""  # never left on the screen
-                self.say(t("That is a full card number: type only the last 4 digits"))
-            else:
-                self.say(t("Last 4 digits: type the 4 digits, or the masked number as printed (* for hidden)"))
-            field.focus()
-            return False, None
-        return True, typed
+            self.gapp.backend.flow.check_ticket(
+                p, approved=True, actor=self.gapp.cashier.cashier_id, code=code, scheme=scheme, pan_masked=digits
+            )
+        except SettlementRefused as e:
+            kind = str(getattr(e, "kind", ""))
+            if kind == "pan_full":
+                self.clear_card_digits()
+            field = "#card-last4" if kind.startswith("pan_") else "#card-scheme" if kind.startswith("scheme") else None
+            if field:
+                self.query_one(field, Input).focus()
+            self.say(error_text(e))
+            return False
+        except GuichetError as e:
+            self.say(error_text(e))
+            return False
+        return True
 
     @on(Input.Submitted, "#auth-code")
     def _code_entered(self) -> None:
         self.query_one("#settle-approved", Button).press()
 
-    @work(thread=True, exit_on_error=False, group="settle")
+    @work(thread=True, exit_on_error=False, group="settle", exclusive=True)
     def settle(
         self, payment_id: str, approved: bool, code: str | None, scheme: str | None = None, last4: str | None = None
     ) -> None:
@@ -197,7 +230,7 @@ class UnknownScreen(CounterScreen):
             return
         self.post_message(Loaded("settled", done))
 
-    @work(thread=True, exit_on_error=False, group="settle")
+    @work(thread=True, exit_on_error=False, group="settle", exclusive=True)
     def resolve(self, payment_id: str) -> None:
         app = self.gapp
         try:
