@@ -125,7 +125,8 @@ class ReaderAuthorizer:
 
     def _after_lost_answer(self, req: AuthRequest, card: dict[str, Any], error: str) -> AuthOutcome:
         """Ask once what the acquirer decided. A 404 right after a lost answer may only mean the request is
-        still on its way: it stays unknown (resolve_unknown_online asks again later)."""
+        still on its way: it stays unknown until a person settles it from the server's record (F6 "Ask the
+        server", `guichet queue settle`: PaymentFlow.resolve_unknown_online); nothing asks again by itself."""
         try:
             answer = self.client.get_authorization(req.transaction_id)
         except (ServerUnreachable, ApiError):
