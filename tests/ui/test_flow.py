@@ -164,6 +164,8 @@ async def test_pay_blocked_while_bill_has_unknown_outcome(
         # The ticket shows the terminal declined: settle it, then the bill can be paid again.
         await pilot.press("f6")
         await wait_for(pilot, lambda: screen_name(pilot) == "UnknownScreen" and app.screen.rows, "the unknown list")
+        app.screen.query_one("#settle-declined").press()  # declined is final: asked once more, pressed again
+        await wait_for(pilot, lambda: app.screen.decline_armed, "the question")
         app.screen.query_one("#settle-declined").press()
         await wait_for(pilot, lambda: not app.screen.rows and app.screen.message, "the settle")
         assert app.backend.journal.list(bill_reference=ref)[0].state == "declined"
