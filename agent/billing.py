@@ -41,6 +41,7 @@ MAX_DEPTH = 64  # JSON nesting of one answer; the contract's deepest is 4
 DEADLINE_FACTOR = 2.0  # a whole request (connect, send, headers, body) gets at most 2 x server.timeout
 RETRY_AFTER_CAP = 300.0  # the backoff cap: a server cannot park the agent for longer
 CHUNK = 64 * 1024
+SUCCESS = (200, 202)  # the contract's success statuses
 LOGGED_ITEMS = 5  # bad bills logged one by one per answer; the rest are counted in one line
 
 
@@ -177,10 +178,11 @@ def parse_json(raw: bytes, status: int = 200) -> Any:
     """The body as JSON, or BadAnswer: not JSON, or nested deeper than MAX_DEPTH (Python's parser recurses:
     100,000 levels raise RecursionError, which is caught here and never reaches a loop)."""
     try:
-        body = json.loads(raw)
+        # JSON between systems is UTF-8 (RFC 8259); json.loads(bytes) would also guess UTF-16/32.
+        body = json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise BadAnswer(f"billing server: answer {status} nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError:  # also UnicodeDecodeError and ints of more than 4300 digits
+    except ValueError:  # also UnicodeDecodeError, a BOM, and ints of more than 4300 digits
         raise BadAnswer(f"billing server answered {status} with a body that is not JSON") from None
     if _depth(body) > MAX_DEPTH:
         raise BadAnswer(f"billing server: answer {status} nested deeper than {MAX_DEPTH} levels")
@@ -310,6 +312,9 @@ class BillingClient:
                 raise RetryLater(f"billing server busy ({status}), retry after {wait or 0:g} s", wait)
             if status >= 500:
                 raise ServerUnreachable(f"billing server error {status}")
+            if status < 400 and status not in SUCCESS:
+                # A 2xx the contract never gives (299, 204...) is not a success: a batch must not be marked sent.
+                raise BadAnswer(f"billing server answered {status}, a status the contract does not give")
             ctype = r.headers.get("Content-Type", "")[:100]
             if "json" not in ctype.split(";")[0]:
                 raise ServerUnreachable(

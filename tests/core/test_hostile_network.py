@@ -87,6 +87,27 @@ def test_a_batch_answer_outside_the_contract_names_the_field(billing_config, res
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("status, body, ctype", [
+    (299, None, "application/json"),  # a 2xx the contract never gives
+    (200, "utf-16", "application/json; charset=utf-16"),  # JSON between systems is UTF-8
+    (200, "utf-8-sig", "application/json"),
+])
+def test_a_well_formed_success_in_a_form_outside_the_contract_marks_nothing_sent(
+        agent, billing_server, seeded_references, status, body, ctype):
+    [pid] = _pay_cash(agent, seeded_references[:1])
+
+    def handler(method, path, payload):
+        answer = {"results": [{"payment_id": p["payment_id"], "status": "accepted"} for p in payload["payments"]]}
+        text = json.dumps(answer)
+        return status, {"Content-Type": ctype}, text.encode(body) if body else text.encode()
+
+    with StubServer(handler) as stub:  # the server never recorded it: "accepted" would lose the payment
+        cfg = with_changes(agent.config, server={"url": stub.url})
+        report, _ = SyncWorker(cfg, agent.journal, BillingClient(cfg)).step()
+    assert report.error is not None and report.uploaded == 0
+    assert agent.journal.get(pid).state == "approved"
+
+
 # -- JSON nesting, body size, total time ---------------------------------------------------------------------
 
 def test_json_nested_100000_deep_is_one_typed_error(billing_config):
