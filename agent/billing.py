@@ -304,6 +304,8 @@ class BillingClient:
                 f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=not _never_sent(e)
             ) from None
         try:
+            if deadline.expired:  # headers cut short by the deadline: what arrived is not an answer
+                raise ServerUnreachable(too_long)
             status = r.status_code
             if 300 <= status < 400:
                 raise ServerUnreachable(f"billing server answered a redirect ({status}); redirects are refused")

@@ -47,6 +47,7 @@ class SoakResult:
     rss: list[int] = field(default_factory=list)  # bytes, every SAMPLE_EVERY s
     baseline: int = 0
     garbage: dict[str, int] = field(default_factory=dict)  # kind -> answers served
+    batch_garbage: dict[str, list[int]] = field(default_factory=dict)  # kind -> [recorded, not recorded]
     exited: int | None = None  # the agent's exit status if it died
     recorded: int = 0
     duplicates_on_server: int = 0
@@ -85,6 +86,8 @@ class SoakResult:
             f"garbage phase      {self.seconds:.0f} s, {sum(self.garbage.values())} broken answers "
             f"of {len(self.garbage)} kinds",
             f"  kinds            {kinds or 'none'}",
+            "  batch answers    " + (", ".join(f"{k} {r}+{n}" for k, (r, n) in sorted(self.batch_garbage.items()))
+                                     or "none") + "  (recorded first + never recorded)",
             f"payments           {len(self.payments)} taken ({self.pay_failures} `guichet pay` runs failed, "
             f"as a cashier would retry)",
             f"server             {self.recorded} recorded, {self.duplicates_on_server} duplicate submissions "
@@ -177,6 +180,10 @@ def soak(minutes: float = 10.0, rate: float = 0.5, pay_every: float = 5.0, seed:
                 res.exited = agent.poll()
                 res.baseline = res.baseline or (res.rss[0] if res.rss else 0)
                 res.garbage = dict(server.fault_status().get("garbage", {}).get("kinds", {}))
+                for entry in server.fault_status().get("garbage", {}).get("log", []):
+                    if entry.get("path") == "/v1/payments/batch":
+                        counts = res.batch_garbage.setdefault(str(entry.get("kind")), [0, 0])
+                        counts[0 if entry.get("recorded") else 1] += 1
                 if not res.garbage:  # a server without the catalogue counts its injections only
                     res.garbage = {k: v for k, v in server.fault_status().get("injected", {}).items() if v}
                 server.set_faults()

@@ -137,8 +137,8 @@ class DripServer:
     """Answers every request with valid JSON headers, then one byte of body every `every` seconds (at most
     `seconds` in all): each read succeeds, so only a total deadline ends the request."""
 
-    def __init__(self, every: float = 0.2, seconds: float = 15.0) -> None:
-        self.every, self.seconds = every, seconds
+    def __init__(self, every: float = 0.2, seconds: float = 15.0, headers: bool = False) -> None:
+        self.every, self.seconds, self.headers = every, seconds, headers
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -159,9 +159,15 @@ class DripServer:
         body = b" " * 200 + b'{"server_time": "2026-11-30T10:00:00+00:00"}'
         try:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            if self.headers:  # the status line, then header lines one byte at a time (bounded by `seconds`)
+                conn.sendall(head)
+                drip = b"".join(b"X-Pad-%d: y\r\n" % i for i in range(1000))
+            else:  # the headers at once, then the body one byte at a time
+                conn.sendall(head + b"\r\n")
+                drip = body
             end = time.monotonic() + self.seconds
-            for byte in body:
+            for byte in drip:
                 if self.stop.is_set() or time.monotonic() > end:
                     break
                 conn.sendall(bytes([byte]))
@@ -181,8 +187,9 @@ class DripServer:
         self.sock.close()
 
 
-def test_a_slow_drip_answer_is_cut_at_the_total_deadline(billing_config):
-    with DripServer(every=0.2, seconds=15) as drip:
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])
+def test_a_slow_drip_answer_is_cut_at_the_total_deadline(billing_config, headers):
+    with DripServer(every=0.2, seconds=15, headers=headers) as drip:
         client = _client(billing_config, drip.url, timeout=0.5)  # each read waits 0.2 s < 0.5 s: never times out
         with pytest.raises(ServerUnreachable, match=r"no complete answer within 1 s"):
             client.heartbeat({})
