@@ -72,7 +72,8 @@ class Bill:
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **extra: Any) -> Bill:
-        known = {f.name for f in fields(cls)}
+        # Only the contract's fields come from the data: a server's "source" must not collide with ours.
+        known = {f.name for f in fields(cls)} - {"source", "cache_age", "fetched_at"}
         return cls(**{k: v for k, v in data.items() if k in known}, **extra)
 
     def to_api(self) -> dict[str, Any]:
