@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Button, Input
+from textual.widgets import Button, Checkbox, Input
 
 from config.schema import SchemeRule
 from sandbox.tpe.sim import TEST_CARDS, TEST_PANS
@@ -76,6 +76,9 @@ async def test_a_card_number_is_cleared_as_it_is_typed_and_on_every_outcome(
     pan = TEST_CARDS[tpe_sim.card]
     text = " ".join(pan[i : i + 4] for i in range(0, len(pan), 4)) if typed == "spaced" else pan[:11]
     async with unknown_screen(ui_app, tpe_config, tpe_sim, seeded_references[0]) as (pilot, screen):
+        scheme = screen.query_one("#card-scheme", Input)
+        await type_into(pilot, "#card-scheme", text, enter=False)  # in the wrong field: cleared all the same
+        await wait_for(pilot, lambda: scheme.value == "", "the number cleared from the scheme field")
         field = screen.query_one("#card-last4", Input)
         await type_into(pilot, "#card-last4", text, enter=False)
         await wait_for(pilot, lambda: field.value == "", "the number cleared as typed")
@@ -135,3 +138,20 @@ async def test_a_refusal_is_said_in_the_cashiers_language_and_a_double_press_set
         assert screen.message.startswith("Régularisé") and "Erreur" not in screen.message, screen.message
         assert pilot.app.backend.journal.get(p.payment_id).state == "approved"
         assert [e["to_state"] for e in pilot.app.backend.journal.audit(p.payment_id)].count("approved") == 1
+
+
+async def test_a_ticket_without_card_digits_is_settled_when_the_cashier_ticks_it(
+    ui_app: Any, tpe_config: Any, tpe_sim: Any, seeded_references: list[str]
+) -> None:
+    async with unknown_screen(ui_app, tpe_config, tpe_sim, seeded_references[0]) as (pilot, screen):
+        [p] = screen.rows
+        await type_into(pilot, "#card-scheme", "EDAHABIA", enter=False)
+        await type_into(pilot, "#auth-code", "A1B2C3")  # no digits, nothing said: they are asked for
+        await wait_for(pilot, lambda: "4 derniers chiffres" in screen.message, "the request for the last 4 digits")
+        screen.query_one("#no-card-digits", Checkbox).value = True  # the ticket prints none: said explicitly
+        await type_into(pilot, "#auth-code", "A1B2C3")
+        await wait_for(pilot, lambda: not screen.rows, "the settle")
+        settled = pilot.app.backend.journal.get(p.payment_id)
+        assert settled.state == "approved"
+        assert settled.card == {"scheme": "EDAHABIA", "pan_masked": None, "pan_token": None}
+        assert screen.query_one("#no-card-digits", Checkbox).value is False  # not carried to the next one

@@ -263,6 +263,9 @@ FR: dict[str, str] = {
     "The customer was NOT charged: the terminal's ticket says refused/cancelled? Press Declined again to confirm":
         "Le client n'a PAS été débité : le ticket du terminal indique refusé/annulé ? Appuyez de nouveau sur"
         " Refusé pour confirmer",
+    "No card digits on the ticket": "Aucun chiffre de carte sur le ticket",
+    "A payment is in progress: wait for its outcome before quitting":
+        "Un paiement est en cours : attendez son issue avant de quitter",
 }
 
 AR: dict[str, str] = {
@@ -510,6 +513,8 @@ AR: dict[str, str] = {
         "لا يوجد لها سجل على الخادم (لم تصل إلى المحصّل): لا يمكن تسويتها كمقبولة",
     "The customer was NOT charged: the terminal's ticket says refused/cancelled? Press Declined again to confirm":
         "لم يتم خصم أي مبلغ من الزبون: هل يبيّن وصل الجهاز أنها مرفوضة/ملغاة؟ اضغط مرفوض مرة أخرى للتأكيد",
+    "No card digits on the ticket": "لا أرقام للبطاقة على الوصل",
+    "A payment is in progress: wait for its outcome before quitting": "عملية دفع جارية: انتظر نتيجتها قبل الخروج",
 }
 
 

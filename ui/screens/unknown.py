@@ -1,7 +1,8 @@
 """Unknown outcomes: payments whose authorisation may or may not have charged the card.
 
 Never guessed: the cashier settles each from the terminal's own ticket (approved with its authorisation
-code, the card scheme and the card's last 4 digits or its masked number as printed; or declined, pressed
+code, the card scheme and the card's last 4 digits or its masked number as printed, or "No card digits on
+the ticket" ticked when it prints none; or declined, pressed
 twice: declined is final and frees the bill to be paid again); a card_reader payment is settled from the
 server's authorization record, which the cashier cannot contradict. What is typed is checked by the core's
 own rules (PaymentFlow.check_ticket) before anything is written, and each refusal is read in the cashier's
@@ -17,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
 
 from agent.errors import GuichetError, SettlementRefused
 from drivers.pan import digits_hold_pan, masked_pan_fault
@@ -59,7 +60,9 @@ class UnknownScreen(CounterScreen):
                 Input(id="card-scheme", max_length=40, restrict=r"[A-Za-z0-9_ ]*", placeholder="CIB"),
                 Label(t("Last 4 digits")),
                 Input(id="card-last4", max_length=23, restrict=r"[0-9*Xx# ]*", placeholder="1234"),
+                Checkbox(t("No card digits on the ticket"), id="no-card-digits"),
             ]
+            card[-1].styles.width = "auto"  # its own width, so the fields stay on screen right to left too
             yield Horizontal(*(reversed(card) if i18n.is_rtl() else card), id="settle-card")
             settle = [
                 Label(t("Authorisation code on the ticket")),
@@ -96,6 +99,7 @@ class UnknownScreen(CounterScreen):
                     self.say(t("Settled {receipt}: {state}", receipt=done[0].receipt_number, state=done[0].state))
                 for field in ("#auth-code", "#card-scheme"):
                     self.query_one(field, Input).value = ""
+                self.query_one("#no-card-digits", Checkbox).value = False
             self.load()
             return
         if msg.what != "unknown":
@@ -145,8 +149,10 @@ class UnknownScreen(CounterScreen):
         self.query_one("#card-last4", Input).value = ""
 
     @on(Input.Changed, "#card-last4")
+    @on(Input.Changed, "#card-scheme")
     def _digits_typed(self, event: Input.Changed) -> None:
-        """A card number is cleared the moment it is recognised, before any button is pressed."""
+        """A card number is cleared the moment it is recognised, before any button is pressed (in the scheme
+        field too: it takes digits; the code field is too short to hold one)."""
         if event.value and holds_card_number(event.value):
             event.input.value = ""
             self.say(t(FULL_NUMBER))
@@ -169,10 +175,11 @@ class UnknownScreen(CounterScreen):
                 return
             scheme = self.query_one("#card-scheme", Input).value.strip() or None
             digits = self.query_one("#card-last4", Input).value.strip() or None
-            if not self.ticket_ok(p, code or None, scheme, digits):
+            none = self.query_one("#no-card-digits", Checkbox).value  # said explicitly: the contract allows it
+            if not self.ticket_ok(p, code or None, scheme, digits, none):
                 return
             self.start()
-            self.settle(p.payment_id, True, code or None, scheme, digits)
+            self.settle(p.payment_id, True, code or None, scheme, digits, none)
         elif event.button.id == "settle-declined":
             self.clear_card_digits()
             if armed != p.payment_id:
@@ -190,12 +197,15 @@ class UnknownScreen(CounterScreen):
         self.busy = True
         self.clear_card_digits()
 
-    def ticket_ok(self, p: Any, code: str | None, scheme: str | None, digits: str | None) -> bool:
+    def ticket_ok(
+        self, p: Any, code: str | None, scheme: str | None, digits: str | None, no_digits: bool = False
+    ) -> bool:
         """What was typed, checked by the core's own rules before settling; a refusal is said in the cashier's
         language and the field at fault gets the focus (a full card number is cleared)."""
         try:
             self.gapp.backend.flow.check_ticket(
-                p, approved=True, actor=self.gapp.cashier.cashier_id, code=code, scheme=scheme, pan_masked=digits
+                p, approved=True, actor=self.gapp.cashier.cashier_id, code=code, scheme=scheme, pan_masked=digits,
+                no_card_digits=no_digits,
             )
         except SettlementRefused as e:
             kind = str(getattr(e, "kind", ""))
@@ -217,13 +227,19 @@ class UnknownScreen(CounterScreen):
 
     @work(thread=True, exit_on_error=False, group="settle", exclusive=True)
     def settle(
-        self, payment_id: str, approved: bool, code: str | None, scheme: str | None = None, last4: str | None = None
+        self,
+        payment_id: str,
+        approved: bool,
+        code: str | None,
+        scheme: str | None = None,
+        last4: str | None = None,
+        no_card_digits: bool = False,
     ) -> None:
         app = self.gapp
         try:
             done = app.backend.flow.settle_unknown(
                 payment_id, approved=approved, code=code, actor=app.cashier.cashier_id, scheme=scheme,
-                pan_masked=last4,
+                pan_masked=last4, no_card_digits=no_card_digits,
             )
         except Exception as e:
             self.post_message(Loaded("settled", error=e))
