@@ -9,7 +9,10 @@ payment is settled from the server's authorization record, which a person may no
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -373,3 +376,43 @@ def test_a_scheme_is_read_as_the_rules_name_or_label_it() -> None:
     assert ticket_scheme("Visa Debit", rules) == "VISA" and ticket_scheme("cib", rules) == "CIB"
     with pytest.raises(SettlementRefusal, match="must be one of CIB, VISA, OTHER"):
         ticket_scheme("BANKX", rules)
+
+
+def _on_a_terminal(config_file: Path, args: tuple[str, ...], typed: str) -> subprocess.CompletedProcess[str]:
+    """`guichet` with its stdin on a pseudo-terminal (a person at the keyboard) where ``typed`` is typed."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "GUICHET_CRASHPOINT"}
+    env["GUICHET_CONFIG"] = str(config_file)
+    try:
+        proc = subprocess.Popen([*GUICHET, *args], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        os.write(master, typed.encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_at_a_terminal_the_masked_number_is_asked_and_declined_confirmed(
+    guichet: Runner, config_file: Path, billing_config: config.Config, billing_server: SandboxServer,
+    seeded_references: list[str], s0001: str,
+) -> None:
+    approved = _in_doubt(billing_config, seeded_references[0])
+    declined = _in_doubt(billing_config, seeded_references[1])
+    masked = "512345******4321"  # a MASTERCARD BIN (the default rules): it names the scheme
+    r = _on_a_terminal(config_file, ("queue", "settle", approved, "--approved", "--code", "A1B2C3", "--pan-masked",
+                                     "--cashier", s0001), masked + "\n")
+    assert r.returncode == 0, r.stderr
+    assert masked not in " ".join(r.args)  # typed, never an argument
+    no = _on_a_terminal(config_file, ("queue", "settle", declined, "--declined", "--cashier", s0001), "n\n")
+    assert no.returncode == 1 and "NOT charged" in no.stderr and "nothing changed" in no.stderr, no.stderr
+    assert json.loads(guichet("queue", "show", declined, "--json").stdout)["state"] == "unknown"
+    yes = _on_a_terminal(config_file, ("queue", "settle", declined, "--declined", "--cashier", s0001), "y\n")
+    assert yes.returncode == 0, yes.stderr
+    shown = {p["payment_id"]: p for p in json.loads(guichet("queue", "list", "--all", "--json").stdout)}
+    assert shown[declined]["state"] == "declined"
+    assert guichet("sync", "--once").returncode == 0
+    [recorded] = billing_server.recorded_payments()
+    assert recorded["payment_id"] == approved
+    assert recorded["payment"]["card"] == {"scheme": "MASTERCARD", "pan_masked": masked, "pan_token": None}
