@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,6 +262,9 @@ class Counter:
         self.client.close()
 
 
+CHILD_TIMEOUT = 60.0  # one payment or settle: milliseconds normally
+
+
 def in_process(cfg: config.Config, point: str | None, work: Any) -> str:
     """Run ``work(counter)`` in a process of its own (forked) with the journal's crash point ``point`` armed,
     as `GUICHET_CRASHPOINT` arms it in `guichet`: the process SIGKILLs itself there, or where the device
@@ -286,9 +291,18 @@ def in_process(cfg: config.Config, point: str | None, work: Any) -> str:
         os._exit(0)
     os.close(write)
     chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
+    deadline = time.monotonic() + CHILD_TIMEOUT  # bounded: a child that hangs is killed and reported
+    try:
+        while (left := deadline - time.monotonic()) > 0 and select.select([read], [], [], left)[0]:
+            if not (chunk := os.read(read, 65536)):
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the process running {work} did not finish within {CHILD_TIMEOUT} s")
+    finally:
+        os.close(read)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
         return "killed"
