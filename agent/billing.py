@@ -42,6 +42,7 @@ DEADLINE_FACTOR = 2.0  # a whole request (connect, send, headers, body) gets at 
 RETRY_AFTER_CAP = 300.0  # the backoff cap: a server cannot park the agent for longer
 CHUNK = 64 * 1024
 SUCCESS = (200, 202)  # the contract's success statuses
+CONTRACT_4XX = frozenset({400, 401, 403, 404, 409, 413, 422})  # refusals with a meaning (408, 429 apart)
 LOGGED_ITEMS = 5  # bad bills logged one by one per answer; the rest are counted in one line
 
 
@@ -329,6 +330,8 @@ class BillingClient:
         if status >= 400:
             if status == 408:
                 raise ServerUnreachable("billing server: request timeout (408)")
+            if status not in CONTRACT_4XX:  # a 418 or a proxy's 405 says nothing about our request: no answer
+                raise BadAnswer(f"billing server answered {status}, a status the contract does not give")
             try:
                 err = models.ErrorBody.model_validate(body).error
             except ValidationError as e:

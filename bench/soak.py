@@ -44,6 +44,7 @@ class SoakResult:
     seconds: float = 0.0
     payments: list[str] = field(default_factory=list)
     pay_failures: int = 0
+    pay_errors: dict[str, int] = field(default_factory=dict)  # the one line `guichet pay` printed -> times
     rss: list[int] = field(default_factory=list)  # bytes, every SAMPLE_EVERY s
     baseline: int = 0
     garbage: dict[str, int] = field(default_factory=dict)  # kind -> answers served
@@ -90,6 +91,7 @@ class SoakResult:
                                      or "none") + "  (recorded first + never recorded)",
             f"payments           {len(self.payments)} taken ({self.pay_failures} `guichet pay` runs failed, "
             f"as a cashier would retry)",
+            *(f"  pay failed       {n} x {why}" for why, n in sorted(self.pay_errors.items(), key=lambda kv: -kv[1])),
             f"server             {self.recorded} recorded, {self.duplicates_on_server} duplicate submissions "
             f"answered, {self.conflicts} conflicts",
             f"drain once sane    {self.drain_seconds:.1f} s",
@@ -169,9 +171,10 @@ def soak(minutes: float = 10.0, rate: float = 0.5, pay_every: float = 5.0, seed:
                         next_sample = now + SAMPLE_EVERY
                     if now >= next_pay and refs:
                         ref = refs.pop(0)
-                        pid = _pay(ref, env)
+                        pid, why = _pay(ref, env)
                         if pid is None:
                             res.pay_failures += 1
+                            res.pay_errors[why] = res.pay_errors.get(why, 0) + 1
                         else:
                             res.payments.append(pid)
                         next_pay = time.monotonic() + pay_every
@@ -224,19 +227,20 @@ def _wait(cond: Any, seconds: float) -> bool:
     return False
 
 
-def _pay(ref: str, env: dict[str, str]) -> str | None:
-    """`guichet pay REF --method cash --no-upload --json`: the payment id, or None when it failed."""
+def _pay(ref: str, env: dict[str, str]) -> tuple[str | None, str]:
+    """`guichet pay REF --method cash --no-upload --json`: (the payment id, "") or (None, why it failed)."""
     try:
         r = subprocess.run([*GUICHET, "pay", ref, "--method", "cash", "--no-upload", "--json"], env=env,
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return None
+        return None, "timed out"
     if r.returncode != 0:
-        return None
+        lines = r.stderr.strip().splitlines()
+        return None, (lines[-1] if lines else f"exit {r.returncode}")[:100]
     try:
-        return str(json.loads(r.stdout)["payment_id"])
+        return str(json.loads(r.stdout)["payment_id"]), ""
     except (ValueError, KeyError, TypeError):
-        return None
+        return None, "no payment in the output"
 
 
 def _all_uploaded(journal_cls: Any, state: Path, ids: list[str]) -> bool:

@@ -288,6 +288,20 @@ def test_an_error_body_of_the_wrong_shape_is_a_bad_answer_not_a_traceback(billin
     assert len(e.value.message) == 500
 
 
+def test_a_4xx_the_contract_never_gives_is_no_answer_so_a_lookup_falls_back_to_the_cache(
+        agent, billing_server, seeded_references):
+    ref = seeded_references[0]
+    agent.flow.lookup(ref)  # online: now cached
+    teapot = json_answer(418, {"error": {"code": "teapot", "message": "I'm a teapot"}})
+    with StubServer(lambda m, p, b: teapot) as stub:
+        cfg = with_changes(agent.config, server={"url": stub.url})
+        with pytest.raises(BadAnswer, match="answered 418, a status the contract does not give"):
+            BillingClient(cfg).get_bill(ref)
+        agent.flow.client = BillingClient(cfg)
+        bill = agent.flow.lookup(ref)
+    assert bill.offline and bill.reference == ref
+
+
 def test_an_authorization_answer_with_approved_as_a_string_is_refused(billing_config):
     with StubServer(lambda m, p, b: json_answer(200, {"approved": "true", "response_code": "00"})) as stub:
         with pytest.raises(BadAnswer, match="approved: should be a valid boolean"):
