@@ -1,6 +1,6 @@
 """The soak: the headless agent against a billing server answering garbage at random, then sane.
 
-    ./dev bench soak [--minutes N] [--rate R] [--pay-every S] [--seed K]
+    ./dev bench soak [--minutes N] [--rate R] [--pay-every S] [--seed K] [--exclude KIND ...]
 
 `guichet run --headless` runs as a real process against the sandbox server (127.0.0.1), which answers a share
 R (default 0.5) of the /v1 requests from its catalogue of broken answers (sandbox/billing/faults.py:
@@ -257,8 +257,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rate", type=float, default=0.5, help="share of requests answered with garbage (0..1)")
     ap.add_argument("--pay-every", type=float, default=5.0, help="seconds between payments")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--exclude", action="append", default=[], metavar="KIND", help="leave a garbage kind out")
     args = ap.parse_args(argv)
-    res = soak(args.minutes, args.rate, args.pay_every, args.seed, log=lambda m: print(m, flush=True))
+    kinds = None
+    if args.exclude:
+        from sandbox.billing.faults import GARBAGE_KINDS
+
+        kinds = [k for k in GARBAGE_KINDS if k not in args.exclude]
+    res = soak(args.minutes, args.rate, args.pay_every, args.seed, log=lambda m: print(m, flush=True), kinds=kinds)
     print(res.report())
     failures = res.failures()
     for f in failures:
