@@ -43,7 +43,6 @@ Text128 = Annotated[str, StringConstraints(max_length=128)]
 Text200 = Annotated[str, StringConstraints(max_length=200)]
 Text1024 = Annotated[str, StringConstraints(max_length=1024)]
 OptText32 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=32)]
-OptText64 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=64)]
 OptText200 = Annotated[str, BeforeValidator(_none_to_empty), StringConstraints(max_length=200)]
 
 
