@@ -31,7 +31,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.billing.garbage import GARBAGE_KINDS, PORTAL_BODY, Broken, Context, applies, build
+from sandbox.billing.garbage import GARBAGE_KINDS, PORTAL_BODY, Broken, Context, applies, build, claims_success
 from sandbox.billing.limits import MAX_BODY
 
 FAULTS = ("error", "unavailable", "drop_after_commit", "garbage", "wrong_content_type")
@@ -132,6 +132,16 @@ class FaultInjector:
         self.garbage_recorded = self.garbage_not_recorded = 0
         self.garbage_log: deque[dict[str, Any]] = deque(maxlen=200)
         self.set(settings or FaultSettings())
+
+    def recorded_after_all(self, kind: str) -> None:
+        """A garbage batch drawn "not recorded" whose answer would have been a true-looking success."""
+        with self._lock:
+            self.garbage_not_recorded -= 1
+            self.garbage_recorded += 1
+            for entry in reversed(self.garbage_log):
+                if entry["kind"] == kind and entry["recorded"] is False:
+                    entry["recorded"] = True
+                    break
 
     def set(self, settings: FaultSettings) -> None:
         settings.check()
@@ -322,9 +332,7 @@ async def _answer_garbage(
         request_json = json.loads(raw_request) if raw_request else None
     except (ValueError, RecursionError):
         request_json = None
-    status: int | None = None
-    raw: bytes | None = None
-    if record:
+    async def run_handler() -> tuple[int | None, bytes]:
         parts: list[bytes] = []
         seen: dict[str, int] = {}
 
@@ -335,11 +343,23 @@ async def _answer_garbage(
                 parts.append(message.get("body", b""))
 
         await app(scope, replay, capture)
-        status, raw = seen.get("status"), b"".join(parts)
+        return seen.get("status"), b"".join(parts)
+
+    status, raw = await run_handler() if record else (None, None)
     s = injector.settings
-    ctx = Context(scope.get("method", "GET"), scope.get("path", ""), request_json, status, raw,
-                  random.Random(), drip_seconds=float(s.drip_seconds), huge_bytes=s.huge_bytes)  # fmt: skip
-    await send_broken(send, build(kind, ctx))
+
+    def context() -> Context:
+        return Context(scope.get("method", "GET"), scope.get("path", ""), request_json, status, raw,
+                       random.Random(), drip_seconds=float(s.drip_seconds), huge_bytes=s.huge_bytes)  # fmt: skip
+
+    broken = build(kind, context())
+    if not record and claims_success(broken, request_json):
+        # "Not recorded" is a fault only with an answer outside the contract; a well-formed success for a batch
+        # never recorded would be a lie, not a fault: record it first, as the answer says.
+        status, raw = await run_handler()
+        injector.recorded_after_all(kind)
+        broken = build(kind, context())
+    await send_broken(send, broken)
 
 
 async def send_broken(send: Any, b: Broken) -> None:

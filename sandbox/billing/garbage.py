@@ -295,3 +295,31 @@ def applies(kind: str, method: str, path: str) -> bool:
 def build(kind: str, ctx: Context) -> Broken:
     """The broken answer of ``kind`` for this request."""
     return _BUILDERS[kind](ctx)
+
+
+def claims_success(b: Broken, request: Any) -> bool:
+    """Whether ``b`` is a well-formed "accepted"/"duplicate" for every payment of the batch ``request``: an
+    answer no client can tell from the truth, so a server that gives it must have recorded the batch (some kinds
+    change nothing in a batch answer, which has no number to spoil).
+
+    >>> req = {"payments": [{"payment_id": "p1"}]}
+    >>> claims_success(Broken(200, b'{"results": [{"payment_id": "p1", "status": "accepted"}]}'), req)
+    True
+    >>> claims_success(Broken(200, b'{"results": [{"payment_id": "p1", "status": "accepted "}]}'), req)
+    False
+    """
+    if b.status not in (200, 202) or b.abort or b.chunks is not None:
+        return False
+    try:
+        answer = json.loads(b.body)
+    except (ValueError, RecursionError):
+        return False
+    payments = request.get("payments") if isinstance(request, dict) else None
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(payments, list) or not isinstance(results, list) or len(payments) != len(results):
+        return False
+    return all(
+        isinstance(p, dict) and isinstance(r, dict) and r.get("payment_id") == p.get("payment_id")
+        and r.get("status") in ("accepted", "duplicate")
+        for p, r in zip(payments, results, strict=True)
+    )

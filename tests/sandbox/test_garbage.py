@@ -127,6 +127,20 @@ def test_a_garbage_batch_is_recorded_or_not_as_asked(api: Api, billing_server, s
     assert len(billing_server.recorded_payments()) == 1
 
 
+@pytest.mark.parametrize("kind", ["negative_numbers", "huge_numbers", "float_numbers", "nan_numbers"])
+def test_a_batch_answer_the_kind_cannot_spoil_is_never_a_lie(api: Api, billing_server, seeded_references, kind):
+    # A batch result has no number to spoil: had the server not recorded it, its "accepted" would be a lie that no
+    # client can tell from the truth (the soak found one payment marked uploaded and never recorded).
+    billing_server.set_faults(garbage_rate=1.0, garbage_kinds=[kind], garbage_record="never")
+    p = make_payment(seeded_references[0], 100)
+    r = api.post("v1/payments/batch", json={"payments": [p]})
+    assert trustworthy(r, "BatchResults", [p]) and r.json()["results"][0]["status"] == "accepted"  # nothing spoilt
+    assert len(billing_server.recorded_payments()) == 1  # so it must be true
+    status = billing_server.fault_status()["garbage"]
+    assert (status["recorded"], status["not_recorded"]) == (1, 0)
+    assert status["log"][-1]["recorded"] is True
+
+
 def test_by_default_half_the_garbage_batches_are_recorded(api: Api, billing_server, seeded_references):
     billing_server.set_faults(garbage_rate=1.0, garbage_kinds=["all"], seed=5, drip_seconds=0, huge_bytes=65536)
     sent = [make_payment(seeded_references[i % 5], 100) for i in range(30)]
