@@ -36,7 +36,7 @@ SAMPLE_EVERY = 2.0
 WARMUP = 20.0  # seconds of garbage before the RSS baseline: the first huge/deep answers size the heap once
 DRAIN_LIMIT = 900.0  # seconds to drain once sane: the backoff cap is 300 s
 TERMINAL, AGENCY, TOKEN = "ORAN-07-G1", "ORAN-07", "soak-token"
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 
 
 @dataclass

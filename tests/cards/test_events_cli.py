@@ -21,7 +21,7 @@ from tests.cards.conftest import vpcd_lock, wait_presence
 
 pytestmark = pytest.mark.pcsc
 
-GUICHET = [sys.executable, "-m", "agent"]  # the installed entry point's module
+GUICHET = [sys.executable, "-m", "guichet"]  # the installed entry point's module
 
 
 def _guichet(*args: str, config: Path | None = None, env: dict[str, str] | None = None,

@@ -240,7 +240,7 @@ def test_guichet_pay_with_a_hostile_card_is_declined_in_one_line(billing_config,
     ref = seeded_references[5]
 
     def pay() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "agent", "pay", ref, "--method", "card_reader", "--json"],
+        return subprocess.run([sys.executable, "-m", "guichet", "pay", ref, "--method", "card_reader", "--json"],
                               capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
 
     with insert("pdol_huge"):

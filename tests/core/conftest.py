@@ -14,7 +14,7 @@ import config
 from agent.context import AgentContext
 from sandbox.billing.server import SandboxServer
 
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 
 
 def with_changes(cfg: config.Config, **sections: dict) -> config.Config:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import main
 from config import ConfigError, load_config
+from guichet.cli import main
 
 
 def run(path: Path, *args: str):

@@ -7,8 +7,8 @@ import tomllib
 
 from click.testing import CliRunner
 
-from agent.cli import main
 from config import load_config
+from guichet.cli import main
 
 TOKEN = "tok-3f9a1c7e5b"
 

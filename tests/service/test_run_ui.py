@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from agent.cli.run import _run_ui
 from agent.notify import Notifier
+from guichet.cli.run import _run_ui
 
 
 def test_ui_without_notifier_support_still_reports_ready_and_keeps_the_watchdog_fed(notify_socket, monkeypatch):

@@ -14,7 +14,7 @@ import pytest
 import config
 from sandbox.tpe import TEST_PANS
 
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 FAST = ["--baud", "115200", "--ack-timeout", "0.5", "--answer-timeout", "2"]
 
 

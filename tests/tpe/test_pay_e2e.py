@@ -18,7 +18,7 @@ import config
 from sandbox.tpe import TEST_PANS, TpeSimulator
 from tests.tpe.conftest import FAST_BAUD, TPE_TIMEOUTS
 
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 
 
 def _config_file(billing_config: config.Config, sim: TpeSimulator, tmp_path: Path, **tpe: object) -> Path:

@@ -20,7 +20,7 @@ from sandbox.tpe import TEST_PANS, V3Simulator
 from tests.tpe.conftest import TPE_TIMEOUTS, V3_QUIET, tpe_config
 from tests.tpe.test_authorizer import request, run
 
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 
 OUTCOMES = {
     "approve": "approved",

@@ -89,7 +89,7 @@ def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
 
 
 def _vpcd() -> bool:
-    from agent.cli.demo import vpcd_listening
+    from guichet.cli.demo import vpcd_listening
 
     return vpcd_listening()
 

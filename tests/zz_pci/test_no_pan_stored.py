@@ -22,7 +22,7 @@ from tests.cards.conftest import _vpcd_reader, vpcd_lock, wait_presence
 from tests.core.conftest import with_changes
 
 ALL_PANS = sorted({*CARD_PANS, *TPE_PANS})
-GUICHET = [sys.executable, "-m", "agent"]
+GUICHET = [sys.executable, "-m", "guichet"]
 
 
 def scan(root: Path) -> list[str]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import fail
+from guichet.cli.common import fail
 
 DEMO_CASHIER = ("demo", "1234")
 DEMO_SUPERVISOR = ("super", "123456")
@@ -166,7 +166,12 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
     else:
         tmp = tempfile.mkdtemp(prefix="guichet-demo-")
         base = Path(tmp)
-    devices = DemoDevices(base, reader=reader, language=language)
+    try:
+        devices = DemoDevices(base, reader=reader, language=language)
+    except BaseException:  # e.g. the sandbox extra is missing: leave no temp dir behind
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     backend = None
     try:
         from ui.app import GuichetApp

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import print_json
 from agent.doctor import run_checks
+from guichet.cli.common import print_json
 
 
 @click.command()

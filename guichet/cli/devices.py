@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import fail, get_config, print_json
+from guichet.cli.common import fail, get_config, print_json
 
 CARD_READ_FIELDS = ("reader", "atr", "interface", "aid", "label", "scheme", "pan_masked", "expiry", "apdu_count",
                     "elapsed_ms")

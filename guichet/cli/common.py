@@ -50,10 +50,6 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
-def _stub(name: str) -> NoReturn:
-    fail(f"`guichet {name}` is not available in this build yet")
-
-
 def run_guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Turn unexpected exceptions into one line (no traceback for technicians); re-raise click's own."""
     try:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent.cli.common import fail, get_config, print_json
 from agent.errors import GuichetError
+from guichet.cli.common import fail, get_config, print_json
 
 if TYPE_CHECKING:
     from agent.journal import Journal

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import click
 
-from agent.cli.common import fail, get_config, print_json
+from guichet.cli.common import fail, get_config, print_json
 
 # Errors about what the user typed (exit 2) name one of these fields first; the rest are refusals (exit 1).
 _USAGE_FIELDS = ("pin:", "name:", "role:")

@@ -9,7 +9,6 @@ Exit status: 0 after a clean stop (SIGTERM), 1 when the journal cannot be used o
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
@@ -19,9 +18,9 @@ from typing import Any
 
 import click
 
-from agent.cli.common import fail, get_config
 from agent.logs import setup_logging
 from agent.notify import Notifier
+from guichet.cli.common import fail, get_config
 
 
 @click.command()
@@ -41,13 +40,9 @@ def run(ctx: click.Context, headless: bool, log_level: str | None) -> None:
         from agent import service
 
         sys.exit(service.main(config))
-    try:
-        app = importlib.import_module("ui.app")
-    except ImportError as e:
-        fail(f"the cashier UI is not available in this build ({e}); use `guichet run --headless`")
-    ui_run = getattr(app, "run", None)
-    if not callable(ui_run):
-        fail("the cashier UI is not available in this build (ui.app has no run()); use `guichet run --headless`")
+    # Imported here, not at the top: the headless service on a counter never loads Textual.
+    from ui.app import run as ui_run
+
     sys.exit(_run_ui(ui_run, config))
 
 

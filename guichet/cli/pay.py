@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from agent.cli.common import fail, get_config, print_json
 from agent.context import AgentContext
 from agent.errors import AlreadyRunning, GuichetError
 from agent.journal import Payment
@@ -22,6 +21,7 @@ from agent.states import METHODS, State
 from agent.sync import SyncReport
 from config.money import MoneyError, format_amount, parse_amount
 from drivers.pan import safe_text
+from guichet.cli.common import fail, get_config, print_json
 
 
 def _open(ctx: click.Context, methods: list[str] | None = None, take_payments: bool = False) -> AgentContext:
@@ -399,7 +399,7 @@ def _ticket_digits(last4: str | None, prompt: bool, from_stdin: bool) -> str | N
 
 def _check_cashier(ctx: click.Context, cashier_id: str) -> None:
     """`--cashier` must be an active account of this counter: it goes up as `settlement.by`."""
-    from agent.cli.cashier import _store
+    from guichet.cli.cashier import _store
 
     with _store(ctx, create=False) as store:
         if store is None:

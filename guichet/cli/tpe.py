@@ -17,12 +17,12 @@ from typing import Any
 
 import click
 
-from agent.cli.common import fail, get_config, print_json
 from agent.errors import AlreadyRunning
 from agent.locks import CounterLock
 from config import Config, find_config_path
 from config.money import MoneyError, format_amount, parse_amount
 from drivers.concert import Approved, ConcertError, Link, link_from_config
+from guichet.cli.common import fail, get_config, print_json
 
 
 def _config(ctx: click.Context) -> Config:
