@@ -41,7 +41,7 @@ def simulator(baud: int, think: float) -> Iterator[str]:
     """The simulator in a process of its own (`guichet sandbox tpe`), as a terminal is a device of its own:
     in a thread of ours it would share the GIL with the driver and blur the figures."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "sandbox", "tpe", "--baud", str(baud), "--think", str(think)],
+        [sys.executable, "-m", "guichet", "sandbox", "tpe", "--baud", str(baud), "--think", str(think)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -106,7 +106,7 @@ while True:
 @contextmanager
 def v3_simulator() -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "sandbox", "tpe", "--protocol", "V3", "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "guichet", "sandbox", "tpe", "--protocol", "V3", "--listen", "127.0.0.1:0",
          "--think", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
