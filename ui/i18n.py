@@ -3,31 +3,44 @@
     from ui import i18n
     i18n.set_language("ar", bidi="app")
     i18n._("Bill reference")            # translated, logical order (for storage, logs, comparisons)
-    i18n.t("Total: {amount}", amount="3456.00 DZD")   # translated, formatted, shaped for the screen
+    i18n.t("Total: {amount}", amount=money(345600, "DZD"))   # translated, formatted, shaped for the screen
 
 Terminals differ: with `ui.bidi = "app"` Arabic is reshaped (letter joining, arabic-reshaper) and
 reordered to visual order (python-bidi) before Textual paints it; with "terminal" the text is passed
 through untouched for terminals that do the bidi algorithm themselves.
 
-Catalogues live in ui/locale/{fr,ar,en}/LC_MESSAGES/guichet.po. `python -m ui.i18n compile` writes the .mo
-files (a small msgfmt in pure Python); when a .mo is missing or older than its .po the .po is read directly.
+The .po files in ui/locale/{fr,ar,en}/LC_MESSAGES/guichet.po are the one source of the translations;
+Babel does the catalogue work:
+
+    python -m ui.i18n extract    # merge the msgids of ui/ into every .po; lists what is left to translate
+    python -m ui.i18n compile    # .po -> .mo (./dev setup runs it); a missing or stale .mo is compiled on use
 """
 
 from __future__ import annotations
 
 import ast
 import gettext
-import struct
+import io
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import IO, Any
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
 
 DOMAIN = "guichet"
 LOCALE_DIR = Path(__file__).with_name("locale")
 LANGUAGES = ("fr", "ar", "en")
 LANGUAGE_NAMES = {"fr": "Français", "ar": "العربية", "en": "English"}
 RTL_LANGUAGES = frozenset({"ar"})
+SOURCE_LANGUAGE = "en"  # msgids are English: its catalogue is the identity, filled by `extract`
+
+# Our markers: `_` translates, `t` translates, formats and shapes, `N_` marks for later.
+KEYWORDS = ("_", "t", "N_")
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"language": "fr", "bidi": "app"}
@@ -35,120 +48,124 @@ _catalogues: dict[str, gettext.NullTranslations] = {}
 _listeners: list[Callable[[str], None]] = []
 
 
-# -- .po reading and .mo writing (what msgfmt does, for the subset we use) ----------------------------------
+# -- catalogues: Babel extracts, merges and compiles -------------------------------------------------------
 
 
-def parse_po(text: str) -> dict[str, str]:
-    """msgid -> msgstr of a .po file (no plurals, no contexts); fuzzy and empty entries are skipped.
-
-    >>> parse_po('msgid "Pay"\\nmsgstr "Payer"\\n')
-    {'Pay': 'Payer'}
-    """
-    entries: dict[str, str] = {}
-    msgid: list[str] | None = None
-    msgstr: list[str] | None = None
-    fuzzy = False
-    current: list[str] | None = None
-
-    def flush() -> None:
-        nonlocal msgid, msgstr, fuzzy
-        if msgid is not None and msgstr is not None:
-            mid, mstr = "".join(msgid), "".join(msgstr)
-            if (mstr or mid == "") and not (fuzzy and mid):
-                entries[mid] = mstr
-        msgid = msgstr = None
-        fuzzy = False
-
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("#,") and "fuzzy" in line:
-            flush()
-            fuzzy = True
-            continue
-        if not line or line.startswith("#"):
-            if not line:
-                flush()
-            continue
-        if line.startswith("msgid "):
-            if msgstr is not None:
-                keep_fuzzy = fuzzy
-                flush()
-                fuzzy = keep_fuzzy
-            msgid = [_po_string(line[6:], lineno)]
-            current = msgid
-        elif line.startswith("msgstr "):
-            msgstr = [_po_string(line[7:], lineno)]
-            current = msgstr
-        elif line.startswith('"') and current is not None:
-            current.append(_po_string(line, lineno))
-        else:
-            raise ValueError(f"line {lineno}: unexpected {line[:40]!r}")
-    flush()
-    return entries
+def po_path(language: str, locale_dir: Path | None = None) -> Path:
+    return (locale_dir or LOCALE_DIR) / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-def _po_string(token: str, lineno: int) -> str:
-    token = token.strip()
-    if not (token.startswith('"') and token.endswith('"')):
-        raise ValueError(f"line {lineno}: expected a quoted string, got {token[:40]!r}")
-    value = ast.literal_eval(token)
-    assert isinstance(value, str)
-    return value
+def read_catalogue(path: Path) -> Catalog:
+    """A .po file as a Babel Catalog (`catalog.get(msgid).string` is the translation)."""
+    with path.open("rb") as f:
+        return read_po(f, domain=DOMAIN)
 
 
-def write_mo(entries: dict[str, str], path: Path) -> None:
-    """Write a GNU .mo file (little-endian, no hash table) that gettext.GNUTranslations reads."""
-    keys = sorted(entries)
-    ids = [k.encode() for k in keys]
-    strs = [entries[k].encode() for k in keys]
-    n = len(keys)
-    header = 7 * 4
-    key_table = header
-    value_table = key_table + n * 8
-    data_start = value_table + n * 8
-    offsets: list[tuple[int, int]] = []
-    blob = b""
-    for s in ids + strs:
-        offsets.append((len(s), data_start + len(blob)))
-        blob += s + b"\0"
-    out = struct.pack("<7I", 0x950412DE, 0, n, key_table, value_table, 0, data_start)
-    for length, off in offsets:
-        out += struct.pack("<2I", length, off)
-    tmp = path.with_suffix(".mo.tmp")
-    tmp.write_bytes(out + blob)
-    tmp.replace(path)
+def entries(catalogue: Catalog) -> dict[str, str]:
+    """msgid -> translation ("" when untranslated) of a catalogue's messages (we use no plurals)."""
+    out: dict[str, str] = {}
+    for m in catalogue:
+        if m.id and isinstance(m.id, str) and not isinstance(m.string, tuple | list):
+            out[m.id] = m.string or ""
+    return out
+
+
+def mo_bytes(po: Path) -> bytes:
+    """The .mo that gettext reads, compiled from the .po by Babel (fuzzy entries left out, as msgfmt does)."""
+    buf = io.BytesIO()
+    write_mo(buf, read_catalogue(po))
+    return buf.getvalue()
 
 
 def compile_catalogues(locale_dir: Path = LOCALE_DIR) -> list[Path]:
-    """Compile every ui/locale/*/LC_MESSAGES/guichet.po to .mo; returns the .mo paths written."""
+    """Compile every */LC_MESSAGES/guichet.po under locale_dir to its .mo; returns the .mo paths written."""
     written = []
     for po in sorted(locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        entries = parse_po(po.read_text(encoding="utf-8"))
         mo = po.with_suffix(".mo")
-        write_mo(entries, mo)
+        tmp = po.with_suffix(".mo.tmp")
+        tmp.write_bytes(mo_bytes(po))
+        tmp.replace(mo)  # a UI starting meanwhile reads the old .mo or the new one, never half of one
         written.append(mo)
     return written
 
 
-class _PoTranslations(gettext.NullTranslations):
-    def __init__(self, entries: dict[str, str]) -> None:
-        super().__init__()
-        self._entries = {k: v for k, v in entries.items() if k}
+def extract_python(
+    fileobj: IO[bytes], keywords: Collection[str], comment_tags: Collection[str], options: dict[str, Any]
+) -> Iterator[tuple[int, str | None, str, list[str]]]:
+    """Babel extraction method for our Python files (`method_map` entry "ui.i18n:extract_python").
 
-    def gettext(self, message: str) -> str:
-        return self._entries.get(message, message)
+    Babel's own Python extractor reads tokens, and Python 3.11 tokenizes an f-string as one string, so it
+    misses `f"{_('Date')}: ..."`; the AST sees inside. Screen titles are plain `TITLE_TEXT = "..."`
+    class attributes that `CounterScreen` translates, so their strings are messages too.
+    """
+    tree = ast.parse(fileobj.read())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in keywords
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            yield node.lineno, node.func.id, node.args[0].value, []
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {getattr(tg, "id", getattr(tg, "attr", "")) for tg in targets}
+            if "TITLE_TEXT" in names and isinstance(node.value, ast.Constant | ast.IfExp):
+                for sub in ast.walk(node.value):
+                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                        yield sub.lineno, None, sub.value, []  # no keyword: Babel takes it whole
+
+
+def extract(root: Path | None = None) -> Catalog:
+    """The messages of the Python files under root (default: ui/), as a Babel template catalogue."""
+    root = root or Path(__file__).parent
+    template = Catalog(domain=DOMAIN, project="guichet", charset="utf-8")
+    method_map = [("locale/**", "ignore"), ("**.py", f"{__name__}:extract_python")]
+    keywords: dict[str, Any] = dict.fromkeys(KEYWORDS)
+    for filename, lineno, message, comments, context in extract_from_dir(
+        str(root), method_map=method_map, keywords=keywords
+    ):
+        template.add(message, locations=[(filename, lineno)], auto_comments=comments, context=context)
+    return template
+
+
+def update_catalogues(locale_dir: Path = LOCALE_DIR) -> dict[str, list[str]]:
+    """Merge the msgids of ui/ into every catalogue (Babel's update, without fuzzy guesses; messages no
+    longer used are dropped); returns the msgids each language still lacks."""
+    template = extract()
+    missing: dict[str, list[str]] = {}
+    for lang in LANGUAGES:
+        po = po_path(lang, locale_dir)
+        catalogue = read_catalogue(po) if po.exists() else Catalog(locale=lang, domain=DOMAIN, project="guichet")
+        created = catalogue.creation_date
+        catalogue.update(template, no_fuzzy_matching=True, update_header_comment=False)
+        if po.exists():  # a date that moved on every run would make every extract a diff of all three files
+            catalogue.creation_date = created
+        if lang == SOURCE_LANGUAGE:
+            for message in catalogue:
+                if isinstance(message.id, str) and message.id and not message.string:
+                    message.string = message.id
+        po.parent.mkdir(parents=True, exist_ok=True)
+        tmp = po.with_suffix(".po.tmp")
+        with tmp.open("wb") as f:
+            write_po(f, catalogue, ignore_obsolete=True, include_lineno=False, width=120)
+        tmp.replace(po)
+        missing[lang] = [mid for mid, text in entries(catalogue).items() if not text]
+    return missing
 
 
 def _load(language: str) -> gettext.NullTranslations:
     if language not in _catalogues:
-        po = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+        po = po_path(language)
         mo = po.with_suffix(".mo")
         tr: gettext.NullTranslations
         if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
             with mo.open("rb") as f:
                 tr = gettext.GNUTranslations(f)
-        elif po.exists():
-            tr = _PoTranslations(parse_po(po.read_text(encoding="utf-8")))
+        elif po.exists():  # not compiled yet, or edited since: compile it now, in memory
+            tr = gettext.GNUTranslations(io.BytesIO(mo_bytes(po)))
         else:
             tr = gettext.NullTranslations()
         _catalogues[language] = tr
@@ -201,6 +218,12 @@ def N_(message: str) -> str:
     return message
 
 
+# Directional marks (LRM, RLM, ALM) that CLDR puts in Arabic numbers and dates: they steer the bidi
+# algorithm, and once the app has put the text in visual order they would only reach the terminal as
+# zero-width characters that some terminals draw as a cell, shifting the columns.
+_BIDI_MARKS = str.maketrans("", "", "\u200e\u200f\u061c")
+
+
 def shape(text: str) -> str:
     """Prepare text for the screen: Arabic joined and in visual order when the app does bidi."""
     if bidi_mode() != "app" or not _has_rtl(text):
@@ -210,11 +233,14 @@ def shape(text: str) -> str:
 
     # Line by line: the bidi algorithm works per paragraph and must not move text across lines.
     base = "R" if is_rtl() else None
-    return "\n".join(get_display(reshape(line), base_dir=base) if line else line for line in text.split("\n"))
+    return "\n".join(
+        get_display(reshape(line), base_dir=base).translate(_BIDI_MARKS) if line else line
+        for line in text.split("\n")
+    )
 
 
 def _has_rtl(text: str) -> bool:
-    return any("\u0590" <= ch <= "\u08ff" or "\ufb1d" <= ch <= "\ufeff" for ch in text)
+    return any("\u0590" <= ch <= "\u08ff" or "\ufb1d" <= ch <= "\ufeff" or ch == "\u200f" for ch in text)
 
 
 def t(message: str, **kwargs: object) -> str:
@@ -223,70 +249,6 @@ def t(message: str, **kwargs: object) -> str:
     if kwargs:
         text = text.format(**kwargs)
     return shape(text)
-
-
-# -- extraction (what xgettext does, but it sees inside f-strings and our TITLE_TEXT constants) -----------
-
-_MARKERS = {"_", "t", "N_"}
-
-
-def extract(paths: list[Path]) -> list[str]:
-    """msgids used in the given Python files, in first-seen order."""
-    seen: dict[str, None] = {}
-    for path in paths:
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in _MARKERS
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                seen.setdefault(node.args[0].value, None)
-            elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names = {getattr(tg, "id", getattr(tg, "attr", "")) for tg in targets}
-                if "TITLE_TEXT" in names and isinstance(node.value, ast.Constant | ast.IfExp):
-                    for sub in ast.walk(node.value):
-                        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-                            seen.setdefault(sub.value, None)
-    return list(seen)
-
-
-def _po_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def write_po(path: Path, language: str, msgids: list[str], translations: dict[str, str]) -> None:
-    """Write a catalogue: header, then each msgid with its translation (empty = untranslated)."""
-    header = (
-        "Project-Id-Version: guichet\n"
-        f"Language: {language}\n"
-        "MIME-Version: 1.0\n"
-        "Content-Type: text/plain; charset=UTF-8\n"
-        "Content-Transfer-Encoding: 8bit\n"
-    )
-    title = f"# guichet cashier UI, {LANGUAGE_NAMES.get(language, language)}."
-    out = [title, 'msgid ""', "msgstr " + _po_quote(header), ""]
-    for mid in msgids:
-        out += [f"msgid {_po_quote(mid)}", f"msgstr {_po_quote(translations.get(mid, ''))}", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out), encoding="utf-8")
-
-
-def update_catalogues(locale_dir: Path = LOCALE_DIR) -> dict[str, list[str]]:
-    """Re-extract the msgids of ui/ and merge them into every catalogue; returns the untranslated ones."""
-    root = Path(__file__).parent
-    msgids = extract(sorted(root.rglob("*.py")))
-    missing: dict[str, list[str]] = {}
-    for lang in LANGUAGES:
-        po = locale_dir / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
-        old = parse_po(po.read_text(encoding="utf-8")) if po.exists() else {}
-        write_po(po, lang, msgids, old)
-        missing[lang] = [m for m in msgids if not old.get(m)]
-    return missing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The catalogues: complete, compiled to .mo files gettext reads, placeholders kept, Arabic shaped."""
+"""The catalogues: complete, compiled by Babel to .mo files gettext reads, placeholders kept, Arabic shaped."""
 
 from __future__ import annotations
 
@@ -12,16 +12,21 @@ import pytest
 
 from ui import i18n
 
-ROOT = Path(i18n.__file__).parent
-
 
 def msgids() -> list[str]:
-    return i18n.extract(sorted(ROOT.rglob("*.py")))
+    return list(i18n.entries(i18n.extract()))
+
+
+def test_extraction_sees_inside_f_strings_and_screen_titles() -> None:
+    ids = msgids()
+    assert "Agency" in ids  # f"{_('Agency')}: ..." in ui/receipt.py
+    assert "Z report" in ids and "Needs attention" in ids  # TITLE_TEXT, plain and conditional
+    assert "Cash" in ids  # N_() in ui/text.py
 
 
 @pytest.mark.parametrize("language", ["fr", "ar", "en"])
 def test_every_string_is_translated_with_the_same_placeholders(language: str) -> None:
-    po = i18n.parse_po((i18n.LOCALE_DIR / language / "LC_MESSAGES" / "guichet.po").read_text(encoding="utf-8"))
+    po = i18n.entries(i18n.read_catalogue(i18n.po_path(language)))
     missing = [m for m in msgids() if not po.get(m)]
     assert not missing, f"{language}: untranslated {missing[:5]} (run python -m ui.i18n extract)"
     for mid in msgids():
@@ -32,12 +37,29 @@ def test_compiled_catalogues_are_read_by_gettext(tmp_path: Path) -> None:
     locale = tmp_path / "locale"
     shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.mo"))
     written = i18n.compile_catalogues(locale)
-    assert len(written) == 3
+    assert sorted(p.parent.parent.name for p in written) == ["ar", "en", "fr"]
     tr = gettext.translation("guichet", localedir=locale, languages=["fr"])
     assert tr.gettext("Cash") == "Espèces"
+    assert tr.gettext("Total: {total} ({n} bills)") == "Total : {total} ({n} factures)"
+    ar = gettext.translation("guichet", localedir=locale, languages=["ar"])
+    assert ar.gettext("Cash") == "نقدا"
     if shutil.which("msgfmt"):  # GNU msgfmt agrees the .po files are well formed
         for po in locale.glob("*/LC_MESSAGES/guichet.po"):
             subprocess.run(["msgfmt", "--check-format", "-o", "/dev/null", str(po)], check=True)
+
+
+def test_a_missing_catalogue_is_compiled_on_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locale = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.mo"))
+    monkeypatch.setattr(i18n, "LOCALE_DIR", locale)
+    monkeypatch.setattr(i18n, "_catalogues", {})
+    try:
+        i18n.set_language("fr", bidi="app")
+        assert i18n._("Cash") == "Espèces"
+        assert not list(locale.glob("*/LC_MESSAGES/*.mo"))  # compiled in memory: the install may be read-only
+    finally:
+        monkeypatch.undo()
+        i18n.set_language("fr", bidi="app")
 
 
 def test_language_switch_and_bidi_modes() -> None:
