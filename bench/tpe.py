@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from drivers.concert import Approved, ConcertLink, V3Link
-from drivers.concert.tcp import DEFAULT_QUIET
-from drivers.concert.v3 import build_request, encode_response
+from drivers.concert.v3_codec import build_request, encode_response
+from drivers.concert.v3_link import DEFAULT_QUIET
 
 RUNS = {1200: 3, 9600: 10, 115200: 30}
 THINK = (0.0, 0.2)

@@ -8,28 +8,31 @@
 
 Like pyserial's URL handlers, the port value chooses the transport: ``tcp://`` and ``caisse-ap://`` mean
 Concert V3 over TCP; a device path or ``socket://``/``loop://``/``spy://`` means E+ through pyserial.
-``framing``/``v3`` hold the codecs (shared with the TPE simulators), ``link``/``tcp`` the exchanges and the
-typed results both return.
+Modules by protocol: ``eplus_codec``/``v3_codec`` hold the messages (shared with the TPE simulators),
+``eplus_link``/``v3_link`` the exchanges; ``base`` what both links share (``TerminalLink``, the typed results),
+``fields`` what both codecs share (errors, amount and currency checks). Import from ``drivers.concert``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from drivers.concert.framing import AmountError, ConcertError, FrameError, LrcError, Request, Response
-from drivers.concert.link import (
+from drivers.concert.base import (
     Answer,
     Approved,
     Cancelled,
-    ConcertLink,
     LinkError,
     Ready,
     Refused,
     Result,
+    TerminalLink,
     Timeout,
 )
-from drivers.concert.tcp import V3Link, is_tcp_url
-from drivers.concert.v3 import TlvError, V3Request, V3Response
+from drivers.concert.eplus_codec import FrameError, LrcError, Request, Response
+from drivers.concert.eplus_link import ConcertLink
+from drivers.concert.fields import AmountError, ConcertError
+from drivers.concert.v3_codec import TlvError, V3Request, V3Response
+from drivers.concert.v3_link import V3Link, is_tcp_url
 
 Link = ConcertLink | V3Link
 
@@ -52,23 +55,28 @@ def protocol_for(port: str, protocol: str = "E+") -> str:
     return "E+"
 
 
+def _transport(port: str, protocol: str) -> tuple[type[ConcertLink] | type[V3Link], str]:
+    """The link class for a port value, and the port as that class takes it (a bare V3 host gets tcp://)."""
+    if protocol_for(port, protocol) == "V3":
+        return V3Link, port if is_tcp_url(port) or not port else f"tcp://{port}"
+    return ConcertLink, port
+
+
 def link_for(port: str, *, protocol: str = "E+", **kw: Any) -> Link:
     """The link for ``port``: V3Link or ConcertLink (keyword options of the other transport are ignored)."""
-    if protocol_for(port, protocol) == "V3":
-        kw = {k: v for k, v in kw.items() if k not in ("baud", "framing")}
-        return V3Link(port if is_tcp_url(port) or not port else f"tcp://{port}", **kw)
-    return ConcertLink(port, **kw)
+    cls, port = _transport(port, protocol)
+    return cls(port, **{k: v for k, v in kw.items() if k not in cls.ignored_options})
 
 
 def link_from_config(tpe: Any, **overrides: Any) -> Link:
     """From a ``config.schema.TpeConfig`` (port, protocol, timeouts...); keyword overrides (CLI options) win."""
     port = overrides.get("port") or tpe.port
     protocol = overrides.pop("protocol", None) or getattr(tpe, "protocol", "E+")
-    if protocol_for(port, protocol) == "V3":
-        if port and not is_tcp_url(port):
-            overrides["port"] = f"tcp://{port}"
-        return V3Link.from_config(tpe, **overrides)
-    return ConcertLink.from_config(tpe, **overrides)
+    cls, resolved = _transport(port, protocol)
+    if resolved != port:
+        overrides["port"] = resolved
+    link: Link = cls.from_config(tpe, **overrides)
+    return link
 
 
 __all__ = [
@@ -87,6 +95,7 @@ __all__ = [
     "Request",
     "Response",
     "Result",
+    "TerminalLink",
     "Timeout",
     "TlvError",
     "V3Link",

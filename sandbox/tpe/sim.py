@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.concert.framing import (
+from drivers.concert.eplus_codec import (
     ACK,
     ENQ,
     EOT,

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers.concert.v3 import (
+from drivers.concert.v3_codec import (
     MANDATORY_REQUEST,
     REASON_FORMAT_ERROR,
     STATUS_DONE,

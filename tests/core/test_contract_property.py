@@ -53,7 +53,7 @@ from agent.reader import ReaderAuthorizer
 from agent.states import State
 from agent.terminal import TerminalAuthorizer
 from drivers.concert import Approved, Cancelled, Refused, Timeout
-from drivers.concert.framing import Response, encode_response
+from drivers.concert.eplus_codec import Response, encode_response
 from drivers.pan import luhn_check_digit, mask_pan, pan_token
 from sandbox.billing.server import SandboxServer
 from tests.conftest import BILLING_AGENCY, BILLING_TERMINAL, BILLING_TOKEN, TEST_HMAC_KEY

@@ -6,11 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.concert.framing import (
+from drivers.concert import AmountError, ConcertError
+from drivers.concert.eplus_codec import (
     ETX,
     STX,
-    AmountError,
-    ConcertError,
     FrameError,
     LrcError,
     Request,
@@ -154,10 +153,12 @@ def test_usage_examples_in_docstrings_hold() -> None:
     import doctest
 
     import agent.terminal
-    import drivers.concert.framing
-    import drivers.concert.v3
+    import drivers.concert.eplus_codec
+    import drivers.concert.fields
+    import drivers.concert.v3_codec
     import drivers.pan
 
-    for module in (drivers.concert.framing, drivers.concert.v3, drivers.pan, agent.terminal):
+    concert = (drivers.concert.eplus_codec, drivers.concert.fields, drivers.concert.v3_codec)
+    for module in (*concert, drivers.pan, agent.terminal):
         failed, _ = doctest.testmod(module, optionflags=doctest.IGNORE_EXCEPTION_DETAIL)
         assert failed == 0, module.__name__

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.concert import Approved, ConcertLink, Result
-from drivers.concert.framing import ACK, ENQ, EOT, NAK, STX, encode_frame, encode_response
+from drivers.concert.eplus_codec import ACK, ENQ, EOT, NAK, STX, encode_frame, encode_response
 
 GOOD_ANSWER = encode_frame(
     encode_response(pos_number="01", status="0", amount=100, currency_numeric="012", report="628058******1239")

@@ -23,7 +23,7 @@ from drivers.concert import (
     Refused,
     Timeout,
 )
-from drivers.concert.framing import ACK, ENQ, EOT, NAK, encode_frame
+from drivers.concert.eplus_codec import ACK, ENQ, EOT, NAK, encode_frame
 from sandbox.tpe import TEST_CARDS, TEST_PANS
 
 MASKED = "628058******" + TEST_CARDS["EDAHABIA"][-4:]

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 import config
 from config import ConfigError
 from drivers.concert import AmountError, ConcertError, ConcertLink, V3Link, link_for, protocol_for
-from drivers.concert.tcp import parse_url
-from drivers.concert.v3 import (
+from drivers.concert.v3_codec import (
     TlvError,
     V3Request,
     V3Response,
@@ -24,6 +23,7 @@ from drivers.concert.v3 import (
     parse,
     parse_prefix,
 )
+from drivers.concert.v3_link import parse_url
 from drivers.pan import masked_pan_fault
 
 tags = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=2, max_size=2)

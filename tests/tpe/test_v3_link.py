@@ -24,7 +24,7 @@ from drivers.concert import (
     Result,
     Timeout,
 )
-from drivers.concert.v3 import build_request, encode_response, parse
+from drivers.concert.v3_codec import build_request, encode_response, parse
 from sandbox.tpe import TEST_CARDS, TEST_PANS
 
 MASKED = "628058******" + TEST_CARDS["EDAHABIA"][-4:]

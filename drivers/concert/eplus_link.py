@@ -1,6 +1,6 @@
 """The Concert E+ exchange with a payment terminal over a serial line (pyserial path or URL).
 
-    from drivers.concert import ConcertLink
+    from drivers.concert import ConcertLink      # or link_for(port): drivers.concert picks the transport
     link = ConcertLink("/dev/ttyACM0", baud=9600, framing="8N1")   # or ConcertLink.from_config(cfg.tpe)
     link.check()                                   # Ready, or Timeout/LinkError: ENQ/ACK/EOT only
     result = link.pay(123450, "DZD", cancel=event, on_event=print)
@@ -21,12 +21,27 @@ import termios
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import serial
 
-from drivers.concert.framing import (
+from drivers.concert.base import (
+    POLL,
+    UNKNOWN,
+    Approved,
+    Cancel,
+    Cancelled,
+    Counters,
+    LinkDown,
+    LinkError,
+    Ready,
+    Refused,
+    Result,
+    TerminalLink,
+    Timeout,
+    close,
+)
+from drivers.concert.eplus_codec import (
     ACK,
     ENQ,
     EOT,
@@ -35,7 +50,6 @@ from drivers.concert.framing import (
     STATUS_APPROVED,
     STATUS_REFUSED,
     STX,
-    ConcertError,
     FrameError,
     Request,
     Response,
@@ -43,106 +57,15 @@ from drivers.concert.framing import (
     decode_frame,
     encode_frame,
 )
-from drivers.concert.v3 import V3Response
+from drivers.concert.fields import ConcertError
 
-Answer = Response | V3Response  # what a terminal answered: E+ record or V3 tags; the same attribute names
-
-POLL = 0.02  # seconds between cancel checks while a read waits
 MAX_FRAME = 200  # bytes: longer than any E+ frame; a run past it is noise
-
-
-@dataclass(frozen=True, kw_only=True)
-class Result:
-    """What came of an exchange. ``amount_sent``: the request may have reached the terminal."""
-
-    amount_sent: bool
-    message: str = ""
-    naks_received: int = 0
-    naks_sent: int = 0
-    elapsed: float = 0.0
-    bytes_out: int = 0
-    bytes_in: int = 0
-
-    @property
-    def definitive(self) -> bool:
-        """The terminal (or the cashier, before anything was sent) settled it: no doubt about the money."""
-        return False
-
-    @property
-    def kind(self) -> str:
-        return type(self).__name__.lower()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Ready(Result):
-    """The handshake (ENQ/ACK/EOT) worked: a terminal is there and listening."""
-
-    @property
-    def definitive(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class Approved(Result):
-    response: Answer
-
-    @property
-    def definitive(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class Refused(Result):
-    response: Answer
-
-    @property
-    def definitive(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class Cancelled(Result):
-    """No money taken: cancelled before the amount left us, or the terminal answered that nothing was done."""
-
-    by: str = "cashier"  # "cashier" | "terminal"
-    response: Answer | None = None
-
-    @property
-    def definitive(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timeout(Result):
-    stage: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LinkError(Result):
-    stage: str = ""
-
-
-class _LinkDown(Exception):
-    pass
-
-
-class _Cancel(Exception):
-    pass
-
-
-@dataclass
-class _Counters:
-    naks_received: int = 0
-    naks_sent: int = 0
-    bytes_out: int = 0
-    bytes_in: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class _Line:
     """A pyserial port with deadlines: reads a byte at a time from a buffer, polls ``cancel``."""
 
-    def __init__(self, port: Any, seven_bit: bool, counters: _Counters) -> None:
+    def __init__(self, port: Any, seven_bit: bool, counters: Counters) -> None:
         self.port = port
         self.mask = 0x7F if seven_bit else 0xFF
         self.buf = bytearray()
@@ -152,14 +75,14 @@ class _Line:
         try:
             self.port.write(data)  # blocking write; no tcdrain: the reply we then wait for says it went out
         except (serial.SerialException, OSError, ValueError, termios.error) as e:
-            raise _LinkDown(f"write failed: {e}") from None
+            raise LinkDown(f"write failed: {e}") from None
         self.c.bytes_out += len(data)
 
     def read_byte(self, deadline: float, cancel: threading.Event | None = None) -> int | None:
-        """The next byte, or None at ``deadline``; _Cancel if ``cancel`` is set; _LinkDown if the line is gone."""
+        """The next byte, or None at ``deadline``; _Cancel if ``cancel`` is set; LinkDown if the line is gone."""
         while not self.buf:
             if cancel is not None and cancel.is_set():
-                raise _Cancel()
+                raise Cancel()
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -168,7 +91,7 @@ class _Line:
                 waiting = self.port.in_waiting
                 chunk = self.port.read(max(1, min(waiting, 4096)))
             except (serial.SerialException, OSError, ValueError, TypeError, termios.error) as e:
-                raise _LinkDown(f"read failed: {e}") from None
+                raise LinkDown(f"read failed: {e}") from None
             self.buf.extend(chunk)
             self.c.bytes_in += len(chunk)
         b = self.buf.pop(0)
@@ -191,50 +114,18 @@ def _frame_bits(framing: str) -> tuple[int, str]:
     raise ConcertError(f"framing: {framing!r} is not 7E1 or 8N1")
 
 
-class ConcertLink:
+class ConcertLink(TerminalLink[Request]):
     """One Concert E+ terminal on ``port`` (a device path or a pyserial URL). Opens the port per exchange."""
 
     protocol = "E+"
+    config_keys = ("baud", "framing")
 
-    def __init__(
-        self,
-        port: str,
-        *,
-        baud: int = 9600,
-        framing: str = "7E1",
-        pos_number: str = "01",
-        ack_timeout: float = 2.0,
-        answer_timeout: float = 180.0,
-        max_retries: int = 3,
-        cancel_grace: float = 30.0,
-    ) -> None:
-        if not port:
-            raise ConcertError("tpe.port: no terminal port configured")
-        self.port = port
+    def __init__(self, port: str, *, baud: int = 9600, framing: str = "7E1", **common: Any) -> None:
+        """``common``: pos_number, ack_timeout, answer_timeout, max_retries, cancel_grace (TerminalLink)."""
+        super().__init__(port, **common)
         self.baud = baud
         self.framing = framing
         self.bytesize, self.parity = _frame_bits(framing)
-        self.pos_number = pos_number
-        self.ack_timeout = ack_timeout
-        self.answer_timeout = answer_timeout
-        self.max_retries = max_retries
-        self.cancel_grace = cancel_grace
-
-    @classmethod
-    def from_config(cls, tpe: Any, **overrides: Any) -> ConcertLink:
-        """From a ``config.schema.TpeConfig``; keyword overrides win (CLI options)."""
-        kw: dict[str, Any] = {
-            "port": tpe.port,
-            "baud": tpe.baud,
-            "framing": tpe.framing,
-            "pos_number": tpe.pos_number,
-            "ack_timeout": tpe.ack_timeout,
-            "answer_timeout": tpe.answer_timeout,
-            "max_retries": tpe.max_retries,
-            "cancel_grace": getattr(tpe, "cancel_grace", 30.0),
-        }
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**kw)
 
     def describe(self) -> str:
         return f"{self.baud} {self.framing}, POS {self.pos_number}"
@@ -255,17 +146,7 @@ class ConcertLink:
                 exclusive=True if "://" not in self.port else None,
             )
         except (serial.SerialException, OSError, ValueError, termios.error) as e:
-            raise _LinkDown(f"cannot open {self.port} at {self.baud} {self.framing}: {e}") from None
-
-    def _result(self, cls: type[Result], c: _Counters, **kw: Any) -> Any:
-        return cls(
-            naks_received=c.naks_received,
-            naks_sent=c.naks_sent,
-            bytes_out=c.bytes_out,
-            bytes_in=c.bytes_in,
-            elapsed=time.monotonic() - c.started,
-            **kw,
-        )
+            raise LinkDown(f"cannot open {self.port} at {self.baud} {self.framing}: {e}") from None
 
     # -- pieces of the exchange ----------------------------------------------------------------------------
 
@@ -273,7 +154,7 @@ class ConcertLink:
         """ENQ until ACK (bounded). Noise and stray bytes are skipped."""
         for _ in range(self.max_retries + 1):
             if cancel is not None and cancel.is_set():
-                raise _Cancel()
+                raise Cancel()
             line.write(bytes([ENQ]))
             deadline = time.monotonic() + self.ack_timeout
             while True:
@@ -342,7 +223,7 @@ class ConcertLink:
         while True:
             try:
                 b = line.read_byte(deadline, None if cancelled_at is not None else cancel)
-            except _Cancel:
+            except Cancel:
                 # The amount is at the terminal: only the terminal can end this. Ask the cashier to press
                 # its red key and keep listening for its answer a bounded while.
                 cancelled_at = time.monotonic()
@@ -383,10 +264,10 @@ class ConcertLink:
 
     def check(self) -> Result:
         """ENQ/ACK handshake then EOT: Ready, Timeout (no ACK) or LinkError (port missing or gone)."""
-        c = _Counters()
+        c = Counters()
         try:
             port = self._open()
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=False, message=str(e), stage="open")
         try:
             line = _Line(port, self.framing == "7E1", c)
@@ -400,33 +281,24 @@ class ConcertLink:
                 )
             line.write(bytes([EOT]))
             return self._result(Ready, c, amount_sent=False, message="terminal acknowledged ENQ")
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=False, message=str(e), stage="enq")
         finally:
-            _close(port)
+            close(port)
 
-    def pay(
-        self,
-        amount: int,
-        currency: str,
-        *,
-        cancel: threading.Event | None = None,
-        on_event: Callable[[str], None] | None = None,
-        request: Request | None = None,
-    ) -> Result:
-        """One debit of ``amount`` minor units. Raises AmountError/ConcertError only before anything is sent;
-        after that, every outcome is a Result."""
-        req = request or build_request(amount, currency, pos_number=self.pos_number)
+    def build_request(self, amount: int, currency: str) -> Request:
+        return build_request(amount, currency, pos_number=self.pos_number)
+
+    def _exchange(self, req: Request, cancel: threading.Event | None, notify: Callable[[str], None],
+                  c: Counters) -> Result:
         frame = encode_frame(req.encode())
-        notify = on_event or (lambda _key: None)
-        c = _Counters()
         sent = [False]
         stage = "open"
         try:
             if cancel is not None and cancel.is_set():
                 return self._result(Cancelled, c, amount_sent=False, message="cancelled before sending")
             port = self._open()
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=False, message=str(e), stage=stage)
         try:
             line = _Line(port, self.framing == "7E1", c)
@@ -464,23 +336,23 @@ class ConcertLink:
                 what = "no answer from the terminal" if got == "timeout" else "unreadable answer (bad LRC/frame)"
                 return self._result(
                     cls, c, amount_sent=True, stage=stage,
-                    message=f"{what}; the payment is unknown: settle it from the terminal's ticket",
+                    message=what + UNKNOWN,
                 )
             return self._classify(got, req, c)
-        except _Cancel:
+        except Cancel:
             if not sent[0]:
                 try:
                     line.write(bytes([EOT]))
-                except _LinkDown:
+                except LinkDown:
                     pass
                 return self._result(Cancelled, c, amount_sent=False, message="cancelled before sending")
             return self._result(Timeout, c, amount_sent=True, stage=stage, message="cancelled while waiting")
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=sent[0], message=str(e), stage=stage)
         finally:
-            _close(port)
+            close(port)
 
-    def _classify(self, r: Response, req: Request, c: _Counters) -> Result:
+    def _classify(self, r: Response, req: Request, c: Counters) -> Result:
         if r.pos_number != req.pos_number or r.currency_numeric != req.currency_numeric:
             return self._result(
                 LinkError, c, amount_sent=True, stage="answer",
@@ -508,9 +380,3 @@ class ConcertLink:
             )
         return self._result(Refused, c, amount_sent=True, response=r, message=f"refused (status {r.status})")
 
-
-def _close(port: Any) -> None:
-    try:
-        port.close()
-    except Exception:  # noqa: S110 - closing a port that is gone must not mask the result
-        pass

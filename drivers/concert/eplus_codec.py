@@ -1,6 +1,7 @@
 """Concert E+ framing: control bytes, LRC, ``STX payload ETX LRC`` frames, request and response records.
 
-Pure functions and frozen records, shared by the driver (``drivers.concert.link``) and the TPE simulator.
+Pure functions and frozen records, shared by the driver (``drivers.concert.eplus_link``) and the E+ simulator
+(``sandbox.tpe.eplus_sim``).
 
 >>> req = build_request(123450, "DZD", pos_number="01")
 >>> frame = encode_frame(req.encode())
@@ -11,7 +12,7 @@ True
 >>> build_request(100_000_000, "DZD")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-drivers.concert.framing.AmountError: amount: 100000000 has 9 digits; the Concert amount field holds 8 ...
+drivers.concert.fields.AmountError: amount: 100000000 has 9 digits; the Concert amount field holds 8 ...
 
 Amounts are integers in minor units; the currency goes as its ISO 4217 numeric code (DZD 012, TND 788), so
 12.345 TND is sent as ``00012345`` + ``788``, exactly.
@@ -19,12 +20,12 @@ Amounts are integers in minor units; the currency goes as its ISO 4217 numeric c
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
-from config.money import MoneyError, currency, currency_by_numeric
+from drivers.concert.fields import ConcertError, currency_numeric
+from drivers.concert.fields import check_amount as check_field_amount
 from drivers.pan import digits_hold_pan, mask_reported_pan
 
 STX, ETX, EOT, ENQ, ACK, NAK = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
@@ -43,14 +44,6 @@ TYPE_DEBIT, TYPE_CREDIT, TYPE_REFUND = "0", "1", "2"
 DELAY_END_OF_TRANSACTION, DELAY_IMMEDIATE = "A010", "A011"
 AUTH_NORMAL, AUTH_FORCED = "B010", "B011"
 STATUS_APPROVED, STATUS_REFUSED = "0", "7"
-
-
-class ConcertError(ValueError):
-    """Something that cannot go on the line, or came off it malformed. The message names the field or byte."""
-
-
-class AmountError(ConcertError):
-    """An amount the 8-digit field cannot carry exactly. Raised before anything is sent."""
 
 
 class FrameError(ConcertError):
@@ -99,30 +92,9 @@ def decode_frame(frame: bytes) -> bytes:
     return payload
 
 
-def check_amount(amount: object, digits: int = AMOUNT_DIGITS, field: str = "the Concert amount field") -> int:
-    """The amount as it will go on the line, or AmountError saying why it cannot (before anything is sent)."""
-    most = 10**digits - 1
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise AmountError(f"amount: {amount!r} is not an integer number of minor units")
-    if amount < 0:
-        raise AmountError(f"amount: {amount} is negative; a payment amount is positive")
-    if amount == 0:
-        raise AmountError("amount: 0; a terminal cannot charge nothing (at least 1 minor unit)")
-    if amount > most:
-        raise AmountError(
-            f"amount: {amount} has {len(str(amount))} digits; {field} holds {digits} (at most {most} minor units)"
-        )
-    return amount
-
-
-def currency_numeric(code: str) -> str:
-    """ISO 4217 numeric code for an alphabetic one ("DZD" -> "012"); a numeric one must be known."""
-    try:
-        if re.fullmatch(r"\d{3}", code):
-            return currency_by_numeric(code).numeric
-        return currency(code).numeric
-    except MoneyError as e:
-        raise ConcertError(str(e)) from None
+def check_amount(amount: object) -> int:
+    """The amount as it will go in the 8-digit field, or AmountError saying why it cannot (before anything is sent)."""
+    return check_field_amount(amount, AMOUNT_DIGITS, "the Concert amount field")
 
 
 def _digits(value: str, width: int, name: str) -> str:

@@ -1,6 +1,6 @@
 """Concert V3 / Caisse-AP messages: ``TAG LLL VALUE`` records (two-character tag, three-digit decimal length,
 ASCII value), the request of the cash register and the answer of the terminal. Pure functions and frozen
-records, shared by the driver (``drivers.concert.tcp``) and the simulator (``sandbox.tpe.v3sim``).
+records, shared by the driver (``drivers.concert.v3_link``) and the simulator (``sandbox.tpe.v3_sim``).
 
 >>> req = build_request(123450, "DZD", pos_number="01")
 >>> req.encode()
@@ -10,10 +10,10 @@ b'CZ0040300CJ012012345678901CA00201CB006123450CD0010CE003012BA0010BF0010'
 >>> parse(b"CZ0040300AE0x210")
 Traceback (most recent call last):
 ...
-drivers.concert.v3.TlvError: byte 11 (tag AE): length '0x2' is not three digits
+drivers.concert.v3_codec.TlvError: byte 11 (tag AE): length '0x2' is not three digits
 
 There is no total length and no end marker: over TCP a message ends where its last record ends. A reader
-that has a whole number of records and the status tag (``AE``) has an answer; ``drivers.concert.tcp`` then
+that has a whole number of records and the status tag (``AE``) has an answer; ``drivers.concert.v3_link`` then
 waits a short quiet time for more records, or for the terminal to close the connection.
 
 Sources (the association's specification is not public): akretion/caisse-ap-ip (client and simulator tested
@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from drivers.concert.framing import ConcertError, currency_numeric
-from drivers.concert.framing import check_amount as check_field_amount
+from drivers.concert.fields import ConcertError, currency_numeric
+from drivers.concert.fields import check_amount as check_field_amount
 from drivers.pan import digits_hold_pan, mask_reported_pan, run_holds_pan
 
 AMOUNT_DIGITS = 12  # CB: variable, 2..12 digits

@@ -1,7 +1,7 @@
 """Concert V3 / Caisse-AP over TCP: the cash register connects to the terminal (default port 8888), sends one
 request of ``TAG LLL VALUE`` records and waits for the answer on the same connection.
 
-    from drivers.concert.tcp import V3Link
+    from drivers.concert import V3Link          # or link_for(url): drivers.concert picks the transport
     link = V3Link("tcp://192.168.1.20:8888")            # or caisse-ap://host:port, ?version=0320&cj=...&quiet=0.1
     link.check()                                         # Ready: the terminal accepts connections (nothing sent)
     result = link.pay(123450, "DZD", cancel=event, on_event=print)
@@ -16,7 +16,7 @@ The message has no length and no end marker: the answer is complete when the byt
 of records holding the tags the outcome rests on (``AE``, ``CA``, ``CE``, and ``CB`` when done) and nothing
 more comes for ``quiet`` seconds (or the terminal closes the connection). Bytes before the first ``CZ`` are
 noise and skipped; after it, every byte must parse. The answer's free fields are checked and scrubbed of card
-numbers in ``drivers.concert.v3.check_fields``; an approval whose fields fail is unknown, never kept raw.
+numbers in ``drivers.concert.v3_codec.check_fields``; an approval whose fields fail is unknown, never kept raw.
 """
 
 from __future__ import annotations
@@ -29,19 +29,24 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from drivers.concert.framing import ConcertError
-from drivers.concert.link import (
+from drivers.concert.base import (
     POLL,
+    UNKNOWN,
     Approved,
+    Cancel,
     Cancelled,
+    Counters,
+    LinkDown,
     LinkError,
     Ready,
     Refused,
     Result,
+    TerminalLink,
     Timeout,
-    _Counters,
+    close,
 )
-from drivers.concert.v3 import (
+from drivers.concert.fields import ConcertError
+from drivers.concert.v3_codec import (
     DEFAULT_PORT,
     DEFAULT_PROTOCOL_ID,
     DEFAULT_VERSION,
@@ -104,42 +109,26 @@ def parse_url(url: str) -> tuple[str, int, dict[str, str]]:
     return parts.hostname, port, options
 
 
-class _LinkDown(Exception):
-    pass
-
-
-class _Cancel(Exception):
-    pass
-
-
-class V3Link:
+class V3Link(TerminalLink[V3Request]):
     """One Concert V3 terminal reachable over TCP at ``port`` (a ``tcp://``/``caisse-ap://`` URL). A new
     connection per exchange, like the serial link opens its port per exchange."""
 
     protocol = "V3"
+    no_port = "tpe.port: no terminal address configured"
+    ignored_options = ("baud", "framing")
 
     def __init__(
         self,
         port: str,
         *,
-        pos_number: str = "01",
-        ack_timeout: float = 2.0,
-        answer_timeout: float = 180.0,
-        max_retries: int = 3,
-        cancel_grace: float = 30.0,
         version: str | None = None,
         protocol_id: str | None = None,
         quiet: float | None = None,
+        **common: Any,
     ) -> None:
-        if not port:
-            raise ConcertError("tpe.port: no terminal address configured")
-        self.port = port
+        """``common``: pos_number, ack_timeout, answer_timeout, max_retries, cancel_grace (TerminalLink)."""
+        super().__init__(port, **common)
         self.host, self.tcp_port, options = parse_url(port)
-        self.pos_number = pos_number
-        self.ack_timeout = ack_timeout
-        self.answer_timeout = answer_timeout
-        self.max_retries = max_retries
-        self.cancel_grace = cancel_grace
         self.version = version or options.get("version", DEFAULT_VERSION)
         self.protocol_id = protocol_id or options.get("cj", DEFAULT_PROTOCOL_ID)
         try:
@@ -149,40 +138,22 @@ class V3Link:
         if not 0 <= self.quiet <= 5:
             raise ConcertError(f"tpe.port: quiet={self.quiet} must be between 0 and 5 seconds")
         # Checks version and protocol id now, not at the first payment.
-        V3Request(pos_number=pos_number, amount=1, currency_numeric="012", version=self.version,
+        V3Request(pos_number=self.pos_number, amount=1, currency_numeric="012", version=self.version,
                   protocol_id=self.protocol_id).tags()
-
-    @classmethod
-    def from_config(cls, tpe: Any, **overrides: Any) -> V3Link:
-        """From a ``config.schema.TpeConfig``; keyword overrides win; serial-only options are ignored."""
-        kw: dict[str, Any] = {
-            "port": tpe.port,
-            "pos_number": tpe.pos_number,
-            "ack_timeout": tpe.ack_timeout,
-            "answer_timeout": tpe.answer_timeout,
-            "max_retries": tpe.max_retries,
-            "cancel_grace": getattr(tpe, "cancel_grace", 30.0),
-        }
-        kw.update({k: v for k, v in overrides.items() if v is not None and k not in ("baud", "framing")})
-        return cls(**kw)
 
     def describe(self) -> str:
         return f"Concert V3 over TCP {self.host}:{self.tcp_port}, POS {self.pos_number}"
 
     # -- the connection -----------------------------------------------------------------------------------
 
-    def _result(self, cls: type[Result], c: _Counters, **kw: Any) -> Any:
-        return cls(naks_received=c.naks_received, naks_sent=c.naks_sent, bytes_out=c.bytes_out,
-                   bytes_in=c.bytes_in, elapsed=time.monotonic() - c.started, **kw)
-
-    def _connect(self, c: _Counters) -> socket.socket:
-        """A connection, or _LinkDown/TimeoutError (nothing was sent either way)."""
+    def _connect(self, c: Counters) -> socket.socket:
+        """A connection, or LinkDown/TimeoutError (nothing was sent either way)."""
         try:
             sock = socket.create_connection((self.host, self.tcp_port), timeout=self.ack_timeout)
         except TimeoutError:
             raise
         except OSError as e:
-            raise _LinkDown(f"cannot connect to the terminal at {self.host}:{self.tcp_port}: "
+            raise LinkDown(f"cannot connect to the terminal at {self.host}:{self.tcp_port}: "
                             f"{e.strerror or e}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(max(self.ack_timeout, 1.0))  # bounds sendall; reads go through select
@@ -198,15 +169,15 @@ class V3Link:
         except OSError:
             return True
 
-    def _send(self, sock: socket.socket, data: bytes, c: _Counters) -> None:
+    def _send(self, sock: socket.socket, data: bytes, c: Counters) -> None:
         try:
             sock.sendall(data)
         except OSError as e:
-            raise _LinkDown(f"send failed: {e.strerror or e}") from None
+            raise LinkDown(f"send failed: {e.strerror or e}") from None
         c.bytes_out += len(data)
 
     def _receive(self, sock: socket.socket, deadline: float, cancel: threading.Event | None,
-                 notify: Callable[[str], None], c: _Counters) -> V3Response | str:
+                 notify: Callable[[str], None], c: Counters) -> V3Response | str:
         """The terminal's answer, or why there is none: "timeout", "closed", "cancel_timeout" or a one-line
         description of a malformed answer."""
         buf = bytearray()
@@ -268,41 +239,32 @@ class V3Link:
 
     def check(self) -> Result:
         """Connect and close, sending nothing: Ready, Timeout or LinkError (amount_sent is always False)."""
-        c = _Counters()
+        c = Counters()
         try:
             sock = self._connect(c)
         except TimeoutError:
             return self._result(Timeout, c, amount_sent=False, stage="connect",
                                 message=f"no answer from {self.host}:{self.tcp_port} within {self.ack_timeout} s "
                                 "(is the terminal on, on this network, in Caisse-AP IP mode?)")
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=False, stage="connect", message=str(e))
-        _close(sock)
+        close(sock)
         return self._result(Ready, c, amount_sent=False, message="terminal accepted the connection")
 
-    def pay(
-        self,
-        amount: int,
-        currency: str,
-        *,
-        cancel: threading.Event | None = None,
-        on_event: Callable[[str], None] | None = None,
-        request: V3Request | None = None,
-    ) -> Result:
-        """One debit of ``amount`` minor units. Raises AmountError/ConcertError only before anything is sent;
-        after that, every outcome is a Result."""
-        req = request or build_request(amount, currency, pos_number=self.pos_number, version=self.version,
-                                       protocol_id=self.protocol_id)
+    def build_request(self, amount: int, currency: str) -> V3Request:
+        return build_request(amount, currency, pos_number=self.pos_number, version=self.version,
+                             protocol_id=self.protocol_id)
+
+    def _exchange(self, req: V3Request, cancel: threading.Event | None, notify: Callable[[str], None],
+                  c: Counters) -> Result:
         data = req.encode()
-        notify = on_event or (lambda _key: None)
-        c = _Counters()
         sent = False
         stage = "connect"
         sock: socket.socket | None = None
         try:
             for attempt in range(self.max_retries + 1):
                 if cancel is not None and cancel.is_set():
-                    raise _Cancel()
+                    raise Cancel()
                 stage = "connect"
                 try:
                     sock = self._connect(c)
@@ -311,7 +273,7 @@ class V3Link:
                                         message=f"no answer from {self.host}:{self.tcp_port} within "
                                         f"{self.ack_timeout} s; amount not sent")
                 if cancel is not None and cancel.is_set():
-                    raise _Cancel()
+                    raise Cancel()
                 if self._closed_by_peer(sock):
                     return self._result(LinkError, c, amount_sent=False, stage=stage,
                                         message="the terminal closed the connection before the request; "
@@ -323,7 +285,7 @@ class V3Link:
                     notify("pin_on_terminal")
                 stage = "answer"
                 got = self._receive(sock, time.monotonic() + self.answer_timeout, cancel, notify, c)
-                _close(sock)
+                close(sock)
                 sock = None
                 if isinstance(got, V3Response) and got.status == STATUS_NOT_DONE \
                         and got.reason == REASON_FORMAT_ERROR:
@@ -337,24 +299,23 @@ class V3Link:
                 message=f"the terminal refused the request {self.max_retries + 1} times (message format error, "
                 "AE=01 AF=09); amount not taken",
             )
-        except _Cancel:
+        except Cancel:
             return self._result(Cancelled, c, amount_sent=False, message="cancelled before sending")
-        except _LinkDown as e:
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=sent, stage=stage, message=str(e)
-                                + ("; the payment is unknown: settle it from the terminal's ticket" if sent else ""))
+                                + (UNKNOWN if sent else ""))
         finally:
             if sock is not None:
-                _close(sock)
+                close(sock)
 
-    def _outcome(self, got: V3Response | str, req: V3Request, c: _Counters) -> Result:
-        unknown = "; the payment is unknown: settle it from the terminal's ticket"
+    def _outcome(self, got: V3Response | str, req: V3Request, c: Counters) -> Result:
         if isinstance(got, str):
             if got in ("timeout", "cancel_timeout"):
                 what = "no answer from the terminal" if got == "timeout" else "cancelled while waiting"
-                return self._result(Timeout, c, amount_sent=True, stage="answer", message=what + unknown)
+                return self._result(Timeout, c, amount_sent=True, stage="answer", message=what + UNKNOWN)
             if got == "closed":
                 got = "the terminal closed the connection without answering"
-            return self._result(LinkError, c, amount_sent=True, stage="answer", message=got + unknown)
+            return self._result(LinkError, c, amount_sent=True, stage="answer", message=got + UNKNOWN)
         r = got
         # A CD that could not be read is no echo of ours: a mismatch, not a missing tag.
         if r.pos_number != req.pos_number or r.currency_numeric != req.currency_numeric \
@@ -362,25 +323,25 @@ class V3Link:
             return self._result(
                 LinkError, c, amount_sent=True, stage="answer",
                 message=f"answer for POS {r.pos_number}/currency {r.currency_numeric}/action {r.action or '?'}, "
-                f"sent POS {req.pos_number}/currency {req.currency_numeric}/action {req.action}{unknown}",
+                f"sent POS {req.pos_number}/currency {req.currency_numeric}/action {req.action}{UNKNOWN}",
             )
         if r.status == STATUS_DONE:
             if r.amount != req.amount:
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
-                                    message=f"done for {r.amount} minor units, asked {req.amount}{unknown}")
+                                    message=f"done for {r.amount} minor units, asked {req.amount}{UNKNOWN}")
             if set(r.dropped) - OPTIONAL_FIELDS:
                 # Money may have moved, but what the terminal sent cannot be kept as a record (a card number
                 # in the authorisation code, an over-long field): the ticket is the record.
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
-                                    message=f"approved, but the answer is unusable: {'; '.join(r.problems)}{unknown}")
+                                    message=f"approved, but the answer is unusable: {'; '.join(r.problems)}{UNKNOWN}")
             return self._result(Approved, c, amount_sent=True, response=r, message="approved")
         if r.status == STATUS_NOT_DONE:
             if "AF" in r.dropped:  # "not done" for a reason we cannot read: it may be "authorised" (01)
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
-                                    message=f"not done (AE=01) for an unreadable reason (AF){unknown}")
+                                    message=f"not done (AE=01) for an unreadable reason (AF){UNKNOWN}")
             if r.reason == "01":  # "not done" yet "authorised": no way to tell which is true
                 return self._result(LinkError, c, amount_sent=True, stage="answer",
-                                    message=f"contradictory answer AE=01 AF=01{unknown}")
+                                    message=f"contradictory answer AE=01 AF=01{UNKNOWN}")
             if r.reason in CANCEL_REASONS:
                 return self._result(Cancelled, c, amount_sent=True, by="terminal", response=r,
                                     message=f"cancelled on the terminal ({r.reason_label}, AF={r.reason})")
@@ -391,16 +352,10 @@ class V3Link:
             return self._result(Refused, c, amount_sent=True, response=r,
                                 message=f"refused ({r.reason_label}, AF={r.reason or '-'})")
         return self._result(LinkError, c, amount_sent=True, stage="answer",
-                            message=f"unexpected status AE={r.status}{unknown}")
+                            message=f"unexpected status AE={r.status}{UNKNOWN}")
 
 
 def _essential(tags: dict[str, str]) -> bool:
     """The tags an outcome rests on are there: status, POS, currency, and the amount of a done operation."""
     return all(t in tags for t in ("AE", "CA", "CE")) and (tags["AE"] != STATUS_DONE or "CB" in tags)
 
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass
