@@ -2,7 +2,7 @@
 
 Starts, on this machine only (127.0.0.1 and a pty):
 - the sandbox billing server with seeded bills (sandbox.billing.server.SandboxServer),
-- the Concert TPE simulator on a pty (sandbox.tpe.sim.TpeSimulator), the default payment method,
+- the Concert TPE simulator on a pty (sandbox.tpe.TpeSimulator), the default payment method,
 - the virtual card reader: demo cards (CIB, Edahabia, Visa) served to pcscd's vpcd reader
   (sandbox.cards), when vpcd listens on 127.0.0.1:35963 and --reader is on,
 - the cashier UI, logged in as the demo cashier "demo" (PIN 1234; supervisor "super", PIN 123456),
@@ -65,7 +65,7 @@ class DemoDevices:
 
     def __init__(self, state_dir: Path, *, reader: bool, language: str, seed_bills: int = 60) -> None:
         from sandbox.billing.server import SandboxServer
-        from sandbox.tpe.sim import TpeSimulator
+        from sandbox.tpe import TpeSimulator
 
         self.state_dir = state_dir
         self.server = SandboxServer(

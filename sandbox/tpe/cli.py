@@ -15,8 +15,7 @@ from types import FrameType
 
 import click
 
-from sandbox.tpe.sim import BEHAVIOURS, TEST_CARDS, TpeSimulator
-from sandbox.tpe.v3sim import V3_BEHAVIOURS, V3Simulator
+from sandbox.tpe import BEHAVIOURS, TEST_CARDS, V3_BEHAVIOURS, TpeSimulator, V3Simulator
 
 
 def _listen(value: str) -> tuple[str, int]:

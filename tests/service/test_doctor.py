@@ -241,7 +241,7 @@ def test_journal_integrity_and_unsent_payments_are_reported(tmp_path, billing_se
 
 def test_caisse_ap_terminal_over_tcp(tmp_path, billing_server):
     """A Concert V3 (Caisse-AP IP) terminal: the serial check stands aside, the handshake is a TCP connect."""
-    from sandbox.tpe.v3sim import V3Simulator
+    from sandbox.tpe import V3Simulator
 
     state = tmp_path / "state"
     state.mkdir(mode=0o700)

@@ -138,7 +138,7 @@ Waiter = Callable[[Pilot[Any], Callable[[], Any], str], Awaitable[Any]]
 @pytest.fixture
 def tpe_sim() -> Iterator[Any]:
     """The TPE simulator on a pty (8N1 at 38400 so frames take milliseconds), approving by default."""
-    from sandbox.tpe.sim import TpeSimulator
+    from sandbox.tpe import TpeSimulator
 
     with TpeSimulator.on_pty(baud=38400, framing="8N1", behaviour="approve", pin_delay=0.1) as sim:
         yield sim

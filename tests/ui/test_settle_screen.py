@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import Button, Checkbox, Input
 
 from config.schema import SchemeRule
-from sandbox.tpe.sim import TEST_CARDS, TEST_PANS
+from sandbox.tpe import TEST_CARDS, TEST_PANS
 from tests.ui.conftest import login, screen_name, type_into, wait_for
 from tests.ui.test_flow import pay_one
 

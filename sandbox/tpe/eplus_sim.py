@@ -1,6 +1,6 @@
 """A Concert E+ payment terminal on a pty (or any serial device), with scripted behaviours.
 
-    from sandbox.tpe.sim import TpeSimulator
+    from sandbox.tpe import TpeSimulator
     with TpeSimulator.on_pty(baud=9600, framing="7E1", behaviour="approve") as sim:
         print(sim.path)                        # /dev/pts/N: give it to the driver or to pyTeliumManager
         sim.script("nak_first", "refuse")     # the next two exchanges; then back to ``behaviour``
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import os
 import pty
-import random
 import select
 import termios
-import threading
 import time
 import tty
 from collections import deque
@@ -44,7 +42,8 @@ from drivers.concert.eplus_codec import (
     encode_frame,
     encode_response,
 )
-from drivers.pan import luhn_check_digit, mask_pan
+from drivers.pan import mask_pan
+from sandbox.tpe.base import TEST_CARDS, Simulator
 
 BEHAVIOURS = {
     "approve": "approve after the think time",
@@ -63,20 +62,6 @@ BEHAVIOURS = {
 
 LINE_ERROR = -1  # a byte the UART flagged (parity/framing error)
 RETRIES = 3  # Concert: a frame is sent at most 1 + 3 times
-
-
-def _test_pan(prefix: str, length: int = 16) -> str:
-    body = (prefix + "0" * length)[: length - 4] + "123"
-    return body + luhn_check_digit(body)
-
-
-# Test cards of the simulator (Luhn-valid, test BINs). Only their masked form goes on the line.
-TEST_CARDS: dict[str, str] = {
-    "EDAHABIA": _test_pan("628058"),
-    "CIB": _test_pan("603620"),
-    "VISA": _test_pan("476173"),
-}
-TEST_PANS: tuple[str, ...] = tuple(TEST_CARDS.values())
 
 
 def _even_parity_bit(b: int) -> int:
@@ -123,8 +108,11 @@ class _Unplugged(Exception):
     pass
 
 
-class TpeSimulator:
+class TpeSimulator(Simulator[Exchange]):
     """The terminal side of a Concert E+ line. Runs in a thread (``start``/``stop``, or ``with``)."""
+
+    behaviours = BEHAVIOURS
+    thread_name = "tpe-sim"
 
     def __init__(
         self,
@@ -143,38 +131,22 @@ class TpeSimulator:
         seed: int | None = None,
         spin: bool = False,
     ) -> None:
-        if behaviour not in BEHAVIOURS:
-            raise ValueError(f"behaviour: {behaviour!r} is not one of {', '.join(BEHAVIOURS)}")
         if framing not in ("7E1", "8N1"):
             raise ValueError(f"framing: {framing!r} is not 7E1 or 8N1")
-        if card not in TEST_CARDS:
-            raise ValueError(f"card: {card!r} is not one of {', '.join(TEST_CARDS)}")
+        super().__init__(behaviour=behaviour, think=think, pin_delay=pin_delay, card=card, log=log, seed=seed)
         self.fd = fd
         self.path = path
         self._peer_fd = peer_fd  # our own handle on the pty slave: keeps the line up between clients
         self.baud = baud
         self.framing = framing
-        self.behaviour = behaviour
-        self.think = think
-        self.pin_delay = pin_delay
         self.ack_timeout = ack_timeout
-        self.card = card
         self.spin = spin
         self.char_time = 10.0 / baud  # start + 7 data + parity + stop, or start + 8 data + stop
-        self.exchanges: list[Exchange] = []
-        self._script: deque[str] = deque()
-        self._log = log or (lambda _m: None)
-        self._rng = random.Random(seed)
         self._rx = _Rx()
         self._tx_free = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._seq = 0
         self._is_pty_master = peer_fd is not None
         self._termios_keeps_framing = self._probe_framing_support() if peer_fd is not None else False
         self._reset_peer_speed()
-        self.unplugged = threading.Event()
-        self.busy = threading.Event()  # set while an exchange is in progress
 
     # -- construction --------------------------------------------------------------------------------------
 
@@ -218,39 +190,6 @@ class TpeSimulator:
             termios.tcsetattr(self._peer_fd, termios.TCSANOW, attrs)
         except termios.error:
             pass
-
-    # -- control -------------------------------------------------------------------------------------------
-
-    def script(self, *behaviours: str) -> None:
-        """Behaviours for the next exchanges, in order; afterwards ``behaviour`` applies again."""
-        for b in behaviours:
-            if b not in BEHAVIOURS:
-                raise ValueError(f"behaviour: {b!r} is not one of {', '.join(BEHAVIOURS)}")
-        self._script.extend(behaviours)
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait (bounded) until the exchange in progress is over; True if idle."""
-        end = time.monotonic() + timeout
-        while self.busy.is_set() and time.monotonic() < end:
-            time.sleep(0.005)
-        return not self.busy.is_set()
-
-    def start(self) -> TpeSimulator:
-        self._thread = threading.Thread(target=self.serve, name="tpe-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._close()
-
-    def __enter__(self) -> TpeSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _close(self) -> None:
         for fd in (self.fd, self._peer_fd):
@@ -381,9 +320,7 @@ class TpeSimulator:
         self._rx.data.clear()
 
     def _garbage(self) -> None:
-        # Line noise that never forms a control byte the protocol reacts to.
-        noise = bytes(self._rng.choice(b"\x00\x7f\x1f#?AZz~ \x11\x13") for _ in range(self._rng.randint(3, 12)))
-        self.send(noise)
+        self.send(self._noise())
 
     # -- the terminal --------------------------------------------------------------------------------------
 
@@ -404,9 +341,6 @@ class TpeSimulator:
         except Exception as e:  # noqa: BLE001 - a simulator bug must show, not hang the test
             self._log(f"simulator error: {e!r}")
             raise
-
-    def _next_behaviour(self) -> str:
-        return self._script.popleft() if self._script else self.behaviour
 
     def _read_frame(self, ex: Exchange) -> bytes | None:
         """After our ACK: the frame (maybe bad), or None if the peer sent EOT or nothing."""

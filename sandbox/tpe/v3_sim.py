@@ -1,6 +1,6 @@
 """A Concert V3 / Caisse-AP payment terminal over TCP (loopback), with scripted behaviours.
 
-    from sandbox.tpe.v3sim import V3Simulator
+    from sandbox.tpe import V3Simulator
     with V3Simulator(port=0, behaviour="approve") as sim:    # 127.0.0.1, a free port
         print(sim.url)                                       # tcp://127.0.0.1:NNNNN: give it to the cash register
         sim.script("nak_first", "refuse")                    # the next two exchanges; then back to ``behaviour``
@@ -16,13 +16,11 @@ the masked PAN (``#`` as mask, as some terminals do).
 
 from __future__ import annotations
 
-import random
 import select
 import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +37,7 @@ from drivers.concert.v3_codec import (
     parse_prefix,
 )
 from drivers.pan import mask_pan
-from sandbox.tpe.sim import TEST_CARDS
+from sandbox.tpe.base import TEST_CARDS, Simulator
 
 V3_BEHAVIOURS = {
     "approve": "approve after the think time",
@@ -83,8 +81,11 @@ class _Gone(Exception):
     pass
 
 
-class V3Simulator:
+class V3Simulator(Simulator[V3Exchange]):
     """The terminal side of Concert V3 over TCP. Runs in a thread (``start``/``stop``, or ``with``)."""
+
+    behaviours = V3_BEHAVIOURS
+    thread_name = "tpe-v3-sim"
 
     def __init__(
         self,
@@ -99,29 +100,13 @@ class V3Simulator:
         log: Callable[[str], None] | None = None,
         seed: int | None = None,
     ) -> None:
-        if behaviour not in V3_BEHAVIOURS:
-            raise ValueError(f"behaviour: {behaviour!r} is not one of {', '.join(V3_BEHAVIOURS)}")
-        if card not in TEST_CARDS:
-            raise ValueError(f"card: {card!r} is not one of {', '.join(TEST_CARDS)}")
+        super().__init__(behaviour=behaviour, think=think, pin_delay=pin_delay, card=card, log=log, seed=seed)
         self.host = host
-        self.think = think
-        self.pin_delay = pin_delay
-        self.card = card
         self.read_quiet = read_quiet
-        self.exchanges: list[V3Exchange] = []
-        self._script: deque[str] = deque()
-        self._log = log or (lambda _m: None)
-        self._rng = random.Random(seed)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._seq = 0
         self._resend: V3Exchange | None = None  # a nak_first exchange waiting for the resend
-        self.busy = threading.Event()
-        self.unplugged = threading.Event()  # E+ simulator's interface; a V3 unplug drops one connection only
         self._listener = self._bind(port)
         self.port: int = self._listener.getsockname()[1]
-        self._behaviour = behaviour
         self._listening = False
         self._set_listening(behaviour != "silent")
 
@@ -145,16 +130,8 @@ class V3Simulator:
                 self._listener = self._bind(self.port)
             self._listening = on
 
-    @property
-    def behaviour(self) -> str:
-        return self._behaviour
-
-    @behaviour.setter
-    def behaviour(self, value: str) -> None:
-        if value not in V3_BEHAVIOURS:
-            raise ValueError(f"behaviour: {value!r} is not one of {', '.join(V3_BEHAVIOURS)}")
-        self._behaviour = value
-        self._set_listening(value != "silent")
+    def _switched(self, behaviour: str) -> None:
+        self._set_listening(behaviour != "silent")
 
     @property
     def url(self) -> str:
@@ -168,15 +145,11 @@ class V3Simulator:
 
     # -- control -------------------------------------------------------------------------------------------
 
-    def script(self, *behaviours: str) -> None:
-        """Behaviours for the next requests, in order; afterwards ``behaviour`` applies again."""
-        for b in behaviours:
-            if b not in V3_BEHAVIOURS:
-                raise ValueError(f"behaviour: {b!r} is not one of {', '.join(V3_BEHAVIOURS)}")
-            if b == "silent":
-                raise ValueError("behaviour: 'silent' is the terminal switched off, not one exchange: set "
-                                 "behaviour='silent' instead of scripting it")
-        self._script.extend(behaviours)
+    def _check_scripted(self, behaviour: str) -> None:
+        self._check(behaviour)
+        if behaviour == "silent":
+            raise ValueError("behaviour: 'silent' is the terminal switched off, not one exchange: set "
+                             "behaviour='silent' instead of scripting it")
 
     def _pending(self) -> bool:
         with self._lock:
@@ -187,30 +160,13 @@ class V3Simulator:
             except (OSError, ValueError):
                 return False
 
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait (bounded) until no connection is in progress or waiting to be accepted; True if idle."""
-        end = time.monotonic() + timeout
-        while (self.busy.is_set() or self._pending()) and time.monotonic() < end:
-            time.sleep(0.005)
+    def _idle(self) -> bool:
+        """No connection in progress or waiting to be accepted."""
         return not (self.busy.is_set() or self._pending())
 
-    def start(self) -> V3Simulator:
-        self._thread = threading.Thread(target=self.serve, name="tpe-v3-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def _close(self) -> None:
         with self._lock:
             self._listener.close()
-
-    def __enter__(self) -> V3Simulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- serving -------------------------------------------------------------------------------------------
 
@@ -290,9 +246,6 @@ class V3Simulator:
                 raise _Gone()
             time.sleep(min(0.02, left))
 
-    def _next_behaviour(self) -> str:
-        return self._script.popleft() if self._script else self.behaviour
-
     def _connection(self, conn: socket.socket) -> None:
         seen = False
         while True:
@@ -346,8 +299,7 @@ class V3Simulator:
         answer = self._answer(req, behaviour)
         ex.outcome = "aborted"
         if behaviour == "garbage":
-            noise = bytes(self._rng.choice(b"\x00\x7f\x1f#?AZz~ \x11\x13") for _ in range(self._rng.randint(3, 12)))
-            self._send(conn, noise)
+            self._send(conn, self._noise())
         if behaviour == "fragmented":
             cuts = sorted({7, len(answer) // 2 + 1, len(answer) - 3})
             pieces = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
