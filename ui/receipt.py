@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ui.formatting import date_text
 from ui.i18n import _
 from ui.text import local_hm, method_label, money, parse_time, state_label, value
 
@@ -28,7 +29,7 @@ def receipt_text(payments: list[Any], *, reprint: bool = False) -> str:
         "=" * WIDTH,
         f"{_('Receipt')}: {first.receipt_number}",
         f"{_('Agency')}: {first.agency_id}   {_('Counter')}: {first.terminal_id}",
-        f"{_('Date')}: {when.astimezone().strftime('%Y-%m-%d') if when else '-'} {local_hm(first.captured_at)}",
+        f"{_('Date')}: {date_text(when) if when else '-'} {local_hm(first.captured_at)}",
         f"{_('Cashier')}: {first.cashier_id}",
         "-" * WIDTH,
     ]

@@ -1,6 +1,6 @@
 """What the cashier reads: amounts, states, methods, device status and errors, translated and shaped.
 
-    money(345600, "DZD")          -> "3456.00 DZD"
+    money(345600, "DZD")          -> "3\u202f456,00\xa0DA" (fr; ui/formatting.py)
     state_label("unknown")        -> "issue inconnue" (fr)
     error_text(BillNotFound(...)) -> "Facture introuvable — bill 4107… not found"
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from config.money import format_amount
+from ui.formatting import money as money  # the screens read amounts from here with the labels
+from ui.formatting import time_text
 from ui.i18n import N_, _, shape, t
 
 STATE_LABELS = {
@@ -128,10 +129,6 @@ def value(v: Any) -> str:
     return str(getattr(v, "value", v))
 
 
-def money(amount: int, currency: str) -> str:
-    return f"{format_amount(amount, currency)} {currency}"
-
-
 def state_label(state: Any) -> str:
     s = value(state)
     return _(STATE_LABELS.get(s, s))
@@ -185,4 +182,4 @@ def parse_time(ts: str | datetime | None) -> datetime | None:
 
 def local_hm(ts: str | datetime | None) -> str:
     dt = parse_time(ts)
-    return dt.astimezone().strftime("%H:%M") if dt else "--:--"
+    return time_text(dt) if dt else "--:--"

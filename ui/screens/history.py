@@ -113,7 +113,7 @@ class HistoryScreen(CounterScreen):
                 local_hm(p.captured_at),
                 p.receipt_number,
                 p.bill_reference,
-                money(p.amount, p.currency),
+                shape(money(p.amount, p.currency)),
                 shape(method_label(p.method)),
                 (p.card or {}).get("pan_masked", "") or "",
                 shape(state_label(p.state)),

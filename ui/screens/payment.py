@@ -102,7 +102,7 @@ class PaymentScreen(CounterScreen):
                 shape(b.customer_name),
                 t(SERVICE_LABELS.get(b.service, b.service)),
                 b.period,
-                money(b.amount_due, b.currency),
+                shape(money(b.amount_due, b.currency)),
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=b.reference)
 

@@ -123,7 +123,7 @@ class UnknownScreen(CounterScreen):
                 local_hm(p.captured_at),
                 p.receipt_number,
                 p.bill_reference,
-                money(p.amount, p.currency),
+                shape(money(p.amount, p.currency)),
                 shape(method_label(p.method)),
                 p.cashier_id,
             ]

@@ -7,6 +7,7 @@ in cashiers.db and logs the cashier out.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from textual import on, work
@@ -15,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
+from ui.formatting import date_time_text, number
 from ui.i18n import _, shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterScreen
@@ -25,14 +27,18 @@ def _totals(tot: Any) -> str:
     amounts = tot["amounts"] if isinstance(tot, dict) else tot.amounts
     count = tot["count"] if isinstance(tot, dict) else tot.count
     money_text = ", ".join(money(v, c) for c, v in sorted(amounts.items())) or "0"
-    return f"{count} × · {money_text}"
+    return f"{number(count, min(amounts, default=None))} × · {money_text}"  # grouped as its amounts are
+
+
+def _when(iso: str) -> str:
+    return date_time_text(datetime.fromisoformat(iso))  # the report's times are UTC: shown in local time
 
 
 def report_text(rep: dict[str, Any]) -> str:
     """A Z report dict (ZReport.to_dict()) as lines, in the current language (logical order)."""
     lines = [
         f"{_('Z report')} · {rep['terminal_id']}",
-        f"{_('From')} {rep['since'][:16].replace('T', ' ')} {_('to')} {rep['until'][:16].replace('T', ' ')}",
+        f"{_('From')} {_when(rep['since'])} {_('to')} {_when(rep['until'])}",
         "",
         f"{_('Total taken')}: {_totals(rep['total'])}",
         "",

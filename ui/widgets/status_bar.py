@@ -14,6 +14,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from ui import i18n
+from ui.formatting import number, time_text
 from ui.i18n import t
 from ui.messages import LinkInfo, QueueInfo
 from ui.text import DEVICE_LABELS, age_text, local_hm, money
@@ -54,7 +55,7 @@ class StatusBar(Horizontal):
     def _tick(self) -> None:
         parts = self._parts()
         if parts:
-            parts["sb-clock"].update(self.clock().astimezone().strftime("%H:%M:%S"))
+            parts["sb-clock"].update(time_text(self.clock(), seconds=True))
             self._paint_queue(parts["sb-queue"])
 
     def update_status(self, link: LinkInfo, queue: QueueInfo) -> None:
@@ -97,8 +98,10 @@ class StatusBar(Horizontal):
         if not q.count:
             text = t("Unsent: 0")
         else:
-            totals = ", ".join(money(v, c) for c, v in sorted((q.total or {}).items()))
-            text = t("Unsent: {count} ({total})", count=q.count, total=totals)
+            amounts = sorted((q.total or {}).items())
+            totals = ", ".join(money(v, c) for c, v in amounts)
+            count = number(q.count, amounts[0][0] if amounts else None)  # grouped as its amounts are
+            text = t("Unsent: {count} ({total})", count=count, total=totals)
             if q.oldest_captured_at:
                 text += " · " + t("oldest {age}", age=age_text(self.oldest_age() or 0))
         if q.unknown:
@@ -133,7 +136,7 @@ class StatusBar(Horizontal):
                 devs.append(f"{label}: {i18n.shape(i18n._(DEVICE_LABELS.get(state, state)))}")
         parts["sb-devices"].update(" · ".join(devs))
         parts["sb-cashier"].update(i18n.shape(self.cashier))
-        parts["sb-clock"].update(self.clock().astimezone().strftime("%H:%M:%S"))
+        parts["sb-clock"].update(time_text(self.clock(), seconds=True))
 
     def _paint_queue(self, queue: Static) -> None:
         queue.update(self.queue_text())
