@@ -8,11 +8,16 @@ with short timeouts.
     def test_y(v3_sim, v3_link):
         sim = v3_sim(behaviour="refuse")           # tcp://127.0.0.1:PORT
         result = v3_link(sim).pay(123450, "DZD")
+
+    def test_z(terminal):                          # run once per protocol: "E+" then "V3"
+        sim = terminal.sim(behaviour="refuse")
+        result = terminal.link(sim).pay(123450, "DZD")
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -82,6 +87,25 @@ def v3_link() -> Callable[..., V3Link]:
         return V3Link(sim if isinstance(sim, str) else sim.url, **opts)
 
     return make
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """One protocol's simulator and link makers, for the tests that every link must pass."""
+
+    protocol: str
+    sim: Callable[..., Any]  # TpeSimulator | V3Simulator, started
+    link: Callable[..., Any]  # ConcertLink | V3Link for that simulator (keyword options override)
+
+
+@pytest.fixture
+def terminals(tpe_sim, tpe_link, v3_sim, v3_link) -> dict[str, Terminal]:
+    return {"E+": Terminal("E+", tpe_sim, tpe_link), "V3": Terminal("V3", v3_sim, v3_link)}
+
+
+@pytest.fixture(params=["E+", "V3"])
+def terminal(request: pytest.FixtureRequest, terminals: dict[str, Terminal]) -> Terminal:
+    return terminals[request.param]
 
 
 def tpe_config(port: str, *, baud: int = FAST_BAUD, framing: str = "7E1", **tpe: Any) -> Config:
