@@ -96,8 +96,3 @@ def time_text(dt: datetime, seconds: bool = False, language: str | None = None) 
     Date and time patterns do not differ by territory in CLDR for fr and ar, so the language is enough.
     """
     return format_skeleton("Hms" if seconds else "Hm", dt.astimezone(), locale=_locale(language or i18n.language()))
-
-
-def date_time_text(dt: datetime, language: str | None = None) -> str:
-    """Local date and time: '22/11/2026 09:14'."""
-    return f"{date_text(dt, language)} {time_text(dt, language=language)}"

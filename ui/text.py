@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from ui.formatting import date_text, time_text
 from ui.formatting import money as money  # the screens read amounts from here with the labels
-from ui.formatting import time_text
 from ui.i18n import N_, _, shape, t
 
 STATE_LABELS = {
@@ -183,3 +183,9 @@ def parse_time(ts: str | datetime | None) -> datetime | None:
 def local_hm(ts: str | datetime | None) -> str:
     dt = parse_time(ts)
     return time_text(dt) if dt else "--:--"
+
+
+def local_when(ts: str | datetime | None, seconds: bool = False) -> str:
+    """A stored time (UTC or with its offset) as the local date and time: "22/11/2026 09:14" in fr."""
+    dt = parse_time(ts)
+    return f"{date_text(dt)} {time_text(dt, seconds)}" if dt else "-"

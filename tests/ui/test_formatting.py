@@ -15,6 +15,7 @@ from config.money import CURRENCIES, MoneyError, format_amount
 from tests.ui.conftest import login, text_of, type_into, wait_for
 from ui import i18n
 from ui.formatting import date_text, locale_for, money, number, time_text
+from ui.text import local_when
 
 NNBSP, NBSP, RLM = "\u202f", "\u00a0", "\u200f"
 
@@ -72,6 +73,14 @@ def test_counts_dates_and_times() -> None:
     assert time_text(dt, seconds=True, language="ar") == f"{local:%H:%M:%S}"
     assert date_text(dt, language="fr") == f"{local:%d/%m/%Y}"
     assert date_text(dt, language="en") == f"{local:%m/%d/%Y}"
+    try:
+        i18n.set_language("fr", bidi="app")
+        # Stored times, UTC (cashiers) or with their offset (journal), shown in local time.
+        assert local_when("2026-11-22T21:04:03+00:00") == f"{local:%d/%m/%Y %H:%M}"
+        assert local_when(dt.astimezone().isoformat(), seconds=True) == f"{local:%d/%m/%Y %H:%M:%S}"
+        assert local_when(None) == "-"
+    finally:
+        i18n.set_language("fr", bidi="app")
 
 
 def test_arabic_amounts_reach_the_screen_in_visual_order_without_bidi_marks() -> None:

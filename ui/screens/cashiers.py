@@ -23,7 +23,7 @@ from ui import i18n
 from ui.i18n import N_, _, shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterScreen
-from ui.text import error_text, local_hm
+from ui.text import error_text, local_hm, local_when
 
 EVENT_LABELS = {
     "created": N_("account created"),
@@ -206,7 +206,7 @@ class CashiersScreen(CounterScreen):
             return t("No account selected")
         lines = [f"{c.cashier_id} · {c.name}"]
         for e in self.events:
-            when = str(e["at"])[:16].replace("T", " ")
+            when = local_when(e["at"])
             what = _(EVENT_LABELS.get(e["kind"], e["kind"]))
             who = e["actor"] or ""
             lines.append(f"  {when}  {what}" + (f" · {_('by {who}').format(who=who)}" if who else ""))

@@ -19,7 +19,7 @@ from ui import i18n
 from ui.i18n import shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterModal, CounterScreen
-from ui.text import error_text, local_hm, method_label, money, notice_label, state_label, value
+from ui.text import error_text, local_hm, local_when, method_label, money, notice_label, state_label, value
 
 ATTENTION_STATES = ("unknown", "rejected", "authorizing")
 
@@ -211,7 +211,7 @@ class AuditScreen(CounterModal):
             if isinstance(detail, dict):
                 detail = ", ".join(f"{k}={v}" for k, v in detail.items())
             row = [
-                str(r["at"])[:19].replace("T", " "),
+                local_when(r["at"], seconds=True),
                 shape(state_label(r["from_state"])) if r["from_state"] else "-",
                 shape(state_label(r["to_state"])),
                 str(r["actor"] or ""),

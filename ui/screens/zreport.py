@@ -7,7 +7,6 @@ in cashiers.db and logs the cashier out.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from textual import on, work
@@ -16,11 +15,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
-from ui.formatting import date_time_text, number
+from ui.formatting import number
 from ui.i18n import _, shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterScreen
-from ui.text import error_text, local_hm, method_label, money, notice_label, state_label
+from ui.text import error_text, local_hm, local_when, method_label, money, notice_label, state_label
 
 
 def _totals(tot: Any) -> str:
@@ -30,15 +29,11 @@ def _totals(tot: Any) -> str:
     return f"{number(count, min(amounts, default=None))} × · {money_text}"  # grouped as its amounts are
 
 
-def _when(iso: str) -> str:
-    return date_time_text(datetime.fromisoformat(iso))  # the report's times are UTC: shown in local time
-
-
 def report_text(rep: dict[str, Any]) -> str:
     """A Z report dict (ZReport.to_dict()) as lines, in the current language (logical order)."""
     lines = [
         f"{_('Z report')} · {rep['terminal_id']}",
-        f"{_('From')} {_when(rep['since'])} {_('to')} {_when(rep['until'])}",
+        f"{_('From')} {local_when(rep['since'])} {_('to')} {local_when(rep['until'])}",
         "",
         f"{_('Total taken')}: {_totals(rep['total'])}",
         "",
