@@ -1,26 +1,20 @@
 """Concert V3 / Caisse-AP through the agent: the ``card_terminal`` authorizer's outcome for each terminal
-behaviour, ``guichet pay --method card_terminal`` end to end (real CLI subprocess, sandbox billing server over
-HTTP, the V3 simulator on a loopback TCP port, the journal on disk), ``guichet tpe`` and ``guichet sandbox tpe
---protocol v3`` as a technician runs them."""
+behaviour, a bare address with ``protocol = "V3"``, ``guichet tpe`` and ``guichet sandbox tpe --protocol v3``
+as a technician runs them. ``guichet pay`` end to end over V3 is in test_pay_e2e.py, with E+."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import config
 from agent.terminal import TerminalAuthorizer
-from sandbox.tpe import TEST_PANS, V3Simulator
-from tests.tpe.conftest import TPE_TIMEOUTS, V3_QUIET, tpe_config
+from sandbox.tpe import TEST_PANS
+from tests.tpe.conftest import V3_QUIET, tpe_config
 from tests.tpe.test_authorizer import request, run
-
-GUICHET = [sys.executable, "-m", "guichet"]
+from tests.tpe.test_pay_e2e import GUICHET, guichet, terminal_port
 
 OUTCOMES = {
     "approve": "approved",
@@ -48,14 +42,10 @@ OUTCOMES = {
 }
 
 
-def port_of(sim: V3Simulator) -> str:
-    return f"{sim.url}?quiet={V3_QUIET}"
-
-
 @pytest.mark.parametrize("behaviour", list(OUTCOMES))
 def test_outcome_for_each_terminal_behaviour(v3_sim, behaviour: str) -> None:
     sim = v3_sim(behaviour=behaviour, card="VISA")
-    out, statuses = run(TerminalAuthorizer(tpe_config(port_of(sim))), request())
+    out, statuses = run(TerminalAuthorizer(tpe_config(terminal_port(sim)["port"])), request())
     assert out.status == OUTCOMES[behaviour], out.message
     assert out.detail["protocol"] == "V3" and out.detail["terminal_result"]
     assert all(pan not in json.dumps(out.__dict__) for pan in TEST_PANS)
@@ -94,61 +84,6 @@ def test_protocol_v3_with_a_bare_address(v3_sim) -> None:
     sim.wait_idle()
     req = sim.exchanges[-1].request
     assert req is not None and (req.amount, req.currency_numeric) == (12_345, "788")
-
-
-def _env(cfg: Path | None, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GUICHET_CRASHPOINT", "GUICHET_CONFIG")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-    if cfg is not None:
-        env["GUICHET_CONFIG"] = str(cfg)
-    return env
-
-
-def guichet(cfg: Path | None, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*GUICHET, *args], capture_output=True, text=True, env=_env(cfg, tmp_path), timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-def _config_file(billing_config: config.Config, sim: V3Simulator, tmp_path: Path) -> Path:
-    data = billing_config.model_dump(mode="python")
-    data["server"]["token"] = data["server"]["token"].get_secret_value()
-    data["cards"]["hmac_key"] = data["cards"]["hmac_key"].get_secret_value()
-    data["cards"]["schemes"] = [{"name": "EDAHABIA", "bins": ["628058"]}]
-    data["tpe"].update({"port": port_of(sim), **TPE_TIMEOUTS})
-    return config.write_config(config.validate(data), tmp_path / "guichet.toml")
-
-
-@pytest.mark.parametrize(("behaviour", "rc", "state"), [("approve", 0, {"approved", "uploaded"}),
-                                                        ("unplug", 1, {"unknown"}),
-                                                        ("pan_in_private", 0, {"approved", "uploaded"}),
-                                                        ("pan_in_code", 1, {"unknown"}),
-                                                        ("pan_in_aid", 0, {"approved", "uploaded"})])
-def test_pay_with_the_terminal_over_tcp(v3_sim, billing_config, billing_server, seeded_references, tmp_path,
-                                        behaviour, rc, state) -> None:
-    sim = v3_sim(behaviour=behaviour)
-    cfg = _config_file(billing_config, sim, tmp_path)
-    ref = seeded_references[0]
-    out = guichet(cfg, tmp_path, "pay", ref, "--method", "card_terminal", "--json")
-    assert out.returncode == rc, out.stderr
-    summary = json.loads(out.stdout)
-    assert summary["state"] in state and summary["method"] == "card_terminal" and summary["bill_reference"] == ref
-    sim.wait_idle()
-    assert [e.request.amount for e in sim.exchanges if e.request is not None] == [summary["amount"]]
-    journal_bytes = b"".join(p.read_bytes() for p in Path(billing_config.state.dir).rglob("*") if p.is_file())
-    assert all(pan.encode() not in journal_bytes for pan in TEST_PANS)
-    if behaviour in ("approve", "pan_in_private", "pan_in_aid"):
-        assert b"628058******" in journal_bytes  # the masked PAN is what the journal keeps
-        sync = guichet(cfg, tmp_path, "sync", "--once")
-        assert sync.returncode == 0, sync.stderr
-        uploaded = json.dumps(billing_server.recorded_payments())
-        assert summary["payment_id"] in uploaded and all(pan not in uploaded for pan in TEST_PANS)
-    else:
-        assert len(out.stderr.strip().splitlines()) == 1 and "UNKNOWN" in out.stderr
-        # The bill is blocked: a second attempt never reaches the terminal.
-        again = guichet(cfg, tmp_path, "pay", ref, "--method", "card_terminal", "--json")
-        assert again.returncode == 1
-        sim.wait_idle()
-        assert len([e for e in sim.exchanges if e.request is not None]) == 1
 
 
 def test_tpe_cli_against_the_v3_sandbox_process(tmp_path) -> None:
