@@ -77,6 +77,21 @@ class V3Exchange:
     naks_sent: int = 0
 
 
+def _auth_code(seq: int) -> str:
+    """Six letters for the ``seq``-th approval (AAAAAB, AAAAAC...). Letters, not digits: the agent judges AC
+    and CF by their digits together, and a digit code beside the 10-digit CF would make a Luhn-valid run of
+    13+ digits (a "card number") for one approval in ten from the 104th on.
+
+    >>> _auth_code(1), _auth_code(27)
+    ('AAAAAB', 'AAAABB')
+    """
+    letters = ""
+    for _ in range(6):
+        seq, r = divmod(seq, 26)
+        letters = chr(ord("A") + r) + letters
+    return letters
+
+
 class _Gone(Exception):
     pass
 
@@ -336,7 +351,7 @@ class V3Simulator(Simulator[V3Exchange]):
         self._seq += 1
         extra = {
             "AA": mask_pan(pan).replace("*", "#"),
-            "AC": f"{self._seq:06d}",
+            "AC": _auth_code(self._seq),
             "CI": "1",
             "CF": f"{self._seq:010d}",
         }
