@@ -82,6 +82,9 @@ class _Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.expired = False
+        # Set when the first byte of the request starts going out (not a proxy's CONNECT, not the TLS
+        # handshake): until then the server cannot have seen it, after it a POST may have taken effect.
+        self.sent = False
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
 
@@ -118,24 +121,46 @@ def _watch(sock: Any) -> None:
         deadline.watch(sock)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+def _mark_sent() -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.sent = True
+
+
+class _Watched:
+    """What both watched connections add: the socket is registered with the deadline, and the request is
+    marked sent when its bytes start going out. http.client opens a plain connection lazily in send(), and
+    a proxy tunnel's CONNECT goes through send() inside connect(): neither is our request."""
+
+    sock: Any
+    _connecting = False
+
     def connect(self) -> None:
-        super().connect()
+        self._connecting = True
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            self._connecting = False
         _watch(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:  # a kept-alive connection is not connected again
         _watch(self.sock)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        if self.sock is None:
+            self.connect()  # http.client's auto_open, done before the mark so a refused connect is not sent
+        if not self._connecting:
+            _mark_sent()
+        super().send(data)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _watch(self.sock)
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch(self.sock)
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -289,20 +314,17 @@ class BillingClient:
                 allow_redirects=False,
                 stream=True,
             )
-        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as e:
-            if deadline.expired:
-                raise ServerUnreachable(too_long) from None
-            # Nothing of the request left us: the connection (or its TLS handshake) never completed.
-            raise ServerUnreachable(
-                f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=False
-            ) from None
         except requests.Timeout:
-            raise ServerUnreachable(f"billing server: no answer within {timeout:g} s") from None
-        except requests.RequestException as e:
             if deadline.expired:
-                raise ServerUnreachable(too_long) from None
+                raise ServerUnreachable(too_long, sent=deadline.sent) from None
+            raise ServerUnreachable(f"billing server: no answer within {timeout:g} s", sent=deadline.sent) from None
+        except requests.RequestException as e:
+            # Sent or not is what the connection did, never the error's type: an SSLError can be a failed
+            # handshake (nothing left us) or a bad record in the answer to a request the server took.
+            if deadline.expired:
+                raise ServerUnreachable(too_long, sent=deadline.sent) from None
             raise ServerUnreachable(
-                f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=not _never_sent(e)
+                f"billing server unreachable ({urlsplit(url).netloc}): {_reason(e)}", sent=deadline.sent
             ) from None
         try:
             if deadline.expired:  # headers cut short by the deadline: what arrived is not an answer
@@ -490,20 +512,6 @@ _REASONS = (
     ("Connection aborted", "the connection dropped before the answer"),
     ("Connection reset", "connection reset"),
 )
-
-
-_NOT_SENT = (
-    "Connection refused",
-    "Name or service not known",
-    "Temporary failure in name resolution",
-    "No route to host",
-    "Network is unreachable",
-)
-
-
-def _never_sent(e: Exception) -> bool:
-    """True when the connection was never made, so the server cannot have seen the request."""
-    return any(needle in str(e) for needle in _NOT_SENT)
 
 
 def _reason(e: Exception) -> str:
