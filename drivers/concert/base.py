@@ -42,11 +42,12 @@ class Result:
     elapsed: float = 0.0
     bytes_out: int = 0
     bytes_in: int = 0
+    _definitive: ClassVar[bool] = False  # Ready, Approved, Refused, Cancelled: True; Timeout, LinkError: unknown
 
     @property
     def definitive(self) -> bool:
         """The terminal (or the cashier, before anything was sent) settled it: no doubt about the money."""
-        return False
+        return self._definitive
 
     @property
     def kind(self) -> str:
@@ -57,27 +58,19 @@ class Result:
 class Ready(Result):
     """The terminal is there and listening (E+: ENQ/ACK/EOT; V3: it accepted a connection)."""
 
-    @property
-    def definitive(self) -> bool:
-        return True
+    _definitive = True
 
 
 @dataclass(frozen=True, kw_only=True)
 class Approved(Result):
     response: Answer
-
-    @property
-    def definitive(self) -> bool:
-        return True
+    _definitive = True
 
 
 @dataclass(frozen=True, kw_only=True)
 class Refused(Result):
     response: Answer
-
-    @property
-    def definitive(self) -> bool:
-        return True
+    _definitive = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,10 +79,7 @@ class Cancelled(Result):
 
     by: str = "cashier"  # "cashier" | "terminal"
     response: Answer | None = None
-
-    @property
-    def definitive(self) -> bool:
-        return True
+    _definitive = True
 
 
 @dataclass(frozen=True, kw_only=True)
