@@ -107,6 +107,8 @@ class Agent:
         self.steps = 0
         self.schedule = Schedule()
         self.backoff = Backoff()
+        self.upload_backoff = Backoff()  # the server answers but refuses the uploads: only they wait
+        self.upload_error: str | None = None
         self.online: bool | None = None
         self.offline_since: datetime | None = None
         self.last_error: str | None = None
@@ -169,6 +171,8 @@ class Agent:
         if age is not None:
             queue += f", oldest {_age(age)}"
         parts = [link, queue]
+        if self.online and self.upload_error:
+            parts.append(f"upload refused ({self.upload_error})")
         if stats.unknown:
             parts.append(f"{stats.unknown} in doubt")
         if stats.needs_attention - stats.unknown > 0:
@@ -206,18 +210,31 @@ class Agent:
 
     def _upload(self) -> None:
         assert self.worker is not None
+        # One request per step (the watchdog); a round that needs more (a refused batch sent one payment at a
+        # time) goes on at the next step.
         report = self.worker.run_once(max_batches=1)
         now = time.monotonic()
-        if report.error is not None:
-            self._link_down(report.error, report.retry_after)
-            return
         if report.uploaded or report.duplicates or report.rejected:
-            self._link_up()
             log.info("uploaded %d, duplicates %d, rejected %d, %d left", report.uploaded, report.duplicates,
                      report.rejected, report.remaining)
+        if report.error is not None:
+            self.upload_error = report.error
+            if self.worker.status().online is True:
+                # The server answered but refuses what we send (payments kept, or the token): the link is up,
+                # only the uploads back off, and the status says why nothing goes up.
+                self._link_up()
+                log.error("upload: %s", report.error)
+                self.schedule.upload = now + self.upload_backoff.next(report.retry_after)
+                return
+            self._link_down(report.error, report.retry_after)
+            return
+        self.upload_error = None
+        self.upload_backoff.reset()
+        if report.uploaded or report.duplicates or report.rejected:
+            self._link_up()
         # More waiting: next batch at once; otherwise the idle interval.
-        self.schedule.upload = now if report.remaining and (report.uploaded or report.duplicates) else (
-            now + self.config.sync.interval)
+        more = report.pending or (report.remaining and (report.uploaded or report.duplicates))
+        self.schedule.upload = now if more else now + self.config.sync.interval
 
     def _refresh_bills(self) -> None:
         assert self.bills is not None and self.client is not None

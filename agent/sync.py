@@ -35,9 +35,14 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 CLOCK_SKEW_WARN = 120.0
 REFUSALS_BEFORE_REJECT = 3  # whole-request 4xx answers for one payment alone before it needs attention
+REFUSAL_SPACING = 300.0  # seconds: refusals closer together count once (a server's bad minutes reject nothing)
 # The 4xx a batch can get for what it holds (contract: bad JSON, unknown field, too many, too large). Any other
 # (a 404 from a proxy, a 418...) says nothing about the payments: it is waited out, and never rejects one.
 REFUSALS = frozenset({400, 409, 413, 422})
+# Codes about the request, not about a payment in it: our JSON is always well formed, a payment of ours is far
+# below 1 MiB, one payment is never too many. A payment refused alone with one of these is never rejected.
+REQUEST_CODES = frozenset({"invalid_json", "batch_too_large", "body_too_large", "too_many_items",
+                           "too_many_payments", "unauthorized", "forbidden", "too_many_requests"})
 
 
 @dataclass
@@ -49,6 +54,7 @@ class SyncReport:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (receipt_number, notice)
     error: str | None = None
     retry_after: float | None = None
+    pending: bool = False  # run_once stopped at max_batches in the middle of a round: call it again now
 
 
 @dataclass
@@ -107,7 +113,21 @@ class SyncWorker:
         self._wake = threading.Event()
         self._next_refresh = 0.0
         self._next_heartbeat = 0.0
-        self._refusals: dict[str, int] = {}  # 4xx refusals of one payment sent alone, by payment_id
+        # 4xx refusals of one payment sent alone, by payment_id: (times counted, monotonic time of the last)
+        self._refusals: dict[str, tuple[int, float]] = {}
+        self.refusal_spacing = REFUSAL_SPACING
+        self.clock = time.monotonic
+        # A round (the outbox once through) may span several run_once(max_batches=...) calls (the service
+        # does one request per step): the payments of a refused batch still to send alone, the payments
+        # refused alone (left for the next round), whether the server took a batch in this round.
+        self._split: list[Any] = []
+        self._skip: dict[str, ApiError] = {}
+        self._round_took = False
+        # The order (a count of answers) in which the server last took a batch (200 with results) and last
+        # refused a batch of several payments: a server that refuses everything blames no payment.
+        self._answers = 0
+        self._last_took = -1
+        self._last_multi_refusal = -1
         self._hwm_in_heartbeat = True  # a 1.0 server refuses the heartbeat's last_receipt_number
 
     # -- status ------------------------------------------------------------------------------------
@@ -146,20 +166,26 @@ class SyncWorker:
     def run_once(self, max_batches: int | None = None) -> SyncReport:
         """Upload batches until the outbox is empty or the server fails; never raises for the link.
 
-        A batch the server refuses as a whole (a 4xx other than auth) is sent again one payment at a time,
-        so that one payment it will not take does not hold back the others; that payment is kept, and after
-        REFUSALS_BEFORE_REJECT refusals it is marked rejected (needs attention).
+        `max_batches` bounds the requests of this call (the service's step stays short); the round goes on at
+        the next call (`report.pending`). A batch the server refuses as a whole (a contract 4xx other than
+        auth) is sent again one payment at a time, so that one payment it will not take does not hold back the
+        others; a payment refused alone is kept for the next round and `report.error` says so (the caller
+        backs off). It is marked rejected (needs attention) only after REFUSALS_BEFORE_REJECT refusals at
+        least `refusal_spacing` apart, each for a code about the payment, while the server takes others.
         """
         report = SyncReport()
         size = self.config.sync.batch_size
-        batches = 0
-        skip: set[str] = set()  # refused alone in this round: left for the next round
-        refused: ApiError | None = None
-        while max_batches is None or batches < max_batches:
-            batch = [p for p in self.journal.outbox_batch(size + len(skip)) if p.payment_id not in skip][:size]
-            if not batch:
-                break
-            batches += 1
+        requests_made = 0
+        while max_batches is None or requests_made < max_batches:
+            if self._split:
+                batch = [self._split.pop(0)]
+            else:
+                batch = [p for p in self.journal.outbox_batch(size + len(self._skip))
+                         if p.payment_id not in self._skip][:size]
+                if not batch:
+                    self._end_round(report)
+                    break
+            requests_made += 1
             ids = [p.payment_id for p in batch]
             try:
                 crashpoint("sync.before_post")
@@ -169,6 +195,7 @@ class SyncWorker:
                 report.error, report.retry_after = str(e), e.retry_after
                 self._down("upload", e)
                 self.journal.note_upload_failure(ids, str(e))
+                self._abandon_round()
                 break
             except ApiError as e:
                 self._mark(True, str(e))  # the server answered: the link is up, the request is not liked
@@ -176,18 +203,22 @@ class SyncWorker:
                     report.error = str(e)
                     self.journal.note_upload_failure(ids, str(e))
                     log.error("upload refused: %s", e)
+                    self._abandon_round()
                     break
                 if len(batch) > 1:
                     log.warning("batch refused (%s); sending its %d payments one by one", e, len(batch))
-                    size = 1
+                    self._answers += 1
+                    self._last_multi_refusal = self._answers
+                    self._split = list(batch)
                     continue
                 self.journal.note_upload_failure(ids, str(e))
                 log.error("payment %s refused by the server: %s", ids[0], e, extra={"payment_id": ids[0]})
-                if not self._give_up_if_refused_again(ids[0], e, report):
-                    skip.add(ids[0])
-                    refused = e
+                self._skip[ids[0]] = e
                 continue
             self._mark(True)
+            self._round_took = True
+            self._answers += 1
+            self._last_took = self._answers
             counts = self.journal.record_upload_results(results)
             report.uploaded += counts["accepted"]
             report.duplicates += counts["duplicate"]
@@ -204,18 +235,52 @@ class SyncWorker:
                         (r.get("error") or {}).get("code"),
                         extra={"payment_id": r["payment_id"], "state": "rejected"},
                     )
-        if refused is not None and report.error is None:
-            report.error = f"{len(skip)} payment(s) refused by the server, kept for the next round: {refused}"
+        else:
+            report.pending = True  # stopped at max_batches: the round goes on at the next call
         report.remaining = self.journal.queue_stats().count
         return report
 
-    def _give_up_if_refused_again(self, payment_id: str, e: ApiError, report: SyncReport) -> bool:
-        """Reject here (needs attention, kept) a payment refused REFUSALS_BEFORE_REJECT times on its own."""
-        # Counted here, not from the journal's attempts: those also count answers we could not read (a
-        # flaky link, a garbled batch), and garbage must never turn a payment into "rejected".
-        failures = self._refusals[payment_id] = self._refusals.get(payment_id, 0) + 1
+    def _abandon_round(self) -> None:
+        """The link failed or the server refused us as a whole: the next round starts afresh, counting nothing."""
+        self._split.clear()
+        self._skip.clear()
+        self._round_took = False
+
+    def _end_round(self, report: SyncReport) -> None:
+        """The outbox went through once: count the refusals of the payments refused alone, report them."""
+        skipped, took = dict(self._skip), self._round_took
+        self._abandon_round()
+        if not skipped:
+            return
+        kept = 0
+        for payment_id, e in skipped.items():
+            if not self._give_up_if_refused_again(payment_id, e, report, took):
+                kept += 1
+        if kept:
+            last = next(reversed(skipped.values()))
+            report.error = f"{kept} payment(s) refused by the server, kept for the next round: {last}"
+
+    def _give_up_if_refused_again(self, payment_id: str, e: ApiError, report: SyncReport, took: bool) -> bool:
+        """Reject here (needs attention, kept) a payment refused REFUSALS_BEFORE_REJECT times on its own.
+
+        A refusal counts only when it is about this payment: a code about the request never counts, nor a
+        413; the server must be taking other batches (in this round, or since it last refused a batch of
+        several payments); and refusals closer than `refusal_spacing` count once. Garbage, a misconfigured
+        proxy or a server's bad minutes must never turn a payment into "rejected" (final)."""
+        # Counted here, not from the journal's attempts: those also count answers we could not read.
+        if e.code in REQUEST_CODES or e.status == 413:
+            return False
+        if not (took or self._last_took > self._last_multi_refusal):
+            return False
+        now = self.clock()
+        count, last = self._refusals.get(payment_id, (0, 0.0))
+        if count and now - last < self.refusal_spacing:
+            return False
+        failures = count + 1
+        self._refusals[payment_id] = (failures, now)
         if failures < REFUSALS_BEFORE_REJECT:
             return False
+        del self._refusals[payment_id]
         self.journal.record_upload_results(
             [
                 {
@@ -300,7 +365,9 @@ class SyncWorker:
             raise
         except Exception as e:  # noqa: BLE001 - one job's failure is reported, never the end of the loop
             report = SyncReport(error=self._failed("upload", e))
-        if now >= self._next_refresh and report.error is None:
+        # Payments refused but kept: the server answers, so the bill cache and the heartbeat go on.
+        answered = report.error is None or self._link.online is True
+        if now >= self._next_refresh and answered:
             try:
                 refreshed = self.refresh_bills()
             except JournalError:
@@ -310,7 +377,7 @@ class SyncWorker:
                 refreshed = 0  # not again before the next refresh time: a bug must not turn into a busy loop
             if refreshed is not None:
                 self._next_refresh = now + self.config.sync.bill_refresh
-        if now >= self._next_heartbeat and report.error is None:
+        if now >= self._next_heartbeat and answered:
             try:
                 self.heartbeat()
             except JournalError:

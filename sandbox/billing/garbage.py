@@ -269,6 +269,9 @@ _SPECIFIC: dict[str, Callable[[Context], Broken]] = {
         {"server_time": "2026-11-22T09:14:05+01:00", "last_receipt_number": {"n": 123}}
     ),
     "auth_approved_string": lambda c: _json(_set(c.answer(), approved="yes", response_code=0)),
+    # A whole-request refusal in the contract's own shape, for every batch: a client must wait it out and
+    # never take it as the payments' fault (rejected is final).
+    "batch_contract_4xx": lambda c: _json({"error": {"code": "invalid_json", "message": "body: not well formed"}}, 400),
 }
 
 _BUILDERS = {**_GENERIC, **_SPECIFIC}

@@ -137,6 +137,7 @@ def test_one_payment_the_server_refuses_does_not_hold_back_the_queue(agent, bill
     with StubServer(handler) as proxy:
         cfg = with_changes(agent.config, server={"url": proxy.url})
         worker = SyncWorker(cfg, agent.journal, BillingClient(cfg))
+        worker.refusal_spacing = 0  # refusals count once per REFUSAL_SPACING; here the rounds follow at once
         first = worker.run_once()
         assert first.uploaded == 3 and first.remaining == 1 and "refused" in (first.error or "")
         assert sorted(recorded_ids(billing_server)) == sorted(set(ids) - {poisoned})

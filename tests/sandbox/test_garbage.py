@@ -102,6 +102,8 @@ def test_every_kind_is_an_answer_a_terminal_cannot_trust(kind: str, api: Api, bi
         )  # fmt: skip
     elif kind == "slow_drip":  # valid in the end; only the pace (a write every 0.25 s) is hostile
         assert r.content.startswith(b"   ") and trustworthy(r, good, sent)
+    elif kind == "batch_contract_4xx":  # well-formed; a lie about the request a client must not blame on a payment
+        assert r.status_code == 400 and trustworthy(r, good) and r.json()["error"]["code"] == "invalid_json"
     elif kind == "bill_extra_fields":  # legal (answers are open): a client must ignore, not keep, them
         assert trustworthy(r, good) and {"loyalty", "notes", "amount_eur"} <= set(r.json())
     else:
