@@ -7,7 +7,16 @@ import re
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from config.money import CURRENCIES
 
@@ -54,6 +63,8 @@ def _split_url(v: str, what: str) -> SplitResult:
     except ValueError as e:
         raise ValueError(f"not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        if what == "the proxy URL":
+            raise ValueError("the proxy URL must be http://host:port or https://host:port (no socks)")
         raise ValueError("must start with https:// (or http:// for a local sandbox)")
     if "@" in parts.netloc:
         raise ValueError(f"{what} must not hold a user name or password (user@host)")
@@ -84,11 +95,20 @@ class ServerConfig(_Section):
 
     @field_validator("proxy")
     @classmethod
-    def _proxy(cls, v: str) -> str:
+    def _proxy(cls, v: str, info: ValidationInfo) -> str:
         if v:
             parts = _split_url(v, "the proxy URL")
             if parts.path not in ("", "/"):
                 raise ValueError("the proxy URL is scheme://host:port, without a path")
+            # An http:// server URL through a proxy sends the bearer token (and a PAN) in clear to the proxy
+            # and beyond: only a sandbox and a proxy both on this machine may do that. (url is checked first.)
+            host = parts.hostname or ""
+            url = info.data.get("url", "")
+            if urlsplit(url).scheme == "http" and host != "localhost" and not _loopback(host):
+                raise ValueError(
+                    f"{host} with a plain http:// server URL would carry the token in clear; use https:// for "
+                    "the server (an http:// server URL takes a proxy only on this machine)"
+                )
         return v
 
 

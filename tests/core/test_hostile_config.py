@@ -119,3 +119,19 @@ def test_a_garbled_high_water_mark_in_the_answer_is_a_bad_answer_and_changes_not
         assert worker.heartbeat() is None
     assert "heartbeat answer: last_receipt_number: should be a valid string" in (worker.status().last_error or "")
     agent.journal.require_healthy()
+
+
+@pytest.mark.parametrize("url, proxy", [("http://127.0.0.1:8765/", "http://proxy.example:3128"),
+                                        ("HTTP://localhost:8765/", "http://10.0.0.9:3128")])
+def test_a_plain_http_server_url_through_a_proxy_elsewhere_is_refused(billing_config, url, proxy):
+    """The bearer token would cross the proxy's network in clear."""
+    with pytest.raises(config.ConfigError, match=r"server\.proxy: .*in clear"):
+        with_changes(billing_config, server={"url": url, "proxy": proxy})
+    # https to the server, or a sandbox and a proxy both on this machine: allowed
+    assert with_changes(billing_config, server={"url": "https://billing.example/", "proxy": proxy}).server.proxy
+    assert with_changes(billing_config, server={"url": url, "proxy": "http://127.0.0.1:3128"}).server.proxy
+
+
+def test_a_socks_proxy_is_refused_naming_the_proxy():
+    with pytest.raises(config.ConfigError, match=r"server\.proxy: the proxy URL must be http://host:port"):
+        config.validate({"server": {"proxy": "socks5://127.0.0.1:1080"}})
