@@ -1,7 +1,7 @@
 """Build the agent's parts from a config: journal, bill cache, billing client, authorizers, payment flow.
 
->>> with AgentContext.open(config) as ctx:
-...     result = ctx.flow.pay([ctx.flow.lookup("410726095518")], method="cash", cashier_id="c0042")
+    with AgentContext.open(config) as ctx:      # config: a loaded GuichetConfig
+        result = ctx.flow.pay([ctx.flow.lookup("410726095518")], method="cash", cashier_id="c0042")
 """
 
 from __future__ import annotations

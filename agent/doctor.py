@@ -1,8 +1,8 @@
 """The checks behind `guichet doctor`: each a plain function returning Check(name, ok, severity, detail, fix).
 
-    >>> from agent.doctor import run_checks
-    >>> for c in run_checks("/etc/guichet/guichet.toml"):
-    ...     print(c.label, c.name, c.detail, c.fix)
+    from agent.doctor import run_checks
+    for c in run_checks("/etc/guichet/guichet.toml"):    # reads the config, asks the server
+        print(c.label, c.name, c.detail, c.fix)
     ok   config      /etc/guichet/guichet.toml is valid (terminal ORAN-07-G2, agency ORAN-07)
     FAIL server      billing server unreachable: ... connection refused
                      check the network cable and server.url ...

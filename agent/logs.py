@@ -1,13 +1,14 @@
 """Logging for the agent: stderr for journald, syslog priorities, structured fields, card numbers scrubbed.
 
-    >>> from agent.logs import setup_logging, scrub_pans
-    >>> setup_logging("INFO")                                   # once, at start
-    >>> log = logging.getLogger("agent.sync")
-    >>> log.info("uploaded", extra={"payment_id": "0b7e...", "state": "uploaded"})
+    setup_logging("INFO")                                   # once, at start (takes over the root logger)
+    log = logging.getLogger("agent.sync")
+    log.info("uploaded", extra={"payment_id": "0b7e...", "state": "uploaded"})
     # under systemd (JOURNAL_STREAM names our stderr):
     #   <6>agent.sync: uploaded payment_id=0b7e... state=uploaded
     # on a terminal:
     #   2026-11-22 09:14:03 INFO agent.sync: uploaded payment_id=0b7e... state=uploaded
+
+    >>> from agent.logs import scrub_pans
     >>> scrub_pans("card 4111 1111 1111 1111 refused")
     'card 411111******1111 refused'
 

@@ -3,11 +3,14 @@
 Like systemd's own notify-selfcontained-example.py: one datagram per message, newline-separated
 ``KEY=VALUE`` assignments, UTF-8. Outside systemd ($NOTIFY_SOCKET unset) every call is a cheap no-op.
 
-    >>> n = Notifier.from_env()          # reads NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID
-    >>> n.ready(status="journal open, 0 queued")   # READY=1 + STATUS=
+    >>> n = Notifier.from_env({})       # from_env() reads NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID
+    >>> n.ready(status="journal open, 0 queued")   # READY=1 + STATUS=; False: nobody to tell here
+    False
     >>> n.status("online; 3 queued, oldest 2 min")
+    False
     >>> if n.watchdog_due(): n.watchdog()           # WATCHDOG=1 at half the interval systemd asked for
     >>> n.stopping()                                # STOPPING=1
+    False
 
 Sockets whose address starts with ``@`` are in the Linux abstract namespace (a leading NUL byte).
 """

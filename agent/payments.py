@@ -1,10 +1,9 @@
 """One payment, end to end (DESIGN.md): lookup, limits, journal, authorisation, outcome.
 
->>> flow = PaymentFlow(config, journal, client, cache, authorizers={"cash": CashAuthorizer()})
->>> bill = flow.lookup("410726095518")
->>> result = flow.pay([bill], method="cash", cashier_id="c0042")
->>> result.status, result.receipt_number
-('approved', 'ORAN-07-G2-000001')
+    flow = PaymentFlow(config, journal, client, cache, authorizers={"cash": CashAuthorizer()})
+    bill = flow.lookup("410726095518")
+    result = flow.pay([bill], method="cash", cashier_id="c0042")
+    result.status, result.receipt_number        # ('approved', 'ORAN-07-G2-000001')
 
 The journal row is written as `created`, then `authorizing`, each committed, before any device or
 acquirer is asked for money; the outcome is committed with its outbox row. A crash at any point leaves
@@ -357,8 +356,9 @@ class PaymentFlow:
         (contract 1.1). A `card_reader` payment is settled from the server's authorization record, which wins
         over what the person says:
 
-        >>> flow.settle_unknown(pid, approved=True, actor="s0001", code="123456", scheme="CIB", pan_masked="1234")
-        [Payment(state='approved', card={'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}, ...)]
+            flow.settle_unknown(pid, approved=True, actor="s0001", code="123456", scheme="CIB", pan_masked="1234")
+            # -> [Payment(state='approved',
+            #             card={'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}, ...)]
 
         `actor` is who settles, as the contract's Text (non-blank, at most 200 characters). Raises
         SettlementRefusal (one line, never echoing a card number; `kind` names the reason) when the input is
@@ -399,8 +399,9 @@ class PaymentFlow:
         so the screen and the core refuse the same things (SettlementRefusal.kind, translated by the UI); it
         passes the Payment it lists (no journal read on the UI's thread).
 
-        >>> flow.check_ticket(pid, approved=True, actor="s0001", code="A1", scheme="cib", pan_masked="1234")
-        {'by': 's0001', 'code': 'A1', 'card': {'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}}
+            flow.check_ticket(pid, approved=True, actor="s0001", code="A1", scheme="cib", pan_masked="1234")
+            # -> {'by': 's0001', 'code': 'A1',
+            #     'card': {'scheme': 'CIB', 'pan_masked': '************1234', 'pan_token': None}}
         """
         p = payment if isinstance(payment, Payment) else self.journal.get(payment)
         return self._check_ticket(

@@ -1,6 +1,6 @@
 """The `card_reader` method: read the card over PC/SC, then ask the acquirer through the billing server.
 
->>> flow = PaymentFlow(config, journal, client, cache, {"card_reader": ReaderAuthorizer(config, client)})
+    flow = PaymentFlow(config, journal, client, cache, {"card_reader": ReaderAuthorizer(config, client)})
 
 The full PAN exists only inside `card.pan_in_memory()` while the request body is built and sent
 (TLS in production); the journal gets `card.payment_card()` (masked PAN and keyed token).

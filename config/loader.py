@@ -1,8 +1,7 @@
 """Find, read, validate and edit the TOML configuration.
 
->>> cfg = load_config("/etc/guichet/guichet.toml")   # doctest: +SKIP
->>> cfg.terminal.id
-'ORAN-07-G2'
+    cfg = load_config("/etc/guichet/guichet.toml")
+    cfg.terminal.id                                  # 'ORAN-07-G2'
 """
 
 from __future__ import annotations

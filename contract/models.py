@@ -2,9 +2,17 @@
 
 Every answer the client takes from the server is validated into one of these before anyone uses it:
 
+>>> body = {"reference": "410726095518", "amount_due": 345600, "currency": "DZD", "status": "unpaid",
+...         "version": 7, "note": "a field the contract does not define"}
 >>> bill = Bill.model_validate(body)              # raises pydantic.ValidationError
->>> bill.to_api()                                 # only the contract's fields, normalised: what the cache keeps
->>> where(exc, "bills[3]")                        # 'bills[3].version: integer above 2**63-1'
+>>> bill.to_api()["amount_due"], "note" in bill.to_api()    # only the contract's fields: what the cache keeps
+(345600, False)
+>>> from pydantic import ValidationError
+>>> try:
+...     Bill.model_validate(dict(body, version=2**63))
+... except ValidationError as exc:
+...     print(where(exc, "bills[3]"))
+bills[3].version: integer above 2**63-1
 
 Strict: no int from a string, a bool is not an int, no float for money; money and versions are integers in
 0..2**63-1 (SQLite's INTEGER); every string is length-bounded. Unknown fields are ignored (the contract lets the
