@@ -14,7 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.billing import MAX_BODY, RETRY_AFTER_CAP, BillingClient, parse_json, parse_retry_after
+from agent.billing import (
+    MAX_BODY,
+    MAX_FEED_BODY,
+    RETRY_AFTER_CAP,
+    BillingClient,
+    feed_cap,
+    json_shape,
+    parse_json,
+    parse_retry_after,
+)
 from agent.bills import BillCache
 from agent.errors import ApiError, BadAnswer, ServerUnreachable
 from agent.sync import SyncWorker
@@ -127,10 +136,50 @@ def test_json_nested_past_the_limit_but_parseable_is_refused_too():
 
 
 def test_a_body_above_the_limit_is_refused_declared_or_not(billing_config):
-    big = b'{"items": [' + b" " * (MAX_BODY + 10) + b"]}"
+    big = b'{"reference": "1", ' + b" " * (MAX_BODY + 10) + b"}"  # a bill: 1 MiB at most
     with StubServer(lambda m, p, b: (200, {"Content-Type": "application/json"}, big)) as stub:
+        with pytest.raises(BadAnswer, match="above the 1 MiB limit"):
+            _client(billing_config, stub.url).get_bill("410726095518")
+    feed = b'{"items": [' + b" " * (MAX_FEED_BODY + 10) + b"]}"  # the feed: limit x 4 KiB, 8 MiB at most
+    with StubServer(lambda m, p, b: (200, {"Content-Type": "application/json"}, feed)) as stub:
         with pytest.raises(BadAnswer, match="above the 8 MiB limit"):
-            _client(billing_config, stub.url).bills_feed("ORAN-07")
+            _client(billing_config, stub.url).bills_feed("ORAN-07", limit=5000)
+        with pytest.raises(BadAnswer, match="above the 4000 KiB limit"):
+            _client(billing_config, stub.url).bills_feed("ORAN-07", limit=1000)
+    assert feed_cap(1) == MAX_BODY and feed_cap(1000) == 4000 << 10 and feed_cap(5000) == MAX_FEED_BODY
+
+
+@pytest.mark.parametrize("what", ["bill", "feed"])
+def test_a_body_of_empty_arrays_is_refused_before_it_is_parsed(billing_config, what):
+    """Within the size cap, `[[],[],...]` would cost json.loads some 56 bytes per 3 sent (430 MB for 8 MiB)."""
+    cap = MAX_BODY if what == "bill" else MAX_FEED_BODY
+    body = b'{"items": [' + b"[]," * (cap // 3 - 10) + b"[]]}"
+    with StubServer(lambda m, p, b: (200, {"Content-Type": "application/json"}, body)) as stub:
+        client = _client(billing_config, stub.url)
+        with pytest.raises(BadAnswer, match="arrays and objects in"):
+            if what == "bill":
+                client.get_bill("410726095518")
+            else:
+                client.bills_feed("ORAN-07", limit=5000)
+
+
+def _tree_shape(v: object) -> tuple[int, int]:
+    if isinstance(v, (dict, list)):
+        inner = [_tree_shape(x) for x in (v.values() if isinstance(v, dict) else v)]
+        return 1 + max((d for d, _ in inner), default=0), 1 + sum(n for _, n in inner)
+    return 0, 0
+
+
+_tricky = st.text(alphabet=st.sampled_from(['[', ']', '{', '}', '"', '\\', 'a', 'é', '\u2028', '\x00']), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.integers() | _tricky,
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_tricky, kids, max_size=4),
+                    max_leaves=30), st.booleans())
+def test_the_raw_depth_scan_agrees_with_the_parsed_tree(value, ascii_only):
+    """Brackets inside strings and escaped quotes never count: the scan of the bytes sees the tree json sees."""
+    assert json_shape(json.dumps(value, ensure_ascii=ascii_only).encode()) == _tree_shape(value)
 
 
 class DripServer:
