@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from agent.ages import age_text
 from config import Config, ConfigError, load_config
 from config.loader import find_config_path, loose_permissions
 
@@ -41,7 +42,6 @@ Severity = Literal["error", "warning", "info"]
 SERVICE_USER = "guichet"
 DISK_FAIL = 100 * 2**20  # bytes free below which the journal may not be able to write
 DISK_WARN = 500 * 2**20
-CLOCK_SKEW_WARN = 120.0  # seconds (billing contract: the agent warns beyond this)
 PCSC_TIMEOUT = 10.0
 
 
@@ -197,16 +197,6 @@ def check_state_dir(state_dir: str | os.PathLike[str]) -> Check:
     return passed(name, f"{d} writable, owner {owner}, mode {mode:04o}")
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def _journal_loss(conn: sqlite3.Connection, path: Path) -> tuple[str | None, str | None]:
     """(a loss of committed payments not yet accepted, a high-water mark that cannot be read): the loss is
     recorded in the journal, or its mark file (journal.hwm) is ahead of it. Read-only: the mark is opened
@@ -300,7 +290,7 @@ def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) 
     age = None
     if oldest:
         age = (datetime.now().astimezone() - datetime.fromisoformat(oldest)).total_seconds()
-        detail += f", oldest {_age(age)}"
+        detail += f", oldest {age_text(age)}"
     if unknown:
         return warning(name, f"{detail}; {unknown} payment(s) in doubt (unknown)",
                        "settle them from the TPE tickets in the cashier UI (or `guichet queue list`)")
@@ -309,7 +299,7 @@ def check_journal(state_dir: str | os.PathLike[str], cfg: Config | None = None) 
                        "a supervisor must review them: `guichet queue list`")
     warn_after = cfg.offline.warn_after if cfg is not None else 14_400
     if age is not None and age > warn_after:
-        return warning(name, f"{detail}: older than offline.warn_after ({_age(warn_after)})",
+        return warning(name, f"{detail}: older than offline.warn_after ({age_text(warn_after)})",
                        "check the link to the billing server, then `guichet sync --once`")
     return passed(name, detail)
 
@@ -474,6 +464,7 @@ def check_server(cfg: Config | None) -> list[Check]:
     from agent import __version__
     from agent.billing import BillingClient, server_time_skew
     from agent.errors import ApiError, ServerUnreachable
+    from agent.sync import CLOCK_SKEW_WARN  # the limit the running agent warns at, so both agree
 
     url = cfg.server.url
     https = url.startswith("https://")

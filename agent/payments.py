@@ -692,14 +692,5 @@ def ticket_code(text: str | None) -> str:
     return code
 
 
-def age_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
 def today_start() -> str:
     return datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()

@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
+from agent.ages import age_text
 from agent.context import AgentContext
 from agent.errors import AlreadyRunning, GuichetError
 from agent.journal import Payment
 from agent.limits import limit_state
 from agent.locks import UploadLock
-from agent.payments import age_text
 from agent.states import METHODS, State
 from agent.sync import SyncReport
 from config.money import MoneyError, format_amount, parse_amount
