@@ -4,9 +4,11 @@
 >>> with storage_errors(state / "bills.db", "bill lookup"):
 ...     conn.execute("SELECT ...")                      # sqlite3 / OSError -> StorageError, one line
 >>> check_free_space(state)                              # StorageError when the disk is nearly full
+>>> conn = open_database(state / "bills.db", MIGRATIONS)   # WAL, synchronous=FULL, 0600, migrated
 
 Every writer of the state directory (journal, bill cache, cashiers, locks, logs, the UI) calls
-`ensure_state_dir` first, so whichever runs first on a fresh machine leaves it 0700.
+`ensure_state_dir` first, so whichever runs first on a fresh machine leaves it 0700; every SQLite file in
+it (journal, bill cache, cashiers) is opened by `open_database`, so all have the same durability and mode.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import errno
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.errors import StorageError
+from agent.errors import JournalError, StorageError
 
 # Below this much free space on the state directory's filesystem no payment starts: a payment writes a few
 # KiB (journal pages, WAL frames, checkpoint), and SQLite needs room to checkpoint what it has.
@@ -151,3 +153,60 @@ def check_free_space(path: str | os.PathLike[str], minimum: int = MIN_FREE_BYTES
             f"{path}: only {free // 1024} KiB free on the disk, {minimum // 1024} KiB needed to take a payment;"
             " free some space (old logs, receipts) and try again"
         )
+
+
+def open_database(
+    path: str | os.PathLike[str],
+    migrations: Sequence[tuple[int, str]],
+    *,
+    error: type[Exception] = JournalError,
+    timeout: float = 10.0,
+) -> sqlite3.Connection:
+    """Open (creating) a state file's SQLite database with the house settings and apply pending migrations.
+
+    The house settings: 0600 (with its -wal and -shm), WAL, synchronous=FULL (a transaction that returned
+    is on disk), foreign keys on, `timeout` seconds of waiting on a busy file, autocommit (callers BEGIN).
+    `migrations` are (user_version, SQL script), append only: a released one is never edited.
+    Raises `error` with a one-line reason for a corrupt, unreadable, read-only or newer file.
+
+    >>> conn = open_database(state / "journal.db", MIGRATIONS)                       # JournalError
+    >>> conn = open_database(state / "cashiers.db", SCHEMA, error=StorageError, timeout=5)
+    """
+    path = Path(path)
+    try:
+        ensure_state_dir(path.parent)
+        create_private(path)  # before SQLite creates it with the umask's mode
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+        conn.row_factory = sqlite3.Row
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise error(f"{path}: cannot switch to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        _migrate(conn, path, migrations, error)
+        create_private(path)  # and its -wal and -shm, now that they exist
+        return conn
+    except sqlite3.DatabaseError as e:
+        raise error(f"{path}: {describe_sqlite_error(e)}") from None
+    except PermissionError as e:
+        raise error(f"{path}: permission denied ({e.strerror})") from None
+    except OSError as e:
+        raise error(f"{path}: {describe_os_error(e)}") from None
+
+
+def _migrate(
+    conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[int, str]], error: type[Exception]
+) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    latest = migrations[-1][0] if migrations else 0
+    if current > latest:
+        raise error(f"{path}: schema version {current} is newer than this guichet knows ({latest}); upgrade guichet")
+    for version, sql in migrations:
+        if version <= current:
+            continue
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -9,719 +9,97 @@
 WAL mode with synchronous=FULL: a transaction that returned is on disk. Each state change is one
 transaction, together with its audit row and, for an approval, its outbox row; a crash between any two
 steps leaves the journal in the state before or after that step, never between.
+
+The package: `schema` (the file's name, its frozen migrations, the SQL of a transition), `model` (Payment,
+NewPayment, QueueStats), `marks` (the high-water mark and the parked outcomes beside the file) and, here,
+the Journal. Every name importers use is importable from `agent.journal`. The times it stores are
+agent.clock's journal form (local time with its offset).
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import json
 import logging
 import os
 import sqlite3
-import struct
 import threading
-import time
-import uuid
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import orjson
 import sqlite_utils
 
+from agent import clock
+from agent.clock import now_precise, now_rfc3339
 from agent.crashpoints import ARMED, crashpoint
 from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError, StorageError
-from agent.states import ALLOWED, State
-from agent.storage import (
-    create_private,
-    describe_os_error,
-    describe_sqlite_error,
-    ensure_state_dir,
-    open_private,
-    storage_errors,
+from agent.journal.marks import (
+    HWM_NAME,
+    PENDING_NAME,
+    HighWater,
+    MarkReading,
+    PendingOutcomes,
+    compare_high_water,
+    read_high_water,
+    read_pending,
 )
+from agent.journal.model import CARD_KEYS, SETTLED_CARD_KEYS, NewPayment, Payment, QueueStats, uuid7
+from agent.journal.schema import (
+    DB_NAME,
+    EVENT_SQL,
+    FINAL,
+    MIGRATIONS,
+    MOVES,
+    SLOTS,
+    SOURCES,
+    STATE_SQL,
+    STEP,
+    Move,
+    event_row,
+    latest_event,
+    latest_state,
+)
+from agent.states import State
+from agent.storage import describe_sqlite_error, ensure_state_dir, open_database
 
-DB_NAME = "journal.db"
-
-log = logging.getLogger("guichet.journal")
-
-# Versioned migrations: append only, never edit a released one.
-#
-# The journal is append-only. `payment` holds what a payment is, fixed when it is created; `event` holds
-# every state change, never rewritten: it is both the payment's history and its audit trail, and a
-# payment's latest event is its state. `open` lists the payments not settled for good (in flight, in doubt,
-# waiting for upload, rejected) with their upload attempts; a payment joins it when created and leaves it
-# when uploaded, declined or cancelled. A capture (authorizing -> approved) writes its event row only: one
-# B-tree page, as a bare one-row insert writes (migration 3).
-# The views `payments`, `unsettled`, `outbox` and `audit` give the current picture for readers (doctor, tools).
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE payment (
-            payment_id TEXT PRIMARY KEY,
-            transaction_id TEXT NOT NULL,
-            bill_reference TEXT NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            currency TEXT NOT NULL,
-            method TEXT NOT NULL,
-            agency_id TEXT NOT NULL,
-            terminal_id TEXT NOT NULL,
-            cashier_id TEXT NOT NULL,
-            receipt_number TEXT NOT NULL UNIQUE,
-            captured_at TEXT NOT NULL,
-            captured_offline INTEGER NOT NULL,
-            bill TEXT,
-            created_at TEXT NOT NULL
-        );
-        CREATE INDEX payment_bill ON payment(bill_reference);
-        CREATE INDEX payment_transaction ON payment(transaction_id);
-        CREATE INDEX payment_created ON payment(created_at);
-        CREATE TABLE event (
-            event_id INTEGER PRIMARY KEY,  -- a rowid table: appends fill its last page, no page splits
-            payment_id TEXT NOT NULL REFERENCES payment(payment_id),
-            step INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            from_state TEXT,
-            at TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            card TEXT,
-            authorization TEXT,
-            notice TEXT,
-            error TEXT,
-            detail TEXT
-        );
-        CREATE UNIQUE INDEX event_payment ON event(payment_id, step);
-        CREATE INDEX event_notice ON event(payment_id) WHERE notice IS NOT NULL;
-        CREATE TABLE open (
-            payment_id TEXT PRIMARY KEY REFERENCES payment(payment_id),
-            state TEXT NOT NULL,
-            since TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT
-        ) WITHOUT ROWID;
-        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-        INSERT INTO counters (name, value) VALUES ('receipt', 0);
-        CREATE VIEW payments AS
-        SELECT p.payment_id, p.transaction_id, p.bill_reference, p.amount, p.currency, p.method,
-               e.state,
-               (SELECT x.card FROM event x WHERE x.payment_id = p.payment_id AND x.card IS NOT NULL
-                ORDER BY x.step DESC LIMIT 1) AS card,
-               (SELECT x.authorization FROM event x WHERE x.payment_id = p.payment_id
-                AND x.authorization IS NOT NULL ORDER BY x.step DESC LIMIT 1) AS authorization,
-               p.agency_id, p.terminal_id, p.cashier_id, p.receipt_number, p.captured_at, p.captured_offline,
-               p.bill,
-               (SELECT x.notice FROM event x WHERE x.payment_id = p.payment_id AND x.notice IS NOT NULL
-                ORDER BY x.step DESC LIMIT 1) AS notice,
-               (SELECT x.error FROM event x WHERE x.payment_id = p.payment_id AND x.error IS NOT NULL
-                ORDER BY x.step DESC LIMIT 1) AS error,
-               p.created_at, e.at AS updated_at,
-               (SELECT x.at FROM event x WHERE x.payment_id = p.payment_id AND x.state = 'uploaded')
-                AS uploaded_at
-        FROM payment p JOIN event e ON e.payment_id = p.payment_id
-         AND e.step = (SELECT MAX(m.step) FROM event m WHERE m.payment_id = p.payment_id);
-        CREATE VIEW outbox AS
-        SELECT payment_id, since AS enqueued_at, attempts, last_error FROM open WHERE state = 'approved';
-        CREATE VIEW audit AS
-        SELECT payment_id, at, from_state, state AS to_state, actor, detail FROM event;
-        """,
-    ),
-    (
-        # A payment's events are found by their key instead of a second index: event_id = seq * 8 + step,
-        # where seq is the payment's receipt sequence (unique, never reused). The rowid B-tree keeps a
-        # payment's events together in step order, and a state change writes two pages (its open row and
-        # its event) instead of three: ~10% of a capture (`./dev bench journal`).
-        2,
-        """
-        ALTER TABLE payment ADD COLUMN seq INTEGER;
-        UPDATE payment SET seq = CAST(substr(receipt_number, length(terminal_id) + 2) AS INTEGER);
-        CREATE UNIQUE INDEX payment_seq ON payment(seq);
-        ALTER TABLE open ADD COLUMN seq INTEGER;
-        UPDATE open SET seq = (SELECT p.seq FROM payment p WHERE p.payment_id = open.payment_id);
-        DROP VIEW payments;
-        DROP VIEW audit;
-        CREATE TABLE event_v2 (
-            event_id INTEGER PRIMARY KEY,  -- seq * 8 + step
-            payment_id TEXT NOT NULL REFERENCES payment(payment_id),
-            step INTEGER NOT NULL CHECK (event_id % 8 = step),
-            state TEXT NOT NULL,
-            from_state TEXT,
-            at TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            card TEXT,
-            authorization TEXT,
-            notice TEXT,
-            error TEXT,
-            detail TEXT
-        );
-        INSERT INTO event_v2 (event_id, payment_id, step, state, from_state, at, actor, card, authorization,
-                              notice, error, detail)
-        SELECT p.seq * 8 + e.step, e.payment_id, e.step, e.state, e.from_state, e.at, e.actor, e.card,
-               e.authorization, e.notice, e.error, e.detail
-        FROM event e JOIN payment p USING (payment_id) ORDER BY p.seq, e.step;
-        DROP TABLE event;
-        ALTER TABLE event_v2 RENAME TO event;
-        CREATE INDEX event_notice ON event(payment_id) WHERE notice IS NOT NULL;
-        CREATE VIEW payments AS
-        SELECT p.payment_id, p.transaction_id, p.bill_reference, p.amount, p.currency, p.method,
-               e.state,
-               (SELECT x.card FROM event x WHERE x.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7
-                AND x.card IS NOT NULL ORDER BY x.event_id DESC LIMIT 1) AS card,
-               (SELECT x.authorization FROM event x WHERE x.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7
-                AND x.authorization IS NOT NULL ORDER BY x.event_id DESC LIMIT 1) AS authorization,
-               p.agency_id, p.terminal_id, p.cashier_id, p.receipt_number, p.captured_at, p.captured_offline,
-               p.bill,
-               (SELECT x.notice FROM event x WHERE x.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7
-                AND x.notice IS NOT NULL ORDER BY x.event_id DESC LIMIT 1) AS notice,
-               (SELECT x.error FROM event x WHERE x.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7
-                AND x.error IS NOT NULL ORDER BY x.event_id DESC LIMIT 1) AS error,
-               p.created_at, e.at AS updated_at,
-               (SELECT x.at FROM event x WHERE x.event_id = p.seq * 8 + 4 AND x.state = 'uploaded')
-                AS uploaded_at
-        FROM payment p JOIN event e
-         ON e.event_id = (SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN p.seq * 8 AND p.seq * 8 + 7);
-        CREATE VIEW audit AS
-        SELECT payment_id, at, from_state, state AS to_state, actor, detail FROM event;
-        """,
-    ),
-    (
-        # The open row no longer holds the state (the latest event does), so a state change that neither opens
-        # nor settles a payment writes its event only: a capture writes one page instead of two. Open rows are
-        # keyed by seq: the outbox drains in capture order by walking the table, with no sort and no index.
-        3,
-        """
-        DROP VIEW outbox;
-        CREATE TABLE open_v3 (
-            seq INTEGER PRIMARY KEY,  -- the payment's receipt sequence
-            payment_id TEXT NOT NULL REFERENCES payment(payment_id),
-            attempts INTEGER NOT NULL DEFAULT 0,  -- failed uploads while approved
-            last_error TEXT
-        );
-        INSERT INTO open_v3 (seq, payment_id, attempts, last_error)
-        SELECT seq, payment_id, attempts, last_error FROM open ORDER BY seq;
-        DROP TABLE open;
-        ALTER TABLE open_v3 RENAME TO open;
-        CREATE VIEW unsettled AS
-        SELECT o.seq, o.payment_id, e.state, e.at AS since, o.attempts, o.last_error
-        FROM open o JOIN event e
-         ON e.event_id = (SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN o.seq * 8 AND o.seq * 8 + 7);
-        CREATE VIEW outbox AS
-        SELECT payment_id, since AS enqueued_at, attempts, last_error FROM unsettled WHERE state = 'approved';
-        -- An event must follow its payment's latest one: the file itself refuses a move from a stale state.
-        CREATE TRIGGER event_follows_latest BEFORE INSERT ON event
-        WHEN NEW.from_state IS NOT (SELECT e.state FROM event e WHERE e.event_id BETWEEN NEW.event_id - NEW.step
-                                    AND NEW.event_id - 1 ORDER BY e.event_id DESC LIMIT 1)
-        BEGIN SELECT RAISE(ABORT, 'event does not follow its payment''s latest state'); END;
-        """,
-    ),
-    (
-        # A loss the journal found in itself: committed payments gone (its high-water mark file, or the
-        # server, had seen a later receipt number). No new payment while one is not accepted by a supervisor;
-        # the row, with who accepted it and when, is the audit record of the loss.
-        4,
-        """
-        CREATE TABLE incident (
-            incident_id INTEGER PRIMARY KEY,
-            detected_at TEXT NOT NULL,
-            kind TEXT NOT NULL,           -- lost_payments (the journal.hwm file was ahead) | server_ahead
-            message TEXT NOT NULL,        -- the one line shown
-            journal_seq INTEGER NOT NULL, -- the journal's receipt counter when found
-            expected_seq INTEGER NOT NULL, -- the receipt sequence the journal should have reached
-            accepted_at TEXT,
-            accepted_by TEXT
-        );
-        """,
-    ),
+__all__ = [
+    "CARD_KEYS",
+    "DB_NAME",
+    "FINAL",
+    "HWM_NAME",
+    "MIGRATIONS",
+    "PENDING_NAME",
+    "SETTLED_CARD_KEYS",
+    "SLOTS",
+    "SOURCES",
+    "STEP",
+    "HighWater",
+    "Journal",
+    "MarkReading",
+    "NewPayment",
+    "Payment",
+    "PendingOutcomes",
+    "QueueStats",
+    "compare_high_water",
+    "now_precise",
+    "now_rfc3339",
+    "open_database",
+    "read_high_water",
+    "read_pending",
+    "uuid7",
 ]
 
-# The order of states along any path of the state machine: the step of an event. Every path climbs strictly,
-# and a payment enters each state at most once, so (payment_id, step) identifies an event.
-STEP = {
-    State.CREATED: 0,
-    State.AUTHORIZING: 1,
-    State.CANCELLED: 2,
-    State.UNKNOWN: 2,
-    State.DECLINED: 3,
-    State.APPROVED: 3,
-    State.UPLOADED: 4,
-    State.REJECTED: 4,
-}
-# Settled for good: their open row goes. (Rejected stays open: a supervisor must see it.)
-FINAL = frozenset({State.UPLOADED, State.DECLINED, State.CANCELLED})
+log = logging.getLogger("guichet.journal")
 RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
-SOURCES = {to: tuple(s.value for s, targets in ALLOWED.items() if to in targets) for to in State}
-
-
-class _Move(NamedTuple):
-    """What a transition to one state needs, worked out once: the capture path is hot."""
-
-    state: str
-    step: int
-    sources: tuple[str, ...]
-    final: bool
-    point: str  # its crash points' stem: journal.<state>
-
-
-# Keyed by value: a State (a str) finds its entry as fast as the plain string does.
-_MOVES = {to.value: _Move(to.value, STEP[to], SOURCES[to], to in FINAL, f"journal.{to.value}") for to in State}
 
 
 def _json(value: Any) -> str:
     """A journal column's JSON text, UTF-8 kept as is. orjson: the stdlib's json builds an encoder on every
     call, which the capture path pays twice (card, authorization)."""
     return orjson.dumps(value).decode()
-
-
-SLOTS = 8  # event ids per payment: event_id = seq * SLOTS + step (migration 2)
-assert max(STEP.values()) < SLOTS
-_EVENT_SQL = (
-    "INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor, card, authorization, notice,"
-    " error, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-# A payment's receipt sequence and state (its latest event). Read, then written in a second statement: an
-# INSERT guarded by a subquery on its own table copies the subquery's rows aside first, and costs more.
-def _latest(t: str) -> str:
-    """The key of the latest event of the payment whose `seq` is `t`.seq (a payment or open row), for
-    `JOIN event e ON e.event_id = ...`: one rowid range seek."""
-    return f"(SELECT MAX(m.event_id) FROM event m WHERE m.event_id BETWEEN {t}.seq * 8 AND {t}.seq * 8 + 7)"
-
-
-def _latest_state(t: str) -> str:
-    """The state of that latest event: the payment's state, in one rowid range seek."""
-    return (
-        f"(SELECT e.state FROM event e WHERE e.event_id BETWEEN {t}.seq * 8 AND {t}.seq * 8 + 7"
-        " ORDER BY e.event_id DESC LIMIT 1)"
-    )
-
-
-_STATE_SQL = f"SELECT p.seq, {_latest_state('p')} FROM payment p WHERE p.payment_id = ?"
-
-
-def _event_row(
-    seq: int, pid: str, move: _Move, current: str, now: str, actor: str, event: tuple[Any, ...]
-) -> tuple[Any, ...]:
-    """The parameters of _EVENT_SQL for `pid`'s move from `current`; `event` is (card, authorization,
-    notice, error, detail). Keyed seq * 8 + step: a second entry into the same state is refused."""
-    return (seq * SLOTS + move.step, pid, move.step, move.state, current, now, actor, *event)
-
-
-
-def uuid7() -> str:
-    """A time-ordered UUID (RFC 9562 version 7): new payments' keys sort last, so the journal's B-trees
-    grow at their right edge instead of splitting pages at random; still 74 random bits, unique."""
-    value = (int(time.time() * 1000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big") & (2**80 - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
-
-
-def now_rfc3339() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-_SECOND: tuple[int, str, str] = (-1, "", "")  # the last second formatted: epoch, date and time, UTC offset
-
-
-def now_precise() -> str:
-    """Local time to the microsecond with its UTC offset: `2026-11-22T09:14:03.123456+01:00`.
-
-    Every journal event is stamped with it, so the date, time and offset are worked out once a second
-    (the offset then follows any change of the local zone) and only the microseconds per call.
-    """
-    global _SECOND
-    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
-    last = _SECOND
-    if last[0] != second:
-        stamp = datetime.fromtimestamp(second).astimezone().isoformat()  # 2026-11-22T09:14:03+01:00
-        last = _SECOND = (second, stamp[:19], stamp[19:])
-    return f"{last[1]}.{micro:06d}{last[2]}"
-
-
-@dataclass(frozen=True)
-class Payment:
-    """One bill's payment as the journal holds it. Never holds a full PAN."""
-
-    payment_id: str
-    transaction_id: str
-    bill_reference: str
-    amount: int
-    currency: str
-    method: str
-    state: str
-    card: dict[str, Any] | None
-    authorization: dict[str, Any] | None
-    agency_id: str
-    terminal_id: str
-    cashier_id: str
-    receipt_number: str
-    captured_at: str
-    captured_offline: bool
-    bill: dict[str, Any] | None = None
-    notice: str | None = None
-    error: str | None = None
-    created_at: str = ""
-    updated_at: str = ""
-    uploaded_at: str | None = None
-    seq: int = 0  # the receipt sequence: the number in receipt_number
-    # {"by", "from": "terminal_ticket" | "server", "at"} when a person settled an unknown outcome (contract 1.1);
-    # kept in that event's detail JSON, so no migration
-    settlement: dict[str, Any] | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Payment:
-        data = {k: row[k] for k in _FIELDS}
-        for key in ("card", "authorization", "bill"):
-            data[key] = orjson.loads(data[key]) if data[key] else None
-        data["captured_offline"] = bool(data["captured_offline"])
-        return cls(**data)
-
-    def _evolve(self, changes: dict[str, Any]) -> Payment:
-        """A copy with `changes` applied: what dataclasses.replace does, without re-running __init__ over
-        twenty fields on the capture path (the fields were checked when this copy was built)."""
-        new = object.__new__(Payment)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
-        return new
-
-    def summary(self) -> dict[str, Any]:
-        """The `guichet pay --json` fields (DESIGN.md)."""
-        return {
-            "payment_id": self.payment_id,
-            "state": self.state,
-            "bill_reference": self.bill_reference,
-            "amount": self.amount,
-            "currency": self.currency,
-            "method": self.method,
-            "receipt_number": self.receipt_number,
-            "captured_offline": self.captured_offline,
-        }
-
-    def to_api(self) -> dict[str, Any]:
-        """The contract's Payment, as uploaded. Its content never changes once approved (idempotency)."""
-        card = None
-        if self.card is not None and self.method != "cash":  # the contract: null for cash
-            if self.settlement is not None:
-                # Settled by a person: the card holds only what a ticket shows, the token when known (1.1).
-                card = {k: self.card.get(k) for k in SETTLED_CARD_KEYS}
-            else:
-                card = {k: self.card.get(k) for k in CARD_KEYS}
-        auth = None
-        if self.authorization is not None and self.method != "cash":  # the contract: null for cash
-            auth = {k: self.authorization.get(k) for k in ("code", "reference", "approved_at")}
-        body: dict[str, Any] = {
-            "payment_id": self.payment_id,
-            "transaction_id": self.transaction_id,
-            "bill_reference": self.bill_reference,
-            "amount": self.amount,
-            "currency": self.currency,
-            "method": self.method,
-            "card": card,
-            "authorization": auth,
-            "agency_id": self.agency_id,
-            "terminal_id": self.terminal_id,
-            "cashier_id": self.cashier_id,
-            "receipt_number": self.receipt_number,
-            "captured_at": self.captured_at,
-            "captured_offline": self.captured_offline,
-        }
-        # Only for a card payment a person settled: a 1.0 server refuses the field even when null, and the
-        # contract's cash shape has none (who settled a cash payment stays in the journal's audit trail).
-        if self.settlement is not None and card is not None:
-            body["settlement"] = {k: self.settlement.get(k) for k in ("by", "from", "at")}
-        return body
-
-
-_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
-CARD_KEYS = ("scheme", "pan_masked", "pan_token", "expiry", "aid")
-SETTLED_CARD_KEYS = ("scheme", "pan_masked", "pan_token")
-
-
-@dataclass(frozen=True)
-class NewPayment:
-    """What the flow asks the journal to create: a bill (its contract fields) and the amount paid on it."""
-
-    bill: dict[str, Any]
-    amount: int
-
-
-@dataclass
-class QueueStats:
-    count: int = 0
-    total: dict[str, int] = field(default_factory=dict)
-    oldest_captured_at: datetime | None = None
-    needs_attention: int = 0
-    unknown: int = 0
-    # authorizing or unknown: the card may have been charged; offline limits count them too
-    in_doubt_count: int = 0
-    in_doubt_total: dict[str, int] = field(default_factory=dict)
-
-    def oldest_age(self, now: datetime | None = None) -> float | None:
-        if self.oldest_captured_at is None:
-            return None
-        return ((now or datetime.now().astimezone()) - self.oldest_captured_at).total_seconds()
-
-
-def open_database(path: Path, migrations: Sequence[tuple[int, str]]) -> sqlite3.Connection:
-    """Open (creating) an SQLite file with the house settings and apply pending migrations.
-
-    Raises JournalError with a one-line reason for a corrupt, unreadable or read-only file.
-    """
-    try:
-        ensure_state_dir(path.parent)
-        create_private(path)  # before SQLite creates it with the umask's mode
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        conn.row_factory = sqlite3.Row
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise JournalError(f"{path}: cannot switch to WAL mode (got {mode})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        _migrate(conn, path, migrations)
-        create_private(path)  # and its -wal and -shm, now that they exist
-        return conn
-    except sqlite3.DatabaseError as e:
-        raise JournalError(f"{path}: {describe_sqlite_error(e)}") from None
-    except PermissionError as e:
-        raise JournalError(f"{path}: permission denied ({e.strerror})") from None
-    except OSError as e:
-        raise JournalError(f"{path}: {describe_os_error(e)}") from None
-
-
-def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[tuple[int, str]]) -> None:
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    latest = migrations[-1][0] if migrations else 0
-    if current > latest:
-        raise JournalError(
-            f"{path}: schema version {current} is newer than this guichet knows ({latest}); upgrade guichet"
-        )
-    for version, sql in migrations:
-        if version <= current:
-            continue
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-
-HWM_NAME = "journal.hwm"
-# One record of the high-water mark: magic, receipt sequence, payment id, CRC-32 of the rest. Two slots
-# (by the sequence's parity), so a torn write of one leaves the other, one payment behind, readable.
-_HWM = struct.Struct("<4sQ36sI")
-_HWM_MAGIC = b"GHW1"
-_HWM_SLOT = 64
-
-
-class HighWater:
-    """The journal's high-water mark, kept OUTSIDE the database file: the last receipt sequence and payment
-    id the journal committed. A journal that lost committed pages (a damaged WAL frame drops every later
-    frame silently) is found behind it on open.
-
-    Written after each commit that creates payments, one pwrite of a fixed record on a descriptor kept
-    open, then fdatasync'ed (`write(..., sync=True)`, as `create` does): a power cut that damages the WAL
-    cannot take payments with it unseen, and a crash leaves the mark behind the journal, never ahead.
-
-    >>> hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id); hw.read()
-    (42, '0193...')
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = open_private(path)
-        self.seq = 0  # the highest sequence this process wrote or read
-
-    def read(self) -> tuple[int, str]:
-        """(sequence, payment id) of the latest whole record; (0, "") when there is none."""
-        assert self._fd is not None
-        best = _parse_high_water(os.pread(self._fd, 2 * _HWM_SLOT, 0))
-        self.seq = max(self.seq, best[0])
-        return best
-
-    def write(self, seq: int, payment_id: str, *, sync: bool = False) -> None:
-        """Record that the journal committed sequence `seq` (payment `payment_id`); never moves back.
-        `sync`: on disk when this returns (one fdatasync: the file's size never changes)."""
-        if seq <= self.seq or self._fd is None:
-            return
-        body = _HWM.pack(_HWM_MAGIC, seq, payment_id.encode("ascii", "replace")[:36], 0)[: _HWM.size - 4]
-        os.pwrite(self._fd, body + struct.pack("<I", zlib.crc32(body)), (seq % 2) * _HWM_SLOT)
-        self.seq = seq
-        if sync:
-            os.fdatasync(self._fd)
-
-    def sync(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError:
-                pass  # behind after a power cut at worst: harmless
-            os.close(self._fd)
-            self._fd = None
-
-
-def _parse_high_water(data: bytes) -> tuple[int, str]:
-    """(sequence, payment id) of the latest whole record in the mark file's bytes; (0, "") if none."""
-    best = (0, "")
-    for slot in (0, 1):
-        raw = data[slot * _HWM_SLOT : slot * _HWM_SLOT + _HWM.size]
-        if len(raw) < _HWM.size:
-            continue
-        magic, seq, pid, crc = _HWM.unpack(raw)
-        if magic != _HWM_MAGIC or zlib.crc32(raw[: _HWM.size - 4]) != crc:
-            continue  # never written, or torn: the other slot holds the one before
-        if seq > best[0]:
-            best = (seq, pid.rstrip(b"\0").decode("ascii", "replace"))
-    return best
-
-
-def read_high_water(path: Path) -> tuple[int, str]:
-    """The mark file at `path`, read-only (never created, never chmod'ed): (0, "") if it does not exist.
-    Raises OSError if it exists but cannot be read. For readers that are not the journal (doctor)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return 0, ""
-    try:
-        return _parse_high_water(os.pread(fd, 2 * _HWM_SLOT, 0))
-    finally:
-        os.close(fd)
-
-
-class MarkReading(NamedTuple):
-    """The high-water mark and the journal's receipt counter, read in that order (`compare_high_water`)."""
-
-    mark: int  # the mark file's sequence
-    payment_id: str  # the mark's payment id ("" if unknown)
-    counter: int  # the journal's receipt counter
-
-    @property
-    def lost(self) -> bool:
-        """Committed payments are missing from the journal: the mark is ahead of it."""
-        return self.mark > self.counter
-
-
-def compare_high_water(read_mark: Callable[[], tuple[int, str]], read_counter: Callable[[], int]) -> MarkReading:
-    """Read the mark, THEN the journal's counter. A writer moves the mark after its commit, so a mark read
-    first is always covered by a counter read next, unless payments were really lost: read the other way
-    round, a payment committed in between looks like a loss. The one place that order lives (the journal
-    on open, the doctor)."""
-    seq, pid = read_mark()
-    return MarkReading(seq, pid, read_counter())
-
-
-PENDING_NAME = "journal.pending"
-# Outcomes the journal could not write (disk full, I/O error), kept until it can: a file of fixed slots
-# written in place, preallocated while there is room, so that parking an outcome needs no new block.
-_PENDING_SLOTS = 32
-_PENDING_SLOT = 2048
-_PENDING_HEAD = struct.Struct("<4sII")  # magic, length, CRC-32 of the JSON
-_PENDING_MAGIC = b"GPO1"
-
-
-def _parse_pending(data: bytes) -> builtins.list[tuple[int, dict[str, Any]]]:
-    """(slot, record) of every whole record in journal.pending's bytes, oldest slot first; only the first
-    _PENDING_SLOTS slots are ever used."""
-    out = []
-    for slot in range(min(len(data) // _PENDING_SLOT, _PENDING_SLOTS)):
-        raw = data[slot * _PENDING_SLOT : (slot + 1) * _PENDING_SLOT]
-        magic, length, crc = _PENDING_HEAD.unpack_from(raw)
-        body = raw[_PENDING_HEAD.size : _PENDING_HEAD.size + length]
-        if magic != _PENDING_MAGIC or len(body) != length or zlib.crc32(body) != crc:
-            continue  # free, or torn
-        try:
-            record = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append((slot, record))
-    return out
-
-
-def read_pending(path: Path) -> builtins.list[dict[str, Any]]:
-    """The outcomes parked in journal.pending at `path`, read-only ([] if there is no file); for readers
-    that are not the journal (doctor). Raises OSError if it exists but cannot be read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return []
-    try:
-        return [r for _, r in _parse_pending(os.pread(fd, _PENDING_SLOTS * _PENDING_SLOT, 0))]
-    finally:
-        os.close(fd)
-
-
-class PendingOutcomes:
-    """Outcomes (an approval above all) that the journal failed to write, parked until it can.
-
-    Each is one JSON record in one of _PENDING_SLOTS slots of a preallocated file (0600; no PAN: a card here
-    is what the journal stores, masked and tokenized), fsynced; `Journal.replay_pending` writes them into the
-    journal and clears their slots. A torn or never-written slot fails its CRC and is free. Every failure is
-    a StorageError (one line); `add` raises it too when every slot is taken, rather than overwrite one.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fd = open_private(path)
-        self._fd: int | None = fd
-        size = os.fstat(fd).st_size
-        if size < _PENDING_SLOTS * _PENDING_SLOT:
-            try:  # real zeros, not a hole: writing into the slots later must not need a free block
-                os.pwrite(fd, bytes(_PENDING_SLOTS * _PENDING_SLOT - size), size)
-                os.fsync(fd)
-            except OSError as e:
-                log.warning("%s: cannot preallocate (%s)", path, e.strerror)
-        self.count = len(self.items())
-
-    def items(self) -> builtins.list[tuple[int, dict[str, Any]]]:
-        """(slot, record) of every parked outcome, oldest slot first."""
-        if self._fd is None:
-            return []
-        with storage_errors(self.path, "cannot read the parked outcomes"):
-            data = os.pread(self._fd, _PENDING_SLOTS * _PENDING_SLOT, 0)
-        return _parse_pending(data)
-
-    def add(self, record: dict[str, Any]) -> None:
-        """Park `record` in a free slot, on disk when this returns; StorageError if it cannot be (no free
-        slot, record too big, disk error): never overwrites a parked outcome."""
-        if self._fd is None:
-            raise StorageError(f"{self.path}: closed")
-        body = orjson.dumps(record)
-        if len(body) > _PENDING_SLOT - _PENDING_HEAD.size:
-            raise StorageError(f"{self.path}: the outcome ({len(body)} bytes) does not fit a slot")
-        used = {slot for slot, _ in self.items()}
-        free = next((n for n in range(_PENDING_SLOTS) if n not in used), None)
-        if free is None:
-            raise StorageError(
-                f"{self.path}: all {_PENDING_SLOTS} slots hold outcomes not yet written to the journal;"
-                " free disk space so they can be"
-            )
-        with storage_errors(self.path, "cannot park the outcome"):
-            os.pwrite(self._fd, _PENDING_HEAD.pack(_PENDING_MAGIC, len(body), zlib.crc32(body)) + body,
-                      free * _PENDING_SLOT)
-            os.fsync(self._fd)
-        self.count = len(used) + 1
-
-    def clear(self, slot: int) -> None:
-        """Free `slot`: the whole slot zeroed (nothing of the outcome stays behind), fsynced."""
-        if self._fd is not None:
-            with storage_errors(self.path, "cannot clear a parked outcome"):
-                os.pwrite(self._fd, bytes(_PENDING_SLOT), slot * _PENDING_SLOT)
-                os.fsync(self._fd)
-            self.count = max(0, self.count - 1)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class Journal:
@@ -1130,7 +508,7 @@ class Journal:
                     ),
                 )
                 c.execute(
-                    _EVENT_SQL,
+                    EVENT_SQL,
                     (
                         seq * SLOTS + STEP[State.CREATED],
                         pid,
@@ -1174,7 +552,7 @@ class Journal:
         Raises InvalidTransition, leaving everything as it was, if any payment may not make that move.
         """
         ids = (payment_ids,) if isinstance(payment_ids, str) else tuple(payment_ids)
-        move = _MOVES.get(to) or _MOVES[State(to)]  # State() names a bad value
+        move = MOVES.get(to) or MOVES[State(to)]  # State() names a bad value
         now = now_precise()
         event = (
             None if card is None else _json(card),
@@ -1238,7 +616,7 @@ class Journal:
                 self._recent.pop(next(iter(self._recent)))
         return payments
 
-    def _append_alone(self, held: Payment, move: _Move, now: str, actor: str, event: tuple[Any, ...]) -> bool:
+    def _append_alone(self, held: Payment, move: Move, now: str, actor: str, event: tuple[Any, ...]) -> bool:
         """The capture path, under self._lock: one payment whose state we hold, to a state that keeps it open.
         Its event is one INSERT, a transaction of its own: one WAL page, one sync. The trigger
         event_follows_latest refuses it if `held` is no longer the payment's latest state (another process
@@ -1247,7 +625,7 @@ class Journal:
             if ARMED:
                 crashpoint(move.point + ".before_commit")
             self._conn.execute(
-                _EVENT_SQL, _event_row(held.seq, held.payment_id, move, held.state, now, actor, event)
+                EVENT_SQL, event_row(held.seq, held.payment_id, move, held.state, now, actor, event)
             )
         except sqlite3.IntegrityError:
             return False
@@ -1260,19 +638,19 @@ class Journal:
     @staticmethod
     def _state(c: sqlite3.Connection, pid: str) -> tuple[int, str]:
         """`pid`'s receipt sequence and current state, inside a write transaction."""
-        row = c.execute(_STATE_SQL, (pid,)).fetchone()
+        row = c.execute(STATE_SQL, (pid,)).fetchone()
         if row is None:
             raise InvalidTransition(f"payment {pid}: not in the journal")
         return row[0], row[1]
 
     @staticmethod
     def _append(
-        c: sqlite3.Connection, seq: int, pid: str, move: _Move, current: str, now: str, actor: str,
+        c: sqlite3.Connection, seq: int, pid: str, move: Move, current: str, now: str, actor: str,
         event: tuple[Any, ...],
     ) -> None:
         """Write the event of `pid`'s move from `current` (checked by the caller); a payment settled for good
         leaves `open`."""
-        c.execute(_EVENT_SQL, _event_row(seq, pid, move, current, now, actor, event))
+        c.execute(EVENT_SQL, event_row(seq, pid, move, current, now, actor, event))
         if move.final:
             c.execute("DELETE FROM open WHERE seq = ?", (seq,))
 
@@ -1414,7 +792,7 @@ class Journal:
                 states.update(
                     (pid, (seq, state))
                     for pid, seq, state in c.execute(
-                        f"SELECT p.payment_id, p.seq, {_latest_state('p')} FROM payment p"
+                        f"SELECT p.payment_id, p.seq, {latest_state('p')} FROM payment p"
                         f" WHERE p.payment_id IN ({','.join('?' * len(chunk))})",
                         chunk,
                     )
@@ -1425,10 +803,10 @@ class Journal:
                 status = r.get("status")
                 pid = r["payment_id"]
                 if status in ("accepted", "duplicate"):
-                    move, error, notice = _MOVES[State.UPLOADED], None, r.get("notice")
+                    move, error, notice = MOVES[State.UPLOADED], None, r.get("notice")
                 elif status == "rejected":
                     e = r.get("error") or {}
-                    move, notice = _MOVES[State.REJECTED], None
+                    move, notice = MOVES[State.REJECTED], None
                     error = f"{e.get('code', 'rejected')}: {e.get('message', '')}".strip()
                 else:
                     counts["skipped"] += 1
@@ -1437,11 +815,11 @@ class Journal:
                 if state != State.APPROVED:  # unknown here, or already settled
                     counts["skipped"] += 1
                     continue
-                events.append(_event_row(seq, pid, move, state, now, actor, (None, None, notice, error, done[status])))
+                events.append(event_row(seq, pid, move, state, now, actor, (None, None, notice, error, done[status])))
                 if move.final:
                     settled.append((seq,))
                 counts[str(status)] += 1
-            c.executemany(_EVENT_SQL, events)
+            c.executemany(EVENT_SQL, events)
             c.executemany("DELETE FROM open WHERE seq = ?", settled)
         return counts
 
@@ -1450,7 +828,7 @@ class Journal:
             c.executemany(
                 "UPDATE open SET attempts = attempts + 1, last_error = ?"
                 " WHERE seq = (SELECT seq FROM payment WHERE payment_id = ?)"
-                f" AND {_latest_state('open')} = 'approved'",
+                f" AND {latest_state('open')} = 'approved'",
                 [(error[:500], pid) for pid in payment_ids],
             )
 
@@ -1531,7 +909,7 @@ class Journal:
         """An `authorizing` or `unknown` payment for that bill: no new payment for it may start."""
         with self._reading():
             row = self._conn.execute(
-                f"SELECT p.payment_id FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
+                f"SELECT p.payment_id FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
                 " WHERE p.bill_reference = ? AND e.state IN ('authorizing', 'unknown') ORDER BY p.created_at LIMIT 1",
                 (bill_reference,),
             ).fetchone()
@@ -1554,7 +932,7 @@ class Journal:
         unsent or in-doubt payments, and those uploaded after the snapshot was taken."""
         with self._reading():
             row = self._conn.execute(
-                f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {_latest('p')}"
+                f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
                 " WHERE p.bill_reference = ? AND (e.state IN ('approved', 'unknown', 'authorizing')"
                 "  OR (e.state = 'uploaded' AND ? IS NOT NULL AND e.at > ?))",
                 (bill_reference, fetched_at, fetched_at),
@@ -1575,7 +953,7 @@ class Journal:
             if state == State.APPROVED:
                 stats.count += n
                 stats.total[cur] = stats.total.get(cur, 0) + total
-                when = datetime.fromisoformat(oldest)
+                when = clock.parse(oldest)
                 if stats.oldest_captured_at is None or when < stats.oldest_captured_at:
                     stats.oldest_captured_at = when
             elif state in (State.AUTHORIZING, State.UNKNOWN):

@@ -1,0 +1,154 @@
+"""What the journal holds and hands out: a payment, a payment to create, the upload queue's figures.
+
+>>> p = journal.get(payment_id)          # a Payment: frozen, never a full PAN
+>>> p.summary()                          # the `guichet pay --json` fields
+>>> p.to_api()                           # the contract's Payment, as uploaded
+>>> NewPayment(bill, 345600)             # what Journal.create takes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from agent import clock
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (RFC 9562 version 7): new payments' keys sort last, so the journal's B-trees
+    grow at their right edge instead of splitting pages at random; still 74 random bits, unique."""
+    value = (int(time.time() * 1000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big") & (2**80 - 1)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One bill's payment as the journal holds it. Never holds a full PAN."""
+
+    payment_id: str
+    transaction_id: str
+    bill_reference: str
+    amount: int
+    currency: str
+    method: str
+    state: str
+    card: dict[str, Any] | None
+    authorization: dict[str, Any] | None
+    agency_id: str
+    terminal_id: str
+    cashier_id: str
+    receipt_number: str
+    captured_at: str
+    captured_offline: bool
+    bill: dict[str, Any] | None = None
+    notice: str | None = None
+    error: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    uploaded_at: str | None = None
+    seq: int = 0  # the receipt sequence: the number in receipt_number
+    # {"by", "from": "terminal_ticket" | "server", "at"} when a person settled an unknown outcome (contract 1.1);
+    # kept in that event's detail JSON, so no migration
+    settlement: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Payment:
+        data = {k: row[k] for k in _FIELDS}
+        for key in ("card", "authorization", "bill"):
+            data[key] = orjson.loads(data[key]) if data[key] else None
+        data["captured_offline"] = bool(data["captured_offline"])
+        return cls(**data)
+
+    def _evolve(self, changes: dict[str, Any]) -> Payment:
+        """A copy with `changes` applied: what dataclasses.replace does, without re-running __init__ over
+        twenty fields on the capture path (the fields were checked when this copy was built)."""
+        new = object.__new__(Payment)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def summary(self) -> dict[str, Any]:
+        """The `guichet pay --json` fields (DESIGN.md)."""
+        return {
+            "payment_id": self.payment_id,
+            "state": self.state,
+            "bill_reference": self.bill_reference,
+            "amount": self.amount,
+            "currency": self.currency,
+            "method": self.method,
+            "receipt_number": self.receipt_number,
+            "captured_offline": self.captured_offline,
+        }
+
+    def to_api(self) -> dict[str, Any]:
+        """The contract's Payment, as uploaded. Its content never changes once approved (idempotency)."""
+        card = None
+        if self.card is not None and self.method != "cash":  # the contract: null for cash
+            if self.settlement is not None:
+                # Settled by a person: the card holds only what a ticket shows, the token when known (1.1).
+                card = {k: self.card.get(k) for k in SETTLED_CARD_KEYS}
+            else:
+                card = {k: self.card.get(k) for k in CARD_KEYS}
+        auth = None
+        if self.authorization is not None and self.method != "cash":  # the contract: null for cash
+            auth = {k: self.authorization.get(k) for k in ("code", "reference", "approved_at")}
+        body: dict[str, Any] = {
+            "payment_id": self.payment_id,
+            "transaction_id": self.transaction_id,
+            "bill_reference": self.bill_reference,
+            "amount": self.amount,
+            "currency": self.currency,
+            "method": self.method,
+            "card": card,
+            "authorization": auth,
+            "agency_id": self.agency_id,
+            "terminal_id": self.terminal_id,
+            "cashier_id": self.cashier_id,
+            "receipt_number": self.receipt_number,
+            "captured_at": self.captured_at,
+            "captured_offline": self.captured_offline,
+        }
+        # Only for a card payment a person settled: a 1.0 server refuses the field even when null, and the
+        # contract's cash shape has none (who settled a cash payment stays in the journal's audit trail).
+        if self.settlement is not None and card is not None:
+            body["settlement"] = {k: self.settlement.get(k) for k in ("by", "from", "at")}
+        return body
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Payment))
+CARD_KEYS = ("scheme", "pan_masked", "pan_token", "expiry", "aid")
+SETTLED_CARD_KEYS = ("scheme", "pan_masked", "pan_token")
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """What the flow asks the journal to create: a bill (its contract fields) and the amount paid on it."""
+
+    bill: dict[str, Any]
+    amount: int
+
+
+@dataclass
+class QueueStats:
+    count: int = 0
+    total: dict[str, int] = field(default_factory=dict)
+    oldest_captured_at: datetime | None = None
+    needs_attention: int = 0
+    unknown: int = 0
+    # authorizing or unknown: the card may have been charged; offline limits count them too
+    in_doubt_count: int = 0
+    in_doubt_total: dict[str, int] = field(default_factory=dict)
+
+    def oldest_age(self, now: datetime | None = None) -> float | None:
+        if self.oldest_captured_at is None:
+            return None
+        return ((now or clock.local_now()) - self.oldest_captured_at).total_seconds()
