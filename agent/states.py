@@ -31,5 +31,22 @@ ALLOWED: dict[State, frozenset[State]] = {
 UNSENT = (State.APPROVED,)
 # A payment in one of these may have charged the card: no new payment for that bill may start.
 IN_DOUBT = (State.AUTHORIZING, State.UNKNOWN)
+# The customer's money was taken: what the Z report adds up. A payment the server rejected counts (the card
+# was charged all the same; someone must sort it out with the billing office).
+TAKEN = (State.APPROVED, State.UPLOADED, State.REJECTED)
+# A person must look at these: the outcome is in doubt or the server refused the upload.
+ATTENTION = (State.UNKNOWN, State.REJECTED, State.AUTHORIZING)
 
 METHODS = ("card_terminal", "card_reader", "cash")
+
+
+def needs_attention(state: str, notice: str | None) -> bool:
+    """Whether a supervisor must look at a payment (F4 list, Z report): in doubt, rejected by the server, or
+    with a server notice (e.g. credited to the customer's account instead of the bill).
+
+    >>> needs_attention("unknown", None), needs_attention("uploaded", "credited_to_account")
+    (True, True)
+    >>> needs_attention("uploaded", None)
+    False
+    """
+    return state in ATTENTION or bool(notice)

@@ -15,17 +15,16 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
+from agent import states
 from ui import i18n
 from ui.i18n import shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterModal, CounterScreen
 from ui.text import error_text, local_hm, local_when, method_label, money, notice_label, state_label, value
 
-ATTENTION_STATES = ("unknown", "rejected", "authorizing")
-
 
 def needs_attention(p: Any) -> bool:
-    return value(p.state) in ATTENTION_STATES or bool(p.notice)
+    return states.needs_attention(value(p.state), p.notice)
 
 
 def matches(p: Any, query: str) -> bool:
