@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from agent.ages import age_text
 from config import Config, ConfigError, load_config
 from config.loader import find_config_path, loose_permissions
+from drivers.concert import Ready, link_from_config, protocol_for
 
 Severity = Literal["error", "warning", "info"]
 
@@ -321,12 +322,8 @@ def check_disk(state_dir: str | os.PathLike[str]) -> Check:
 
 
 def _list_readers() -> list[str]:
-    try:
-        from drivers.pcsc import list_readers
-    except ImportError:  # the reader engineer's module; fall back to pyscard itself
-        from smartcard.System import readers
+    from drivers.pcsc import list_readers  # here: a pyscard that cannot load fails this check, not doctor
 
-        return [str(r) for r in readers()]
     return list_readers()
 
 
@@ -414,10 +411,6 @@ def check_tpe(cfg: Config | None, port_ok: bool) -> Check:
         return skipped(name, "no TPE configured")
     if not port_ok:
         return skipped(name, "the serial port is not usable")
-    try:
-        from drivers.concert import Ready, link_from_config, protocol_for
-    except ImportError:
-        return skipped(name, "the Concert driver is not installed")
     v3 = protocol_for(cfg.tpe.port, cfg.tpe.protocol) == "V3"
     link = link_from_config(cfg.tpe, max_retries=min(cfg.tpe.max_retries, 1))
     result = link.check()
