@@ -6,7 +6,8 @@
     result.status, result.receipt_number        # ('approved', 'ORAN-07-G2-000001')
 
 The journal row is written as `created`, then `authorizing`, each committed, before any device or
-acquirer is asked for money; the outcome is committed with its outbox row. A crash at any point leaves
+acquirer is asked for money; the outcome is committed with its audit event, and an approval is in the outbox
+(a view of the approved payments) from that commit on. A crash at any point leaves
 a state that `Journal.recover()` settles without guessing.
 """
 

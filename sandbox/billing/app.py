@@ -1,4 +1,4 @@
-"""The sandbox billing server: FastAPI app implementing /work/shared/contracts/billing-api.md (v1.1).
+"""The sandbox billing server: FastAPI app implementing the billing API contract (shared/contracts/billing-api.md v1.1).
 
 >>> from sandbox.billing.store import Store
 >>> app = create_app(Store(":memory:"), token="t")
