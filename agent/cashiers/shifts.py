@@ -1,0 +1,237 @@
+"""Shifts and the Z report: a cashier's shift opened at login, closed with the totals the journal shows.
+
+>>> shift = store.open_shift("c0042")                       # the open one again after a restart mid-shift
+>>> report = store.close_shift(shift.shift_id, journal, closed_by="c0042", terminal_id="ORAN-07-G2")
+>>> report.by_method["cash"].amounts["DZD"]                 # minor units
+>>> z_report(journal.list(), terminal_id="ORAN-07-G2", since=start, until=end)   # any period
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from agent import clock
+from agent.cashiers.accounts import CashierError
+from agent.cashiers.db import CashierFile
+
+# Money was taken for these states (uploaded or not, accepted or needing attention).
+TAKEN_STATES = ("approved", "uploaded", "rejected")
+
+
+class ShiftError(CashierError):
+    """Opening a second shift, closing a closed one, and the like."""
+
+
+@dataclass(frozen=True)
+class Shift:
+    shift_id: int
+    cashier_id: str
+    opened_at: str
+    closed_at: str | None
+    closed_by: str | None
+    z_report: dict[str, Any] | None
+
+
+@dataclass
+class Totals:
+    """A count and the total per currency (minor units)."""
+
+    count: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, amount: int, currency: str) -> None:
+        self.count += 1
+        self.amounts[currency] = self.amounts.get(currency, 0) + amount
+
+
+@dataclass
+class ZReport:
+    """The end-of-shift report: what was taken, how, by whom, and what still needs attention."""
+
+    terminal_id: str
+    since: str
+    until: str
+    total: Totals = field(default_factory=Totals)
+    by_method: dict[str, Totals] = field(default_factory=dict)
+    by_cashier: dict[str, Totals] = field(default_factory=dict)
+    online: Totals = field(default_factory=Totals)
+    offline: Totals = field(default_factory=Totals)
+    declined: int = 0
+    cancelled: int = 0
+    unsent: Totals = field(default_factory=Totals)
+    needs_attention: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _PaymentLike(Protocol):
+    # Read-only members: the journal's Payment is a frozen dataclass.
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def bill_reference(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def cashier_id(self) -> str: ...
+    @property
+    def captured_at(self) -> str: ...
+    @property
+    def captured_offline(self) -> bool: ...
+    @property
+    def notice(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def receipt_number(self) -> str: ...
+
+
+class _JournalLike(Protocol):
+    def list(self, states: Any = None, limit: Any = None, since: Any = None) -> Any: ...
+
+
+def _state(p: Any) -> str:
+    s = p.state
+    return str(getattr(s, "value", s))
+
+
+def z_report(
+    payments: Iterable[_PaymentLike], *, terminal_id: str, since: datetime, until: datetime
+) -> ZReport:
+    """Totals of the payments captured in [since, until]: per method, per cashier, online vs offline.
+
+    Amounts count only when money was taken (approved, uploaded, or rejected by the server and needing
+    attention: the card was still charged). Unknown outcomes, rejected uploads and credited-to-account
+    notices are listed under needs_attention.
+    """
+    rep = ZReport(terminal_id=terminal_id, since=clock.utc_text(since), until=clock.utc_text(until))
+    for p in payments:
+        at = clock.parse(p.captured_at)
+        if at < since or at > until:
+            continue
+        state = _state(p)
+        if state in TAKEN_STATES:
+            rep.total.add(p.amount, p.currency)
+            rep.by_method.setdefault(p.method, Totals()).add(p.amount, p.currency)
+            rep.by_cashier.setdefault(p.cashier_id, Totals()).add(p.amount, p.currency)
+            (rep.offline if p.captured_offline else rep.online).add(p.amount, p.currency)
+            if state == "approved":
+                rep.unsent.add(p.amount, p.currency)
+        elif state == "declined":
+            rep.declined += 1
+        elif state == "cancelled":
+            rep.cancelled += 1
+        if state in ("unknown", "rejected", "authorizing") or p.notice:
+            rep.needs_attention.append(
+                {
+                    "payment_id": p.payment_id,
+                    "bill_reference": p.bill_reference,
+                    "receipt_number": p.receipt_number,
+                    "amount": p.amount,
+                    "currency": p.currency,
+                    "state": state,
+                    "notice": p.notice,
+                    "error": p.error,
+                }
+            )
+    return rep
+
+
+class Shifts(CashierFile):
+    """The shifts of the cashier file, and their Z reports. Thread-safe, as CashierFile."""
+
+    def open_shift(self, cashier_id: str, *, now: datetime | None = None) -> Shift:
+        """Open the cashier's shift; returns the already open one if there is one (a restart mid-shift)."""
+        current = self.current_shift(cashier_id)
+        if current:
+            return current
+        self._require(cashier_id)
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO shifts (cashier_id, opened_at) VALUES (?, ?)",
+                (cashier_id, clock.utc_text(now or clock.utc_now())),
+            )
+            shift_id = int(cur.lastrowid or 0)
+            self._event(db, cashier_id, "shift_opened", cashier_id, str(shift_id))
+        return self.shift(shift_id)
+
+    def current_shift(self, cashier_id: str) -> Shift | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM shifts WHERE cashier_id = ? AND closed_at IS NULL", (cashier_id,)
+            ).fetchone()
+        return self._shift(row) if row else None
+
+    def shift(self, shift_id: int) -> Shift:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM shifts WHERE shift_id = ?", (shift_id,)).fetchone()
+        if row is None:
+            raise KeyError(shift_id)
+        return self._shift(row)
+
+    def shifts(self, limit: int = 50) -> builtins.list[Shift]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM shifts ORDER BY shift_id DESC LIMIT ?", (limit,)).fetchall()
+        return [self._shift(r) for r in rows]
+
+    @staticmethod
+    def _shift(row: sqlite3.Row) -> Shift:
+        return Shift(
+            shift_id=row["shift_id"],
+            cashier_id=row["cashier_id"],
+            opened_at=row["opened_at"],
+            closed_at=row["closed_at"],
+            closed_by=row["closed_by"],
+            z_report=json.loads(row["z_report"]) if row["z_report"] else None,
+        )
+
+    def shift_report(
+        self, shift_id: int, journal: _JournalLike, *, terminal_id: str, now: datetime | None = None
+    ) -> ZReport:
+        """The Z report of a shift so far (or as closed), computed from the journal."""
+        sh = self.shift(shift_id)
+        since = clock.parse(sh.opened_at)
+        until = clock.parse(sh.closed_at) if sh.closed_at else (now or clock.utc_now())
+        # The journal compares its local-time RFC 3339 strings; give it the same form, a minute early
+        # (clock offsets), and filter exactly on our side.
+        loose = clock.local_text(since - timedelta(minutes=1))
+        return z_report(journal.list(since=loose), terminal_id=terminal_id, since=since, until=until)
+
+    def close_shift(
+        self,
+        shift_id: int,
+        journal: _JournalLike,
+        *,
+        closed_by: str,
+        terminal_id: str,
+        now: datetime | None = None,
+    ) -> ZReport:
+        """Close the shift and keep its Z report with it."""
+        sh = self.shift(shift_id)
+        if sh.closed_at:
+            raise ShiftError(f"shift {shift_id} was already closed at {sh.closed_at}")
+        now = now or clock.utc_now()
+        rep = self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now)
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE shifts SET closed_at = ?, closed_by = ?, z_report = ? "
+                "WHERE shift_id = ? AND closed_at IS NULL",
+                (clock.utc_text(now), closed_by, json.dumps(rep.to_dict()), shift_id),
+            ).rowcount
+            if not n:
+                raise ShiftError(f"shift {shift_id} was already closed")
+            self._event(db, sh.cashier_id, "shift_closed", closed_by, str(shift_id))
+        return rep
