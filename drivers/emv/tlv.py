@@ -149,16 +149,6 @@ def decode(data: bytes | bytearray | memoryview) -> list[TLV]:
     return _decode(buf, 0, len(buf), 0)
 
 
-def decode_one(data: bytes | bytearray | memoryview, tag: int | None = None) -> TLV:
-    """Exactly one object (optionally of ``tag``), as a card response must be."""
-    items = decode(data)
-    if len(items) != 1:
-        raise TLVError(f"expected one data object, found {len(items)}", 0)
-    if tag is not None and items[0].tag != tag:
-        raise TLVError(f"expected tag {tag_name(tag)}, found {tag_name(items[0].tag)}", 0)
-    return items[0]
-
-
 def encode_length(n: int) -> bytes:
     if n < 0:
         raise ValueError("negative length")

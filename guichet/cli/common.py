@@ -6,7 +6,6 @@ Exit status: 0 ok, 1 failure (one clear line on stderr), 2 usage or config error
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any, NoReturn
 
 import click
@@ -48,14 +47,3 @@ def get_config(ctx: click.Context) -> Config:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
-def run_guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Turn unexpected exceptions into one line (no traceback for technicians); re-raise click's own."""
-    try:
-        return fn(*args, **kwargs)
-    except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
-        raise
-    except KeyboardInterrupt:
-        click.echo("guichet: interrupted", err=True)
-        sys.exit(1)
