@@ -21,12 +21,15 @@ server add fields) and never kept: a model holds only what the contract defines.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 INT63_MAX = 2**63 - 1
 MAX_ITEMS = 5000  # the feed's largest `limit`
+PAN_MASKED = r"^[0-9]{0,6}[*Xx#]{3,}[0-9]{0,4}$"  # the YAML's PanMasked (8..23 characters)
+DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 
 Int63 = Annotated[int, Field(ge=0, le=INT63_MAX)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -58,15 +61,37 @@ class _Answer(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+def _or_none(pattern: str, max_length: int) -> Any:
+    # A value the contract leaves open that we could only misuse (a masked number that is not one may hold a
+    # full PAN; a receipt number longer than any we issue): dropped, not refused, so the answer still counts.
+    rx = re.compile(pattern)
+    return BeforeValidator(lambda v: v if not isinstance(v, str) or (len(v) <= max_length and rx.fullmatch(v))
+                           else None)
+
+
+# Strings the contract leaves unbounded in answers: cut to a length we keep, never refused for their length.
+Cut16 = Annotated[str, _truncate(16)]
+Cut64 = Annotated[str, _truncate(64)]
+Cut200 = Annotated[str, _truncate(200)]
+Cut500 = Annotated[str, _truncate(500)]
+
+
 class ErrorDetail(_Answer):
-    code: Text200
-    message: Annotated[str, _truncate(500)] = ""
+    """A batch result's `error`: the YAML asks a string code and a message, nothing more."""
+
+    code: Cut200
+    message: Cut500
+
+
+class ErrorCode(_Answer):
+    code: Annotated[str, _truncate(200), StringConstraints(pattern=r"^[a-z0-9_]+$")]
+    message: Cut500
 
 
 class ErrorBody(_Answer):
-    """`{"error": {"code": ..., "message": ...}}` of every 4xx."""
+    """`{"error": {"code": "snake_case", "message": ...}}` of every 4xx, as strict as the YAML's Error."""
 
-    error: ErrorDetail
+    error: ErrorCode
 
 
 class Bill(_Answer):
@@ -99,15 +124,16 @@ class BillPage(_Answer):
     """`GET /v1/bills` (the delta feed); items are validated one by one (a bad one is skipped)."""
 
     items: Annotated[list[Any], Field(max_length=MAX_ITEMS)]
-    next_cursor: Text1024 | None = None
+    next_cursor: Annotated[str, StringConstraints(max_length=1000)]
 
 
 class BatchResult(_Answer):
-    payment_id: Text64
+    # null or a long string (the YAML allows both) never matches a payment sent: the client refuses the batch
+    payment_id: Cut64 | None
     status: Literal["accepted", "duplicate", "rejected"]
-    receipt_number: Text200 | None = None
+    receipt_number: Cut200 | None = None
     error: ErrorDetail | None = None
-    notice: Text64 | None = None
+    notice: Cut64 | None = None
 
 
 class BatchResults(_Answer):
@@ -117,38 +143,40 @@ class BatchResults(_Answer):
 
 
 class CardRecord(_Answer):
-    scheme: Text32 | None = None
-    pan_masked: Annotated[str, StringConstraints(max_length=19, pattern=r"^[0-9*]*$")] | None = None
-    pan_token: Text128 | None = None
-    expiry: Text7 | None = None
-    aid: Text32 | None = None
-    entry_mode: Text16 | None = None
+    """A recorded payment's `card`: the YAML leaves it an open object, so nothing in it refuses the record."""
+
+    scheme: Cut64 | None = None
+    pan_masked: Annotated[str | None, _or_none(PAN_MASKED, 23)] = None
+    pan_token: Annotated[str | None, _or_none(r"([0-9a-fA-F]{2})+", 128)] = None
+    expiry: Cut16 | None = None
+    aid: Cut64 | None = None
+    entry_mode: Cut16 | None = None
 
 
 class AuthorizationRecord(_Answer):
-    code: Text200 | None = None
-    reference: Text200 | None = None
-    approved_at: Text64 | None = None
+    code: Cut200 | None = None
+    reference: Cut200 | None = None
+    approved_at: Cut64 | None = None
 
 
 class PaymentRecord(_Answer):
     """`GET /v1/payments/{id}`: the payment as the server recorded it."""
 
-    payment_id: Text64
+    payment_id: Cut64  # longer is no id of ours: cut, it matches none
     status: Literal["recorded"]
-    transaction_id: Text64 | None = None
-    bill_reference: Text200 | None = None
+    transaction_id: Cut64 | None = None
+    bill_reference: Cut200 | None = None
     amount: Int63
     currency: Currency
     method: Literal["card_terminal", "card_reader", "cash"]
     card: CardRecord | None = None
     authorization: AuthorizationRecord | None = None
     stamp_duty: Int63 | None = None
-    agency_id: Text200 | None = None
-    terminal_id: Text200 | None = None
-    cashier_id: Text200 | None = None
-    receipt_number: Text200 | None = None
-    captured_at: Text64 | None = None
+    agency_id: Cut200 | None = None
+    terminal_id: Cut200 | None = None
+    cashier_id: Cut200 | None = None
+    receipt_number: Cut200 | None = None
+    captured_at: Cut64 | None = None
     captured_offline: bool | None = None
 
 
@@ -156,20 +184,21 @@ class AuthorizationAnswer(_Answer):
     """`POST /v1/authorizations` and `GET /v1/authorizations/{id}`."""
 
     approved: bool
-    response_code: Text4 | None = None
-    code: Text200 | None = None
-    reference: Text200 | None = None
-    emv: Annotated[str, StringConstraints(max_length=4096, pattern=r"^[0-9A-Fa-f]*$")] | None = None
-    approved_at: Text64 | None = None
-    payment_id: Text64 | None = None
+    response_code: Cut16  # shown to the cashier (code 51...): any string the YAML allows, cut
+    code: Cut200 | None = None
+    reference: Cut200 | None = None
+    emv: Annotated[str | None, _or_none(r"([0-9a-fA-F]{2})*", 4096)] = None  # only hex TLV goes to a card
+    approved_at: Cut64 | None = None
+    payment_id: Cut200 | None = None
 
 
 class HeartbeatAnswer(_Answer):
     """`POST /v1/terminals/{id}/heartbeat`. `last_receipt_number`: the highest receipt the server holds for
     this terminal (optional, the server's view of the journal's high-water mark)."""
 
-    server_time: Text64 | None = None
-    last_receipt_number: Text200 | None = None
+    server_time: Annotated[str, StringConstraints(pattern=DATE_TIME)]
+    # Longer than any receipt number we issue: it cannot be ahead of our journal, and must not be cut into one.
+    last_receipt_number: Annotated[str | None, _or_none(r"(?s).*", 200)] = None
 
 
 def _loc(loc: tuple[int | str, ...], root: str) -> str:
