@@ -28,7 +28,6 @@ from agent.cashiers.accounts import (
     PIN_MIN,
     ROLES,
     Cashier,
-    CashierError,
     LockedOut,
     LoginFailed,
     NotSupervisor,
@@ -36,7 +35,7 @@ from agent.cashiers.accounts import (
     check_id,
 )
 from agent.cashiers.accounts import Accounts as _Accounts
-from agent.cashiers.db import FILE_NAME, SCHEMA_VERSION
+from agent.cashiers.db import FILE_NAME, SCHEMA_VERSION, CashierError
 from agent.cashiers.shifts import TAKEN_STATES, Shift, ShiftError, Totals, ZReport, z_report
 from agent.cashiers.shifts import Shifts as _Shifts
 

@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from argon2.low_level import Type
 
 from agent import clock
-from agent.cashiers.db import CashierFile
+from agent.cashiers.db import CashierError, CashierFile
 
 Role = Literal["cashier", "supervisor"]
 ROLES = ("cashier", "supervisor")
@@ -34,10 +34,6 @@ LOCKOUT_SECONDS = 300
 PIN_MIN, PIN_MAX = 4, 8
 _PIN = re.compile(rf"^\d{{{PIN_MIN},{PIN_MAX}}}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
-
-
-class CashierError(Exception):
-    """A cashier operation refused; the message is one clear line."""
 
 
 class LoginFailed(CashierError):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from agent import clock
-from agent.errors import StorageError
 from agent.storage import open_database
 
 FILE_NAME = "cashiers.db"
@@ -59,16 +58,20 @@ SCHEMA_VERSION = 1
 MIGRATIONS = [(SCHEMA_VERSION, ";\n".join(_SCHEMA) + ";")]
 
 
+class CashierError(Exception):
+    """A cashier operation refused; the message is one clear line."""
+
+
 class CashierFile:
     """The connection to the cashier file. Thread-safe: one connection guarded by a lock (logins are rare).
 
-    A StorageError (one line naming the file) when it cannot be opened: corrupt, read-only, or newer.
+    A CashierError (one line naming the file) when it cannot be opened: corrupt, read-only, or newer.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = open_database(self.path, MIGRATIONS, error=StorageError, timeout=5.0)
+        self._db = open_database(self.path, MIGRATIONS, error=CashierError, timeout=5.0)
 
     def close(self) -> None:
         with self._lock:

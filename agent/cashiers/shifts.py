@@ -17,8 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent import clock
-from agent.cashiers.accounts import CashierError
-from agent.cashiers.db import CashierFile
+from agent.cashiers.db import CashierError, CashierFile
 
 # Money was taken for these states (uploaded or not, accepted or needing attention).
 TAKEN_STATES = ("approved", "uploaded", "rejected")
