@@ -24,11 +24,12 @@ PACKAGES = ("agent", "drivers", "config", "contract", "sandbox", "ui", "guichet"
 EXAMPLE = re.compile(r"^\s*>>>", re.MULTILINE)
 
 # Modules whose examples still need a live server/config/journal; their files are being reworked by other
-# items of issue 13 (billing client, scheduler, journal split). Prefixes, so a split module stays listed.
+# items of issue 13 (billing client, scheduler, journal and cashiers split). Prefixes, so a split module stays listed.
 PENDING = {
     "agent.billing": "BillingClient needs a server",
     "agent.bills": "BillCache needs a state dir and a server",
     "agent.clock": "new module of the journal split, examples still being written",
+    "agent.cashiers": "CashierStore needs a state dir",
     "agent.journal": "Journal needs a state dir",
     "agent.service": "Agent needs a config",
     "agent.storage": "needs a state dir",
