@@ -29,7 +29,6 @@ from drivers.concert.fields import check_amount as check_field_amount
 from drivers.pan import digits_hold_pan, mask_reported_pan
 
 STX, ETX, EOT, ENQ, ACK, NAK = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
-CONTROL_NAMES = {STX: "STX", ETX: "ETX", EOT: "EOT", ENQ: "ENQ", ACK: "ACK", NAK: "NAK"}
 
 AMOUNT_DIGITS = 8
 MAX_AMOUNT = 10**AMOUNT_DIGITS - 1
