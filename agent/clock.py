@@ -1,9 +1,14 @@
 """The one home of the agent's clock: how times are read, written to state files, and parsed back.
 
->>> from agent import clock
->>> clock.utc_text(clock.utc_now())                # cashier file: '2026-11-22T08:14:03+00:00'
->>> clock.now_precise()                            # journal event: '2026-11-22T09:14:03.123456+01:00'
->>> clock.parse("2026-11-22T08:14:03Z")            # any stored form -> an aware datetime (naive = UTC)
+>>> from datetime import datetime, timedelta, timezone
+>>> utc_text(datetime(2026, 11, 22, 9, 14, 3, tzinfo=timezone(timedelta(hours=1))))   # the cashier file's form
+'2026-11-22T08:14:03+00:00'
+>>> parse("2026-11-22T08:14:03Z") == parse("2026-11-22T09:14:03+01:00")   # any stored form, as an instant
+True
+>>> parse("2026-11-22T08:14:03").tzinfo                                   # a naive one is UTC
+datetime.timezone.utc
+>>> len(now_precise()) == len("2026-11-22T09:14:03.123456+01:00")          # journal events: local, µs, offset
+True
 
 The convention: every stored time is an instant with its UTC offset written out, so it reads back the same
 whatever the machine's zone is later; local time is for display only (ui.formatting turns any of them into

@@ -1,10 +1,10 @@
 """The state directory's storage: one place that creates it private and turns storage failures into one line.
 
->>> state = ensure_state_dir(config.state.dir)          # created 0700 (tightened if it was looser)
->>> with storage_errors(state / "bills.db", "bill lookup"):
-...     conn.execute("SELECT ...")                      # sqlite3 / OSError -> StorageError, one line
->>> check_free_space(state)                              # StorageError when the disk is nearly full
->>> conn = open_database(state / "bills.db", MIGRATIONS)   # WAL, synchronous=FULL, 0600, migrated
+    state = ensure_state_dir(config.state.dir)          # created 0700 (tightened if it was looser)
+    with storage_errors(state / "bills.db", "bill lookup"):
+        conn.execute("SELECT ...")                      # sqlite3 / OSError -> StorageError, one line
+    check_free_space(state)                              # StorageError when the disk is nearly full
+    conn = open_database(state / "bills.db", MIGRATIONS)   # WAL, synchronous=FULL, 0600, migrated
 
 Every writer of the state directory (journal, bill cache, cashiers, locks, logs, the UI) calls
 `ensure_state_dir` first, so whichever runs first on a fresh machine leaves it 0700; every SQLite file in
@@ -106,7 +106,7 @@ def open_private(path: str | os.PathLike[str], flags: int = os.O_RDWR) -> int:
     """Open `path` (created 0600 if missing) and return its descriptor; a file of ours that is looser is
     tightened to 0600 first, so a state file is never readable by others, not even briefly.
 
-    >>> fd = open_private(state / "journal.hwm")          # O_RDWR | O_CREAT | O_CLOEXEC, mode 0600
+        fd = open_private(state / "journal.hwm")          # O_RDWR | O_CREAT | O_CLOEXEC, mode 0600
     Raises OSError; the caller says what the file is for.
     """
     fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -169,8 +169,8 @@ def open_database(
     `migrations` are (user_version, SQL script), append only: a released one is never edited.
     Raises `error` with a one-line reason for a corrupt, unreadable, read-only or newer file.
 
-    >>> conn = open_database(state / "journal.db", MIGRATIONS)                       # JournalError
-    >>> conn = open_database(state / "cashiers.db", SCHEMA, error=StorageError, timeout=5)
+        conn = open_database(state / "journal.db", MIGRATIONS)                       # JournalError
+        conn = open_database(state / "cashiers.db", SCHEMA, error=StorageError, timeout=5)
     """
     path = Path(path)
     try:

@@ -1,11 +1,11 @@
 """Cashier accounts: ids, names, roles, argon2id PIN hashes, logins and lockouts, with their audit trail.
 
->>> store = CashierStore.open(state_dir)                    # agent.cashiers: accounts and shifts together
->>> store.add("s0001", "Karim S.", "917355", role="supervisor")
->>> store.add("c0042", "Amel B.", "4826", actor="s0001")     # PIN hashed with argon2id
->>> cashier = store.verify("c0042", "4826")                 # LoginFailed / LockedOut
->>> store.unlock("c0042", actor="s0001"); store.set_pin("c0042", "5931", actor="s0001")
->>> store.disable("c0042", actor="s0001")                   # can no longer log in; history kept
+    store = CashierStore.open(state_dir)                    # agent.cashiers: accounts and shifts together
+    store.add("s0001", "Karim S.", "917355", role="supervisor")
+    store.add("c0042", "Amel B.", "4826", actor="s0001")     # PIN hashed with argon2id
+    cashier = store.verify("c0042", "4826")                 # LoginFailed / LockedOut
+    store.unlock("c0042", actor="s0001"); store.set_pin("c0042", "5931", actor="s0001")
+    store.disable("c0042", actor="s0001")                   # can no longer log in; history kept
 """
 
 from __future__ import annotations

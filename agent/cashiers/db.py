@@ -1,7 +1,7 @@
 """The cashier file (`cashiers.db` in the state dir): its schema, its connection and its audit trail.
 
->>> store = CashierStore.open(state_dir)      # agent.cashiers: accounts and shifts on one CashierFile
->>> store.events("c0042", last=10)            # who did what, when, oldest first
+    store = CashierStore.open(state_dir)      # agent.cashiers: accounts and shifts on one CashierFile
+    store.events("c0042", last=10)            # who did what, when, oldest first
 
 Separate from the payment journal so its schema evolves on its own; opened by agent.storage.open_database
 like every state file (WAL, synchronous=FULL, 0600: PIN hashes are secrets, even when memory-hard). Times

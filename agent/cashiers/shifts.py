@@ -1,9 +1,9 @@
 """Shifts and the Z report: a cashier's shift opened at login, closed with the totals the journal shows.
 
->>> shift = store.open_shift("c0042")                       # the open one again after a restart mid-shift
->>> report = store.close_shift(shift.shift_id, journal, closed_by="c0042", terminal_id="ORAN-07-G2")
->>> report.by_method["cash"].amounts["DZD"]                 # minor units
->>> z_report(journal.list(), terminal_id="ORAN-07-G2", since=start, until=end)   # any period
+    shift = store.open_shift("c0042")                       # the open one again after a restart mid-shift
+    report = store.close_shift(shift.shift_id, journal, closed_by="c0042", terminal_id="ORAN-07-G2")
+    report.by_method["cash"].amounts["DZD"]                 # minor units
+    z_report(journal.list(), terminal_id="ORAN-07-G2", since=start, until=end)   # any period
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The payment journal: every payment and every state change, crash-safe, in one SQLite file.
 
->>> journal = Journal.open("/var/lib/guichet", terminal_id="ORAN-07-G2", agency_id="ORAN-07")
->>> [p] = journal.create([NewPayment(bill, 345600)], currency="DZD", method="cash", cashier_id="c0042",
-...                      captured_offline=False)
->>> journal.transition(p.payment_id, State.AUTHORIZING, actor="c0042")
->>> journal.transition(p.payment_id, State.APPROVED, actor="c0042", authorization={...})
+    journal = Journal.open("/var/lib/guichet", terminal_id="ORAN-07-G2", agency_id="ORAN-07")
+    [p] = journal.create([NewPayment(bill, 345600)], currency="DZD", method="cash", cashier_id="c0042",
+                         captured_offline=False)
+    journal.transition(p.payment_id, State.AUTHORIZING, actor="c0042")
+    journal.transition(p.payment_id, State.APPROVED, actor="c0042", authorization={...})
 
 WAL mode with synchronous=FULL: a transaction that returned is on disk. Each state change is one
-transaction, together with its audit row and, for an approval, its outbox row; a crash between any two
-steps leaves the journal in the state before or after that step, never between.
+transaction writing one event row, which is both the payment's history and its audit trail (the outbox is
+a view of the approved payments, not a row of its own); a crash between any two steps leaves the journal
+in the state before or after that step, never between.
 
 The package: `schema` (the file's name, its frozen migrations, the SQL of a transition), `model` (Payment,
 NewPayment, QueueStats), `marks` (the high-water mark and the parked outcomes beside the file) and, here,

@@ -1,9 +1,9 @@
 """The journal's two companions outside its database file: the high-water mark and the parked outcomes.
 
->>> hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id, sync=True); hw.read()
-(42, '0193...')
->>> parked = PendingOutcomes(state_dir / PENDING_NAME); parked.add(record)   # fsynced; Journal replays it
->>> read_high_water(path), read_pending(path)                                 # for doctor, read-only
+    hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id, sync=True); hw.read()
+    (42, '0193...')
+    parked = PendingOutcomes(state_dir / PENDING_NAME); parked.add(record)   # fsynced; Journal replays it
+    read_high_water(path), read_pending(path)                                 # for doctor, read-only
 
 Both are fixed-size records with a CRC, written with pwrite on a descriptor kept open, so a torn write
 is found and a power cut never leaves them ahead of what they vouch for.
@@ -45,8 +45,8 @@ class HighWater:
     open, then fdatasync'ed (`write(..., sync=True)`, as `create` does): a power cut that damages the WAL
     cannot take payments with it unseen, and a crash leaves the mark behind the journal, never ahead.
 
-    >>> hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id); hw.read()
-    (42, '0193...')
+        hw = HighWater(state_dir / HWM_NAME); hw.write(42, payment_id); hw.read()
+        (42, '0193...')
     """
 
     def __init__(self, path: Path) -> None:

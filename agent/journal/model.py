@@ -1,9 +1,9 @@
 """What the journal holds and hands out: a payment, a payment to create, the upload queue's figures.
 
->>> p = journal.get(payment_id)          # a Payment: frozen, never a full PAN
->>> p.summary()                          # the `guichet pay --json` fields
->>> p.to_api()                           # the contract's Payment, as uploaded
->>> NewPayment(bill, 345600)             # what Journal.create takes
+    p = journal.get(payment_id)          # a Payment: frozen, never a full PAN
+    p.summary()                          # the `guichet pay --json` fields
+    p.to_api()                           # the contract's Payment, as uploaded
+    NewPayment(bill, 345600)             # what Journal.create takes
 """
 
 from __future__ import annotations

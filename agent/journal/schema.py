@@ -1,9 +1,11 @@
 """The journal's file: its name, its released migrations (frozen) and the SQL the journal writes with.
 
->>> from agent.journal.schema import DB_NAME, MIGRATIONS
->>> conn = open_database(state_dir / DB_NAME, MIGRATIONS)     # agent.storage: creates or migrates the file
+    conn = open_database(state_dir / DB_NAME, MIGRATIONS)     # agent.storage: creates or migrates the file
+
 >>> MOVES["approved"].step, MOVES["approved"].sources         # what a transition to a state writes and needs
 (3, ('authorizing', 'unknown'))
+>>> MIGRATIONS[-1][0] == len(MIGRATIONS)                      # versions 1, 2, 3...: append only
+True
 """
 
 from __future__ import annotations
