@@ -39,10 +39,9 @@ from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
 from agent.limits import check_offline
 from agent.states import State
 from agent.storage import MIN_FREE_BYTES, check_free_space
-from agent.terminal import scheme_for
 from config import Config
 from config.money import format_amount
-from drivers.emv.schemes import OTHER, label_matches
+from drivers.emv.schemes import OTHER, label_matches, scheme_for
 from drivers.pan import digits_hold_pan, masked_pan_fault, safe_detail, safe_text
 
 log = logging.getLogger("guichet.payments")

@@ -21,7 +21,6 @@ is scrubbed of card numbers again (``drivers.pan.safe_text``) and bounded in len
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
@@ -37,28 +36,8 @@ from drivers.concert import (
     Result,
     link_from_config,
 )
-from drivers.emv.schemes import OTHER, bin_matches
+from drivers.emv.schemes import scheme_for
 from drivers.pan import safe_text
-
-
-def scheme_for(pan_masked: str | None, rules: list[Any]) -> str:
-    """The scheme whose BIN rule matches the visible first digits of a masked PAN, else "OTHER".
-
-    >>> from config.schema import SchemeRule
-    >>> scheme_for("628058******1239", [SchemeRule(name="EDAHABIA", bins=["628058"])])
-    'EDAHABIA'
-    >>> scheme_for("512345******0000", [SchemeRule(name="MASTERCARD", bins=["51-55"])])
-    'MASTERCARD'
-    """
-    if not pan_masked:
-        return OTHER
-    shown = re.match(r"\d*", pan_masked)
-    digits = shown.group() if shown else ""  # a rule needing more digits than are shown cannot match
-    for rule in rules:
-        if any(bin_matches(b, digits) for b in rule.bins):
-            return str(rule.name)
-    return OTHER
-
 
 MAX_TEXT = 300  # characters of any terminal-derived text recorded in the journal
 

@@ -1,4 +1,5 @@
-"""Scheme detection from the config's ``cards.schemes`` rules: AID first, then BIN prefix, then label.
+"""Scheme detection from the config's ``cards.schemes`` rules: AID first, then BIN prefix, then label; for a
+TPE's or a ticket's masked card number, the BIN rules on the digits it shows (``scheme_for``).
 
 The CIB and Edahabia AIDs and BIN ranges come from the acquirer, so they live in the config, not here.
 
@@ -17,6 +18,7 @@ The CIB and Edahabia AIDs and BIN ranges come from the acquirer, so they live in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from config.schema import SchemeRule
@@ -44,6 +46,24 @@ def bin_matches(rule_bin: str, pan: str) -> bool:
 def label_matches(rule_label: str, *labels: str) -> bool:
     want = rule_label.strip().casefold()
     return bool(want) and any(want in (lab or "").casefold() for lab in labels)
+
+
+def scheme_for(pan_masked: str | None, rules: Sequence[SchemeRule]) -> str:
+    """The scheme whose BIN rule matches the visible first digits of a masked PAN, else "OTHER".
+
+    >>> scheme_for("628058******1239", [SchemeRule(name="EDAHABIA", bins=["628058"])])
+    'EDAHABIA'
+    >>> scheme_for("512345******0000", [SchemeRule(name="MASTERCARD", bins=["51-55"])])
+    'MASTERCARD'
+    """
+    if not pan_masked:
+        return OTHER
+    shown = re.match(r"\d*", pan_masked)
+    digits = shown.group() if shown else ""  # a rule needing more digits than are shown cannot match
+    for rule in rules:
+        if any(bin_matches(b, digits) for b in rule.bins):
+            return str(rule.name)
+    return OTHER
 
 
 def detect_scheme(rules: Sequence[SchemeRule], *, aid: str, pan: str, label: str, preferred_name: str = "") -> str:

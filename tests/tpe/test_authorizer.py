@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from agent.authorize import AuthOutcome, AuthRequest
-from agent.terminal import TerminalAuthorizer, scheme_for
+from agent.terminal import TerminalAuthorizer
+from drivers.emv.schemes import scheme_for
 from sandbox.tpe import TEST_PANS
 from tests.tpe.conftest import tpe_config
 
