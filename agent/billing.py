@@ -31,7 +31,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent import __version__
-from agent.errors import ApiError, BadAnswer, BillNotFound, RetryLater, ServerUnreachable
+from agent.errors import ApiError, BadAnswer, BillNotFound, GuichetError, RetryLater, ServerUnreachable
 from config import Config
 from contract import models
 from contract.models import where
@@ -116,8 +116,13 @@ class _Deadline:
 
 
 def _shutdown(sock: Any) -> None:
+    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown drops the SSL object that the request's
+    # own thread may be reading with at that moment. Ending the TCP stream is all the timer needs.
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        if isinstance(sock, socket.socket):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 
@@ -309,6 +314,16 @@ class BillingClient:
         try:
             return self._exchange(method, url, deadline, json_body=json_body, params=params, headers=headers,
                                   timeout=per_op, max_body=max_body)
+        except GuichetError:
+            raise
+        except Exception:
+            # A socket shut under a library mid-read can surface as anything (ValueError, AttributeError...):
+            # once the deadline fired, it is the deadline, one line. Otherwise it is a bug and stays visible.
+            if deadline.expired:
+                raise ServerUnreachable(
+                    f"billing server: no complete answer within {deadline.seconds:g} s", sent=deadline.sent
+                ) from None
+            raise
         finally:
             timer.cancel()
             _current.deadline = None

@@ -215,6 +215,11 @@ class BillCache:
                 page = client.bills_feed_page(agency, updated_after=None, limit=limit)
             self.store(page.items, page.next_cursor or cursor)
             changed += len(page.items)
+            if page.received >= limit and (page.next_cursor or cursor) == cursor:
+                # A full page that does not move the cursor would be asked for again and again: the server's
+                # feed is stuck; not caught up, so the cache's freshness is not renewed. Next refresh tries again.
+                log.warning("bill cache: the feed answered a full page without moving its cursor; stopped for now")
+                break
             cursor = page.next_cursor or cursor
             if page.received < limit:  # caught up: only now is the cache as fresh as the server
                 with self._lock:

@@ -34,6 +34,7 @@ log = logging.getLogger("guichet.sync")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 CLOCK_SKEW_WARN = 120.0
+HWM_RETRY = 3600.0  # seconds before the heartbeat offers last_receipt_number again to a server that refused it
 REFUSALS_BEFORE_REJECT = 3  # whole-request 4xx answers for one payment alone before it needs attention
 REFUSAL_SPACING = 300.0  # seconds: refusals closer together count once (a server's bad minutes reject nothing)
 # The 4xx a batch can get for what it holds (contract: bad JSON, unknown field, too many, too large). Any other
@@ -128,7 +129,9 @@ class SyncWorker:
         self._answers = 0
         self._last_took = -1
         self._last_multi_refusal = -1
-        self._hwm_in_heartbeat = True  # a 1.0 server refuses the heartbeat's last_receipt_number
+        # A 1.0 server refuses the heartbeat's last_receipt_number: left out until this time (monotonic), then
+        # tried again, so one garbage `400 unknown_field` never switches the high-water check off for good.
+        self._hwm_retry_at: float | None = None
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -322,7 +325,7 @@ class SyncWorker:
             "oldest_pending_at": stats.oldest_captured_at.isoformat() if stats.oldest_captured_at else None,
             "devices": self.devices(),
         }
-        if self._hwm_in_heartbeat:
+        if self._hwm_retry_at is None or self.clock() >= self._hwm_retry_at:
             body["last_receipt_number"] = self.journal.high_water()
         try:
             try:
@@ -330,8 +333,9 @@ class SyncWorker:
             except ApiError as e:
                 if e.code != "unknown_field" or "last_receipt_number" not in body:
                     raise
-                log.warning("the billing server does not take last_receipt_number (contract 1.0); not sent again")
-                self._hwm_in_heartbeat = False
+                log.warning("the billing server does not take last_receipt_number (contract 1.0); left out for %.0f s",
+                            HWM_RETRY)
+                self._hwm_retry_at = self.clock() + HWM_RETRY
                 del body["last_receipt_number"]
                 answer = self.client.heartbeat(body)
         except ServerUnreachable as e:

@@ -78,7 +78,9 @@ class ServerConfig(_Section):
     token: SecretStr = SecretStr("")
     ca_bundle: str = ""
     client_cert: str = ""
-    timeout: float = Field(10, gt=0, le=300)
+    # A service step is one request (at most 2 x timeout, the deadline) plus the device probe (3 s): 25 s keeps
+    # it under systemd's WatchdogSec=60, so a slow server never gets a healthy agent killed.
+    timeout: float = Field(10, gt=0, le=25)
     # An explicit HTTP(S) proxy; the environment's HTTP(S)_PROXY is never used (nor REQUESTS_CA_BUNDLE).
     proxy: str = ""
 

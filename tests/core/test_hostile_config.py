@@ -135,3 +135,39 @@ def test_a_plain_http_server_url_through_a_proxy_elsewhere_is_refused(billing_co
 def test_a_socks_proxy_is_refused_naming_the_proxy():
     with pytest.raises(config.ConfigError, match=r"server\.proxy: the proxy URL must be http://host:port"):
         config.validate({"server": {"proxy": "socks5://127.0.0.1:1080"}})
+
+
+def test_one_garbage_unknown_field_does_not_switch_off_the_high_water_check_for_good(agent):
+    from agent.sync import HWM_RETRY
+
+    now = datetime.now(UTC).isoformat()
+    refusals = [json_answer(400, {"error": {"code": "unknown_field", "message": "last_receipt_number"}})]
+
+    def once(method, path, body):  # one garbage refusal, then a 1.1 server
+        if "last_receipt_number" in body and refusals:
+            return refusals.pop()
+        return json_answer(200, {"server_time": now, "last_receipt_number": None})
+
+    with StubServer(once) as stub:
+        cfg = with_changes(agent.config, server={"url": stub.url})
+        worker = SyncWorker(cfg, agent.journal, BillingClient(cfg))
+        clock = [1000.0]
+        worker.clock = lambda: clock[0]
+        assert worker.heartbeat() is not None and worker.heartbeat() is not None
+        clock[0] += HWM_RETRY
+        assert worker.heartbeat() is not None
+    assert [("last_receipt_number" in b) for _, _, b in stub.requests] == [True, False, False, True]
+
+
+def test_the_server_timeout_is_bounded_so_a_service_step_fits_the_watchdog():
+    """systemd's WatchdogSec=60 (systemd/*.service) must exceed a step: 2 x server.timeout + a 3 s probe."""
+    import re
+    from pathlib import Path
+
+    units = Path(__file__).resolve().parents[2] / "systemd"
+    watchdog = min(int(m) for f in units.glob("*.service")
+                   for m in re.findall(r"^WatchdogSec=(\d+)", f.read_text(), re.M))
+    assert config.validate({"server": {"timeout": 25}}).server.timeout == 25
+    assert 2 * 25 + 3 < watchdog
+    with pytest.raises(config.ConfigError, match=r"server\.timeout"):
+        config.validate({"server": {"timeout": 30}})

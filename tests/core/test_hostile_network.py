@@ -262,6 +262,17 @@ def test_a_feed_item_with_version_2_70_is_skipped_and_the_rest_cached(billing_co
     cache.close()
 
 
+@pytest.mark.parametrize("cursor", ["c1", ""])
+def test_a_feed_stuck_on_one_cursor_is_asked_once_per_refresh_not_ten_thousand_times(billing_config, tmp_path, cursor):
+    items = [_bill(f"1000000000{i:02d}") for i in range(3)]  # a full page (limit 3), the cursor never moves
+    with StubServer(lambda m, p, b: json_answer(200, {"items": items, "next_cursor": cursor})) as stub:
+        cache = BillCache.open(tmp_path)
+        cache.store([], "c1")
+        assert cache.refresh(_client(billing_config, stub.url), "ORAN-07", limit=3) == 3
+        assert len(stub.requests) == 1 and cache.freshness() is None  # not caught up: not marked fresh
+        cache.close()
+
+
 def test_bills_with_unexpected_fields_or_an_object_for_a_string_never_break_offline_lookups(
         agent, billing_server, seeded_references):
     ref_extra, ref_object, ref_fine = seeded_references[:3]
