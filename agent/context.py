@@ -24,8 +24,8 @@ log = logging.getLogger("guichet")
 
 # method -> (module, class) of its authorizer; each takes the Config. Loaded only when configured.
 AUTHORIZERS = {
-    "card_terminal": ("agent.terminal", "TerminalAuthorizer"),
-    "card_reader": ("agent.reader", "ReaderAuthorizer"),
+    "card_terminal": ("agent.authorizers.tpe", "TerminalAuthorizer"),
+    "card_reader": ("agent.authorizers.card_reader", "ReaderAuthorizer"),
 }
 
 

@@ -44,14 +44,14 @@ import config
 import contract
 from agent import crashpoints
 from agent.authorize import AuthOutcome, AuthRequest, CashAuthorizer, StatusCallback
+from agent.authorizers.card_reader import ReaderAuthorizer
+from agent.authorizers.tpe import TerminalAuthorizer
 from agent.billing import BillingClient
 from agent.bills import Bill, BillCache
 from agent.errors import GuichetError
 from agent.journal import Journal, Payment
 from agent.payments import PaymentFlow
-from agent.reader import ReaderAuthorizer
 from agent.states import State
-from agent.terminal import TerminalAuthorizer
 from drivers.concert import Approved, Cancelled, Refused, Timeout
 from drivers.concert.eplus_codec import Response, encode_response
 from drivers.pan import luhn_check_digit, mask_pan, pan_token

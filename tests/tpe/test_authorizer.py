@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent.authorize import AuthOutcome, AuthRequest
-from agent.terminal import TerminalAuthorizer
+from agent.authorizers.tpe import TerminalAuthorizer
 from drivers.emv.schemes import scheme_for
 from sandbox.tpe import TEST_PANS
 from tests.tpe.conftest import tpe_config

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from agent.terminal import TerminalAuthorizer
+from agent.authorizers.tpe import TerminalAuthorizer
 from sandbox.tpe import TEST_PANS
 from tests.tpe.conftest import V3_QUIET, tpe_config
 from tests.tpe.test_authorizer import request, run

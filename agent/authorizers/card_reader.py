@@ -27,7 +27,7 @@ from config import Config
 from drivers.emv.card import CardData
 from drivers.pan import safe_text
 
-log = logging.getLogger("agent.reader")
+log = logging.getLogger("agent.reader")  # the name its log lines have always carried (journalctl filters)
 
 REPLAYS = 1  # after a lost answer, the same request once more (same Idempotency-Key)
 
