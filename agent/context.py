@@ -24,7 +24,7 @@ log = logging.getLogger("guichet")
 
 # method -> (module, class) of its authorizer; each takes the Config. Loaded only when configured.
 AUTHORIZERS = {
-    "card_terminal": ("agent.authorizers.tpe", "TerminalAuthorizer"),
+    "card_terminal": ("agent.authorizers.tpe", "TpeAuthorizer"),
     "card_reader": ("agent.authorizers.card_reader", "ReaderAuthorizer"),
 }
 

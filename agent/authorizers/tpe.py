@@ -1,7 +1,7 @@
 """The ``card_terminal`` payment method: the amount goes to the TPE (Concert E+ over a serial line, or Concert
 V3 / Caisse-AP over TCP when ``tpe.port`` is ``tcp://host:8888``), the customer pays there.
 
-    auth = TerminalAuthorizer(config)                 # config.tpe: port, protocol, baud, framing, timeouts
+    auth = TpeAuthorizer(config)                 # config.tpe: port, protocol, baud, framing, timeouts
     outcome = auth.authorize(req, cancel=threading.Event(), on_status=ui.show)
     outcome.status    # approved | declined | cancelled | unknown
 
@@ -47,7 +47,7 @@ def _safe(text: str, limit: int = MAX_TEXT) -> str:
     return safe_text(text, limit)
 
 
-class TerminalAuthorizer:
+class TpeAuthorizer:
     """Authorizer for ``card_terminal`` (see agent.authorize.Authorizer)."""
 
     method = "card_terminal"

@@ -15,7 +15,7 @@ Draft 2020-12, $refs resolved in the document), carry `settlement` when a person
 the sandbox billing server over real HTTP: accepted, then duplicate when posted again, never rejected.
 
 Devices are stood in at their wire: the TPE's answer is real Concert E+ bytes decoded by the real driver and
-mapped by the real TerminalAuthorizer; the card reader's request goes to the sandbox acquirer over HTTP and its
+mapped by the real TpeAuthorizer; the card reader's request goes to the sandbox acquirer over HTTP and its
 answer is mapped by the real ReaderAuthorizer.
 """
 
@@ -45,7 +45,7 @@ import contract
 from agent import crashpoints
 from agent.authorize import AuthOutcome, AuthRequest, CashAuthorizer, StatusCallback
 from agent.authorizers.card_reader import ReaderAuthorizer
-from agent.authorizers.tpe import TerminalAuthorizer
+from agent.authorizers.tpe import TpeAuthorizer
 from agent.billing import BillingClient
 from agent.bills import Bill, BillCache
 from agent.errors import GuichetError
@@ -130,7 +130,7 @@ class Tpe:
         return Timeout(amount_sent=True, message="no answer from the terminal", stage="answer")
 
 
-class TerminalAt(TerminalAuthorizer):
+class TerminalAt(TpeAuthorizer):
     """The real card_terminal authorizer, its link being the Tpe above."""
 
     def __init__(self, cfg: config.Config, tpe: Tpe) -> None:

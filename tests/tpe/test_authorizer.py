@@ -1,4 +1,4 @@
-"""TerminalAuthorizer (the card_terminal method) against the simulator on a pty: the outcome the journal
+"""TpeAuthorizer (the card_terminal method) against the simulator on a pty: the outcome the journal
 records for each terminal behaviour, and never a full PAN in it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent.authorize import AuthOutcome, AuthRequest
-from agent.authorizers.tpe import TerminalAuthorizer
+from agent.authorizers.tpe import TpeAuthorizer
 from drivers.emv.schemes import scheme_for
 from sandbox.tpe import TEST_PANS
 from tests.tpe.conftest import tpe_config
@@ -37,7 +37,7 @@ def request(amount: int = 123450, currency: str = "DZD") -> AuthRequest:
     )
 
 
-def run(auth: TerminalAuthorizer, req: AuthRequest, cancel: threading.Event | None = None) -> tuple[AuthOutcome, list]:
+def run(auth: TpeAuthorizer, req: AuthRequest, cancel: threading.Event | None = None) -> tuple[AuthOutcome, list]:
     statuses: list[str] = []
     out = auth.authorize(req, cancel=cancel or threading.Event(), on_status=statuses.append)
     return out, statuses
@@ -46,7 +46,7 @@ def run(auth: TerminalAuthorizer, req: AuthRequest, cancel: threading.Event | No
 @pytest.mark.parametrize("behaviour", list(OUTCOMES))
 def test_outcome_for_each_terminal_behaviour(tpe_sim, behaviour: str) -> None:
     sim = tpe_sim(behaviour=behaviour)
-    out, statuses = run(TerminalAuthorizer(tpe_config(sim.path)), request())
+    out, statuses = run(TpeAuthorizer(tpe_config(sim.path)), request())
     assert out.status == OUTCOMES[behaviour], out.message
     recorded = json.dumps(out.__dict__)
     assert all(pan not in recorded for pan in TEST_PANS)
@@ -60,7 +60,7 @@ def test_outcome_for_each_terminal_behaviour(tpe_sim, behaviour: str) -> None:
 def test_approved_card_is_masked_with_scheme_and_no_token(tpe_sim) -> None:
     for card, scheme in (("EDAHABIA", "EDAHABIA"), ("CIB", "CIB"), ("VISA", "VISA")):
         sim = tpe_sim(card=card)
-        out, _ = run(TerminalAuthorizer(tpe_config(sim.path)), request())
+        out, _ = run(TpeAuthorizer(tpe_config(sim.path)), request())
         assert out.status == "approved"
         assert out.card is not None
         assert out.card["scheme"] == scheme
@@ -76,14 +76,14 @@ def test_scheme_is_other_when_no_rule_matches() -> None:
 
 def test_amount_too_large_is_cancelled_before_anything_is_sent(tpe_sim) -> None:
     sim = tpe_sim()
-    out, _ = run(TerminalAuthorizer(tpe_config(sim.path)), request(amount=100_000_000))
+    out, _ = run(TpeAuthorizer(tpe_config(sim.path)), request(amount=100_000_000))
     assert out.status == "cancelled" and "8" in out.message
     assert sim.exchanges == []
 
 
 def test_three_decimal_tnd_is_sent_exactly(tpe_sim) -> None:
     sim = tpe_sim()
-    out, _ = run(TerminalAuthorizer(tpe_config(sim.path)), request(amount=12_345, currency="TND"))
+    out, _ = run(TpeAuthorizer(tpe_config(sim.path)), request(amount=12_345, currency="TND"))
     assert out.status == "approved"
     sim.wait_idle()
     req = sim.exchanges[-1].request
@@ -94,9 +94,9 @@ def test_cancel_before_start_and_no_port(tpe_sim) -> None:
     cancel = threading.Event()
     cancel.set()
     sim = tpe_sim()
-    out, _ = run(TerminalAuthorizer(tpe_config(sim.path)), request(), cancel)
+    out, _ = run(TpeAuthorizer(tpe_config(sim.path)), request(), cancel)
     assert out.status == "cancelled" and sim.exchanges == []
-    out, _ = run(TerminalAuthorizer(tpe_config("")), request())
+    out, _ = run(TpeAuthorizer(tpe_config("")), request())
     assert out.status == "cancelled" and "tpe.port" in out.message
 
 
@@ -110,7 +110,7 @@ def test_cashier_cancel_while_the_customer_types_is_unknown(tpe_sim) -> None:
         if key == "pin_on_terminal":
             cancel.set()
 
-    out = TerminalAuthorizer(tpe_config(sim.path, answer_timeout=5)).authorize(
+    out = TpeAuthorizer(tpe_config(sim.path, answer_timeout=5)).authorize(
         request(), cancel=cancel, on_status=on_status
     )
     assert out.status == "unknown"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from agent.authorizers.tpe import TerminalAuthorizer
+from agent.authorizers.tpe import TpeAuthorizer
 from sandbox.tpe import TEST_PANS
 from tests.tpe.conftest import V3_QUIET, tpe_config
 from tests.tpe.test_authorizer import request, run
@@ -45,7 +45,7 @@ OUTCOMES = {
 @pytest.mark.parametrize("behaviour", list(OUTCOMES))
 def test_outcome_for_each_terminal_behaviour(v3_sim, behaviour: str) -> None:
     sim = v3_sim(behaviour=behaviour, card="VISA")
-    out, statuses = run(TerminalAuthorizer(tpe_config(terminal_port(sim)["port"])), request())
+    out, statuses = run(TpeAuthorizer(tpe_config(terminal_port(sim)["port"])), request())
     assert out.status == OUTCOMES[behaviour], out.message
     assert out.detail["protocol"] == "V3" and out.detail["terminal_result"]
     assert all(pan not in json.dumps(out.__dict__) for pan in TEST_PANS)
@@ -79,7 +79,7 @@ def test_outcome_for_each_terminal_behaviour(v3_sim, behaviour: str) -> None:
 
 def test_protocol_v3_with_a_bare_address(v3_sim) -> None:
     sim = v3_sim()
-    out, _ = run(TerminalAuthorizer(tpe_config(f"127.0.0.1:{sim.port}", protocol="V3")), request(12_345, "TND"))
+    out, _ = run(TpeAuthorizer(tpe_config(f"127.0.0.1:{sim.port}", protocol="V3")), request(12_345, "TND"))
     assert out.status == "approved"
     sim.wait_idle()
     req = sim.exchanges[-1].request
