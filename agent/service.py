@@ -33,7 +33,7 @@ from types import FrameType
 from agent.billing import BillingClient
 from agent.bills import BillCache
 from agent.context import AgentContext
-from agent.errors import AlreadyRunning, ApiError, BadAnswer, JournalError, ServerUnreachable
+from agent.errors import AlreadyRunning, ApiError, BadAnswer, JournalDamaged, JournalError, ServerUnreachable
 from agent.journal import Journal
 from agent.locks import UploadLock
 from agent.notify import Notifier
@@ -108,6 +108,7 @@ class Agent:
         self.schedule = Schedule()
         self.backoff = Backoff()
         self.upload_backoff = Backoff()  # the server answers but refuses the uploads: only they wait
+        self.journal_backoff = Backoff()  # a step the journal failed (busy, disk full): that task waits
         self.upload_error: str | None = None
         self.online: bool | None = None
         self.offline_since: datetime | None = None
@@ -279,13 +280,22 @@ class Agent:
         _, name = min(due)
         try:
             {"upload": self._upload, "bills": self._refresh_bills, "heartbeat": self._heartbeat}[name]()
-        except JournalError:
+        except JournalDamaged:
             raise
+        except JournalError as e:
+            # Busy (a UI or a supervisor's command holds a write), a full disk, an I/O error: the journal may
+            # be fine in a moment, and restarting would not make it so. This task backs off; the agent goes on.
+            self.failures += 1
+            log.error("%s step: %s", name, one_line(e))
+            setattr(self.schedule, name, now + self.journal_backoff.next())
+            self.steps += 1
+            return True
         except Exception as e:  # noqa: BLE001 - a step's failure (even a bug) is reported, never the end of the agent
             self.failures += 1
             text = one_line(e)
             log.error("%s step failed: %s", name, text)
             self._link_down(text)
+        self.journal_backoff.reset()
         self.steps += 1
         return True
 
@@ -300,7 +310,8 @@ class Agent:
         threading.Event().wait(3600)
 
     def run(self) -> None:
-        """Steps until stop is set; then STOPPING=1. JournalError propagates (the caller exits 1)."""
+        """Steps until stop is set; then STOPPING=1. JournalDamaged propagates (the caller exits 1); any other
+        JournalError (busy, disk full) is logged and the step's task backs off."""
         while not self.stop.is_set():
             worked = self.step()
             if self.hang_after is not None and self.steps >= self.hang_after:
@@ -308,7 +319,7 @@ class Agent:
             self._ping()
             try:
                 self._publish_status()
-            except JournalError:
+            except JournalDamaged:
                 raise
             except Exception as e:  # noqa: BLE001 - STATUS= is a courtesy; the uploads go on
                 log.warning("status: %s", one_line(e))
