@@ -28,11 +28,7 @@ EXAMPLE = re.compile(r"^\s*>>>", re.MULTILINE)
 PENDING = {
     "agent.billing": "BillingClient needs a server",
     "agent.bills": "BillCache needs a state dir and a server",
-    "agent.clock": "new module of the journal split, examples still being written",
-    "agent.cashiers": "CashierStore needs a state dir",
-    "agent.journal": "Journal needs a state dir",
     "agent.service": "Agent needs a config",
-    "agent.storage": "needs a state dir",
     "agent.sync": "SyncWorker needs a journal and a server",
 }
 

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 from agent import clock
 from agent.cashiers.db import CashierError, CashierFile
+from agent.states import TAKEN, needs_attention
 
 # Money was taken for these states (uploaded or not, accepted or needing attention).
-TAKEN_STATES = ("approved", "uploaded", "rejected")
+TAKEN_STATES = TAKEN  # kept for importers of agent.cashiers
 
 
 class ShiftError(CashierError):
@@ -133,7 +134,7 @@ def z_report(
             rep.declined += 1
         elif state == "cancelled":
             rep.cancelled += 1
-        if state in ("unknown", "rejected", "authorizing") or p.notice:
+        if needs_attention(state, p.notice):
             rep.needs_attention.append(
                 {
                     "payment_id": p.payment_id,
