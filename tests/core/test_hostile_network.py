@@ -149,6 +149,30 @@ def test_a_body_above_the_limit_is_refused_declared_or_not(billing_config):
     assert feed_cap(1) == MAX_BODY and feed_cap(1000) == 4000 << 10 and feed_cap(5000) == MAX_FEED_BODY
 
 
+def _gzip_bomb(size: int) -> bytes:
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing; 1 GiB of zeros is 1,043,658 bytes
+    chunk = b"0" * (1 << 20)
+    return b"".join([*(z.compress(chunk) for _ in range(size >> 20)), z.flush()])
+
+
+def test_a_gzip_bomb_is_cut_at_the_limit_with_the_memory_bounded(billing_config):
+    """1 GiB of zeros in ~1 MB of gzip (Content-Encoding: gzip): decoded only up to the cap (urllib3 >= 2.6
+    decompresses in bounded steps), then one BadAnswer."""
+    import resource
+
+    bomb = _gzip_bomb(1 << 30)
+    assert len(bomb) < MAX_BODY  # the declared length passes: only the decoding can stop it
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with StubServer(lambda m, p, b: (200, headers, bomb)) as stub:
+        with pytest.raises(BadAnswer, match="^billing server: answer above the 1 MiB limit$"):
+            _client(billing_config, stub.url).get_bill("410726095518")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 64, f"{grown_mib:.0f} MiB"
+
+
 @pytest.mark.parametrize("what", ["bill", "feed"])
 def test_a_body_of_empty_arrays_is_refused_before_it_is_parsed(billing_config, what):
     """Within the size cap, `[[],[],...]` would cost json.loads some 56 bytes per 3 sent (430 MB for 8 MiB)."""
