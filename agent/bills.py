@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from agent.billing import BillingClient
 from agent.errors import ApiError
-from agent.journal import open_database
+from agent.storage import open_database
 from contract import models
 
 log = logging.getLogger("guichet.bills")

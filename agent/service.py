@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
+from agent.ages import age_text
 from agent.billing import BillingClient
 from agent.bills import BillCache
 from agent.context import AgentContext
@@ -76,14 +77,6 @@ def probe_devices(config: Config, timeout: float = 3.0) -> list[dict[str, str]]:
         present = "://" in port or Path(port).exists()
         devices.append({"kind": "tpe", "name": port, "state": "present" if present else "missing"})
     return devices
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 class Agent:
@@ -170,7 +163,7 @@ class Agent:
             queue += " (" + ", ".join(format_amount(v, c, with_code=True) for c, v in sorted(stats.total.items())) + ")"
         age = stats.oldest_age()
         if age is not None:
-            queue += f", oldest {_age(age)}"
+            queue += f", oldest {age_text(age)}"
         parts = [link, queue]
         if self.online and self.upload_error:
             parts.append(f"upload refused ({self.upload_error})")

@@ -131,10 +131,10 @@ class GuichetApp(App[int]):
                 self.set_interval(interval, self.notifier.watchdog)
 
     def watch_cards(self) -> None:
-        """Reader state for the status bar, from the cards engineer's CardWatcher (its own thread)."""
+        """Reader state for the status bar, from agent.cards' CardWatcher (its own thread)."""
         try:
             from agent.cards import CardInserted, CardRemoved, CardWatcher, PcscDown, ReaderAdded, ReaderRemoved
-        except ImportError as e:
+        except ImportError as e:  # pyscard's C module needs libpcsclite: a counter without it still takes cash
             log.info("no card watcher: %s", e)
             return
         labels = {CardInserted: "card present", CardRemoved: "ready", ReaderAdded: "ready",
