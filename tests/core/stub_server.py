@@ -1,13 +1,17 @@
 """A misbehaving billing server on 127.0.0.1 for what the sandbox will not do (redirects, odd bodies):
-`with StubServer(handler) as url:` where handler(method, path, body) -> (status, headers, body bytes)."""
+`with StubServer(handler) as url:` where handler(method, path, body) -> (status, headers, body bytes).
+
+Below HTTP, `RawServer` hands each connection's socket to `handle(conn)` (in a thread of its own) for what
+http.server cannot send: bytes trickled one at a time, a broken TLS record."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 Handler = Callable[[str, str, Any], tuple[int, dict[str, str], bytes]]
 
@@ -50,3 +54,44 @@ class StubServer:
 
 def json_answer(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+class RawServer:
+    """Listens on 127.0.0.1 (``scheme://127.0.0.1:port/`` in ``url``); subclasses write ``handle(conn)``, which
+    runs in a thread per connection and owns the socket (closed after it returns). ``stop`` is set on exit."""
+
+    def __init__(self, scheme: str = "http") -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.handle(conn)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -29,7 +28,7 @@ from agent.errors import ApiError, BadAnswer, ServerUnreachable
 from agent.sync import SyncWorker
 from contract import models
 from tests.core.conftest import recorded_ids, with_changes
-from tests.core.stub_server import StubServer, json_answer
+from tests.core.stub_server import RawServer, StubServer, json_answer
 from tests.core.test_review_fixes import requests_forward
 
 
@@ -206,58 +205,30 @@ def test_the_raw_depth_scan_agrees_with_the_parsed_tree(value, ascii_only):
     assert json_shape(json.dumps(value, ensure_ascii=ascii_only).encode()) == _tree_shape(value)
 
 
-class DripServer:
+class DripServer(RawServer):
     """Answers every request with valid JSON headers, then one byte of body every `every` seconds (at most
     `seconds` in all): each read succeeds, so only a total deadline ends the request."""
 
     def __init__(self, every: float = 0.2, seconds: float = 15.0, headers: bool = False) -> None:
+        super().__init__()
         self.every, self.seconds, self.headers = every, seconds, headers
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         body = b" " * 200 + b'{"server_time": "2026-11-30T10:00:00+00:00"}'
-        try:
-            conn.recv(65536)
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-            if self.headers:  # the status line, then header lines one byte at a time (bounded by `seconds`)
-                conn.sendall(head)
-                drip = b"".join(b"X-Pad-%d: y\r\n" % i for i in range(1000))
-            else:  # the headers at once, then the body one byte at a time
-                conn.sendall(head + b"\r\n")
-                drip = body
-            end = time.monotonic() + self.seconds
-            for byte in drip:
-                if self.stop.is_set() or time.monotonic() > end:
-                    break
-                conn.sendall(bytes([byte]))
-                self.stop.wait(self.every)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def __enter__(self) -> DripServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
+        conn.recv(65536)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        if self.headers:  # the status line, then header lines one byte at a time (bounded by `seconds`)
+            conn.sendall(head)
+            drip = b"".join(b"X-Pad-%d: y\r\n" % i for i in range(1000))
+        else:  # the headers at once, then the body one byte at a time
+            conn.sendall(head + b"\r\n")
+            drip = body
+        end = time.monotonic() + self.seconds
+        for byte in drip:
+            if self.stop.is_set() or time.monotonic() > end:
+                break
+            conn.sendall(bytes([byte]))
+            self.stop.wait(self.every)
 
 
 @pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])

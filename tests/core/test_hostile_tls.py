@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from agent.errors import ServerUnreachable
 from sandbox.cards.profiles import sandbox_cards_config
 from tests.cards.conftest import insert, vpcd_reader  # noqa: F401 - the virtual card fixtures
 from tests.core.conftest import with_changes
+from tests.core.stub_server import RawServer
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
@@ -42,39 +42,21 @@ def cert(tmp_path_factory) -> tuple[Path, Path]:
     return crt, key
 
 
-class TlsStub:
+class TlsStub(RawServer):
     """Serves TLS on 127.0.0.1. mode: 'bad_record' / 'alert' after reading a whole request; 'close' drops
     the connection before the handshake. `requests` holds the request lines it read."""
 
     def __init__(self, cert: tuple[Path, Path], mode: str) -> None:
+        super().__init__("https")
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ctx.load_cert_chain(str(cert[0]), str(cert[1]))
         self.mode = mode
         self.requests: list[bytes] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self._one(conn)
-                except OSError:
-                    pass
-
-    def _one(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         if self.mode == "close":
             return
+        conn.settimeout(5)
         tls = self.ctx.wrap_socket(conn, server_side=True)
         data = b""
         while b"\r\n\r\n" not in data and len(data) < 65536:  # bounded: headers, then the declared body
@@ -92,15 +74,6 @@ class TlsStub:
             body += chunk
         self.requests.append(head.split(b"\r\n")[0])
         os.write(tls.fileno(), BAD_RECORD if self.mode == "bad_record" else CLEAR_ALERT)  # under the TLS layer
-
-    def __enter__(self) -> TlsStub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 @pytest.mark.parametrize("mode", ["bad_record", "alert"])
