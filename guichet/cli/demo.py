@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -50,14 +49,7 @@ VPCD = ("127.0.0.1", 35963)
 # Demo card -> (sandbox/cards profile for the reader, TPE simulator test card).
 CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("visa_cl", "VISA")}
 WAIT_ROUNDS = 600  # x 0.05 s
-
-
-def vpcd_listening() -> bool:
-    try:
-        with socket.create_connection(VPCD, timeout=0.3):
-            return True
-    except OSError:
-        return False
+SLOT_WAIT = 60.0  # seconds to wait for the vpcd slot before running without the reader
 
 
 class DemoDevices:
@@ -72,7 +64,16 @@ class DemoDevices:
             state_dir / "billing-server.db", token=DEMO_TOKEN, agency=DEMO_AGENCY, seed_bills=seed_bills
         ).start()
         self.tpe = TpeSimulator.on_pty(baud=9600, framing="7E1", behaviour="approve", pin_delay=1.0).start()
-        self.reader = reader and vpcd_listening()
+        from sandbox.cards.vpcd import slot, vpcd_listening
+
+        self._slot: Any = None
+        self.reader = reader and vpcd_listening(*VPCD)
+        if self.reader:  # the one vpcd slot is shared with the test suite and other demos: hold it throughout
+            self._slot = slot(timeout=SLOT_WAIT)
+            if not self._slot.__enter__():
+                self._slot.__exit__(None, None, None)
+                self._slot, self.reader = None, False
+                click.echo("the virtual card reader is in use by another process; the demo runs without it", err=True)
         self.language = language
         self._link: Any = None
         self._lock = threading.Lock()
@@ -129,9 +130,14 @@ class DemoDevices:
             link.remove()
 
     def close(self) -> None:
-        self.remove()
-        self.tpe.stop()
-        self.server.close()
+        try:
+            self.remove()
+            self.tpe.stop()
+            self.server.close()
+        finally:
+            slot_, self._slot = self._slot, None
+            if slot_ is not None:
+                slot_.__exit__(None, None, None)
 
 
 def _ensure_cashiers(state: Path) -> Any:

@@ -16,6 +16,8 @@ fraction of a millisecond instead of ~40 ms of delayed-ACK wait.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 import struct
 import threading
@@ -40,6 +42,62 @@ class Card(Protocol):
     def apdu(self, command: bytes) -> bytes | None:
         """The response APDU, or None to pull the card out now."""
         ...
+
+
+def vpcd_listening(host: str = VPCD_HOST, port: int = VPCD_PORT) -> bool:
+    """True when vpcd's listener is up, read from the kernel's socket table.
+
+    Never probe it by connecting: vpcd listens with a backlog of 0, so a probe that pcscd has not yet accepted
+    makes the next connection (the card's, or another probe's) time out, and pcscd takes each probe for a card.
+    """
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":  # 0A: TCP_LISTEN
+                return True
+    if not os.path.exists("/proc/net/tcp"):  # no procfs: fall back to a connect, with its side effect
+        try:
+            socket.create_connection((host, port), timeout=2.0).close()
+            return True
+        except OSError:
+            return False
+    return False
+
+
+SLOT_LOCK = "/tmp/guichet-vpcd.lock"  # noqa: S108 (shared on purpose by every process using the vpcd slot)
+
+
+@contextmanager
+def slot(timeout: float | None = None, path: str = SLOT_LOCK) -> Iterator[bool]:
+    """Hold the one vpcd slot: every process that inserts a virtual card takes turns through this lock.
+
+    Yields True once held, or False if `timeout` seconds passed first (None waits as long as it takes).
+
+        with slot(timeout=60) as mine:
+            if mine:
+                ...                         # insert and remove cards at will
+    """
+    with open(path, "a") as fh:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class LinkClosed(Exception):

@@ -7,9 +7,7 @@ waits, bounded, until pcscd sees the card present (and absent again after the te
 
 from __future__ import annotations
 
-import fcntl
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,9 +18,8 @@ import pytest
 import config
 from sandbox.cards.card import Profile, VirtualCard
 from sandbox.cards.profiles import PROFILES, sandbox_cards_config
-from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
+from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink, slot, vpcd_listening
 
-LOCK_PATH = "/tmp/guichet-vpcd.lock"
 SETTLE = 8.0  # seconds pcscd may take to notice an insertion/removal (it polls vpcd ~every 0.4 s)
 
 
@@ -36,10 +33,8 @@ def _vpcd_reader() -> tuple[str | None, str]:
     vpcd = [n for n in names if n.startswith("Virtual PCD") and n.endswith("00 00")]
     if not vpcd:
         return None, f"no vpcd reader among {names}"
-    try:
-        socket.create_connection((VPCD_HOST, VPCD_PORT), timeout=1).close()
-    except OSError as e:
-        return None, f"vpcd not listening on {VPCD_HOST}:{VPCD_PORT}: {e}"
+    if not vpcd_listening():
+        return None, f"vpcd not listening on {VPCD_HOST}:{VPCD_PORT}"
     return vpcd[0], ""
 
 
@@ -69,12 +64,8 @@ def wait_presence(reader: str, present: bool, timeout: float = SETTLE) -> None:
 
 @contextmanager
 def vpcd_lock() -> Iterator[None]:
-    with open(LOCK_PATH, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with slot():
+        yield
 
 
 

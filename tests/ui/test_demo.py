@@ -89,7 +89,7 @@ def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
 
 
 def _vpcd() -> bool:
-    from guichet.cli.demo import vpcd_listening
+    from sandbox.cards.vpcd import vpcd_listening
 
     return vpcd_listening()
 
@@ -103,11 +103,9 @@ def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
     path = tmp_path / "session.txt"
     path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter f5\n"
                     "wait ReceiptScreen\nexpect approved\ncard remove\n", encoding="utf-8")
-    from tests.cards.conftest import vpcd_lock
-
-    with vpcd_lock():  # one vpcd slot: the card tests take turns with us
-        r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path)], capture_output=True, text=True,
-                           timeout=120)
+    # The demo takes the vpcd slot's lock itself (the card tests take turns with it), so not here.
+    r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path)], capture_output=True, text=True,
+                       timeout=180)
     assert r.returncode == 0, r.stderr + r.stdout
     out = json.loads(r.stdout)
     assert out["payment"]["method"] == "card_reader"
