@@ -8,8 +8,6 @@ from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StrictInt,
@@ -18,7 +16,11 @@ from pydantic import (
     model_validator,
 )
 
+from config.cash import CashConfig
+from config.emv import EmvConfig
 from config.money import CURRENCIES
+from config.receipts import PrinterConfig, ReceiptsConfig
+from config.section import Section as _Section
 
 
 def _loopback(host: str) -> bool:
@@ -26,10 +28,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class TerminalConfig(_Section):
@@ -217,6 +215,10 @@ class Config(_Section):
     tpe: TpeConfig = TpeConfig()
     payments: PaymentsConfig = PaymentsConfig()
     ui: UiConfig = UiConfig()
+    emv: EmvConfig = EmvConfig()
+    printer: PrinterConfig = PrinterConfig()
+    receipts: ReceiptsConfig = ReceiptsConfig()
+    cash: CashConfig = CashConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -225,4 +227,4 @@ class Config(_Section):
         return self
 
 
-SECRET_KEYS = ("server.token", "cards.hmac_key")
+SECRET_KEYS = ("server.token", "cards.hmac_key", "receipts.signing_key")
