@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from config.cash import CashConfig
-from config.emv import EmvConfig
+from config.emv import EmvConfig, hex_field
 from config.money import CURRENCIES
 from config.receipts import PrinterConfig, ReceiptsConfig
 from config.section import Section as _Section
@@ -136,6 +136,28 @@ class SchemeRule(_Section):
     aids: list[str] = []
     bins: list[str] = []
     labels: list[str] = []
+    # EMV (Book 3 10.7): the terminal action codes of this scheme, its floor limit (minor units; 0 = every
+    # transaction online), the cryptogram version its cards use (the sandbox acquirer follows it), 9F09, and the
+    # contactless limits (None = no limit): above cl_limit no tap; above cl_cvm_limit a CVM (or insert the card).
+    tac_default: str = "DC4000A800"
+    tac_denial: str = "0010000000"
+    tac_online: str = "DC4004F800"
+    floor_limit: StrictInt | None = Field(None, ge=0)
+    cvn: int | None = Field(None, ge=0, le=255)
+    app_version: str = "0002"
+    cl_limit: StrictInt | None = Field(None, ge=0)
+    cl_cvm_limit: StrictInt | None = Field(None, ge=0)
+    cl_floor_limit: StrictInt | None = Field(None, ge=0)
+
+    @field_validator("tac_default", "tac_denial", "tac_online")
+    @classmethod
+    def _tac(cls, v: str) -> str:
+        return hex_field(v, "a terminal action code", (5,))
+
+    @field_validator("app_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return hex_field(v, "app_version", (2,))
 
     @field_validator("aids")
     @classmethod
