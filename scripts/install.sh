@@ -3,6 +3,8 @@
 #
 #   sudo scripts/install.sh                 # kiosk counter: cashier UI on tty1 (guichet.service)
 #   sudo scripts/install.sh --headless      # no screen: guichet-headless.service
+#   sudo scripts/install.sh --kiosk         # graphics: cage + foot full screen on tty1 (guichet-kiosk.service),
+#                                           # Arabic drawn; needs the Debian packages cage, foot, fonts-dejavu-core
 #   sudo scripts/install.sh --dry-run       # print what would be done, change nothing
 #
 # Creates the service user `guichet` (group dialout for serial terminals), a virtualenv under /opt/guichet,
@@ -22,11 +24,12 @@ start=1
 with_debs=0
 src="$(cd "$(dirname "$0")/.." && pwd)"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --headless --dry-run --no-start --with-debs --prefix DIR"; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --headless --kiosk --dry-run --no-start --with-debs --prefix DIR"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --headless) unit=guichet-headless.service ;;
+        --kiosk) unit=guichet-kiosk.service ;;
         --dry-run) dry_run=1 ;;
         --no-start) start=0 ;;
         --with-debs) with_debs=1 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
 done
 
 venv="$prefix/venv"
+units="guichet.service guichet-headless.service guichet-kiosk.service"
 exe="$venv/bin/guichet"
 config="$confdir/guichet.toml"
 
@@ -63,9 +67,16 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 
+kiosk_debs="cage foot fonts-dejavu-core"
 if [ "$with_debs" -eq 1 ]; then
     say "Debian packages"
     run apt-get install -y --no-install-recommends pcscd libpcsclite1 python3-venv
+    [ "$unit" = guichet-kiosk.service ] && run apt-get install -y --no-install-recommends $kiosk_debs
+fi
+if [ "$unit" = guichet-kiosk.service ] && [ "$dry_run" -eq 0 ]; then
+    for exe_ in /usr/bin/cage /usr/bin/foot /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf; do
+        [ -e "$exe_" ] || { echo "install.sh: --kiosk needs $exe_ (apt-get install $kiosk_debs, or --with-debs)" >&2; exit 1; }
+    done
 fi
 
 say "service user $user"
@@ -107,8 +118,18 @@ run chmod 0600 "$config"
 say "state directory $statedir"
 run install -d -m 0700 -o "$user" -g "$user" "$statedir"
 
+if [ "$unit" = guichet-kiosk.service ]; then
+    # The kiosk's terminal settings (font, no key that opens another window) and its keyboard layout.
+    say "kiosk $prefix/kiosk"
+    run install -d -m 0755 "$prefix/kiosk"
+    run install -m 0644 "$src/scripts/kiosk-foot.ini" "$prefix/kiosk/foot.ini"
+    if [ ! -e "$confdir/kiosk.env" ]; then
+        run install -m 0644 "$src/scripts/kiosk.env" "$confdir/kiosk.env"
+    fi
+fi
+
 say "unit $unit"
-for u in guichet.service guichet-headless.service; do
+for u in $units; do
     if [ "$dry_run" -eq 1 ]; then
         printf '+ sed s#/opt/guichet#%s# %s > %s\n' "$prefix" "$src/systemd/$u" "$unitdir/$u"
     else
@@ -117,15 +138,15 @@ for u in guichet.service guichet-headless.service; do
         mv "$unitdir/$u.tmp" "$unitdir/$u"
     fi
 done
-other=guichet-headless.service
-[ "$unit" = guichet-headless.service ] && other=guichet.service
 if [ "$dry_run" -eq 0 ] && [ ! -d /run/systemd/system ]; then
     # A chroot, a container or an image being prepared: the units are in place, systemd is not running.
     say "systemd is not running here: $unit is installed but not enabled; once booted with systemd:"
     say "  systemctl enable --now $unit"
 else
     run systemctl daemon-reload
-    run systemctl disable --now "$other" 2>/dev/null || true
+    for other in $units; do
+        [ "$other" = "$unit" ] || run systemctl disable --now "$other" 2>/dev/null || true
+    done
     if [ "$start" -eq 1 ]; then
         run systemctl enable --now "$unit"
     else

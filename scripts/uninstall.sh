@@ -55,7 +55,7 @@ fi
 say "stopping and removing the units"
 systemd=1
 [ "$dry_run" -eq 0 ] && [ ! -d /run/systemd/system ] && systemd=0  # a chroot or container: nothing runs
-for u in guichet.service guichet-headless.service; do
+for u in guichet.service guichet-headless.service guichet-kiosk.service; do
     [ "$systemd" -eq 1 ] && { run systemctl disable --now "$u" 2>/dev/null || true; }
     run rm -f "$unitdir/$u"
 done
@@ -66,7 +66,7 @@ run rm -rf "$prefix"
 
 if [ "$purge" -eq 1 ]; then
     say "purging $statedir, $confdir and user $user"
-    run rm -rf "$statedir" "$confdir"
+    run rm -rf "$statedir" "$confdir"  # the config, and the kiosk's keyboard layout (kiosk.env)
     if id "$user" >/dev/null 2>&1; then run userdel "$user"; fi
 else
     say "kept $statedir (journal) and $confdir (config); remove them with --purge"

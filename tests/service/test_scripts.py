@@ -53,3 +53,26 @@ def test_unknown_option_is_a_usage_error():
     result = subprocess.run(["bash", str(INSTALL), "--bogus"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "unknown option --bogus" in result.stderr
+
+
+def test_install_kiosk_sets_up_cage_foot_and_enables_only_the_kiosk_unit():
+    steps = dry(INSTALL, "--kiosk", "--no-start")
+    assert f"install -m 0644 {ROOT}/scripts/kiosk-foot.ini /opt/guichet/kiosk/foot.ini" in steps
+    assert any(s.endswith("/etc/systemd/system/guichet-kiosk.service") for s in steps)
+    assert "systemctl enable guichet-kiosk.service" in steps  # --no-start: enabled for the next boot only
+    assert "systemctl disable --now guichet.service" in steps
+    assert "systemctl disable --now guichet-headless.service" in steps
+    assert not any("enable --now" in s for s in steps)
+
+
+def test_install_kiosk_with_debs_installs_cage_foot_and_the_font():
+    steps = dry(INSTALL, "--kiosk", "--with-debs")
+    assert any("apt-get install" in s and "cage foot fonts-dejavu-core" in s for s in steps)
+
+
+def test_uninstall_removes_the_kiosk_unit_and_its_files():
+    kept = dry(UNINSTALL)
+    assert "rm -f /etc/systemd/system/guichet-kiosk.service" in kept
+    assert "systemctl disable --now guichet-kiosk.service" in kept
+    assert "rm -rf /opt/guichet" in kept  # /opt/guichet/kiosk/foot.ini with it
+    assert "rm -rf /var/lib/guichet /etc/guichet" in dry(UNINSTALL, "--purge", "--force")  # kiosk.env with it

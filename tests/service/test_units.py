@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
+# The agent's own units; the kiosk unit runs the same agent inside cage + foot (checked on its own below).
+AGENT_UNITS = [u for u in UNITS if u.name != "guichet-kiosk.service"]
 INSTALLED_EXE = "/opt/guichet/venv/bin/guichet"
 
 needs_analyze = pytest.mark.skipif(
@@ -53,8 +55,8 @@ def parse(unit: Path) -> dict[str, dict[str, str]]:
     return sections
 
 
-def test_both_units_exist():
-    assert {u.name for u in UNITS} >= {"guichet.service", "guichet-headless.service"}
+def test_the_units_exist():
+    assert {u.name for u in UNITS} >= {"guichet.service", "guichet-headless.service", "guichet-kiosk.service"}
 
 
 @needs_analyze
@@ -90,7 +92,7 @@ def test_security_exposure_is_low(tmp_path, unit):
     assert float(m.group(1)) <= 2.5
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+@pytest.mark.parametrize("unit", AGENT_UNITS, ids=lambda u: u.name)
 def test_units_ask_for_watchdog_restart_hardening_and_serial_devices(unit):
     text = unit.read_text()
     svc = parse(unit)["Service"]
@@ -115,3 +117,42 @@ def test_kiosk_unit_puts_the_ui_on_a_tty_and_headless_does_not():
     assert kiosk["ExecStart"].endswith(" run")
     assert headless["ExecStart"].endswith(" run --headless")
     assert "TTYPath" not in headless
+
+
+def test_kiosk_unit_runs_the_ui_in_foot_in_cage_in_a_logind_session_and_restarts_it():
+    unit = parse(ROOT / "systemd/guichet-kiosk.service")
+    svc = unit["Service"]
+    exe = svc["ExecStart"].split()
+    assert exe[0] == "/usr/bin/cage" and "/usr/bin/foot" in exe
+    assert exe[-1] == "run" and exe[exe.index("/usr/bin/foot") + 1].startswith("--config=/opt/guichet/kiosk/")
+    assert "-s" not in exe  # no VT switching away from the cashier's screen
+    # logind session on seat0 / tty1: cage gets the DRM and input devices from logind.
+    assert svc["PAMName"] == "login" and svc["TTYPath"] == "/dev/tty1"
+    assert "XDG_SESSION_TYPE=wayland" in svc["Environment"]
+    assert svc["User"] == "guichet"
+    # The UI's READY/WATCHDOG come from a grandchild: a frozen UI or any dead part restarts the session.
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "all" and int(svc["WatchdogSec"]) > 0
+    assert svc["Restart"] == "always"
+    for key, value in {"ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
+                       "CapabilityBoundingSet": "", "DevicePolicy": "closed"}.items():
+        assert svc[key] == value, key
+    assert "char-drm rw" in svc["DeviceAllow"] and "char-input rw" in svc["DeviceAllow"]
+    assert "char-ttyUSB rw" in svc["DeviceAllow"]
+    conflicts = unit["Unit"]["Conflicts"].split()
+    assert {"getty@tty1.service", "guichet.service", "guichet-headless.service"} <= set(conflicts)
+    # The two agent units give the screen up to the kiosk too.
+    assert "guichet-kiosk.service" in parse(ROOT / "systemd/guichet.service")["Unit"]["Conflicts"]
+    assert "guichet-kiosk.service" in parse(ROOT / "systemd/guichet-headless.service")["Unit"]["Conflicts"]
+
+
+@pytest.mark.skipif(shutil.which("foot") is None and not os.environ.get("CI"), reason="foot not installed")
+def test_kiosk_foot_settings_are_valid_and_open_no_other_window():
+    ini = ROOT / "scripts/kiosk-foot.ini"
+    result = subprocess.run(["foot", "--check-config", f"--config={ini}"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert " err:" not in result.stderr
+    text = ini.read_text()
+    assert "font=DejaVu Sans Mono" in text
+    for binding in ("spawn-terminal=none", "show-urls-launch=none", "unicode-input=none"):
+        assert binding in text
