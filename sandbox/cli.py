@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "serve": ("sandbox.billing.cli", "serve", "The sandbox billing server (the billing API contract)."),
     "card": ("sandbox.cards.cli", "card", "A virtual EMV card inserted into the vpcd reader."),
     "tpe": ("sandbox.tpe.cli", "tpe", "A Concert TPE simulator on a serial port or pty."),
+    "printer": ("sandbox.printer.cli", "printer", "A virtual ESC/POS receipt printer; each job a PNG."),
 }
 
 
