@@ -27,16 +27,17 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from agent.ages import age_text
+from agent.devices import DeviceRegistry, DeviceState, ReaderProbe
 from config import Config, ConfigError, load_config
 from config.loader import find_config_path, loose_permissions
-from drivers.concert import Ready, link_from_config, protocol_for
+from drivers.concert import protocol_for
 
 Severity = Literal["error", "warning", "info"]
 
@@ -327,27 +328,43 @@ def _list_readers() -> list[str]:
     return list_readers()
 
 
-def check_pcscd(cfg: Config | None) -> list[Check]:
-    """pcscd reachable, then readers present (and the configured one among them)."""
+def device_states(cfg: Config | None) -> list[DeviceState]:
+    """One look at every device through the registry (the one the running agent reads), bounded: a wedged
+    pcscd must not hang doctor."""
+    registry = DeviceRegistry.from_config(cfg) if cfg is not None else DeviceRegistry([ReaderProbe()])
+    return _bounded(registry.refresh, PCSC_TIMEOUT)
+
+
+def check_pcscd(cfg: Config | None, states: list[DeviceState] | None = None) -> list[Check]:
+    """pcscd reachable, then readers present (and the configured one among them), from the registry."""
     needed = cfg is None or "card_reader" in cfg.payments.methods
     fix_pcscd = "start it: systemctl enable --now pcscd.socket (Debian package pcscd)"
     try:
-        names = _bounded(_list_readers, PCSC_TIMEOUT)
+        readers = [st for st in (states if states is not None else device_states(cfg)) if st.kind == "reader"]
     except Exception as e:  # noqa: BLE001 - any failure here means "cannot reach pcscd"
-        detail = f"pcscd cannot be reached: {e}"
-        c = failed("pcscd", detail, fix_pcscd) if needed else warning("pcscd", detail, fix_pcscd)
+        readers = [DeviceState("reader", "pcscd", "unavailable", f"pcscd cannot be reached: {e}")]
+    down = next((st for st in readers if st.state in ("unavailable", "error")), None)
+    if down is not None:
+        c = failed("pcscd", down.detail, fix_pcscd) if needed else warning("pcscd", down.detail, fix_pcscd)
         return [c, skipped("readers", "pcscd unreachable")]
     out = [passed("pcscd", "pcscd answers")]
     wanted = cfg.cards.reader if cfg is not None else ""
-    if not names:
+    present = [st.name for st in readers if st.state in ("ready", "card_present", "busy")]
+    if not present and wanted:
+        try:
+            names = _bounded(_list_readers, PCSC_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the listing only decorates the message
+            names = []
+        if names:
+            out.append(failed("readers", f"no reader matches cards.reader={wanted!r}; found: {', '.join(names)}",
+                              "plug that reader in, or `guichet config set cards.reader \"<part of a name above>\"`"))
+            return out
+    if not present:
         detail = "no PC/SC reader connected"
         fix = "plug the card reader in (lsusb should list it); see journalctl -u pcscd"
         out.append(failed("readers", detail, fix) if needed else warning("readers", detail, fix))
-    elif wanted and not any(wanted.casefold() in n.casefold() for n in names):
-        out.append(failed("readers", f"no reader matches cards.reader={wanted!r}; found: {', '.join(names)}",
-                          "plug that reader in, or `guichet config set cards.reader \"<part of a name above>\"`"))
     else:
-        out.append(passed("readers", ", ".join(names)))
+        out.append(passed("readers", ", ".join(present)))
     return out
 
 
@@ -405,25 +422,31 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def check_tpe(cfg: Config | None, port_ok: bool) -> Check:
+def check_tpe(cfg: Config | None, port_ok: bool, states: list[DeviceState] | None = None) -> Check:
+    """The terminal answers the registry's liveness check (E+: ENQ/ACK; V3: a TCP connect)."""
     name = "tpe"
     if cfg is None or not cfg.tpe.port:
         return skipped(name, "no TPE configured")
     if not port_ok:
         return skipped(name, "the serial port is not usable")
     v3 = protocol_for(cfg.tpe.port, cfg.tpe.protocol) == "V3"
-    link = link_from_config(cfg.tpe, max_retries=min(cfg.tpe.max_retries, 1))
-    result = link.check()
-    if isinstance(result, Ready):
-        what = "accepted a Caisse-AP (V3) connection" if v3 else "answered ENQ with ACK"
+    try:
+        found = [st for st in (states if states is not None else device_states(cfg)) if st.kind == "tpe"]
+    except Exception as e:  # noqa: BLE001 - bounded: a wedged probe is a failed check
+        found = [DeviceState("tpe", cfg.tpe.port, "error", str(e))]
+    st = found[0] if found else DeviceState("tpe", cfg.tpe.port, "unknown", "not probed")
+    if st.state == "ready":
+        what = "accepted a Caisse-AP (V3) connection" if v3 else st.detail
         return passed(name, f"terminal on {cfg.tpe.port} {what}")
+    if st.state == "busy":
+        return warning(name, f"terminal on {cfg.tpe.port} busy: {st.detail}", "run doctor again after the payment")
     if v3:
         fix = ("switch the terminal on, check it is on the network, and that its Caisse-AP IP mode listens on "
                f"the port of tpe.port ({cfg.tpe.port})")
     else:
         fix = (f"switch the terminal on, check the cable, and that tpe.baud={cfg.tpe.baud} and "
                f"tpe.framing={cfg.tpe.framing} match the terminal's cash-register settings")
-    return failed(name, f"{getattr(result, 'message', result)}", fix)
+    return failed(name, f"{st.state}: {st.detail}", fix)
 
 
 # -- billing server ----------------------------------------------------------------------------------
@@ -557,21 +580,96 @@ def _plain_http(url: str, local: bool) -> Check:
 # -- all of them -------------------------------------------------------------------------------------
 
 
+@dataclass
+class Doctor:
+    """What the checks of one doctor run share: the config (once its check has read it), the device states
+    (one registry look, on first use) and the checks done so far, by name."""
+
+    path: Path
+    cfg: Config | None = None
+    done: dict[str, Check] = field(default_factory=dict)
+    _devices: list[DeviceState] | None = None
+
+    @property
+    def devices(self) -> list[DeviceState]:
+        if self._devices is None:
+            try:
+                self._devices = device_states(self.cfg)
+            except Exception as e:  # noqa: BLE001 - wedged pcscd or TPE line: each device check says so
+                self._devices = [DeviceState("reader", "pcscd", "unavailable", f"pcscd cannot be reached: {e}")]
+        return self._devices
+
+    def state_dir(self) -> Path | None:
+        return Path(self.cfg.state.dir) if self.cfg is not None else None
+
+
+CheckFn = Callable[[Doctor], "Check | list[Check]"]
+
+
+def config_checks(d: Doctor) -> Check:
+    check, d.cfg = check_config(d.path)
+    return check
+
+
+def _needs_state(name: str, fn: Callable[[Path, Doctor], Check]) -> CheckFn:
+    def run(d: Doctor) -> Check:
+        state = d.state_dir()
+        return fn(state, d) if state is not None else skipped(name, "config invalid")
+
+    run.__name__ = f"{name}_check"
+    return run
+
+
+def reader_checks(d: Doctor) -> list[Check]:
+    return check_pcscd(d.cfg, d.devices)
+
+
+def serial_check(d: Doctor) -> Check:
+    return check_serial(d.cfg)
+
+
+def tpe_check(d: Doctor) -> Check:
+    port = d.done.get("serial_port")
+    usable = port is not None and port.ok and not port.skipped
+    return check_tpe(d.cfg, usable, d.devices if usable else [])
+
+
+def server_checks(d: Doctor) -> list[Check]:
+    return check_server(d.cfg)
+
+
+# Every check, in the order a technician fixes things. A check is a function of the Doctor returning one
+# Check or a list; a new one is one line: ``add_check(check_kiosk, before="server")`` or an entry here.
+CHECKS: list[CheckFn] = [
+    config_checks,
+    _needs_state("state_dir", lambda state, d: check_state_dir(state)),
+    _needs_state("journal", lambda state, d: check_journal(state, d.cfg)),
+    _needs_state("disk", lambda state, d: check_disk(state)),
+    reader_checks,
+    serial_check,
+    tpe_check,
+    server_checks,
+]
+
+
+def add_check(fn: CheckFn, *, before: CheckFn | None = None) -> CheckFn:
+    """Register a check (at the end, or before another); returns it, so it serves as a decorator."""
+    if fn not in CHECKS:
+        CHECKS.insert(CHECKS.index(before) if before in CHECKS else len(CHECKS), fn)
+    return fn
+
+
 def run_checks(config_path: str | os.PathLike[str] | None = None) -> list[Check]:
-    """Every check, in the order a technician fixes things."""
-    path = find_config_path(config_path)
-    config_check, cfg = check_config(path)
-    checks = [config_check]
-    if cfg is not None:
-        state = cfg.state.dir
-        checks.append(check_state_dir(state))
-        checks.append(check_journal(state, cfg))
-        checks.append(check_disk(state))
-    else:
-        checks += [skipped(n, "config invalid") for n in ("state_dir", "journal", "disk")]
-    checks += check_pcscd(cfg)
-    serial_check = check_serial(cfg)
-    checks.append(serial_check)
-    checks.append(check_tpe(cfg, serial_check.ok and not serial_check.skipped))
-    checks += check_server(cfg)
+    """Every check of ``CHECKS``, in order. A check that raises is one failed line, never doctor's end."""
+    d = Doctor(find_config_path(config_path))
+    checks: list[Check] = []
+    for fn in list(CHECKS):
+        try:
+            got = fn(d)
+        except Exception as e:  # noqa: BLE001 - a broken check is reported, the others still run
+            name = getattr(fn, "__name__", "check").removesuffix("_check").removesuffix("_checks")
+            got = failed(name, f"the check itself failed: {type(e).__name__}: {e}", "report this to support")
+        for c in got if isinstance(got, list) else [got]:
+            d.done[c.name] = c
+            checks.append(c)
     return checks

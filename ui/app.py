@@ -90,6 +90,7 @@ class GuichetApp(App[int]):
         status_interval: float = 1.0,
         auto_login: tuple[str, str] | None = None,
         notifier: Any = None,
+        device_registry: Any = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -105,6 +106,8 @@ class GuichetApp(App[int]):
         self.link = LinkInfo(online=None)
         self.queue = QueueInfo()
         self.devices: dict[str, str] = {}
+        # agent.devices.DeviceRegistry: made from the config at mount unless given (tests: faster loops).
+        self.device_registry: Any = device_registry
         self.last_lookup_online: bool | None = None
         self.sync_worker: Any = None
         self.stop_event = threading.Event()
@@ -120,43 +123,38 @@ class GuichetApp(App[int]):
         self.status_loop()
         if self.run_sync:
             self.sync_loop()
-        if "card_reader" in self.backend.authorizers or self.demo is not None:
-            self.watch_cards()
-        if self.config.tpe.port:
-            self.devices["terminal"] = "configured"
+        self.watch_devices()
         if self.notifier is not None and self.notifier.enabled:
             self.call_after_refresh(self.notifier.ready, "cashier UI ready")
             interval = self.notifier.ping_interval
             if interval:
                 self.set_interval(interval, self.notifier.watchdog)
 
-    def watch_cards(self) -> None:
-        """Reader state for the status bar, from agent.cards' CardWatcher (its own thread)."""
-        try:
-            from agent.cards import CardInserted, CardRemoved, CardWatcher, PcscDown, ReaderAdded, ReaderRemoved
-        except ImportError as e:  # pyscard's C module needs libpcsclite: a counter without it still takes cash
-            log.info("no card watcher: %s", e)
-            return
-        labels = {CardInserted: "card present", CardRemoved: "ready", ReaderAdded: "ready",
-                  ReaderRemoved: "absent", PcscDown: "pcscd down"}
+    def watch_devices(self) -> None:
+        """Reader and TPE states for the status bar, live from the device registry (its own threads: the UI
+        thread never waits on a device). The readers only on a counter that reads cards."""
+        from agent.devices import DeviceRegistry, DeviceState
 
-        def sink(event: Any) -> None:
-            state = labels.get(type(event))
-            if state:
-                self.post_message(DeviceUpdate("reader", state))
+        registry = self.device_registry
+        if registry is None:
+            readers = "card_reader" in self.backend.authorizers or self.demo is not None
+            registry = self.device_registry = DeviceRegistry.from_config(self.config, readers=readers)
 
+        def changed(st: DeviceState) -> None:
+            now = registry.summary().get(st.kind)
+            self.post_message(DeviceUpdate(st.kind, now.state if now else "absent", now.detail if now else ""))
+
+        registry.subscribe(changed)
         try:
-            self.card_watcher = CardWatcher(self.config, sink, read=False).start()
-        except Exception as e:  # no pcscd: the bar says so, payments by TPE still work
-            log.warning("card watcher: %s", e)
-            self.devices["reader"] = "pcscd down"
+            registry.start()
+        except Exception as e:  # noqa: BLE001 - no thread for the devices: the bar shows none, payments go on
+            log.warning("device registry: %s", e)
 
     def on_unmount(self) -> None:
         self.stop_event.set()
         self.status_wakeup.set()
-        watcher = getattr(self, "card_watcher", None)
-        if watcher is not None:
-            watcher.stop()
+        if self.device_registry is not None:
+            self.device_registry.stop(timeout=0)  # never wait on a device from the UI thread
 
     def make_status_bar(self) -> StatusBar:
         bar = StatusBar(clock=self.clock, warn_after=self.config.offline.warn_after)

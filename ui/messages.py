@@ -38,12 +38,15 @@ class StatusUpdate(Message):
 
 
 class DeviceUpdate(Message):
-    """A reader or terminal changed state ("ready", "card present", "absent", "busy", ...)."""
+    """A device changed state. ``kind``: reader | tpe | printer (agent.devices); ``state``: the registry's
+    (ready, card_present, busy, unresponsive, absent, unavailable, error) or a demo panel label
+    ("card present", "no card"); ``detail``: the registry's one line on it."""
 
-    def __init__(self, kind: str, state: str) -> None:
+    def __init__(self, kind: str, state: str, detail: str = "") -> None:
         super().__init__()
         self.kind = kind
         self.state = state
+        self.detail = detail
 
 
 class LoginResult(Message):

@@ -7,7 +7,14 @@ internal signals of an exchange, the settings from ``[tpe]`` and the shape of ``
         def build_request(self, amount, currency): ...           # checked before anything is sent
         def _exchange(self, req, cancel, notify, c): ...          # every outcome a Result (self._result)
         def check(self): ...
+        def _probe(self): ...                                     # the light liveness check (probe())
 
+``probe()`` is the device registry's liveness check: it never waits for, nor disturbs, an exchange in
+progress. ``pay`` and ``check`` hold the port's lock (one per port in this process) for the whole exchange;
+``probe`` only tries that lock and answers ``Busy`` when it is held.
+
+    link.probe()        # Ready | Busy | Timeout | LinkError; never sends an amount
+    link.busy           # True while a payment or check on this port runs in this process
 ``amount_sent`` on every result says whether the request may have reached the terminal: once it may have, a
 missing or unreadable answer is *unknown*, never a reason to send the amount again.
 """
@@ -62,6 +69,11 @@ class Ready(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Busy(Result):
+    """``probe`` only: the port is in use (an exchange of ours, or another program holds it); nothing sent."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Approved(Result):
     response: Answer
     _definitive = True
@@ -93,7 +105,12 @@ class LinkError(Result):
 
 
 class LinkDown(Exception):
-    """Inside an exchange: the port or connection is gone (becomes a LinkError result)."""
+    """Inside an exchange: the port or connection is gone (becomes a LinkError result). ``errno`` when the
+    system gave one (EBUSY/EAGAIN: another program holds the port)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class Cancel(Exception):
@@ -110,6 +127,15 @@ class Counters:
 
 
 RequestT = TypeVar("RequestT")
+
+_port_locks: dict[str, threading.Lock] = {}
+_port_locks_guard = threading.Lock()
+
+
+def port_lock(port: str) -> threading.Lock:
+    """The one lock of ``port`` in this process: every link object on the same port shares it."""
+    with _port_locks_guard:
+        return _port_locks.setdefault(port, threading.Lock())
 
 
 class TerminalLink(ABC, Generic[RequestT]):
@@ -165,6 +191,30 @@ class TerminalLink(ABC, Generic[RequestT]):
         """Is the terminal there? Ready, Timeout or LinkError; never sends an amount."""
 
     @abstractmethod
+    def _probe(self) -> Result:
+        """The light liveness check, the port's lock held: Ready, Busy, Timeout or LinkError."""
+
+    @property
+    def busy(self) -> bool:
+        """An exchange (payment or check) on this port is in progress in this process."""
+        return port_lock(self.port).locked()
+
+    def probe(self) -> Result:
+        """Liveness for the device registry, when idle: E+ one ENQ awaiting ACK within ``ack_timeout``, V3 a
+        connect and close. ``Busy`` at once, touching nothing, while an exchange holds the port."""
+        lock = port_lock(self.port)
+        if not lock.acquire(blocking=False):
+            return Busy(amount_sent=False, message="an exchange with the terminal is in progress")
+        try:
+            return self._probe()
+        finally:
+            lock.release()
+
+    def alive(self) -> bool:
+        """The terminal answered the probe (a busy terminal is alive: it is working for us)."""
+        return isinstance(self.probe(), Ready | Busy)
+
+    @abstractmethod
     def build_request(self, amount: int, currency: str) -> RequestT:
         """The debit request, checked completely (AmountError/ConcertError) before anything is sent."""
 
@@ -185,7 +235,9 @@ class TerminalLink(ABC, Generic[RequestT]):
         """One debit of ``amount`` minor units. Raises AmountError/ConcertError only before anything is sent;
         after that, every outcome is a Result. ``on_event`` hears "pin_on_terminal" and "cancel_on_terminal"."""
         req = request or self.build_request(amount, currency)
-        return self._exchange(req, cancel, on_event or (lambda _key: None), Counters())
+        # Waits at most one probe (ack_timeout) for the port: the registry's liveness check never wins a race.
+        with port_lock(self.port):
+            return self._exchange(req, cancel, on_event or (lambda _key: None), Counters())
 
     def _result(self, cls: type[Result], c: Counters, **kw: Any) -> Any:
         return cls(

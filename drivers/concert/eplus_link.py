@@ -17,6 +17,7 @@ a missing answer is *unknown*, never a reason to send the amount again.
 
 from __future__ import annotations
 
+import errno
 import termios
 import threading
 import time
@@ -29,6 +30,7 @@ from drivers.concert.base import (
     POLL,
     UNKNOWN,
     Approved,
+    Busy,
     Cancel,
     Cancelled,
     Counters,
@@ -40,6 +42,7 @@ from drivers.concert.base import (
     TerminalLink,
     Timeout,
     close,
+    port_lock,
 )
 from drivers.concert.eplus_codec import (
     ACK,
@@ -146,13 +149,14 @@ class ConcertLink(TerminalLink[Request]):
                 exclusive=True if "://" not in self.port else None,
             )
         except (serial.SerialException, OSError, ValueError, termios.error) as e:
-            raise LinkDown(f"cannot open {self.port} at {self.baud} {self.framing}: {e}") from None
+            raise LinkDown(f"cannot open {self.port} at {self.baud} {self.framing}: {e}",
+                           getattr(e, "errno", None)) from None
 
     # -- pieces of the exchange ----------------------------------------------------------------------------
 
-    def _handshake(self, line: _Line, cancel: threading.Event | None) -> bool:
-        """ENQ until ACK (bounded). Noise and stray bytes are skipped."""
-        for _ in range(self.max_retries + 1):
+    def _handshake(self, line: _Line, cancel: threading.Event | None, retries: int | None = None) -> bool:
+        """ENQ until ACK (bounded: ``retries``, default max_retries). Noise and stray bytes are skipped."""
+        for _ in range((self.max_retries if retries is None else retries) + 1):
             if cancel is not None and cancel.is_set():
                 raise Cancel()
             line.write(bytes([ENQ]))
@@ -264,19 +268,29 @@ class ConcertLink(TerminalLink[Request]):
 
     def check(self) -> Result:
         """ENQ/ACK handshake then EOT: Ready, Timeout (no ACK) or LinkError (port missing or gone)."""
+        with port_lock(self.port):
+            return self._handshake_only(self.max_retries)
+
+    def _probe(self) -> Result:
+        """One ENQ, ACK awaited ``ack_timeout``, then EOT; a port another program locked is Busy."""
+        return self._handshake_only(0, busy_is_busy=True)
+
+    def _handshake_only(self, retries: int, *, busy_is_busy: bool = False) -> Result:
         c = Counters()
         try:
             port = self._open()
         except LinkDown as e:
+            if busy_is_busy and e.errno in (errno.EAGAIN, errno.EBUSY):
+                return self._result(Busy, c, amount_sent=False, message=f"{self.port} is held by another program")
             return self._result(LinkError, c, amount_sent=False, message=str(e), stage="open")
         try:
             line = _Line(port, self.framing == "7E1", c)
             line.drain()
-            if not self._handshake(line, None):
+            if not self._handshake(line, None, retries):
                 line.write(bytes([EOT]))
                 return self._result(
                     Timeout, c, amount_sent=False, stage="enq",
-                    message=f"no ACK from the terminal on {self.port} after {self.max_retries + 1} ENQ "
+                    message=f"no ACK from the terminal on {self.port} after {retries + 1} ENQ "
                     f"(check the cable, baud rate {self.baud} and framing {self.framing})",
                 )
             line.write(bytes([EOT]))

@@ -44,6 +44,7 @@ from drivers.concert.base import (
     TerminalLink,
     Timeout,
     close,
+    port_lock,
 )
 from drivers.concert.fields import ConcertError
 from drivers.concert.v3_codec import (
@@ -239,6 +240,11 @@ class V3Link(TerminalLink[V3Request]):
 
     def check(self) -> Result:
         """Connect and close, sending nothing: Ready, Timeout or LinkError (amount_sent is always False)."""
+        with port_lock(self.port):
+            return self._probe()
+
+    def _probe(self) -> Result:
+        """The same connect and close: a Caisse-AP terminal takes a connection that sends nothing."""
         c = Counters()
         try:
             sock = self._connect(c)

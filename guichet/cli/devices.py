@@ -1,6 +1,8 @@
 """`guichet devices` and `guichet card read`.
 
-    guichet devices [--json]        PC/SC readers (card present? ATR, interface) and serial ports
+    guichet devices [--json]        PC/SC readers (card present? ATR, interface), serial ports, and what the
+                                    device registry (agent.devices) makes of each configured device: the
+                                    TPE's liveness (ready / unresponsive / absent / busy), the readers
     guichet card read [--reader NAME] [--timeout S] [--json]
         {"reader", "atr", "interface", "aid", "label", "scheme", "pan_masked", "expiry", "apdu_count",
          "elapsed_ms"}: the masked PAN only, never the full one.
@@ -28,9 +30,23 @@ def _serial_ports() -> list[dict[str, Any]]:
     ]
 
 
+def _registry_states(ctx: click.Context) -> list[Any]:
+    """One look through the device registry: the configured devices, or the readers alone without a config."""
+    from agent.devices import DeviceRegistry, ReaderProbe
+    from config import ConfigError, load_config
+
+    try:
+        cfg = load_config(ctx.find_root().ensure_object(dict).get("config_path"))
+        registry = DeviceRegistry.from_config(cfg)
+    except ConfigError:
+        registry = DeviceRegistry([ReaderProbe()])
+    return registry.refresh()
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def devices(as_json: bool) -> None:
+@click.pass_context
+def devices(ctx: click.Context, as_json: bool) -> None:
     """PC/SC readers and serial ports, with what is attached."""
     from drivers import pcsc
 
@@ -47,8 +63,10 @@ def devices(as_json: bool) -> None:
     except pcsc.PcscError as e:
         pcsc_error = str(e)
     ports = _serial_ports()
+    states = _registry_states(ctx)
     if as_json:
-        print_json({"readers": readers, "serial_ports": ports, "pcsc_error": pcsc_error})
+        print_json({"readers": readers, "serial_ports": ports, "pcsc_error": pcsc_error,
+                    "devices": [st.to_json() for st in states]})
     else:
         click.echo("PC/SC readers:")
         if pcsc_error:
@@ -64,6 +82,9 @@ def devices(as_json: bool) -> None:
         for p in ports:
             hwid = f" [{p['hwid']}]" if p["hwid"] not in ("", "n/a") else ""
             click.echo(f"  {p['device']}: {p['description']}{hwid}")
+        click.echo("Devices:")
+        for st in states:
+            click.echo(f"  {st.kind} {st.name}: {st.state}" + (f" ({st.detail})" if st.detail else ""))
     if pcsc_error:
         fail(pcsc_error)
 

@@ -15,9 +15,22 @@ from textual.widgets import Static
 
 from ui import i18n
 from ui.formatting import number, time_text
-from ui.i18n import t
+from ui.i18n import N_, t
 from ui.messages import LinkInfo, QueueInfo
 from ui.text import DEVICE_LABELS, age_text, local_hm, money
+
+# The device registry's states (agent.devices.STATES), as the cashier reads them; other states (the demo
+# panel's "no card", "error: ...") go through ui.text.DEVICE_LABELS.
+REGISTRY_LABELS = {
+    "card_present": N_("card present"),
+    "unavailable": N_("PC/SC service down"),
+    "unresponsive": N_("not answering"),
+    "busy": N_("busy"),
+    "error": N_("device error"),
+    "unknown": N_("checking…"),
+}
+# The kinds the bar shows, in order, with their labels (agent.devices kinds; "terminal" was the TPE's old key).
+DEVICE_KINDS = (("reader", N_("Reader")), ("tpe", N_("TPE")), ("printer", N_("Printer")))
 
 PARTS = ("sb-link", "sb-queue", "sb-devices", "sb-spacer", "sb-cashier", "sb-clock")
 
@@ -64,6 +77,7 @@ class StatusBar(Horizontal):
         self.repaint()
 
     def update_device(self, kind: str, state: str) -> None:
+        """``state``: one of agent.devices.STATES, or a label of ui.text.DEVICE_LABELS."""
         self.devices[kind] = state
         self.repaint()
 
@@ -130,10 +144,11 @@ class StatusBar(Horizontal):
         link.set_class(self.link.online is True, "-online")
         self._paint_queue(parts["sb-queue"])
         devs = []
-        for kind, label in (("reader", t("Reader")), ("terminal", t("TPE"))):
+        for kind, label in DEVICE_KINDS:
             if kind in self.devices:
                 state = self.devices[kind]
-                devs.append(f"{label}: {i18n.shape(i18n._(DEVICE_LABELS.get(state, state)))}")
+                text = REGISTRY_LABELS.get(state) or DEVICE_LABELS.get(state, state)
+                devs.append(f"{t(label)}: {i18n.shape(i18n._(text))}")
         parts["sb-devices"].update(" · ".join(devs))
         parts["sb-cashier"].update(i18n.shape(self.cashier))
         parts["sb-clock"].update(time_text(self.clock(), seconds=True))
