@@ -14,7 +14,16 @@ True
 8
 """
 
-from sandbox.issuer.ac import arpc, arpc_method, cryptogram, cvn_of, issuer_authentication_data, session_key
+from sandbox.issuer.ac import (
+    arpc,
+    arpc_method,
+    cryptogram,
+    cvn_of,
+    issuer_authentication_data,
+    script_command,
+    script_mac,
+    session_key,
+)
 from sandbox.issuer.errors import IssuerError
 from sandbox.issuer.master import (
     CA_EXPONENT,
@@ -31,5 +40,5 @@ from sandbox.issuer.oda import IccCertificates, certificates, sign_cda, sign_dyn
 __all__ = [
     "CA_EXPONENT", "CA_INDEX", "CA_MODULUS", "IMK_AC", "IMK_SMC", "IMK_SMI", "CardKeys", "IccCertificates",
     "IssuerError", "arpc", "arpc_method", "card_keys", "certificates", "cryptogram", "cvn_of",
-    "issuer_authentication_data", "session_key", "sign_cda", "sign_dynamic",
+    "issuer_authentication_data", "script_command", "script_mac", "session_key", "sign_cda", "sign_dynamic",
 ]

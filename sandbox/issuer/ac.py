@@ -38,6 +38,7 @@ from collections.abc import Mapping
 
 from pyemv import ac as pac
 from pyemv import kd
+from pyemv import sm as psm
 
 from sandbox.issuer.errors import IssuerError
 from sandbox.issuer.master import CardKeys
@@ -160,3 +161,33 @@ def issuer_authentication_data(cvn: int, keys: CardKeys, tags: Mapping[int, byte
     """The value of tag 91 the issuer returns: ARPC || ARC (method 1, 10 bytes) or ARPC || CSU (method 2, 8)."""
     tail = csu if arpc_method(cvn) == 2 else arc
     return arpc(cvn, keys, tags, arqc, arc, csu) + tail
+
+
+def script_mac(cvn: int, keys: CardKeys, atc: bytes, arqc: bytes, command_header: bytes,
+               command_data: bytes = b"") -> bytes:
+    """The 8-byte MAC of an issuer script command (secure messaging for integrity, EMV Book 2 9.2, pyemv.sm).
+
+    `command_header` is CLA INS P1 P2 Lc, Lc counting the data and this MAC; the MAC covers header || ATC ||
+    ARQC || data under the SMI session key: Visa's (CVN 10, 18: ATC-based) or EMV common on the ARQC (16, 20).
+    The card recomputes it from the same inputs to accept the command.
+    """
+    _check_cvn(cvn)
+    if len(atc) != 2 or len(arqc) != 8 or len(command_header) != 5:
+        raise IssuerError("script MAC: ATC is 2 bytes, ARQC 8, command header 5")
+    key = kd.derive_visa_sm_sk(keys.smi, atc) if cvn in (10, 18) else kd.derive_common_sk(keys.smi, arqc)
+    return psm.generate_command_mac(key, command_header + atc + arqc + command_data, 8)
+
+
+def script_command(cvn: int, keys: CardKeys, atc: bytes, arqc: bytes, cla_ins_p1_p2: bytes,
+                   data: bytes = b"") -> bytes:
+    """A whole issuer script command APDU (the value of one tag 86): CLA INS P1 P2 Lc data MAC(8).
+
+    >>> from sandbox.issuer.master import card_keys
+    >>> apdu = script_command(18, card_keys("1234567890123456"), b"\\x00\\x1c", bytes(8), bytes.fromhex("84180000"))
+    >>> apdu[:5].hex().upper(), len(apdu)    # APPLICATION UNBLOCK: no data, Lc = the 8-byte MAC
+    ('8418000008', 13)
+    """
+    if len(cla_ins_p1_p2) != 4 or len(data) > 239:
+        raise IssuerError("script command: 4 header bytes and at most 239 data bytes")
+    header = cla_ins_p1_p2 + bytes([len(data) + 8])
+    return header + data + script_mac(cvn, keys, atc, arqc, header, data)

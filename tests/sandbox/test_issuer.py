@@ -29,6 +29,8 @@ from sandbox.issuer import (
     cryptogram,
     cvn_of,
     issuer_authentication_data,
+    script_command,
+    script_mac,
     session_key,
     sign_cda,
     sign_dynamic,
@@ -114,6 +116,18 @@ def test_each_cvn_matches_pyemv_reference(cvn: int) -> None:
     else:
         assert arpc(cvn, keys, tags, ac, b"00") == ref.generate_arpc(ac, b"00")
     assert len(issuer_authentication_data(cvn, keys, tags, ac)) == (8 if cvn == 18 else 10)
+
+
+@pytest.mark.parametrize("cvn", [10, 18, 16, 20])
+def test_script_mac_matches_pyemv_reference(cvn: int) -> None:
+    pan, atc, arqc = "6280580000001239", bytes.fromhex("0042"), bytes.fromhex("7A788EA6B8A3E733")
+    ref, keys = reference(cvn, pan, 0), card_keys(pan, 0)
+    data = bytes.fromhex("05")
+    apdu = script_command(cvn, keys, atc, arqc, bytes.fromhex("04DA9F14"), data)
+    assert apdu[:6] == bytes.fromhex("04DA9F140905")
+    assert apdu[6:] == ref.generate_command_mac(apdu[:5], arqc, atc, data)
+    assert script_mac(cvn, keys, atc, arqc, apdu[:5], data) == apdu[6:]
+    assert script_mac(cvn, keys, b"\x00\x43", arqc, apdu[:5], data) != apdu[6:]
 
 
 @pytest.mark.parametrize("tag", [0x9F02, 0x95, 0x9F37, 0x9F36, 0x9F10])
