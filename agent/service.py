@@ -6,10 +6,12 @@
     >>> agent.run()                    # until SIGTERM/SIGINT (install_signal_handlers) or agent.stop.set()
     >>> agent.close()                  # STOPPING=1 was sent by run(); journal closed cleanly
 
-One loop in the main thread does one step at a time (one upload batch, one page of the bill feed, or one
-heartbeat) and sends WATCHDOG=1 between steps and while it waits, so a step that hangs stops the pings and
-systemd restarts the agent (WatchdogSec= must exceed the longest step: 2 x server.timeout + 3 s).
-STATUS= says whether the billing server answers and what waits in the queue.
+The jobs (upload, bill refresh, heartbeat, and whatever the composition root registers: `jobs=`) run in
+the one scheduler (agent/scheduler.py), in the main thread, one step at a time (one upload batch, one page
+of the bill feed, one heartbeat). This module adds only what systemd needs: WATCHDOG=1 between steps and
+while it waits, so a step that hangs stops the pings and systemd restarts the agent (WatchdogSec= must
+exceed the longest step: 2 x server.timeout + 3 s); STATUS= says whether the billing server answers and
+what waits in the queue; the signals.
 
 SIGTERM/SIGINT only set a flag: the current step finishes (a journal write is one SQLite transaction, never
 cut in half), then STOPPING=1, the journal is closed and the process exits 0.
@@ -24,39 +26,28 @@ import logging
 import os
 import signal
 import threading
-import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from agent.ages import age_text
 from agent.billing import BillingClient
 from agent.bills import BillCache
 from agent.context import AgentContext
-from agent.errors import AlreadyRunning, ApiError, BadAnswer, JournalDamaged, JournalError, ServerUnreachable
+from agent.errors import AlreadyRunning, JournalDamaged, JournalError
 from agent.journal import Journal
 from agent.locks import UploadLock
 from agent.notify import Notifier
-from agent.sync import Backoff, SyncWorker, one_line
+from agent.scheduler import Job, JobParts, Registration, Scheduler, one_line
+from agent.sync import sync_jobs
 from config import Config
 from config.money import format_amount
 
 log = logging.getLogger("guichet.service")
 
 HANG_ENV = "GUICHET_TEST_HANG_AFTER"
-FEED_PAGE = 1000  # bills per page of the delta feed: one page per step keeps steps short
 MAX_WAIT_SLICE = 1.0  # seconds: how long the loop sleeps at most before looking at stop/watchdog again
-
-
-@dataclass
-class Schedule:
-    upload: float = 0.0
-    bills: float = 0.0
-    heartbeat: float = 0.0
-
-    def next_due(self) -> float:
-        return min(self.upload, self.bills, self.heartbeat)
 
 
 def probe_devices(config: Config, timeout: float = 3.0) -> list[dict[str, str]]:
@@ -80,41 +71,39 @@ def probe_devices(config: Config, timeout: float = 3.0) -> list[dict[str, str]]:
 
 
 class Agent:
-    """The headless agent. Not thread-safe: start(), run() and close() belong to one thread."""
+    """The headless agent. Not thread-safe: start(), run() and close() belong to one thread.
 
-    def __init__(self, config: Config, notifier: Notifier | None = None, hang_after: int | None = None) -> None:
+    `jobs`: the registrations of its periodic jobs (default: upload, bill refresh, heartbeat); `devices`:
+    the heartbeat's device list (default: probe_devices, at each heartbeat).
+    """
+
+    def __init__(self, config: Config, notifier: Notifier | None = None, hang_after: int | None = None, *,
+                 jobs: Sequence[Registration] | None = None,
+                 devices: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier.from_env()
         if hang_after is None and os.environ.get(HANG_ENV, "").isdigit():
             hang_after = int(os.environ[HANG_ENV])
         self.hang_after = hang_after
+        self.registrations: list[Registration] = list(jobs) if jobs is not None else [sync_jobs]
+        self.devices_source = devices or (lambda: probe_devices(self.config))
         self.stop = threading.Event()
         self.stopped_by: str | None = None  # the signal that asked the loop to stop
         self.context: AgentContext | None = None
         self.journal: Journal | None = None
         self.bills: BillCache | None = None
         self.client: BillingClient | None = None
-        self.worker: SyncWorker | None = None
+        self.scheduler: Scheduler | None = None
         self.lock: UploadLock | None = None
-        self.devices: list[dict[str, str]] = []
+        self.devices: list[dict[str, Any]] = []
         self.steps = 0
-        self.schedule = Schedule()
-        self.backoff = Backoff()
-        self.upload_backoff = Backoff()  # the server answers but refuses the uploads: only they wait
-        self.journal_backoff = Backoff()  # a step the journal failed (busy, disk full): that task waits
-        self.upload_error: str | None = None
-        self.online: bool | None = None
-        self.offline_since: datetime | None = None
-        self.last_error: str | None = None
-        self.failures = 0  # steps that raised (counted, logged, backed off from; the loop goes on)
-        self.retry_at: float | None = None
         self._status = ""
 
     # -- start ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take the upload lock, open the journal (recovered when no payment taker runs), probe devices;
-        then READY=1.
+        """Take the upload lock, open the journal (recovered when no payment taker runs), probe devices,
+        register the jobs; then READY=1.
 
         Raises JournalError or AlreadyRunning with a one-line reason (the caller exits 1).
         """
@@ -133,8 +122,11 @@ class Agent:
             self.close()
             raise
         self.journal, self.bills, self.client = self.context.journal, self.context.bills, self.context.client
-        self.devices = probe_devices(cfg)
-        self.worker = SyncWorker(cfg, self.journal, self.client, self.bills, devices=lambda: self.devices)
+        self.devices = self.devices_source()
+        self.scheduler = Scheduler()
+        parts = JobParts(cfg, self.journal, self.client, self.bills, devices=self.devices_source)
+        for register in self.registrations:
+            register(self.scheduler, parts)
         stats = self.journal.queue_stats()
         log.info("started: journal %s, %d unsent, %d in doubt; devices: %s", self.journal.path, stats.count,
                  stats.unknown, ", ".join(f"{d['name']} ({d['state']})" for d in self.devices) or "none")
@@ -147,16 +139,18 @@ class Agent:
 
     def status_line(self) -> str:
         """``online; 3 unsent (12345.00 DZD), oldest 4 min; 1 in doubt`` — what systemctl status shows."""
-        assert self.journal is not None
-        if self.online is None:
-            link = "starting"
-        elif self.online:
-            link = "online"
+        assert self.journal is not None and self.scheduler is not None
+        link = self.scheduler.status()
+        if link.online is None:
+            text = "starting"
+        elif link.online:
+            text = "online"
         else:
-            since = self.offline_since.strftime("%H:%M") if self.offline_since else "?"
-            link = f"offline since {since} ({self.last_error})"
-            if self.retry_at is not None:
-                link += f", retry in {max(0.0, self.retry_at - time.monotonic()):.0f} s"
+            since = link.since.strftime("%H:%M") if link.since else "?"
+            text = f"offline since {since} ({link.last_error})"
+            retry = self.scheduler.retry_in()
+            if retry is not None:
+                text += f", retry in {retry:.0f} s"
         stats = self.journal.queue_stats()
         queue = f"{stats.count} unsent"
         if stats.total:
@@ -164,9 +158,10 @@ class Agent:
         age = stats.oldest_age()
         if age is not None:
             queue += f", oldest {age_text(age)}"
-        parts = [link, queue]
-        if self.online and self.upload_error:
-            parts.append(f"upload refused ({self.upload_error})")
+        parts = [text, queue]
+        upload = self.scheduler.job("upload")
+        if link.online and upload is not None and upload.last_error:
+            parts.append(f"upload refused ({upload.last_error})")
         if stats.unknown:
             parts.append(f"{stats.unknown} in doubt")
         if stats.needs_attention - stats.unknown > 0:
@@ -179,118 +174,10 @@ class Agent:
             self._status = line
             self.notifier.status(line)
 
-    # -- link bookkeeping ----------------------------------------------------------------------------
-
-    def _link_up(self) -> None:
-        if self.online is not True:
-            log.info("billing server reachable")
-        self.online, self.offline_since, self.last_error, self.retry_at = True, None, None, None
-        self.backoff.reset()
-
-    def _link_down(self, error: str, retry_after: float | None = None) -> None:
-        if self.online is not False:
-            log.warning("billing server unreachable: %s", error)
-            self.offline_since = datetime.now().astimezone()
-        self.online, self.last_error = False, error
-        delay = self.backoff.next(retry_after)
-        now = time.monotonic()
-        self.retry_at = now + delay
-        # Everything that talks to the server waits for the retry time.
-        self.schedule.upload = max(self.schedule.upload, self.retry_at)
-        self.schedule.bills = max(self.schedule.bills, self.retry_at)
-        self.schedule.heartbeat = max(self.schedule.heartbeat, self.retry_at)
-
-    # -- steps ---------------------------------------------------------------------------------------
-
-    def _upload(self) -> None:
-        assert self.worker is not None
-        # One request per step (the watchdog); a round that needs more (a refused batch sent one payment at a
-        # time) goes on at the next step.
-        report = self.worker.run_once(max_batches=1)
-        now = time.monotonic()
-        if report.uploaded or report.duplicates or report.rejected:
-            log.info("uploaded %d, duplicates %d, rejected %d, %d left", report.uploaded, report.duplicates,
-                     report.rejected, report.remaining)
-        if report.error is not None:
-            self.upload_error = report.error
-            if self.worker.status().online is True:
-                # The server answered but refuses what we send (payments kept, or the token): the link is up,
-                # only the uploads back off, and the status says why nothing goes up.
-                self._link_up()
-                log.error("upload: %s", report.error)
-                self.schedule.upload = now + self.upload_backoff.next(report.retry_after)
-                return
-            self._link_down(report.error, report.retry_after)
-            return
-        self.upload_error = None
-        self.upload_backoff.reset()
-        if report.uploaded or report.duplicates or report.rejected:
-            self._link_up()
-        # More waiting: next batch at once; otherwise the idle interval.
-        more = report.pending or (report.remaining and (report.uploaded or report.duplicates))
-        self.schedule.upload = now if more else now + self.config.sync.interval
-
-    def _refresh_bills(self) -> None:
-        assert self.bills is not None and self.client is not None
-        now = time.monotonic()
-        try:
-            changed = self.bills.refresh(self.client, self.config.terminal.agency_id, limit=FEED_PAGE, max_pages=1)
-        except ServerUnreachable as e:
-            if isinstance(e, BadAnswer):
-                self.failures += 1
-                log.warning("bill refresh: %s", e)
-            self._link_down(str(e), e.retry_after)
-            return
-        except ApiError as e:
-            log.error("bill cache refresh refused: %s", e)
-            self.schedule.bills = now + self.config.sync.bill_refresh
-            return
-        self._link_up()
-        # A full page means the feed is not caught up: fetch the next page at the next step.
-        self.schedule.bills = now if changed >= FEED_PAGE else now + self.config.sync.bill_refresh
-        if changed:
-            log.info("bill cache: %d bills changed, %d cached", changed, self.bills.count())
-
-    def _heartbeat(self) -> None:
-        assert self.worker is not None
-        now = time.monotonic()
-        self.devices = probe_devices(self.config)
-        answer = self.worker.heartbeat()
-        link = self.worker.status()
-        if answer is None and link.online is False:
-            self._link_down(link.last_error or "heartbeat failed")
-            return
-        if answer is not None:
-            self._link_up()
-        self.schedule.heartbeat = now + self.config.sync.heartbeat
-
     def step(self) -> bool:
-        """Run the one task that is most overdue; False when nothing was due."""
-        now = time.monotonic()
-        due = [(t, name) for name, t in vars(self.schedule).items() if t <= now]
-        if not due:
-            return False
-        _, name = min(due)
-        try:
-            {"upload": self._upload, "bills": self._refresh_bills, "heartbeat": self._heartbeat}[name]()
-        except JournalDamaged:
-            raise
-        except JournalError as e:
-            # Busy (a UI or a supervisor's command holds a write), a full disk, an I/O error: the journal may
-            # be fine in a moment, and restarting would not make it so. This task backs off; the agent goes on.
-            self.failures += 1
-            log.error("%s step: %s", name, one_line(e))
-            setattr(self.schedule, name, now + self.journal_backoff.next())
-            self.steps += 1
-            return True
-        except Exception as e:  # noqa: BLE001 - a step's failure (even a bug) is reported, never the end of the agent
-            self.failures += 1
-            text = one_line(e)
-            log.error("%s step failed: %s", name, text)
-            self._link_down(text)
-        self.journal_backoff.reset()
-        self.steps += 1
-        return True
+        """Run the one job that is most overdue; False when nothing was due."""
+        assert self.scheduler is not None
+        return self.scheduler.step() is not None
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -303,12 +190,15 @@ class Agent:
         threading.Event().wait(3600)
 
     def run(self) -> None:
-        """Steps until stop is set; then STOPPING=1. JournalDamaged propagates (the caller exits 1); any other
-        JournalError (busy, disk full) is logged and the step's task backs off."""
-        while not self.stop.is_set():
-            worked = self.step()
-            if self.hang_after is not None and self.steps >= self.hang_after:
-                self._test_hang()
+        """The scheduler's loop until stop is set; then STOPPING=1. JournalDamaged propagates (the caller exits
+        1); any other JournalError (busy, disk full) is logged and that job backs off."""
+        assert self.scheduler is not None
+
+        def after(job: Job | None) -> None:
+            if job is not None:
+                self.steps += 1
+                if self.hang_after is not None and self.steps >= self.hang_after:
+                    self._test_hang()
             self._ping()
             try:
                 self._publish_status()
@@ -316,14 +206,12 @@ class Agent:
                 raise
             except Exception as e:  # noqa: BLE001 - STATUS= is a courtesy; the uploads go on
                 log.warning("status: %s", one_line(e))
-            if worked:
-                continue
-            # Idle until the next task is due, waking often enough for the watchdog and for stop.
-            slice_ = MAX_WAIT_SLICE
-            if self.notifier.ping_interval is not None:
-                slice_ = min(slice_, self.notifier.ping_interval / 2)
-            wait = max(0.0, min(self.schedule.next_due() - time.monotonic(), slice_))
-            self.stop.wait(wait)
+
+        # Idle until the next job is due, waking often enough for the watchdog and for stop.
+        slice_ = MAX_WAIT_SLICE
+        if self.notifier.ping_interval is not None:
+            slice_ = min(slice_, self.notifier.ping_interval / 2)
+        self.scheduler.run(self.stop, on_step=after, max_wait=slice_)
         self.notifier.stopping(status="stopping: " + self._status)
         log.info("stopping%s", f" ({self.stopped_by} received)" if self.stopped_by else "")
 
@@ -349,10 +237,11 @@ class Agent:
         self.notifier.close()
 
 
-def main(config: Config) -> int:
+def main(config: Config, *, jobs: Sequence[Registration] | None = None,
+         devices: Callable[[], list[dict[str, Any]]] | None = None) -> int:
     """`guichet run --headless`: 0 after a clean stop, 1 when the journal cannot be used or the agent is
-    already running. Errors are one line on stderr (journald)."""
-    agent = Agent(config)
+    already running. Errors are one line on stderr (journald). `jobs`, `devices`: as Agent takes them."""
+    agent = Agent(config, jobs=jobs, devices=devices)
     agent.install_signal_handlers()
     try:
         agent.start()

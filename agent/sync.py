@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from agent import __version__
@@ -28,11 +27,22 @@ from agent.crashpoints import crashpoint
 from agent.errors import ApiError, BadAnswer, GuichetError, JournalError, ServerUnreachable
 from agent.journal import Journal
 from agent.locks import UploadLock  # noqa: F401  (re-exported: agent.sync.UploadLock)
+from agent.scheduler import (  # noqa: F401  (Backoff, LinkStatus, one_line re-exported: agent.sync.*)
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    Backoff,
+    Job,
+    JobParts,
+    Link,
+    LinkStatus,
+    Outcome,
+    Scheduler,
+    one_line,
+)
 
 log = logging.getLogger("guichet.sync")
 
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
+FEED_PAGE = 1000  # bills per step of the bill refresh job: one page per step keeps steps short (the watchdog)
 CLOCK_SKEW_WARN = 120.0
 HWM_RETRY = 3600.0  # seconds before the heartbeat offers last_receipt_number again to a server that refused it
 REFUSALS_BEFORE_REJECT = 3  # whole-request 4xx answers for one payment alone before it needs attention
@@ -58,42 +68,14 @@ class SyncReport:
     pending: bool = False  # run_once stopped at max_batches in the middle of a round: call it again now
 
 
-@dataclass
-class LinkStatus:
-    online: bool | None = None  # None: not tried yet
-    since: datetime | None = None
-    retry_in: float | None = None
-    last_error: str | None = None
-    clock_skew: float | None = None
-    failures: int = 0  # jobs (upload, bill refresh, heartbeat) that failed since the worker started
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one bounded line: our errors as they are, anything else with its type."""
-    text = str(e) if isinstance(e, GuichetError) else f"{type(e).__name__}: {e}"
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-class Backoff:
-    """Exponential backoff with full jitter: a delay drawn uniformly from [0, min(cap, base * 2**n)]."""
-
-    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, rng: random.Random | None = None):
-        self.base, self.cap, self.attempt = base, cap, 0
-        self.rng = rng or random.Random()
-
-    def next(self, at_least: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        delay = self.rng.uniform(0, ceiling)
-        return max(delay, at_least or 0.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class SyncWorker:
-    """Drains the outbox and keeps the bill cache and heartbeat going. Call from one thread."""
+    """The sync jobs: upload the outbox, keep the bill cache, send heartbeats. Call from one thread.
+
+    Its three jobs ("upload", "bills", "heartbeat") live in `scheduler`, the one given (the agent's, shared
+    with the other jobs: `sync_jobs`) or one of its own (the CLI, the tests). `step()` and `run_forever()`
+    drive that scheduler a round at a time; `run_once()`, `refresh_bills()` and `heartbeat()` are the
+    requests themselves.
+    """
 
     def __init__(
         self,
@@ -103,22 +85,20 @@ class SyncWorker:
         bills: BillCache | None = None,
         devices: Callable[[], list[dict[str, Any]]] | None = None,
         rng: random.Random | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.client = client
         self.bills = bills
         self.devices = devices or (lambda: [])
-        self.backoff = Backoff(rng=rng)
-        self._link = LinkStatus()
-        self._wake = threading.Event()
-        self._next_refresh = 0.0
-        self._next_heartbeat = 0.0
+        self.scheduler = scheduler or Scheduler(link=Link(Backoff(rng=rng)))
+        self.link = self.scheduler.link
         # 4xx refusals of one payment sent alone, by payment_id: (times counted, monotonic time of the last)
         self._refusals: dict[str, tuple[int, float]] = {}
         self.refusal_spacing = REFUSAL_SPACING
         self.clock = time.monotonic
-        # A round (the outbox once through) may span several run_once(max_batches=...) calls (the service
+        # A round (the outbox once through) may span several run_once(max_batches=...) calls (the upload job
         # does one request per step): the payments of a refused batch still to send alone, the payments
         # refused alone (left for the next round), whether the server took a batch in this round.
         self._split: list[Any] = []
@@ -132,37 +112,47 @@ class SyncWorker:
         # A 1.0 server refuses the heartbeat's last_receipt_number: left out until this time (monotonic), then
         # tried again, so one garbage `400 unknown_field` never switches the high-water check off for good.
         self._hwm_retry_at: float | None = None
+        # The upload job's steps add up to a round's report; the last whole round's is kept for step() and
+        # run_forever()'s callback.
+        self._round = SyncReport()
+        self.last_round: SyncReport | None = None
+        self._outage: ServerUnreachable | None = None  # the last request's, within one job step
+        sync = config.sync
+        self.upload_job = self.scheduler.add("upload", self._upload_step, sync.interval)
+        if bills is not None:
+            self.scheduler.add("bills", self._bills_step, sync.bill_refresh)
+        self.scheduler.add("heartbeat", self._heartbeat_step, sync.heartbeat)
 
     # -- status ------------------------------------------------------------------------------------
 
+    @property
+    def backoff(self) -> Backoff:
+        """The link's backoff (after an outage every job waits for it)."""
+        return self.link.backoff
+
+    @backoff.setter
+    def backoff(self, value: Backoff) -> None:
+        self.link.backoff = value
+
     def status(self) -> LinkStatus:
-        return LinkStatus(**vars(self._link))
+        return self.link.snapshot()
 
     def _mark(self, online: bool, error: str | None = None) -> None:
-        if self._link.online is not online:
-            self._link.since = datetime.now().astimezone()
-        self._link.online = online
-        self._link.last_error = error
         if online:
-            self._link.retry_in = None
+            self.link.up(error)
+        else:
+            self.link.down(error or "billing server unreachable")
 
     def _down(self, job: str, e: ServerUnreachable) -> None:
-        self._mark(False, str(e))
-        if isinstance(e, BadAnswer):  # not an outage: the server broke the contract; each one is logged, counted
-            self._link.failures += 1
+        self._outage = e
+        bad = isinstance(e, BadAnswer)  # not an outage: the server broke the contract; each one is logged, counted
+        self.link.down(str(e), count=bad)
+        if bad:
             log.warning("%s: %s", job, e)
 
-    def _failed(self, job: str, e: BaseException) -> str:
-        """Log, count and report a job that failed; the loop goes on. Returns the one line."""
-        text = one_line(e)
-        self._link.failures += 1
-        self._link.last_error = f"{job}: {text}"
-        log.error("%s failed: %s", job, text)
-        return text
-
     def wake(self) -> None:
-        """Start the next round now (a payment was just approved, or the cashier asked)."""
-        self._wake.set()
+        """Start the next upload now (a payment was just approved, or the cashier asked)."""
+        self.scheduler.wake("upload")
 
     # -- one round ---------------------------------------------------------------------------------
 
@@ -303,11 +293,13 @@ class SyncWorker:
         )
         return True
 
-    def refresh_bills(self) -> int | None:
+    def refresh_bills(self, limit: int = FEED_PAGE, max_pages: int = 10_000) -> int | None:
+        """Follow the bill feed (until caught up, or `max_pages`); how many bills changed, None when the server
+        did not answer or refused (logged)."""
         if self.bills is None:
             return None
         try:
-            n = self.bills.refresh(self.client, self.config.terminal.agency_id)
+            n = self.bills.refresh(self.client, self.config.terminal.agency_id, limit=limit, max_pages=max_pages)
         except ServerUnreachable as e:
             self._down("bill refresh", e)
             return None
@@ -353,49 +345,74 @@ class SyncWorker:
         except GuichetError as e:
             log.error("heartbeat: %s", e)
         skew = server_time_skew(answer)
-        self._link.clock_skew = skew
+        self.link.set_skew(skew)
         if skew is not None and abs(skew) > CLOCK_SKEW_WARN:
             log.warning("clock is %+.0f s off the billing server's; fix the time (NTP)", skew)
         return answer
 
-    # -- the loop ----------------------------------------------------------------------------------
+    # -- the jobs: one request per step --------------------------------------------------------------
+
+    def _upload_step(self) -> Outcome:
+        # One request per step (the service's watchdog); a round that needs more (another batch, a refused
+        # batch sent one payment at a time) goes on at the next step, at once.
+        try:
+            report = self.run_once(max_batches=1)
+        except BaseException:
+            self._end_report()
+            raise
+        r = self._round
+        r.uploaded, r.duplicates, r.rejected = (r.uploaded + report.uploaded, r.duplicates + report.duplicates,
+                                                r.rejected + report.rejected)
+        r.notices += report.notices
+        r.error, r.retry_after, r.remaining, r.pending = (report.error, report.retry_after, report.remaining,
+                                                          report.pending)
+        if report.uploaded or report.duplicates or report.rejected:
+            log.info("uploaded %d, duplicates %d, rejected %d, %d left", report.uploaded, report.duplicates,
+                     report.rejected, report.remaining)
+        if report.error is not None:
+            self._end_report()
+            if self.link.state.online is True:
+                # The server answered but refuses what we send (payments kept, or the token): the link is up,
+                # only the uploads back off, and the status says why nothing goes up.
+                log.error("upload: %s", report.error)
+                return Outcome(error=report.error, retry_after=report.retry_after)
+            return Outcome(error=report.error, retry_after=report.retry_after, offline=True)
+        more = report.pending or bool(report.remaining and (report.uploaded or report.duplicates))
+        if not more:
+            self._end_report()
+        return Outcome(more=more)
+
+    def _end_report(self) -> None:
+        self.last_round, self._round = self._round, SyncReport()
+
+    def _bills_step(self) -> Outcome:
+        self._outage = None
+        changed = self.refresh_bills(limit=FEED_PAGE, max_pages=1)
+        if self._outage is not None:
+            return Outcome(error=str(self._outage), retry_after=self._outage.retry_after, offline=True)
+        if changed and self.bills is not None:
+            log.info("bill cache: %d bills changed, %d cached", changed, self.bills.count())
+        # A full page: the feed is not caught up, the next page at once. Refused: again after the interval.
+        return Outcome(more=changed is not None and changed >= FEED_PAGE)
+
+    def _heartbeat_step(self) -> Outcome:
+        self._outage = None
+        self.heartbeat()
+        if self._outage is not None:
+            return Outcome(error=str(self._outage), retry_after=self._outage.retry_after, offline=True)
+        return Outcome()
+
+    # -- rounds (the CLI, the tests) -----------------------------------------------------------------
 
     def step(self) -> tuple[SyncReport, float]:
-        """One round of everything that is due; returns the report and the delay before the next round."""
-        now = time.monotonic()
-        try:
-            report = self.run_once()
-        except JournalError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one job's failure is reported, never the end of the loop
-            report = SyncReport(error=self._failed("upload", e))
-        # Payments refused but kept: the server answers, so the bill cache and the heartbeat go on.
-        answered = report.error is None or self._link.online is True
-        if now >= self._next_refresh and answered:
-            try:
-                refreshed = self.refresh_bills()
-            except JournalError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                self._failed("bill refresh", e)
-                refreshed = 0  # not again before the next refresh time: a bug must not turn into a busy loop
-            if refreshed is not None:
-                self._next_refresh = now + self.config.sync.bill_refresh
-        if now >= self._next_heartbeat and answered:
-            try:
-                self.heartbeat()
-            except JournalError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                self._failed("heartbeat", e)
-            self._next_heartbeat = now + self.config.sync.heartbeat
-        if report.error is not None:
-            delay = self.backoff.next(report.retry_after)
-            self._link.retry_in = delay
-        else:
-            self.backoff.reset()
-            delay = float(self.config.sync.interval)
-        return report, delay
+        """Upload now until the outbox is empty or the server fails, then the bill cache and the heartbeat if
+        they are due and the link is up; returns the round's report and the delay before the next round."""
+        self.scheduler.wake("upload")
+        self._round = SyncReport()
+        self.scheduler.run_once(due_only=True)
+        report = self.last_round or SyncReport()
+        self.last_round = None
+        return report, self.upload_job.wait
 
     def run_forever(
         self,
@@ -403,24 +420,28 @@ class SyncWorker:
         on_round: Callable[[SyncReport, float], None] | None = None,
         max_rounds: int | None = None,
     ) -> None:
-        """Rounds until `stop` is set; `on_round` sees each report and the delay chosen."""
+        """The scheduler's loop until `stop` is set; `on_round` sees each upload round's report and the delay
+        chosen after it."""
         rounds = 0
-        while not stop.is_set() and (max_rounds is None or rounds < max_rounds):
-            rounds += 1
-            try:
-                report, delay = self.step()
-            except Exception as e:  # noqa: BLE001 - the worker outlives any round (journal busy, a bug)
-                report, delay = SyncReport(error=self._failed("sync round", e)), self.backoff.next()
-                self._link.retry_in = delay
-            if on_round is not None:
-                try:
-                    on_round(report, delay)
-                except Exception as e:  # noqa: BLE001 - a status callback must not stop the uploads
-                    log.warning("sync: status callback failed: %s", one_line(e))
-            self._wake.clear()
-            deadline = time.monotonic() + delay
-            while not stop.is_set() and not self._wake.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._wake.wait(min(left, 0.5))
+        halt = threading.Event()
+
+        def after(job: Job | None) -> None:
+            nonlocal rounds
+            if job is self.upload_job and self.last_round is not None:
+                report, self.last_round = self.last_round, None
+                rounds += 1
+                if on_round is not None:
+                    try:
+                        on_round(report, job.wait)
+                    except Exception as e:  # noqa: BLE001 - a status callback must not stop the uploads
+                        log.warning("sync: status callback failed: %s", one_line(e))
+            if stop.is_set() or (max_rounds is not None and rounds >= max_rounds):
+                halt.set()
+
+        self.scheduler.run(halt, on_step=after, max_wait=0.5)
+
+
+def sync_jobs(scheduler: Scheduler, parts: JobParts) -> SyncWorker:
+    """The registration of upload, bill refresh and heartbeat (guichet/cli/run.py: JOBS)."""
+    return SyncWorker(parts.config, parts.journal, parts.client, parts.bills, devices=parts.devices,
+                      scheduler=scheduler)
