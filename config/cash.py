@@ -58,6 +58,10 @@ class StampDutyConfig(Section):
     def _bounds(self) -> StampDutyConfig:
         if self.maximum and self.maximum < self.minimum:
             raise ValueError("cash.stamp_duty.maximum: must be 0 (none) or at least minimum")
+        if set(self.methods) - {"cash"}:
+            # The contract (1.1) carries `stamp_duty` on a cash payment only: a card payment with one would be
+            # refused by the journal and the server. Kept a list for the day the contract widens it.
+            raise ValueError('cash.stamp_duty.methods: only "cash" (contract 1.1 carries stamp duty on cash only)')
         if self.enabled and not self.per_slice and not self.minimum:
             raise ValueError("cash.stamp_duty: enabled with per_slice = 0 and minimum = 0 charges nothing")
         return self

@@ -35,6 +35,7 @@ COMMANDS = {
     "sync": ("guichet.cli.pay", "sync", "Upload the queue to the billing server."),
     "doctor": ("guichet.cli.doctor", "doctor", "Check the installation and explain what to fix."),
     "cashier": ("guichet.cli.cashier", "cashier", "Cashiers: add, list, unlock, change PIN."),
+    "day": ("guichet.cli.day", "day", "The day's close: journal, billing server and TPE totals side by side."),
     "sandbox": ("sandbox.cli", "sandbox", "Simulated billing server, virtual cards and TPE."),
 }
 

@@ -88,8 +88,9 @@ def test_minimum_and_maximum_edges() -> None:
 def test_only_the_listed_methods() -> None:
     rule = StampDutyConfig(enabled=True, per_slice=100, slice=10000, methods=["cash"])
     assert stamp_duty(10000, "card_terminal", rule) == 0
-    both = StampDutyConfig(enabled=True, per_slice=100, slice=10000, methods=["cash", "card_terminal"])
-    assert stamp_duty(10000, "card_terminal", both) == 100
+    with pytest.raises(ValidationError, match="cash only"):
+        StampDutyConfig(enabled=True, per_slice=100, slice=10000, methods=["cash", "card_terminal"])
+    assert stamp_duty(10000, "cash", rule) == 100
 
 
 @given(items=st.lists(st.integers(1, 10**9), min_size=1, max_size=10), rule=rules())

@@ -1,0 +1,103 @@
+"""A close for the accounting office: CSV (one row per payment, then the totals) and JSON; and as text.
+
+    to_csv(report.to_dict())        # or a kept run: store.get(run_id)
+    to_json(report.to_dict())
+    to_text(report.to_dict())       # what `guichet day close` prints, and the paper copy
+
+Amounts stay in minor units with their currency in the CSV and JSON (what a spreadsheet or a program
+reads); the text shows them as decimals (config.money.format_amount, never a float).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from config.money import MoneyError, format_amount
+
+LINE_COLUMNS = (
+    "kind", "receipt_number", "payment_id", "bill_reference", "method", "cashier_id", "currency", "amount",
+    "stamp_duty", "state", "server_amount", "server_stamp_duty", "server_bill", "detail",
+)  # fmt: skip
+
+
+def to_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def _cell(value: Any) -> Any:
+    # A cell a spreadsheet would run as a formula (=, +, -, @ first) is quoted with a leading apostrophe:
+    # a bill reference or a server text is data, never a formula.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def to_csv(data: dict[str, Any]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(LINE_COLUMNS)
+    for line in data["lines"]:
+        w.writerow([_cell(line.get(c)) for c in LINE_COLUMNS])
+    w.writerow([])
+    w.writerow(["total", "side", "key", "count", "currency", "amount", "stamp_duty"])
+    for side, totals in _totals(data):
+        for key, t in totals:
+            for cur in sorted(set(t["amount"]) | set(t["stamp_duty"])) or [""]:
+                w.writerow(["total", side, key, t["count"], cur, t["amount"].get(cur, 0), t["stamp_duty"].get(cur, 0)])
+    return out.getvalue()
+
+
+def _totals(data: dict[str, Any]) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    return [
+        ("journal", [("all", data["journal"])]),
+        ("journal_method", sorted(data["by_method"].items())),
+        ("journal_cashier", sorted(data["by_cashier"].items())),
+        ("server", [("all", data["server"])] if data["online"] else []),
+        ("server_method", sorted(data["server_by_method"].items())),
+    ]
+
+
+def _money(amounts: dict[str, int]) -> str:
+    parts = []
+    for cur, v in sorted(amounts.items()):
+        try:
+            parts.append(format_amount(v, cur, with_code=True))
+        except MoneyError:
+            parts.append(f"{v} {cur}")
+    return ", ".join(parts) or "0"
+
+
+def to_text(data: dict[str, Any]) -> str:
+    """The close as a person reads it: verdict, problems first, then the totals."""
+    rows = [f"Day close {data['day']} - terminal {data['terminal_id']} - run {data.get('run_at', '')}"]
+    if not data["online"]:
+        rows.append("OFFLINE: the billing server could not be asked")
+    rows.append("CLEAN" if data["clean"] else f"{data['problems']} to look at")
+    rows.append("  " + ", ".join(f"{k} {n}" for k, n in data["kinds"].items()))
+    for line in data["lines"]:
+        if line["kind"] in ("matched", "not_taken"):
+            continue
+        rows.append(
+            f"  {line['kind'].upper():<18} {line['receipt_number'] or '-':<22} {line['bill_reference']:<14}"
+            f" {_money({line['currency']: line['amount']})}  {line['detail']}"
+        )
+    rows.append(f"Journal: {data['journal']['count']} payments, {_money(data['journal']['amount'])}"
+                f", stamp duty {_money(data['journal']['stamp_duty'])}")
+    for key, t in sorted(data["by_method"].items()):
+        rows.append(f"  method {key}: {t['count']}, {_money(t['amount'])}")
+    for key, t in sorted(data["by_cashier"].items()):
+        rows.append(f"  cashier {key}: {t['count']}, {_money(t['amount'])}")
+    if data["online"]:
+        rows.append(f"Server: {data['server']['count']} payments, {_money(data['server']['amount'])}"
+                    f", stamp duty {_money(data['server']['stamp_duty'])}")
+    tpe = data.get("tpe")
+    if tpe:
+        verdict = "agrees" if tpe["agrees"] else f"DIFFERS by {_money(tpe['difference']) if tpe['difference'] else 0}"
+        rows.append(f"TPE ({tpe['source']}): {tpe['count']} payments, {_money(tpe['amount'])}; journal"
+                    f" {tpe['journal_count']}, {_money(tpe['journal_amount'])}: {verdict}")
+    for what in data["unchecked"]:
+        rows.append(f"NOT CHECKED: {what}")
+    return "\n".join(rows)
