@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +91,7 @@ class GuichetApp(App[int]):
         auto_login: tuple[str, str] | None = None,
         notifier: Any = None,
         device_registry: Any = None,
+        jobs: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -109,7 +110,10 @@ class GuichetApp(App[int]):
         # agent.devices.DeviceRegistry: made from the config at mount unless given (tests: faster loops).
         self.device_registry: Any = device_registry
         self.last_lookup_online: bool | None = None
-        self.sync_worker: Any = None
+        # The agent's periodic jobs (agent.scheduler registrations; default: upload, bill cache, heartbeat),
+        # run by the sync worker in the one scheduler the headless service runs too.
+        self.jobs = list(jobs) if jobs is not None else None
+        self.scheduler: Any = None
         self.stop_event = threading.Event()
         self.status_wakeup = threading.Event()
         i18n.set_language(self.config.ui.language, bidi=self.config.ui.bidi)
@@ -195,8 +199,8 @@ class GuichetApp(App[int]):
         self.status_wakeup.set()
 
     def _link_now(self) -> LinkInfo:
-        if self.sync_worker is not None:
-            st = self.sync_worker.status()
+        if self.scheduler is not None:
+            st = self.scheduler.status()
             return LinkInfo(online=st.online, since=st.since, retry_in=st.retry_in, last_error=st.last_error)
         return LinkInfo(online=self.last_lookup_online, since=self.link.since)
 
@@ -213,13 +217,23 @@ class GuichetApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="sync", name="sync")
     def sync_loop(self) -> None:
-        """Uploads the outbox while the UI runs, unless another process (the service) already does."""
+        """Runs the agent's jobs (uploads, bill cache, heartbeat) while the UI runs, unless another process
+        (the service) already does: the scheduler of agent/scheduler.py, in this thread, with a journal
+        connection and a billing client of its own."""
         from agent.billing import BillingClient
         from agent.errors import AlreadyRunning
-        from agent.sync import Backoff, SyncWorker, UploadLock, one_line
+        from agent.locks import UploadLock
+        from agent.scheduler import Backoff, Job, JobParts, Scheduler, one_line
+        from agent.sync import sync_jobs
 
-        # The worker catches what each round raises; this loop is for what escapes it (the journal cannot be
-        # opened now, a bug): logged, backed off from, started again. Uploads never stop while the UI runs.
+        def after(job: Job | None) -> None:
+            if job is not None:
+                self.refresh_status()
+
+        # The scheduler catches what each job raises; this loop is for what escapes it (the journal cannot be
+        # opened now, a damaged journal, a bug): logged, backed off from, started again. Uploads never stop
+        # while the UI runs.
+        registrations = self.jobs if self.jobs is not None else [sync_jobs]
         backoff = Backoff()
         while not self.stop_event.is_set():
             try:
@@ -228,8 +242,12 @@ class GuichetApp(App[int]):
                     client: BillingClient | None = None
                     try:
                         client = BillingClient(self.config)
-                        self.sync_worker = SyncWorker(self.config, journal, client, self.backend.bills)
-                        self.sync_worker.run_forever(self.stop_event, on_round=lambda *_a: self.refresh_status())
+                        scheduler = Scheduler()
+                        parts = JobParts(self.config, journal, client, self.backend.bills)
+                        for register in registrations:
+                            register(scheduler, parts)
+                        self.scheduler = scheduler
+                        scheduler.run(self.stop_event, on_step=after, max_wait=0.5)
                     finally:
                         journal.close()
                         if client is not None:
@@ -243,9 +261,8 @@ class GuichetApp(App[int]):
 
     def action_sync_now(self) -> None:
         """Start an upload round now instead of waiting for the backoff (the link just came back)."""
-        if self.sync_worker is not None:
-            self.sync_worker.backoff.reset()
-            self.sync_worker.wake()
+        if self.scheduler is not None:
+            self.scheduler.wake("upload", reset=True)
         self.refresh_status()
 
     def on_status_update(self, msg: StatusUpdate) -> None:
@@ -262,7 +279,7 @@ class GuichetApp(App[int]):
 
     def note_lookup(self, online: bool) -> None:
         """Without our own sync worker, the last lookup tells whether the server answers."""
-        if self.sync_worker is None:
+        if self.scheduler is None:
             if not online and self.last_lookup_online is not False:
                 self.link = LinkInfo(online=False, since=self.clock())
             self.last_lookup_online = online
@@ -366,7 +383,8 @@ def _as_dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def run(config: Config, *, notifier: Any = None, backend: Backend | None = None) -> int:
+def run(config: Config, *, notifier: Any = None, backend: Backend | None = None,
+        jobs: Sequence[Any] | None = None) -> int:
     """`guichet run`: the cashier UI on this terminal, with the upload worker inside.
 
     Claims the counter (one process takes payments), settles a crashed predecessor's leftovers (they show
@@ -384,7 +402,7 @@ def run(config: Config, *, notifier: Any = None, backend: Backend | None = None)
         print(f"guichet: {e}", file=sys.stderr)
         return 1
     try:
-        app = GuichetApp(backend, notifier=notifier)
+        app = GuichetApp(backend, notifier=notifier, jobs=jobs)
         app.run()
         return 0
     finally:

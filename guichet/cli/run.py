@@ -20,7 +20,14 @@ import click
 
 from agent.logs import setup_logging
 from agent.notify import Notifier
+from agent.scheduler import Registration
+from agent.sync import sync_jobs
 from guichet.cli.common import fail, get_config
+
+# Every periodic job of the agent, run by the one scheduler (agent/scheduler.py) in the headless service and
+# in the cashier UI alike. A new job (reversals to retry, receipts to send, a print queue) is one entry here:
+# a callable (scheduler, JobParts) that calls scheduler.add(name, run, interval).
+JOBS: list[Registration] = [sync_jobs]
 
 
 @click.command()
@@ -39,7 +46,7 @@ def run(ctx: click.Context, headless: bool, log_level: str | None) -> None:
     if headless:
         from agent import service
 
-        sys.exit(service.main(config))
+        sys.exit(service.main(config, jobs=JOBS))
     # Imported here, not at the top: the headless service on a counter never loads Textual.
     from ui.app import run as ui_run
 
@@ -51,8 +58,10 @@ def _run_ui(ui_run: Any, config: Any) -> int:
     when ui.app.run() takes a `notifier` argument. Otherwise READY=1 goes out just before the UI starts and
     a keep-alive thread pings the watchdog for the process (a frozen UI is then not detected; logged)."""
     notifier = Notifier.from_env()
-    if "notifier" in inspect.signature(ui_run).parameters:
-        result = ui_run(config, notifier=notifier)
+    params = inspect.signature(ui_run).parameters
+    extra: dict[str, Any] = {"jobs": JOBS} if "jobs" in params else {}
+    if "notifier" in params:
+        result = ui_run(config, notifier=notifier, **extra)
         return result if isinstance(result, int) else 0
     stop = threading.Event()
     if notifier.enabled:
@@ -69,7 +78,7 @@ def _run_ui(ui_run: Any, config: Any) -> int:
 
             threading.Thread(target=keepalive, name="watchdog-keepalive", daemon=True).start()
     try:
-        result = ui_run(config)
+        result = ui_run(config, **extra)
     finally:
         stop.set()
         notifier.stopping()

@@ -42,7 +42,7 @@ async def test_the_upload_worker_survives_a_garbage_batch_answer_and_uploads_lat
             [p] = app.backend.journal.list(bill_reference=ref)
             await wait_for(pilot, lambda: garbage["served"] >= 2, "two garbage batch answers")
             await wait_for(pilot, lambda: "Hors ligne" in text_of(pilot, "#sb-link"), "offline in the bar")
-            link = app.sync_worker.status()
+            link = app.scheduler.status()
             assert "results[0].error" in (link.last_error or "")
             assert app.backend.journal.get(p.payment_id).state == "approved"  # kept, never marked rejected
             sync = [w for w in app.workers if w.name == "sync"]
