@@ -13,6 +13,7 @@ a state that `Journal.recover()` settles without guessing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 from agent.authorize import Authorizer, AuthOutcome, AuthRequest, NothingSent, StatusCallback
 from agent.billing import BillingClient
 from agent.bills import Bill, BillCache
+from agent.cash import CashDue, basket_due
 from agent.errors import (
     BillBlocked,
     BillNotFound,
@@ -46,6 +48,13 @@ from drivers.pan import digits_hold_pan, masked_pan_fault, safe_detail, safe_tex
 
 log = logging.getLogger("guichet.payments")
 
+# A basket: the bills of one customer paid together, one authorisation for their total (a customer holds at
+# most 10 contracts, contract 1.1).
+MAX_BASKET = 10
+# Whether this journal carries a payment's stamp duty (NewPayment.stamp_duty): until it does, the duty is
+# still worked out and shown, and goes no further.
+_JOURNAL_DUTY = "stamp_duty" in {f.name for f in dataclasses.fields(NewPayment)}
+
 
 @dataclass
 class PayResult:
@@ -65,6 +74,11 @@ class PayResult:
     @property
     def total(self) -> int:
         return sum(p.amount for p in self.payments)
+
+    @property
+    def stamp_duty(self) -> int:
+        """The stamp duty collected on top of `total` (cash), as the journal holds it."""
+        return sum(int(getattr(p, "stamp_duty", 0) or 0) for p in self.payments)
 
 
 def _ignore_status(_: str) -> None:
@@ -162,6 +176,10 @@ class PaymentFlow:
         """Everything that must hold before a payment starts; returns the amount per bill."""
         if not bills:
             raise InvalidAmount("no bill to pay")
+        if len(bills) > MAX_BASKET:
+            raise InvalidAmount(
+                f"a basket holds at most {MAX_BASKET} bills ({len(bills)} given): pay the others in a second basket"
+            )
         # Storage first: nobody is asked for money unless its outcome can be written.
         self.journal.require_healthy()
         check_free_space(self.journal.path.parent, self.min_free_bytes)
@@ -205,6 +223,15 @@ class PaymentFlow:
             check_offline(self.config.offline, self.journal.queue_stats(), sum(amounts), len(bills), currency)
         return amounts
 
+    def due(self, bills: list[Bill], method: str, amount: int | None = None) -> CashDue:
+        """What the customer pays, shown before the payment: each bill's amount, its stamp duty
+        (`[cash.stamp_duty]`, cash only), and the sum. Runs check() first, so it refuses what pay() would.
+
+            due = flow.due([bill], "cash")
+            due.subtotal, due.duty, due.total           # minor units: 345600, 3500, 349100
+        """
+        return basket_due(self.check(bills, method, amount), method, self.config.cash.stamp_duty)
+
     def pay(
         self,
         bills: list[Bill],
@@ -226,8 +253,11 @@ class PaymentFlow:
         cancel = cancel or threading.Event()
         on_status = on_status or _ignore_status
         offline = any(b.offline for b in bills)
+        due = basket_due(amounts, method, self.config.cash.stamp_duty)
+        duty: list[dict[str, Any]] = [{"stamp_duty": d or None} if _JOURNAL_DUTY else {} for d in due.duties]
+        items = [NewPayment(b.to_api(), a, **x) for b, a, x in zip(bills, amounts, duty, strict=True)]
         created = self.journal.create(
-            [NewPayment(b.to_api(), a) for b, a in zip(bills, amounts, strict=True)],
+            items,
             currency=self.config.terminal.currency,
             method=method,
             cashier_id=cashier_id,
