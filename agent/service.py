@@ -1,10 +1,21 @@
 """The headless agent that systemd runs (`guichet run --headless`): uploads, bill cache, heartbeats.
 
-    >>> from agent.service import Agent
-    >>> agent = Agent(config)          # Notifier.from_env() by default
-    >>> agent.start()                  # journal open + recovered, devices probed, then READY=1
-    >>> agent.run()                    # until SIGTERM/SIGINT (install_signal_handlers) or agent.stop.set()
-    >>> agent.close()                  # STOPPING=1 was sent by run(); journal closed cleanly
+    >>> import tempfile, config
+    >>> from agent.notify import Notifier
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> cfg = config.validate({"terminal": {"id": "ORAN-07-G1", "agency_id": "ORAN-07"},
+    ...                        "server": {"url": "http://127.0.0.1:9/", "token": "t"}, "state": {"dir": tmp.name}})
+    >>> agent = Agent(cfg, Notifier(None), devices=lambda: [])  # main(): Notifier.from_env(), the devices probed
+    >>> agent.start()                  # upload lock, journal open + recovered, jobs registered, then READY=1
+    >>> agent.status_line()
+    'starting; 0 unsent'
+    >>> agent.step(), agent.step()     # one job per step: the upload (nothing queued), the bill feed (no server)
+    (True, True)
+    >>> agent.status_line()
+    'offline since ... (billing server unreachable (127.0.0.1:9): connection refused), retry in ... s; 0 unsent'
+    >>> agent.stop.set()               # what SIGTERM/SIGINT do (install_signal_handlers)
+    >>> agent.run()                    # the loop ends after its step; STOPPING=1
+    >>> agent.close(); tmp.cleanup()   # journal closed cleanly, upload lock released
 
 The jobs (upload, bill refresh, heartbeat, and whatever the composition root registers: `jobs=`) run in
 the one scheduler (agent/scheduler.py), in the main thread, one step at a time (one upload batch, one page

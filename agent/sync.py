@@ -1,9 +1,21 @@
-"""Upload the outbox to the billing server, refresh the bill cache, send heartbeats.
+"""Upload the outbox to the billing server, refresh the bill cache, send heartbeats: three jobs of the
+agent's one scheduler (agent/scheduler.py), registered by `sync_jobs`.
 
->>> with UploadLock(state_dir):
-...     report = SyncWorker(config, journal, client).run_once()
->>> report.uploaded, report.remaining
-(120, 0)
+    >>> import tempfile, config
+    >>> from agent.journal import Journal
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> cfg = config.validate({"terminal": {"id": "ORAN-07-G1", "agency_id": "ORAN-07"},
+    ...                        "server": {"url": "http://127.0.0.1:9/", "token": "t"}, "state": {"dir": tmp.name}})
+    >>> journal = Journal.open(tmp.name, terminal_id="ORAN-07-G1", agency_id="ORAN-07")
+    >>> with UploadLock(tmp.name):                   # one uploader per journal
+    ...     worker = SyncWorker(cfg, journal, BillingClient(cfg))
+    ...     report, delay = worker.step()            # nothing queued: no upload; the heartbeat finds no server
+    >>> report.uploaded, report.remaining, report.error, delay == cfg.sync.interval
+    (0, 0, None, True)
+    >>> link = worker.status()
+    >>> link.online, link.last_error
+    (False, 'billing server unreachable (127.0.0.1:9): connection refused')
+    >>> journal.close(); tmp.cleanup()
 
 Idempotent by payment_id: a batch whose answer was lost is sent again and comes back `duplicate`.
 Failures back off exponentially with full jitter (base 1 s, cap 300 s) and never wait less than the

@@ -28,8 +28,6 @@ EXAMPLE = re.compile(r"^\s*>>>", re.MULTILINE)
 PENDING = {
     "agent.billing": "BillingClient needs a server",
     "agent.bills": "BillCache needs a state dir and a server",
-    "agent.service": "Agent needs a config",
-    "agent.sync": "SyncWorker needs a journal and a server",
 }
 
 
