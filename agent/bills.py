@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent import clock
 from agent.billing import BillingClient
 from agent.errors import ApiError
 from agent.storage import open_database
@@ -44,7 +45,9 @@ MIGRATIONS = [
         CREATE INDEX bills_customer ON bills(customer_id);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
-    )
+    ),
+    # fetched_at in agent.clock's one stored form (UTC; version 1 wrote local time with its offset).
+    (2, "UPDATE bills SET fetched_at = utc_stamp(fetched_at);"),
 ]
 
 
@@ -89,12 +92,6 @@ class Bill:
     @property
     def payable(self) -> bool:
         return self.status in PAYABLE and self.amount_due > 0
-
-
-def _iso(ts: float) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
 
 
 class BillCache:
@@ -146,13 +143,10 @@ class BillCache:
             row = self._conn.execute("SELECT data, fetched_at FROM bills WHERE reference = ?", (reference,)).fetchone()
         if row is None:
             return None
-        from datetime import datetime
-
         data = self._load(row[0], reference)
         if data is None:
             return None
-        fetched = datetime.fromisoformat(row[1])
-        age = max(0.0, time.time() - fetched.timestamp())
+        age = max(0.0, (clock.utc_now() - clock.parse(row[1])).total_seconds())
         return Bill.from_api(data, source="cache", cache_age=age, fetched_at=row[1]), age
 
     def customer_bills(self, customer_id: str) -> list[Bill]:
@@ -165,7 +159,7 @@ class BillCache:
 
     def store(self, bills: list[dict[str, Any]], cursor: str | None = None) -> None:
         """Upsert payable bills and drop paid or cancelled ones, in one transaction; keep the cursor with them."""
-        now = _iso(time.time())
+        now = clock.now_stamp()
         bills = self.normalise(bills)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")

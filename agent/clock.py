@@ -1,28 +1,32 @@
-"""The one home of the agent's clock: how times are read, written to state files, and parsed back.
+"""The one home of the agent's clock: one stored form (UTC), parsing back, and the one way to local time.
 
 >>> from datetime import datetime, timedelta, timezone
->>> utc_text(datetime(2026, 11, 22, 9, 14, 3, tzinfo=timezone(timedelta(hours=1))))   # the cashier file's form
-'2026-11-22T08:14:03+00:00'
->>> parse("2026-11-22T08:14:03Z") == parse("2026-11-22T09:14:03+01:00")   # any stored form, as an instant
+>>> stamp(datetime(2026, 11, 22, 9, 14, 3, 5, tzinfo=timezone(timedelta(hours=1))))   # what every store writes
+'2026-11-22T08:14:03.000005Z'
+>>> stored("2026-11-22T09:14:03+01:00")               # any RFC 3339 time, as the stored form of its instant
+'2026-11-22T08:14:03.000000Z'
+>>> parse("2026-11-22T08:14:03Z") == parse("2026-11-22T09:14:03+01:00")   # compared as instants
 True
 >>> parse("2026-11-22T08:14:03").tzinfo                                   # a naive one is UTC
 datetime.timezone.utc
->>> len(now_precise()) == len("2026-11-22T09:14:03.123456+01:00")          # journal events: local, µs, offset
+>>> len(now_stamp()) == len("2026-11-22T08:14:03.123456Z")
 True
 
-The convention: every stored time is an instant with its UTC offset written out, so it reads back the same
-whatever the machine's zone is later; local time is for display only (ui.formatting turns any of them into
-the counter's local date and time). Two forms are stored today:
-- the cashier file (accounts, events, shifts) writes UTC (`utc_text`);
-- the journal writes local time with its offset (`now_rfc3339`, `now_precise`). Its on-disk format is frozen
-  and its range queries compare these strings as text, so a switch to UTC needs a journal migration that
-  rewrites old rows: until then, give the journal its own form (`local_text`) when asking it for a range.
+The convention: every state file (journal, bill cache, cashiers) stores an instant as `stamp()` writes it: UTC,
+to the microsecond, with `Z`, always 27 characters. One fixed-width form is why SQL may order and bound these
+columns: their text order is their time order. A time from anywhere else (a caller, the server, an older file)
+is turned into that form with `stored()` before it meets a column; it is never compared as text as it came.
+Local time is for display only, through `local()` (the UI, the CLI, the Z report and receipts).
+Journals written before migration 5 stored local time with its offset; that migration rewrote them
+(`migrate_text`, registered on every connection by agent.storage as the SQL function `utc_stamp`).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+
+FORM = "%Y-%m-%dT%H:%M:%S"  # then .ffffffZ
 
 
 def utc_now() -> datetime:
@@ -31,44 +35,68 @@ def utc_now() -> datetime:
 
 
 def local_now() -> datetime:
-    """Now, aware, in the machine's zone: for ages against journal times and for display."""
+    """Now, aware, in the machine's zone: for display only."""
     return datetime.now().astimezone()
 
 
-def utc_text(dt: datetime) -> str:
-    """The stored UTC form, to the second: `2026-11-22T08:14:03+00:00` (a naive `dt` is taken as local)."""
-    return dt.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def local_text(dt: datetime) -> str:
-    """The journal's form of `dt`, to the second: local time with its offset, `2026-11-22T09:14:03+01:00`."""
-    return dt.astimezone().isoformat(timespec="seconds")
+def stamp(dt: datetime) -> str:
+    """The stored form of `dt`: `2026-11-22T08:14:03.123456Z` (a naive `dt` is taken as local time)."""
+    return dt.astimezone(UTC).strftime(FORM) + f".{dt.microsecond:06d}Z"
 
 
 def parse(ts: str) -> datetime:
-    """A stored time back as an aware datetime: RFC 3339 with an offset or `Z`; a naive one is UTC."""
-    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    """A stored or received time back as an aware datetime: RFC 3339 with an offset or `Z`; naive is UTC.
+    Raises ValueError for anything else."""
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def now_rfc3339() -> str:
-    """Now in the journal's form, to the second: `2026-11-22T09:14:03+01:00`."""
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+def stored(ts: str | datetime) -> str:
+    """Any time (text as `parse` takes it, or a datetime) in the stored form: what a column is compared with."""
+    return stamp(ts if isinstance(ts, datetime) else parse(ts))
 
 
-_SECOND: tuple[int, str, str] = (-1, "", "")  # the last second formatted: epoch, date and time, UTC offset
+def local(ts: str | datetime) -> datetime:
+    """The one conversion for display: a stored time (or any aware datetime) in the machine's local zone."""
+    return (ts if isinstance(ts, datetime) else parse(ts)).astimezone()
 
 
-def now_precise() -> str:
-    """Local time to the microsecond with its UTC offset: `2026-11-22T09:14:03.123456+01:00`.
+def display(ts: str | datetime) -> str:
+    """A stored time as the CLI shows it: local, to the second, with its offset: `2026-11-22 09:14:03+01:00`.
+    Text that is not a time is shown as it is (cut to 40 characters), never a traceback."""
+    try:
+        return local(ts).isoformat(sep=" ", timespec="seconds")
+    except (ValueError, TypeError):
+        return str(ts)[:40]
 
-    Every journal event is stamped with it, so the date, time and offset are worked out once a second
-    (the offset then follows any change of the local zone) and only the microseconds per call.
-    """
+
+def migrate_text(ts: str | None) -> str | None:
+    """The SQL function `utc_stamp` of migrations: a stored time of an older version in the stored form.
+    NULL stays NULL; a value that is not a time is kept as it is (a migration never loses a row over it)."""
+    if not isinstance(ts, str):
+        return ts
+    try:
+        return stored(ts)
+    except ValueError:
+        return ts
+
+
+_SECOND: tuple[int, str] = (-1, "")  # the last second formatted: epoch, date and time
+
+
+def now_stamp() -> str:
+    """Now in the stored form. Every journal event is stamped with it, so the date and time are worked out
+    once a second and only the microseconds per call."""
     global _SECOND
     second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     last = _SECOND
     if last[0] != second:
-        stamp = datetime.fromtimestamp(second).astimezone().isoformat()  # 2026-11-22T09:14:03+01:00
-        last = _SECOND = (second, stamp[:19], stamp[19:])
-    return f"{last[1]}.{micro:06d}{last[2]}"
+        last = _SECOND = (second, time.strftime(FORM, time.gmtime(second)))
+    return f"{last[1]}.{micro:06d}Z"
+
+
+# The names earlier versions exported (agent.payments and tests import them through agent.journal): both
+# are now the stored form.
+now_precise = now_stamp
+now_rfc3339 = now_stamp
+utc_text = stamp

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent import clock
 from agent.errors import JournalError, StorageError
 
 # Below this much free space on the state directory's filesystem no payment starts: a payment writes a few
@@ -183,6 +184,8 @@ def open_database(
             raise error(f"{path}: cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Migrations rewrite stored times with agent.clock's own rule, not SQLite's (which keeps milliseconds).
+        conn.create_function("utc_stamp", 1, clock.migrate_text, deterministic=True)
         _migrate(conn, path, migrations, error)
         create_private(path)  # and its -wal and -shm, now that they exist
         return conn

@@ -112,7 +112,7 @@ class Accounts(CashierFile):
             with self._tx() as db:
                 db.execute(
                     "INSERT INTO cashiers (cashier_id, name, role, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                    (cashier_id, name.strip(), role, pin_hash, clock.utc_text(clock.utc_now())),
+                    (cashier_id, name.strip(), role, pin_hash, clock.stamp(clock.utc_now())),
                 )
                 self._event(db, cashier_id, "created", actor or cashier_id, role)
         except sqlite3.IntegrityError:
@@ -202,9 +202,9 @@ class Accounts(CashierFile):
                     until = now + self.lockout
                     db.execute(
                         "UPDATE cashiers SET locked_until = ?, failed_attempts = 0 WHERE cashier_id = ?",
-                        (clock.utc_text(until), cashier_id),
+                        (clock.stamp(until), cashier_id),
                     )
-                    self._event(db, cashier_id, "locked", None, clock.utc_text(until))
+                    self._event(db, cashier_id, "locked", None, clock.stamp(until))
         if not ok:
             if failed >= self.max_attempts:
                 raise LockedOut(cashier_id, now + self.lockout)

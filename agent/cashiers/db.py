@@ -5,7 +5,8 @@
 
 Separate from the payment journal so its schema evolves on its own; opened by agent.storage.open_database
 like every state file (WAL, synchronous=FULL, 0600: PIN hashes are secrets, even when memory-hard). Times
-are stored in UTC (agent.clock.utc_text).
+are stored in agent.clock's one form (UTC, `clock.stamp`); migration 2 rewrote the seconds-only
+`+00:00` form of version 1.
 """
 
 from __future__ import annotations
@@ -53,9 +54,21 @@ _SCHEMA = [
         detail TEXT
     )""",
 ]
-SCHEMA_VERSION = 1
 # Version 1 is the whole schema; IF NOT EXISTS keeps it harmless on a file created before the shared opener.
-MIGRATIONS = [(SCHEMA_VERSION, ";\n".join(_SCHEMA) + ";")]
+MIGRATIONS = [
+    (1, ";\n".join(_SCHEMA) + ";"),
+    # Times in the one stored form (agent.clock.stamp): utc_stamp() is agent.clock.migrate_text, registered on
+    # the connection by agent.storage. One transaction, like every migration.
+    (
+        2,
+        """
+        UPDATE cashiers SET created_at = utc_stamp(created_at), locked_until = utc_stamp(locked_until);
+        UPDATE shifts SET opened_at = utc_stamp(opened_at), closed_at = utc_stamp(closed_at);
+        UPDATE events SET at = utc_stamp(at);
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class CashierError(Exception):
@@ -118,5 +131,5 @@ class CashierFile:
     def _event(db: sqlite3.Connection, cashier_id: str, kind: str, actor: str | None, detail: str | None) -> None:
         db.execute(
             "INSERT INTO events (at, cashier_id, kind, actor, detail) VALUES (?,?,?,?,?)",
-            (clock.utc_text(clock.utc_now()), cashier_id, kind, actor, detail),
+            (clock.now_stamp(), cashier_id, kind, actor, detail),
         )

@@ -4,6 +4,13 @@
     report = store.close_shift(shift.shift_id, journal, closed_by="c0042", terminal_id="ORAN-07-G2")
     report.by_method["cash"].amounts["DZD"]                 # minor units
     z_report(journal.list(), terminal_id="ORAN-07-G2", since=start, until=end)   # any period
+
+The drawer (its own versioned schema, DRAWER_MIGRATIONS, in the same file):
+
+    store.open_float(shift.shift_id, 1_000_000, "DZD", by="c0042")     # 10 000,00 DA at shift start
+    store.expected_cash(shift.shift_id, journal)                       # float + cash taken + stamp duty
+    store.count_drawer(shift.shift_id, {200000: 12, 100000: 3}, journal, counted_by="c0042",
+                       accepted_by="s0001")     # a difference needs a supervisor; DrawerDifference otherwise
 """
 
 from __future__ import annotations
@@ -26,6 +33,16 @@ TAKEN_STATES = TAKEN  # kept for importers of agent.cashiers
 
 class ShiftError(CashierError):
     """Opening a second shift, closing a closed one, and the like."""
+
+
+class DrawerDifference(ShiftError):
+    """The counted drawer differs from what it should hold and no supervisor accepted it yet."""
+
+    def __init__(self, message: str, expected: int, counted: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.counted = counted
+        self.difference = counted - expected
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,9 @@ class ZReport:
     cancelled: int = 0
     unsent: Totals = field(default_factory=Totals)
     needs_attention: list[dict[str, Any]] = field(default_factory=list)
+    # Cash stamp duty collected on top of the amounts, per currency: totalled apart (it is the state's).
+    stamp_duty: dict[str, int] = field(default_factory=dict)
+    drawer: dict[str, Any] | None = None  # the count at shift close, when one was made
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +137,7 @@ def z_report(
     attention: the card was still charged). Unknown outcomes, rejected uploads and credited-to-account
     notices are listed under needs_attention.
     """
-    rep = ZReport(terminal_id=terminal_id, since=clock.utc_text(since), until=clock.utc_text(until))
+    rep = ZReport(terminal_id=terminal_id, since=clock.stamp(since), until=clock.stamp(until))
     for p in payments:
         at = clock.parse(p.captured_at)
         if at < since or at > until:
@@ -127,6 +147,9 @@ def z_report(
             rep.total.add(p.amount, p.currency)
             rep.by_method.setdefault(p.method, Totals()).add(p.amount, p.currency)
             rep.by_cashier.setdefault(p.cashier_id, Totals()).add(p.amount, p.currency)
+            duty = int(getattr(p, "stamp_duty", 0) or 0)
+            if duty:
+                rep.stamp_duty[p.currency] = rep.stamp_duty.get(p.currency, 0) + duty
             (rep.offline if p.captured_offline else rep.online).add(p.amount, p.currency)
             if state == "approved":
                 rep.unsent.add(p.amount, p.currency)
@@ -162,7 +185,7 @@ class Shifts(CashierFile):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO shifts (cashier_id, opened_at) VALUES (?, ?)",
-                (cashier_id, clock.utc_text(now or clock.utc_now())),
+                (cashier_id, clock.stamp(now or clock.utc_now())),
             )
             shift_id = int(cur.lastrowid or 0)
             self._event(db, cashier_id, "shift_opened", cashier_id, str(shift_id))
@@ -205,9 +228,9 @@ class Shifts(CashierFile):
         sh = self.shift(shift_id)
         since = clock.parse(sh.opened_at)
         until = clock.parse(sh.closed_at) if sh.closed_at else (now or clock.utc_now())
-        # The journal compares its local-time RFC 3339 strings; give it the same form, a minute early
-        # (clock offsets), and filter exactly on our side.
-        loose = clock.local_text(since - timedelta(minutes=1))
+        # The journal selects by creation time: a minute early (a payment created just before the login is
+        # captured after it), filtered exactly on our side by capture instant.
+        loose = since - timedelta(minutes=1)
         return z_report(journal.list(since=loose), terminal_id=terminal_id, since=since, until=until)
 
     def close_shift(
@@ -229,7 +252,7 @@ class Shifts(CashierFile):
             n = db.execute(
                 "UPDATE shifts SET closed_at = ?, closed_by = ?, z_report = ? "
                 "WHERE shift_id = ? AND closed_at IS NULL",
-                (clock.utc_text(now), closed_by, json.dumps(rep.to_dict()), shift_id),
+                (clock.stamp(now), closed_by, json.dumps(rep.to_dict()), shift_id),
             ).rowcount
             if not n:
                 raise ShiftError(f"shift {shift_id} was already closed")

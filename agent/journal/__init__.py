@@ -14,7 +14,13 @@ in the state before or after that step, never between.
 The package: `schema` (the file's name, its frozen migrations, the SQL of a transition), `model` (Payment,
 NewPayment, QueueStats), `marks` (the high-water mark and the parked outcomes beside the file) and, here,
 the Journal. Every name importers use is importable from `agent.journal`. The times it stores are
-agent.clock's journal form (local time with its offset).
+agent.clock's one form (UTC, `clock.now_stamp`; migration 5 rewrote older journals); a time given to it
+(`list(since=)`, `pending_against`, `NewPayment.seen_at`) is turned into that form first, never compared as
+text as it came.
+
+No double charge, whoever calls: `create` refuses (BillBlocked, one line naming the bill), inside its write
+transaction (BEGIN IMMEDIATE, so two processes cannot both pass), a payment for a bill that has one in
+progress or with an unknown outcome, or that was taken since `NewPayment.seen_at`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,9 +41,17 @@ import orjson
 import sqlite_utils
 
 from agent import clock
-from agent.clock import now_precise, now_rfc3339
+from agent.clock import now_precise, now_rfc3339, now_stamp
 from agent.crashpoints import ARMED, crashpoint
-from agent.errors import GuichetError, InvalidTransition, JournalDamaged, JournalError, StorageError
+from agent.errors import (
+    BillBlocked,
+    GuichetError,
+    InvalidAmount,
+    InvalidTransition,
+    JournalDamaged,
+    JournalError,
+    StorageError,
+)
 from agent.journal.marks import (
     HWM_NAME,
     PENDING_NAME,
@@ -87,6 +102,7 @@ __all__ = [
     "compare_high_water",
     "now_precise",
     "now_rfc3339",
+    "now_stamp",
     "open_database",
     "read_high_water",
     "read_pending",
@@ -94,7 +110,20 @@ __all__ = [
 ]
 
 log = logging.getLogger("guichet.journal")
+_FEW = 64  # payments of one bill read through its index by create's double-charge check (else from `open`)
 RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
+
+
+def _stamp_duty(value: Any, method: str) -> int | None:
+    """A NewPayment's stamp duty, checked: None, or an integer of minor units >= 0; above 0 for cash only
+    (contract 1.1)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**63 - 1:
+        raise InvalidAmount(f"stamp_duty: {str(value)[:40]!r} must be a whole number of minor units, 0 or more")
+    if value and method != "cash":
+        raise InvalidAmount(f"stamp_duty: only on a cash payment, not {method}")
+    return value
 
 
 def _json(value: Any) -> str:
@@ -252,7 +281,7 @@ class Journal:
                     self._conn.execute(
                         "INSERT INTO incident (detected_at, kind, message, journal_seq, expected_seq)"
                         " VALUES (?,?,?,?,?)",
-                        (now_precise(), kind, message, counter, expected),
+                        (now_stamp(), kind, message, counter, expected),
                     )
                     self._conn.execute("UPDATE counters SET value = ? WHERE name = 'receipt'", (expected,))
                 self._conn.execute("COMMIT")
@@ -338,7 +367,7 @@ class Journal:
         with self._tx("journal.accept_loss") as c:
             n = c.execute(
                 "UPDATE incident SET accepted_at = ?, accepted_by = ? WHERE accepted_at IS NULL",
-                (now_precise(), supervisor[:64]),
+                (now_stamp(), supervisor[:64]),
             ).rowcount
             if self._hwm is not None:
                 c.execute(
@@ -469,27 +498,35 @@ class Journal:
         """Record new payments as `created`, one per bill, sharing a transaction_id; one transaction.
 
         Receipt numbers come from a counter committed in the same transaction, so they never repeat.
+        Refuses with BillBlocked (nothing written) a bill that has a payment in progress (`created`,
+        `authorizing`) or with an unknown outcome, or a payment taken on it since the item's `seen_at`: checked
+        under the write lock, so of two processes racing for one bill at most one gets through. InvalidAmount
+        for a stamp duty that is not a non-negative integer, or on a card payment.
         """
         if not items:
             raise ValueError("no bill to pay")
+        duties = [_stamp_duty(item.stamp_duty, method) for item in items]
+        seen = [None if item.seen_at is None else clock.stored(item.seen_at) for item in items]
         ids = [uuid7() for _ in items]
         transaction_id = ids[0]
-        now = now_precise()
-        captured_at = now_rfc3339()
+        now = now_stamp()
+        captured_at = now
         with self._tx("journal.create") as c:
             # Inside the write transaction: a loss another connection or process recorded (or accepted) is
             # seen here, and none can be recorded between this check and the payment's commit.
             self._refresh_loss()
             if self.damage is not None:
                 raise JournalDamaged(self.damage)
-            for pid, item in zip(ids, items, strict=True):
+            for item, since in zip(items, seen, strict=True):
+                self._refuse_double_charge(c, str(item.bill["reference"]), since)
+            for pid, item, duty in zip(ids, items, duties, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
                 ).fetchone()[0]
                 c.execute(
                     "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method,"
                     " agency_id, terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill,"
-                    " created_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " created_at, seq, stamp_duty) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         pid,
                         transaction_id,
@@ -506,6 +543,7 @@ class Journal:
                         _json(item.bill),
                         now,
                         seq,
+                        duty,
                     ),
                 )
                 c.execute(
@@ -536,6 +574,44 @@ class Journal:
                 log.error("%s: cannot write the high-water mark (%s)", self._hwm.path, e.strerror)
         return self._remember(self._load(ids))
 
+    @staticmethod
+    def _refuse_double_charge(c: sqlite3.Connection, reference: str, since: str | None) -> None:
+        """Inside create's write transaction: BillBlocked if `reference` has a payment in progress or in
+        doubt, or one taken (neither declined nor cancelled) created at or after `since` (the stored form)."""
+        # A bill has a few payments, so they are read from its index; a bill with many (a benchmark's, or a
+        # standing order's) is checked from `open` instead, the unsettled payments (a backlog the offline
+        # limits bound), a state probe per row and the bill read only for those in progress or in doubt.
+        few = c.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM payment WHERE bill_reference = ? LIMIT ?)", (reference, _FEW)
+        ).fetchone()[0] < _FEW
+        if few:
+            sql = (
+                f"SELECT p.receipt_number, e.state FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
+                " WHERE p.bill_reference = ? AND e.state IN ('created', 'authorizing', 'unknown') LIMIT 1"
+            )
+        else:  # CROSS JOIN: SQLite keeps this order (open, its latest event, then the payment)
+            sql = (
+                f"SELECT p.receipt_number, e.state FROM open o CROSS JOIN event e ON e.event_id = {latest_event('o')}"
+                " CROSS JOIN payment p ON p.seq = o.seq"
+                " WHERE e.state IN ('created', 'authorizing', 'unknown') AND p.bill_reference = ? LIMIT 1"
+            )
+        row = c.execute(sql, (reference,)).fetchone()
+        if row is not None:
+            why = "has an unknown outcome; settle it first" if row[1] == State.UNKNOWN else "is in progress"
+            raise BillBlocked(f"bill {reference}: payment {row[0]} {why}")
+        if since is None:
+            return
+        row = c.execute(
+            f"SELECT p.receipt_number FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
+            " WHERE p.bill_reference = ? AND p.created_at >= ? AND e.state NOT IN ('declined', 'cancelled')"
+            " LIMIT 1",
+            (reference, since),
+        ).fetchone()
+        if row is not None:
+            raise BillBlocked(
+                f"bill {reference}: payment {row[0]} was taken on it since its amount was read; look it up again"
+            )
+
     def transition(
         self,
         payment_ids: str | Sequence[str],
@@ -554,7 +630,7 @@ class Journal:
         """
         ids = (payment_ids,) if isinstance(payment_ids, str) else tuple(payment_ids)
         move = MOVES.get(to) or MOVES[State(to)]  # State() names a bad value
-        now = now_precise()
+        now = now_stamp()
         event = (
             None if card is None else _json(card),
             None if authorization is None else _json(authorization),
@@ -677,7 +753,7 @@ class Journal:
             "authorization": authorization,
             "error": error,
             "detail": detail,
-            "at": now_precise(),
+            "at": now_stamp(),
         }
         if self._pending is None:
             raise StorageError(f"{self.path.with_name(PENDING_NAME)}: not available")
@@ -782,7 +858,7 @@ class Journal:
         Only payments still `approved` move: a replayed answer changes nothing.
         """
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
-        now = now_precise()
+        now = now_stamp()
         done = {status: _json({"upload": status}) for status in ("accepted", "duplicate", "rejected")}
         with self._tx("sync.record") as c:
             ids = [r["payment_id"] for r in results]
@@ -865,10 +941,11 @@ class Journal:
         self,
         states: Sequence[str] | None = None,
         limit: int | None = None,
-        since: str | None = None,
+        since: str | datetime | None = None,
         bill_reference: str | None = None,
     ) -> builtins.list[Payment]:
-        """Payments, newest first."""
+        """Payments, newest first; `since`: created at or after that instant (any RFC 3339 time or an aware
+        datetime; ValueError if it is neither)."""
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
         if states:
@@ -883,7 +960,7 @@ class Journal:
             params += wanted
         if since:
             where.append("created_at >= ?")
-            params.append(since)
+            params.append(clock.stored(since))
         if bill_reference:
             where.append("bill_reference = ?")
             params.append(bill_reference)
@@ -928,9 +1005,18 @@ class Journal:
             ]
         return self._load(ids)
 
-    def pending_against(self, bill_reference: str, fetched_at: str | None) -> int:
+    def pending_against(self, bill_reference: str, fetched_at: str | datetime | None) -> int:
         """Minor units paid here on a bill that a bill snapshot taken at `fetched_at` does not show yet:
-        unsent or in-doubt payments, and those uploaded after the snapshot was taken."""
+        unsent or in-doubt payments, and those uploaded after the snapshot was taken. `fetched_at` is any
+        RFC 3339 time (or aware datetime), compared as an instant; one that is not a time counts every
+        uploaded payment too (at worst less is shown due, never more)."""
+        if fetched_at is not None:
+            try:
+                fetched_at = clock.stored(fetched_at)
+            except ValueError:
+                log.warning("bill %s: snapshot time %r is not a time; counting every payment", bill_reference,
+                            str(fetched_at)[:40])
+                fetched_at = ""
         with self._reading():
             row = self._conn.execute(
                 f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"

@@ -4,6 +4,7 @@
     p.summary()                          # the `guichet pay --json` fields
     p.to_api()                           # the contract's Payment, as uploaded
     NewPayment(bill, 345600)             # what Journal.create takes
+    NewPayment(bill, 345600, stamp_duty=4000, seen_at=bill_read_at)   # cash with its duty; the bill read then
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Payment:
     # {"by", "from": "terminal_ticket" | "server", "at"} when a person settled an unknown outcome (contract 1.1);
     # kept in that event's detail JSON, so no migration
     settlement: dict[str, Any] | None = None
+    # Contract 1.1: stamp duty collected on top of `amount` (cash only), minor units; None when none.
+    stamp_duty: int | None = None
+    # The captured_at text uploaded by a version before the UTC convention (journal migration 5), else None.
+    captured_at_sent: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Payment:
@@ -114,9 +119,11 @@ class Payment:
             "terminal_id": self.terminal_id,
             "cashier_id": self.cashier_id,
             "receipt_number": self.receipt_number,
-            "captured_at": self.captured_at,
+            "captured_at": self.captured_at_sent or self.captured_at,
             "captured_offline": self.captured_offline,
         }
+        if self.stamp_duty is not None:  # 1.1, optional: left out when none, as a 1.0 server expects
+            body["stamp_duty"] = self.stamp_duty
         # Only for a card payment a person settled: a 1.0 server refuses the field even when null, and the
         # contract's cash shape has none (who settled a cash payment stays in the journal's audit trail).
         if self.settlement is not None and card is not None:
@@ -135,6 +142,11 @@ class NewPayment:
 
     bill: dict[str, Any]
     amount: int
+    # Cash only: the stamp duty collected on top of `amount` (minor units, same currency), None when none.
+    stamp_duty: int | None = None
+    # When the amount due this payment relies on was read (any RFC 3339 time or an aware datetime): a payment
+    # taken on the bill since then makes the journal refuse this one (BillBlocked). None: not checked.
+    seen_at: str | datetime | None = None
 
 
 @dataclass
@@ -151,4 +163,4 @@ class QueueStats:
     def oldest_age(self, now: datetime | None = None) -> float | None:
         if self.oldest_captured_at is None:
             return None
-        return ((now or clock.local_now()) - self.oldest_captured_at).total_seconds()
+        return ((now or clock.utc_now()) - self.oldest_captured_at).total_seconds()

@@ -203,6 +203,32 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        # One clock convention (agent.clock): every stored time in UTC, one fixed-width form, so that text order
+        # is time order. Earlier versions stored local time with its offset: rewritten here, in the migration's
+        # one transaction, by utc_stamp() (agent.clock.migrate_text). `captured_at` is also part of what was
+        # uploaded, and the server compares a replay byte for byte: the text as it was stays in
+        # `captured_at_sent` and is what to_api() sends for these payments (same instant, same body).
+        5,
+        """
+        ALTER TABLE payment ADD COLUMN captured_at_sent TEXT;
+        UPDATE payment SET captured_at_sent = captured_at, captured_at = utc_stamp(captured_at),
+                           created_at = utc_stamp(created_at);
+        UPDATE event SET at = utc_stamp(at);
+        UPDATE incident SET detected_at = utc_stamp(detected_at), accepted_at = utc_stamp(accepted_at);
+        """,
+    ),
+    (
+        # Contract 1.1: the stamp duty collected on a cash payment on top of its amount (minor units, the
+        # payment's currency); NULL when none. The bill index gains the creation time: create's "taken on the
+        # bill since its amount was read" check is one range seek, however many payments the bill has.
+        6,
+        """
+        ALTER TABLE payment ADD COLUMN stamp_duty INTEGER CHECK (stamp_duty IS NULL OR stamp_duty >= 0);
+        DROP INDEX payment_bill;
+        CREATE INDEX payment_bill ON payment(bill_reference, created_at);
+        """,
+    ),
 ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from agent import clock
 from agent.errors import GuichetError
 from guichet.cli.common import fail, get_config, print_json
 
@@ -73,8 +74,9 @@ def check(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"journal {out['path']}: {'ok' if out['ok'] else 'DAMAGED'}")
         click.echo(f"last receipt number: {out['last_receipt_number'] or '-'}")
         for i in out["incidents"]:
-            who = f"accepted by {i['accepted_by']} at {i['accepted_at']}" if i["accepted_at"] else "NOT ACCEPTED"
-            click.echo(f"loss found {i['detected_at']} ({i['kind']}): receipts {i['journal_seq'] + 1}"
+            who = (f"accepted by {i['accepted_by']} at {clock.display(i['accepted_at'])}" if i["accepted_at"]
+                   else "NOT ACCEPTED")
+            click.echo(f"loss found {clock.display(i['detected_at'])} ({i['kind']}): receipts {i['journal_seq'] + 1}"
                        f" to {i['expected_seq']}; {who}")
         for p in out["parked"]:
             where = (f"NOT IN THE JOURNAL: {', '.join(p['missing'])}" if p["missing"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from agent import clock
 from agent.ages import age_text
 from agent.context import AgentContext
 from agent.errors import AlreadyRunning, GuichetError
@@ -45,7 +46,7 @@ def _reading(ctx: click.Context) -> Iterator[AgentContext]:
 def _describe(p: Payment) -> str:
     return (
         f"{p.receipt_number}  {p.state:<11} {p.bill_reference:<14} "
-        f"{format_amount(p.amount, p.currency, with_code=True):>16}  {p.method:<13} {p.captured_at}"
+        f"{format_amount(p.amount, p.currency, with_code=True):>16}  {p.method:<13} {clock.display(p.captured_at)}"
         + ("  offline" if p.captured_offline else "")
     )
 
@@ -218,6 +219,7 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
                 "authorization": p.authorization,
                 "cashier_id": p.cashier_id,
                 "captured_at": p.captured_at,
+                "stamp_duty": p.stamp_duty,
                 "notice": p.notice,
                 "error": p.error,
                 "settlement": p.settlement,
@@ -226,6 +228,8 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
         )
         return
     click.echo(_describe(p))
+    if p.stamp_duty is not None:
+        click.echo(f"  stamp duty: {format_amount(p.stamp_duty, p.currency, with_code=True)}")
     for label, value in (
         ("card", p.card),
         ("authorization", p.authorization),
@@ -237,9 +241,10 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
     if p.settlement:
         s = p.settlement
         source = "the terminal's ticket" if s.get("from") == "terminal_ticket" else "the server's record"
-        click.echo(f"  settled by {s.get('by')} at {s.get('at')}, from {source}")
+        at = s.get("at")
+        click.echo(f"  settled by {s.get('by')} at {clock.display(at) if at else '?'}, from {source}")
     for h in history:
-        click.echo(f"  {h['at']}  {h['from_state'] or '-':>11} -> {h['to_state']:<11} by {h['actor']}")
+        click.echo(f"  {clock.display(h['at'])}  {h['from_state'] or '-':>11} -> {h['to_state']:<11} by {h['actor']}")
 
 
 @click.command()
