@@ -1,8 +1,23 @@
 """Client of the central billing API (shared/contracts/billing-api.md).
 
->>> client = BillingClient(config)
->>> bill = client.get_bill("410726095518")
->>> results = client.post_batch([payment.to_api() for payment in batch])
+Against the sandbox server (on 127.0.0.1, the tests' stand-in for the billing server):
+
+>>> import config
+>>> from sandbox.billing.server import SandboxServer
+>>> server = SandboxServer(seed_bills=3).start()
+>>> client = BillingClient(config.validate({
+...     "terminal": {"id": "ORAN-07-G1", "agency_id": "ORAN-07", "currency": "DZD"},
+...     "server": {"url": server.url, "token": "test-token"}, "state": {"dir": "/nonexistent"},
+...     "cards": {"hmac_key": "test-hmac-key-0123456789abcdef"}}))
+>>> [ref, *_] = server.references(status="unpaid")
+>>> bill = client.get_bill(ref)                        # the contract's Bill, validated
+>>> bill["reference"] == ref, bill["currency"]
+(True, 'DZD')
+>>> client.post_batch([])                              # a 4xx with the contract's error body: ApiError
+Traceback (most recent call last):
+  ...
+agent.errors.ApiError: server refused (400 batch_empty): payments: at least 1 payment is required
+>>> server.stop()
 
 Every answer we cannot trust (connection error, timeout, 5xx, a body that is not the JSON we expect)
 raises ServerUnreachable: callers fall back to the cache or retry later, and nothing is marked sent.

@@ -1,9 +1,23 @@
 """Bills: the contract's Bill, and the offline cache kept fresh by the delta feed.
 
->>> cache = BillCache.open("/var/lib/guichet")
->>> cache.refresh(client, "ORAN-07")        # follows GET /v1/bills?updated_after=cursor
-42
->>> bill, age = cache.get("410726095518")
+Against the sandbox server (on 127.0.0.1, the tests' stand-in for the billing server), in a temp state dir:
+
+>>> import config, tempfile
+>>> from agent.billing import BillingClient
+>>> from sandbox.billing.server import SandboxServer
+>>> server, state = SandboxServer(seed_bills=5).start(), tempfile.mkdtemp()
+>>> client = BillingClient(config.validate({
+...     "terminal": {"id": "ORAN-07-G1", "agency_id": "ORAN-07", "currency": "DZD"},
+...     "server": {"url": server.url, "token": "test-token"}, "state": {"dir": state},
+...     "cards": {"hmac_key": "test-hmac-key-0123456789abcdef"}}))
+>>> cache = BillCache.open(state)
+>>> cache.refresh(client, "ORAN-07") > 0    # follows GET /v1/bills?updated_after=cursor
+True
+>>> [ref, *_] = server.references(status="unpaid")
+>>> bill, age = cache.get(ref)              # the copy and its age in seconds
+>>> bill.reference == ref, bill.offline, age < 60
+(True, True, True)
+>>> cache.close(); server.stop()
 """
 
 from __future__ import annotations

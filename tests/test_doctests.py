@@ -26,8 +26,6 @@ EXAMPLE = re.compile(r"^\s*>>>", re.MULTILINE)
 # Modules whose examples still need a live server/config/journal; their files are being reworked by other
 # items of issue 13 (billing client, scheduler, journal and cashiers split). Prefixes, so a split module stays listed.
 PENDING = {
-    "agent.billing": "BillingClient needs a server",
-    "agent.bills": "BillCache needs a state dir and a server",
 }
 
 
