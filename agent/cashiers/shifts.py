@@ -21,10 +21,12 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent import clock
 from agent.cashiers.db import CashierError, CashierFile
+from agent.errors import GuichetError
 from agent.states import TAKEN, needs_attention
 
 # Money was taken for these states (uploaded or not, accepted or needing attention).
@@ -53,6 +55,50 @@ class Shift:
     closed_at: str | None
     closed_by: str | None
     z_report: dict[str, Any] | None
+
+
+# A drawer never holds more than this (minor units): a typing slip, not cash.
+MAX_DRAWER = 10**12
+
+
+@dataclass(frozen=True)
+class Drawer:
+    """A shift's drawer: the opening float, then the count by denomination at close (minor units)."""
+
+    shift_id: int
+    currency: str
+    opening_float: int
+    opened_by: str
+    opened_at: str
+    counts: dict[int, int] | None = None
+    counted: int | None = None
+    expected: int | None = None
+    difference: int | None = None  # counted - expected: + over, - short
+    counted_by: str | None = None
+    accepted_by: str | None = None  # the supervisor who accepted a difference
+    counted_at: str | None = None
+
+
+# The drawer's own schema, append only, applied by Shifts on open (its version in drawer_schema).
+DRAWER_MIGRATIONS = [
+    (
+        1,
+        """CREATE TABLE IF NOT EXISTS drawers (
+            shift_id INTEGER PRIMARY KEY REFERENCES shifts(shift_id),
+            currency TEXT NOT NULL,
+            opening_float INTEGER NOT NULL CHECK (opening_float >= 0),
+            opened_by TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            counts TEXT,
+            counted INTEGER,
+            expected INTEGER,
+            difference INTEGER,
+            counted_by TEXT,
+            accepted_by TEXT,
+            counted_at TEXT
+        )""",
+    )
+]
 
 
 @dataclass
@@ -176,6 +222,30 @@ def z_report(
 class Shifts(CashierFile):
     """The shifts of the cashier file, and their Z reports. Thread-safe, as CashierFile."""
 
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._migrate_drawer()
+
+    def _migrate_drawer(self) -> None:
+        """The drawer's tables, versioned on their own (drawer_schema.version), one transaction per step."""
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS drawer_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM drawer_schema").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO drawer_schema (version) VALUES (0)")
+            if current > DRAWER_MIGRATIONS[-1][0]:
+                raise CashierError(
+                    f"{self.path}: the drawer tables are version {current}, newer than this program knows"
+                    f" ({DRAWER_MIGRATIONS[-1][0]}); upgrade guichet"
+                )
+            for version, sql in DRAWER_MIGRATIONS:
+                if version > current:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("UPDATE drawer_schema SET version = ?", (version,))
+
     def open_shift(self, cashier_id: str, *, now: datetime | None = None) -> Shift:
         """Open the cashier's shift; returns the already open one if there is one (a restart mid-shift)."""
         current = self.current_shift(cashier_id)
@@ -248,6 +318,10 @@ class Shifts(CashierFile):
             raise ShiftError(f"shift {shift_id} was already closed at {sh.closed_at}")
         now = now or clock.utc_now()
         rep = self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now)
+        drawer = self.drawer(shift_id)
+        if drawer is not None:
+            rep.drawer = asdict(drawer)
+            rep.drawer["counts"] = {str(k): v for k, v in (drawer.counts or {}).items()} or None
         with self._tx() as db:
             n = db.execute(
                 "UPDATE shifts SET closed_at = ?, closed_by = ?, z_report = ? "
@@ -258,3 +332,112 @@ class Shifts(CashierFile):
                 raise ShiftError(f"shift {shift_id} was already closed")
             self._event(db, sh.cashier_id, "shift_closed", closed_by, str(shift_id))
         return rep
+
+    # -- the drawer ------------------------------------------------------------------------------------
+
+    def open_float(self, shift_id: int, amount: int, currency: str, *, by: str, now: datetime | None = None) -> Drawer:
+        """The cash put in the drawer at shift start (minor units); once per shift."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_DRAWER:
+            raise ShiftError(f"opening float: {amount!r} must be a whole number of minor units, 0 to {MAX_DRAWER}")
+        sh = self.shift(shift_id)
+        if sh.closed_at:
+            raise ShiftError(f"shift {shift_id} is closed")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM drawers WHERE shift_id = ?", (shift_id,)).fetchone():
+                raise ShiftError(f"shift {shift_id}: the opening float was already entered")
+            db.execute(
+                "INSERT INTO drawers (shift_id, currency, opening_float, opened_by, opened_at) VALUES (?,?,?,?,?)",
+                (shift_id, currency, amount, by, clock.utc_text(now or clock.utc_now())),
+            )
+            self._event(db, sh.cashier_id, "drawer_opened", by, f"{shift_id}:{amount} {currency}")
+        drawer = self.drawer(shift_id)
+        assert drawer is not None
+        return drawer
+
+    def drawer(self, shift_id: int) -> Drawer | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM drawers WHERE shift_id = ?", (shift_id,)).fetchone()
+        if row is None:
+            return None
+        return Drawer(
+            shift_id=row["shift_id"],
+            currency=row["currency"],
+            opening_float=row["opening_float"],
+            opened_by=row["opened_by"],
+            opened_at=row["opened_at"],
+            counts={int(k): v for k, v in json.loads(row["counts"]).items()} if row["counts"] else None,
+            counted=row["counted"],
+            expected=row["expected"],
+            difference=row["difference"],
+            counted_by=row["counted_by"],
+            accepted_by=row["accepted_by"],
+            counted_at=row["counted_at"],
+        )
+
+    def expected_cash(
+        self, shift_id: int, journal: _JournalLike, *, terminal_id: str = "", now: datetime | None = None
+    ) -> int:
+        """What the drawer should hold: the opening float, plus the cash taken in the shift and its stamp
+        duty (money taken: approved, uploaded, or rejected by the server). ShiftError without a float."""
+        drawer = self.drawer(shift_id)
+        if drawer is None:
+            raise ShiftError(f"shift {shift_id}: no opening float was entered")
+        rep = self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now)
+        cash = rep.by_method.get("cash", Totals()).amounts.get(drawer.currency, 0)
+        return drawer.opening_float + cash + rep.stamp_duty.get(drawer.currency, 0)
+
+    def count_drawer(
+        self,
+        shift_id: int,
+        counts: dict[int, int],
+        journal: _JournalLike,
+        *,
+        counted_by: str,
+        accepted_by: str | None = None,
+        denominations: builtins.list[int] | None = None,
+        terminal_id: str = "",
+        now: datetime | None = None,
+    ) -> Drawer:
+        """Record the count by denomination ({minor units: pieces}) against what the drawer should hold.
+
+        A difference (either way) is recorded only with `accepted_by`, an active supervisor: otherwise
+        DrawerDifference carries expected, counted and the difference, and nothing is written. Counting again
+        before the shift closes replaces the count (the audit trail keeps each).
+        """
+        from agent.cash import check_count, count_total  # the one home of a count's rules
+
+        sh = self.shift(shift_id)
+        if sh.closed_at:
+            raise ShiftError(f"shift {shift_id} is closed: its drawer was counted then")
+        try:
+            sheet = check_count(counts, denominations if denominations is not None else sorted(counts, reverse=True))
+        except GuichetError as e:
+            raise ShiftError(str(e)) from None
+        counted = count_total(sheet)
+        expected = self.expected_cash(shift_id, journal, terminal_id=terminal_id, now=now)
+        difference = counted - expected
+        if difference and accepted_by is None:
+            raise DrawerDifference(
+                f"drawer: counted {counted}, expected {expected}, difference {difference:+d}: a supervisor must"
+                " accept it",
+                expected,
+                counted,
+            )
+        with self._tx() as db:
+            if accepted_by is not None:
+                row = db.execute("SELECT role, active FROM cashiers WHERE cashier_id = ?", (accepted_by,)).fetchone()
+                if row is None or row["role"] != "supervisor" or not row["active"]:
+                    raise ShiftError(f"drawer: {accepted_by!r} is not an active supervisor: the difference stays open")
+            db.execute(
+                "UPDATE drawers SET counts = ?, counted = ?, expected = ?, difference = ?, counted_by = ?,"
+                " accepted_by = ?, counted_at = ? WHERE shift_id = ?",
+                (json.dumps({str(k): v for k, v in sheet.items()}), counted, expected, difference, counted_by,
+                 accepted_by if difference else None, clock.utc_text(now or clock.utc_now()), shift_id),
+            )
+            detail = f"{shift_id}:counted {counted} expected {expected}" + (
+                f" difference {difference:+d} accepted by {accepted_by}" if difference else "")
+            self._event(db, sh.cashier_id, "drawer_counted", counted_by, detail)
+        drawer = self.drawer(shift_id)
+        assert drawer is not None
+        return drawer
+
