@@ -36,6 +36,7 @@ COMMANDS = {
     "doctor": ("guichet.cli.doctor", "doctor", "Check the installation and explain what to fix."),
     "cashier": ("guichet.cli.cashier", "cashier", "Cashiers: add, list, unlock, change PIN."),
     "day": ("guichet.cli.day", "day", "The day's close: journal, billing server and TPE totals side by side."),
+    "receipt": ("guichet.cli.receipt", "receipt", "Receipts: verify a QR seal, test print, reprint, printer status."),
     "sandbox": ("sandbox.cli", "sandbox", "Simulated billing server, virtual cards and TPE."),
 }
 

@@ -1,0 +1,87 @@
+"""The reviewed reference receipts (tests/receipts/ref/*.png), produced by the real print path: the renderer,
+the driver over tcp://127.0.0.1, the virtual printer's interpretation of the ESC/POS bytes, its PNG.
+
+A change of layout shows here as a failed comparison; after reviewing the new pictures, write them with
+    GUICHET_UPDATE_RECEIPTS=1 .venv/bin/python -m pytest -q tests/receipts/test_references.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from PIL import Image, ImageChops
+
+from drivers.printer import open_printer
+from drivers.printer.raster import ink_rows
+from drivers.printer.seal import verify
+from sandbox.printer import VirtualPrinter
+from tests.receipts.conftest import KEY, basket_by_card, cash_with_stamp_duty, one_bill
+from ui.receipts import Receipt, ReceiptOptions, prepare, print_receipt
+
+REF = Path(__file__).with_name("ref")
+UPDATE = os.environ.get("GUICHET_UPDATE_RECEIPTS") == "1"
+TOLERANCE = 0.01  # share of differing pixels: a FreeType or HarfBuzz update moves a few glyph edges
+
+CASES: dict[str, tuple[Callable[[], Receipt], tuple[str, ...], Literal["stack", "side"], bool]] = {
+    "one_bill_fr": (one_bill, ("fr",), "stack", False),
+    "one_bill_ar": (one_bill, ("ar",), "stack", False),
+    "one_bill_fr_ar": (one_bill, ("fr", "ar"), "side", False),
+    "one_bill_fr_ar_stacked": (one_bill, ("fr", "ar"), "stack", False),
+    "basket_card_fr_ar": (basket_by_card, ("fr", "ar"), "stack", False),
+    "cash_stamp_duty_fr_ar": (cash_with_stamp_duty, ("fr", "ar"), "side", False),
+    "one_bill_fr_text": (one_bill, ("fr",), "stack", True),
+}
+
+
+def differing_share(a: Image.Image, b: Image.Image) -> float:
+    a, b = a.convert("L"), b.convert("L")
+    h = min(a.height, b.height)
+    diff = ImageChops.difference(a.crop((0, 0, a.width, h)), b.crop((0, 0, b.width, h)))
+    changed = sum(diff.point(lambda v: 255 if v > 127 else 0).histogram()[255:])
+    return (changed + abs(a.height - b.height) * a.width) / (a.width * max(a.height, b.height))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reference_receipt_through_the_virtual_printer(name: str, vprinter: VirtualPrinter) -> None:
+    make, languages, layout, text = CASES[name]
+    options = ReceiptOptions(dots=576, languages=languages, layout=layout, text=text, signing_key=KEY)
+    result = print_receipt(open_printer(vprinter.url, timeout=5), make(), options)
+    assert result.ok, result.error
+    assert f"path: {'text' if text else 'image'}" in result.notes
+    job = vprinter.wait_jobs(1)[0]
+    assert job.job.cut and not job.job.errors
+    printed = Image.open(job.path)
+    ref = REF / f"{name}.png"
+    if UPDATE or not ref.exists():
+        if not UPDATE:
+            pytest.fail(f"{ref} missing: run with GUICHET_UPDATE_RECEIPTS=1 and review it")
+        printed.save(ref, optimize=True)
+    share = differing_share(printed, Image.open(ref))
+    assert share <= TOLERANCE, f"{name}: {share:.2%} of the pixels differ from {ref}"
+
+
+def test_the_paper_is_the_rendered_bitmap_dot_for_dot(vprinter: VirtualPrinter) -> None:
+    """The ink-only raster loses nothing: what the virtual printer puts on paper is the renderer's bitmap."""
+    options = ReceiptOptions(dots=576, languages=("fr", "ar"), layout="stack", signing_key=KEY)
+    prepared = prepare(basket_by_card(), options)
+    assert prepared.image is not None
+    assert open_printer(vprinter.url).print_job(prepared.data).ok
+    paper = Image.open(vprinter.wait_jobs(1)[0].path)
+    _, want = ink_rows(prepared.image)
+    _, got = ink_rows(paper)
+    assert got[:len(want)] == want
+    assert not any(any(r) for r in got[len(want):])  # then only the feed before the cut
+
+
+def test_the_qr_code_on_paper_verifies(vprinter: VirtualPrinter) -> None:
+    zxingcpp = pytest.importorskip("zxingcpp", reason="decoding the printed QR needs zxing-cpp")
+    options = ReceiptOptions(dots=576, languages=("ar",), signing_key=KEY)
+    assert print_receipt(open_printer(vprinter.url), cash_with_stamp_duty(), options).ok
+    paper = Image.open(vprinter.wait_jobs(1)[0].path).convert("L")
+    texts = [r.text for r in zxingcpp.read_barcodes(paper)]
+    seal = verify(texts[0], KEY)
+    assert (seal.receipt_number, seal.amount, seal.currency) == ("ORAN-07-G2-000044", 1127300 + 11300, "DZD")
