@@ -75,8 +75,7 @@ class EmvConfig(Section):
     capabilities: str = "E0A8C8"  # 9F33
     additional_capabilities: str = "6000F0A001"  # 9F40
     country: str = ""  # 9F1A, ISO 3166 numeric; empty: from terminal.currency (DZD 012, TND 788)
-    # Terminal risk management (Book 3 10.6): a scheme rule's floor_limit overrides floor_limit.
-    floor_limit: StrictInt = Field(0, ge=0)
+    # Terminal risk management (Book 3 10.6); the floor limit is the scheme rule's (cards.schemes[].floor_limit).
     random_selection_percent: int = Field(0, ge=0, le=99)
     random_selection_max_percent: int = Field(0, ge=0, le=99)
     random_selection_threshold: StrictInt = Field(0, ge=0)

@@ -136,18 +136,20 @@ class SchemeRule(_Section):
     aids: list[str] = []
     bins: list[str] = []
     labels: list[str] = []
-    # EMV (Book 3 10.7): the terminal action codes of this scheme, its floor limit (minor units; 0 = every
-    # transaction online), the cryptogram version its cards use (the sandbox acquirer follows it), 9F09, and the
-    # contactless limits (None = no limit): above cl_limit no tap; above cl_cvm_limit a CVM (or insert the card).
+    # EMV (Book 3 10.6, 10.7): the terminal action codes of this scheme, its floor limit (minor units; 0 = every
+    # transaction online), the cryptogram version its cards use (0 = read from the card's 9F10; the sandbox
+    # acquirer follows it), 9F09, and the contactless limits (minor units, 0 = none): above cl_limit no tap,
+    # from cl_cvm_limit a CVM (or insert the card), below cl_floor_limit an offline approval may be asked.
+    # (TOML has no null: 0 says "not set".)
     tac_default: str = "DC4000A800"
     tac_denial: str = "0010000000"
     tac_online: str = "DC4004F800"
-    floor_limit: StrictInt | None = Field(None, ge=0)
-    cvn: int | None = Field(None, ge=0, le=255)
+    floor_limit: StrictInt = Field(0, ge=0)
+    cvn: int = Field(0, ge=0, le=255)
     app_version: str = "0002"
-    cl_limit: StrictInt | None = Field(None, ge=0)
-    cl_cvm_limit: StrictInt | None = Field(None, ge=0)
-    cl_floor_limit: StrictInt | None = Field(None, ge=0)
+    cl_limit: StrictInt = Field(0, ge=0)
+    cl_cvm_limit: StrictInt = Field(0, ge=0)
+    cl_floor_limit: StrictInt = Field(0, ge=0)
 
     @field_validator("tac_default", "tac_denial", "tac_online")
     @classmethod

@@ -248,6 +248,16 @@ class EmvReader:
         self.records_read = 0
         self.trace: list[tuple[bytes, int]] = []  # (command header+data, sw): no response data kept
         self._worker: _CommandThread | None = None
+        # What the kernel (drivers.emv.kernel) goes on with after read(): the selected application's data.
+        self.terminal_data: dict[int, bytes] = {}  # fixed for the transaction (9F37, 9A, ...), PDOL and CDOLs
+        self.fci: list[T.TLV] = []
+        self.gpo_items: list[T.TLV] = []
+        self.aip = b""
+        self.afl = b""
+        self.pdol_data = b""
+        self.record_items: list[T.TLV] = []
+        self.oda_records = bytearray()  # Book 3 10.3: the records the AFL marks for offline data authentication
+        self.oda_record_error = False  # a marked record is not a 70 template: ODA fails (SDA/DDA/CDA failed)
 
     # ------------------------------------------------------------------ APDU level
 
@@ -408,8 +418,10 @@ class EmvReader:
 
     def _gpo(self, fci: list[T.TLV]) -> tuple[list[T.TLV], bytes, bytes] | None:
         pdol = T.find_value(fci, 0x9F38)
+        if not self.terminal_data:
+            self.terminal_data = self.terminal.data()
         try:
-            dol_data = build_dol(pdol, self.terminal.data(), limit=MAX_PDOL) if pdol else b""
+            dol_data = build_dol(pdol, self.terminal_data, limit=MAX_PDOL) if pdol else b""
         except T.TLVError as e:
             raise CardDataError(f"PDOL (9F38) refused: {e}", e.offset) from None
         data, sw = self.command(0x80, 0xA8, 0x00, 0x00, T.encode(T.tlv(0x83, dol_data)))
@@ -417,6 +429,7 @@ class EmvReader:
             return None  # conditions of use not satisfied: next application
         if sw != 0x9000:
             raise CardStatusError("GET PROCESSING OPTIONS", sw)
+        self.pdol_data = dol_data
         items = _decode(data, "GET PROCESSING OPTIONS")
         if len(items) != 1:
             raise CardDataError("GET PROCESSING OPTIONS: expected one template")
@@ -436,13 +449,13 @@ class EmvReader:
     def _records(self, afl: bytes) -> list[T.TLV]:
         if len(afl) % 4:
             raise CardDataError(f"AFL (94) length {len(afl)} is not a multiple of 4")
-        entries: list[tuple[int, int, int]] = []
+        entries: list[tuple[int, int, int, int]] = []
         listed = 0
         for i in range(0, len(afl), 4):
-            sfi, first, last = afl[i] >> 3, afl[i + 1], afl[i + 2]
-            if not 1 <= sfi <= 30 or first == 0 or last < first:
+            sfi, first, last, oda = afl[i] >> 3, afl[i + 1], afl[i + 2], afl[i + 3]
+            if not 1 <= sfi <= 30 or first == 0 or last < first or oda > last - first + 1:
                 raise CardDataError(f"AFL entry {i // 4 + 1} is invalid ({afl[i:i + 4].hex().upper()})", i)
-            entries.append((sfi, first, last))
+            entries.append((sfi, first, last, oda))
             listed += last - first + 1
         # Refused before the first READ RECORD: a card listing thousands would hold the reader for minutes.
         if self.records_read + listed > self.max_records:
@@ -450,17 +463,22 @@ class EmvReader:
                 f"the card lists {listed} records in its AFL (94); at most {self.max_records} are read"
             )
         out: list[T.TLV] = []
-        for sfi, first, last in entries:
+        for sfi, first, last, oda in entries:
             for rec in range(first, last + 1):
                 self.records_read += 1
                 data, sw = self.read_record(sfi, rec)
                 if sw != 0x9000:
                     raise CardStatusError(f"READ RECORD SFI {sfi} record {rec}", sw)
+                signed = rec < first + oda
                 if sfi > 10:
+                    if signed:  # Book 3 10.3: records of SFI 11-30 are signed whole, tag and length included
+                        self.oda_records += data
                     continue  # issuer-proprietary format: not ours to parse
                 items = _decode(data, f"READ RECORD SFI {sfi} record {rec}")
                 if len(items) != 1 or items[0].tag != 0x70:
                     raise CardDataError(f"record SFI {sfi} record {rec} is not a 70 template")
+                if signed:  # SFI 1-10: the 70 template's value only
+                    self.oda_records += _value_of(data)
                 out += items
         return out
 
@@ -485,8 +503,10 @@ class EmvReader:
             if gpo is None:
                 tried.append(f"{cand.aid.hex().upper()} (GPO 6985)")
                 continue
-            gpo_items, _aip, afl = gpo
+            gpo_items, aip, afl = gpo
+            self.fci, self.gpo_items, self.aip, self.afl = fci, gpo_items, aip, afl
             records = self._records(afl)
+            self.record_items = records
             card = self._card_data(cand, fci, gpo_items + records)
             object.__setattr__(card, "elapsed_ms", (time.perf_counter() - t0) * 1000)
             return card
@@ -522,6 +542,19 @@ class EmvReader:
             atr=bytes(getattr(self.transport, "atr", b"")).hex().upper(),
         )
         return card.attach_pan(SecretPan(pan))
+
+
+def _value_of(record: bytes) -> bytes:
+    """The value bytes of the 70 template that starts ``record`` (already checked to decode), as signed."""
+    start = record.index(0x70)  # 00 padding may come first
+    first = record[start + 1]
+    if first & 0x80:
+        n = first & 0x7F
+        length = int.from_bytes(record[start + 2 : start + 2 + n], "big")
+        pos = start + 2 + n
+    else:
+        length, pos = first, start + 2
+    return record[pos : pos + length]
 
 
 def currency_or_country(raw: bytes | None) -> str | None:

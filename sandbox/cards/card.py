@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.emv import tlv as T
 from drivers.emv.dol import parse_dol
+from sandbox.cards.emvapp import Emv, EmvState
 
 PSE = b"1PAY.SYS.DDF01"
 PPSE = b"2PAY.SYS.DDF01"
@@ -39,6 +41,10 @@ class App:
     gpo_extra: list[T.TLV] = field(default_factory=list)  # more data in a format 2 answer (57, 5F34, ...)
     fci_extra: list[T.TLV] = field(default_factory=list)  # more data in the FCI's A5 template
     default_record: bytes | None = None  # the answer to any READ RECORD not in ``records`` (hostile cards)
+    emv: Emv | None = None  # a payment application (GENERATE AC ...): None = a card that can only be read
+    certs: Any = None  # sandbox.issuer.IccCertificates of this application (ODA)
+    pan: str = ""
+    psn: int = 0
 
     def fci(self) -> bytes:
         prop: list[T.TLV] = [T.tlv(0x50, self.label.encode())]
@@ -87,6 +93,7 @@ class Profile:
     expected_apdus: int | None = None  # our reader's count; the benchmark's "minimum"
     expect_error: str | None = None  # for garbage/pulled cards: the error class a reader must raise
     apdu_delay: float = 0.0  # seconds the card thinks before each answer (a slow or stalling card)
+    pull_at_second_ac: bool = False  # pulled out of the reader when the second GENERATE AC arrives
 
 
 class VirtualCard:
@@ -99,6 +106,7 @@ class VirtualCard:
         self.commands: list[bytes] = []  # headers received (CLA INS P1 P2), for tests
         self._selected: App | str | None = None
         self._pending = b""  # T=0: data waiting for GET RESPONSE
+        self.emv: EmvState | None = None  # the selected application's transaction, from GPO on
         # Called with the count of APDUs received, before the card answers the last one (tests: "the cashier
         # presses cancel while the card is on its 3rd command"). Runs in the card's thread; must not block.
         self.on_apdu: Callable[[int], None] | None = None
@@ -106,6 +114,7 @@ class VirtualCard:
     def power(self, on: bool) -> None:
         self._selected = None
         self._pending = b""
+        self.emv = None
 
     def reset(self) -> None:
         self.power(True)
@@ -119,6 +128,9 @@ class VirtualCard:
             self.on_apdu(self.apdus)
         p = self.profile
         if p.pull_after is not None and self.apdus >= p.pull_after:
+            return None
+        if (p.pull_at_second_ac and len(cmd) > 1 and cmd[1] == 0xAE and self.emv is not None
+                and self.emv.first_kind is not None):
             return None
         if len(cmd) < 4:
             return sw(0x6700)
@@ -198,7 +210,32 @@ class VirtualCard:
                 return "GPO", b"", 0x6985, True
             if len(data) < 2 or data[0] != 0x83 or data[1] != len(data) - 2 or data[1] != current.pdol_length():
                 return "GPO", b"", 0x6700, True
+            if current.emv is not None:
+                self.emv = EmvState(current.emv, current.pan, current.psn, current.aip, current.certs)
+                self.emv.gpo(data[2:])
             return "GPO", current.gpo(), 0x9000, True
+        return self._payment(cla, ins, p1, p2, data)
+
+    def _payment(self, cla: int, ins: int, p1: int, p2: int, data: bytes) -> tuple[str, bytes, int, bool]:
+        """The commands after GPO (sandbox.cards.emvapp): only an application with EMV data answers them."""
+        st = self.emv
+        if st is None:
+            return "OTHER", b"", 0x6985 if ins in (0xAE, 0x88, 0x20, 0xCA, 0x82) else 0x6D00, False
+        if ins == 0xAE and cla == 0x80:
+            out, status = st.generate_ac(p1, data)
+            return "GENERATE AC", out, status, True
+        if ins == 0xCA and cla == 0x80:
+            out, status = st.get_data(p1, p2)
+            return "GET DATA", out, status, False
+        if ins == 0x88 and cla == 0x00:
+            out, status = st.internal_authenticate(data)
+            return "INTERNAL AUTHENTICATE", out, status, True
+        if ins == 0x20 and cla == 0x00:
+            return "VERIFY", b"", st.verify(p2, data), False
+        if ins == 0x82 and cla == 0x00:
+            return "EXTERNAL AUTHENTICATE", b"", st.external_authenticate(data), False
+        if cla in (0x84, 0x04) and ins in (0x24, 0x1E, 0xDA, 0x18):
+            return "SCRIPT", b"", st.script(ins), False
         return "OTHER", b"", 0x6D00, False
 
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from drivers.emv import tlv as T
 from drivers.pan import luhn_check_digit
+from sandbox import issuer
 from sandbox.cards.card import App, Profile
+from sandbox.cards.emvapp import CDOL1, CDOL2_M1, CDOL2_M2, DDOL, Emv
 
 # Test values only (see module docstring).
 CIB_TEST_AID = "A0000009990101"
@@ -25,8 +27,9 @@ VISA_AID = "A0000000031010"
 MASTERCARD_AID = "A0000000041010"
 
 TEST_SCHEMES: list[dict[str, Any]] = [
-    {"name": "CIB", "aids": [CIB_TEST_AID], "bins": [CIB_TEST_BIN], "labels": ["CIB"]},
-    {"name": "EDAHABIA", "aids": [EDAHABIA_TEST_AID], "bins": [EDAHABIA_TEST_BIN], "labels": ["EDAHABIA"]},
+    {"name": "CIB", "aids": [CIB_TEST_AID], "bins": [CIB_TEST_BIN], "labels": ["CIB"], "cvn": 18},
+    {"name": "EDAHABIA", "aids": [EDAHABIA_TEST_AID], "bins": [EDAHABIA_TEST_BIN], "labels": ["EDAHABIA"],
+     "cvn": 10},
     {"name": "VISA", "aids": ["A0000000031010", "A0000000032010"], "bins": ["4"], "labels": []},
     {"name": "MASTERCARD", "aids": ["A0000000041010", "A0000000043060"], "bins": ["51-55", "2221-2720"]},
 ]
@@ -36,6 +39,16 @@ TEST_AIDS = ["A0000000031010", "A0000000032010", "A0000000041010", "A00000000430
 def sandbox_cards_config(**extra: Any) -> dict[str, Any]:
     """The ``[cards]`` section the tests use (pass to ``config.validate({"cards": ...})``)."""
     return {"hmac_key": "test-hmac-key-not-for-production", "aids": TEST_AIDS, "schemes": TEST_SCHEMES, **extra}
+
+
+TEST_RIDS = sorted({aid[:10] for aid in TEST_AIDS})
+
+
+def sandbox_emv_config(**extra: Any) -> dict[str, Any]:
+    """The ``[emv]`` section of the sandbox: the test CA (test-keys.md, index F1) trusted for every test RID."""
+    ca = [{"rid": rid, "index": f"{issuer.CA_INDEX:02X}", "modulus": f"{issuer.CA_MODULUS:X}",
+           "exponent": f"{issuer.CA_EXPONENT:02X}"} for rid in TEST_RIDS]
+    return {"ca_keys": ca, **extra}
 
 
 def luhn_pan(prefix: str, length: int = 16) -> str:
@@ -117,6 +130,60 @@ def _std_records(pan: str, expiry: str, *, country: str = "0012", with_5a: bool 
 
 
 AFL_STD = bytes.fromhex("08010200" "10010101")  # SFI 1 rec 1-2, SFI 2 rec 1
+AFL_ODA = bytes.fromhex("08010202" "10010200")  # SFI 1 rec 1-2 (both signed for ODA), SFI 2 rec 1-2 (certificates)
+CVM_LIST = bytes(8) + bytes.fromhex("4103" "4203" "1E03" "1F03")  # offline PIN, online PIN, signature, no CVM
+# Issuer action codes of the test cards: nothing denied by the issuer; online/default on ODA failures, expiry,
+# floor limit and velocity (Book 3 C5 bits).
+IAC_DENIAL = "0000000000"
+IAC_ONLINE = "FC50808800"
+IAC_DEFAULT = "FC50A08800"
+AIP_BITS = {None: 0x18, "sda": 0x58, "dda": 0x38, "cda": 0x39}  # + CVM (10) and terminal risk management (08)
+
+
+def payment_app(
+    aid: str, label: str, pan: str, expiry: str, emv: Emv, *, country: str = "0012", currency: str = "0012",
+    issuer_auth: bool = False, cvm_list: bytes = CVM_LIST, iac_denial: str = IAC_DENIAL, **app: Any,
+) -> App:
+    """A payment application: its records carry CDOL1/2, the IACs, the CVM list and, with ODA, real certificates
+    under the test CA (``sandbox.issuer``) over the records the AFL signs plus the AIP (9F4A = 82)."""
+    yymm = expiry[2:4] + expiry[5:7]
+    aip = bytes([AIP_BITS[emv.oda] | (0x04 if issuer_auth else 0), 0x00])
+    rec1 = record(T.tlv(0x57, track2(pan, yymm)), T.tlv(0x5F20, b"TEST/CARDHOLDER"))
+    items = [T.tlv(0x5A, cn(pan)), T.tlv(0x5F24, yymmdd(expiry)), T.tlv(0x5F25, bytes.fromhex("230101")),
+             T.tlv(0x5F28, bytes.fromhex(country)), T.tlv(0x9F42, bytes.fromhex(currency)),
+             T.tlv(0x5F34, b"\x01"), T.tlv(0x9F07, b"\xff\x00"), T.tlv(0x9F08, b"\x00\x02"), T.tlv(0x8E, cvm_list),
+             T.tlv(0x8C, CDOL1), T.tlv(0x8D, CDOL2_M2 if emv.cvn == 18 else CDOL2_M1),
+             T.tlv(0x9F0D, bytes.fromhex(IAC_DEFAULT)), T.tlv(0x9F0E, bytes.fromhex(iac_denial)),
+             T.tlv(0x9F0F, bytes.fromhex(IAC_ONLINE))]
+    if emv.lcol is not None and emv.ucol is not None:
+        items += [T.tlv(0x9F14, bytes([emv.lcol])), T.tlv(0x9F23, bytes([emv.ucol]))]
+    if emv.oda is None:
+        records = {(1, 1): rec1, (1, 2): record(*items),
+                   (2, 1): record(T.tlv(0x8F, b"\x92"), T.tlv(0x90, bytes(range(144))), T.tlv(0x9F32, b"\x03"))}
+        app.setdefault("afl", AFL_STD)
+        return App(aid=bytes.fromhex(aid), label=label, aip=aip, records=records, emv=emv, pan=pan, psn=1, **app)
+    items += [T.tlv(0x9F4A, b"\x82"), T.tlv(0x9F49, DDOL)]
+    rec2 = record(*items)
+    static = _value(rec1) + _value(rec2) + aip
+    certs = issuer.certificates(pan, yymm, static, oda=emv.oda, tamper=emv.tamper)
+    cert_rec = [T.tlv(0x8F, bytes([certs.ca_index])), T.tlv(0x90, certs.issuer_cert),
+                T.tlv(0x9F32, certs.issuer_exponent)]
+    if certs.issuer_remainder:
+        cert_rec.append(T.tlv(0x92, certs.issuer_remainder))
+    if emv.oda == "sda":
+        icc_rec = [T.tlv(0x93, certs.ssad or b"")]
+    else:
+        icc_rec = [T.tlv(0x9F46, certs.icc_cert or b""), T.tlv(0x9F47, certs.icc_exponent or b"")]
+        if certs.icc_remainder:
+            icc_rec.append(T.tlv(0x9F48, certs.icc_remainder))
+    records = {(1, 1): rec1, (1, 2): rec2, (2, 1): record(*cert_rec), (2, 2): record(*icc_rec)}
+    return App(aid=bytes.fromhex(aid), label=label, afl=AFL_ODA, aip=aip, records=records, emv=emv, certs=certs,
+               pan=pan, psn=1, **app)
+
+
+def _value(rec: bytes) -> bytes:
+    """The value of a 70 template (what ODA signs of an SFI 1-10 record)."""
+    return b"".join(T.encode(c) for c in T.decode(rec)[0].children)
 
 
 def _profiles() -> dict[str, Profile]:
@@ -125,21 +192,23 @@ def _profiles() -> dict[str, Profile]:
     pan = luhn_pan(CIB_TEST_BIN + "00001234")
     p["cib"] = Profile(
         name="cib",
-        description="CIB contact card (TEST AID/BIN), PSE, PDOL with country 012, GPO format 2, 3 records",
+        description="CIB contact card (TEST AID/BIN), PSE, PDOL with country 012, GPO format 2, 4 records; "
+        "EMV: DDA, CVN 18, offline PIN 1234 / signature",
         atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
-        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, language="frar",
-                  pdol=CONTACT_PDOL, gpo_format=2, afl=AFL_STD, records=_std_records(pan, "2028-05"))],
-        expected_apdus=8,
+        apps=[payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-05", Emv(cvn=18, oda="dda"), priority=1,
+                          language="frar", pdol=CONTACT_PDOL, gpo_format=2)],
+        expected_apdus=9,
     )
 
     pan = luhn_pan(EDAHABIA_TEST_BIN + "00005678")
     p["edahabia"] = Profile(
         name="edahabia",
-        description="Edahabia contact card (real ATR, T=0: 61XX), TEST AID/BIN, PSE, GPO format 1",
+        description="Edahabia contact card (real ATR, T=0: 61XX), TEST AID/BIN, PSE, GPO format 1; "
+        "EMV: SDA, CVN 10, GENERATE AC format 1",
         atr=EDAHABIA_ATR, pan=pan, expiry="2027-11", scheme="EDAHABIA", t0=True,
-        apps=[App(aid=bytes.fromhex(EDAHABIA_TEST_AID), label="EDAHABIA TEST", language="arfr",
-                  preferred_name="Edahabia", afl=AFL_STD, records=_std_records(pan, "2027-11"))],
-        expected_apdus=11,
+        apps=[payment_app(EDAHABIA_TEST_AID, "EDAHABIA TEST", pan, "2027-11", Emv(cvn=10, oda="sda", format1=True),
+                          language="arfr", preferred_name="Edahabia")],
+        expected_apdus=12,
     )
 
     pan = "4111111111111111"
@@ -170,11 +239,12 @@ def _profiles() -> dict[str, Profile]:
     pan = "5454545454545454"
     p["nopse"] = Profile(
         name="nopse",
-        description="contact card without PSE: found through the configured AID list (3rd AID)",
+        description="contact card without PSE: found through the configured AID list (3rd AID); "
+        "EMV: Mastercard CVN 20, CDA, EXTERNAL AUTHENTICATE",
         atr=CONTACT_ATR, pan=pan, expiry="2028-02", scheme="MASTERCARD", pse=False,
-        apps=[App(aid=bytes.fromhex(MASTERCARD_AID), label="DEBIT MASTERCARD", afl=AFL_STD,
-                  records=_std_records(pan, "2028-02", country="0788"))],
-        expected_apdus=8,
+        apps=[payment_app(MASTERCARD_AID, "DEBIT MASTERCARD", pan, "2028-02", Emv(cvn=20, oda="cda"),
+                          country="0788", currency="0788", issuer_auth=True)],
+        expected_apdus=9,
     )
 
     pan = "4000056655665556"
@@ -205,8 +275,8 @@ def _profiles() -> dict[str, Profile]:
         apps=[
             App(aid=bytes.fromhex(VISA_AID), label="VISA", priority=2, afl=AFL_STD,
                 records=_std_records(pan, "2028-08")),
-            App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
-                afl=bytes.fromhex("08010200"), records=_std_records(pan, "2028-08")),
+            payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-08", Emv(cvn=18), priority=1, pdol=CONTACT_PDOL,
+                        afl=bytes.fromhex("08010200")),
         ],
         expected_apdus=8,
     )
@@ -216,8 +286,8 @@ def _profiles() -> dict[str, Profile]:
         name="expired",
         description="expired Mastercard contact card (2019-08): read, flagged expired",
         atr=CONTACT_ATR, pan=pan, expiry="2019-08", scheme="MASTERCARD",
-        apps=[App(aid=bytes.fromhex(MASTERCARD_AID), label="MASTERCARD", afl=bytes.fromhex("08010200"),
-                  records=_std_records(pan, "2019-08"))],
+        apps=[payment_app(MASTERCARD_AID, "MASTERCARD", pan, "2019-08", Emv(cvn=20),
+                          afl=bytes.fromhex("08010200"))],
         expected_apdus=7,
     )
 
@@ -331,6 +401,39 @@ def _profiles() -> dict[str, Profile]:
         apps=[App(aid=bytes.fromhex(pan), label="VISA", afl=AFL_STD, records=_std_records(pan, "2028-05"))],
         garbage={"SELECT AID": bytes.fromhex("6A82")}, expect_error="NoApplication",
     )
+    # EMV behaviours (issue 14): each a CIB, Visa or Mastercard TEST card with a real payment application.
+    def emv_card(name: str, description: str, tail: str, emv: Emv, *, aid: str = CIB_TEST_AID,
+                 bin_: str = CIB_TEST_BIN, scheme: str = "CIB", **extra: Any) -> Profile:
+        pan = luhn_pan(bin_ + tail) if len(bin_) < 15 else bin_
+        pull = extra.pop("pull_at_second_ac", False)
+        app = payment_app(aid, f"{scheme} TEST", pan, "2029-06", emv, priority=1, pdol=CONTACT_PDOL, gpo_format=2,
+                          **extra)
+        return Profile(name=name, description=description, atr=CONTACT_ATR, pan=pan, expiry="2029-06",
+                       scheme=scheme, apps=[app], expected_apdus=9 if emv.oda else 8, pull_at_second_ac=pull)
+
+    p["emv_visa10"] = emv_card("emv_visa10", "Visa CVN 10, SDA, approves", "", Emv(cvn=10, oda="sda"),
+                               aid=VISA_AID, bin_="4761739001010010", scheme="VISA")
+    p["emv_visa18"] = emv_card("emv_visa18", "Visa CVN 18, DDA, approves", "", Emv(cvn=18, oda="dda"),
+                               aid=VISA_AID, bin_="4000000000000002", scheme="VISA")
+    p["emv_decline"] = emv_card("emv_decline", "CIB TEST: declines offline (AAC at the first GENERATE AC)",
+                                "00008001", Emv(cvn=18, behaviour="decline_offline"))
+    p["emv_aac_second"] = emv_card("emv_aac_second", "CIB TEST: AAC at the second GENERATE AC after the issuer "
+                                   "approved (a reversal follows)", "00008002", Emv(cvn=18, behaviour="aac_second"))
+    p["emv_pin_blocked"] = emv_card("emv_pin_blocked", "CIB TEST: PIN try counter at 0 (PIN blocked)", "00008003",
+                                    Emv(cvn=18, pin_tries=0))
+    p["emv_pulled"] = emv_card("emv_pulled", "CIB TEST: pulled out of the reader at the second GENERATE AC",
+                               "00008004", Emv(cvn=18), pull_at_second_ac=True)
+    p["emv_velocity"] = emv_card("emv_velocity", "CIB TEST: 16 offline transactions since the last online one "
+                                 "(LCOL 2, UCOL 4 exceeded)", "00008005",
+                                 Emv(cvn=18, lcol=2, ucol=4, atc=0x0020, last_online_atc=0x0010))
+    p["emv_tampered"] = emv_card("emv_tampered", "CIB TEST: DDA with a tampered ICC certificate (ODA fails; the "
+                                 "issuer's IAC-denial declines it offline)", "00008006",
+                                 Emv(cvn=18, oda="dda", tamper=True), iac_denial="0C00000000")
+    p["emv_pin_only"] = emv_card("emv_pin_only", "CIB TEST: offline PIN is the only CVM (no fallback)",
+                                 "00008007", Emv(cvn=18), cvm_list=bytes(8) + bytes.fromhex("0100"))
+    p["emv_mc20"] = emv_card("emv_mc20", "Mastercard CVN 20, CDA, EXTERNAL AUTHENTICATE", "",
+                             Emv(cvn=20, oda="cda"), aid=MASTERCARD_AID, bin_="5413330089020011",
+                             scheme="MASTERCARD", issuer_auth=True)
     return p
 
 
