@@ -81,6 +81,57 @@ class PayResult:
         return sum(int(getattr(p, "stamp_duty", 0) or 0) for p in self.payments)
 
 
+@dataclass(frozen=True)
+class ServerView:
+    """What the billing server recorded for one payment of ours (`GET /v1/payments/{id}`), for the cashier
+    whose customer says "your system shows my bill unpaid".
+
+    `status`: recorded (the server holds it; `differences` lists what it holds otherwise, empty when the
+    same), absent (uploaded here, unknown there), not_uploaded (still here: nothing to ask), unreachable
+    (the server could not be asked: `message` says why)."""
+
+    status: str
+    message: str
+    record: dict[str, Any] | None = None
+    differences: tuple[str, ...] = ()
+
+
+def server_view(client: BillingClient, payment: Payment) -> ServerView:
+    """Ask the server about `payment` (one request, the client's bounds); never raises for the server's sake.
+    `guichet queue show` and the history screen (F3, S) call it.
+
+        view = server_view(client, journal.get(payment_id))
+        view.status, view.record["recorded_at"] if view.record else None
+    """
+    from agent.dayclose import Entry, journal_entry
+    from agent.dayclose.reconcile import differences
+
+    state = str(getattr(payment.state, "value", payment.state))
+    if state in (State.CREATED.value, State.AUTHORIZING.value, State.UNKNOWN.value, State.DECLINED.value,
+                 State.CANCELLED.value, State.APPROVED.value):
+        return ServerView("not_uploaded", f"not uploaded ({state}): the server has nothing to show yet")
+    try:
+        record = client.get_payment(payment.payment_id)
+    except GuichetError as e:
+        return ServerView("unreachable", f"the billing server cannot be asked now: {safe_text(e, 200)}")
+    if record is None:
+        return ServerView("absent", "the billing server has no record of this payment: tell the supervisor")
+    theirs = Entry(
+        payment_id=payment.payment_id,
+        transaction_id=str(record.get("transaction_id") or ""),
+        bill_reference=str(record.get("bill_reference") or ""),
+        amount=int(record.get("amount") or 0),
+        currency=str(record.get("currency") or ""),
+        stamp_duty=int(record.get("stamp_duty") or 0),
+        method=str(record.get("method") or ""),
+        receipt_number=str(record.get("receipt_number") or ""),
+        captured_at=str(record.get("captured_at") or ""),
+    )
+    diff = tuple(differences(journal_entry(payment), theirs))
+    message = "recorded by the billing server" + (": " + "; ".join(diff) if diff else ", as here")
+    return ServerView("recorded", message, record, diff)
+
+
 def _ignore_status(_: str) -> None:
     return None
 
