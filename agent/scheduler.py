@@ -262,10 +262,11 @@ class Scheduler:
     def step(self) -> Job | None:
         """Run the most overdue job once; None when nothing is due."""
         now = self.clock()
-        due = [(self._due(j), j.name) for j in self.jobs.values() if self._due(j) <= now]
+        # the most overdue first; at the same time, the first registered
+        due = [(self._due(j), i, j) for i, j in enumerate(self.jobs.values()) if self._due(j) <= now]
         if not due:
             return None
-        job = self.jobs[min(due)[1]]
+        job = min(due, key=lambda d: d[:2])[2]
         self._run(job)
         return job
 
@@ -275,6 +276,8 @@ class Scheduler:
         self.steps += 1
         try:
             outcome = job.run() or Outcome()
+            if not isinstance(outcome, Outcome):
+                raise TypeError(f"job {job.name} returned {type(outcome).__name__}, not an Outcome")
         except self.fatal:
             raise
         except JournalError as e:

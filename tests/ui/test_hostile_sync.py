@@ -54,3 +54,39 @@ async def test_the_upload_worker_survives_a_garbage_batch_answer_and_uploads_lat
             await wait_for(pilot, lambda: "En ligne" in text_of(pilot, "#sb-link"), "online in the bar")
     assert app.backend.journal.get(p.payment_id).state == "uploaded"
     assert [r["payment_id"] for r in billing_server.recorded_payments()] == [p.payment_id]
+
+
+async def test_a_job_registered_beside_the_uploads_runs_in_the_ui_and_its_failures_stop_nothing(
+    ui_app: Any, ui_config: Any, billing_server: Any, seeded_references: list[str]
+) -> None:
+    """The UI runs the composition root's jobs in the one scheduler: a job that raises every time (a receipt
+    sender whose SMTP server is down) is backed off and retried, and the payment still goes up."""
+    from agent.scheduler import Backoff, JobParts, Scheduler
+    from agent.sync import sync_jobs
+
+    runs: list[int] = []
+
+    def receipts(scheduler: Scheduler, parts: JobParts) -> None:
+        def send() -> None:
+            runs.append(parts.journal.queue_stats().count)
+            raise OSError("smtp 127.0.0.1:2525: connection refused")
+
+        scheduler.add("receipts", send, interval=0.05, needs_link=False, backoff=Backoff(base=0.01, cap=0.05))
+
+    ref = seeded_references[1]
+    app = ui_app(ui_config, status_interval=0.1, jobs=[sync_jobs, receipts])
+    async with app.run_test(size=(160, 44)) as pilot:
+        await login(pilot)
+        await type_into(pilot, "#reference", ref)
+        await wait_for(pilot, lambda: app.screen.basket, "the bill in the basket")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        await pilot.press("enter")
+        [p] = app.backend.journal.list(bill_reference=ref)
+        await wait_for(pilot, lambda: len(runs) >= 3, "the registered job retried after its failures")
+        await wait_for(pilot, lambda: app.backend.journal.get(p.payment_id).state == "uploaded", "the upload")
+        job = app.scheduler.jobs["receipts"]
+        assert job.last_error == "OSError: smtp 127.0.0.1:2525: connection refused" and job.failures >= 3
+        sync = [w for w in app.workers if w.name == "sync"]
+        assert sync and not sync[0].is_finished, "the scheduler's worker died"
+    assert [r["payment_id"] for r in billing_server.recorded_payments()] == [p.payment_id]
