@@ -9,14 +9,13 @@ Run it with ``guichet sandbox serve`` or ``sandbox.billing.server.SandboxServer`
 the contract (contract/billing-api.yaml) without a token. Besides the contract it has test-only endpoints
 under ``/_sandbox/`` that need the ADMIN token: ``GET|PUT /_sandbox/faults``, ``GET /_sandbox/payments``,
 ``GET /_sandbox/rejections``, ``GET|POST /_sandbox/bills``, ``GET /_sandbox/authorizations``,
-``GET /_sandbox/heartbeats``, ``GET /_sandbox/receipts``.
+``GET /_sandbox/heartbeats``, ``GET /_sandbox/receipts``, ``GET|PUT /_sandbox/issuer``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 import secrets
@@ -32,7 +31,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import contract
 from config.money import CURRENCIES
-from drivers.pan import luhn_valid, mask_pan
+from drivers.pan import mask_pan
+from sandbox.billing.acquirer import (
+    Acquirer,
+    ChipData,
+    ChipDataError,
+    IssuerBehaviour,
+    check_against_request,
+    decide,
+    declined,
+    parse_chip_data,
+)
 from sandbox.billing.auth import Auth, AuthError, Caller
 from sandbox.billing.faults import FaultInjector, FaultSettings, run_with_faults
 from sandbox.billing.limits import MAX_BODY, BadJson, parse_json
@@ -65,6 +74,7 @@ _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _EXPIRY = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 # PANs that always decline with response code 51 (besides any --decline-pan): Luhn-valid test numbers.
 DEFAULT_DECLINE_PANS = frozenset({"6280580000000058", "4111111111110055"})
+CRYPTOGRAM_FAILED = "N7"  # the response code of an ARQC that does not verify (contract: N7 or 82)
 
 
 class ApiError(Exception):
@@ -112,6 +122,7 @@ class SandboxApp(FastAPI):
     sandbox_store: Store
     faults: FaultInjector
     auth: Auth
+    acquirer: Acquirer
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await run_with_faults(self.faults, scope, receive, send, super().__call__)
@@ -126,6 +137,8 @@ def create_app(
     admin_token: str | None = None,
     faults: FaultInjector | None = None,
     decline_pans: frozenset[str] | set[str] | tuple[str, ...] = (),
+    issuer: IssuerBehaviour | None = None,
+    issuer_pans: tuple[str, ...] = (),
 ) -> SandboxApp:
     """Build the app around an open ``Store``.
 
@@ -133,6 +146,8 @@ def create_app(
     ``token`` is a shared token standing for whichever terminal ``X-Terminal-Id`` names, in ``agency`` (the
     contract 1.0 way, kept for tests and the demo). ``admin_token`` opens ``/_sandbox/`` (random when not
     given: ``app.auth.admin_token``). ``decline_pans`` are PANs that /v1/authorizations always declines ("51").
+    ``issuer`` sets the sandbox issuer's behaviour (CVN per scheme, bad ARPC, scripts; ``PUT /_sandbox/issuer``
+    changes it later); ``issuer_pans`` are cards whose offline TCs it can verify besides the virtual cards'.
     """
     declining = DEFAULT_DECLINE_PANS | set(decline_pans)
     heartbeats: deque[dict[str, Any]] = deque(maxlen=200)
@@ -165,6 +180,8 @@ def create_app(
     app.sandbox_store = store
     app.faults = faults or FaultInjector()
     app.auth = auth
+    acquirer = Acquirer(issuer, pans=issuer_pans)
+    app.acquirer = acquirer
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -295,7 +312,7 @@ def create_app(
             tid = p.get("terminal_id") if isinstance(p, dict) else None
             if isinstance(tid, str) and tid != who.terminal_id:
                 raise ApiError(403, "forbidden", f"payments[{i}].terminal_id: {tid[:64]} is not this token's terminal")
-        return json_response({"results": store.record_batch(payments)})
+        return json_response({"results": store.record_batch(payments, acquirer.check_payment)})
 
     @app.get("/v1/payments/{payment_id}")
     async def get_payment(payment_id: str, request: Request) -> Response:
@@ -346,8 +363,16 @@ def create_app(
         if mode is not None and mode not in ENTRY_MODES[:2]:
             raise ApiError(400, "invalid_request", "card.entry_mode: must be chip, contactless or null")
         emv = body.get("emv")
-        if emv is not None and not _is_hex(emv, 4096):
-            raise ApiError(400, "invalid_request", "emv: must be hex TLV or null")
+        chip: ChipData | None = None
+        if emv is not None:  # contract 1.1: the first GENERATE AC's chip data; null for a card read alone
+            try:
+                chip = parse_chip_data(emv)
+                check_against_request(chip, amount, currency)
+            except ChipDataError as e:
+                raise ApiError(400, "invalid_request", str(e)) from None
+            if chip.cryptogram_type != "ARQC":
+                raise ApiError(400, "invalid_request",
+                               f"emv: tag 9F27 is {chip.cid:02X} ({chip.cryptogram_type}): only an ARQC goes online")
 
         owner = store.authorization_terminal(payment_id)
         if owner is not None and owner != who.terminal_id:
@@ -359,10 +384,25 @@ def create_app(
                 409, "idempotency_conflict", "Idempotency-Key: already used for another amount, currency or card"
             )
         stored = store.get_authorization(payment_id)
-        response = stored if stored is not None else decide_authorization(payment_id, amount, pan, expiry, declining)
+        record = None
+        if stored is not None:
+            response = stored
+        elif chip is None:
+            response = decide(payment_id, amount, pan, expiry, declining)
+        else:
+            acquirer.learn(pan)  # in memory only: to find the card of its offline TCs later
+            psn = int(seq) if seq is not None else None
+            verification = acquirer.verify(pan, scheme, chip, psn)
+            record = verification.record(chip)
+            if verification.ok:
+                response = decide(payment_id, amount, pan, expiry, declining)
+                response["emv"] = acquirer.response_emv(pan, chip, verification, response["response_code"],
+                                                        amount, psn)
+            else:
+                response = declined(payment_id, CRYPTOGRAM_FAILED)
         saved = store.save_authorization(
             payment_id, response, amount=amount, currency=currency, pan_masked=mask_pan(pan),
-            terminal_id=who.terminal_id,
+            terminal_id=who.terminal_id, chip=record,
         )  # fmt: skip
         return json_response(saved)
 
@@ -520,6 +560,24 @@ def create_app(
             code = "unknown_field" if str(e).endswith("unknown field") else "invalid_request"
             raise ApiError(400, code, str(e)) from None
 
+    @app.get("/_sandbox/issuer")
+    async def get_issuer() -> Response:
+        return json_response(acquirer.behaviour.status())
+
+    @app.put("/_sandbox/issuer")
+    async def put_issuer(request: Request) -> Response:
+        """Change the issuer's behaviour: ``{"bad_arpc": true}``, ``{"scripts": true}``,
+        ``{"scheme_cvns": {"CIB": 10}}``; omitted keys stay as they are."""
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "body: must be a JSON object")
+        try:
+            acquirer.behaviour = IssuerBehaviour.from_dict(body, acquirer.behaviour)
+        except ValueError as e:
+            code = "unknown_field" if str(e).endswith("unknown field") else "invalid_request"
+            raise ApiError(400, code, str(e)) from None
+        return json_response(acquirer.behaviour.status())
+
     @app.get("/_sandbox/authorizations")
     async def sandbox_authorizations() -> Response:
         return json_response({"items": store.authorizations()})
@@ -534,41 +592,3 @@ def create_app(
 
     return app
 
-
-def decide_authorization(
-    payment_id: str, amount: int, pan: str, expiry: str | None, declining: frozenset[str] | set[str]
-) -> dict[str, Any]:
-    """The sandbox acquirer's deterministic rules (documented in docs/sandbox-server.md).
-
-    >>> decide_authorization("p1", 345600, "6280580000001239", "2030-01", set())["response_code"]
-    '00'
-    >>> decide_authorization("p1", 345651, "6280580000001239", "2030-01", set())["response_code"]
-    '51'
-    """
-    digest = hashlib.sha256(payment_id.encode()).hexdigest()
-    reference = "SBX" + digest[:12].upper()
-    if not luhn_valid(pan):
-        code = "14"  # invalid card number
-    elif expiry is not None and expiry < datetime.now(UTC).strftime("%Y-%m"):
-        code = "54"  # expired card
-    elif amount % 100 == 51 or pan in declining:
-        code = "51"  # insufficient funds
-    else:
-        code = "00"
-    if code == "00":
-        auth_code = str(int(digest[12:24], 16) % 1_000_000).rjust(6, "0")
-        # 8A = ASCII "00", 91 = issuer authentication data (8 bytes, fixed in the sandbox)
-        return {
-            "approved": True,
-            "response_code": "00",
-            "code": auth_code,
-            "reference": reference,
-            "emv": "8A023030" + "9108" + digest[24:40].upper(),
-        }
-    return {
-        "approved": False,
-        "response_code": code,
-        "code": None,
-        "reference": reference,
-        "emv": "8A02" + code.encode().hex().upper(),
-    }

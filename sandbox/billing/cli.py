@@ -22,6 +22,7 @@ from types import FrameType
 import click
 from platformdirs import user_state_dir
 
+from sandbox.billing.acquirer import IssuerBehaviour, parse_scheme_cvn
 from sandbox.billing.app import create_app
 from sandbox.billing.faults import GARBAGE_KINDS, GARBAGE_RECORD, FaultInjector, FaultSettings
 from sandbox.billing.seed import generate_bills
@@ -58,6 +59,13 @@ def default_db() -> Path:
 @click.option("--seed", default=1, show_default=True, help="Seed of the bill generator.")
 @click.option("--currency", default="DZD", show_default=True, type=click.Choice(["DZD", "TND", "EUR"]))
 @click.option("--decline-pan", "decline_pans", multiple=True, help="A PAN that authorizations decline (51).")
+@click.option("--scheme-cvn", "scheme_cvns", multiple=True, metavar="SCHEME=CVN",
+              help="Cryptogram version of a scheme's cards: 10, 16, 18, 20, or iad (from 9F10). "
+                   "Default CIB=18 EDAHABIA=18 VISA=iad MASTERCARD=iad.")
+@click.option("--bad-arpc", is_flag=True, help="Approvals carry a wrong ARPC (the card then declines).")
+@click.option("--issuer-scripts", is_flag=True, help="Approvals carry issuer scripts 71 and 72.")
+@click.option("--issuer-pan", "issuer_pans", multiple=True,
+              help="A card whose offline TCs the issuer verifies (besides the virtual cards); memory only.")
 @click.option("--clock-offset", default=0.0, help="Seconds added to the heartbeat's server_time.")
 @click.option("--latency", default=0, type=click.IntRange(0), help="Delay every /v1 request by MS.")
 @click.option("--error-rate", default=0.0, type=_RATE, help="Share of requests answered 500.")
@@ -100,6 +108,10 @@ def serve(
     seed: int,
     currency: str,
     decline_pans: tuple[str, ...],
+    scheme_cvns: tuple[str, ...],
+    bad_arpc: bool,
+    issuer_scripts: bool,
+    issuer_pans: tuple[str, ...],
     clock_offset: float,
     latency: int,
     error_rate: float,
@@ -143,6 +155,16 @@ def serve(
         faults.check()
     except ValueError as e:
         raise click.UsageError(f"fault options: {e}") from None
+    issuer = IssuerBehaviour(bad_arpc=bad_arpc, scripts=issuer_scripts)
+    for spec in scheme_cvns:
+        try:
+            scheme, cvn = parse_scheme_cvn(spec)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--scheme-cvn") from None
+        issuer.scheme_cvns[scheme] = cvn
+    for pan in issuer_pans:
+        if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
+            raise click.BadParameter("must be 12 to 19 digits", param_hint="--issuer-pan")
     db = Path(db_path) if db_path else default_db()
     try:
         store = Store(db)
@@ -153,7 +175,8 @@ def serve(
         added = store.add_bills(generate_bills(seed_bills, agency, seed=seed, currency=currency))
     try:
         app = create_app(store, token=shared, terminals=terminals, agency=agency, admin_token=admin,
-                         faults=FaultInjector(faults), decline_pans=decline_pans)  # fmt: skip
+                         faults=FaultInjector(faults), decline_pans=decline_pans, issuer=issuer,
+                         issuer_pans=issuer_pans)  # fmt: skip
     except ValueError as e:
         store.close()
         raise click.UsageError(f"tokens: {e}") from None

@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from sandbox.billing.acquirer import IssuerBehaviour
 from sandbox.billing.app import SandboxApp, create_app
 from sandbox.billing.faults import FaultInjector, FaultSettings
 from sandbox.billing.seed import generate_bills
@@ -126,7 +127,8 @@ class SandboxServer:
     ``db`` defaults to a fresh temporary file. ``seed_bills`` bills are generated for ``agency``
     (deterministic for a given ``seed``; re-seeding an existing DB adds nothing). ``token`` is the shared
     terminal token (default "test-token" unless ``terminals`` is given); ``terminals`` maps terminal ids to
-    ``(token, agency_id)``; ``admin_token`` (random by default) opens ``/_sandbox/``.
+    ``(token, agency_id)``; ``admin_token`` (random by default) opens ``/_sandbox/``. ``issuer`` and
+    ``issuer_pans``: the sandbox issuer's behaviour and extra known cards (sandbox.billing.acquirer).
     """
 
     def __init__(
@@ -144,6 +146,8 @@ class SandboxServer:
         port: int = 0,
         faults: FaultSettings | None = None,
         decline_pans: tuple[str, ...] = (),
+        issuer: IssuerBehaviour | None = None,
+        issuer_pans: tuple[str, ...] = (),
     ) -> None:
         if db is None:
             self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="sandbox-")
@@ -165,7 +169,7 @@ class SandboxServer:
         self.faults = FaultInjector(faults)
         self.app = create_app(
             self.store, token=token, terminals=self.terminals, agency=agency, admin_token=self.admin_token,
-            faults=self.faults, decline_pans=decline_pans,
+            faults=self.faults, decline_pans=decline_pans, issuer=issuer, issuer_pans=issuer_pans,
         )  # fmt: skip
         self._server: QuickServer | None = None
         self._thread: threading.Thread | None = None

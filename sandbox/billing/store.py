@@ -18,7 +18,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -125,6 +125,7 @@ _ADDED_COLUMNS = (
     ("authorizations", "terminal_id", "TEXT", None),
     ("authorizations", "reversed_at", "TEXT", None),
     ("authorizations", "reversal_reason", "TEXT", None),
+    ("authorizations", "chip", "TEXT", None),  # JSON: the issuer's check of the ARQC (CVN, verified, why not)
 )
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
@@ -134,6 +135,10 @@ _EXPIRY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # Contract PanMasked: at most the first 6 and the last 4 digits, at least 3 masked characters.
+# The acquirer's check of one uploaded payment: (error code, message) to reject it, or None.
+PaymentCheck = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
@@ -492,16 +497,18 @@ class Store:
 
     # -- payments ------------------------------------------------------------------------------------
 
-    def record_batch(self, payments: Sequence[Any]) -> list[dict[str, Any]]:
+    def record_batch(self, payments: Sequence[Any], check: PaymentCheck | None = None) -> list[dict[str, Any]]:
         """Decide each payment on its own, in order, in ONE transaction; returns the contract's results.
 
-        Payments must already be checked for unknown fields (a whole-request 400).
+        Payments must already be checked for unknown fields (a whole-request 400). ``check`` (the acquirer's
+        chip data and offline TC check) may reject a new, well-formed payment: ``(code, message)`` or None;
+        a replay of a recorded payment stays a duplicate.
         """
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 at = now_rfc3339()
-                results = [self._record_one(p, at) for p in payments]
+                results = [self._record_one(p, at, check) for p in payments]
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -517,7 +524,7 @@ class Store:
         )
         return result
 
-    def _record_one(self, p: Any, at: str) -> dict[str, Any]:
+    def _record_one(self, p: Any, at: str, check: PaymentCheck | None = None) -> dict[str, Any]:
         if not isinstance(p, dict):
             return self._reject(None, "invalid_payment", "payment: must be a JSON object", at)
         pid = p.get("payment_id")
@@ -544,6 +551,9 @@ class Store:
                 f"payment_id {pid} was already recorded with different content",
                 at,
             )
+        refused = check(p) if check is not None else None
+        if refused is not None:
+            return self._reject(pid, refused[0], refused[1], at)
         ref = p["bill_reference"]
         bill = self.db.execute("SELECT amount_due, currency, status FROM bills WHERE reference = ?", (ref,)).fetchone()
         if bill is None:
@@ -758,8 +768,10 @@ class Store:
         currency: str,
         pan_masked: str,
         terminal_id: str | None = None,
+        chip: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store the first answer for ``payment_id``; a replay gets that same answer back."""
+        """Store the first answer for ``payment_id``; a replay gets that same answer back. ``chip`` is the
+        issuer's check of the ARQC (kept for ``/_sandbox/authorizations``, never in the answer)."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -775,9 +787,9 @@ class Store:
                 else:
                     self.db.execute(
                         "INSERT INTO authorizations (payment_id, response, amount, currency, pan_masked, created_at, "
-                        "requests, terminal_id) VALUES (?,?,?,?,?,?,1,?)",
+                        "requests, terminal_id, chip) VALUES (?,?,?,?,?,?,1,?,?)",
                         (payment_id, canonical_json(response), amount, currency, pan_masked, now_rfc3339(),
-                         terminal_id),
+                         terminal_id, None if chip is None else canonical_json(dict(chip))),
                     )  # fmt: skip
                     stored = response
                 self.db.execute("COMMIT")
@@ -800,6 +812,8 @@ class Store:
                 "terminal_id": r["terminal_id"],
                 "reversed_at": r["reversed_at"],
                 "reversal_reason": r["reversal_reason"],
+                "reversed": r["reversed_at"] is not None,
+                "chip": None if r["chip"] is None else json.loads(r["chip"]),
                 "response": json.loads(r["response"]),
             }
             for r in rows

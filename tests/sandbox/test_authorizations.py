@@ -21,7 +21,7 @@ def auth_body(amount: int = 345600, pan: str = PAN, **changes) -> dict:
         "amount": amount,
         "currency": "DZD",
         "card": {"pan": pan, "expiry": "2030-05", "scheme": "CIB", "aid": "A0000000031010", "pan_sequence": "01"},
-        "emv": "9F2608AABBCCDDEEFF0011",
+        "emv": None,  # a card read without a transaction (contract 1.0); chip data: tests/sandbox/test_acquirer.py
     }
     body.update(changes)
     return body
@@ -50,6 +50,11 @@ def test_approval_has_six_digit_code_and_is_stored_without_the_pan(api: Api):
     [
         (345651, PAN, "51"),  # minor units end in 51
         (51, PAN, "51"),
+        (345654, PAN, "54"),  # the amount rules of docs/sandbox-server.md
+        (345605, PAN, "05"),
+        (345655, PAN, "55"),
+        (345657, PAN, "57"),
+        (345691, PAN, "91"),
         (345600, "6280580000000058", "51"),  # a declining test PAN
         (345600, "6280580000001238", "14"),  # fails Luhn
     ],
@@ -80,7 +85,8 @@ def test_decline_pan_option(tmp_path):
 def test_same_idempotency_key_returns_the_same_answer(api: Api):
     body = auth_body()
     first = authorize(api, body).json()
-    # A retry after a timeout may carry fresh EMV data: the stored answer still comes back.
+    # A retry after a timeout may carry other EMV data: the stored answer still comes back.
+    assert authorize(api, {**body, "emv": "9F2701809F2608" + "AB" * 8}).status_code == 400  # checked first
     assert authorize(api, {**body, "emv": None}).json() == first
     assert authorize(api, body).json() == first
     [stored] = api.get("_sandbox/authorizations").json()["items"]
