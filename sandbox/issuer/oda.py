@@ -178,23 +178,29 @@ def _tamper(data: bytes) -> bytes:
     return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
 
 
-@functools.lru_cache(maxsize=256)
-def certificates(pan: str, expiry_yymm: str, static_data: bytes, *, oda: Oda, tamper: bool = False,
+def certificates(pan: str, expiry_yymm: str, static_data: bytes, *, oda: Oda | str, tamper: bool = False,
                  seed: int = 0) -> IccCertificates:
     """The ODA data of the card `pan` expiring `expiry_yymm` (YYMM, as 5F24 without the day), for `oda`.
 
+    `oda` is "sda", "dda" or "cda" (anything else: IssuerError).
     `static_data` is Book 3 10.3's static data to be authenticated: the values (or, for records not in tag 70,
     the whole records) of the AFL records flagged for ODA, then the value of 82 (AIP) when 9F4A lists it.
     The issuer certificate (8F) is signed under the test CA (index F1); the SSAD (93, SDA) or the ICC certificate
     (9F46, DDA/CDA, its hash covering `static_data`) under the issuer key of `seed`. `tamper=True` flips one byte
     of the SSAD (SDA) or of the ICC certificate (DDA/CDA), so the terminal's ODA fails and nothing else does.
-    Deterministic: the same arguments give the same bytes (keys per seed are fixed, see module doc).
+    Deterministic: the same arguments give the same bytes (keys per seed are fixed, see module doc); cached.
     """
+    if not isinstance(static_data, bytes | bytearray):
+        raise IssuerError("static data: not bytes")
+    return _certificates(pan, expiry_yymm, bytes(static_data), oda, tamper, seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _certificates(pan: str, expiry_yymm: str, static_data: bytes, oda: str, tamper: bool,
+                  seed: int) -> IccCertificates:
     check_pan(pan)
     if oda not in ("sda", "dda", "cda"):
         raise IssuerError(f"ODA method {oda!r}: not sda, dda or cda")
-    if not isinstance(static_data, bytes):
-        raise IssuerError("static data: not bytes")
     expiry = _mmyy(expiry_yymm)
     keys = keys_for_seed(seed)
     issuer, icc = keys["issuer"], keys["icc"]

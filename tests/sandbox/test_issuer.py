@@ -296,8 +296,9 @@ def test_tampered_certificates_fail_recovery(oda: str) -> None:
 
 def test_certificates_are_deterministic_and_hide_keys() -> None:
     a = certificates("6280580000001239", "2812", STATIC, oda="dda", seed=2)
-    certificates.cache_clear()
     from sandbox.issuer import oda
+
+    oda._certificates.cache_clear()
     oda.keys_for_seed.cache_clear()
     b = certificates("6280580000001239", "2812", STATIC, oda="dda", seed=2)
     assert a == b
