@@ -28,9 +28,9 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import Field, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -65,39 +65,72 @@ MIGRATIONS = [
 ]
 
 
-@dataclass(frozen=True)
-class Bill:
-    """A bill as the contract defines it, plus where this copy came from."""
+# The contract's fields are contract.models.Bill's, written there once. For the type checker the agent's Bill
+# is that model (its fields typed as there) and a dataclass whose replace() takes them; at run time it holds
+# one model and hands its fields out.
+if TYPE_CHECKING:
 
-    reference: str
-    amount_due: int
-    currency: str
-    status: str
-    version: int
-    contract: str = ""
-    customer_name: str = ""
-    service: str = ""
-    period: str = ""
-    issued_on: str = ""
-    due_on: str = ""
-    agency_id: str = ""
-    customer_id: str = ""
-    # Not in the contract: "server" or "cache", and the age of a cached copy in seconds.
-    source: str = "server"
-    cache_age: float | None = None
-    fetched_at: str | None = None
+    class _Contract(models.Bill):
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+else:
+    _Contract = object
+_frozen_dataclass = dataclass(frozen=True, init=False)  # its own __init__ takes the contract's fields
+
+
+@_frozen_dataclass
+class Bill(_Contract):
+    """A bill as the contract defines it (`api`, a validated contract.models.Bill), plus where this copy came
+    from. Its contract fields read as attributes; `dataclasses.replace(bill, amount_due=...)` works on them.
+
+    >>> b = Bill(reference="410726095518", amount_due=345600, currency="DZD", status="unpaid", version=3)
+    >>> b.amount_due, b.offline, b.payable, "source" in b.to_api()
+    (345600, False, True, False)
+    >>> from dataclasses import replace
+    >>> replace(b, amount_due=0, status="paid").payable
+    False
+    """
+
+    api: models.Bill
+    # Not in the contract: "server" or "cache", the age of a cached copy in seconds, and when it was read.
+    source: str
+    cache_age: float | None
+    fetched_at: str | None
+
+    def __init__(
+        self,
+        api: models.Bill | None = None,
+        *,
+        source: str = "server",
+        cache_age: float | None = None,
+        fetched_at: str | None = None,
+        **contract: Any,
+    ) -> None:
+        """From a validated model, or from the contract's fields (validated here; `replace` passes both)."""
+        if api is None:
+            api = models.Bill.model_validate(contract)
+        elif contract:
+            api = models.Bill.model_validate({**api.model_dump(), **contract})
+        object.__setattr__(self, "api", api)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "cache_age", cache_age)
+        object.__setattr__(self, "fetched_at", fetched_at)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names not found on the Bill itself: the contract's fields.
+        if name in models.Bill.model_fields:
+            return getattr(self.api, name)
+        raise AttributeError(f"Bill has no attribute {name!r}")
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **extra: Any) -> Bill:
-        # Only the contract's fields come from the data: a server's "source" must not collide with ours.
-        known = {f.name for f in fields(cls)} - {"source", "cache_age", "fetched_at"}
-        return cls(**{k: v for k, v in data.items() if k in known}, **extra)
+        """From the contract's JSON object (validated; fields it does not define ignored, so a server's
+        "source" never collides with ours). Raises pydantic.ValidationError."""
+        return cls(models.Bill.model_validate(data), **extra)
 
     def to_api(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("source", "cache_age", "fetched_at"):
-            d.pop(k)
-        return d
+        """The contract's fields only, as the journal keeps them with a payment."""
+        return self.api.to_api()
 
     @property
     def offline(self) -> bool:
@@ -131,10 +164,10 @@ class BillCache:
         return row[0] if row else None
 
     @staticmethod
-    def _load(data: str, reference: str) -> dict[str, Any] | None:
+    def _load(data: str, reference: str) -> models.Bill | None:
         """A stored copy as the contract's bill, or None for a row an older version stored unchecked."""
         try:
-            return models.Bill.model_validate(json.loads(data)).to_api()
+            return models.Bill.model_validate(json.loads(data))
         except (ValueError, RecursionError) as e:  # ValidationError is a ValueError
             where = models.where(e, "bill") if isinstance(e, ValidationError) else "not JSON"
             log.warning("bill cache: the copy of %s is unreadable (%s); ignored", reference, where)
@@ -161,7 +194,7 @@ class BillCache:
         if data is None:
             return None
         age = max(0.0, (clock.utc_now() - clock.parse(row[1])).total_seconds())
-        return Bill.from_api(data, source="cache", cache_age=age, fetched_at=row[1]), age
+        return Bill(data, source="cache", cache_age=age, fetched_at=row[1]), age
 
     def customer_bills(self, customer_id: str) -> list[Bill]:
         with self._lock:
@@ -169,7 +202,7 @@ class BillCache:
                 "SELECT data, fetched_at FROM bills WHERE customer_id = ? ORDER BY reference", (customer_id,)
             ).fetchall()
         loaded = ((self._load(d, customer_id), f) for d, f in rows)
-        return [Bill.from_api(data, source="cache", fetched_at=f) for data, f in loaded if data is not None]
+        return [Bill(data, source="cache", fetched_at=f) for data, f in loaded if data is not None]
 
     def store(self, bills: list[dict[str, Any]], cursor: str | None = None) -> None:
         """Upsert payable bills and drop paid or cancelled ones, in one transaction; keep the cursor with them."""

@@ -48,6 +48,7 @@ from agent.authorizers.card_reader import ReaderAuthorizer
 from agent.authorizers.tpe import TpeAuthorizer
 from agent.billing import BillingClient
 from agent.bills import Bill, BillCache
+from agent.cash import stamp_duty
 from agent.errors import GuichetError
 from agent.journal import Journal, Payment
 from agent.payments import PaymentFlow
@@ -210,6 +211,11 @@ def journeys(draw: st.DrawFn) -> dict[str, Any]:
         # the sandbox acquirer declines an amount ending in 51
         j["dues"] = [d - d % 100 + draw(st.sampled_from([0, 51])) if i == 0 else d for i, d in enumerate(j["dues"])]
         j["pan"] = luhn_pan("628058", 16, draw(st.integers(0, 10**9)))
+    # The agency's stamp duty rule (contract 1.1, cash only): off, or any rule the config takes.
+    j["duty"] = draw(st.one_of(st.none(), st.builds(
+        lambda per, size, low, high: {"enabled": True, "per_slice": per, "slice": size, "minimum": low,
+                                      "maximum": high and max(high, low)},
+        st.integers(1, 10_000), st.integers(1, 1_000_000), st.integers(0, 50_000), st.integers(0, 500_000))))
     j["settle"] = draw(st.sampled_from(["approved", "declined", "ask_server"]))
     # Who settles: a cashier id, or any text at all (the server's Text is the judge of what may go up).
     j["by"] = draw(st.one_of(st.sampled_from(CASHIERS), st.text(max_size=210)))
@@ -230,9 +236,12 @@ def validator() -> Draft202012Validator:
     return batch_validator()
 
 
-def counter_config(server: SandboxServer, state: Path, currency: str) -> config.Config:
+def counter_config(
+    server: SandboxServer, state: Path, currency: str, duty: dict[str, Any] | None = None
+) -> config.Config:
     return config.validate(
         {
+            "cash": {"stamp_duty": duty or {}},
             "terminal": {"id": BILLING_TERMINAL, "agency_id": BILLING_AGENCY, "currency": currency},
             "server": {"url": server.url, "token": BILLING_TOKEN, "timeout": 5},
             "state": {"dir": str(state)},
@@ -354,7 +363,7 @@ def run_journey(server: SandboxServer, state: Path, j: dict[str, Any]) -> tuple[
     """Take one payment along `j`'s path, each step in a process a crash point may kill; the counter as the
     next process sees it, the ids of the payment's rows (none if a check refused it or the kill came before
     the first commit), and what settling answered (None when nothing was unknown)."""
-    cfg = counter_config(server, state, j["currency"])
+    cfg = counter_config(server, state, j["currency"], j.get("duty"))
     bills = put_bills(server, j)
     amount = max(1, j["dues"][0] // 3) if j["partial"] else None
 
@@ -409,7 +418,7 @@ def states(tmp_path: Path) -> Iterator[Iterator[Path]]:
 SETTLED_TPE: dict[str, Any] = {
     "method": "card_terminal", "currency": "DZD", "dues": [345600], "partial": False, "offline": False,
     "cashier": "s0001", "kill": None, "device": "killed", "report": "628058******1234", "private": "A1B2C3",
-    "settle": "approved", "by": "s0001", "settle_kill": None,
+    "settle": "approved", "by": "s0001", "settle_kill": None, "duty": None,
     "ticket": {"code": "A1B2C3", "scheme": "EDAHABIA", "digits": "1234"},
 }  # fmt: skip
 
@@ -426,6 +435,8 @@ SETTLED_TPE: dict[str, Any] = {
             "settle": "approved", "currency": "TND", "settle_kill": "journal.approved.after_commit"})
 @example(j={**SETTLED_TPE, "method": "cash", "device": "approved", "dues": [1000, 2000, 3000], "offline": True,
             "kill": "journal.authorizing.after_commit"})
+@example(j={**SETTLED_TPE, "method": "cash", "device": "approved", "dues": [100_000, 2_000_001], "kill": None,
+            "duty": {"enabled": True, "per_slice": 100, "slice": 10_000, "minimum": 500, "maximum": 20_000}})
 @given(j=journeys())
 def test_every_upload_body_keeps_the_contract(
     j: dict[str, Any], billing_server: SandboxServer, validator: Draft202012Validator, states: Iterator[Path]
@@ -446,7 +457,10 @@ def test_every_upload_body_keeps_the_contract(
             return
         body = {"payments": [p.to_api() for p in outbox]}
         assert problems(validator, body) == [], (j, body)
+        rule = counter.cfg.cash.stamp_duty
         for p, sent in zip(outbox, body["payments"], strict=True):
+            # the duty the rule gives this payment goes up with it, and only on cash (none: left out)
+            assert sent.get("stamp_duty") == (stamp_duty(p.amount, p.method, rule) or None), (j, sent)
             if p.settlement is not None and p.method != "cash":  # a person settled it: the server is told who
                 assert sent.get("settlement") == {k: p.settlement[k] for k in ("by", "from", "at")}, sent
                 assert p.settlement["by"] == j["by"]
