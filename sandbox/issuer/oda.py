@@ -28,7 +28,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.issuer.errors import IssuerError
-from sandbox.issuer.master import CA_INDEX, CA_MODULUS, CA_PRIVATE_EXPONENT, check_pan
+from sandbox.issuer.master import CA_EXPONENT, CA_INDEX, CA_MODULUS, CA_PRIVATE_EXPONENT, check_pan
 
 KEYS_DIR = Path(__file__).resolve().parent / "keys"
 KEY_BITS = 1024  # issuer and ICC keys: the least `cryptography` makes; the issuer's (128 B) < the CA's (144 B)
@@ -78,11 +78,28 @@ class IccCertificates:
         return f"IccCertificates(ca_index={self.ca_index:#04x}, oda={'sda' if self.icc_cert is None else 'dda/cda'})"
 
 
-def _sign(modulus: int, private_exponent: int, message: bytes) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _crt(modulus: int, private_exponent: int, exponent: int) -> tuple[int, int, int, int, int] | None:
+    """(p, q, d mod p-1, d mod q-1, q^-1 mod p): signing by CRT is ~4x faster (a card signs per transaction)."""
+    try:
+        p, q = rsa.rsa_recover_prime_factors(modulus, exponent, private_exponent)
+    except ValueError:
+        return None  # not a key we can factor (e.g. the CA's, exponent unknown here): plain pow
+    return p, q, rsa.rsa_crt_dmp1(private_exponent, p), rsa.rsa_crt_dmq1(private_exponent, q), rsa.rsa_crt_iqmp(p, q)
+
+
+def _sign(modulus: int, private_exponent: int, message: bytes, exponent: int = EXPONENT) -> bytes:
+    """Raw RSA of an EMV-framed block (6A .. BC, exactly the key's length)."""
     size = (modulus.bit_length() + 7) // 8
     if len(message) != size or message[0] != 0x6A or message[-1] != 0xBC:
         raise IssuerError(f"RSA: message of {len(message)} bytes for a {size}-byte key, or not framed 6A..BC")
-    return pow(int.from_bytes(message, "big"), private_exponent, modulus).to_bytes(size, "big")
+    m = int.from_bytes(message, "big")
+    crt = _crt(modulus, private_exponent, exponent)
+    if crt is None:
+        return pow(m, private_exponent, modulus).to_bytes(size, "big")
+    p, q, dp, dq, qinv = crt
+    m1, m2 = pow(m, dp, p), pow(m, dq, q)
+    return (m2 + (qinv * (m1 - m2) % p) * q).to_bytes(size, "big")
 
 
 def _frame(body: bytes, hashed_tail: bytes) -> bytes:
@@ -152,7 +169,8 @@ def _issuer_cert(pan: str, issuer: RsaKey, serial: bytes) -> tuple[bytes, bytes]
     issuer_id = bytes.fromhex(pan[:6] + "FF")  # the BIN, right-padded with F
     body = (b"\x02" + issuer_id + bytes.fromhex(ISSUER_CERT_EXPIRY) + serial
             + bytes([HASH_SHA1, PK_RSA, size, len(exponent)]) + leftmost)
-    return _sign(CA_MODULUS, CA_PRIVATE_EXPONENT, _frame(body, remainder + exponent)), remainder
+    signed = _sign(CA_MODULUS, CA_PRIVATE_EXPONENT, _frame(body, remainder + exponent), CA_EXPONENT)
+    return signed, remainder
 
 
 def _icc_cert(pan: str, expiry: bytes, issuer: RsaKey, icc: RsaKey, serial: bytes,
