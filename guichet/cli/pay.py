@@ -18,11 +18,13 @@ from agent.errors import AlreadyRunning, GuichetError
 from agent.journal import Payment
 from agent.limits import limit_state
 from agent.locks import UploadLock
+from agent.scheduler import JobParts, Scheduler
 from agent.states import METHODS, State
-from agent.sync import SyncReport
+from agent.sync import SyncReport, SyncWorker, sync_jobs
 from config.money import MoneyError, format_amount, parse_amount
 from drivers.pan import safe_text
 from guichet.cli.common import fail, get_config, print_json
+from guichet.cli.run import JOBS
 
 
 def _open(ctx: click.Context, methods: list[str] | None = None, take_payments: bool = False) -> AgentContext:
@@ -267,7 +269,14 @@ def sync(ctx: click.Context, once: bool, bills: bool) -> None:
             lock.acquire(wait=True)
         try:
             actx.recover_if_idle()
-            worker = actx.sync_worker()
+            # The agent's one scheduler with every job of the composition root (JOBS): the sync jobs report
+            # the rounds printed here; the others run beside them, as in the service.
+            scheduler = Scheduler()
+            worker = SyncWorker(actx.config, actx.journal, actx.client, actx.bills, scheduler=scheduler)
+            parts = JobParts(actx.config, actx.journal, actx.client, actx.bills)
+            for register in JOBS:
+                if register is not sync_jobs:
+                    register(scheduler, parts)
             if once:
                 report, _ = worker.step()  # upload, then bill cache and heartbeat when the link is up
                 _print_report(report)
