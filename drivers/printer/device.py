@@ -144,6 +144,12 @@ def _escpos_transport(url: PrinterUrl, timeout: float) -> Any:
                     self.device = None
                     raise PrinterUnavailable(f"printer {self.devfile}: {e}") from None
 
+            def _read(self) -> bytes:
+                # escpos reads 16 bytes, which pyserial waits the whole timeout for: a status is 1 byte
+                first = bytes(self.device.read(1))
+                waiting = min(self.device.in_waiting, MAX_ANSWER) if first else 0
+                return first + (bytes(self.device.read(waiting)) if waiting else b"")
+
         return UrlSerial(url.target, baudrate=url.baud, timeout=timeout)
     if url.kind == "usb":
         try:
@@ -209,15 +215,16 @@ class Printer:
         """The bytes answering one request: the first ones to arrive within the timeout (at most MAX_ANSWER)."""
         deadline = time.monotonic() + self.timeout
         while True:
+            timed_out = False
             try:
                 data = bytes(dev._read()[:MAX_ANSWER])
             except TimeoutError:
-                data = b""
+                data, timed_out = b"", True
             except OSError as e:
                 raise PrinterUnavailable(f"printer {self.url}: {_one_line(e)}") from None
             if data:
                 return data
-            if self.parsed.kind == "tcp":  # a socket recv that returned b"" without timing out: closed
+            if self.parsed.kind == "tcp" and not timed_out:  # recv gave b"" before its timeout: closed
                 raise PrinterUnavailable(f"printer {self.url}: connection closed while asking DLE EOT {n}")
             if time.monotonic() >= deadline:
                 raise PrinterTimeout(f"printer {self.url}: no answer to DLE EOT {n} within {self.timeout:g} s")

@@ -117,8 +117,12 @@ def raster(image: Image.Image) -> bytes:
 
 def escpos_image(image: Image.Image) -> bytes:
     """python-escpos's own `image()` of the same bitmap (GS v 0, every row, full width): the baseline."""
+    import contextlib
+    import io
+
     from escpos.printer import Dummy
 
     d = Dummy()
-    d.image(image.convert("1"), impl="bitImageRaster", fragment_height=960)
+    with contextlib.redirect_stdout(io.StringIO()):  # escpos prints a note about its profile's unknown width
+        d.image(image.convert("1"), impl="bitImageRaster", fragment_height=960)
     return bytes(d.output)

@@ -127,7 +127,7 @@ class Interpreter:
     def finish(self) -> list[PrintedJob]:
         """The connection ended: a job with paper but no cut is a job too."""
         self._print_line(force=False)
-        if self.job.rows or self.job.drawer_kicks:
+        if self.job.rows or self.job.drawer_kicks or self.job.errors:
             self._jobs.append(self.job)
         self._new_job()
         return self.take_jobs()

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from drivers.printer import open_printer
-from drivers.printer.raster import ink_rows
+from drivers.printer.raster import escpos_image, ink_rows, raster
 from drivers.printer.seal import verify
 from sandbox.printer import VirtualPrinter
 from tests.receipts.conftest import KEY, basket_by_card, cash_with_stamp_duty, one_bill
@@ -75,6 +75,8 @@ def test_the_paper_is_the_rendered_bitmap_dot_for_dot(vprinter: VirtualPrinter) 
     _, got = ink_rows(paper)
     assert got[:len(want)] == want
     assert not any(any(r) for r in got[len(want):])  # then only the feed before the cut
+    # and at most half the bytes of python-escpos's own image() of the same bitmap
+    assert len(raster(prepared.image)) <= 0.5 * len(escpos_image(prepared.image))
 
 
 def test_the_qr_code_on_paper_verifies(vprinter: VirtualPrinter) -> None:
