@@ -202,7 +202,8 @@ class IssuerBehaviour:
 
     ``bad_arpc``: approvals carry a wrong ARPC (the card answers AAC at its second GENERATE AC).
     ``scripts``: approvals carry issuer scripts 71 (before) and 72 (after the second GENERATE AC).
-    ``scheme_cvns``: scheme -> CVN, None = the CVN 9F10 names.
+    ``scheme_cvns``: scheme -> CVN, None = the CVN 9F10 names. To follow a config's scheme rules:
+    ``IssuerBehaviour(scheme_cvns=scheme_cvns_from_rules(cfg.cards.schemes))``.
     """
 
     bad_arpc: bool = False
@@ -231,6 +232,25 @@ class IssuerBehaviour:
             else:
                 raise ValueError(f"{str(key)[:64]}: unknown field")
         return out
+
+
+def scheme_cvns_from_rules(rules: Iterable[Any]) -> dict[str, int | None]:
+    """The CVN per scheme that the config's scheme rules name (``cards.schemes[].cvn``, 0 = from 9F10), over
+    DEFAULT_SCHEME_CVNS: the sandbox then follows the config, as test-keys.md says. Rules are the config's
+    models or plain dicts (sandbox.cards.profiles.TEST_SCHEMES).
+
+    >>> scheme_cvns_from_rules([{"name": "EDAHABIA", "cvn": 10}, {"name": "VISA"}, {"name": "CIB", "cvn": 0}])
+    {'CIB': None, 'EDAHABIA': 10, 'VISA': None, 'MASTERCARD': None}
+    """
+    out = dict(DEFAULT_SCHEME_CVNS)
+    for rule in rules:
+        if isinstance(rule, Mapping):
+            name, cvn = rule.get("name"), rule.get("cvn")
+        else:
+            name, cvn = getattr(rule, "name", None), getattr(rule, "cvn", None)
+        if isinstance(name, str) and name and isinstance(cvn, int) and 0 <= cvn <= 255:  # a rule without one: default
+            out[name.upper()] = cvn or None
+    return out
 
 
 def parse_scheme_cvn(spec: str) -> tuple[str, int | None]:

@@ -110,15 +110,18 @@ def test_cib_and_edahabia_follow_the_scheme_rule(api: Api) -> None:
     assert r["approved"] is True and card.accepts(r["emv"])
 
 
-def test_scheme_cvn_server_option(tmp_path) -> None:
-    from sandbox.billing.acquirer import IssuerBehaviour
+def test_scheme_cvn_server_option_follows_the_config_rules(tmp_path) -> None:
+    from sandbox.billing.acquirer import IssuerBehaviour, scheme_cvns_from_rules
 
-    issuer = IssuerBehaviour()
-    issuer.scheme_cvns["EDAHABIA"] = 20
+    rules = [{"name": "EDAHABIA", "aids": ["A0000009990201"], "cvn": 20}, {"name": "VISA", "bins": ["4"]}]
+    issuer = IssuerBehaviour(scheme_cvns=scheme_cvns_from_rules(rules))
     with SandboxServer(tmp_path / "b.db", issuer=issuer) as srv:
+        api = Api(srv)
         card = Card(CIB, 20, CIB_IAD)
-        r = authorize(Api(srv), chip_body(card, scheme="EDAHABIA")).json()
+        r = authorize(api, chip_body(card, scheme="EDAHABIA")).json()
         assert r["approved"] is True and card.accepts(r["emv"])
+        assert api.get("_sandbox/issuer").json()["scheme_cvns"] == {
+            "CIB": 18, "EDAHABIA": 20, "VISA": None, "MASTERCARD": None}
 
 
 def test_wrong_arqc_declines_n7_and_is_recorded(api: Api) -> None:
@@ -339,3 +342,16 @@ def test_chip_tags_parse_round_trip() -> None:
     assert dict(parse_chip_data(to_hex(tags)).tags) == tags
     with pytest.raises(ChipDataError, match="9F26 is missing"):
         parse_chip_data(to_hex(example_tags()))
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--scheme-cvn", "CIB=17"], "--scheme-cvn"), (["--scheme-cvn", "=18"], "--scheme-cvn"),
+    (["--issuer-pan", "4761x"], "--issuer-pan"),
+])
+def test_cli_refuses_bad_issuer_options(args: list[str], hint: str) -> None:
+    from click.testing import CliRunner
+
+    from sandbox.billing.cli import serve
+
+    result = CliRunner().invoke(serve, ["--port", "0", *args])
+    assert result.exit_code == 2 and hint in result.output, result.output
