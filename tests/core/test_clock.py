@@ -168,3 +168,22 @@ def test_the_stored_form_orders_as_its_instants(dt: datetime) -> None:
     assert clock.stored(dt.isoformat()) == s and clock.migrate_text(dt.isoformat()) == s
     later = clock.stamp(dt.replace(microsecond=(dt.microsecond + 1) % 1_000_000)) if dt.microsecond < 999_999 else s
     assert (later > s) == (clock.parse(later) > dt)
+
+
+def test_the_bill_cache_of_version_1_is_rewritten_and_ages_the_same(tmp_path: Path) -> None:
+    from agent.bills import DB_NAME as BILLS_DB
+    from agent.bills import MIGRATIONS as BILL_MIGRATIONS
+    from agent.bills import BillCache
+
+    ten_minutes_ago = (clock.utc_now() - timedelta(minutes=10)).astimezone(
+        clock.parse("2026-01-01T00:00:00+01:00").tzinfo)
+    conn = open_database(tmp_path / BILLS_DB, BILL_MIGRATIONS[:1])
+    conn.execute("INSERT INTO bills (reference, customer_id, version, data, fetched_at) VALUES (?,?,?,?,?)",
+                 ("410726095518", "C1", 3, BILL, ten_minutes_ago.isoformat(timespec="microseconds")))
+    conn.close()
+    cache = BillCache.open(tmp_path)
+    [stored] = cache._conn.execute("SELECT fetched_at FROM bills").fetchone()
+    assert stored == clock.stamp(ten_minutes_ago) and stored.endswith("Z")
+    got = cache.get("410726095518")
+    assert got is not None and 600 <= got[1] < 3600 and got[0].fetched_at == stored
+    cache.close()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,3 +55,20 @@ def test_stamp_duty_on_a_card_payment_is_refused(tmp_path) -> None:
         approved(j, 100, method="card_reader")
     assert j.list() == []
     j.close()
+
+
+def test_queue_show_tells_the_stamp_duty_and_local_times(guichet, billing_config) -> None:
+    from agent import clock
+    from tests.conftest import BILLING_AGENCY, BILLING_TERMINAL
+
+    with Journal.open(billing_config.state.dir, terminal_id=BILLING_TERMINAL, agency_id=BILLING_AGENCY) as j:
+        p = approved(j, 4000)
+    algiers = {"TZ": "Africa/Algiers"}  # UTC+01:00, no summer time
+    shown = guichet("queue", "show", p.receipt_number, env=algiers)
+    assert shown.returncode == 0, shown.stderr
+    assert "  stamp duty: 40.00 DZD" in shown.stdout.splitlines()
+    created = clock.parse(p.created_at)
+    local = created.astimezone(clock.parse("2026-01-01T00:00:00+01:00").tzinfo)
+    assert local.isoformat(sep=" ", timespec="seconds") in shown.stdout  # the stored UTC shown in local time
+    as_json = json.loads(guichet("queue", "show", p.receipt_number, "--json").stdout)
+    assert as_json["stamp_duty"] == 4000 and as_json["captured_at"] == p.captured_at  # JSON: the stored form
