@@ -27,7 +27,15 @@ from drivers.emv import tlv as T
 from drivers.emv import tvr as V
 from drivers.emv.card import CardData
 from drivers.emv.dol import build_dol
-from drivers.emv.genac import GenAc, GenAcError, ScriptResult, external_authenticate, generate_ac, run_scripts
+from drivers.emv.genac import (
+    GenAc,
+    GenAcError,
+    ScriptResult,
+    external_authenticate,
+    generate_ac,
+    kind_of,
+    run_scripts,
+)
 from drivers.emv.pinpad import SW_CANCELLED, SW_TIMEOUT, PinPad, PinPadError
 from drivers.emv.reader import EmvError, EmvReader
 
@@ -93,13 +101,16 @@ class Kernel:
     def __init__(
         self,
         reader: EmvReader,
-        params: KernelParams,
+        params: KernelParams | Callable[[CardData], KernelParams],
         *,
         pin_pad: PinPad | None = None,
         on_stage: Callable[[str], None] | None = None,
     ) -> None:
         self.reader = reader
-        self.params = params
+        # The scheme's codes and limits are known once the application is selected: a callable gets the card.
+        self._params_for = params if callable(params) else None
+        self.params: KernelParams = params if isinstance(params, KernelParams) else KernelParams(
+            tac=action.ActionCodes(action.ONES, action.ONES, action.ONES))
         self.pin_pad = pin_pad
         self.on_stage = on_stage or (lambda _key: None)
         self.tvr = V.Tvr()
@@ -120,6 +131,7 @@ class Kernel:
         self.issuer_auth: bool | None = None
         self.response_code = ""
         self.outcome = ""
+        self.one_tap = False  # contactless qVSDC-style: the cryptogram came with GET PROCESSING OPTIONS
 
     # ------------------------------------------------------------------ steps
 
@@ -128,7 +140,11 @@ class Kernel:
         self.on_stage("reading_card")
         card = self.reader.read()
         self.card = card
+        if self._params_for is not None:
+            self.params = self._params_for(card)
         self._collect()
+        if 0x9F26 in self.data and 0x9F27 in self.data:
+            return self._one_tap()
         pan = _pan(self.reader)
         try:
             self._oda_static(pan)
@@ -149,19 +165,50 @@ class Kernel:
             self._finish("approved", "Y1")
         return first
 
+    def _one_tap(self) -> GenAc:
+        """Contactless, qVSDC-style: the card computed its cryptogram during GPO; every card command is done,
+        the card may leave the field now (Visa CL kernel 3: no GENERATE AC, no second cryptogram)."""
+        self.one_tap = True
+        self.tvr.set(V.ODA_NOT_PERFORMED)  # fDDA is not implemented: the issuer sees it in the TVR
+        cid = self.data[0x9F27][0] if self.data.get(0x9F27) else 0x80
+        kind = kind_of(cid)
+        if kind not in ("AAC", "TC", "ARQC") or len(self.data.get(0x9F26, b"")) != 8:
+            raise KernelError("contactless GET PROCESSING OPTIONS: no valid cryptogram (9F26/9F27)")
+        ac = GenAc(cid, kind, self.data.get(0x9F36, b""), self.data[0x9F26], self.data.get(0x9F10, b""))
+        self.acs.append(ac)
+        self.data[0x95] = bytes(self.tvr)
+        self.first_tags = dict(self.data)
+        # The TVR the card MACed is the one the terminal sent in the PDOL (zeros at GPO time).
+        self.first_tags[0x95] = self.reader.terminal_data.get(0x95, bytes(5))
+        self.on_stage("remove_card")
+        if kind == "AAC":
+            self._finish("declined", "Z1")
+        elif kind == "TC":
+            self._finish("approved", "Y1")
+        return ac
+
     def online_data(self) -> bytes:
         """DE55 for the online request: the first GENERATE AC's chip data (contract 1.1)."""
         return de55(self.first_tags)
 
-    def complete(self, answer: IssuerAnswer | None) -> TransactionResult:
-        """Completion after an ARQC: the issuer's answer (or None: unable to go online), issuer authentication,
-        scripts 71, the second GENERATE AC, scripts 72 (Book 3 10.9, 10.10)."""
+    def complete(self, answer: IssuerAnswer | None, *, allow_tc: bool = True) -> TransactionResult:
+        """Completion after an ARQC: the issuer's answer (or None: unable to go online; ``allow_tc`` False when
+        the agent's own offline limits refuse), issuer authentication, scripts 71, the second GENERATE AC,
+        scripts 72 (Book 3 10.9, 10.10). A one-tap contactless card has left: the issuer's word is final."""
         first = self.acs[0] if self.acs else None
         if first is None or first.kind != "ARQC" or self.outcome:
             return self.result()
+        if self.one_tap:
+            if answer is None:
+                self._finish("declined", "Z3")
+            else:
+                self.response_code = answer.response_code
+                self._finish("approved" if answer.approved else "declined", answer.response_code)
+            return self.result()
         if answer is None:
-            self.response_code = "Z3"
-            asked = action.unable_to_go_online(bytes(self.tvr), self.params.tac, self.data)
+            self.response_code = "Y3"
+            asked = action.unable_to_go_online(bytes(self.tvr), self.params.tac, self.data) if allow_tc else "AAC"
+            self.response_code = "Y3" if asked == "TC" else "Z3"
         else:
             arc = _value(answer.tlvs, 0x8A) or answer.response_code.encode("ascii", "replace")[:2].ljust(2, b"0")
             self.response_code = arc.decode("ascii", "replace")

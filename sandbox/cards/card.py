@@ -213,6 +213,11 @@ class VirtualCard:
             if current.emv is not None:
                 self.emv = EmvState(current.emv, current.pan, current.psn, current.aip, current.certs)
                 self.emv.gpo(data[2:])
+                if current.emv.one_tap and current.pdol:
+                    extra = [t for t in current.gpo_extra if t.tag not in (0x9F26, 0x9F27, 0x9F36, 0x9F10)]
+                    items = [T.tlv(0x82, current.aip), T.tlv(0x94, current.afl), *extra,
+                             *self.emv.one_tap(current.pdol)]
+                    return "GPO", T.encode(T.tlv(0x77, items)), 0x9000, True
             return "GPO", current.gpo(), 0x9000, True
         return self._payment(cla, ins, p1, p2, data)
 

@@ -55,7 +55,7 @@ class Emv:
     last_online_atc: int = 0x000F
     format1: bool = False  # GENERATE AC answered in format 1 (80)
     tamper: bool = False  # the ODA certificate is corrupted (ODA fails)
-    ttq_online: bool = True
+    one_tap: bool = False  # contactless qVSDC-style: the cryptogram comes with GET PROCESSING OPTIONS
 
 
 @dataclass
@@ -93,6 +93,13 @@ class EmvState:
     def gpo(self, pdol_data: bytes) -> None:
         self.pdol_data = pdol_data
         self.atc = (self.atc + 1) & 0xFFFF
+
+    def one_tap(self, pdol: bytes) -> list[T.TLV]:
+        """qVSDC-style GPO: an ARQC over the PDOL's data (TTQ, amount, country, TVR, currency, date, type, UN)."""
+        tags = self._tags(pdol, self.pdol_data) or {}
+        answer, _sw = self._first(ARQC, b"", False, tags=tags)
+        items = T.decode(answer)[0].children
+        return [i for i in items if i.tag != 0x9F4B]
 
     def get_data(self, p1: int, p2: int) -> tuple[bytes, int]:
         tag = (p1 << 8) | p2
@@ -167,8 +174,9 @@ class EmvState:
             return self._first(asked, data, cda)
         return self._second(asked, data, cda)
 
-    def _first(self, asked: int, data: bytes, cda: bool) -> tuple[bytes, int]:
-        tags = self._tags(CDOL1, data)
+    def _first(self, asked: int, data: bytes, cda: bool, tags: dict[int, bytes] | None = None
+               ) -> tuple[bytes, int]:
+        tags = tags if tags is not None else self._tags(CDOL1, data)
         if tags is None:
             return b"", 0x6700
         kind = asked

@@ -29,7 +29,7 @@ MASTERCARD_AID = "A0000000041010"
 TEST_SCHEMES: list[dict[str, Any]] = [
     {"name": "CIB", "aids": [CIB_TEST_AID], "bins": [CIB_TEST_BIN], "labels": ["CIB"], "cvn": 18},
     {"name": "EDAHABIA", "aids": [EDAHABIA_TEST_AID], "bins": [EDAHABIA_TEST_BIN], "labels": ["EDAHABIA"],
-     "cvn": 10},
+     "cvn": 18},
     {"name": "VISA", "aids": ["A0000000031010", "A0000000032010"], "bins": ["4"], "labels": []},
     {"name": "MASTERCARD", "aids": ["A0000000041010", "A0000000043060"], "bins": ["51-55", "2221-2720"]},
 ]
@@ -204,9 +204,9 @@ def _profiles() -> dict[str, Profile]:
     p["edahabia"] = Profile(
         name="edahabia",
         description="Edahabia contact card (real ATR, T=0: 61XX), TEST AID/BIN, PSE, GPO format 1; "
-        "EMV: SDA, CVN 10, GENERATE AC format 1",
+        "EMV: SDA, CVN 18, GENERATE AC format 1",
         atr=EDAHABIA_ATR, pan=pan, expiry="2027-11", scheme="EDAHABIA", t0=True,
-        apps=[payment_app(EDAHABIA_TEST_AID, "EDAHABIA TEST", pan, "2027-11", Emv(cvn=10, oda="sda", format1=True),
+        apps=[payment_app(EDAHABIA_TEST_AID, "EDAHABIA TEST", pan, "2027-11", Emv(cvn=18, oda="sda", format1=True),
                           language="arfr", preferred_name="Edahabia")],
         expected_apdus=12,
     )
@@ -217,7 +217,7 @@ def _profiles() -> dict[str, Profile]:
         description="Visa contactless (PPSE only), PDOL with TTQ, GPO format 2 carrying Track 2",
         atr=CL_ATR, pan=pan, expiry="2029-12", scheme="VISA", interface="contactless", pse=False, ppse=True,
         apps=[App(aid=bytes.fromhex(VISA_AID), label="VISA CREDIT", priority=1, pdol=VISA_CL_PDOL, gpo_format=2,
-                  afl=bytes.fromhex("10010100"), aip=b"\x20\x40",
+                  afl=bytes.fromhex("10010100"), aip=b"\x20\x40", emv=Emv(cvn=18, one_tap=True), pan=pan, psn=0,
                   gpo_extra=[T.tlv(0x57, track2(pan, "2912")), T.tlv(0x5F34, b"\x00"),
                              T.tlv(0x9F10, bytes.fromhex("06011203A00000")), T.tlv(0x9F26, bytes(8)),
                              T.tlv(0x9F27, b"\x80"), T.tlv(0x9F36, b"\x00\x01")],
@@ -231,8 +231,8 @@ def _profiles() -> dict[str, Profile]:
         name="mastercard_cl",
         description="Mastercard contactless (PPSE only), no PDOL, GPO format 1, records in 2 SFIs",
         atr=CL_ATR, pan=pan, expiry="2030-01", scheme="MASTERCARD", interface="contactless", pse=False, ppse=True,
-        apps=[App(aid=bytes.fromhex(MASTERCARD_AID), label="MASTERCARD", priority=1, afl=AFL_STD,
-                  records=_std_records(pan, "2030-01", country="0250"))],
+        apps=[payment_app(MASTERCARD_AID, "MASTERCARD", pan, "2030-01", Emv(cvn=20), priority=1,
+                          country="0250", currency="0978")],
         expected_apdus=6,
     )
 
@@ -365,9 +365,8 @@ def _profiles() -> dict[str, Profile]:
         name="dol_zero_length",
         description="a PDOL with a zero-length entry (9F02 00): it asks for nothing, and nothing is sent for it",
         atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB",
-        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1,
-                  pdol=bytes.fromhex("9F0200" "9F1A02" "5F2A02" "9A03" "9F3704"), afl=AFL_STD,
-                  records=_std_records(pan, "2028-05"))],
+        apps=[payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-05", Emv(cvn=18), priority=1,
+                          pdol=bytes.fromhex("9F0200" "9F1A02" "5F2A02" "9A03" "9F3704"))],
         expected_apdus=8,
     )
 
@@ -376,8 +375,7 @@ def _profiles() -> dict[str, Profile]:
         name="slow",
         description="a CIB TEST card that thinks 0.15 s before every answer (deadline and cancel tests)",
         atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=0.15,
-        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
-                  afl=AFL_STD, records=_std_records(pan, "2028-05"))],
+        apps=[payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-05", Emv(cvn=18), priority=1, pdol=CONTACT_PDOL)],
         expected_apdus=8,
     )
 
@@ -387,8 +385,7 @@ def _profiles() -> dict[str, Profile]:
         description="a CIB TEST card that thinks 3 s before every answer: one command outlasts a short "
         "read_timeout (the read stops waiting for it; the command ends when the card answers: docs/cards.md)",
         atr=CONTACT_ATR, pan=pan, expiry="2028-05", scheme="CIB", apdu_delay=3.0,
-        apps=[App(aid=bytes.fromhex(CIB_TEST_AID), label="CIB TEST", priority=1, pdol=CONTACT_PDOL,
-                  afl=AFL_STD, records=_std_records(pan, "2028-05"))],
+        apps=[payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-05", Emv(cvn=18), priority=1, pdol=CONTACT_PDOL)],
         expected_apdus=8, expect_error="ReadTimeout",
     )
 
