@@ -355,3 +355,57 @@ def test_cli_refuses_bad_issuer_options(args: list[str], hint: str) -> None:
 
     result = CliRunner().invoke(serve, ["--port", "0", *args])
     assert result.exit_code == 2 and hint in result.output, result.output
+
+
+# ---- round trip with the virtual cards' own application (sandbox.cards.emvapp): card -> sandbox -> card
+
+CDOL1_VALUES = {0x9F02: "000000004000", 0x9F03: "000000000000", 0x9F1A: "0012", 0x95: "0000000000",
+                0x5F2A: "0012", 0x9A: "261130", 0x9C: "00", 0x9F37: "11223344", 0x9F35: "22", 0x9F34: "1F0302"}
+
+
+def _virtual_card_first_ac(cvn: int, pan: str, asked: int) -> tuple[Any, dict[int, bytes]]:
+    """GENERATE AC 1 on the virtual card's application; the DE55 the terminal would send."""
+    from drivers.emv.dol import parse_dol
+    from sandbox.cards.emvapp import CDOL1, Emv, EmvState
+
+    state = EmvState(Emv(cvn=cvn), pan, 1, b"\x18\x00")
+    state.gpo(b"")
+    data = b"".join(bytes.fromhex(CDOL1_VALUES[t]) for t, _n in parse_dol(CDOL1))
+    answer, sw = state.generate_ac(asked, data)
+    assert sw == 0x9000
+    found = {i.tag: i.value for i in T.decode(answer)[0].children}
+    de55 = {t: bytes.fromhex(v) for t, v in CDOL1_VALUES.items()}
+    de55.update({0x82: b"\x18\x00", 0x9F33: bytes.fromhex("E0F8C8"), 0x84: bytes.fromhex("A0000000031010"),
+                 0x9F09: b"\x00\x8c", 0x5F34: b"\x01"})
+    de55.update({t: found[t] for t in (0x9F26, 0x9F27, 0x9F10, 0x9F36)})
+    return state, de55
+
+
+@pytest.mark.parametrize(("cvn", "pan", "scheme"), [
+    (10, VISA, "VISA"), (18, VISA, "VISA"), (20, MASTERCARD, "MASTERCARD"), (18, "9991010000123407", "CIB"),
+])
+@pytest.mark.parametrize("bad_issuer", [False, True])
+def test_round_trip_with_the_virtual_card(api: Api, cvn: int, pan: str, scheme: str, bad_issuer: bool) -> None:
+    from drivers.emv.dol import parse_dol
+
+    api.put("_sandbox/issuer", json={"bad_arpc": bad_issuer})
+    state, de55 = _virtual_card_first_ac(cvn, pan, 0x80)
+    body = {"payment_id": str(uuid.uuid4()), "amount": 4000, "currency": "DZD",
+            "card": {"pan": pan, "expiry": "2030-05", "scheme": scheme, "pan_sequence": "01"}, "emv": to_hex(de55)}
+    answer = authorize(api, body).json()
+    assert answer["approved"] is True
+    back = {i.tag: i.value for i in T.decode(bytes.fromhex(answer["emv"]))}
+    cdol2 = {0x8A: back[0x8A], 0x91: back[0x91], 0x95: bytes(5), 0x9F37: bytes.fromhex("55667788")}
+    second, sw = state.generate_ac(0x40, b"".join(cdol2[t] for t, _n in parse_dol(state.cdol2)))
+    cid = {i.tag: i.value for i in T.decode(second)[0].children}[0x9F27][0]
+    assert sw == 0x9000 and cid == (0x00 if bad_issuer else 0x40)  # AAC after a bad issuer, else TC
+
+
+@pytest.mark.parametrize("cvn", [10, 18, 20])
+def test_virtual_card_offline_tc_verifies_at_upload(api: Api, seeded_references: list[str], cvn: int) -> None:
+    pan = MASTERCARD if cvn == 20 else VISA  # virtual cards' numbers: the issuer knows them
+    _state, de55 = _virtual_card_first_ac(cvn, pan, 0x40)
+    assert de55[0x9F27] == b"\x40"
+    p = make_payment(seeded_references[0], 4000, method="card_reader", captured_offline=True, emv=to_hex(de55))
+    p["card"].update({"pan_masked": pan[:6] + "******" + pan[-4:], "scheme": "MASTERCARD" if cvn == 20 else "VISA"})
+    assert api.batch([p])[0]["status"] == "accepted"
