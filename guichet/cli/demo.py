@@ -6,15 +6,19 @@ Starts, on this machine only (127.0.0.1 and a pty):
 - the virtual card reader: demo cards (CIB, Edahabia, Visa) served to pcscd's vpcd reader
   (sandbox.cards), when vpcd listens on 127.0.0.1:35963 and --reader is on,
 - the cashier UI, logged in as the demo cashier "demo" (PIN 1234; supervisor "super", PIN 123456),
-  with a demo panel: insert CIB / Edahabia / Visa, pull the card (also Ctrl+B, Ctrl+E, Ctrl+V, Ctrl+X).
+  with a demo panel: unpaid bills to scan (a click, or F11 for the next: typed as a barcode scanner does),
+  insert CIB / Edahabia / Visa, pull the card (also Ctrl+B, Ctrl+E, Ctrl+V, Ctrl+X).
 
 With --headless --script FILE the UI runs without a terminal and plays the script, then prints a JSON
-outcome and exits 0 if every `expect` held (1 otherwise). Script lines (# starts a comment):
+outcome and exits 0 if every `expect` held (1 otherwise); --script FILE alone plays it in the UI on this
+terminal (the kiosk test's pictures), then prints the same outcome. Script lines (# starts a comment):
 
     type {bill0}            type text; {bill0}, {bill1}... are the seeded unpaid references
     press enter f5          key presses (Textual key names)
     card insert cib         cib | edahabia | visa;   card remove
     tpe refuse              the TPE's next exchange: approve | refuse | cancel | no_answer | silent ...
+    tpe-delay 5             seconds the TPE takes before it answers (the customer, the PIN)
+    screenshot FILE.png     the kiosk's screen (grim; WAYLAND_DISPLAY must be set)
     link down | link up     stop / restart the billing server
     method card_reader      choose the payment method (card_terminal | card_reader | cash)
     wait ReceiptScreen      until that screen is shown (bounded: 30 s)
@@ -75,6 +79,7 @@ class DemoDevices:
                 self._slot, self.reader = None, False
                 click.echo("the virtual card reader is in use by another process; the demo runs without it", err=True)
         self.language = language
+        self.scanned = -1  # the demo panel's last scanned bill (F11 scans the next)
         self._link: Any = None
         self._lock = threading.Lock()
 
@@ -105,6 +110,23 @@ class DemoDevices:
 
     def references(self) -> list[str]:
         return list(self.server.references(status="unpaid"))
+
+    def scan_bills(self, count: int = 5) -> list[Any]:
+        """Unpaid bills the demo panel offers to scan: first one customer's several bills (F9 adds the
+        others to the basket), then bills of other customers."""
+        from ui.widgets.demo_panel import DemoBill
+
+        try:
+            _customer, refs = self.server.customer_with_bills(2)
+        except LookupError:
+            refs = []
+        refs = [*refs, *(r for r in self.references() if r not in refs)][: max(count, 0)]
+        out = []
+        for ref in refs:
+            b = self.server.bill(ref)
+            out.append(DemoBill(ref, str(b["customer_name"]), str(b["service"]), int(b["amount_due"]),
+                                str(b["currency"])))
+        return out
 
     def insert(self, profile: str) -> None:
         if profile not in CARDS:
@@ -140,6 +162,19 @@ class DemoDevices:
                 slot_.__exit__(None, None, None)
 
 
+def demo_app() -> Any:
+    """The cashier app with the demo's keys (F11 scans the next demo bill)."""
+    import ui.app
+    from ui.app import GuichetApp
+    from ui.widgets.demo_panel import DEMO_BINDINGS, DemoScanBinding
+
+    class DemoApp(DemoScanBinding, GuichetApp):
+        BINDINGS = DEMO_BINDINGS
+        CSS_PATH = str(Path(ui.app.__file__).with_name(str(GuichetApp.CSS_PATH)))  # relative to ui/, not here
+
+    return DemoApp
+
+
 def _ensure_cashiers(state: Path) -> Any:
     from agent.cashiers import CashierStore
 
@@ -162,8 +197,6 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
     """Everything simulated: sandbox server, virtual reader and cards, TPE simulator, cashier UI."""
     if headless and not script:
         fail("--headless needs --script FILE (the session to play)", usage=True)
-    if script and not headless:
-        fail("--script plays only with --headless", usage=True)
     steps = parse_script(Path(script).read_text(encoding="utf-8")) if script else []
     tmp = None
     if state_dir:
@@ -180,17 +213,16 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
         raise
     backend = None
     try:
-        from ui.app import GuichetApp
         from ui.backend import Backend
 
         cfg = devices.config()
         Path(cfg.state.dir).mkdir(parents=True, exist_ok=True)
         backend = Backend.open(cfg, cashiers=_ensure_cashiers(Path(cfg.state.dir)))
-        app = GuichetApp(backend, demo=devices, auto_login=DEMO_CASHIER)
-        if not headless:
+        app = demo_app()(backend, demo=devices, auto_login=DEMO_CASHIER)
+        if not headless and not steps:
             app.run()
             return
-        outcome = asyncio.run(play(app, devices, steps))
+        outcome = asyncio.run(play(app, devices, steps)) if headless else play_on_screen(app, devices, steps)
         click.echo(json.dumps(outcome, ensure_ascii=False, indent=2))
         if not outcome["ok"]:
             sys.exit(1)
@@ -204,7 +236,9 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
 
 # -- scripted sessions -------------------------------------------------------------------------------------
 
-KNOWN = {"type", "press", "card", "tpe", "link", "method", "wait", "sleep", "expect", "expect-text"}
+KNOWN = {"type", "press", "card", "tpe", "tpe-delay", "link", "method", "wait", "sleep", "expect", "expect-text",
+         "screenshot"}
+SCREENSHOT_TIMEOUT = 30.0
 
 
 def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
@@ -218,7 +252,8 @@ def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
         if cmd not in KNOWN:
             fail(f"script line {n}: unknown command {cmd!r} (one of {', '.join(sorted(KNOWN))})", usage=True)
         args = [rest] if cmd in ("type", "expect-text") else rest.split()
-        if cmd in ("press", "card", "tpe", "link", "method", "wait", "sleep", "expect") and not args:
+        if cmd in ("press", "card", "tpe", "tpe-delay", "link", "method", "wait", "sleep", "expect", "screenshot") \
+                and not args:
             fail(f"script line {n}: {cmd} needs an argument", usage=True)
         steps.append((n, cmd, args))
     return steps
@@ -245,79 +280,123 @@ def screen_text(app: Any) -> str:
 
 async def play(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[str]]]) -> dict[str, Any]:
     """Run the app headless and play the steps; the outcome says what the journal holds at the end."""
+    async with app.run_test(headless=True, size=(140, 44)) as pilot:
+        return await play_steps(pilot, devices, steps)
+
+
+def play_on_screen(app: Any, devices: DemoDevices, steps: list[tuple[int, str, list[str]]]) -> dict[str, Any]:
+    """Play the steps in the UI on this terminal (the kiosk's pictures); the app quits at the end."""
+    box: dict[str, Any] = {}
+
+    async def autopilot(pilot: Any) -> None:
+        try:
+            box["outcome"] = await play_steps(pilot, devices, steps)
+        finally:
+            app.exit()
+
+    app.run(auto_pilot=autopilot)
+    return box.get("outcome") or {"ok": False, "failures": ["the UI ended before the script"], "outcome": None,
+                                  "payment": None, "receipt": ""}
+
+
+async def screenshot(path: str) -> str | None:
+    """The Wayland screen (the kiosk: cage) to a PNG with grim; the failure's line, or None."""
+    import os
+
+    if not os.environ.get("WAYLAND_DISPLAY"):
+        return "screenshot needs the kiosk (WAYLAND_DISPLAY unset)"
+    try:
+        proc = await asyncio.create_subprocess_exec("grim", path, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _out, err = await asyncio.wait_for(proc.communicate(), SCREENSHOT_TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        return f"grim: {e}"
+    return None if proc.returncode == 0 else f"grim: {err.decode(errors='replace').strip()[:200]}"
+
+
+async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, str, list[str]]]) -> dict[str, Any]:
+    """Play the steps through a Textual pilot; the outcome says what the journal holds at the end."""
+    app = pilot.app
     refs = devices.references()
     subst = {f"bill{i}": r for i, r in enumerate(refs[:20])}
     failures: list[str] = []
-    async with app.run_test(headless=True, size=(140, 44)) as pilot:
 
-        async def until(cond: Any, what: str) -> bool:
-            for _ in range(WAIT_ROUNDS):
-                if cond():
-                    return True
-                await pilot.pause(0.05)
-            failures.append(f"timed out waiting for {what}")
-            return False
+    async def until(cond: Any, what: str) -> bool:
+        for _ in range(WAIT_ROUNDS):
+            if cond():
+                return True
+            await pilot.pause(0.05)
+        failures.append(f"timed out waiting for {what}")
+        return False
 
-        await until(lambda: shown(app) in ("PaymentScreen", "UnknownScreen"), "the demo login")
-        for n, cmd, args in steps:
-            if failures:
+    await until(lambda: shown(app) in ("PaymentScreen", "UnknownScreen"), "the demo login")
+    for n, cmd, args in steps:
+        if failures:
+            break
+        if cmd == "type":
+            text = args[0].format(**subst)
+            await pilot.press(*list(text))
+        elif cmd == "press":
+            await pilot.press(*args)
+        elif cmd == "card":
+            from ui.widgets.demo_panel import card_event
+
+            profile = None if args[0] == "remove" else (args[1] if args[0] == "insert" and len(args) > 1 else "")
+            if profile == "":
+                failures.append(f"line {n}: card insert PROFILE | card remove")
                 break
-            if cmd == "type":
-                text = args[0].format(**subst)
-                await pilot.press(*list(text))
-            elif cmd == "press":
-                await pilot.press(*args)
-            elif cmd == "card":
-                from ui.widgets.demo_panel import card_event
+            msg = await asyncio.to_thread(card_event, devices, profile)
+            app.post_message(msg)
+        elif cmd == "method":
+            from textual.widgets import RadioButton
 
-                profile = None if args[0] == "remove" else (args[1] if args[0] == "insert" and len(args) > 1 else "")
-                if profile == "":
-                    failures.append(f"line {n}: card insert PROFILE | card remove")
+            buttons = [b for b in app.screen.query(RadioButton) if b.name == args[0]]
+            if not buttons:
+                failures.append(f"line {n}: method {args[0]!r} is not offered on this counter")
+                break
+            buttons[0].value = True
+        elif cmd == "tpe":
+            devices.tpe.script(*args)
+        elif cmd == "tpe-delay":  # seconds the terminal "thinks" (the customer, the PIN) before answering
+            devices.tpe.think = min(max(float(args[0]), 0.0), 60.0)
+        elif cmd == "screenshot":
+            await pilot.pause(0.5)  # let the terminal draw the last frame
+            await asyncio.sleep(1.0)
+            problem = await screenshot(args[0])
+            if problem:
+                failures.append(f"line {n}: {problem}")
+        elif cmd == "link":
+            await asyncio.to_thread(devices.server.stop if args[0] == "down" else devices.server.start)
+        elif cmd == "wait":
+            name = args[0]
+            await until(lambda name=name: shown(app) == name, f"line {n}: screen {name}")
+        elif cmd == "sleep":
+            await pilot.pause(float(args[0]))
+        elif cmd == "expect":
+            state = None
+            for _ in range(WAIT_ROUNDS):  # until the payment has an outcome (bounded)
+                last = _last_payment(app)
+                state = last.state if last else None
+                if _matches(args[0], state) or state not in (None, "created", "authorizing"):
                     break
-                msg = await asyncio.to_thread(card_event, devices, profile)
-                app.post_message(msg)
-            elif cmd == "method":
-                from textual.widgets import RadioButton
-
-                buttons = [b for b in app.screen.query(RadioButton) if b.name == args[0]]
-                if not buttons:
-                    failures.append(f"line {n}: method {args[0]!r} is not offered on this counter")
-                    break
-                buttons[0].value = True
-            elif cmd == "tpe":
-                devices.tpe.script(*args)
-            elif cmd == "link":
-                await asyncio.to_thread(devices.server.stop if args[0] == "down" else devices.server.start)
-            elif cmd == "wait":
-                name = args[0]
-                await until(lambda name=name: shown(app) == name, f"line {n}: screen {name}")
-            elif cmd == "sleep":
-                await pilot.pause(float(args[0]))
-            elif cmd == "expect":
-                state = None
-                for _ in range(WAIT_ROUNDS):  # until the payment has an outcome (bounded)
-                    last = _last_payment(app)
-                    state = last.state if last else None
-                    if _matches(args[0], state) or state not in (None, "created", "authorizing"):
-                        break
-                    await pilot.pause(0.05)
-                if not _matches(args[0], state):
-                    failures.append(f"line {n}: expected the last payment {args[0]}, it is {state}")
-            elif cmd == "expect-text":
-                want = args[0].format(**subst)
-                if want not in screen_text(app):
-                    failures.append(f"line {n}: {want!r} is not on the screen")
-            await pilot.pause()
-        last = _last_payment(app)
-        receipt = ""
-        if type(app.screen).__name__ == "ReceiptScreen":
-            receipt = app.screen.text()
+                await pilot.pause(0.05)
+            if not _matches(args[0], state):
+                failures.append(f"line {n}: expected the last payment {args[0]}, it is {state}")
+        elif cmd == "expect-text":
+            want = args[0].format(**subst)
+            if want not in screen_text(app):
+                failures.append(f"line {n}: {want!r} is not on the screen")
+        await pilot.pause()
+    last = _last_payment(app)
+    receipt = ""
+    if type(app.screen).__name__ == "ReceiptScreen":
+        receipt = app.screen.text()
     return {
-        "ok": not failures,
-        "failures": failures,
-        "outcome": last.state if last else None,
-        "payment": last.summary() if last else None,
-        "receipt": receipt,
+    "ok": not failures,
+    "failures": failures,
+    "outcome": last.state if last else None,
+    "payment": last.summary() if last else None,
+    "receipt": receipt,
     }
 
 

@@ -110,3 +110,89 @@ def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert out["payment"]["method"] == "card_reader"
     assert "EDAHABIA 999201******" in out["receipt"]
+
+
+# -- a newcomer's first payment: the demo panel offers bills to scan -------------------------------------
+
+
+async def _newcomer_session(tmp_path: Path, check) -> None:  # type: ignore[no-untyped-def]
+    from guichet.cli.demo import DEMO_CASHIER, DemoDevices, _ensure_cashiers, demo_app, shown
+    from ui.backend import Backend
+
+    devices = DemoDevices(tmp_path, reader=False, language="fr")
+    backend = None
+    try:
+        cfg = devices.config()
+        Path(cfg.state.dir).mkdir(parents=True, exist_ok=True)
+        backend = Backend.open(cfg, cashiers=_ensure_cashiers(Path(cfg.state.dir)))
+        app = demo_app()(backend, demo=devices, auto_login=DEMO_CASHIER)
+        async with app.run_test(headless=True, size=(140, 44)) as pilot:
+            for _ in range(400):
+                if shown(app) == "PaymentScreen":
+                    break
+                await pilot.pause(0.05)
+            await check(app, pilot, devices)
+    finally:
+        if backend is not None:
+            backend.close()
+        devices.close()
+
+
+async def _until(pilot, cond, what: str) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(600):  # bounded: ~30 s
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_newcomer_pays_with_keys_alone_from_the_demo_panel(tmp_path: Path) -> None:
+    """F11 types a real unpaid bill as a scanner would; F9 adds the customer's others; F5 pays on the TPE."""
+    import asyncio
+
+    from textual.widgets import Input, Static
+
+    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+        from ui.widgets.demo_panel import DemoPanel
+
+        panel = app.screen.query_one(DemoPanel)
+        bills = panel.bills
+        assert len(bills) >= 3
+        unpaid = set(devices.references())
+        assert {b.reference for b in bills} <= unpaid  # every offered bill can be paid
+        # One customer with several bills comes first.
+        assert bills[0].customer == bills[1].customer
+        # The reference field's example is one of them, not a bill the demo does not have.
+        assert app.screen.query_one("#reference", Input).placeholder == bills[0].reference
+        hint = str(app.screen.query_one("#demo-next", Static).render())
+        assert "F11" in hint and "F5" in hint
+        await pilot.press("f11")
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the scanned bill in the basket")
+        assert app.screen.basket[0].reference == bills[0].reference
+        await pilot.press("f9")  # the customer's other bills
+        assert len(app.screen.basket) >= 2
+        await pilot.press("f5")
+        await _until(pilot, lambda: type(app.screen).__name__ == "ReceiptScreen", "the receipt")
+        receipt = app.screen.text()
+        assert bills[0].reference in receipt and bills[1].reference in receipt
+        states = {p.bill_reference: p.state for p in app.backend.journal.list(limit=10)}
+        assert states[bills[0].reference] in ("approved", "uploaded")  # the money was taken
+
+    asyncio.run(_newcomer_session(tmp_path, check))
+
+
+def test_clicking_a_demo_bill_types_it_like_a_scanner(tmp_path: Path) -> None:
+    import asyncio
+
+    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+        from ui.widgets.demo_panel import DemoPanel
+
+        bills = app.screen.query_one(DemoPanel).bills
+        await pilot.click("#demo-bill-3")  # another customer's bill
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the clicked bill in the basket")
+        assert app.screen.basket[0].reference == bills[3].reference
+        await pilot.press("f11")  # the next one after the clicked bill wraps to the first
+        await _until(pilot, lambda: len(app.screen.basket) == 2, "the next bill")
+        assert app.screen.basket[1].reference == bills[0].reference
+
+    asyncio.run(_newcomer_session(tmp_path, check))

@@ -1,0 +1,144 @@
+"""The real kiosk, headless: cage (WLR_BACKENDS=headless) showing foot, in which `guichet demo` plays a script
+and takes grim screenshots; and a tolerant picture comparison (Pillow).
+
+cage refuses to run as root, and CI runs as root: the compositor and the terminal run as the unprivileged
+user `guichet-test` (created when missing) with an XDG_RUNTIME_DIR of its own. That user cannot run our
+virtualenv (its interpreter lives under /root), so the demo runs as the caller on a pty that socat joins to
+foot's terminal through a Unix socket: foot draws exactly what the demo writes, at foot's own size.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops
+
+TEST_USER = "guichet-test"
+TOOLS = ("cage", "foot", "grim", "socat")
+ROOT = Path(__file__).resolve().parents[2]
+FOOT_INI = ROOT / "scripts/kiosk-foot.ini"
+GUICHET = str(Path(sys.executable).with_name("guichet"))
+START_TIMEOUT = 20.0
+
+
+def missing_tools() -> list[str]:
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+def test_user() -> tuple[int, int]:
+    """(uid, gid) to run cage as: guichet-test when root (created if needed), else ourselves."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    try:
+        pw = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", TEST_USER], check=True, timeout=30)
+        pw = pwd.getpwnam(TEST_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+@dataclass
+class Kiosk:
+    runtime: Path  # XDG_RUNTIME_DIR of the compositor (root can use its socket too)
+    proc: subprocess.Popen[bytes]
+
+    def wait_done(self, timeout: float) -> int | None:
+        """The demo's exit status once it ended (its script played), None if it did not end in time."""
+        rc = self.runtime / "rc"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if rc.exists() and rc.read_text().strip():
+                return int(rc.read_text().strip())
+            time.sleep(0.2)
+        return None
+
+
+@contextmanager
+def kiosk(demo_args: list[str], log: Path) -> Iterator[Kiosk]:
+    """cage + foot (the repo's kiosk settings) as the test user, foot joined to `guichet demo demo_args`."""
+    uid, gid = test_user()
+    runtime = Path(tempfile.mkdtemp(prefix="guichet-kiosk-"))
+    os.chmod(runtime, 0o700)
+    os.chown(runtime, uid, gid)
+    sock, size = runtime / "tty.sock", runtime / "size"
+    # The demo side: wait for foot's size, give the pty that size, then run the demo on it.
+    wrapper = runtime / "demo.sh"
+    args = " ".join(f"'{a}'" for a in demo_args)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"while [ ! -s {size} ]; do sleep 0.1; done\n"
+        f"read rows cols < {size}\n"
+        "stty rows \"$rows\" cols \"$cols\"\n"
+        f"{GUICHET} demo {args}\n"
+        f"echo $? > {runtime}/rc\n"
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor", "LANG": "C.UTF-8",
+           "XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": "wayland-0"}
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    logf = log.open("wb")
+    demo = subprocess.Popen(
+        ["socat", f"UNIX-LISTEN:{sock},mode=0666", f"EXEC:{wrapper},pty,setsid,ctty,stderr,rawer"],
+        env=env, stdout=logf, stderr=logf,
+    )
+    # The kiosk side, as the test user: foot writes its size, then joins the demo's pty.
+    # foot starts at 80 x 24 and is resized to the output at once: read the size once that has happened.
+    foot_cmd = (f"sleep 1.5; stty size > {size}.tmp && mv {size}.tmp {size}; stty raw -echo; "
+                f"exec socat - UNIX-CONNECT:{sock}")
+    for _ in range(100):  # socat's listener comes up in a few ms
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    ini = runtime / "foot.ini"
+    shutil.copy(FOOT_INI, ini)
+    os.chmod(ini, 0o644)
+    kenv = {"PATH": "/usr/bin:/bin", "HOME": str(runtime), "XDG_RUNTIME_DIR": str(runtime), "LANG": "C.UTF-8",
+            "WLR_BACKENDS": "headless", "WLR_RENDERER": "pixman", "WLR_LIBINPUT_NO_DEVICES": "1",
+            "WLR_XWAYLAND": "/bin/false", "LIBSEAT_BACKEND": "noop"}
+    cage = subprocess.Popen(
+        ["cage", "--", "foot", f"--config={ini}", "sh", "-c", foot_cmd],
+        env=kenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        user=uid if os.geteuid() == 0 else None, group=gid if os.geteuid() == 0 else None,
+        extra_groups=[] if os.geteuid() == 0 else None,
+    )
+    try:
+        yield Kiosk(runtime, demo)
+    finally:
+        for p in (demo, cage):
+            if p.poll() is None:
+                p.terminate()
+        for p in (demo, cage):
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        logf.close()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def differing_fraction(actual: Path, reference: Path, tolerance: int = 48) -> float:
+    """The fraction of pixels whose colour differs by more than `tolerance` (0-255, any channel).
+
+    Not a byte compare: anti-aliasing, the clock and the date move a few glyphs between runs; a layout change,
+    missing glyphs (boxes) or another language move far more.
+    """
+    a = Image.open(actual).convert("RGB")
+    b = Image.open(reference).convert("RGB")
+    if a.size != b.size:
+        return 1.0
+    diff = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > tolerance else 0)
+    hist = diff.histogram()
+    return hist[255] / (a.size[0] * a.size[1])
