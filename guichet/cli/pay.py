@@ -107,7 +107,7 @@ def pay(
             elif result.status == "approved" and not no_upload and not result.captured_offline:
                 payments = _try_upload(actx, payments)
             if as_json:
-                out: Any = [p.summary() for p in payments]
+                out: Any = [_with_chip(actx, p) for p in payments]
                 print_json(out[0] if len(out) == 1 else out)
             else:
                 for p in payments:
@@ -121,6 +121,19 @@ def pay(
                 fail(f"payment {result.receipt_number} {msg}" + (f": {result.message}" if result.message else ""))
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _with_chip(actx: AgentContext, p: Payment) -> dict[str, Any]:
+    """The payment's summary; a card_reader payment adds what its EMV transaction did (entry mode, ODA, CVM,
+    TVR, TSI, each cryptogram's type, response code, reversal sent), from its journal event: never a card number."""
+    out = p.summary()
+    if p.method == "card_reader":
+        for event in reversed(actx.journal.audit(p.payment_id)):
+            chip = (event.get("detail") or {}).get("emv")
+            if isinstance(chip, dict):
+                out["emv"] = chip
+                break
+    return out
 
 
 def _try_upload(actx: AgentContext, payments: list[Payment]) -> list[Payment]:
