@@ -91,7 +91,10 @@ def test_arqc_verified_and_arpc_accepted_by_the_card(api: Api, pan: str, scheme:
     found = tlvs(answer["emv"])
     assert found[0x8A] == b"00" and len(found[0x91]) == (8 if cvn == 18 else 10)
     assert card.accepts(answer["emv"])
+    assert api.get(f"v1/authorizations/{body['payment_id']}").json() == answer  # resolving an unknown outcome
+    assert authorize(api, body).json() == answer  # a replay: the same answer, the same ARPC
     [stored] = api.get("_sandbox/authorizations").json()["items"]
+    assert stored["requests"] == 2
     assert stored["chip"] == {"cvn": cvn, "cryptogram_type": "ARQC", "atc": "001C", "verified": True, "reason": None}
     assert pan not in api.get("_sandbox/authorizations").text
 
