@@ -10,6 +10,7 @@
     drawer = false                 # a cash drawer on the printer's kick connector, opened on cash payments
     logo = ""                      # an image file printed at the top (scaled to the paper)
     timeout = 5.0                  # seconds for any one exchange with the printer
+    raster = "auto"                # full | compact (half the bytes: for serial lines) | auto (compact on serial)
 
     >>> PrinterConfig(paper=58).dots
     384
@@ -39,6 +40,7 @@ class PrinterConfig(Section):
     drawer: bool = False
     logo: str = ""
     timeout: float = Field(5.0, gt=0, le=30)
+    raster: Literal["auto", "full", "compact"] = "auto"
 
     @field_validator("paper")
     @classmethod
@@ -64,6 +66,11 @@ class PrinterConfig(Section):
         if v != "none" and scheme not in ("usb", "serial", "tcp", "file"):
             raise ValueError("url: none, usb://VID:PID, serial:///dev/tty..., tcp://host:port or file:///dev/...")
         return v
+
+    @property
+    def compact(self) -> bool:
+        """Whether receipts go in compact raster: on a serial line the wire, not the head, is the limit."""
+        return self.raster == "compact" or (self.raster == "auto" and self.url.startswith("serial:"))
 
     @property
     def dots(self) -> int:

@@ -42,6 +42,9 @@ ESC_ARGS = {0x40: 0, 0x74: 1, 0x21: 1, 0x45: 1, 0x61: 1, 0x2D: 1, 0x4D: 1, 0x7B:
 GS_ARGS = {0x4C: 2, 0x50: 2, 0x21: 1, 0x42: 1, 0x62: 1, 0x57: 2, 0x68: 1, 0x77: 1, 0x48: 1, 0x66: 1}
 
 StatusFn = Callable[[int], bytes]
+MAX_QR_DATA = 7089
+# a byte with each bit doubled: the two bytes a double-width raster byte covers
+_DOUBLE = [sum(((b >> i) & 1) * (3 << (2 * i)) for i in range(8)).to_bytes(2, "big") for b in range(256)]
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Interpreter:
         self.align = 0
         self.left = 0
         self.line_pitch = LINE_PITCH
+        self.qr_module, self.qr_level, self.qr_data = 3, "M", b""
 
     def _error(self, what: str) -> None:
         if len(self.job.errors) < MAX_ERRORS:
@@ -166,13 +170,56 @@ class Interpreter:
     def _raster(self, m: int, xb: int, yr: int, data: bytes) -> None:
         if not self.accept_paper:
             return
-        if xb * 8 + self.left > self.dots:
+        if xb * 8 * (1 + (m & 1)) + self.left > self.dots:
             self._error(f"GS v 0: {xb * 8} dots at margin {self.left} exceed the {self.dots}-dot head")
         pad = bytes(self.left // 8)
-        rows = [(pad + data[i * xb:(i + 1) * xb])[:self.width_bytes] for i in range(yr)]
+        if m & 1:  # double width: every dot twice
+            rows = [(pad + b"".join(_DOUBLE[b] for b in data[i * xb:(i + 1) * xb]))[:self.width_bytes]
+                    for i in range(yr)]
+        else:
+            rows = [(pad + data[i * xb:(i + 1) * xb])[:self.width_bytes] for i in range(yr)]
         if m & 2:  # double height
             rows = [r for r in rows for _ in (0, 1)]
         self._add_rows(rows)
+
+    def _qr_command(self, p: bytes) -> None:
+        """GS ( k, cn 49 (QR code): fn 65 model, 67 module size, 69 error correction, 80 store, 81 print."""
+        if len(p) < 2 or p[0] != 49:
+            return
+        fn, args = p[1], p[2:]
+        if fn == 67 and args:
+            self.qr_module = min(max(args[0], 1), 16)
+        elif fn == 69 and args:
+            self.qr_level = {48: "L", 49: "M", 50: "Q", 51: "H"}.get(args[0], "M")
+        elif fn == 80 and args[:1] == b"0":
+            self.qr_data = args[1:]
+        elif fn == 81 and self.qr_data:
+            self._print_line(force=False)
+            self._draw_qr()
+
+    def _draw_qr(self) -> None:
+        import qrcode
+        from qrcode.exceptions import DataOverflowError
+
+        levels = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M,
+                  "Q": qrcode.constants.ERROR_CORRECT_Q, "H": qrcode.constants.ERROR_CORRECT_H}
+        qr = qrcode.QRCode(error_correction=levels[self.qr_level], box_size=self.qr_module, border=0)
+        qr.add_data(self.qr_data)
+        try:
+            qr.make(fit=True)
+        except (DataOverflowError, ValueError) as e:
+            self._error(f"GS ( k: QR data refused ({e})")
+            return
+        code = qr.make_image().get_image().convert("1")
+        if not self.accept_paper:
+            return
+        if code.width > self.dots:
+            self._error(f"GS ( k: a {code.width}-dot QR code is wider than the head")
+            return
+        line = Image.new("1", (self.dots, code.height), 1)
+        x = {0: self.left, 1: (self.dots - code.width) // 2, 2: self.dots - code.width}.get(self.align, 0)
+        line.paste(code, (x, 0))
+        self._add_rows(ink_rows(line)[1])
 
     def _cut(self) -> None:
         self._print_line(force=False)
@@ -297,10 +344,16 @@ class Interpreter:
                 self._feed_dots(buf[i + 3])
             self._cut()
             return n
-        if cmd == 0x28:  # GS ( X pL pH ...: length-prefixed, skipped
+        if cmd == 0x28:  # GS ( X pL pH ...: length-prefixed; GS ( k (QR code) is drawn, the others skipped
             if avail < 5:
                 return 0
-            return -(5 + (buf[i + 3] | buf[i + 4] << 8))
+            size = buf[i + 3] | buf[i + 4] << 8
+            if buf[i + 2] != 0x6B or size > MAX_QR_DATA + 3:
+                return -(5 + size)
+            if avail < 5 + size:
+                return 0
+            self._qr_command(bytes(buf[i + 5:i + 5 + size]))
+            return 5 + size
         if cmd in GS_ARGS:
             n = GS_ARGS[cmd]
             if avail < 2 + n:

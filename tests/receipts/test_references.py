@@ -34,7 +34,9 @@ CASES: dict[str, tuple[Callable[[], Receipt], tuple[str, ...], Literal["stack", 
     "basket_card_fr_ar": (basket_by_card, ("fr", "ar"), "stack", False),
     "cash_stamp_duty_fr_ar": (cash_with_stamp_duty, ("fr", "ar"), "side", False),
     "one_bill_fr_text": (one_bill, ("fr",), "stack", True),
+    "basket_card_fr_ar_compact": (basket_by_card, ("fr", "ar"), "stack", False),
 }
+COMPACT = {"basket_card_fr_ar_compact"}
 
 
 def differing_share(a: Image.Image, b: Image.Image) -> float:
@@ -48,10 +50,11 @@ def differing_share(a: Image.Image, b: Image.Image) -> float:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_reference_receipt_through_the_virtual_printer(name: str, vprinter: VirtualPrinter) -> None:
     make, languages, layout, text = CASES[name]
-    options = ReceiptOptions(dots=576, languages=languages, layout=layout, text=text, signing_key=KEY)
+    options = ReceiptOptions(dots=576, languages=languages, layout=layout, text=text, signing_key=KEY,
+                             compact=name in COMPACT)
     result = print_receipt(open_printer(vprinter.url, timeout=5), make(), options)
     assert result.ok, result.error
-    assert f"path: {'text' if text else 'image'}" in result.notes
+    assert f"path: {'text' if text else 'compact' if name in COMPACT else 'image'}" in result.notes
     job = vprinter.wait_jobs(1)[0]
     assert job.job.cut and not job.job.errors
     printed = Image.open(job.path)
@@ -87,3 +90,27 @@ def test_the_qr_code_on_paper_verifies(vprinter: VirtualPrinter) -> None:
     texts = [r.text for r in zxingcpp.read_barcodes(paper)]
     seal = verify(texts[0], KEY)
     assert (seal.receipt_number, seal.amount, seal.currency) == ("ORAN-07-G2-000044", 1127300 + 11300, "DZD")
+
+
+@pytest.mark.parametrize("layout", ["stack", "side"])
+def test_compact_keeps_up_with_the_head_at_115200_baud(vprinter: VirtualPrinter, layout: str) -> None:
+    """Bytes, not time: the job's bits at 115200 baud (10 a byte) against its paper under a 100 mm/s head
+    (8 dots a mm); the QR code the printer draws still verifies."""
+    options = ReceiptOptions(dots=576, languages=("fr", "ar"), layout=layout,  # type: ignore[arg-type]
+                             signing_key=KEY, compact=True)
+    prepared = prepare(basket_by_card(), options)
+    assert open_printer(vprinter.url).print_job(prepared.data).ok
+    job = vprinter.wait_jobs(1)[0]
+    assert len(prepared.data) * 10 / 115200 <= job.job.height / 8 / 100
+    zxingcpp = pytest.importorskip("zxingcpp", reason="decoding the printed QR needs zxing-cpp")
+    texts = [r.text for r in zxingcpp.read_barcodes(Image.open(job.path).convert("L"))]
+    assert verify(texts[0], KEY).receipt_number == "ORAN-07-G2-000043"
+
+
+def test_compact_is_the_default_on_serial_lines() -> None:
+    from config.receipts import PrinterConfig
+
+    assert PrinterConfig(url="serial:///dev/ttyUSB0?baud=115200").compact
+    assert not PrinterConfig(url="tcp://10.0.0.5:9100").compact
+    assert PrinterConfig(url="tcp://10.0.0.5:9100", raster="compact").compact
+    assert not PrinterConfig(url="serial:///dev/ttyUSB0", raster="full").compact

@@ -67,6 +67,7 @@ class ReceiptOptions:
     logo: Path | None = None
     signing_key: bytes = b""
     drawer: bool = False
+    compact: bool = False  # half the raster's bytes: double-width dots, the QR code drawn by the printer
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -76,7 +77,7 @@ class ReceiptOptions:
         key = config.receipts.signing_key.get_secret_value()  # type: ignore[attr-defined]
         return cls(dots=printer.dots, languages=tuple(printer.languages), layout=printer.layout, text=printer.text,
                    logo=Path(printer.logo) if printer.logo else None, signing_key=key.encode(),
-                   drawer=printer.drawer)
+                   drawer=printer.drawer, compact=printer.compact)
 
 
 def tr(language: str, message: str) -> str:
@@ -294,7 +295,7 @@ def qr_image(text: str, dots: int) -> Image.Image:
 
 
 def render(receipt: Receipt, options: ReceiptOptions) -> Image.Image:
-    """The whole receipt as a 1-bit bitmap, `options.dots` wide."""
+    """The whole receipt as a 1-bit bitmap, `options.dots` wide (without its QR code when `compact`)."""
     width = options.dots
     languages = options.languages or ("fr",)
     blocks = [rows(receipt, lang) for lang in languages]
@@ -331,7 +332,9 @@ def render(receipt: Receipt, options: ReceiptOptions) -> Image.Image:
             for r in block:
                 y += pen.row(y, r)
     y += 16
-    if options.signing_key:
+    if options.compact:
+        pass  # the printer draws the QR code (ui.receipts.printing)
+    elif options.signing_key:
         qr = qr_image(seal_text(receipt, options.signing_key), width)
         canvas.paste(qr, ((width - qr.width) // 2, y))
         y += qr.height + 8
