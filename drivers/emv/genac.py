@@ -88,6 +88,8 @@ def parse_answer(data: bytes, asked: str) -> GenAc:
     kind = kind_of(cid)
     if kind == "RFU":
         raise GenAcError(f"GENERATE AC: cryptogram information data {cid:02X} is reserved")
+    if kind != "AAC" and not iad:  # every cryptogram version MACs the IAD: the issuer cannot verify without it
+        raise GenAcError(f"GENERATE AC: a {kind} without issuer application data (9F10)")
     if RANK[kind] > RANK[asked]:
         raise GenAcError(f"GENERATE AC: asked for {asked}, the card answered {kind}")
     return GenAc(cid, kind, atc, ac, iad, sdad, tags, signed)

@@ -1,0 +1,222 @@
+"""EMV transactions end to end: virtual cards with real payment applications in the vpcd reader, the real
+pcscd, the kernel, the sandbox acquirer verifying ARQCs over HTTP, the real journal (issue 14).
+
+Amount rules of the sandbox issuer (docs/sandbox-server.md): minor units ending in 51 decline (51), in 19 approve
+with a wrong ARPC (a bad issuer), in 71 approve with issuer scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from agent.context import AgentContext
+from drivers.emv.pinpad import PinPad
+from sandbox.cards.profiles import PROFILES, TEST_PANS, sandbox_cards_config, sandbox_emv_config
+from tests.cards.pinpad_double import PinPadReader
+from tests.core.conftest import with_changes
+
+
+@pytest.fixture
+def emv_agent(billing_config, vpcd_reader):
+    cfg = with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15),
+                       emv=sandbox_emv_config(), payments={"allow_partial": True})
+    ctx = AgentContext.open(cfg, ["card_reader"], take_payments=True)
+    yield ctx
+    ctx.close()
+
+
+def _authorizations(server) -> dict[str, dict[str, Any]]:
+    r = requests.get(server.url + "_sandbox/authorizations", headers=server.admin_headers(), timeout=5)
+    r.raise_for_status()
+    return {a["payment_id"]: a for a in r.json()["items"]}
+
+
+def _pay(agent, insert, profile, ref, amount=None, statuses=None, bill=None):
+    bill = bill or agent.flow.lookup(ref)
+    with insert(profile) as link:
+        result = agent.flow.pay([bill], method="card_reader", cashier_id="c1", amount=amount,
+                                on_status=(statuses.append if statuses is not None else None))
+        commands = list(link.card.commands)
+    [p] = result.payments
+    chip = None
+    for ev in reversed(agent.journal.audit(p.payment_id)):
+        if (ev.get("detail") or {}).get("emv"):
+            chip = ev["detail"]["emv"]
+            break
+    return result, p, chip, commands
+
+
+def _amount(bill_amount: int, ending: int) -> int:
+    return bill_amount - bill_amount % 100 - 100 + ending
+
+
+@pytest.mark.parametrize(("profile", "oda"), [("cib", "dda"), ("edahabia", "sda"), ("nopse", "cda"),
+                                              ("emv_visa10", "sda"), ("emv_mc20", "cda")])
+def test_an_approved_chip_payment_is_a_whole_emv_transaction(emv_agent, insert, billing_server, seeded_references,
+                                                            profile, oda):
+    statuses: list[str] = []
+    result, p, chip, commands = _pay(emv_agent, insert, profile, seeded_references[0], statuses=statuses)
+    assert result.status == "approved", result.message
+    assert chip["oda"] == oda and chip["oda_ok"] is True and chip["cryptograms"] == ["ARQC", "TC"]
+    assert chip["entry_mode"] == "chip" and chip["response_code"] == "00" and not chip["reversal_sent"]
+    assert chip["tvr"] == "0000008000"  # only "over the floor limit" (0): nothing failed
+    assert [c[:2] for c in commands].count(b"\x80\xae") == 2  # two GENERATE ACs
+    if oda == "dda":
+        assert b"\x00\x88" in [c[:2] for c in commands]  # INTERNAL AUTHENTICATE
+    if profile in ("nopse", "emv_mc20"):
+        assert chip["issuer_authenticated"] is True and b"\x00\x82" in [c[:2] for c in commands]
+    auth = _authorizations(billing_server)[p.transaction_id]
+    assert auth["chip"] is not None and not auth["reversed"]
+    assert "do_not_remove" in statuses and statuses.index("do_not_remove") < statuses.index("authorising")
+    assert statuses[-1] == "remove_card"
+
+
+def test_a_card_that_declines_offline_sends_nothing(emv_agent, insert, billing_server, seeded_references):
+    result, p, chip, _ = _pay(emv_agent, insert, "emv_decline", seeded_references[1])
+    assert result.status == "declined" and "Z1" in result.message
+    assert chip["cryptograms"] == ["AAC"] and chip["response_code"] == "Z1"
+    assert emv_agent.client.get_authorization(p.transaction_id) is None  # the acquirer never heard of it
+    assert emv_agent.journal.blocking_payment(p.bill_reference) is None
+
+
+def test_aac_after_the_issuers_approval_is_declined_and_reversed(emv_agent, insert, billing_server,
+                                                                  seeded_references):
+    result, p, chip, _ = _pay(emv_agent, insert, "emv_aac_second", seeded_references[2])
+    assert result.status == "declined" and "reversed" in result.message, result.message
+    assert chip["cryptograms"] == ["ARQC", "AAC"] and chip["reversal_sent"] and chip["reversal_acknowledged"]
+    auth = _authorizations(billing_server)[p.transaction_id]
+    assert auth["reversed"] and auth["reversal_reason"] == "card_declined_after_approval"
+
+
+def test_a_wrong_arpc_from_a_bad_issuer_is_refused_by_the_card_and_reversed(emv_agent, insert, billing_server,
+                                                                            seeded_references):
+    bill = emv_agent.flow.lookup(seeded_references[3])
+    result, p, chip, _ = _pay(emv_agent, insert, "nopse", seeded_references[3], amount=_amount(bill.amount_due, 19))
+    assert result.status == "declined", result.message
+    assert chip["issuer_authenticated"] is False and chip["cryptograms"] == ["ARQC", "AAC"]
+    assert int(chip["tvr"][8:10], 16) & 0x40  # issuer authentication failed
+    assert _authorizations(billing_server)[p.transaction_id]["reversed"]
+
+
+def test_a_card_pulled_before_completion_is_never_approved(emv_agent, insert, billing_server, seeded_references):
+    result, p, chip, _ = _pay(emv_agent, insert, "emv_pulled", seeded_references[4])
+    assert result.status == "declined" and "removed" in result.message, result.message
+    assert chip["reversal_reason"] == "card_removed" and chip["reversal_acknowledged"]
+    assert _authorizations(billing_server)[p.transaction_id]["reversal_reason"] == "card_removed"
+
+
+def test_declined_by_the_bank_completes_the_card_with_an_aac(emv_agent, insert, billing_server, seeded_references):
+    bill = emv_agent.flow.lookup(seeded_references[5])
+    result, p, chip, _ = _pay(emv_agent, insert, "cib", seeded_references[5], amount=_amount(bill.amount_due, 51))
+    assert result.status == "declined" and "51" in result.message
+    assert chip["cryptograms"] == ["ARQC", "AAC"] and not chip["reversal_sent"]
+
+
+def test_a_tampered_certificate_fails_oda_and_the_issuer_codes_decline(emv_agent, insert, billing_server,
+                                                                      seeded_references):
+    result, p, chip, _ = _pay(emv_agent, insert, "emv_tampered", seeded_references[6])
+    assert result.status == "declined"
+    assert chip["oda"] == "dda" and chip["oda_ok"] is False and int(chip["tvr"][:2], 16) & 0x08  # DDA failed
+    assert chip["cryptograms"] == ["AAC"]
+
+
+def test_velocity_checking_reads_the_counters_and_goes_online(emv_agent, insert, billing_server, seeded_references):
+    result, p, chip, commands = _pay(emv_agent, insert, "emv_velocity", seeded_references[7])
+    assert result.status == "approved"
+    assert int(chip["tvr"][6:8], 16) & 0x60 == 0x60  # LCOL and UCOL exceeded
+    assert bytes.fromhex("80CA9F36") in commands and bytes.fromhex("80CA9F13") in commands
+
+
+def test_a_server_that_cannot_be_reached_declines_z3(emv_agent, insert, billing_server, seeded_references):
+    bill = emv_agent.flow.lookup(seeded_references[8])
+    emv_agent.client.base = "http://127.0.0.1:9/v1/"  # nothing listens there: not sent
+    result, p, chip, _ = _pay(emv_agent, insert, "cib", seeded_references[8], bill=bill)
+    assert result.status == "declined" and "Z3" in result.message, result.message
+    assert chip["cryptograms"] == ["ARQC", "AAC"] and chip["response_code"] == "Z3"
+    assert bill.reference == p.bill_reference
+
+
+def test_contactless_one_tap_finishes_the_card_before_the_online_request(emv_agent, insert, billing_server,
+                                                                         seeded_references):
+    result, p, chip, commands = _pay(emv_agent, insert, "visa_cl", seeded_references[9])
+    assert result.status == "approved", result.message
+    assert chip["entry_mode"] == "contactless" and chip["cryptograms"] == ["ARQC"]
+    assert len(commands) == PROFILES["visa_cl"].expected_apdus  # PPSE, SELECT, GPO, one record: nothing after
+
+
+@pytest.mark.parametrize(
+    ("profile", "entries", "status", "cvm", "pin_text"),
+    [
+        ("emv_pin_only", ["1234"], "approved", "offline_pin", ""),
+        ("emv_pin_only", ["0000", "1234"], "approved", "offline_pin", ""),
+        ("cib", [None], "approved", "signature", ""),  # cancelled on the pad: the next rule (signature)
+        ("emv_pin_blocked", ["1234"], "approved", "signature", "PIN blocked"),
+    ],
+)
+def test_the_pin_is_typed_on_the_readers_pin_pad(emv_agent, insert, billing_server, seeded_references, profile,
+                                                 entries, status, cvm, pin_text):
+    doubles: list[PinPadReader] = []
+
+    def pad(conn):
+        doubles.append(PinPadReader(conn, entries))
+        return PinPad.detect(doubles[-1])
+
+    emv_agent.flow.authorizers["card_reader"].pin_pad = pad
+    statuses: list[str] = []
+    result, p, chip, commands = _pay(emv_agent, insert, profile, seeded_references[10], statuses=statuses)
+    assert result.status == status, result.message
+    assert chip["cvm"] == cvm
+    if cvm == "offline_pin":
+        assert chip["cvm_results"].endswith("02") and "enter_pin" in statuses
+        assert [c[:2] for c in commands].count(b"\x00\x20") == len(entries)  # VERIFY, built by the "reader"
+    if pin_text:
+        assert int(chip["tvr"][4:6], 16) & 0x20  # PIN try limit exceeded
+    # the PIN never passed through our code: the structure we sent holds only the template's F padding
+    assert all(b"\x12\x34" not in s for s in doubles[0].structures)
+
+
+def test_a_reader_without_a_pin_pad_moves_on_as_book_3_says(emv_agent, insert, billing_server, seeded_references):
+    emv_agent.flow.authorizers["card_reader"].pin_pad = lambda conn: PinPad.detect(PinPadReader(conn, feature=False))
+    result, p, chip, _ = _pay(emv_agent, insert, "emv_pin_only", seeded_references[11])
+    # offline PIN is the only rule: not performed (no PIN pad), CVM failed, the issuer decides online
+    assert chip["cvm"] == "none" and chip["cvm_results"] == "3F0001"
+    assert int(chip["tvr"][4:6], 16) & 0x90 == 0x90  # CVM not successful + PIN pad not present
+    assert result.status in ("approved", "declined")
+
+
+@pytest.mark.parametrize("answer", ["770A9F2701809F3602", "800B8000011122334455667788", "6F00", "7104AABBCCDD"])
+def test_a_hostile_generate_ac_answer_is_declined_before_any_request(emv_agent, insert, billing_server,
+                                                                     seeded_references, answer):
+    prof = dataclasses.replace(PROFILES["emv_decline"], name="hostile_ac", garbage={
+        "GENERATE AC": bytes.fromhex(answer)})
+    result, p, chip, _ = _pay(emv_agent, insert, prof, seeded_references[12])
+    assert result.status == "declined" and "\n" not in result.message
+    assert "GENERATE AC" in result.message
+    assert emv_agent.client.get_authorization(p.transaction_id) is None
+
+
+def test_guichet_pay_json_reports_the_transaction_without_a_card_number(billing_config, vpcd_reader, insert,
+                                                                        billing_server, seeded_references,
+                                                                        tmp_path: Path):
+    import config
+
+    cfg = with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15),
+                       emv=sandbox_emv_config())
+    path = config.write_config(cfg, tmp_path / "guichet.toml")
+    with insert("cib"):
+        res = subprocess.run([sys.executable, "-m", "guichet", "--config", str(path), "pay", seeded_references[0],
+                              "--method", "card_reader", "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    emv = out["emv"]
+    assert {"entry_mode", "oda", "cvm", "cvm_results", "tvr", "tsi", "cryptograms", "response_code",
+            "reversal_sent"} <= set(emv)
+    assert emv["cryptograms"] == ["ARQC", "TC"] and emv["reversal_sent"] is False
+    assert not any(pan in res.stdout + res.stderr for pan in TEST_PANS)
