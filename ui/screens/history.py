@@ -1,4 +1,6 @@
-"""Today's payments (F3) and the needs-attention list (F4): search, reprint (Enter), audit trail (A).
+"""Today's payments (F3) and the needs-attention list (F4): search, reprint (Enter), audit trail (A), and what
+the billing server recorded for the selected payment (S: `GET /v1/payments/{id}`, agent.payments.server_view),
+for a customer told at home that the bill is unpaid.
 
 Needs attention: uploads the server rejected, payments credited to the customer's account instead of
 the bill (notice), and unknown outcomes. The audit trail (who moved a payment to which state, and
@@ -44,6 +46,7 @@ class HistoryScreen(CounterScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("a", "audit", "Audit trail"),
+        Binding("s", "server_view", "On the server"),
     ]
 
     def __init__(self, mode: str = "today") -> None:
@@ -59,7 +62,8 @@ class HistoryScreen(CounterScreen):
             yield Input(self.query_text, id="search", placeholder=t("Search: reference, receipt, card, amount…"))
             yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
             yield Static(
-                t("Enter: reprint the receipt · A: audit trail (supervisor) · Esc: back"), classes="hint"
+                t("Enter: reprint the receipt · A: audit trail (supervisor) · S: on the server · Esc: back"),
+                classes="hint",
             )
             yield Static("", id="history-message", classes="message")
 
@@ -83,6 +87,14 @@ class HistoryScreen(CounterScreen):
         self.post_message(Loaded("history", rows))
 
     def on_loaded(self, msg: Loaded) -> None:
+        if msg.what == "server-view":
+            view = msg.data
+            if msg.error is not None:
+                text = error_text(msg.error)
+            else:
+                text = t(SERVER_VIEW.get(view.status, "{detail}"), detail=view.message)
+            self.query_one("#history-message", Static).update(text)
+            return
         if msg.what != "history":
             return
         if msg.error is not None:
@@ -169,8 +181,37 @@ class HistoryScreen(CounterScreen):
 
         self.app.push_screen(SupervisorScreen(), then)
 
+    def action_server_view(self) -> None:
+        if isinstance(self.focused, Input):
+            return
+        p = self.selected()
+        if p is None:
+            return
+        self.query_one("#history-message", Static).update(t("Asking the billing server…"))
+        self.ask_server(p)
+
+    @work(thread=True, exit_on_error=False, group="server-view", exclusive=True)
+    def ask_server(self, payment: Any) -> None:
+        from agent.payments import server_view
+
+        try:
+            view = server_view(self.gapp.backend.client, payment)
+        except Exception as e:
+            self.post_message(Loaded("server-view", error=e))
+            return
+        self.post_message(Loaded("server-view", view))
+
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+# What the server's view says to the cashier, per ServerView.status; the details stay in English (field names).
+SERVER_VIEW = {
+    "recorded": "On the server: {detail}",
+    "absent": "Not on the server: {detail}",
+    "not_uploaded": "Not sent yet: {detail}",
+    "unreachable": "Server unreachable: {detail}",
+}
 
 
 class AuditScreen(CounterModal):

@@ -1,5 +1,8 @@
 """Take a payment: reference -> bill(s) in a basket -> amount -> method -> wait panel -> receipt.
 
+Cash: the stamp duty (`[cash.stamp_duty]`, agent.cash) is shown with the total before payment, and the
+amount tendered gives the change due; less than the total to collect is refused before anything is written.
+
 A barcode scanner types like a keyboard (a fast burst of digits, then Enter): digits typed while the
 focus is elsewhere go to the reference field, so a scan always lands there.
 """
@@ -15,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Key
 from textual.widgets import Button, DataTable, Input, Label, RadioButton, RadioSet, Static
 
+from agent.cash import CashDue, basket_due
 from config.money import MoneyError, format_amount, parse_amount
 from ui import i18n
 from ui.i18n import _, shape, t
@@ -44,6 +48,8 @@ class PaymentScreen(CounterScreen):
         self.method: str | None = None
         self.looking_up = False
         self.pay_pending = False  # F5 pressed while the lookup was still running
+        self.tendered_text = ""
+        self.change_after = 0  # the change due of the payment on its way (cash, amount tendered)
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -73,6 +79,13 @@ class PaymentScreen(CounterScreen):
                 *(RadioButton(shape(method_label(m)), value=(m == self.method), name=m) for m in methods),
                 id="method",
             ),
+            Vertical(
+                Label(t("Amount tendered")),
+                Input(self.tendered_text, id="tendered", restrict=r"[0-9.,]*"),
+                Static(self.change_text(), id="change", classes="total"),
+                id="cash-box",
+                classes="panel",
+            ),
             Button(t("Pay (F5)"), id="pay", variant="success", disabled=not self.basket),
             Static(self.message, id="message", classes=f"message {self.message_kind}"),
             id="pay-right",
@@ -86,6 +99,7 @@ class PaymentScreen(CounterScreen):
 
     def on_mount(self) -> None:
         self.fill_basket()
+        self.query_one("#cash-box").display = self.method == "cash"
         self.query_one("#reference", Input).focus()
 
     def refill(self) -> None:
@@ -147,10 +161,55 @@ class PaymentScreen(CounterScreen):
     def default_amount_text(self) -> str:
         return format_amount(self.total_due(), self.currency()) if self.basket else ""
 
+    def paying(self) -> list[int]:
+        """The amount per bill as it would be paid now (the partial amount typed, when allowed and valid)."""
+        if self.partial_allowed() and self.amount_text:
+            try:
+                amount = parse_amount(self.amount_text, self.currency())
+            except MoneyError:
+                amount = 0
+            if 0 < amount <= self.total_due():
+                return [amount]
+        return [b.amount_due for b in self.basket]
+
+    def due(self) -> CashDue:
+        """What the customer pays by the chosen method: amounts, stamp duty (cash), total. Pure: no I/O."""
+        return basket_due(self.paying(), self.method or "", self.gapp.config.cash.stamp_duty)
+
     def total_text(self) -> str:
         if not self.basket:
             return ""
-        return t("Total: {total} ({n} bills)", total=money(self.total_due(), self.currency()), n=len(self.basket))
+        due = self.due()
+        text = t("Total: {total} ({n} bills)", total=money(due.subtotal, self.currency()), n=len(self.basket))
+        if due.duty:
+            text += "\n" + t("Stamp duty: {duty} · to collect: {total}", duty=money(due.duty, self.currency()),
+                             total=money(due.total, self.currency()))
+        return text
+
+    def tendered(self) -> int | None:
+        """The amount tendered in minor units, None when empty; MoneyError when not an amount."""
+        if not self.tendered_text.strip():
+            return None
+        return parse_amount(self.tendered_text, self.currency())
+
+    def change_text(self) -> str:
+        if not self.basket or self.method != "cash":
+            return ""
+        try:
+            tendered = self.tendered()
+        except MoneyError as e:
+            return error_text(e)
+        if tendered is None:
+            return ""
+        total = self.due().total
+        if tendered < total:
+            return t("Missing: {amount}", amount=money(total - tendered, self.currency()))
+        return t("Change due: {amount}", amount=money(tendered - total, self.currency()))
+
+    def repaint_due(self) -> None:
+        self.query_one("#total", Static).update(self.total_text())
+        self.query_one("#change", Static).update(self.change_text())
+        self.query_one("#cash-box").display = self.method == "cash"
 
     def show(self, text: str, kind: str = "") -> None:
         self.message, self.message_kind = text, kind
@@ -167,6 +226,9 @@ class PaymentScreen(CounterScreen):
         self.amount_text = ""
         amount.value = self.default_amount_text()
         self.query_one("#pay", Button).disabled = not self.basket
+        self.tendered_text = ""
+        self.query_one("#tendered", Input).value = ""
+        self.repaint_due()
         self.fill_basket()
 
     # -- input --------------------------------------------------------------------------------------------
@@ -188,10 +250,21 @@ class PaymentScreen(CounterScreen):
     @on(Input.Changed, "#amount")
     def _keep_amount(self, event: Input.Changed) -> None:
         self.amount_text = event.value
+        self.repaint_due()
+
+    @on(Input.Changed, "#tendered")
+    def _keep_tendered(self, event: Input.Changed) -> None:
+        self.tendered_text = event.value
+        self.query_one("#change", Static).update(self.change_text())
+
+    @on(Input.Submitted, "#tendered")
+    def _tendered_then_pay(self) -> None:
+        self.action_pay()
 
     @on(RadioSet.Changed, "#method")
     def _keep_method(self, event: RadioSet.Changed) -> None:
         self.method = event.pressed.name
+        self.repaint_due()
 
     @on(Input.Submitted, "#reference")
     def submit_reference(self, event: Input.Submitted) -> None:
@@ -288,9 +361,24 @@ class PaymentScreen(CounterScreen):
                 return
             if amount == self.total_due():
                 amount = None
+        tendered: int | None = None
+        if self.method == "cash":
+            try:
+                tendered = self.tendered()
+            except MoneyError as e:
+                self.show(error_text(e), "error")
+                return
+            total = self.due().total
+            if tendered is not None and tendered < total:
+                self.show(t("Amount tendered: {given} is less than the {total} to collect",
+                            given=money(tendered, self.currency()), total=money(total, self.currency())), "error")
+                return
         from ui.screens.wait import WaitScreen
 
         total = amount if amount is not None else self.total_due()
+        self.change_after = 0
+        if self.method == "cash" and tendered is not None:
+            self.change_after = tendered - self.due().total
         self.show("")
         self.app.push_screen(
             WaitScreen(list(self.basket), self.method, amount, total, self.currency()), self.paid
@@ -309,6 +397,9 @@ class PaymentScreen(CounterScreen):
             self.basket, self.others = [], []
             self.repaint()
             self.show(t("Approved: receipt {receipt}", receipt=outcome.receipt_number), "ok")
+            if self.change_after:
+                self.show(t("Approved: receipt {receipt} · change due: {change}", receipt=outcome.receipt_number,
+                            change=money(self.change_after, outcome.payments[0].currency)), "ok")
             from ui.screens.receipt import ReceiptScreen
 
             self.app.push_screen(ReceiptScreen(outcome.payments))

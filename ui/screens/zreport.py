@@ -1,8 +1,11 @@
 """The Z report of the open shift (F7), and closing the shift.
 
 Totals come from the journal (agent.cashiers.z_report): per method, per cashier, online vs offline,
-declined/cancelled counts, and the payments needing attention. Closing keeps the report with the shift
-in cashiers.db and logs the cashier out.
+declined/cancelled counts, the cash stamp duty apart, and the payments needing attention. Closing keeps the
+report with the shift in cashiers.db and logs the cashier out.
+
+O enters the drawer's opening float, D counts the drawer (ui/screens/drawer.py); C is the day's close
+(ui/screens/dayclose.py), for a supervisor.
 """
 
 from __future__ import annotations
@@ -49,6 +52,22 @@ def report_text(rep: dict[str, Any]) -> str:
         f"{_('Offline')}: {_totals(rep['offline'])}",
         f"{_('Not yet sent')}: {_totals(rep['unsent'])}",
         f"{_('Declined')}: {rep['declined']}   {_('Cancelled')}: {rep['cancelled']}",
+    ]
+    duty = rep.get("stamp_duty") or {}
+    if duty:
+        lines.append(f"{_('Stamp duty (apart)')}: " + ", ".join(money(v, c) for c, v in sorted(duty.items())))
+    drawer = rep.get("drawer")
+    if drawer:
+        cur = drawer["currency"]
+        lines.append(f"{_('Opening float')}: {money(drawer['opening_float'], cur)}")
+        if drawer.get("counted") is not None:
+            lines.append(f"{_('Drawer counted')}: {money(drawer['counted'], cur)}   "
+                         f"{_('Expected')}: {money(drawer['expected'], cur)}")
+            if drawer.get("difference"):
+                diff = drawer["difference"]
+                lines.append(f"{_('Difference')}: {'+' if diff > 0 else '-'}{money(abs(diff), cur)}   "
+                             f"{_('accepted by')} {drawer.get('accepted_by') or '-'}")
+    lines += [
         "",
         f"{_('Needs attention')}: {len(rep['needs_attention'])}",
     ]
@@ -62,7 +81,12 @@ def report_text(rep: dict[str, Any]) -> str:
 
 class ZReportScreen(CounterScreen):
     TITLE_TEXT = "Z report"
-    BINDINGS = [Binding("escape", "back", "Back")]
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("o", "opening_float", "Opening float"),
+        Binding("d", "count_drawer", "Count the drawer"),
+        Binding("c", "day_close", "Day close"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,6 +99,7 @@ class ZReportScreen(CounterScreen):
         with Vertical(id="z-box"):
             opened = local_hm(shift.opened_at) if shift else "-"
             yield Static(t("Shift opened at {hm}", hm=opened), classes="hint")
+            yield Static(t("O: opening float · D: count the drawer · C: day close (supervisor)"), classes="hint")
             with VerticalScroll():
                 yield Static(shape(report_text(self.report)) if self.report else t("Computing…"), id="z-text")
             with Horizontal(classes="buttons"):
@@ -95,6 +120,11 @@ class ZReportScreen(CounterScreen):
             rep = app.backend.cashiers.shift_report(
                 app.shift.shift_id, app.backend.journal, terminal_id=app.config.terminal.id, now=app.clock()
             )
+            drawer = app.backend.cashiers.drawer(app.shift.shift_id)
+            if drawer is not None:
+                rep.drawer = {"currency": drawer.currency, "opening_float": drawer.opening_float,
+                              "counted": drawer.counted, "expected": drawer.expected,
+                              "difference": drawer.difference, "accepted_by": drawer.accepted_by}
         except Exception as e:
             self.post_message(Loaded("z", error=e))
             return
@@ -137,6 +167,38 @@ class ZReportScreen(CounterScreen):
             self.query_one("#z-message", Static).update(t("Press again to close the shift"))
             return
         self.close_shift()
+
+    def _reload(self, _drawer: Any) -> None:
+        self.load()
+
+    def action_opening_float(self) -> None:
+        if self.closed or self.gapp.shift is None:
+            return
+        from ui.screens.drawer import OpeningFloatScreen
+
+        self.app.push_screen(OpeningFloatScreen(), self._reload)
+
+    def action_count_drawer(self) -> None:
+        if self.closed or self.gapp.shift is None:
+            return
+        from ui.screens.drawer import DrawerCountScreen
+
+        self.app.push_screen(DrawerCountScreen(), self._reload)
+
+    def action_day_close(self) -> None:
+        from ui.screens.dayclose import DayCloseScreen
+
+        cashier = self.gapp.cashier
+        if cashier is not None and cashier.is_supervisor:
+            self.app.push_screen(DayCloseScreen(cashier.cashier_id))
+            return
+        from ui.screens.supervisor import SupervisorScreen
+
+        def then(who: Any) -> None:
+            if who is not None:
+                self.app.push_screen(DayCloseScreen(who.cashier_id))
+
+        self.app.push_screen(SupervisorScreen(), then)
 
     def action_back(self) -> None:
         if not self.closed:
