@@ -16,6 +16,7 @@ connection is opened per job and closed after it, so an unplugged or restarted p
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,6 +264,22 @@ class Printer:
             return self.status()
         except PrinterError as e:
             return e
+
+    def presence(self) -> tuple[str, str]:
+        """(state, detail) in the device registry's words (agent.devices.STATES), for its printer probe:
+        ready; error + the problem ("paper out", "cover open", "offline"); unresponsive (no answer in time);
+        absent (not there: refused, unplugged, no such file); present (file://: there, status unreadable)."""
+        if self.parsed.kind == "file":
+            there = os.path.exists(self.parsed.target)
+            return ("present", "write only: no status") if there else ("absent", f"{self.parsed.target}: no such file")
+        got = self.probe()
+        if isinstance(got, PrinterTimeout):
+            return "unresponsive", str(got)
+        if isinstance(got, PrinterUnavailable):
+            return "absent", str(got)
+        if isinstance(got, PrinterError):
+            return "error", str(got)
+        return ("ready", "") if got.ready else ("error", got.problem or "")
 
     def print_job(self, job: bytes, *, check: bool = True) -> PrintResult:
         """Send one job (ESC/POS bytes); the status is read first where the transport allows it and a printer

@@ -112,3 +112,16 @@ def test_bad_urls_are_one_line(url: str) -> None:
     with pytest.raises(PrinterUnavailable) as e:
         open_printer(url)
     assert "printer url" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_presence_in_the_device_registry_words(vprinter: VirtualPrinter, tmp_path: Path) -> None:
+    printer = open_printer(vprinter.url, timeout=1)
+    assert printer.presence() == ("ready", "")
+    vprinter.behaviour = "cover_open"
+    assert printer.presence() == ("error", "cover open")
+    vprinter.behaviour = "garbage"
+    assert printer.presence()[0] == "error"
+    assert open_printer("tcp://127.0.0.1:9", timeout=1).presence()[0] == "absent"
+    assert open_printer(f"file://{tmp_path}/nope").presence()[0] == "absent"
+    (tmp_path / "lp0").touch()
+    assert open_printer(f"file://{tmp_path}/lp0").presence() == ("present", "write only: no status")
