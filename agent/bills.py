@@ -89,13 +89,18 @@ class Bill(_Contract):
     >>> from dataclasses import replace
     >>> replace(b, amount_due=0, status="paid").payable
     False
+    >>> replace(b, read_at="2026-11-22T08:14:03.000000Z").read_at     # for NewPayment(..., seen_at=...)
+    '2026-11-22T08:14:03.000000Z'
     """
 
     api: models.Bill
-    # Not in the contract: "server" or "cache", the age of a cached copy in seconds, and when it was read.
+    # Not in the contract: "server" or "cache", the age of a cached copy in seconds, when the copy was fetched,
+    # and when its amount due was worked out here (the lookup: what NewPayment.seen_at takes, so that the
+    # journal refuses the payment if another was taken on the bill since).
     source: str
     cache_age: float | None
     fetched_at: str | None
+    read_at: str | None
 
     def __init__(
         self,
@@ -104,6 +109,7 @@ class Bill(_Contract):
         source: str = "server",
         cache_age: float | None = None,
         fetched_at: str | None = None,
+        read_at: str | None = None,
         **contract: Any,
     ) -> None:
         """From a validated model, or from the contract's fields (validated here; `replace` passes both)."""
@@ -115,6 +121,7 @@ class Bill(_Contract):
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "cache_age", cache_age)
         object.__setattr__(self, "fetched_at", fetched_at)
+        object.__setattr__(self, "read_at", read_at)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found on the Bill itself: the contract's fields.
