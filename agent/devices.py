@@ -20,9 +20,10 @@ a failing probe reports state "error" with one line and is asked again; a loop n
 A new kind of device implements :class:`Probe` and joins with one line in ``PROBES`` (from the config) or
 ``registry.add(probe)``.
 
-States: ready, card_present (a reader with a card), busy (a payment holds it), unresponsive (there but not
-answering), absent (not plugged in / not listening), unavailable (pcscd down, pyscard missing), error (any
-other failure: the detail says which), unknown (not probed yet).
+States: ready, card_present (a reader with a card), busy (a payment holds it), present (a TPE plugged in,
+not asked yet: the first liveness check waits ``liveness`` s, so that starting the agent sends the terminal
+nothing), unresponsive (there but not answering), absent (not plugged in / not listening), unavailable
+(pcscd down, pyscard missing), error (any other failure: the detail says which), unknown (not probed yet).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from config import Config
 log = logging.getLogger("guichet.devices")
 
 Kind = Literal["reader", "tpe", "printer"]
-STATES = ("ready", "card_present", "busy", "unresponsive", "absent", "unavailable", "error", "unknown")
+STATES = ("ready", "card_present", "busy", "present", "unresponsive", "absent", "unavailable", "error", "unknown")
 # The heartbeat's kind names (billing API 1.1 shows "pcsc" for a reader): the server's dashboards keep theirs.
 HEARTBEAT_KINDS = {"reader": "pcsc"}
 MAX_HEARTBEAT_DEVICES = 64  # the contract's maxItems
@@ -79,13 +80,14 @@ class Probe(Protocol):
 
     ``poll`` returns the devices this probe knows, as of now; it may block, bounded (at most a few seconds),
     and should return early once ``stop`` is set. The loop calls it again ``interval`` seconds later.
+    ``once``: a one-shot look (doctor, the CLI): wait for nothing, check everything now.
     ``wake`` (from another thread) cuts a blocking poll short; ``close`` lets go of what poll holds.
     """
 
     kind: str
     interval: float
 
-    def poll(self, stop: threading.Event) -> list[DeviceState]: ...
+    def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]: ...
 
     def wake(self) -> None: ...
 
@@ -111,20 +113,21 @@ class ReaderProbe:
     def from_config(cls, cfg: Config) -> ReaderProbe:
         return cls(cfg.cards.reader)
 
-    def poll(self, stop: threading.Event, wait: float | None = None) -> list[DeviceState]:
+    def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]:
+        wait = 0.0 if once else self.wait
         try:
             from drivers import pcsc  # here: a counter without libpcsclite still runs, its reader "unavailable"
         except ImportError as e:
-            stop.wait(self.wait)
+            stop.wait(wait)
             return [DeviceState(self.kind, "pcscd", "unavailable", f"pyscard cannot load: {e}")]
         try:
             if self._monitor is None:
                 self._monitor = pcsc.Monitor()
                 self._cards.clear()
-            events = self._monitor.poll(self.wait if wait is None else wait)
+            events = self._monitor.poll(wait)
         except pcsc.PcscError as e:
             self.close()
-            stop.wait(self.wait if wait is None else wait)
+            stop.wait(wait)
             return [DeviceState(self.kind, "pcscd", "unavailable", f"pcscd cannot be reached: {e}")]
         for ev in events:
             if self.wanted and self.wanted.casefold() not in ev.reader.casefold():
@@ -170,20 +173,23 @@ class TpeProbe:
     """The payment terminal on ``link.port``: present (a serial path exists), then alive (``link.probe()``).
 
     ``interval``: how often the path is looked at (and a busy port); ``liveness``: how often an idle terminal
-    that answers is asked; one that does not answer is asked every ``retry`` s.
+    that answers is asked; one that does not answer is asked every ``retry`` s. A payment's exchange counts
+    as a check (``drivers.concert.base.last_heard``): the terminal is only asked after ``liveness`` s of
+    quiet, the first time too (``first_check``, default ``liveness``), so starting the agent sends nothing.
     """
 
     kind = "tpe"
 
     def __init__(self, link: Any, *, interval: float = DEFAULT_INTERVAL, liveness: float = DEFAULT_LIVENESS,
-                 retry: float = RETRY_LIVENESS) -> None:
+                 retry: float = RETRY_LIVENESS, first_check: float | None = None) -> None:
         self.link = link
         self.interval = interval
         self.liveness = liveness
         self.retry = min(retry, liveness)
         self.serial = "://" not in link.port
         self._last: DeviceState | None = None
-        self._next_check = 0.0  # monotonic time of the next liveness check
+        self._next_check = time.monotonic() + (liveness if first_check is None else first_check)
+        self._heard_at = time.monotonic()  # payments heard before this are not news
         self._adapter = ""  # pyserial's description of the port, read when it (re)appears
 
     @classmethod
@@ -206,8 +212,8 @@ class TpeProbe:
         self._last = st
         return st
 
-    def poll(self, stop: threading.Event) -> list[DeviceState]:
-        from drivers.concert.base import Busy, LinkError, Ready, Timeout
+    def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]:
+        from drivers.concert.base import Busy, LinkError, Ready, Timeout, last_heard
 
         now = time.monotonic()
         if self.serial and not os.path.exists(self.link.port):
@@ -215,7 +221,18 @@ class TpeProbe:
             return [self._state("absent", f"{self.link.port} does not exist (terminal cable or adapter unplugged)")]
         if self.link.busy:
             return [self._state("busy", "a payment is in progress")]
-        if self._last is not None and self._last.state not in ("absent", "busy") and now < self._next_check:
+        heard = last_heard(self.link.port)
+        if heard is not None and heard.at > self._heard_at and not once:
+            # A payment just spoke with the terminal: that is the liveness check, no need to ask again.
+            self._heard_at = heard.at
+            self._next_check = heard.at + (self.liveness if heard.answered else self.retry)
+            if heard.answered:
+                return [self._state("ready", self._described("answered the last exchange"))]
+            return [self._state("unresponsive", heard.message)]
+        if not once and now < self._next_check:
+            if self._last is None or self._last.state in ("absent", "busy"):
+                return [self._state("present", "plugged in; asked when idle") if self.serial
+                        else self._state("unknown", "asked when idle")]
             return [self._last]
         result = self.link.probe()
         if isinstance(result, Busy):
@@ -275,6 +292,7 @@ class DeviceRegistry:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._started = False  # start() was called and stop() not yet: a probe added now gets its loop
         self.polls = 0
         for p in probes:
             self.add(p)
@@ -296,7 +314,7 @@ class DeviceRegistry:
         with self._lock:
             self._probes.append(probe)
             self._states[id(probe)] = [DeviceState(probe.kind, getattr(probe, "name", probe.kind), "unknown")]
-            running = bool(self._threads) and not self._stop.is_set()
+            running = self._started and not self._stop.is_set()
         if running:
             self._spawn(probe)
         return probe
@@ -345,18 +363,15 @@ class DeviceRegistry:
         with self._lock:
             probes = [] if self.running else list(self._probes)
         for p in probes:
-            self._poll_once(p, threading.Event())
+            self._poll_once(p, threading.Event(), once=True)
             _close(p)
         return self.snapshot()
 
-    def _poll_once(self, probe: Probe, stop: threading.Event) -> bool:
+    def _poll_once(self, probe: Probe, stop: threading.Event, once: bool = False) -> bool:
         """One poll, caught: False when it raised (reported as state "error")."""
         ok = True
         try:
-            if isinstance(probe, ReaderProbe) and not self._threads:
-                states = probe.poll(stop, wait=0.0)  # a one-shot look: no wait for events
-            else:
-                states = probe.poll(stop)
+            states = probe.poll(stop, once=once)
         except Exception as e:  # noqa: BLE001 - a probe's failure is its device's state, never the loop's end
             log.warning("device probe %s failed: %s", probe.kind, e)
             states = [DeviceState(probe.kind, getattr(probe, "name", probe.kind), "error",
@@ -391,6 +406,7 @@ class DeviceRegistry:
         self._stop.clear()
         with self._lock:
             probes = list(self._probes)
+            self._started = True
         for p in probes:
             self._spawn(p)
         return self
@@ -415,6 +431,7 @@ class DeviceRegistry:
         self._stop.set()
         with self._lock:
             probes, threads = list(self._probes), list(self._threads)
+            self._started = False
         for p in probes:
             try:
                 p.wake()

@@ -138,6 +138,32 @@ def port_lock(port: str) -> threading.Lock:
         return _port_locks.setdefault(port, threading.Lock())
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What the last exchange on a port said of the terminal: it sent bytes (``answered``) or stayed silent.
+    ``at``: time.monotonic(). The registry takes it as a liveness check it need not make."""
+
+    at: float
+    answered: bool
+    message: str
+
+
+_heard: dict[str, Heard] = {}
+
+
+def last_heard(port: str) -> Heard | None:
+    """The last exchange's word on the terminal at ``port`` in this process (None: none yet)."""
+    with _port_locks_guard:
+        return _heard.get(port)
+
+
+def _note(port: str, result: Result) -> None:
+    if isinstance(result, Cancelled) and not result.bytes_in:
+        return  # the cashier cancelled before the terminal was asked: it said nothing either way
+    with _port_locks_guard:
+        _heard[port] = Heard(time.monotonic(), result.bytes_in > 0, result.message)
+
+
 class TerminalLink(ABC, Generic[RequestT]):
     """One payment terminal on ``port``; a new port or connection per exchange. Subclasses give the request
     and the exchange; ``pay`` and ``from_config`` are the same for every transport."""
@@ -237,7 +263,9 @@ class TerminalLink(ABC, Generic[RequestT]):
         req = request or self.build_request(amount, currency)
         # Waits at most one probe (ack_timeout) for the port: the registry's liveness check never wins a race.
         with port_lock(self.port):
-            return self._exchange(req, cancel, on_event or (lambda _key: None), Counters())
+            result = self._exchange(req, cancel, on_event or (lambda _key: None), Counters())
+        _note(self.port, result)
+        return result
 
     def _result(self, cls: type[Result], c: Counters, **kw: Any) -> Any:
         return cls(

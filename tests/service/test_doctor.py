@@ -258,3 +258,45 @@ def test_caisse_ap_terminal_over_tcp(tmp_path, billing_server):
     _, checks, _ = doctor(cfg)  # the terminal is gone: named, with a network fix
     tpe = by_name(checks)["tpe"]
     assert tpe["status"] == "fail" and "network" in tpe["fix"]
+
+
+def test_a_terminal_that_does_not_answer_enq_fails_with_the_registrys_word(tmp_path, billing_server, tpe):
+    """The TPE line reads the device registry: plugged in but silent is "unresponsive", with the line fix."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    tpe.behaviour = "silent"
+    cfg = write_config(tmp_path / "g.toml", billing_server.url, state, tpe={"port": tpe.path, **TPE_FAST})
+    rc, checks, _ = doctor(cfg)
+    c = by_name(checks)["tpe"]
+    assert rc == 1 and c["status"] == "fail"
+    assert c["detail"].startswith("unresponsive: no ACK from the terminal")
+    assert "tpe.baud=115200" in c["fix"]
+    assert by_name(checks)["serial_port"]["status"] == "ok"  # the port is there; the terminal is not talking
+
+
+def test_a_check_is_added_with_one_line(tmp_path, billing_server):
+    """Engineers add checks (kiosk, EMV keys, printer) with one line; a check that raises is one failed line."""
+    from agent import doctor as doc
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    cfg = write_config(tmp_path / "g.toml", billing_server.url, state)
+
+    def kiosk_check(d: doc.Doctor) -> doc.Check:
+        assert d.cfg is not None and d.done["config"].ok  # earlier checks and the config are there to read
+        return doc.warning("kiosk", "no seat configured", "set it")
+
+    def broken_check(d: doc.Doctor) -> doc.Check:
+        raise RuntimeError("bug in a check")
+
+    saved = list(doc.CHECKS)
+    try:
+        doc.add_check(kiosk_check, before=doc.server_checks)
+        doc.add_check(broken_check)
+        checks = doc.run_checks(cfg)
+    finally:
+        doc.CHECKS[:] = saved
+    names = [c.name for c in checks]
+    assert names.index("kiosk") < names.index("server")
+    broken = checks[-1]
+    assert broken.name == "broken" and broken.failed and "RuntimeError: bug in a check" in broken.detail

@@ -23,6 +23,7 @@ from ui.text import DEVICE_LABELS, age_text, local_hm, money
 # panel's "no card", "error: ...") go through ui.text.DEVICE_LABELS.
 REGISTRY_LABELS = {
     "card_present": N_("card present"),
+    "present": N_("connected"),
     "unavailable": N_("PC/SC service down"),
     "unresponsive": N_("not answering"),
     "busy": N_("busy"),
