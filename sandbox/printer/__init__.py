@@ -123,9 +123,9 @@ class VirtualPrinter:
                 if self.behaviour == "slow":
                     time.sleep(len(data) / self.slow_rate)
                 answer = interp.feed(data)
+                self._save(interp.take_jobs())  # first: a status answered after a cut means its PNG is written
                 if answer:
                     write(answer)
-                self._save(interp.take_jobs())
         except OSError as e:
             self.log(f"link: {e}")
         finally:

@@ -91,3 +91,24 @@ def test_reprint_of_an_unknown_receipt_is_one_line(guichet: Run) -> None:
     r = guichet("receipt", "print", "ORAN-07-G2-999999", "--printer", "tcp://127.0.0.1:9")
     assert r.returncode == 1 and r.stderr.strip() == (
         "guichet: no payment with receipt number 'ORAN-07-G2-999999' in the journal")
+
+
+@pytest.mark.parametrize("where", [["--listen", "127.0.0.1:0"], ["--pty"]])
+def test_guichet_sandbox_printer_prints_what_it_is_sent(tmp_path: Path, where: list[str]) -> None:
+    from drivers.printer import open_printer
+    from ui.receipts import print_receipt
+
+    proc = subprocess.Popen([sys.executable, "-m", "guichet", "sandbox", "printer", *where, "--out",
+                             str(tmp_path / "out"), "--dots", "576"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("serial://" if "--pty" in where else "tcp://127.0.0.1:")
+        result = print_receipt(open_printer(url, timeout=5), one_bill(),
+                               ReceiptOptions(languages=("fr", "ar"), signing_key=KEY))
+        assert result.ok, result.error
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["0001.png"]
