@@ -41,7 +41,7 @@ def local_now() -> datetime:
 
 def stamp(dt: datetime) -> str:
     """The stored form of `dt`: `2026-11-22T08:14:03.123456Z` (a naive `dt` is taken as local time)."""
-    return dt.astimezone(UTC).strftime(FORM) + f".{dt.microsecond:06d}Z"
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # year: 4 digits
 
 
 def parse(ts: str) -> datetime:
@@ -52,8 +52,12 @@ def parse(ts: str) -> datetime:
 
 
 def stored(ts: str | datetime) -> str:
-    """Any time (text as `parse` takes it, or a datetime) in the stored form: what a column is compared with."""
-    return stamp(ts if isinstance(ts, datetime) else parse(ts))
+    """Any time (text as `parse` takes it, or a datetime) in the stored form: what a column is compared with.
+    ValueError for text that is no time, or one that leaves the calendar in UTC (year 1 with an offset)."""
+    try:
+        return stamp(ts if isinstance(ts, datetime) else parse(ts))
+    except OverflowError:
+        raise ValueError(f"{str(ts)[:40]!r}: out of range in UTC") from None
 
 
 def local(ts: str | datetime) -> datetime:
@@ -66,7 +70,7 @@ def display(ts: str | datetime) -> str:
     Text that is not a time is shown as it is (cut to 40 characters), never a traceback."""
     try:
         return local(ts).isoformat(sep=" ", timespec="seconds")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return str(ts)[:40]
 
 

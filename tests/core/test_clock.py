@@ -11,7 +11,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent import clock
@@ -187,3 +187,12 @@ def test_the_bill_cache_of_version_1_is_rewritten_and_ages_the_same(tmp_path: Pa
     got = cache.get("410726095518")
     assert got is not None and 600 <= got[1] < 3600 and got[0].fetched_at == stored
     cache.close()
+
+
+@example("0001-01-01T00:00:00+05:00")  # before year 1 in UTC
+@example("9999-12-31T23:59:59-05:00")  # after year 9999 in UTC
+@given(st.one_of(st.none(), st.text(max_size=60), st.datetimes().map(lambda d: d.isoformat() + "+05:00")))
+def test_a_migration_never_fails_nor_loses_a_value_it_cannot_read(text: str | None) -> None:
+    out = clock.migrate_text(text)
+    assert out == text or (out is not None and clock.parse(out) == clock.parse(text or ""))
+    assert clock.display(text) if text else True  # shown as it is when it is no time: never a traceback
