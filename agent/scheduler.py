@@ -19,7 +19,8 @@ A job is a callable returning an `Outcome` (or None for "done"): `more` runs it 
 feed page is waiting), `error` backs that job off (exponential, full jitter, never less than the server's
 Retry-After), `offline` says the billing server did not answer: the shared link goes down and every job that
 talks to the server (`needs_link`) waits for the link's retry time. A job that raises is logged, counted and
-backed off; the loop goes on. Only the exceptions in `fatal` (a damaged journal) leave it.
+backed off; the loop goes on (a ServerUnreachable it raises is an `offline` outcome). Only the exceptions in
+`fatal` (a damaged journal) leave it.
 
 Whoever builds the agent registers the jobs (`add`); the scheduler knows none of them by name, except that
 `wake()` with no name wakes "upload".
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import GuichetError, JournalDamaged, JournalError
+from agent.errors import BadAnswer, GuichetError, JournalDamaged, JournalError, ServerUnreachable
 
 if TYPE_CHECKING:  # types only: the scheduler itself runs any job
     from agent.billing import BillingClient
@@ -280,6 +281,9 @@ class Scheduler:
                 raise TypeError(f"job {job.name} returned {type(outcome).__name__}, not an Outcome")
         except self.fatal:
             raise
+        except ServerUnreachable as e:  # a job may leave the outage to the scheduler: same as Outcome(offline)
+            self.link.down(str(e), count=isinstance(e, BadAnswer))
+            outcome = Outcome(error=str(e), retry_after=e.retry_after, offline=True)
         except JournalError as e:
             # Busy (another process holds a write), a full disk: the journal may be fine in a moment, and
             # restarting would not make it so. This job backs off; the others go on.
@@ -292,6 +296,8 @@ class Scheduler:
             log.error("%s step failed: %s", job.name, text)
             self.link.failed(job.name, text)
             outcome = Outcome(error=text)
+        if outcome.offline and outcome.error is None:
+            outcome.error = "billing server unreachable"
         job.last_error = outcome.error
         if outcome.error is None:
             job.backoff.reset()
