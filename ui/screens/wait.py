@@ -3,10 +3,15 @@
 The payment runs in a thread worker (`flow.pay`); its status keys arrive as messages. Cancelling sets an
 event the authorizer watches: the panel stays until the flow says what really happened (cancelled,
 or approved/declined/unknown if the amount had already left).
+
+An EMV transaction on the reader (agent.authorizers.card_reader) says its stage: "enter_pin" (the customer types
+the PIN on the reader's own pad), "wrong_pin", "do_not_remove" (from the first cryptogram to the end),
+"remove_card". A decline comes back in words from its response code (contract 1.1), in the counter's language.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -16,10 +21,54 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Button, LoadingIndicator, Static
 
-from ui.i18n import shape, t
+from ui.i18n import N_, _, shape, t
 from ui.messages import PayFinished, PayStatus
 from ui.screens.base import CounterModal
 from ui.text import method_label, money, wait_label
+
+# The kernel's stages (drivers.emv.kernel) that ui.text.WAIT_LABELS does not name.
+EMV_STAGES = {
+    "enter_pin": N_("Enter your PIN on the card reader"),
+    "wrong_pin": N_("Wrong PIN: type it again on the card reader"),
+    "do_not_remove": N_("Do not remove the card"),
+}
+
+# Contract 1.1 response codes a cashier must tell apart, and the terminal's own (Z1/Z3: EMV Book 4 A6).
+DECLINE_WORDS = {
+    "05": N_("the bank refused the payment (do not honour)"),
+    "51": N_("insufficient funds"),
+    "54": N_("the card has expired"),
+    "55": N_("incorrect PIN"),
+    "57": N_("this card may not be used for this payment"),
+    "N7": N_("the card's cryptogram did not verify"),
+    "82": N_("the card's cryptogram did not verify"),
+    "91": N_("the card's bank cannot be reached; try again later"),
+    "Z1": N_("the card refused the payment"),
+    "Z3": N_("the bank could not be reached and the card does not allow an offline payment"),
+}
+REVERSED = N_("the card refused to complete the approved payment: the approval was cancelled, nothing is charged")
+PIN_BLOCKED = N_("the card's PIN is blocked")
+
+
+def stage_label(key: str) -> str:
+    return _(EMV_STAGES[key]) if key in EMV_STAGES else wait_label(key)
+
+
+def decline_text(detail: dict[str, Any] | None, fallback: str) -> str:
+    """A card payment's decline in words: a reversal, a blocked PIN, else its response code; else the message.
+
+    >>> decline_text({"response_code": "51"}, "declined by the bank (code 51)")
+    'insufficient funds (51)'
+    """
+    d = detail or {}
+    if d.get("reversal"):
+        return _(REVERSED)
+    if "blocked" in str(d.get("pin", "")):
+        return _(PIN_BLOCKED)
+    code = str(d.get("response_code") or "")
+    if code in DECLINE_WORDS:
+        return f"{_(DECLINE_WORDS[code])} ({code})"
+    return fallback
 
 
 class WaitScreen(CounterModal):
@@ -40,7 +89,7 @@ class WaitScreen(CounterModal):
         with Vertical(id="wait-box", classes="box"):
             yield Static(t("Amount to pay: {amount}", amount=money(self.total, self.currency)), classes="total")
             yield Static(shape(method_label(self.method)))
-            yield Static(shape(wait_label(self.status_key)), id="wait-status", classes="big")
+            yield Static(shape(stage_label(self.status_key)), id="wait-status", classes="big")
             yield LoadingIndicator()
             yield Button(t("Cancel (Esc)"), id="cancel", variant="error")
 
@@ -61,16 +110,27 @@ class WaitScreen(CounterModal):
                     cancel=self.cancel_event,
                     on_status=lambda key: self.post_message(PayStatus(key)),
                 )
+            if self.method == "card_reader" and result.status == "declined" and result.payments:
+                result = self._in_words(result)
         except Exception as e:
             self.post_message(PayFinished(error=e))
             return
         self.post_message(PayFinished(result))
 
+    def _in_words(self, result: Any) -> Any:
+        """In the worker: the decline's words from the journal's last event detail (its response code)."""
+        try:
+            events = self.gapp.backend.flow.journal.audit(result.payments[0].payment_id)
+        except Exception:  # noqa: BLE001 - the words are a courtesy: the message stays as it was
+            return result
+        detail = next((e.get("detail") for e in reversed(events) if e.get("detail")), None)
+        return dataclasses.replace(result, message=decline_text(detail, result.message))
+
     def on_pay_status(self, msg: PayStatus) -> None:
         if self.cancel_event.is_set() and msg.key != "remove_card":
             return
         self.status_key = msg.key
-        self.query_one("#wait-status", Static).update(shape(wait_label(msg.key)))
+        self.query_one("#wait-status", Static).update(shape(stage_label(msg.key)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
