@@ -66,6 +66,16 @@ def business_day_page(
         params["cursor"] = cursor
     path = f"terminals/{quote(terminal_id, safe='')}/payments"
     _, body = client._request("GET", path, params=params, max_body=feed_cap(limit))  # noqa: SLF001 (see above)
+    return parse_page(body)
+
+
+def parse_page(body: Any) -> tuple[list[Entry], str | None, dict[str, Any] | None]:
+    """A business-day answer, validated: (entries, next cursor, totals), or one BadAnswer naming the field.
+
+    >>> parse_page({"items": [{"payment_id": "p", "amount": 1200, "currency": "DZD", "method": "cash"}],
+    ...             "next_cursor": None})[0][0].amount
+    1200
+    """
     try:
         page = _Page.model_validate(body)
     except ValidationError as e:

@@ -270,3 +270,31 @@ def test_the_command(agent: AgentContext, seeded_references: list[str], tmp_path
     assert bad.returncode == 2 and "--date" in bad.stderr
     half = guichet("day", "close", "--tpe-count", "3", env=env)
     assert half.returncode == 2 and "give both" in half.stderr
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+item_keys = st.sampled_from(["payment_id", "amount", "currency", "method", "stamp_duty", "bill_reference",
+                             "receipt_number", "captured_at", "transaction_id"])
+
+
+@given(body=st.one_of(
+    json_values,
+    st.fixed_dictionaries({"items": st.lists(st.dictionaries(item_keys, json_values, max_size=9), max_size=5),
+                           "next_cursor": st.none() | st.text(max_size=5)}),
+))
+def test_any_answer_is_entries_or_one_bad_answer(body: Any) -> None:
+    from agent.dayclose.server import parse_page
+
+    try:
+        entries, cursor, _ = parse_page(body)
+    except BadAnswer as e:
+        assert str(e).startswith("billing server: business day: ") and "\n" not in str(e)
+        return
+    for entry_ in entries:
+        assert isinstance(entry_.amount, int) and not isinstance(entry_.amount, bool) and entry_.amount >= 0
+        assert entry_.method in ("cash", "card_terminal", "card_reader") and len(entry_.currency) == 3
+    assert cursor is None or isinstance(cursor, str)
