@@ -57,8 +57,10 @@ def stage_label(key: str) -> str:
 def decline_text(detail: dict[str, Any] | None, fallback: str) -> str:
     """A card payment's decline in words: a reversal, a blocked PIN, else its response code; else the message.
 
-    >>> decline_text({"response_code": "51"}, "declined by the bank (code 51)")
-    'insufficient funds (51)'
+    >>> decline_text({"response_code": "XY"}, "declined by the bank (code XY)")   # a code without words
+    'declined by the bank (code XY)'
+    >>> decline_text({"response_code": "51"}, "").endswith("(51)")     # "insufficient funds (51)" in English
+    True
     """
     d = detail or {}
     if d.get("reversal"):
