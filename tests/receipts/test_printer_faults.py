@@ -125,3 +125,17 @@ def test_presence_in_the_device_registry_words(vprinter: VirtualPrinter, tmp_pat
     assert open_printer(f"file://{tmp_path}/nope").presence()[0] == "absent"
     (tmp_path / "lp0").touch()
     assert open_printer(f"file://{tmp_path}/lp0").presence() == ("present", "write only: no status")
+
+
+def test_a_report_laid_out_in_rows_prints(vprinter: VirtualPrinter) -> None:
+    """The Z report's and the shift close's way to the printer: rows per language, never raising."""
+    from ui.formatting import money
+    from ui.receipts import Row, print_rows, tr
+
+    blocks = [(lang, [Row("title", tr(lang, "Total")), Row("pair", tr(lang, "Cash"), money(1127300, "DZD", lang)),
+                      Row("rule")]) for lang in ("fr", "ar")]
+    assert print_rows(open_printer(vprinter.url), blocks, OPTIONS).ok
+    assert vprinter.wait_jobs(1)[0].job.cut
+    vprinter.behaviour = "paper_out"
+    result = print_rows(open_printer(vprinter.url), blocks, OPTIONS)
+    assert not result.ok and isinstance(result.error, PrinterNotReady)

@@ -7,8 +7,8 @@
 """
 
 from ui.receipts.model import BillLine, Receipt, safe_pan
-from ui.receipts.printing import PreparedJob, prepare, print_receipt
-from ui.receipts.render import SHAPING, ReceiptOptions, render, rows, seal_text
+from ui.receipts.printing import PreparedJob, prepare, print_receipt, print_rows
+from ui.receipts.render import SHAPING, ReceiptOptions, Row, render, render_blocks, rows, seal_text, tr
 
 __all__ = [
     "SHAPING",
@@ -18,8 +18,12 @@ __all__ = [
     "ReceiptOptions",
     "prepare",
     "print_receipt",
+    "print_rows",
+    "Row",
     "render",
+    "render_blocks",
     "rows",
     "safe_pan",
     "seal_text",
+    "tr",
 ]

@@ -29,7 +29,7 @@ from drivers.printer import Job, JobError, Printer, PrinterError, PrintResult
 from drivers.printer.raster import half_width
 from ui.i18n import RTL_LANGUAGES
 from ui.receipts.model import Receipt
-from ui.receipts.render import ReceiptOptions, load_logo, qr_image, render, rows, seal_text
+from ui.receipts.render import ReceiptOptions, Row, load_logo, qr_image, render, render_blocks, rows, seal_text
 
 CELL = 12  # dots per character of the printer's Font A
 _TEXT_SAFE = str.maketrans({"\u202f": " ", "\u00a0": " ", "\u200e": None, "\u200f": None, "\u061c": None,
@@ -135,3 +135,25 @@ def print_receipt(printer: Printer, receipt: Receipt, options: ReceiptOptions) -
     result = printer.print_job(prepared.data)
     result.notes += [f"path: {prepared.path}", *prepared.notes]
     return result
+
+
+def print_rows(printer: Printer, blocks: list[tuple[str, list[Row]]], options: ReceiptOptions) -> PrintResult:
+    """Print any printout laid out in rows (a Z report, a shift close), one block per language, as a bitmap
+    (compact on serial lines). Never raises, like print_receipt.
+
+        blocks = [(lang, [Row("title", tr(lang, "Z report")), Row("pair", tr(lang, "Cash"), money(...))])
+                  for lang in options.languages]
+        print_rows(printer, blocks, options)
+    """
+    try:
+        image = render_blocks(blocks, options)
+        job = Job()
+        if options.compact:
+            job.image(half_width(image), double_width=True)
+        else:
+            job.image(image)
+        job.feed(40)
+        job.cut()
+    except Exception as e:  # noqa: BLE001 a printout that cannot be built must not reach into the caller
+        return PrintResult(False, error=PrinterError(f"printout: {type(e).__name__}: {e}"))
+    return printer.print_job(job.bytes())

@@ -296,11 +296,26 @@ def qr_image(text: str, dots: int) -> Image.Image:
 
 def render(receipt: Receipt, options: ReceiptOptions) -> Image.Image:
     """The whole receipt as a 1-bit bitmap, `options.dots` wide (without its QR code when `compact`)."""
-    width = options.dots
     languages = options.languages or ("fr",)
-    blocks = [rows(receipt, lang) for lang in languages]
+    seal = None
+    if options.signing_key and not options.compact:  # compact: the printer draws the QR (ui.receipts.printing)
+        seal = seal_text(receipt, options.signing_key)
+    elif not options.signing_key:
+        options.notes.append("no QR seal: [receipts] signing_key is empty")
+    return render_blocks([(lang, rows(receipt, lang)) for lang in languages], options, qr=seal,
+                         footer=receipt.number if seal else "")
+
+
+def render_blocks(blocks: list[tuple[str, list[Row]]], options: ReceiptOptions, *, qr: str | None = None,
+                  footer: str = "") -> Image.Image:
+    """Rows of one or two languages as a bitmap: the logo, the blocks (stacked or side by side as
+    `options.layout` says), then a QR code of `qr` and a centred `footer`. Receipts, and any printout laid out
+    in rows (a Z report: Row("title", ...), Row("pair", label, amount), Row("rule"), ...)."""
+    width = options.dots
+    languages = [lang for lang, _ in blocks]
+    rowss = [b for _, b in blocks]
     # an upper bound of the height (two lines per row at most, logo, QR), cropped at the end
-    height = LOGO_MAX_HEIGHT + 400 + sum(2 * (_style(width).body + 8) * len(b) for b in blocks) + 40 * len(blocks)
+    height = LOGO_MAX_HEIGHT + 400 + sum(2 * (_style(width).body + 8) * len(b) for b in rowss) + 40 * len(rowss)
     canvas = Image.new("1", (width, height), 1)
     draw = ImageDraw.Draw(canvas)
     draw.fontmode = "1"
@@ -317,13 +332,13 @@ def render(receipt: Receipt, options: ReceiptOptions) -> Image.Image:
     if options.layout == "side" and len(languages) == 2:
         col = (width - GAP) // 2
         pens = [_Pen(draw, 0, col, languages[0]), _Pen(draw, col + GAP, col, languages[1])]
-        for pair in zip(*blocks, strict=False):
+        for pair in zip(*rowss, strict=False):
             h = max(pen.row(y, r, draw=False) for pen, r in zip(pens, pair, strict=True))
             for pen, r in zip(pens, pair, strict=True):
                 pen.row(y, r)
             y += h
     else:
-        for i, (lang, block) in enumerate(zip(languages, blocks, strict=True)):
+        for i, (lang, block) in enumerate(blocks):
             if i:
                 y += 10
                 draw.line((0, y, width - 1, y), fill=0, width=1)
@@ -332,15 +347,11 @@ def render(receipt: Receipt, options: ReceiptOptions) -> Image.Image:
             for r in block:
                 y += pen.row(y, r)
     y += 16
-    if options.compact:
-        pass  # the printer draws the QR code (ui.receipts.printing)
-    elif options.signing_key:
-        qr = qr_image(seal_text(receipt, options.signing_key), width)
-        canvas.paste(qr, ((width - qr.width) // 2, y))
-        y += qr.height + 8
-        pen = _Pen(draw, 0, width, "fr")
-        pen.text(y, receipt.number, _font(_style(width).small), "center")
+    if qr:
+        code = qr_image(qr, width)
+        canvas.paste(code, ((width - code.width) // 2, y))
+        y += code.height + 8
+    if footer:
+        _Pen(draw, 0, width, "fr").text(y, footer, _font(_style(width).small), "center")
         y += _style(width).small + 8
-    else:
-        options.notes.append("no QR seal: [receipts] signing_key is empty")
     return canvas.crop((0, 0, width, min(y, canvas.height)))
