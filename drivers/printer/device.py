@@ -231,11 +231,12 @@ class Printer:
                 raise PrinterTimeout(f"printer {self.url}: no answer to DLE EOT {n} within {self.timeout:g} s")
 
     def _send(self, dev: Any, data: bytes) -> int:
-        deadline = time.monotonic() + self.timeout + len(data) / FLOOR_RATE
+        budget = self.timeout + len(data) / FLOOR_RATE
+        deadline = time.monotonic() + budget
         sent = 0
         for i in range(0, len(data), CHUNK):
             if time.monotonic() > deadline:
-                raise PrinterTimeout(f"printer {self.url}: took more than {deadline:g} s for {len(data)} bytes")
+                raise PrinterTimeout(f"printer {self.url}: took more than {budget:.1f} s for {len(data)} bytes")
             chunk = data[i:i + CHUNK]
             try:
                 dev._raw(chunk)
