@@ -29,7 +29,7 @@ OLD_EVENTS = ("2026-11-22T09:14:03.100000+01:00", "2026-11-22T09:14:04.200000+01
               "2026-11-22T09:14:09.300000+01:00")
 
 
-def old_journal(state: Path, n: int = 3) -> None:
+def old_journal(state: Path, n: int = 3, reference: str = "410726095518") -> None:
     """A journal as guichet wrote it before migration 5: n approved cash payments, one loss accepted."""
     conn = open_database(state / DB_NAME, MIGRATIONS[:4])
     conn.execute("BEGIN")
@@ -39,7 +39,7 @@ def old_journal(state: Path, n: int = 3) -> None:
             "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method, agency_id,"
             " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, created_at, seq)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (pid, pid, "410726095518", 1000 * seq, "DZD", "cash", "ORAN-07", "ORAN-07-G2", "c0042",
+            (pid, pid, reference, 1000 * seq, "DZD", "cash", "ORAN-07", "ORAN-07-G2", "c0042",
              f"ORAN-07-G2-{seq:06d}", OLD_CAPTURED, 0, BILL, OLD_EVENTS[0], seq),
         )
         for step, (state_, from_, at) in enumerate(
@@ -196,3 +196,32 @@ def test_a_migration_never_fails_nor_loses_a_value_it_cannot_read(text: str | No
     out = clock.migrate_text(text)
     assert out == text or (out is not None and clock.parse(out) == clock.parse(text or ""))
     assert clock.display(text) if text else True  # shown as it is when it is no time: never a traceback
+
+
+def test_a_payment_uploaded_before_the_migration_is_a_duplicate_after_it(tmp_path: Path, billing_server) -> None:
+    """The server compares a replay byte for byte: the body a migrated payment sends is the one sent before."""
+    import config
+    from agent.billing import BillingClient
+    from tests.conftest import BILLING_TOKEN, TEST_HMAC_KEY
+
+    [ref, *_] = billing_server.references(status="unpaid")
+    old_journal(tmp_path, n=1, reference=ref)
+    raw = sqlite3.connect(tmp_path / DB_NAME)
+    raw.row_factory = sqlite3.Row
+    row = dict(raw.execute("SELECT * FROM payment").fetchone())
+    raw.close()
+    # what version 4 uploaded (Payment.to_api() of then: the stored texts as they were)
+    sent_before = {k: row[k] for k in ("payment_id", "transaction_id", "bill_reference", "amount", "currency",
+                                       "method", "agency_id", "terminal_id", "cashier_id", "receipt_number",
+                                       "captured_at")}
+    sent_before.update(card=None, authorization=None, captured_offline=False)
+    client = BillingClient(config.validate({
+        "terminal": {"id": "ORAN-07-G2", "agency_id": "ORAN-07", "currency": "DZD"},
+        "server": {"url": billing_server.url, "token": BILLING_TOKEN}, "state": {"dir": str(tmp_path)},
+        "cards": {"hmac_key": TEST_HMAC_KEY}}))
+    assert [r["status"] for r in client.post_batch([sent_before])] == ["accepted"]
+    j = open_journal(tmp_path)  # migrates
+    [p] = j.outbox_batch(10)
+    assert p.captured_at.endswith("Z") and p.to_api() == sent_before
+    assert [r["status"] for r in client.post_batch([p.to_api()])] == ["duplicate"]
+    j.close()
