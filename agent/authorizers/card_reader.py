@@ -44,7 +44,7 @@ from drivers.emv import EmvError, EmvReader, ReadCancelled, ReadTimeout, Termina
 from drivers.emv import tlv as T
 from drivers.emv.action import ActionCodes
 from drivers.emv.card import CardData
-from drivers.emv.kernel import IssuerAnswer, Kernel, KernelParams, TransactionResult
+from drivers.emv.kernel import InsertCard, IssuerAnswer, Kernel, KernelParams, TransactionResult
 from drivers.emv.oda import RsaKey
 from drivers.emv.pinpad import PcscControl, PinPad
 from drivers.emv.risk import RandomSelection
@@ -108,7 +108,8 @@ def emv_terminal(config: Config, amount: int) -> Terminal:
     """The terminal data the card sees (PDOL, CDOLs): config [emv] and the terminal's currency."""
     code = config.terminal.currency
     country = config.emv.country or COUNTRY_OF_CURRENCY.get(code, "000")
-    return Terminal(country=country, currency=currency_info(code).numeric, amount=amount,
+    ttq = bytes.fromhex("36804000")  # TTQ: qVSDC + contact chip, online PIN/signature; online cryptogram required
+    return Terminal(country=country, currency=currency_info(code).numeric, amount=amount, ttq=ttq,
                     terminal_type=int(config.emv.terminal_type, 16),
                     capabilities=bytes.fromhex(config.emv.capabilities),
                     additional_capabilities=bytes.fromhex(config.emv.additional_capabilities))
@@ -171,6 +172,9 @@ class ReaderAuthorizer:
                 return self._transaction(req, kernel, chip, cancel, on_status)
         except (ReadCancelled, pcsc.Cancelled):
             return self._before_online(kernel, chip, "cancelled", "cancelled by the cashier", {})
+        except InsertCard as e:
+            return self._before_online(kernel, chip, "cancelled", f"{e}, then pay again; nothing was charged",
+                                       {"reason": "insert_card"})
         except ReadTimeout as e:
             return self._before_online(kernel, chip, "cancelled", safe_text(str(e), 300) + "; try again",
                                        {"reason": "card_read", "error": "ReadTimeout"})
@@ -200,7 +204,7 @@ class ReaderAuthorizer:
             random=RandomSelection(emv.random_selection_percent, emv.random_selection_max_percent,
                                    emv.random_selection_threshold),
             app_version=bytes.fromhex(rule.app_version), ca_key=ca_lookup(self.config), online_capable=req.online,
-            pin_timeout=emv.pin_timeout, today=_dt.date.today,
+            pin_timeout=emv.pin_timeout, today=_dt.date.today, cl_limit=rule.cl_limit, cl_cvm_limit=rule.cl_cvm_limit,
         )
 
     def _before_online(self, kernel: Kernel | None, chip: ChipOutcome, status: str, message: str,

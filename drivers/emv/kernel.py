@@ -57,6 +57,11 @@ class KernelError(EmvError):
     """The card broke the transaction at GENERATE AC or completion (malformed or refused answer)."""
 
 
+class InsertCard(EmvError):
+    """A tap the contactless rules refuse (over the scheme's contactless limit, or over its CVM limit without a
+    consumer-device CVM): the customer inserts the card instead. Nothing was sent."""
+
+
 @dataclass(frozen=True)
 class KernelParams:
     tac: action.ActionCodes
@@ -67,6 +72,8 @@ class KernelParams:
     online_capable: bool = True
     pin_timeout: int = 30
     today: Callable[[], _dt.date] = _dt.date.today
+    cl_limit: int = 0  # contactless transaction limit, minor units (0: none)
+    cl_cvm_limit: int = 0  # from this amount a tap needs a CVM (0: none)
 
 
 @dataclass
@@ -169,6 +176,17 @@ class Kernel:
         """Contactless, qVSDC-style: the card computed its cryptogram during GPO; every card command is done,
         the card may leave the field now (Visa CL kernel 3: no GENERATE AC, no second cryptogram)."""
         self.one_tap = True
+        amount = int(self.data.get(0x9F02, bytes(6)).hex() or "0")
+        if self.params.cl_limit and amount > self.params.cl_limit:
+            raise InsertCard("the amount is over this card's contactless limit: insert the card")
+        ctq = self.data.get(0x9F6C, b"")
+        # CTQ (9F6C) byte 2 b8: the consumer device verified the cardholder (CDCVM).
+        cdcvm = len(ctq) == 2 and bool(ctq[1] & 0x80)
+        if self.params.cl_cvm_limit and amount >= self.params.cl_cvm_limit:
+            if not cdcvm:
+                raise InsertCard("the amount needs the cardholder verified and the tap did not: insert the card")
+        if cdcvm:
+            self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("010002"), "cdcvm")
         self.tvr.set(V.ODA_NOT_PERFORMED)  # fDDA is not implemented: the issuer sees it in the TVR
         cid = self.data[0x9F27][0] if self.data.get(0x9F27) else 0x80
         kind = kind_of(cid)

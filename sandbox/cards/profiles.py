@@ -10,6 +10,7 @@ acquirer and go in the config. ``TEST_SCHEMES`` is the matching ``cards.schemes`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from drivers.emv import tlv as T
@@ -225,6 +226,12 @@ def _profiles() -> dict[str, Profile]:
                                           T.tlv(0x5F24, yymmdd("2029-12")))})],
         expected_apdus=4,
     )
+
+    p["visa_cl_cdcvm"] = dataclasses.replace(
+        p["visa_cl"], name="visa_cl_cdcvm",
+        description="Visa contactless on a phone: the CTQ (9F6C) says the phone verified the cardholder (CDCVM)",
+        apps=[dataclasses.replace(p["visa_cl"].apps[0], gpo_extra=[*p["visa_cl"].apps[0].gpo_extra,
+                                                                    T.tlv(0x9F6C, b"\x00\x80")])])
 
     pan = "5555555555554444"
     p["mastercard_cl"] = Profile(

@@ -220,3 +220,36 @@ def test_guichet_pay_json_reports_the_transaction_without_a_card_number(billing_
             "reversal_sent"} <= set(emv)
     assert emv["cryptograms"] == ["ARQC", "TC"] and emv["reversal_sent"] is False
     assert not any(pan in res.stdout + res.stderr for pan in TEST_PANS)
+
+
+@pytest.fixture
+def cl_agent(billing_config, vpcd_reader):
+    from sandbox.cards.profiles import TEST_SCHEMES
+
+    schemes = [dict(s, cl_limit=50_000, cl_cvm_limit=20_000) if s["name"] == "VISA" else s for s in TEST_SCHEMES]
+    cfg = with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15,
+                                                                  schemes=schemes),
+                       emv=sandbox_emv_config(), payments={"allow_partial": True})
+    ctx = AgentContext.open(cfg, ["card_reader"], take_payments=True)
+    yield ctx
+    ctx.close()
+
+
+@pytest.mark.parametrize(("profile", "amount", "status", "words"), [
+    ("visa_cl", 10_000, "approved", ""),  # under the CVM limit: one tap
+    ("visa_cl", 30_000, "cancelled", "insert the card"),  # over the CVM limit, no CVM on a plain card
+    ("visa_cl_cdcvm", 30_000, "approved", ""),  # the phone verified the cardholder
+    ("visa_cl_cdcvm", 60_000, "cancelled", "contactless limit"),  # over the contactless limit: insert
+])
+def test_contactless_limits_per_scheme(cl_agent, insert, billing_server, seeded_references, profile, amount,
+                                       status, words):
+    bill = cl_agent.flow.lookup(seeded_references[13])
+    if bill.amount_due < amount:
+        pytest.skip("the seeded bill is smaller than the amount under test")
+    result, p, chip, _ = _pay(cl_agent, insert, profile, seeded_references[13], amount=amount, bill=bill)
+    assert result.status == status, result.message
+    assert words in result.message
+    if status == "cancelled":
+        assert cl_agent.client.get_authorization(p.transaction_id) is None  # nothing was sent
+    elif profile == "visa_cl_cdcvm":
+        assert chip["cvm"] == "cdcvm"
