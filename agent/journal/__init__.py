@@ -506,7 +506,10 @@ class Journal:
         if not items:
             raise ValueError("no bill to pay")
         duties = [_stamp_duty(item.stamp_duty, method) for item in items]
-        seen = [None if item.seen_at is None else clock.stored(item.seen_at) for item in items]
+        try:
+            seen = [None if item.seen_at is None else clock.stored(item.seen_at) for item in items]
+        except ValueError as e:
+            raise GuichetError(f"seen_at: {e}") from None
         ids = [uuid7() for _ in items]
         transaction_id = ids[0]
         now = now_stamp()

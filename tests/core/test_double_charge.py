@@ -99,3 +99,14 @@ def test_a_payment_in_progress_or_taken_since_the_bill_was_read_is_refused_one_l
                    cashier_id="c", captured_offline=False)
     assert q.receipt_number == "ORAN-07-G2-000002"
     j.close()
+
+
+def test_a_seen_at_that_is_no_time_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    from agent.errors import GuichetError
+
+    j = open_journal(tmp_path)
+    with pytest.raises(GuichetError, match="^seen_at: "):
+        j.create([NewPayment(BILL, 10, seen_at="yesterday")], currency="DZD", method="cash", cashier_id="c",
+                 captured_offline=False)
+    assert j.list() == []
+    j.close()
