@@ -200,7 +200,8 @@ class EmvState:
         arc = tags2.get(0x8A, b"")
         kind = asked
         if arc in (b"Y3", b"Z3"):  # the terminal could not go online: the card's own decision
-            kind = TC if asked == TC and self.emv.lcol is None else AAC
+            offline = self.atc - self.emv.last_online_atc
+            kind = TC if asked == TC and (self.emv.ucol is None or offline <= self.emv.ucol) else AAC
         else:
             if self.issuer_auth is None:  # ARPC in CDOL2 (no EXTERNAL AUTHENTICATE)
                 self.issuer_auth = self._arpc_ok(tags2.get(0x91, b""), arc)

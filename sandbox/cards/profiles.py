@@ -430,6 +430,9 @@ def _profiles() -> dict[str, Profile]:
     p["emv_velocity"] = emv_card("emv_velocity", "CIB TEST: 16 offline transactions since the last online one "
                                  "(LCOL 2, UCOL 4 exceeded)", "00008005",
                                  Emv(cvn=18, lcol=2, ucol=4, atc=0x0020, last_online_atc=0x0010))
+    p["emv_lcol"] = emv_card("emv_lcol", "CIB TEST: over its lower consecutive offline limit only (LCOL 2, UCOL 30): "
+                             "online wanted, an offline TC still allowed", "00008008",
+                             Emv(cvn=18, oda="dda", lcol=2, ucol=30, atc=0x0020, last_online_atc=0x0010))
     p["emv_tampered"] = emv_card("emv_tampered", "CIB TEST: DDA with a tampered ICC certificate (ODA fails; the "
                                  "issuer's IAC-denial declines it offline)", "00008006",
                                  Emv(cvn=18, oda="dda", tamper=True), iac_denial="0C00000000")

@@ -253,3 +253,22 @@ def test_contactless_limits_per_scheme(cl_agent, insert, billing_server, seeded_
         assert cl_agent.client.get_authorization(p.transaction_id) is None  # nothing was sent
     elif profile == "visa_cl_cdcvm":
         assert chip["cvm"] == "cdcvm"
+
+
+@pytest.mark.parametrize(("allowed", "status", "code", "cryptograms"), [
+    (True, "approved", "Y3", ["ARQC", "TC"]), (False, "declined", "Z3", ["ARQC", "AAC"])])
+def test_unable_to_go_online_the_default_codes_and_the_offline_limits_decide(
+        billing_config, vpcd_reader, insert, billing_server, seeded_references, allowed, status, code, cryptograms):
+    from sandbox.cards.profiles import TEST_SCHEMES
+
+    schemes = [dict(s, floor_limit=100_000_000) if s["name"] == "CIB" else s for s in TEST_SCHEMES]
+    cfg = with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15,
+                                                                  schemes=schemes), emv=sandbox_emv_config())
+    with AgentContext.open(cfg, ["card_reader"], take_payments=True) as agent:
+        agent.flow.authorizers["card_reader"].offline_allowed = lambda amount: allowed
+        bill = agent.flow.lookup(seeded_references[14])
+        agent.client.base = "http://127.0.0.1:9/v1/"  # nothing listens: the request is never sent
+        result, p, chip, _ = _pay(agent, insert, "emv_lcol", seeded_references[14], bill=bill)
+    assert result.status == status and code in result.message, result.message
+    assert chip["cryptograms"] == cryptograms and chip["response_code"] == code
+    assert int(chip["tvr"][6:8], 16) & 0x40  # LCOL exceeded: why it wanted to go online
