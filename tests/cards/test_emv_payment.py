@@ -272,3 +272,14 @@ def test_unable_to_go_online_the_default_codes_and_the_offline_limits_decide(
     assert result.status == status and code in result.message, result.message
     assert chip["cryptograms"] == cryptograms and chip["response_code"] == code
     assert int(chip["tvr"][6:8], 16) & 0x40  # LCOL exceeded: why it wanted to go online
+
+
+def test_doctor_checks_pin_pad_and_ca_keys(vpcd_reader, billing_config):
+    from drivers.emv.checks import ca_key_gaps, reader_pin_pad
+
+    assert reader_pin_pad(vpcd_reader) is False  # vpcd's driver lists no part 10 feature
+    assert reader_pin_pad("no such reader") is None
+    sandbox = with_changes(billing_config, cards=sandbox_cards_config(), emv=sandbox_emv_config())
+    assert ca_key_gaps(sandbox) == []
+    gaps = ca_key_gaps(with_changes(billing_config, cards=sandbox_cards_config()))
+    assert any(g.startswith("CIB: no CA public key for RID A000000999") for g in gaps)
