@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from config import Config
-from ui import i18n
+from ui import console, i18n
 from ui.backend import Backend
 from ui.i18n import _, t
 from ui.messages import DeviceUpdate, LinkInfo, QueueInfo, StatusUpdate
@@ -117,6 +117,7 @@ class GuichetApp(App[int]):
         self.stop_event = threading.Event()
         self.status_wakeup = threading.Event()
         i18n.set_language(self.config.ui.language, bidi=self.config.ui.bidi)
+        console.setup(self)  # TERM=linux: the console font's glyphs, 16 colours, no Arabic (ui/console.py)
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
@@ -360,8 +361,10 @@ class GuichetApp(App[int]):
 
     def set_language(self, language: str) -> None:
         """Switch language at run time: every screen is composed again from its own state."""
+        language = console.switch(self, language)  # the console cannot draw Arabic: says so (ui/console.py)
         i18n.set_language(language)
         for screen in self.screen_stack:
+            i18n.retranslate_attrs(screen)  # a message shown before the switch follows it (ui/i18n.py)
             screen.set_class(i18n.is_rtl(), "-rtl")
             relabel = getattr(screen, "relabel", None)
             if relabel:

@@ -218,6 +218,12 @@ def N_(message: str) -> str:
     return message
 
 
+# Our list separator. In a right-to-left line, the bidi algorithm joins two Latin runs across a neutral " · "
+# into one left-to-right run: "F7 تقرير Z · F8 اللغة" came out as "اللغة Z · F8 تقرير F7" (F8 beside
+# Z). A right-to-left mark on each side keeps every item its own run, in right-to-left item order.
+SEPARATOR = " · "
+_RTL_SEPARATOR = "\u200f · \u200f"
+
 # Directional marks (LRM, RLM, ALM) that CLDR puts in Arabic numbers and dates: they steer the bidi
 # algorithm, and once the app has put the text in visual order they would only reach the terminal as
 # zero-width characters that some terminals draw as a cell, shifting the columns.
@@ -232,7 +238,10 @@ def shape(text: str) -> str:
     from bidi.algorithm import get_display  # the pure-Python one mirrors brackets; the Rust one does not
 
     # Line by line: the bidi algorithm works per paragraph and must not move text across lines.
-    base = "R" if is_rtl() else None
+    rtl = is_rtl()
+    base = "R" if rtl else None
+    if rtl:
+        text = text.replace(SEPARATOR, _RTL_SEPARATOR)
     return "\n".join(
         get_display(reshape(line), base_dir=base).translate(_BIDI_MARKS) if line else line
         for line in text.split("\n")
@@ -243,12 +252,54 @@ def _has_rtl(text: str) -> bool:
     return any("\u0590" <= ch <= "\u08ff" or "\ufb1d" <= ch <= "\ufeff" or ch == "\u200f" for ch in text)
 
 
+class Text(str):
+    """A string drawn for the screen that can be drawn again in another language.
+
+    `t()` returns one: a message kept by a screen (the last "Bill 4107… added") is a Text, and
+    `retranslate()` draws it again after a language switch instead of leaving it in the old language.
+
+    >>> set_language("fr"); m = t("Amount"); set_language("en")
+    >>> m, retranslate(m)
+    ('Montant', 'Amount')
+    >>> set_language("fr")
+    """
+
+    __slots__ = ("_render",)
+    _render: Callable[[], str]
+
+    def __new__(cls, render: Callable[[], str]) -> Text:
+        self = super().__new__(cls, render())
+        self._render = render
+        return self
+
+    def again(self) -> Text:
+        """The same message in the current language (and bidi mode)."""
+        return Text(self._render)
+
+
+def retranslate(value: object) -> object:
+    """A Text drawn again in the current language; anything else as it is."""
+    return value.again() if isinstance(value, Text) else value
+
+
+def retranslate_attrs(obj: object) -> None:
+    """Draw again every Text held in obj's attributes (a screen's message, its title...): for a language
+    switch, before the screen composes itself again from its state."""
+    for name, value in list(vars(obj).items()):
+        if isinstance(value, Text):
+            setattr(obj, name, value.again())
+
+
 def t(message: str, **kwargs: object) -> str:
-    """Translate, format with kwargs, and shape for display."""
-    text = _(message)
-    if kwargs:
-        text = text.format(**kwargs)
-    return shape(text)
+    """Translate, format with kwargs, and shape for display; a Text (see `retranslate`)."""
+
+    def render() -> str:
+        text = _(message)
+        if kwargs:
+            text = text.format(**{k: retranslate(v) for k, v in kwargs.items()})
+        return shape(text)
+
+    return Text(render)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,3 +89,74 @@ def test_agent_errors_get_a_translated_headline_and_keep_their_detail() -> None:
         assert text == "Facture introuvable — bill 123: not found"
     finally:
         i18n.set_language("fr", bidi="app")
+
+
+# -- right to left: mixed Arabic and Latin runs; messages follow a language switch ------------------------
+
+LEGEND = "F2 payment · F3 history · F4 attention · F6 unknown · F7 Z report · F8 language · F10 log out · F12 cashiers"
+
+
+def test_the_arabic_key_legend_reads_right_to_left_item_by_item() -> None:
+    """Each "F7 تقرير Z" stays one item: the Latin Z is not joined to the next item's F8 across " · "."""
+    i18n.set_language("ar", bidi="app")
+    try:
+        shown = i18n.t(LEGEND)
+        items = shown.split(" · ")
+        keys = [re.search(r"F\d+", item).group(0) for item in items]  # type: ignore[union-attr]
+        assert keys == ["F12", "F10", "F8", "F7", "F6", "F4", "F3", "F2"]  # F2 rightmost: read first
+        for item in items:
+            assert item.endswith(re.search(r"F\d+", item).group(0))  # type: ignore[union-attr]  # key on the right
+        z_report = items[keys.index("F7")]
+        assert z_report.startswith("Z ") and "F8" not in z_report
+        assert "\u200f" not in shown  # the marks steer the algorithm, then go
+    finally:
+        i18n.set_language("fr")
+
+
+def test_latin_lines_keep_their_separators_untouched() -> None:
+    i18n.set_language("fr", bidi="app")
+    assert i18n.t(LEGEND).startswith("F2 paiement · F3 ")
+
+
+def test_a_message_shown_before_a_language_switch_is_drawn_again_in_the_new_language() -> None:
+    i18n.set_language("fr", bidi="app")
+    message = i18n.t("Bill {ref} added", ref="410726095518")
+    assert "410726095518" in message and "ajoutée" in message
+    i18n.set_language("en")
+    try:
+        assert i18n.retranslate(message) == "Bill 410726095518 added"
+
+        class Screen:
+            pass
+
+        screen = Screen()
+        screen.message = message  # type: ignore[attr-defined]
+        screen.count = 3  # type: ignore[attr-defined]
+        i18n.retranslate_attrs(screen)
+        assert screen.message == "Bill 410726095518 added" and screen.count == 3  # type: ignore[attr-defined]
+        assert i18n.retranslate("plain text") == "plain text"
+    finally:
+        i18n.set_language("fr")
+
+
+def test_the_payment_screens_message_follows_f8(tmp_path: Path) -> None:
+    """In the app: "Bill … added" (French) becomes Arabic after F8, not left in French."""
+    import asyncio
+
+    from textual.widgets import Static
+
+    from tests.ui.test_demo import _newcomer_session, _until
+
+    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("f11")
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the scanned bill")
+        assert "ajoutée" in str(app.screen.query_one("#message", Static).render())
+        await pilot.press("f8")  # fr -> ar
+        await _until(pilot, lambda: app.screen.is_mounted and app.screen.query("#message"), "the recomposed screen")
+        text = str(app.screen.query_one("#message", Static).render())
+        assert "ajoutée" not in text and any("\u0600" <= c <= "\u06ff" or "\ufe70" <= c <= "\ufeff" for c in text)
+
+    try:
+        asyncio.run(_newcomer_session(tmp_path, check))
+    finally:
+        i18n.set_language("fr")
