@@ -135,7 +135,20 @@ class ConcertLink(TerminalLink[Request]):
 
     # -- port ---------------------------------------------------------------------------------------------
 
-    def _open(self) -> Any:
+    def _open(self, wait_lock: bool = True) -> Any:
+        """The port, opened and locked. Another process's liveness probe holds the lock for at most its
+        ``ack_timeout``: with ``wait_lock`` a locked port is tried again until then, so a payment never fails
+        on a probe (a program that keeps the port still fails, a moment later)."""
+        deadline = time.monotonic() + self.ack_timeout + 0.5
+        while True:
+            try:
+                return self._open_once()
+            except LinkDown as e:
+                if not wait_lock or e.errno not in (errno.EAGAIN, errno.EBUSY) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(POLL)
+
+    def _open_once(self) -> Any:
         try:
             return serial.serial_for_url(
                 self.port,
@@ -278,7 +291,7 @@ class ConcertLink(TerminalLink[Request]):
     def _handshake_only(self, retries: int, *, busy_is_busy: bool = False) -> Result:
         c = Counters()
         try:
-            port = self._open()
+            port = self._open(wait_lock=not busy_is_busy)  # a probe never waits: the port is someone's
         except LinkDown as e:
             if busy_is_busy and e.errno in (errno.EAGAIN, errno.EBUSY):
                 return self._result(Busy, c, amount_sent=False, message=f"{self.port} is held by another program")

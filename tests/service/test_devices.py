@@ -311,3 +311,47 @@ def test_guichet_devices_lists_the_registry(tmp_path: Path, sim: TpeSimulator) -
     r = subprocess.run([GUICHET, "--config", str(cfg), "devices"], capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)
     assert f"  tpe {sim.path}: unresponsive (no ACK" in r.stdout
+
+
+def _hold(path: str, seconds: float) -> Any:
+    """Another process holding the port as pyserial's exclusive lock does (a second agent's probe, a tool)."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import serial, sys, time\n"
+         "s = serial.Serial(sys.argv[1], exclusive=True)\n"
+         "print('held', flush=True)\n"
+         "time.sleep(float(sys.argv[2]))\n", path, str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_port_another_program_holds_is_busy_and_the_probe_does_not_wait(sim: TpeSimulator) -> None:
+    holder = _hold(sim.path, 60)
+    try:
+        [st] = DeviceRegistry([e_plus(sim.path)]).refresh()
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert st.state == "busy" and "held by another program" in st.detail
+    assert sim.exchanges == []
+
+
+def test_a_payment_waits_out_another_process_probe_instead_of_failing(sim: TpeSimulator) -> None:
+    # Another process's probe holds the port for at most its ack_timeout: the payment opens it after.
+    holder = _hold(sim.path, 0.3)
+    try:
+        result = link_for(sim.path, **{**FAST, "ack_timeout": 1.0, "max_retries": 1}).pay(100, "DZD")
+    finally:
+        holder.wait(10)
+    assert isinstance(result, Approved), result
+
+
+def test_line_noise_around_the_ack_still_reads_ready(sim: TpeSimulator) -> None:
+    sim.behaviour = "garbage"  # noise bytes before each reply: the terminal is there
+    [st] = DeviceRegistry([e_plus(sim.path)]).refresh()
+    assert st.state == "ready"
