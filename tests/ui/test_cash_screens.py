@@ -17,12 +17,19 @@ pytestmark = pytest.mark.anyio
 RULE = StampDutyConfig(enabled=True, per_slice=100, slice=10000, minimum=500)
 
 
+def _english(cfg: Any) -> Any:
+    """The texts asserted below are the English ones."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.ui.language = "en"
+    return cfg
+
+
 def _duty(amount: int) -> int:
     return max(500, -(-amount // 10000) * 100)
 
 
 async def test_stamp_duty_tendered_and_change(ui_app: Any, ui_config: Any, seeded_references: list[str]) -> None:
-    cfg = ui_config.model_copy(deep=True)
+    cfg = _english(ui_config)
     cfg.cash = CashConfig(stamp_duty=RULE)
     app = ui_app(cfg, run_sync=False)
     ref = seeded_references[0]
@@ -55,7 +62,7 @@ async def test_stamp_duty_tendered_and_change(ui_app: Any, ui_config: Any, seede
 
 
 async def test_drawer_float_count_and_supervisor(ui_app: Any, ui_config: Any, seeded_references: list[str]) -> None:
-    app = ui_app(run_sync=False)
+    app = ui_app(_english(ui_config), run_sync=False)
     async with app.run_test(size=(140, 50)) as pilot:
         await login(pilot)
         await pilot.press("f7")
@@ -80,8 +87,8 @@ async def test_drawer_float_count_and_supervisor(ui_app: Any, ui_config: Any, se
         await wait_for(pilot, lambda: "accepted by s0001" in text_of(pilot, "#z-text"), "the difference shown")
 
 
-async def test_the_server_view_from_the_history(ui_app: Any, seeded_references: list[str]) -> None:
-    app = ui_app(run_sync=False)
+async def test_the_server_view_from_the_history(ui_app: Any, ui_config: Any, seeded_references: list[str]) -> None:
+    app = ui_app(_english(ui_config), run_sync=False)
     async with app.run_test(size=(140, 44)) as pilot:
         await login(pilot)
         result = app.backend.flow.pay([app.backend.flow.lookup(seeded_references[0])], method="cash",

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_supervisor_closes_the_day(ui_app: Any, ui_config: Any, seeded_references: list[str]) -> None:
-    app = ui_app(run_sync=False)
+    cfg = ui_config.model_copy(deep=True)
+    cfg.ui.language = "en"  # the texts asserted below are the English ones
+    app = ui_app(cfg, run_sync=False)
     async with app.run_test(size=(160, 50)) as pilot:
         await login(pilot)
         flow = app.backend.flow

@@ -375,7 +375,8 @@ class PaymentScreen(CounterScreen):
                 return
         from ui.screens.wait import WaitScreen
 
-        total = amount if amount is not None else self.total_due()
+        # What the wait panel shows as the amount to pay: with the stamp duty for cash (it is collected too).
+        total = self.due().total if self.method == "cash" else amount if amount is not None else self.total_due()
         self.change_after = 0
         if self.method == "cash" and tendered is not None:
             self.change_after = tendered - self.due().total
