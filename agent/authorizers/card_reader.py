@@ -35,6 +35,7 @@ from agent.authorize import AuthOutcome, AuthRequest, StatusCallback
 from agent.billing import BillingClient
 from agent.cards import COUNTRY_OF_CURRENCY, CardReadError, _describe
 from agent.cards import _session_lock as session_lock
+from agent.crashpoints import crashpoint
 from agent.errors import ApiError, GuichetError, ServerUnreachable
 from config import Config
 from config.money import currency as currency_info
@@ -249,6 +250,7 @@ class ReaderAuthorizer:
     def _online(self, req: AuthRequest, kernel: Kernel, card: CardData, safe_card: dict[str, Any],
                 chip: ChipOutcome, on_status: StatusCallback) -> AuthOutcome:
         de55 = kernel.online_data().hex().upper()
+        crashpoint("card_reader.before_request")  # tests: SIGKILL between the first GENERATE AC and the answer
         lost = ""
         answer: dict[str, Any] | None = None
         with card.pan_in_memory() as pan:
@@ -284,6 +286,7 @@ class ReaderAuthorizer:
                 answer = None
             if answer is None:
                 return self._lost(req, kernel, safe_card, chip, lost)
+        crashpoint("card_reader.before_completion")  # tests: SIGKILL between the answer and the second GENERATE AC
         return self._complete(req, kernel, safe_card, chip, answer)
 
     def _complete(self, req: AuthRequest, kernel: Kernel, safe_card: dict[str, Any], chip: ChipOutcome,

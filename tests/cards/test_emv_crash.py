@@ -1,0 +1,67 @@
+"""SIGKILL in the middle of an EMV transaction (issue 14): `guichet pay --method card_reader` is a real process
+that kills itself (agent.crashpoints) between the first GENERATE AC and the acquirer's answer, or between the
+answer and the second GENERATE AC. After a restart the payment is `unknown`, the bill is blocked (never charged
+twice), and the acquirer's record settles it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import config
+from agent.context import AgentContext
+from agent.errors import GuichetError
+from sandbox.cards.profiles import sandbox_cards_config, sandbox_emv_config
+from tests.core.conftest import with_changes
+
+KILLED = -signal.SIGKILL
+
+
+@pytest.fixture
+def emv_cfg(billing_config, vpcd_reader):
+    return with_changes(billing_config, cards=sandbox_cards_config(reader=vpcd_reader, read_timeout=15),
+                        emv=sandbox_emv_config())
+
+
+def _guichet(path: Path, *args: str, point: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("GUICHET_CRASHPOINT", None)
+    if point:
+        env["GUICHET_CRASHPOINT"] = point
+    return subprocess.run([sys.executable, "-m", "guichet", "--config", str(path), *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize(("point", "acquirer_saw_it"), [("card_reader.before_request", False),
+                                                       ("card_reader.before_completion", True)])
+def test_sigkill_mid_transaction_ends_unknown_and_is_never_charged_twice(emv_cfg, insert, billing_server,
+                                                                         seeded_references, tmp_path, point,
+                                                                         acquirer_saw_it):
+    path = config.write_config(emv_cfg, tmp_path / "guichet.toml")
+    ref = seeded_references[0]
+    with insert("cib"):
+        r = _guichet(path, "pay", ref, "--method", "card_reader", "--json", "--no-upload", point=point)
+    assert r.returncode == KILLED, (r.returncode, r.stderr)
+    assert _guichet(path, "sync", "--once").returncode in (0, 1)  # a new process recovers the journal
+    with insert("cib"):
+        again = _guichet(path, "pay", ref, "--method", "card_reader")
+    assert again.returncode == 1 and "unknown outcome" in again.stderr  # the bill is blocked: no second charge
+    [p] = json.loads(_guichet(path, "queue", "list", "--json").stdout)
+    assert p["state"] == "unknown"
+    with AgentContext.open(emv_cfg, ["card_reader"], take_payments=True) as agent:
+        answer = agent.client.get_authorization(agent.journal.get(p["payment_id"]).transaction_id)
+        assert (answer is not None) == acquirer_saw_it
+        if acquirer_saw_it:
+            # approved by the acquirer, never completed by the card: the server's record settles it, once
+            [settled] = agent.flow.resolve_unknown_online(p["payment_id"])
+            assert settled.state == "approved"
+        else:
+            with pytest.raises(GuichetError, match="ask again in"):  # a 404 this soon is not believed
+                agent.flow.resolve_unknown_online(p["payment_id"])
+            assert agent.journal.get(p["payment_id"]).state == "unknown"
