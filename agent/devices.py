@@ -190,7 +190,7 @@ class TpeProbe:
         self._last: DeviceState | None = None
         self._next_check = time.monotonic() + (liveness if first_check is None else first_check)
         self._heard_at = time.monotonic()  # payments heard before this are not news
-        self._adapter = ""  # pyserial's description of the port, read when it (re)appears
+        self._adapter: str | None = None  # pyserial's description of the port; None: read it (again)
 
     @classmethod
     def from_config(cls, cfg: Config, **kw: Any) -> TpeProbe | None:
@@ -218,6 +218,7 @@ class TpeProbe:
         now = time.monotonic()
         if self.serial and not os.path.exists(self.link.port):
             self._next_check = 0.0  # plugged in again: checked at once
+            self._adapter = None  # maybe another adapter then
             return [self._state("absent", f"{self.link.port} does not exist (terminal cable or adapter unplugged)")]
         if self.link.busy:
             return [self._state("busy", "a payment is in progress")]
@@ -253,7 +254,7 @@ class TpeProbe:
         """``what``, with the adapter's name from pyserial's listing when it knows the port."""
         if not self.serial:
             return what
-        if self._last is None or self._last.state == "absent":  # listing only when the port (re)appears
+        if self._adapter is None:  # the listing is read when the port (re)appears, not at every check
             try:
                 ports = serial_ports()
                 real = os.path.realpath(self.link.port)
