@@ -207,7 +207,7 @@ class Kernel:
 
     def online_data(self) -> bytes:
         """DE55 for the online request: the first GENERATE AC's chip data (contract 1.1)."""
-        return de55(self.first_tags)
+        return de55(self.first_tags, contactless=self._contactless)
 
     def complete(self, answer: IssuerAnswer | None, *, allow_tc: bool = True) -> TransactionResult:
         """Completion after an ARQC: the issuer's answer (or None: unable to go online; ``allow_tc`` False when
@@ -267,10 +267,14 @@ class Kernel:
                       "commands": s.commands} for s in self.scripts],
             signature_required=bool(co and co.signature),
             pin_message=self.pin_message,
-            de55=de55(self.final_tags or self.first_tags).hex().upper(),
+            de55=de55(self.final_tags or self.first_tags, contactless=self._contactless).hex().upper(),
         )
 
     # ------------------------------------------------------------------ internals
+
+    @property
+    def _contactless(self) -> bool:
+        return self.one_tap or self.reader.interface == "contactless"
 
     def _collect(self) -> None:
         r = self.reader
@@ -490,9 +494,14 @@ class Kernel:
             self.on_stage("remove_card")
 
 
-def de55(tags: dict[int, bytes]) -> bytes:
-    """The contract's chip data, in DE55_TAGS order, only the tags present, never a secret one."""
-    return T.encode([T.tlv(t, tags[t]) for t in DE55_TAGS if t in tags and t not in SECRET_TAGS])
+CONTACTLESS_ONLY = frozenset({0x9F66, 0x9F6E})
+
+
+def de55(tags: dict[int, bytes], *, contactless: bool = True) -> bytes:
+    """The contract's chip data, in DE55_TAGS order, only the tags present, never a secret one (9F66/9F6E only
+    for a contactless transaction)."""
+    skip = SECRET_TAGS if contactless else SECRET_TAGS | CONTACTLESS_ONLY
+    return T.encode([T.tlv(t, tags[t]) for t in DE55_TAGS if t in tags and t not in skip])
 
 
 def _value(tlvs: list[T.TLV], tag: int) -> bytes | None:
