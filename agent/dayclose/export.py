@@ -2,7 +2,8 @@
 
     to_csv(report.to_dict())        # or a kept run: store.get(run_id)
     to_json(report.to_dict())
-    to_text(report.to_dict())       # what `guichet day close` prints, and the paper copy
+    to_text(report.to_dict())       # what `guichet day close` prints on the terminal
+    print_close(printer, report.to_dict(), paper=80)   # the paper copy (drivers.printer; PrintResult)
 
 Amounts stay in minor units with their currency in the CSV and JSON (what a spreadsheet or a program
 reads); the text shows them as decimals (config.money.format_amount, never a float).
@@ -16,6 +17,7 @@ import json
 from typing import Any
 
 from config.money import MoneyError, format_amount
+from drivers.printer import Job, Printer, PrintResult
 
 LINE_COLUMNS = (
     "kind", "receipt_number", "payment_id", "bill_reference", "method", "cashier_id", "currency", "amount",
@@ -101,3 +103,38 @@ def to_text(data: dict[str, Any]) -> str:
     for what in data["unchecked"]:
         rows.append(f"NOT CHECKED: {what}")
     return "\n".join(rows)
+
+
+def paper_lines(data: dict[str, Any], paper: int = 80) -> list[str]:
+    """The text of the close cut to the paper's width (font A: 48 characters on 80 mm, 32 on 58 mm), in the
+    printer's code page (a character outside it, from a server's text, becomes '?').
+
+    >>> paper_lines({"day": "2026-11-30", "terminal_id": "T", "online": True, "clean": True, "problems": 0,
+    ...              "kinds": {}, "lines": [], "journal": {"count": 0, "amount": {}, "stamp_duty": {}},
+    ...              "by_method": {}, "by_cashier": {}, "server": {"count": 0, "amount": {}, "stamp_duty": {}},
+    ...              "unchecked": []}, paper=58)[:3]
+    ['Day close 2026-11-30 - terminal ', '  T - run', 'CLEAN']
+    """
+    width = 48 if paper >= 72 else 32
+    out: list[str] = []
+    for row in to_text(data).splitlines():
+        row = row.encode("cp1252", "replace").decode("cp1252")
+        row = "".join(ch if ch >= " " else " " for ch in row).rstrip()
+        indent = len(row) - len(row.lstrip())
+        first = True
+        while row or first:
+            cut = row[:width] if first else " " * min(indent + 2, 8) + row[: width - min(indent + 2, 8)]
+            out.append(cut)
+            row = row[width:] if first else row[width - min(indent + 2, 8):]
+            first = False
+    return out
+
+
+def print_close(printer: Printer, data: dict[str, Any], *, paper: int = 80) -> PrintResult:
+    """The paper copy of a close on the receipt printer; never raises (PrintResult says what became of it)."""
+    job = Job()
+    for row in paper_lines(data, paper):
+        job.text_line(row)
+    job.feed(120)
+    job.cut()
+    return printer.print_job(job.bytes())

@@ -3,7 +3,8 @@
     guichet day close [--date 2026-11-30] [--tpe-count 12 --tpe-amount 45123.00] [--by s0001] [--json]
                       [--export DIR]        also writes DIR/dayclose-<terminal>-<day>-<run>.csv and .json
     guichet day runs [--date D] [--json]    the kept runs
-    guichet day show RUN [--csv|--json]     one kept run again
+    guichet day show RUN [--csv|--json|--print]   one kept run again
+    guichet day close ... --print           also on the receipt printer (printer.url)
 
 Exit 0 when the day closes clean, 1 when the close found something to look at or could not check
 everything (the report is printed and kept all the same), 2 for usage.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,6 +49,7 @@ def _day(text: str | None) -> date | None:
 @click.option("--by", "run_by", default=None, help="The supervisor running the close (kept with the run).")
 @click.option("--offline", is_flag=True, help="Do not ask the billing server (what it could not check is listed).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Write the CSV and JSON there.")
+@click.option("--print", "on_paper", is_flag=True, help="Also print it on the receipt printer (printer.url).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def close(
@@ -57,6 +60,7 @@ def close(
     run_by: str | None,
     offline: bool,
     export_dir: str | None,
+    on_paper: bool,
     as_json: bool,
 ) -> None:
     """Reconcile the day: each payment in one line, totals per method, cashier and currency, stamp duty apart."""
@@ -90,6 +94,8 @@ def close(
     data = {**report.to_dict(), "run_id": run_id}
     if export_dir:
         _export(Path(export_dir), data)
+    if on_paper:
+        _print(config, data)
     if as_json:
         print_json(data)
     else:
@@ -109,6 +115,23 @@ def _export(folder: Path, data: dict[str, object]) -> None:
         base.with_suffix(".json").write_text(to_json(data), encoding="utf-8")
     except OSError as e:
         fail(f"{folder}: cannot write the export: {e.strerror}")
+
+
+def _print(config: Any, data: dict[str, Any]) -> None:
+    """The paper copy; a printer that cannot print is one line (the run is kept all the same)."""
+    from agent.dayclose.export import print_close
+    from drivers.printer import PrinterError, open_printer
+
+    if config.printer.url in ("", "none"):
+        fail("--print: no receipt printer is configured (printer.url)")
+    try:
+        printer = open_printer(config.printer.url, timeout=config.printer.timeout)
+    except (PrinterError, ValueError) as e:
+        fail(f"--print: {e}")
+    result = print_close(printer, data, paper=config.printer.paper)
+    if not result.ok:
+        fail(f"--print: {result.message} (run {data['run_id']} kept; print it again with guichet day show"
+             f" {data['run_id']} --print)")
 
 
 @day.command("runs")
@@ -137,8 +160,9 @@ def runs(ctx: click.Context, day_text: str | None, as_json: bool) -> None:
 @click.argument("run_id", type=int)
 @click.option("--csv", "as_csv", is_flag=True, help="As CSV, for the accounting office.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--print", "on_paper", is_flag=True, help="On the receipt printer (printer.url).")
 @click.pass_context
-def show(ctx: click.Context, run_id: int, as_csv: bool, as_json: bool) -> None:
+def show(ctx: click.Context, run_id: int, as_csv: bool, as_json: bool, on_paper: bool) -> None:
     """One kept run, as it was."""
     config = get_config(ctx)
     try:
@@ -148,4 +172,7 @@ def show(ctx: click.Context, run_id: int, as_csv: bool, as_json: bool) -> None:
         fail(f"run {run_id}: no such day close")
     except GuichetError as e:
         fail(str(e))
+    if on_paper:
+        _print(config, data)
+        return
     click.echo(to_csv(data) if as_csv else to_json(data) if as_json else to_text(data))

@@ -266,6 +266,8 @@ def test_the_command(agent: AgentContext, seeded_references: list[str], tmp_path
     assert [r["clean"] for r in json.loads(runs.stdout)] == [False, True]
     shown = guichet("day", "show", str(data["run_id"]), "--csv", env=env)
     assert shown.stdout.startswith("kind,receipt_number") and paid.payment_id in shown.stdout
+    nowhere = guichet("day", "show", str(data["run_id"]), "--print", env=env)
+    assert nowhere.returncode == 1 and "no receipt printer" in nowhere.stderr
     bad = guichet("day", "close", "--date", "2026-13-01", env=env)
     assert bad.returncode == 2 and "--date" in bad.stderr
     half = guichet("day", "close", "--tpe-count", "3", env=env)
@@ -298,3 +300,21 @@ def test_any_answer_is_entries_or_one_bad_answer(body: Any) -> None:
         assert isinstance(entry_.amount, int) and not isinstance(entry_.amount, bool) and entry_.amount >= 0
         assert entry_.method in ("cash", "card_terminal", "card_reader") and len(entry_.currency) == 3
     assert cursor is None or isinstance(cursor, str)
+
+
+def test_the_paper_copy(tmp_path: Any) -> None:
+    from agent.dayclose.export import print_close
+    from drivers.printer import open_printer
+    from sandbox.printer import VirtualPrinter
+
+    journal = [entry("m", state="uploaded"), entry("q", state="approved", bill_reference="B\u0663\u20ac")]
+    rep = reconcile(journal, [entry("m"), entry("s", amount=700)], terminal_id="ORAN-07-G1", day="2026-11-30")
+    with VirtualPrinter(tmp_path / "paper") as vp:
+        url = vp.listen("127.0.0.1", 0)
+        result = print_close(open_printer(url), rep.to_dict(), paper=58)
+        assert result.ok, result.message
+        [saved] = vp.wait_jobs(1)
+    text = "\n".join(saved.job.text)
+    assert "Day close 2026-11-30" in text and "SERVER_ONLY" in text and "QUEUED" in text
+    assert saved.job.cut and not saved.job.errors
+    assert all(len(row) <= 32 for row in saved.job.text)

@@ -77,6 +77,7 @@ class DayCloseScreen(CounterScreen):
         Binding("escape", "back", "Back"),
         Binding("f5", "run", "Run the close", priority=True),
         Binding("ctrl+e", "export", "Export CSV and JSON", priority=True),
+        Binding("ctrl+p", "print_close", "Print", priority=True),
     ]
 
     def __init__(self, supervisor_id: str) -> None:
@@ -94,7 +95,7 @@ class DayCloseScreen(CounterScreen):
                 yield Input(id="tpe-amount", restrict=r"[0-9.,]*")
                 yield Button(t("Run (F5)"), id="dayclose-run", variant="success")
             yield Static(t("Concert E+ gives no totals: type those printed on the TPE's end-of-day ticket, or leave"
-                           " them empty. Ctrl+E exports the last run."), classes="hint")
+                           " them empty. Ctrl+E exports the last run, Ctrl+P prints it."), classes="hint")
             with VerticalScroll():
                 yield Static(shape(summary_text(self.data)) if self.data else "", id="dayclose-summary")
                 yield DataTable(id="dayclose-lines", cursor_type="row", zebra_stripes=True)
@@ -155,6 +156,8 @@ class DayCloseScreen(CounterScreen):
             self.data = msg.data
             self.fill()
             message.update(t("Run {n} kept", n=msg.data["run_id"]))
+        elif msg.what == "dayclose-print":
+            message.update(error_text(msg.error) if msg.error is not None else t("Printed"))
         elif msg.what == "dayclose-export":
             message.update(error_text(msg.error) if msg.error is not None else t("Exported: {path}", path=msg.data))
 
@@ -196,6 +199,27 @@ class DayCloseScreen(CounterScreen):
             self.post_message(Loaded("dayclose-export", error=e))
             return
         self.post_message(Loaded("dayclose-export", str(base) + ".csv/.json"))
+
+    def action_print_close(self) -> None:
+        if self.data is not None:
+            self.print_close(self.data)
+
+    @work(thread=True, exit_on_error=False, group="dayclose-print")
+    def print_close(self, data: dict[str, Any]) -> None:
+        from agent.dayclose.export import print_close
+        from drivers.printer import PrinterUnavailable, open_printer
+
+        cfg = self.gapp.config.printer
+        try:
+            if cfg.url in ("", "none"):
+                raise PrinterUnavailable(t("no receipt printer is configured (printer.url)"))
+            result = print_close(open_printer(cfg.url, timeout=cfg.timeout), data, paper=cfg.paper)
+            if not result.ok:
+                raise result.error or PrinterUnavailable(result.message)
+        except Exception as e:
+            self.post_message(Loaded("dayclose-print", error=e))
+            return
+        self.post_message(Loaded("dayclose-print", True))
 
     def action_back(self) -> None:
         self.app.pop_screen()
