@@ -283,3 +283,16 @@ def test_doctor_checks_pin_pad_and_ca_keys(vpcd_reader, billing_config):
     assert ca_key_gaps(sandbox) == []
     gaps = ca_key_gaps(with_changes(billing_config, cards=sandbox_cards_config()))
     assert any(g.startswith("CIB: no CA public key for RID A000000999") for g in gaps)
+
+
+def test_issuer_scripts_run_before_and_after_the_second_generate_ac(emv_agent, insert, billing_server,
+                                                                   seeded_references):
+    bill = emv_agent.flow.lookup(seeded_references[15])
+    result, p, chip, commands = _pay(emv_agent, insert, "cib", seeded_references[15],
+                                     amount=_amount(bill.amount_due, 71))
+    assert result.status == "approved", result.message
+    assert [s["template"] for s in chip["scripts"]] == ["71", "72"] and all(s["ok"] for s in chip["scripts"])
+    assert int(chip["tsi"][:2], 16) & 0x04  # script processing performed
+    heads = [c[:2] for c in commands]
+    second_ac = len(heads) - 1 - heads[::-1].index(b"\x80\xae")
+    assert heads.index(b"\x04\xda") < second_ac < heads.index(b"\x84\x18")  # 71 before, 72 after
