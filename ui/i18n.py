@@ -22,6 +22,7 @@ import ast
 import gettext
 import io
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -298,6 +299,24 @@ def t(message: str, **kwargs: object) -> str:
         if kwargs:
             text = text.format(**{k: retranslate(v) for k, v in kwargs.items()})
         return shape(text)
+
+    return Text(render)
+
+
+def tw(message: str, width: int, **kwargs: object) -> str:
+    """Like `t`, for text the screen wraps (a narrow panel): wrapped to `width` cells here, in logical order,
+    then each line put in visual order. Textual would wrap the visual text, which in Arabic puts the first
+    words of the sentence on its last line.
+
+    >>> set_language("en"); tw("Try: F11 scans a bill, F5 pays on the TPE", 20); set_language("fr")
+    'Try: F11 scans a\\nbill, F5 pays on the\\nTPE'
+    """
+
+    def render() -> str:
+        text = _(message)
+        if kwargs:
+            text = text.format(**{k: retranslate(v) for k, v in kwargs.items()})
+        return shape(textwrap.fill(text, width=max(width, 1), break_on_hyphens=False))
 
     return Text(render)
 

@@ -18,13 +18,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Button, Input, Static
 
-from ui.i18n import _, shape, t
+from ui.i18n import _, shape, t, tw
 from ui.messages import DeviceUpdate
 from ui.text import SERVICE_LABELS, money
 
 CARDS = (("cib", "CIB"), ("edahabia", "Edahabia"), ("visa", "Visa"))
 SCAN_KEY = "f11"
 MAX_BILLS = 4  # what fits beside the payment screen
+TEXT_WIDTH = 26  # the panel's width (30 in guichet.tcss) less its border and padding
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class DemoPanel(Vertical):
         yield Static(t("Demo"), classes="big")
         yield Static(self.next_step(), id="demo-next", classes="hint")
         if self.bills:
-            yield Static(t("Bills to scan ({key}: the next one)", key="F11"), classes="hint")
+            yield Static(tw("Bills to scan ({key}: the next one)", TEXT_WIDTH, key="F11"), classes="hint")
             for i, bill in enumerate(self.bills):
                 service = _(SERVICE_LABELS.get(bill.service, bill.service))
                 amount = money(bill.amount, bill.currency)
@@ -61,13 +62,14 @@ class DemoPanel(Vertical):
         for profile, label in CARDS:
             yield Button(t("Insert {card}", card=label), id=f"demo-{profile}")
         yield Button(t("Pull the card"), id="demo-pull", variant="warning")
-        yield Static(t("Keys: Ctrl+B CIB · Ctrl+E Edahabia · Ctrl+V Visa · Ctrl+X pull"), classes="hint")
+        yield Static(tw("Keys: Ctrl+B CIB · Ctrl+E Edahabia · Ctrl+V Visa · Ctrl+X pull", TEXT_WIDTH), classes="hint")
 
     def next_step(self) -> str:
         """The one line that says what to try next."""
         if not self.bills:
-            return t("Type a bill reference, Enter, then F5 to pay")
-        return t("Try: {key} scans a bill, F9 adds the customer's other bills, F5 pays on the TPE", key="F11")
+            return tw("Type a bill reference, Enter, then F5 to pay", TEXT_WIDTH)
+        return tw("Try: {key} scans a bill, F9 adds the customer's other bills, F5 pays on the TPE", TEXT_WIDTH,
+                  key="F11")
 
     def on_mount(self) -> None:
         # The reference field's example must be a bill this demo has.
