@@ -26,6 +26,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +37,12 @@ from agent.states import State
 HERE = Path(__file__).resolve().parent.parent
 BLOCK = 250
 BILL = {"reference": "410726095518", "amount_due": 345600, "currency": "DZD", "status": "unpaid", "version": 3}
+REFS = itertools.count(1)
+
+
+def bill() -> dict[str, object]:
+    """A bill of its own per payment: the journal refuses a second payment on a bill with one in progress."""
+    return {**BILL, "reference": f"{next(REFS):012d}"}
 AUTH = {"code": "123456", "reference": "R1", "approved_at": "2026-11-22T09:14:03+01:00"}
 CARD = {"scheme": "CIB", "pan_masked": "628058******1234", "pan_token": "ab" * 32, "expiry": "2028-05"}
 PAYLOAD = {"payment_id": "", "bill_reference": "410726095518", "amount": 345600, "currency": "DZD",
@@ -103,7 +110,7 @@ class Capture:
             self.authorizing()
 
     def authorizing(self) -> str:
-        [p] = self.j.create([NewPayment(BILL, 345600)], currency="DZD", method="card_terminal", cashier_id="c",
+        [p] = self.j.create([NewPayment(bill(), 345600)], currency="DZD", method="card_terminal", cashier_id="c",
                             captured_offline=False)
         self.j.transition(p.payment_id, State.AUTHORIZING, actor="c")
         return p.payment_id
@@ -131,7 +138,7 @@ class FullPayment:
         j = self.j
         t = time.perf_counter()
         for _ in range(n):
-            [p] = j.create([NewPayment(BILL, 345600)], currency="DZD", method="cash", cashier_id="c",
+            [p] = j.create([NewPayment(bill(), 345600)], currency="DZD", method="cash", cashier_id="c",
                            captured_offline=False)
             j.transition(p.payment_id, State.AUTHORIZING, actor="c")
             j.transition(p.payment_id, State.APPROVED, actor="c", authorization=AUTH)
