@@ -20,13 +20,13 @@ ratio is the median over rotations of the paired blocks' times; rates are totals
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
-import itertools
 import time
 import uuid
 from pathlib import Path
