@@ -550,6 +550,23 @@ class BillingClient:
         auth: models.AuthorizationAnswer = self._model(models.AuthorizationAnswer, body, "authorization answer")
         return auth.model_dump(exclude_unset=True)
 
+    # -- receipts (contract 1.1) ------------------------------------------------------------------
+
+    def send_receipt(self, receipt_number: str, channel: str, to: str, language: str | None = None) -> str:
+        """Ask the server to e-mail or text a receipt; its answer's status ("queued").
+
+        ApiError 404 receipt_not_found while none of the receipt's payments has reached the server (keep the
+        request, send it after the upload); 400 invalid_address; ServerUnreachable for no answer.
+        """
+        body: dict[str, Any] = {"channel": channel, "to": to}
+        if language:
+            body["language"] = language
+        _, answer = self._request("POST", f"receipts/{quote(receipt_number, safe='')}/send", json_body=body)
+        if not isinstance(answer, dict) or answer.get("status") != "queued" \
+                or answer.get("receipt_number") != receipt_number:
+            raise BadAnswer("billing server: receipt send answer: status/receipt_number not as asked")
+        return "queued"
+
     # -- heartbeat ---------------------------------------------------------------------------------
 
     def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:

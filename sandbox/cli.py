@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "card": ("sandbox.cards.cli", "card", "A virtual EMV card inserted into the vpcd reader."),
     "tpe": ("sandbox.tpe.cli", "tpe", "A Concert TPE simulator on a serial port or pty."),
     "printer": ("sandbox.printer.cli", "printer", "A virtual ESC/POS receipt printer; each job a PNG."),
+    "smtp": ("sandbox.smtp_sink", "smtp", "A local SMTP sink; each message received a file."),
 }
 
 

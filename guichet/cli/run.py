@@ -23,11 +23,12 @@ from agent.notify import Notifier
 from agent.scheduler import Registration
 from agent.sync import sync_jobs
 from guichet.cli.common import fail, get_config
+from ui.receipt import receipt_jobs  # no Textual: the print queue and the e-mail/SMS requests
 
 # Every periodic job of the agent, run by the one scheduler (agent/scheduler.py) in the headless service and
 # in the cashier UI alike. A new job (reversals to retry, receipts to send, a print queue) is one entry here:
 # a callable (scheduler, JobParts) that calls scheduler.add(name, run, interval).
-JOBS: list[Registration] = [sync_jobs]
+JOBS: list[Registration] = [sync_jobs, receipt_jobs]
 
 
 @click.command()

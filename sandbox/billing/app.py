@@ -445,6 +445,13 @@ def create_app(
         if not store.receipt_known(receipt_number, who.terminal_id):
             raise ApiError(404, "receipt_not_found", f"no payment of receipt {receipt_number[:64]} recorded yet")
         store.queue_receipt(receipt_number, channel, to, language, who.terminal_id)
+        # Really sent when the server was given a relay/gateway (sandbox.billing.sender); the answer does not wait
+        sender = getattr(request.app.state, "receipt_sender", None)
+        if sender is not None:
+            from sandbox.billing.sender import message_for, transaction_payments
+
+            payments = transaction_payments(store, receipt_number, who.terminal_id)
+            sender.submit(message_for(receipt_number, channel, to, language, payments))
         return json_response({"receipt_number": receipt_number, "status": "queued"}, 202)
 
     # -- terminals ---------------------------------------------------------------------------------------

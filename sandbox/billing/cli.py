@@ -26,6 +26,7 @@ from sandbox.billing.acquirer import IssuerBehaviour, parse_scheme_cvn
 from sandbox.billing.app import create_app
 from sandbox.billing.faults import GARBAGE_KINDS, GARBAGE_RECORD, FaultInjector, FaultSettings
 from sandbox.billing.seed import generate_bills
+from sandbox.billing.sender import ReceiptSender
 from sandbox.billing.server import bind_socket, make_uvicorn
 from sandbox.billing.store import Store
 
@@ -96,6 +97,9 @@ def default_db() -> Path:
 @click.option("--wrong-content-type-rate", default=0.0, type=_RATE,
               help="Share committed then answered 200 text/html.")  # fmt: skip
 @click.option("--fault-seed", default=None, type=int, help="Make the fault draws a fixed sequence.")
+@click.option("--smtp", default=None, metavar="HOST:PORT", help="E-mail receipts through this SMTP relay.")
+@click.option("--sms-url", default=None, metavar="URL", help="Text receipts through this HTTP gateway (POST JSON).")
+@click.option("--sms-file", default=None, type=click.Path(dir_okay=False), help="Append texted receipts here.")
 def serve(
     host: str,
     port: int,
@@ -123,6 +127,9 @@ def serve(
     garbage_record: str,
     wrong_content_type_rate: float,
     fault_seed: int | None,
+    smtp: str | None,
+    sms_url: str | None,
+    sms_file: str | None,
 ) -> None:
     """Run the simulated central billing server (API v1.1) with optional fault injection."""
     if not token:
@@ -180,6 +187,14 @@ def serve(
     except ValueError as e:
         store.close()
         raise click.UsageError(f"tokens: {e}") from None
+    if smtp or sms_url or sms_file:
+        try:
+            app.state.receipt_sender = ReceiptSender(smtp=smtp, sms_url=sms_url,
+                                                     sms_file=Path(sms_file) if sms_file else None)
+        except ValueError as e:
+            store.close()
+            raise click.UsageError(str(e)) from None
+        click.echo(f"receipts: e-mail via {smtp or 'no relay'}; SMS to {sms_url or sms_file or 'nowhere'}")
     try:
         sock = bind_socket(host, port)
     except OSError as e:

@@ -31,6 +31,7 @@ from sandbox.billing.acquirer import IssuerBehaviour
 from sandbox.billing.app import SandboxApp, create_app
 from sandbox.billing.faults import FaultInjector, FaultSettings
 from sandbox.billing.seed import generate_bills
+from sandbox.billing.sender import ReceiptSender
 from sandbox.billing.store import Store
 
 
@@ -148,6 +149,9 @@ class SandboxServer:
         decline_pans: tuple[str, ...] = (),
         issuer: IssuerBehaviour | None = None,
         issuer_pans: tuple[str, ...] = (),
+        smtp: str | None = None,
+        sms_url: str | None = None,
+        sms_file: str | Path | None = None,
     ) -> None:
         if db is None:
             self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="sandbox-")
@@ -171,6 +175,12 @@ class SandboxServer:
             self.store, token=token, terminals=self.terminals, agency=agency, admin_token=self.admin_token,
             faults=self.faults, decline_pans=decline_pans, issuer=issuer, issuer_pans=issuer_pans,
         )  # fmt: skip
+        # POST /v1/receipts/{n}/send really sends: e-mail to the `smtp` relay (HOST:PORT), SMS to `sms_url`
+        # or appended to `sms_file` (sandbox.billing.sender); without any, requests are only recorded.
+        self.sender: ReceiptSender | None = None
+        if smtp or sms_url or sms_file:
+            self.sender = ReceiptSender(smtp=smtp, sms_url=sms_url, sms_file=Path(sms_file) if sms_file else None)
+            self.app.state.receipt_sender = self.sender
         self._server: QuickServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,287 @@
+"""Receipts sent by e-mail or SMS: the request journaled here, sent to the billing server by a scheduler job.
+
+    addr = parse_address("0550 12 34 56")          # Address(channel='sms', to='+213550123456')
+    box = Outbox.open(config.state.dir)            # state_dir/outbox.db, 0600, versioned schema
+    box.add("ORAN-07-G2-000042", addr, language="fr")
+    send_pending(box, client, journal)             # the "receipt-send" job: one Outcome
+
+The customer's address is personal data: it is stored only until the server has accepted the request
+(202), then set to NULL (the row keeps a hint, `a***@example.dz` / `+213*******56`, for the screen); it
+is never written to a log (log lines name the receipt and the channel). A final refusal drops it too.
+
+What the job does with each waiting request, oldest first:
+- 202: sent; the address is dropped.
+- no answer (offline, 5xx, 429): it stays; the scheduler takes the link down and retries with the others.
+- 404 receipt_not_found while the receipt's payment is not uploaded yet (journal state approved, unknown,
+  authorizing): it stays, retried at each run until the upload has happened.
+- any other 4xx (and a 404 once uploaded): "attention" with a one-line reason; the address is dropped.
+
+Address rules (`parse_address`, the one home): an e-mail address is `local@domain.tld` (local part 1-64
+characters without spaces, dots not first, last or doubled; domain labels of letters, digits and inner
+hyphens; 254 characters at most). A mobile number, spaces, dots, dashes and parentheses ignored: Algeria
+`05`, `06` or `07` + 8 digits, or `+213`/`00213` + 5/6/7 + 8 digits; Tunisia 8 digits starting with 2, 4, 5
+or 9, or `+216`/`00216` + those 8 digits. It is sent in international form (+213..., +216...).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from agent import clock
+from agent.errors import ApiError, StorageError
+from agent.scheduler import Outcome
+from agent.states import State
+from agent.storage import open_database, storage_errors
+
+if TYPE_CHECKING:  # types only: the job is given its client and journal
+    from agent.billing import BillingClient
+    from agent.journal import Journal
+
+log = logging.getLogger("guichet.outbox")
+
+FILE = "outbox.db"
+MAX_WAITING = 1000
+SEND_BATCH = 20
+SEND_INTERVAL = 30.0  # seconds between two runs while requests wait (the UI wakes the job on a new one)
+MAX_REASON = 200
+LANGUAGES = ("fr", "ar", "en")
+# the receipt's payment is not on the server yet: a 404 then means "later", not "never"
+NOT_UPLOADED = (State.APPROVED, State.UNKNOWN, State.AUTHORIZING, State.CREATED)
+
+Channel = Literal["email", "sms"]
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE sends (
+            id INTEGER PRIMARY KEY,
+            receipt_number TEXT NOT NULL,
+            channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+            address TEXT,                    -- the customer's; NULL once the server accepted (or refused for good)
+            hint TEXT NOT NULL,              -- masked, for the screen
+            language TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('waiting', 'sent', 'attention')),
+            reason TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            CHECK (state = 'waiting' OR address IS NULL)
+        );
+        CREATE INDEX sends_waiting ON sends (state, id);
+        """,
+    ),
+]
+
+
+class AddressError(ValueError):
+    """Not an e-mail address nor a mobile number we know; the message says which rule."""
+
+
+class OutboxError(StorageError):
+    """The outbox cannot take a request (full) or its store failed: one line."""
+
+
+@dataclass(frozen=True)
+class Address:
+    channel: Channel
+    to: str  # normalised: the e-mail as typed (trimmed), a phone in +213/+216 form
+
+    @property
+    def hint(self) -> str:
+        return mask_address(self.to)
+
+
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DZ = re.compile(r"^(?:0|\+213|00213)([567]\d{8})$")
+_TN = re.compile(r"^(?:\+216|00216)?([2459]\d{7})$")
+_PHONE_JUNK = str.maketrans("", "", " .-()\u00a0")
+
+
+def parse_address(text: str) -> Address:
+    """An e-mail address or an Algerian/Tunisian mobile number, normalised; AddressError otherwise.
+
+    >>> parse_address(" client@example.dz ")
+    Address(channel='email', to='client@example.dz')
+    >>> parse_address("0661 23 45 67").to, parse_address("+216 98 123 456").to, parse_address("22123456").to
+    ('+213661234567', '+21698123456', '+21622123456')
+    >>> try:
+    ...     parse_address("0861234567")
+    ... except AddressError as e:
+    ...     print(e)
+    not a mobile number: Algeria 05/06/07 + 8 digits or +213, Tunisia 8 digits (2, 4, 5, 9) or +216
+    """
+    text = str(text).strip()
+    if len(text) > 254:
+        raise AddressError("too long: 254 characters at most")
+    if "@" in text:
+        local, _, domain = text.rpartition("@")
+        labels = domain.split(".")
+        if (not _LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
+                or len(labels) < 2 or not all(_LABEL.match(label) for label in labels)
+                or not labels[-1].isalpha() or len(labels[-1]) < 2):
+            raise AddressError("not an e-mail address: name@domain.tld")
+        return Address("email", text)
+    number = text.translate(_PHONE_JUNK)
+    if m := _DZ.match(number):
+        return Address("sms", "+213" + m.group(1))
+    if m := _TN.match(number):
+        return Address("sms", "+216" + m.group(1))
+    raise AddressError("not a mobile number: Algeria 05/06/07 + 8 digits or +213, "
+                       "Tunisia 8 digits (2, 4, 5, 9) or +216")
+
+
+def mask_address(to: str) -> str:
+    """What the screen may show once the address is gone.
+
+    >>> mask_address("client@example.dz"), mask_address("+213661234567")
+    ('c***@example.dz', '+213*******67')
+    """
+    if "@" in to:
+        local, _, domain = to.rpartition("@")
+        return f"{local[:1]}***@{domain}"
+    return to[:4] + "*" * max(0, len(to) - 6) + to[-2:]
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    id: int
+    receipt_number: str
+    channel: str
+    address: str | None
+    hint: str
+    language: str
+    state: str  # waiting | sent | attention
+    reason: str
+    attempts: int
+    created_at: str
+
+
+_COLUMNS = "id, receipt_number, channel, address, hint, language, state, reason, attempts, created_at"
+
+
+class Outbox:
+    """The e-mail/SMS requests. One transaction per change; safe to share between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn, self.path = conn, path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, state_dir: str | Path) -> Outbox:
+        path = Path(state_dir) / FILE
+        return cls(open_database(path, MIGRATIONS, error=OutboxError, timeout=5), path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def add(self, receipt_number: str, address: Address, *, language: str = "fr") -> int:
+        """Journal one request (the same receipt and address again is the same request); its id."""
+        number = str(receipt_number)[:64]
+        lang = language if language in LANGUAGES else "fr"
+        now = clock.now_stamp()
+        with self._lock, storage_errors(self.path, "outbox"):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.conn.execute(
+                    "SELECT id FROM sends WHERE receipt_number = ? AND channel = ? AND address = ?"
+                    " AND state = 'waiting'", (number, address.channel, address.to)).fetchone()
+                if row is not None:
+                    self.conn.execute("COMMIT")
+                    return int(row[0])
+                (count,) = self.conn.execute("SELECT count(*) FROM sends WHERE state = 'waiting'").fetchone()
+                if count >= MAX_WAITING:
+                    raise OutboxError(f"outbox: {count} requests waiting already")
+                cur = self.conn.execute(
+                    "INSERT INTO sends (receipt_number, channel, address, hint, language, state, created_at,"
+                    " updated_at) VALUES (?,?,?,?,?, 'waiting', ?, ?)",
+                    (number, address.channel, address.to, address.hint, lang, now, now))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        log.info("receipt %s: %s requested", number, address.channel)
+        return int(cur.lastrowid or 0)
+
+    def _select(self, where: str, params: tuple[object, ...], limit: int) -> list[SendRequest]:
+        # `where` is one of this module's constants, never input
+        with self._lock, storage_errors(self.path, "outbox"):
+            sql = f"SELECT {_COLUMNS} FROM sends WHERE {where} ORDER BY id LIMIT ?"  # noqa: S608
+            rows = self.conn.execute(sql, (*params, int(limit))).fetchall()
+        return [SendRequest(*r) for r in rows]
+
+    def waiting(self, limit: int = SEND_BATCH) -> list[SendRequest]:
+        return self._select("state = 'waiting'", (), limit)
+
+    def requests(self, receipt_number: str) -> list[SendRequest]:
+        """Every request of one receipt (the receipt screen shows their states)."""
+        return self._select("receipt_number = ?", (str(receipt_number)[:64],), 50)
+
+    def attention(self, limit: int = 100) -> list[SendRequest]:
+        return self._select("state = 'attention'", (), limit)
+
+    def _update(self, req_id: int, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock, storage_errors(self.path, "outbox"):
+            self.conn.execute(f"UPDATE sends SET {sql}, updated_at = ? WHERE id = ?",  # noqa: S608 - constant sql
+                              (*params, clock.now_stamp(), int(req_id)))
+
+    def sent(self, req_id: int) -> None:
+        """Accepted by the server: the customer's address is dropped in the same statement."""
+        self._update(req_id, "state = 'sent', address = NULL, reason = '', attempts = attempts + 1", ())
+
+    def later(self, req_id: int, reason: str) -> None:
+        self._update(req_id, "reason = ?, attempts = attempts + 1", (_line(reason),))
+
+    def refused(self, req_id: int, reason: str) -> None:
+        """Refused for good: a person must look; the address is of no more use and is dropped."""
+        self._update(req_id, "state = 'attention', address = NULL, reason = ?, attempts = attempts + 1",
+                     (_line(reason),))
+
+
+def uploaded(journal: Journal, receipt_number: str) -> bool | None:
+    """Whether the receipt's payment has reached the server as the journal knows it (None: not in it)."""
+    try:
+        payment = journal.find(receipt_number)
+    except KeyError:
+        return None
+    return str(payment.state) not in {s.value for s in NOT_UPLOADED}
+
+
+def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit: int = SEND_BATCH) -> Outcome:
+    """One run of the "receipt-send" job. A ServerUnreachable goes up: the scheduler treats it as an outage
+    (the request stays waiting, the link goes down)."""
+    items = box.waiting(limit)
+    waiting_upload = 0
+    for req in items:
+        if req.address is None:  # cannot happen (CHECK constraint); a damaged row is not the loop's end
+            box.refused(req.id, "no address stored")
+            continue
+        try:
+            client.send_receipt(req.receipt_number, req.channel, req.address, req.language)
+        except ApiError as e:
+            known = uploaded(journal, req.receipt_number)
+            if e.status == 404 and e.code == "receipt_not_found" and known is not True:
+                box.later(req.id, "waits for the payments' upload")
+                waiting_upload += 1
+                continue
+            reason = f"{e.status} {e.code}: {e.message}"
+            if e.status == 404 and known:
+                reason = f"404 {e.code}: the server does not know receipt {req.receipt_number}, uploaded"
+            box.refused(req.id, reason)
+            log.warning("receipt %s: %s refused: %s %s", req.receipt_number, req.channel, e.status, e.code)
+            continue
+        box.sent(req.id)
+        log.info("receipt %s: %s accepted by the server", req.receipt_number, req.channel)
+    return Outcome(more=len(items) == limit and waiting_upload < len(items))
+
+
+def _line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
