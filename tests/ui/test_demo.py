@@ -196,3 +196,38 @@ def test_clicking_a_demo_bill_types_it_like_a_scanner(tmp_path: Path) -> None:
         assert app.screen.basket[1].reference == bills[0].reference
 
     asyncio.run(_newcomer_session(tmp_path, check))
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
+def test_tmux_a_newcomer_pays_by_keys_alone(tmp_path: Path) -> None:
+    """From a fresh start, without reading anything: the panel says F11, F9, F5; the receipt shows."""
+    sock = f"guichet-newcomer-{os.getpid()}"
+    tmux = ["tmux", "-L", sock]
+    env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+    cmd = " ".join([*GUICHET, "demo", "--no-reader", "--state-dir", str(tmp_path / "demo")])
+    subprocess.run([*tmux, "new-session", "-d", "-x", "150", "-y", "45", "-s", "demo", cmd], check=True, env=env)
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo"], capture_output=True, text=True).stdout
+
+    def wait_text(text: str) -> str:
+        for _ in range(300):  # bounded: ~30 s
+            s = screen()
+            if text in s:
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
+
+    try:
+        first = wait_text("Essayez : F11 scanne une")  # the one line that says what to try
+        ref = next(word for line in first.splitlines() for word in line.split() if len(word) == 12
+                   and word.isdigit())  # the first bill the panel offers (also the field's example)
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "F11"], check=True)
+        wait_text(f"Facture {ref} ajoutée")
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "F9"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "F5"], check=True)
+        receipt = wait_text("Code d'autorisation")
+        assert "REÇU DE PAIEMENT" in receipt and ref in receipt
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "Enter", "C-q"], check=True)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
