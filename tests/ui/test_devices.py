@@ -55,3 +55,40 @@ async def test_status_bar_follows_the_tpe(ui_app: Any, ui_config: Any, tmp_path:
         sim.stop()
         registry.stop()
     assert not registry.running
+
+
+async def test_status_bar_follows_the_reader(ui_app: Any, ui_config: Any) -> None:
+    """PC/SC events through the registry: a card in the vpcd reader shows at once, and its removal."""
+    import os
+
+    from agent.devices import ReaderProbe
+    from sandbox.cards.card import VirtualCard
+    from sandbox.cards.profiles import PROFILES
+    from sandbox.cards.vpcd import VpcdLink
+    from tests.cards.conftest import _vpcd_reader, vpcd_lock, wait_presence
+
+    name, why = _vpcd_reader()
+    if name is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"pcscd + vpcd are required in CI: {why}")
+        pytest.skip(why)
+    cfg = ui_config.model_copy(deep=True)
+    cfg.ui.language = "en"
+    registry = DeviceRegistry([ReaderProbe(name, wait=0.3)])
+    app = ui_app(cfg, run_sync=False, status_interval=3600, device_registry=registry)
+    with vpcd_lock():
+        wait_presence(name, False)
+        try:
+            async with app.run_test(size=(140, 44)) as pilot:
+                await login(pilot)
+                await wait_for(pilot, lambda: "Reader: ready" in text_of(pilot, "#sb-devices"), "the reader")
+                link = VpcdLink(VirtualCard(PROFILES["cib"])).start()
+                try:
+                    await wait_for(pilot, lambda: "Reader: card present" in text_of(pilot, "#sb-devices"),
+                                   "the card")
+                finally:
+                    link.remove()
+                await wait_for(pilot, lambda: "Reader: ready" in text_of(pilot, "#sb-devices"), "the card out")
+        finally:
+            registry.stop()
+            wait_presence(name, False)
