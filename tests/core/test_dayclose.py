@@ -318,3 +318,16 @@ def test_the_paper_copy(tmp_path: Any) -> None:
     assert "Day close 2026-11-30" in text and "SERVER_ONLY" in text and "QUEUED" in text
     assert saved.job.cut and not saved.job.errors
     assert all(len(row) <= 32 for row in saved.job.text)
+
+
+def test_a_damaged_runs_file_is_one_line(tmp_path: Any) -> None:
+    from agent.errors import StorageError
+
+    (tmp_path / "dayclose.db").write_bytes(b"not a database, " * 512)
+    with pytest.raises(StorageError) as e:
+        DayCloseStore.open(tmp_path)
+    assert "dayclose.db" in str(e.value) and "corrupt" in str(e.value) and "\n" not in str(e.value)
+    with DayCloseStore.open(tmp_path / "fresh") as store:
+        with pytest.raises(KeyError):
+            store.get(1)
+        assert store.runs(limit=10**9) == []
