@@ -155,6 +155,11 @@ class GuichetApp(App[int]):
         except Exception as e:  # noqa: BLE001 - no thread for the devices: the bar shows none, payments go on
             log.warning("device registry: %s", e)
 
+    def device_heartbeat(self) -> list[dict[str, str]]:
+        """The heartbeat's ``devices`` (billing API 1.1), from the registry; [] before it is made."""
+        registry = self.device_registry
+        return registry.heartbeat() if registry is not None else []
+
     def on_unmount(self) -> None:
         self.stop_event.set()
         self.status_wakeup.set()
