@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "scripts/install.sh"
@@ -76,3 +79,76 @@ def test_uninstall_removes_the_kiosk_unit_and_its_files():
     assert "systemctl disable --now guichet-kiosk.service" in kept
     assert "rm -rf /opt/guichet" in kept  # /opt/guichet/kiosk/foot.ini with it
     assert "rm -rf /var/lib/guichet /etc/guichet" in dry(UNINSTALL, "--purge", "--force")  # kiosk.env with it
+
+
+# -- a real install and uninstall, on a throwaway copy of the machine ------------------------------------
+
+# Run as root in a private mount namespace where /etc, /opt, /var/lib and /var/log are overlays: the scripts
+# really create the user, the directories and the units, and the machine itself never sees them. The venv
+# is stubbed (a real one would download every dependency): python is Debian's, pip does nothing, guichet
+# writes the config it is asked for.
+SANDBOX = r"""
+set -eu
+work="$1"; shift
+for d in /etc /opt /var/lib /var/log; do
+    n="$(echo "$d" | tr / _)"
+    mkdir -p "$work/upper$n" "$work/work$n"
+    mount -t overlay overlay -o "lowerdir=$d,upperdir=$work/upper$n,workdir=$work/work$n" "$d"
+done
+venv=/opt/guichet/venv/bin
+mkdir -p "$venv"
+ln -s /usr/bin/python3 "$venv/python"
+printf '#!/bin/sh\nexit 0\n' > "$venv/pip"
+printf '#!/bin/sh\n[ "$3" = config ] && echo "# stub config" > "$2"\nexit 0\n' > "$venv/guichet"
+chmod 0755 "$venv/pip" "$venv/guichet"
+"$@"
+"""
+
+
+def _in_sandbox(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["unshare", "-m", "sh", "-c", SANDBOX + script, "sandbox", str(tmp_path), "true"],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _can_sandbox(tmp_path: Path) -> bool:
+    import os
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return _in_sandbox(tmp_path / "probe", "").returncode == 0
+
+
+SNAPSHOT = ("{ find /etc /opt /var/lib -xdev -printf '%y %m %U:%G %p\\n'; "
+            "find /etc -xdev -type f ! -name '*-' -exec md5sum {} +; } | grep -v ' /etc/.*-$' | sort")
+
+
+def test_install_kiosk_then_uninstall_purge_leaves_nothing_behind(tmp_path: Path) -> None:
+    if not _can_sandbox(tmp_path):
+        pytest.skip("needs root and overlay mounts in a private mount namespace (unshare -m)")
+    work = tmp_path / "run"
+    script = f"""
+# A clean machine: no guichet from an earlier run of this host's tests or demos.
+rm -rf /var/lib/guichet /etc/guichet /etc/systemd/system/guichet*.service
+if id guichet >/dev/null 2>&1; then userdel guichet; fi
+{SNAPSHOT} > {tmp_path}/before
+bash {INSTALL} --kiosk --no-start </dev/null
+test -f /etc/systemd/system/guichet-kiosk.service && test -f /opt/guichet/kiosk/foot.ini
+test -f /etc/guichet/kiosk.env && test -f /etc/guichet/guichet.toml && test -d /var/lib/guichet
+grep -q '^guichet:' /etc/passwd
+grep -q 'ExecStart=/usr/bin/cage -- /usr/bin/foot --config=/opt/guichet/kiosk/foot.ini' \\
+    /etc/systemd/system/guichet-kiosk.service
+echo INSTALLED
+bash {UNINSTALL} --purge --force </dev/null
+echo REMOVED
+{SNAPSHOT} > {tmp_path}/after
+"""
+    r = _in_sandbox(work, script)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "INSTALLED" in r.stdout and "REMOVED" in r.stdout
+    before = (tmp_path / "before").read_text().splitlines()
+    after = (tmp_path / "after").read_text().splitlines()
+    # The stub venv stood in for pip's work: /opt/guichet is gone with it; everything else is as it was.
+    assert not [line for line in after if " /opt/guichet" in line]
+    before = [line for line in before if " /opt/guichet" not in line]
+    assert sorted(set(after) - set(before)) == [], "left behind"
+    assert sorted(set(before) - set(after)) == [], "removed or changed"
