@@ -177,7 +177,11 @@ class Outbox:
     @classmethod
     def open(cls, state_dir: str | Path) -> Outbox:
         path = Path(state_dir) / FILE
-        return cls(open_database(path, MIGRATIONS, error=OutboxError, timeout=5), path)
+        conn = open_database(path, MIGRATIONS, error=OutboxError, timeout=5)
+        # A dropped address must be gone from the file, not only from the table: freed cells are zeroed,
+        # and the WAL (which holds the old page images) is emptied after each drop (_forget).
+        conn.execute("PRAGMA secure_delete=ON")
+        return cls(conn, path)
 
     def close(self) -> None:
         self.conn.close()
@@ -235,6 +239,12 @@ class Outbox:
     def sent(self, req_id: int) -> None:
         """Accepted by the server: the customer's address is dropped in the same statement."""
         self._update(req_id, "state = 'sent', address = NULL, reason = '', attempts = attempts + 1", ())
+        self._forget()
+
+    def _forget(self) -> None:
+        """The WAL still holds the page with the address: checkpoint it into the (zeroed) file and truncate."""
+        with self._lock, storage_errors(self.path, "outbox"):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def later(self, req_id: int, reason: str) -> None:
         self._update(req_id, "reason = ?, attempts = attempts + 1", (_line(reason),))
@@ -243,6 +253,7 @@ class Outbox:
         """Refused for good: a person must look; the address is of no more use and is dropped."""
         self._update(req_id, "state = 'attention', address = NULL, reason = ?, attempts = attempts + 1",
                      (_line(reason),))
+        self._forget()
 
 
 def uploaded(journal: Journal, receipt_number: str) -> bool | None:

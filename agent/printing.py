@@ -166,6 +166,13 @@ class PrintQueue:
         with self._lock, storage_errors(self.path, "print queue"):
             self.conn.execute("DELETE FROM prints WHERE id = ?", (int(print_id),))
 
+    def remove_receipt(self, receipt_number: str) -> int:
+        """A receipt reprinted by hand: its queued copies are not needed any more; how many went."""
+        with self._lock, storage_errors(self.path, "print queue"):
+            cur = self.conn.execute("DELETE FROM prints WHERE receipt_number = ? AND kind = 'receipt'",
+                                    (str(receipt_number)[:64],))
+        return cur.rowcount
+
     def failed(self, print_id: int, reason: str) -> None:
         with self._lock, storage_errors(self.path, "print queue"):
             self.conn.execute(

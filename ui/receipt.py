@@ -8,6 +8,7 @@ the journal holds (pan_masked: first 6 and last 4).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from ui.receipts.model import MAX_BILLS
 from ui.text import local_hm, method_label, money, parse_time, state_label, value
 
 WIDTH = 42
+log = logging.getLogger("guichet.receipts")
 
 
 def receipt_text(payments: list[Any], *, reprint: bool = False) -> str:
@@ -161,6 +163,17 @@ def _queue(cfg: Config, number: str, payload: dict[str, Any], reason: str, kind:
     return PrintOutcome("queued", reason)
 
 
+def _unqueue(cfg: Config, number: str) -> None:
+    try:
+        queue = PrintQueue.open(cfg.state.dir)
+        try:
+            queue.remove_receipt(number)
+        finally:
+            queue.close()
+    except GuichetError as e:  # the queued copy prints later: one receipt too many, never one too few
+        log.warning("receipt %s reprinted; its queued copy stays: %s", number, e)
+
+
 def print_payment(cfg: Config, payments: list[Any], *, duplicate: bool = False,
                   stamp_duty: int | None = None) -> PrintOutcome:
     """Print one transaction's receipt now (blocking: call it from a worker). A printer fault queues it for
@@ -180,6 +193,8 @@ def print_payment(cfg: Config, payments: list[Any], *, duplicate: bool = False,
         return _queue(cfg, receipt.number, receipt_payload(receipt), str(e))
     result = print_receipt(printer, receipt, options)
     if result.ok:
+        if duplicate:  # a DUPLICATA on paper: a copy still waiting in the queue would be one too many
+            _unqueue(cfg, receipt.number)
         return PrintOutcome("printed", notes=tuple(result.notes))
     if options.drawer and receipt.method == "cash" and not duplicate and result.bytes_sent == 0:
         printer.kick_drawer()  # never raises; a printer that is away cannot open it either
