@@ -355,3 +355,49 @@ def test_line_noise_around_the_ack_still_reads_ready(sim: TpeSimulator) -> None:
     sim.behaviour = "garbage"  # noise bytes before each reply: the terminal is there
     [st] = DeviceRegistry([e_plus(sim.path)]).refresh()
     assert st.state == "ready"
+
+
+def test_subscribers_hear_every_change_and_only_changes() -> None:
+    """Property: whatever a probe reports poll after poll, replaying what subscribers heard gives the
+    registry's snapshot, and an unchanged poll is never announced."""
+    from hypothesis import given
+    from hypothesis import strategies as st_
+
+    names = st_.sampled_from(["a", "b", "c"])
+    states = st_.sampled_from(["ready", "busy", "unresponsive", "error"])
+    polls = st_.lists(st_.dictionaries(names, states, max_size=3), min_size=1, max_size=8)
+
+    @given(polls)
+    def check(sequence: list[dict[str, str]]) -> None:
+        script = iter(sequence)
+
+        class Scripted:
+            kind, name, interval = "printer", "p", 0.0
+
+            def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]:
+                return [DeviceState("printer", n, s) for n, s in sorted(next(script).items())]
+
+            def wake(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        registry = DeviceRegistry([Scripted()])
+        heard: list[DeviceState] = []
+        registry.subscribe(heard.append)
+        view: dict[str, str] = {}
+        previous: dict[str, str] = {}
+        for poll in sequence:
+            before = len(heard)
+            registry._poll_once(registry._probes[0], threading.Event())
+            news = heard[before:]
+            for s in news:
+                if s.state == "absent" and s.detail == "no longer seen":
+                    view.pop(s.name, None)
+                else:
+                    view[s.name] = s.state
+            assert view == poll == {s.name: s.state for s in registry.snapshot()}
+            changed = {n for n in poll if previous.get(n) != poll[n]} | {n for n in previous if n not in poll}
+            assert {s.name for s in news} == changed and len(news) == len(changed)
+            previous = dict(poll)
+
+    check()
