@@ -22,6 +22,7 @@ terminal (the kiosk test's pictures), then prints the same outcome. Script lines
     link down | link up     stop / restart the billing server
     method card_reader      choose the payment method (card_terminal | card_reader | cash)
     wait ReceiptScreen      until that screen is shown (bounded: 30 s)
+    wait-text {scan0}       until that text is on the screen (bounded: 30 s); {scan0}... the demo panel's bills
     sleep 0.5
     expect approved         the last payment's outcome, once it has one (approved [or uploaded] | declined |
                             cancelled | unknown)
@@ -236,8 +237,8 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
 
 # -- scripted sessions -------------------------------------------------------------------------------------
 
-KNOWN = {"type", "press", "card", "tpe", "tpe-delay", "link", "method", "wait", "sleep", "expect", "expect-text",
-         "screenshot"}
+KNOWN = {"type", "press", "card", "tpe", "tpe-delay", "link", "method", "wait", "wait-text", "sleep", "expect",
+         "expect-text", "screenshot"}
 SCREENSHOT_TIMEOUT = 30.0
 
 
@@ -251,7 +252,7 @@ def parse_script(text: str) -> list[tuple[int, str, list[str]]]:
         cmd, _, rest = line.partition(" ")
         if cmd not in KNOWN:
             fail(f"script line {n}: unknown command {cmd!r} (one of {', '.join(sorted(KNOWN))})", usage=True)
-        args = [rest] if cmd in ("type", "expect-text") else rest.split()
+        args = [rest] if cmd in ("type", "expect-text", "wait-text") else rest.split()
         if cmd in ("press", "card", "tpe", "tpe-delay", "link", "method", "wait", "sleep", "expect", "screenshot") \
                 and not args:
             fail(f"script line {n}: {cmd} needs an argument", usage=True)
@@ -319,6 +320,7 @@ async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, st
     app = pilot.app
     refs = devices.references()
     subst = {f"bill{i}": r for i, r in enumerate(refs[:20])}
+    subst.update({f"scan{i}": b.reference for i, b in enumerate(devices.scan_bills())})
     failures: list[str] = []
 
     async def until(cond: Any, what: str) -> bool:
@@ -370,6 +372,9 @@ async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, st
         elif cmd == "wait":
             name = args[0]
             await until(lambda name=name: shown(app) == name, f"line {n}: screen {name}")
+        elif cmd == "wait-text":
+            want = args[0].format(**subst)
+            await until(lambda want=want: want in screen_text(app), f"line {n}: text {want!r}")
         elif cmd == "sleep":
             await pilot.pause(float(args[0]))
         elif cmd == "expect":

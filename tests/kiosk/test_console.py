@@ -87,7 +87,7 @@ def _console_run(tmp_path: Path, script: str, cols: int = 120, rows: int = 40) -
 
 
 def test_the_demo_on_the_linux_console_draws_only_console_glyphs_in_16_colours(tmp_path: Path) -> None:
-    rc, out = _console_run(tmp_path, "press f11\nwait PaymentScreen\nsleep 1\npress f9\nsleep 0.5\npress f5\n"
+    rc, out = _console_run(tmp_path, "press f11\nwait-text {scan0}\npress f9\nsleep 0.5\npress f5\n"
                                      "wait ReceiptScreen\nsleep 0.5\nexpect approved\npress enter\nsleep 0.5\n"
                                      "press f8\nsleep 1\n")
     text = ESCAPES.sub("", out)

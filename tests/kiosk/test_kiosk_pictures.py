@@ -29,8 +29,7 @@ if missing_tools():
 SCRIPT = """\
 tpe-delay 6
 press f11
-wait PaymentScreen
-sleep 1.5
+wait-text {{scan0}}
 press f9
 sleep 0.5
 screenshot {out}/{lang}-payment.png
