@@ -138,6 +138,9 @@ class ReaderAuthorizer:
         # None: no offline approval after a failed online attempt.
         self.offline_allowed = offline_allowed
         self.pin_pad = pin_pad  # tests: a PC/SC control double around the connection
+        # The customer's choice among the card's applications (Book 3 12.4): given the candidates, an index or
+        # None. Unset, an application asking for confirmation is never selected (the UI's chooser sets it).
+        self.choose: Callable[[list[Any]], int | None] | None = None
 
     # ------------------------------------------------------------------ the transaction
 
@@ -167,7 +170,8 @@ class ReaderAuthorizer:
             with session_lock, pcsc.connect(name) as conn:
                 reader = EmvReader(conn, schemes=self.config.cards.schemes, aids=self.config.cards.aids,
                                    terminal=emv_terminal(self.config, req.amount), hmac_key=key, cancel=cancel,
-                                   deadline=time.monotonic() + self.config.cards.read_timeout)
+                                   deadline=time.monotonic() + self.config.cards.read_timeout,
+                                   choose=self.choose)
                 pad = self.pin_pad(conn) if self.pin_pad is not None else pin_pad_for(self.config, conn)
                 kernel = Kernel(reader, lambda card: self._params(req, card), pin_pad=pad, on_stage=on_status)
                 return self._transaction(req, kernel, chip, cancel, on_status)

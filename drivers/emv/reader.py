@@ -231,8 +231,12 @@ class EmvReader:
         max_records: int = MAX_RECORDS,
         max_bytes: int = MAX_BYTES,
         max_apdus: int = MAX_APDUS,
+        choose: Callable[[list[Candidate]], int | None] | None = None,
     ) -> None:
         self.transport = transport
+        # Book 3 12.4: the cardholder's choice among the card's applications (index, or None: none chosen).
+        # Without it, an application whose priority (87) asks for confirmation (b8) is never selected.
+        self.choose = choose
         self.schemes = schemes
         self.aids = [bytes.fromhex(a) for a in aids]
         self.terminal = terminal or Terminal()
@@ -412,7 +416,25 @@ class EmvReader:
         found = first()
         if not found:
             return self._by_aid_list()
-        return sorted(found, key=lambda c: c.rank)  # sorted() is stable: card order within a priority
+        ordered = sorted(found, key=lambda c: c.rank)  # sorted() is stable: card order within a priority
+        return self._confirmed(ordered)
+
+    def _confirmed(self, ordered: list[Candidate]) -> list[Candidate]:
+        """Book 3 12.4: several applications, or one that asks for confirmation (87 b8): the cardholder chooses
+        when the terminal can ask; otherwise those asking for confirmation are left out."""
+        asks = [c for c in ordered if c.priority & 0x80]
+        if not asks:
+            return ordered
+        if self.choose is None:
+            kept = [c for c in ordered if not c.priority & 0x80]
+            if not kept:
+                raise NoApplication("the card's application needs the cardholder's confirmation, which this "
+                                    "terminal cannot ask")
+            return kept
+        pick = self.choose(ordered)
+        if pick is None or not 0 <= pick < len(ordered):
+            raise ReadCancelled("the customer chose no application on the card")
+        return [ordered[pick]]
 
     # ------------------------------------------------------------------ processing
 

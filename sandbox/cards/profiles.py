@@ -288,6 +288,19 @@ def _profiles() -> dict[str, Profile]:
         expected_apdus=8,
     )
 
+    pan = luhn_pan(CIB_TEST_BIN + "00009877")
+    p["confirm"] = Profile(
+        name="confirm",
+        description="two applications: CIB TEST (priority 1, asks for the cardholder's confirmation: 87 = 81) "
+        "and Visa (priority 2): without a way to ask, the terminal takes Visa",
+        atr=CONTACT_ATR, pan=pan, expiry="2028-08", scheme="VISA",
+        apps=[
+            payment_app(VISA_AID, "VISA", pan, "2028-08", Emv(cvn=18), priority=2),
+            payment_app(CIB_TEST_AID, "CIB TEST", pan, "2028-08", Emv(cvn=18), priority=0x81, pdol=CONTACT_PDOL),
+        ],
+        expected_apdus=9,
+    )
+
     pan = "5105105105105100"
     p["expired"] = Profile(
         name="expired",

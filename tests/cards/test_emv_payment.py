@@ -296,3 +296,28 @@ def test_issuer_scripts_run_before_and_after_the_second_generate_ac(emv_agent, i
     heads = [c[:2] for c in commands]
     second_ac = len(heads) - 1 - heads[::-1].index(b"\x80\xae")
     assert heads.index(b"\x04\xda") < second_ac < heads.index(b"\x84\x18")  # 71 before, 72 after
+
+
+@pytest.mark.parametrize(("pick", "scheme"), [(None, "VISA"), (0, "CIB"), (1, "VISA")])
+def test_an_application_asking_for_confirmation_is_the_customers_choice(emv_agent, insert, billing_server,
+                                                                         seeded_references, pick, scheme):
+    offered: list[list[str]] = []
+
+    def choose(cands):
+        offered.append([c.label for c in cands])
+        return pick
+
+    if pick is not None:
+        emv_agent.flow.authorizers["card_reader"].choose = choose
+    result, p, chip, _ = _pay(emv_agent, insert, "confirm", seeded_references[16])
+    assert result.status == "approved", result.message
+    assert p.card["scheme"] == scheme
+    if pick is not None:
+        assert offered == [["CIB TEST", "VISA"]]  # priority order
+
+
+def test_no_choice_made_cancels_before_anything_is_sent(emv_agent, insert, billing_server, seeded_references):
+    emv_agent.flow.authorizers["card_reader"].choose = lambda cands: None
+    result, p, chip, _ = _pay(emv_agent, insert, "confirm", seeded_references[17])
+    assert result.status == "cancelled"
+    assert emv_agent.client.get_authorization(p.transaction_id) is None
