@@ -227,8 +227,9 @@ class VirtualCard:
         if st is None:
             return "OTHER", b"", 0x6985 if ins in (0xAE, 0x88, 0x20, 0xCA, 0x82) else 0x6D00, False
         if ins == 0xAE and cla == 0x80:
+            name = "GENERATE AC 2" if st.first_kind is not None else "GENERATE AC"  # garbage can aim at either
             out, status = st.generate_ac(p1, data)
-            return "GENERATE AC", out, status, True
+            return name, out, status, True
         if ins == 0xCA and cla == 0x80:
             out, status = st.get_data(p1, p2)
             return "GET DATA", out, status, False

@@ -321,3 +321,24 @@ def test_no_choice_made_cancels_before_anything_is_sent(emv_agent, insert, billi
     result, p, chip, _ = _pay(emv_agent, insert, "confirm", seeded_references[17])
     assert result.status == "cancelled"
     assert emv_agent.client.get_authorization(p.transaction_id) is None
+
+
+@pytest.mark.parametrize("answer", ["770A9F2701409F3602", "6F00", "8005AABBCCDDEE"])
+def test_a_hostile_second_generate_ac_after_approval_is_reversed(emv_agent, insert, billing_server,
+                                                                 seeded_references, answer):
+    prof = dataclasses.replace(PROFILES["cib"], name="hostile_ac2", garbage={
+        "GENERATE AC 2": bytes.fromhex(answer)})
+    result, p, chip, _ = _pay(emv_agent, insert, prof, seeded_references[18])
+    assert result.status == "declined" and "\n" not in result.message, result.message
+    assert chip["reversal_reason"] == "card_declined_after_approval" and chip["reversal_acknowledged"]
+    assert _authorizations(billing_server)[p.transaction_id]["reversed"]
+
+
+@pytest.mark.parametrize("answer", ["80020102", "6985", "7703AABBCC", "9F4B"])
+def test_a_hostile_internal_authenticate_fails_dda_and_nothing_else(emv_agent, insert, billing_server,
+                                                                    seeded_references, answer):
+    prof = dataclasses.replace(PROFILES["cib"], name="hostile_dda", garbage={
+        "INTERNAL AUTHENTICATE": bytes.fromhex(answer)})
+    result, p, chip, _ = _pay(emv_agent, insert, prof, seeded_references[19])
+    assert chip["oda"] == "dda" and chip["oda_ok"] is False and int(chip["tvr"][:2], 16) & 0x08
+    assert result.status in ("approved", "declined")  # the issuer sees the TVR and decides
