@@ -249,7 +249,8 @@ class GuichetApp(App[int]):
                     try:
                         client = BillingClient(self.config)
                         scheduler = Scheduler()
-                        parts = JobParts(self.config, journal, client, self.backend.bills)
+                        parts = JobParts(self.config, journal, client, self.backend.bills,
+                                         devices=self.device_heartbeat)
                         for register in registrations:
                             register(scheduler, parts)
                         self.scheduler = scheduler
