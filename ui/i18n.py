@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import gettext
 import io
+import re
 import sys
 import textwrap
 import threading
@@ -225,6 +226,13 @@ def N_(message: str) -> str:
 SEPARATOR = " · "
 _RTL_SEPARATOR = "\u200f · \u200f"
 
+# python-bidi's algorithm has no bracket pairs: in "الزبون: B. Leila (C-7421982)" the closing bracket, between
+# a Latin run and the end of a right-to-left line, went right-to-left and came out on the far side
+# ("(B. Leila (C-7421982"). A left-to-right mark on each side of a bracketed run that starts with a Latin letter
+# keeps it in its run (what the full algorithm's bracket pairs give; "(12.00 DZD)" starts with a weak digit
+# and reads "(DZD 12.00)" either way).
+_LATIN_BRACKETS = re.compile(r"[(\[][A-Za-z\u00c0-\u024f][^()\[\]\u0590-\u08ff\ufb1d-\ufeff]*[)\]]")
+
 # Directional marks (LRM, RLM, ALM) that CLDR puts in Arabic numbers and dates: they steer the bidi
 # algorithm, and once the app has put the text in visual order they would only reach the terminal as
 # zero-width characters that some terminals draw as a cell, shifting the columns.
@@ -242,7 +250,7 @@ def shape(text: str) -> str:
     rtl = is_rtl()
     base = "R" if rtl else None
     if rtl:
-        text = text.replace(SEPARATOR, _RTL_SEPARATOR)
+        text = _LATIN_BRACKETS.sub(lambda m: f"\u200e{m.group(0)}\u200e", text.replace(SEPARATOR, _RTL_SEPARATOR))
     return "\n".join(
         get_display(reshape(line), base_dir=base).translate(_BIDI_MARKS) if line else line
         for line in text.split("\n")

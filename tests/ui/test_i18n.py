@@ -160,3 +160,14 @@ def test_the_payment_screens_message_follows_f8(tmp_path: Path) -> None:
         asyncio.run(_newcomer_session(tmp_path, check))
     finally:
         i18n.set_language("fr")
+
+
+def test_a_bracketed_latin_run_in_arabic_keeps_its_brackets() -> None:
+    """python-bidi has no bracket pairs: "(C-7421982)" lost its closing bracket to the far end of the line."""
+    i18n.set_language("ar", bidi="app")
+    try:
+        assert i18n.shape("الزبون: B. Leila (C-7421982)").startswith("B. Leila (C-7421982) :")
+        assert i18n.shape("ادفع (F5)").startswith("(F5) ")
+        assert "\u200e" not in i18n.shape("ادفع (F5)")
+    finally:
+        i18n.set_language("fr")
