@@ -27,10 +27,8 @@ def vprinter(tmp_path: Path) -> Iterator[VirtualPrinter]:
 
 
 def _cfg(ui_config: Any, url: str = "none", language: str = "en") -> Any:
-    cfg = with_changes(ui_config, printer={"url": url, "timeout": 1.0, "languages": ["fr"], "text": True},
-                       receipts={"signing_key": "test-signing-key-0123456789abcdef"})
-    cfg.ui.language = language
-    return cfg
+    return with_changes(ui_config, printer={"url": url, "timeout": 1.0, "languages": ["fr"], "text": True},
+                        receipts={"signing_key": "test-signing-key-0123456789abcdef"}, ui={"language": language})
 
 
 async def _pay(pilot: Any, ref: str) -> None:
