@@ -54,6 +54,9 @@ MAX_BASKET = 10
 # Whether this journal carries a payment's stamp duty (NewPayment.stamp_duty): until it does, the duty is
 # still worked out and shown, and goes no further.
 _JOURNAL_DUTY = "stamp_duty" in {f.name for f in dataclasses.fields(NewPayment)}
+# Whether the journal refuses a payment on a bill taken since its amount was read (NewPayment.seen_at).
+_JOURNAL_SEEN = "seen_at" in {f.name for f in dataclasses.fields(NewPayment)}
+_SEEN_KEPT = 1000  # bills whose read time is remembered (a cashier's recent lookups)
 
 
 @dataclass
@@ -165,6 +168,10 @@ class PaymentFlow:
         self.bills = bills
         self.authorizers = authorizers
         self.min_free_bytes = MIN_FREE_BYTES  # free space the state dir needs before a payment starts
+        # reference -> when its amount due was last read here (just before the journal's pending was added up):
+        # passed to the journal as NewPayment.seen_at, which refuses the payment if another was taken on the
+        # bill since (another counter, another process), inside its write transaction.
+        self._seen: dict[str, str] = {}
 
     # -- bills -----------------------------------------------------------------------------------
 
@@ -192,11 +199,19 @@ class PaymentFlow:
         else:
             self.bills.store([data])  # keep the cache as fresh as what we just saw
             bill = Bill.from_api(data, source="server", fetched_at=asked_at)
+        self._note_seen(bill.reference)
         pending = self.journal.pending_against(bill.reference, bill.fetched_at)
         if pending:
             due = max(0, bill.amount_due - pending)
             bill = replace(bill, amount_due=due, status=bill.status if due else "paid")
         return bill
+
+    def _note_seen(self, reference: str) -> None:
+        """Stamped before the journal is read: a payment created after it may be missing from the amount."""
+        self._seen.pop(reference, None)
+        self._seen[reference] = now_precise()
+        while len(self._seen) > _SEEN_KEPT:
+            self._seen.pop(next(iter(self._seen)))
 
     def customer_bills(self, bill: Bill) -> list[Bill]:
         """The customer's other payable bills, to settle together (server first, then the cache)."""
@@ -214,6 +229,7 @@ class PaymentFlow:
         for b in items:
             if b.reference == bill.reference:
                 continue
+            self._note_seen(b.reference)
             pending = self.journal.pending_against(b.reference, b.fetched_at)
             if pending:
                 b = replace(b, amount_due=max(0, b.amount_due - pending))
@@ -305,8 +321,11 @@ class PaymentFlow:
         on_status = on_status or _ignore_status
         offline = any(b.offline for b in bills)
         due = basket_due(amounts, method, self.config.cash.stamp_duty)
-        duty: list[dict[str, Any]] = [{"stamp_duty": d or None} if _JOURNAL_DUTY else {} for d in due.duties]
-        items = [NewPayment(b.to_api(), a, **x) for b, a, x in zip(bills, amounts, duty, strict=True)]
+        extra: list[dict[str, Any]] = [{"stamp_duty": d or None} if _JOURNAL_DUTY else {} for d in due.duties]
+        if _JOURNAL_SEEN:
+            for b, x in zip(bills, extra, strict=True):
+                x["seen_at"] = self._seen.get(b.reference)
+        items = [NewPayment(b.to_api(), a, **x) for b, a, x in zip(bills, amounts, extra, strict=True)]
         created = self.journal.create(
             items,
             currency=self.config.terminal.currency,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.context import AgentContext
-from agent.errors import InvalidAmount
+from agent.errors import BillBlocked, InvalidAmount
 from agent.payments import MAX_BASKET
 from sandbox.billing.server import SandboxServer
 from sandbox.cards.profiles import sandbox_cards_config
@@ -96,3 +96,25 @@ def test_a_cash_basket_carries_its_stamp_duty_per_bill(billing_config: Any, bill
             assert ctx.sync_worker().run_once().uploaded == len(bills)
             recorded = {p["payment_id"]: p for p in billing_server.recorded_payments()}
             assert [recorded[p.payment_id]["payment"].get("stamp_duty") for p in result.payments] == expected
+
+
+def test_a_bill_paid_at_another_counter_since_it_was_read_is_refused(
+    agent: AgentContext, billing_config: Any, seeded_references: list[str]
+) -> None:
+    """Two counters (two flows on the one journal) read the same bill; the second to pay is refused inside the
+    journal's write transaction, nothing charged, and a fresh lookup shows what is left."""
+    other = AgentContext.open(with_changes(billing_config, payments={"allow_partial": True}), ["cash"])
+    try:
+        ref = seeded_references[0]
+        here = agent.flow.lookup(ref)
+        there = other.flow.lookup(ref)
+        taken = other.flow.pay([there], method="cash", cashier_id="c0099", amount=there.amount_due // 2)
+        assert taken.status == "approved"
+        with pytest.raises(BillBlocked, match="since its amount was read"):
+            agent.flow.pay([here], method="cash", cashier_id="c0042")
+        assert [p.payment_id for p in agent.journal.list(bill_reference=ref)] == [taken.payments[0].payment_id]
+        again = agent.flow.lookup(ref)
+        assert again.amount_due == here.amount_due - taken.total
+        assert agent.flow.pay([again], method="cash", cashier_id="c0042").status == "approved"
+    finally:
+        other.close()
