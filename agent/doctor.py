@@ -624,6 +624,42 @@ def reader_checks(d: Doctor) -> list[Check]:
     return check_pcscd(d.cfg, d.devices)
 
 
+def emv_checks(d: Doctor) -> list[Check]:
+    """A counter that reads cards: a CA public key for every scheme rule's RID (offline data authentication),
+    and a PIN pad on the reader (PC/SC part 10 VERIFY PIN DIRECT). Warnings: payments still go online."""
+    from drivers.emv.checks import ca_key_gaps, reader_pin_pad
+
+    names = ("ca_keys", "pin_pad")
+    if d.cfg is None:
+        return [skipped(n, "config invalid") for n in names]
+    if "card_reader" not in d.cfg.payments.methods:
+        return [skipped(n, "card_reader is not among payments.methods") for n in names]
+    gaps = ca_key_gaps(d.cfg)
+    if gaps:
+        more = f" (and {len(gaps) - 2} more)" if len(gaps) > 2 else ""
+        ca = warning("ca_keys", "; ".join(gaps[:2]) + more,
+                     "add the acquirer's CA public keys to [[emv.ca_keys]] in the config")
+    else:
+        ca = passed("ca_keys", f"a CA public key for each of the {len(d.cfg.cards.schemes)} scheme rule(s)")
+    readers = [st.name for st in d.devices if st.kind == "reader" and st.state in ("ready", "card_present", "busy")]
+    if not readers:
+        return [ca, skipped("pin_pad", "no reader to ask")]
+    try:
+        has = _bounded(lambda: reader_pin_pad(readers[0]), PCSC_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - a reader that cannot be asked is no PIN pad verdict
+        has, why = None, str(e)
+    else:
+        why = "the reader cannot be asked in direct mode"
+    if has is None:
+        pin = skipped("pin_pad", why)
+    elif has:
+        pin = passed("pin_pad", f"{readers[0]} has a PIN pad (VERIFY PIN DIRECT)")
+    else:
+        pin = warning("pin_pad", f"{readers[0]} has no PIN pad (PC/SC part 10 VERIFY PIN DIRECT): the cardholder"
+                      " cannot enter the PIN on the reader", "use a card reader with a PIN pad for chip and PIN cards")
+    return [ca, pin]
+
+
 def serial_check(d: Doctor) -> Check:
     return check_serial(d.cfg)
 
@@ -646,6 +682,7 @@ CHECKS: list[CheckFn] = [
     _needs_state("journal", lambda state, d: check_journal(state, d.cfg)),
     _needs_state("disk", lambda state, d: check_disk(state)),
     reader_checks,
+    emv_checks,
     serial_check,
     tpe_check,
     server_checks,

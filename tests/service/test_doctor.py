@@ -77,6 +77,11 @@ def test_healthy_counter_passes_every_check(healthy):
         assert named[name]["status"] == "ok", named[name]
     assert "Virtual PCD" in named["readers"]["detail"]
     assert "ACK" in named["tpe"]["detail"]
+    # The EMV setup (drivers.emv.checks): warnings, payments still go online. vpcd has no PC/SC part 10 PIN pad.
+    assert named["pin_pad"]["status"] == "warn" and "no PIN pad" in named["pin_pad"]["detail"]
+    assert named["ca_keys"]["status"] in ("ok", "warn")
+    if named["ca_keys"]["status"] == "warn":
+        assert "[[emv.ca_keys]]" in named["ca_keys"]["fix"]
 
 
 @needs_pcscd
