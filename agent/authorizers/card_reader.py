@@ -247,7 +247,17 @@ class ReaderAuthorizer:
             chip.result = kernel.result()
             return self._out("cancelled", chip, message="cancelled by the cashier")
         on_status("authorising")
-        return self._online(req, kernel, card, safe_card, chip, on_status)
+        try:
+            return self._online(req, kernel, card, safe_card, chip, on_status)
+        except Exception as e:  # noqa: BLE001 - the request may have left: never "nothing was sent"
+            log.exception("card transaction failed unexpectedly after the request may have left")
+            chip.result = self._card_completes(kernel, None, allow_tc=False)
+            text = safe_text(f"{type(e).__name__}: {e}", 200)
+            try:
+                return self._reverse(req, safe_card, chip, "timeout", f"unexpected error ({text})", {})
+            except Exception:  # noqa: BLE001
+                log.exception("reversal after an unexpected error failed")
+                return self._out("unknown", chip, card=safe_card, message=f"the outcome is unknown ({text})")
 
     # ------------------------------------------------------------------ online and completion
 
@@ -334,7 +344,10 @@ class ReaderAuthorizer:
         """Once, now: acknowledged (or the server shows no approval) -> declined; else unknown until it is."""
         chip.reversal = reason
         try:
-            chip.reversal_acknowledged = self._send_reversal(req.transaction_id, reason)
+            reversed_ = self._send_reversal(req.transaction_id, reason)
+            # A 404 ("no approval") right after a lost answer may only mean the request is still on its way
+            # (as for GET /v1/authorizations/{id}: agent.payments): believed only when an answer came back.
+            chip.reversal_acknowledged = reversed_ or reason != "timeout"
         except (ServerUnreachable, GuichetError) as e:
             log.warning("reversal of %s not acknowledged: %s", req.transaction_id, e)
             chip.reversal_acknowledged = False
@@ -346,7 +359,7 @@ class ReaderAuthorizer:
                          message=f"{why}; the reversal is not acknowledged yet: do not pay again")
 
     def _send_reversal(self, payment_id: str, reason: str) -> bool:
-        """POST /v1/authorizations/{id}/reversal: True when reversed or when there was no approval (404)."""
+        """POST /v1/authorizations/{id}/reversal: True when reversed, False when the server has no approval (404)."""
         send = getattr(self.client, "reverse_authorization", None)
         try:
             if callable(send):
@@ -358,7 +371,7 @@ class ReaderAuthorizer:
                                      json_body={"reason": reason})
         except ApiError as e:
             if e.status == 404:
-                return True  # authorization_not_found: nothing was approved, nothing to undo
+                return False  # authorization_not_found: no approval (yet) on the server
             raise
         return True
 
@@ -369,7 +382,9 @@ class ReaderAuthorizer:
             return kernel.complete(answer, allow_tc=allow_tc)
         except (EmvError, pcsc.PcscError) as e:
             log.info("second GENERATE AC without an issuer answer failed: %s", e)
-            return kernel.result()
+        except Exception:  # noqa: BLE001 - the card's last word is a courtesy here; the outcome does not wait on it
+            log.exception("second GENERATE AC without an issuer answer failed unexpectedly")
+        return kernel.result()
 
     def _unable_online(self, req: AuthRequest, kernel: Kernel, safe_card: dict[str, Any], chip: ChipOutcome,
                        why: str) -> AuthOutcome:
