@@ -205,3 +205,23 @@ def test_a_newer_schema_is_one_line(tmp_path: Path) -> None:
         raw.execute("PRAGMA user_version = 99")
     with pytest.raises(PrintQueueError, match="newer"):
         PrintQueue.open(tmp_path)
+
+
+# -- the device registry's printer ----------------------------------------------------------------------------
+
+
+def test_the_printer_probe_in_the_device_registry(tmp_path: Path, billing_config: Any) -> None:
+    from agent.devices import DeviceRegistry
+    from agent.printing import PrinterProbe
+
+    assert PrinterProbe.from_config(billing_config) is None  # [printer] url = "none": no probe
+    with VirtualPrinter(tmp_path / "paper", behaviour="paper_out") as vp:
+        vp.listen("127.0.0.1", 0)
+        probe = PrinterProbe.from_config(_cfg(billing_config, vp.url), interval=1.0)
+        assert probe is not None and probe.interval >= 5.0
+        registry = DeviceRegistry([probe])
+        [state] = registry.refresh()
+        assert (state.kind, state.name, state.state, state.detail) == ("printer", vp.url, "error", "paper out")
+        vp.behaviour = "ok"
+        assert [s.state for s in registry.refresh()] == ["ready"]
+    assert registry.refresh()[0].state == "absent"  # nobody listening any more

@@ -1,0 +1,61 @@
+"""`guichet sandbox smtp` (the SMTP sink as a command) and the demo's receipt devices, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+from drivers.printer import open_printer
+from sandbox.smtp_sink import start_receipt_devices
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mail(to: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "recus@seor.sandbox.dz", to, "Reçu ORAN-07-G1-000001"
+    msg.set_content("Reçu de paiement\nReçu: ORAN-07-G1-000001\n")
+    return msg
+
+
+def test_guichet_sandbox_smtp_keeps_every_message(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "guichet", "sandbox", "smtp", "--listen", f"127.0.0.1:{port}",
+                             "--out", str(tmp_path / "mail")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"127.0.0.1:{port}"  # printed once it listens
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.send_message(_mail("client@example.dz"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    [eml] = sorted((tmp_path / "mail").glob("*.eml"))
+    assert b"ORAN-07-G1-000001" in eml.read_bytes() and eml.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_bad_listen_address_is_one_line() -> None:
+    r = subprocess.run([sys.executable, "-m", "guichet", "sandbox", "smtp", "--listen", "nowhere"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_demo_receipt_devices(tmp_path: Path) -> None:
+    devices = start_receipt_devices(tmp_path)
+    try:
+        assert open_printer(devices.printer_url, timeout=2).status().ready
+        host, port = devices.smtp.rsplit(":", 1)
+        with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+            smtp.send_message(_mail("client@example.dz"))
+        assert devices.sink.wait_messages(1)[0]["To"] == "client@example.dz"
+    finally:
+        devices.close()
