@@ -342,3 +342,25 @@ def test_a_hostile_internal_authenticate_fails_dda_and_nothing_else(emv_agent, i
     result, p, chip, _ = _pay(emv_agent, insert, prof, seeded_references[19])
     assert chip["oda"] == "dda" and chip["oda_ok"] is False and int(chip["tvr"][:2], 16) & 0x08
     assert result.status in ("approved", "declined")  # the issuer sees the TVR and decides
+
+
+@pytest.mark.parametrize("profile", ["emv_visa10", "emv_visa18", "emv_mc20", "edahabia"])
+def test_the_final_tc_verifies_from_the_outcomes_chip_data(emv_agent, insert, billing_server, profile):
+    """Round trip card -> sandbox acquirer -> card per CVN: the outcome keeps the final cryptogram's DE55, and the
+    issuer recomputes the TC from it (what an offline TC's upload and a dispute need)."""
+    import threading
+
+    from agent.authorize import AuthRequest
+    from drivers.emv import tlv as T
+    from sandbox import issuer
+
+    auth = emv_agent.flow.authorizers["card_reader"]
+    req = AuthRequest(transaction_id=f"tc-{profile}", payment_ids=[f"tc-{profile}"], amount=12_300,
+                      currency="DZD", receipt_number="R1", online=True)
+    with insert(profile):
+        out = auth.authorize(req, cancel=threading.Event(), on_status=lambda key: None)
+    assert out.status == "approved", out.message
+    tags = {t.tag: t.value for t in T.decode(bytes.fromhex(out.chip.de55))}
+    assert tags[0x9F27] == b"\x40" and not {0x5A, 0x57, 0x9F1F} & set(tags)
+    keys = issuer.card_keys(PROFILES[profile].pan, int(tags.get(0x5F34, b"\x00").hex()))
+    assert issuer.cryptogram(issuer.cvn_of(tags[0x9F10]), keys, tags) == tags[0x9F26]
