@@ -14,7 +14,8 @@ What the job does with each waiting request, oldest first:
 - no answer (offline, 5xx, 429): it stays; the scheduler takes the link down and retries with the others.
 - 404 receipt_not_found while the receipt's payment is not uploaded yet (journal state approved, unknown,
   authorizing): it stays, retried at each run until the upload has happened.
-- any other 4xx (and a 404 once uploaded): "attention" with a one-line reason; the address is dropped.
+- any other 4xx (and a 404 once uploaded, or for a receipt this journal does not hold): "attention" with a
+  one-line reason; the address is dropped.
 
 Address rules (`parse_address`, the one home): an e-mail address is `local@domain.tld` (local part 1-64
 characters without spaces, dots not first, last or doubled; domain labels of letters, digits and inner
@@ -278,13 +279,14 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
             client.send_receipt(req.receipt_number, req.channel, req.address, req.language)
         except ApiError as e:
             known = uploaded(journal, req.receipt_number)
-            if e.status == 404 and e.code == "receipt_not_found" and known is not True:
+            if e.status == 404 and e.code == "receipt_not_found" and known is False:
                 box.later(req.id, "waits for the payments' upload")
                 waiting_upload += 1
                 continue
             reason = f"{e.status} {e.code}: {e.message}"
-            if e.status == 404 and known:
-                reason = f"404 {e.code}: the server does not know receipt {req.receipt_number}, uploaded"
+            if e.status == 404:
+                reason = (f"404 {e.code}: receipt {req.receipt_number} is uploaded, the server does not know it"
+                          if known else f"404 {e.code}: receipt {req.receipt_number} is not in this journal")
             box.refused(req.id, reason)
             log.warning("receipt %s: %s refused: %s %s", req.receipt_number, req.channel, e.status, e.code)
             continue
