@@ -246,3 +246,54 @@ def test_de55_carries_the_public_vector_and_no_card_number():
     keys = issuer.card_keys("1234567890123456", 0)
     assert issuer.cryptogram(18, keys, got).hex().upper() == "7A788EA6B8A3E733"
     assert issuer.arpc(18, keys, got, got[0x9F26]).hex().upper() == "9AF514C1"
+
+
+# ----------------------------------------------------------------------------- a hostile card, whole transaction
+
+class _Direct:
+    """The virtual card's own APDU handler as a transport (no pcscd): for property tests of the kernel only;
+    the same cards run through pcscd + vpcd in test_emv_payment.py."""
+
+    interface = "contact"
+
+    def __init__(self, card):
+        self.card = card
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        r = self.card.apdu(apdu)
+        return r[:-2], (r[-2] << 8) | r[-1]
+
+
+COMMANDS = ["SELECT AID", "GPO", "READ RECORD", "INTERNAL AUTHENTICATE", "GENERATE AC", "GENERATE AC 2",
+            "GET DATA", "EXTERNAL AUTHENTICATE"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(command=st.sampled_from(COMMANDS), raw=st.binary(max_size=60), sw=st.sampled_from(["", "9000", "6A83"]),
+       profile=st.sampled_from(["cib", "nopse", "emv_velocity", "edahabia"]), issuer_91=st.binary(max_size=12))
+def test_any_hostile_answer_ends_in_a_typed_error_or_an_outcome(command, raw, sw, profile, issuer_91):
+    import dataclasses
+
+    import config as cfgmod
+    from agent.authorizers.card_reader import ca_lookup, emv_terminal
+    from drivers.emv.kernel import IssuerAnswer, Kernel, KernelParams
+    from drivers.emv.reader import EmvError, EmvReader
+    from sandbox.cards.card import VirtualCard
+    from sandbox.cards.profiles import PROFILES, sandbox_cards_config, sandbox_emv_config
+
+    cfg = cfgmod.validate({"cards": sandbox_cards_config(), "emv": sandbox_emv_config()})
+    answer = raw + bytes.fromhex(sw) if len(raw + bytes.fromhex(sw)) != 2 else raw
+    prof = dataclasses.replace(PROFILES[profile], garbage={command: answer or b"\x6f\x00"})
+    reader = EmvReader(_Direct(VirtualCard(prof)), schemes=cfg.cards.schemes, aids=cfg.cards.aids,
+                       terminal=emv_terminal(cfg, 345600), hmac_key="k")
+    codes = action.ActionCodes.of(tac_default="DC4000A800", tac_denial="0010000000", tac_online="DC4004F800")
+    k = Kernel(reader, KernelParams(tac=codes, ca_key=ca_lookup(cfg)))
+    try:
+        k.start()
+        if not k.outcome:
+            result = k.complete(IssuerAnswer(True, "00", [T.tlv(0x91, issuer_91), T.tlv(0x8A, b"00")]))
+            assert result.outcome in ("approved", "declined")
+    except EmvError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400
+    r = k.result()
+    assert len(bytes.fromhex(r.tvr)) == 5 and len(bytes.fromhex(r.tsi)) == 2
