@@ -38,7 +38,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -61,31 +60,11 @@ HANG_ENV = "GUICHET_TEST_HANG_AFTER"
 MAX_WAIT_SLICE = 1.0  # seconds: how long the loop sleeps at most before looking at stop/watchdog again
 
 
-def probe_devices(config: Config, timeout: float = 3.0) -> list[dict[str, str]]:
-    """What the heartbeat reports: PC/SC readers and the TPE port. Cheap: no card, no terminal exchange."""
-    from agent.doctor import _bounded, _list_readers
-
-    devices: list[dict[str, str]] = []
-    try:
-        names = _bounded(_list_readers, timeout)
-        devices += [{"kind": "pcsc", "name": n, "state": "ready"} for n in names]
-        if not names:
-            devices.append({"kind": "pcsc", "name": "pcscd", "state": "no_reader"})
-    except Exception as e:  # noqa: BLE001 - reported, never fatal: the agent still uploads
-        log.warning("PC/SC unavailable: %s", e)
-        devices.append({"kind": "pcsc", "name": "pcscd", "state": "unavailable"})
-    port = config.tpe.port
-    if port:
-        present = "://" in port or Path(port).exists()
-        devices.append({"kind": "tpe", "name": port, "state": "present" if present else "missing"})
-    return devices
-
-
 class Agent:
     """The headless agent. Not thread-safe: start(), run() and close() belong to one thread.
 
     `jobs`: the registrations of its periodic jobs (default: upload, bill refresh, heartbeat); `devices`:
-    the heartbeat's device list (default: probe_devices, at each heartbeat).
+    the heartbeat's device list (main(): the device registry's; none when not given).
     """
 
     def __init__(self, config: Config, notifier: Notifier | None = None, hang_after: int | None = None, *,
@@ -97,7 +76,7 @@ class Agent:
             hang_after = int(os.environ[HANG_ENV])
         self.hang_after = hang_after
         self.registrations: list[Registration] = list(jobs) if jobs is not None else [sync_jobs]
-        self.devices_source = devices or (lambda: probe_devices(self.config))
+        self.devices_source = devices or (lambda: [])
         self.stop = threading.Event()
         self.stopped_by: str | None = None  # the signal that asked the loop to stop
         self.context: AgentContext | None = None
@@ -252,22 +231,32 @@ def main(config: Config, *, jobs: Sequence[Registration] | None = None,
          devices: Callable[[], list[dict[str, Any]]] | None = None) -> int:
     """`guichet run --headless`: 0 after a clean stop, 1 when the journal cannot be used or the agent is
     already running. Errors are one line on stderr (journald). `jobs`, `devices`: as Agent takes them."""
+    registry = None
+    if devices is None:  # the one device registry: its presence loops feed the heartbeat (docs/devices.md)
+        from agent.devices import DeviceRegistry
+
+        registry = DeviceRegistry.from_config(config).start()
+        devices = registry.heartbeat
     agent = Agent(config, jobs=jobs, devices=devices)
     agent.install_signal_handlers()
     try:
-        agent.start()
-    except (JournalError, AlreadyRunning) as e:
-        log.error("%s", e)
-        agent.notifier.status(f"failed: {e}")
-        return 1
-    try:
-        agent.run()
-    except JournalError as e:
-        log.error("%s", e)
-        agent.notifier.status(f"failed: {e}")
-        return 1
+        try:
+            agent.start()
+        except (JournalError, AlreadyRunning) as e:
+            log.error("%s", e)
+            agent.notifier.status(f"failed: {e}")
+            return 1
+        try:
+            agent.run()
+        except JournalError as e:
+            log.error("%s", e)
+            agent.notifier.status(f"failed: {e}")
+            return 1
+        finally:
+            agent.close()
     finally:
-        agent.close()
+        if registry is not None:
+            registry.stop()
     log.info("stopped cleanly")
     return 0
 
