@@ -200,3 +200,34 @@ def test_any_text_is_an_address_the_server_takes_or_one_error(text: str) -> None
     # what we accept, the contract's server accepts: no request is sent to be refused for its syntax
     assert (_EMAIL if address.channel == "email" else _PHONE).match(address.to)
     assert len(address.to) <= 254
+
+
+def test_a_server_answering_garbage_never_loses_the_request(tmp_path: Path, billing_config: Any) -> None:
+    """Every broken answer of the sandbox's catalogue that applies to any /v1 request: the job never raises
+    past the scheduler, and a request leaves the outbox only when the server has it (the answer, broken or
+    not, came after the server recorded it) or with a named refusal."""
+    from sandbox.billing.garbage import _GENERIC
+
+    with _server(tmp_path) as server:
+        cfg = _cfg(billing_config, server)
+        with AgentContext.open(cfg, ["cash"], take_payments=True) as ctx:
+            bill = ctx.flow.lookup(server.references(status="unpaid")[0])
+            [payment] = ctx.flow.pay([bill], method="cash", cashier_id="c0042").payments
+            assert ctx.sync_worker().run_once().uploaded == 1
+            number = payment.receipt_number
+            box = Outbox.open(cfg.state.dir)
+            for kind in sorted(_GENERIC):
+                request_send(cfg, number, EMAIL)
+                server.set_faults(garbage_rate=1.0, garbage_kinds=[kind], seed=1)
+                _job(ctx, cfg).run_once(["receipt-send"])  # whatever it says, it says it as an Outcome
+                req = box.requests(number)[-1]
+                if req.state == "sent":
+                    assert [r["address"] for r in server.store.receipt_sends()] == [EMAIL], kind
+                elif req.state == "attention":  # a well-formed refusal: named, and the address dropped
+                    assert req.reason and req.address is None, kind
+                else:
+                    assert req.address == EMAIL and len(box.waiting()) == 1, kind
+            server.set_faults()
+            _job(ctx, cfg).run_once(["receipt-send"])
+            assert box.waiting() == []
+            box.close()

@@ -59,3 +59,21 @@ def test_the_demo_receipt_devices(tmp_path: Path) -> None:
         assert devices.sink.wait_messages(1)[0]["To"] == "client@example.dz"
     finally:
         devices.close()
+
+
+def test_the_sink_refuses_a_message_over_its_bound(tmp_path: Path) -> None:
+    from sandbox.smtp_sink import MAX_MESSAGE, SmtpSink
+
+    with SmtpSink(tmp_path / "mail") as sink:
+        big = _mail("client@example.dz")
+        big.set_content("x" * (MAX_MESSAGE + 10))
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+            try:
+                smtp.send_message(big)
+                refused = False
+            except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused, smtplib.SMTPServerDisconnected) as e:
+                refused = "552" in str(e) or isinstance(e, smtplib.SMTPServerDisconnected)
+        assert refused and list((tmp_path / "mail").glob("*.eml")) == []
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:  # and it goes on
+            smtp.send_message(_mail("client@example.dz"))
+        assert len(sink.wait_messages(1)) == 1
