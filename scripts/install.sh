@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install guichet on a counter PC (Debian 12). Run as root from a checkout of the repository:
 #
-#   sudo scripts/install.sh                 # kiosk counter: cashier UI on tty1 (guichet.service)
+#   sudo scripts/install.sh                 # console counter: cashier UI on tty1, TERM=linux (guichet.service)
 #   sudo scripts/install.sh --headless      # no screen: guichet-headless.service
 #   sudo scripts/install.sh --kiosk         # graphics: cage + foot full screen on tty1 (guichet-kiosk.service),
 #                                           # Arabic drawn; needs the Debian packages cage, foot, fonts-dejavu-core
