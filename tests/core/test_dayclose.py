@@ -10,15 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
-import tomlkit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,7 +35,6 @@ from agent.errors import BadAnswer
 from agent.journal import NewPayment
 from agent.states import State
 from agent.sync import SyncWorker
-from config.schema import SECRET_KEYS
 from sandbox.billing.server import SandboxServer
 from tests.core.conftest import with_changes
 from tests.core.stub_server import StubServer, json_answer
@@ -225,28 +220,7 @@ def test_a_day_with_every_difference(
     assert sorted(r["kind"] for r in rows) == sorted(kinds.values())
 
 
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value
-
-
-def test_the_command(agent: AgentContext, seeded_references: list[str], tmp_path: Any) -> None:
-    # The config written by hand: config.write_config cannot write the None limits of [[cards.schemes]] now.
-    data = agent.config.model_dump(mode="python")
-    for key in SECRET_KEYS:
-        section, name = key.split(".")
-        data[section][name] = getattr(getattr(agent.config, section), name).get_secret_value()
-    cfg_file = tmp_path / "guichet.toml"
-    cfg_file.write_text(tomlkit.dumps(_drop_none(data)))
-
-    def guichet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        full = {**os.environ, "GUICHET_CONFIG": str(cfg_file), **env}
-        return subprocess.run([sys.executable, "-m", "guichet", *args], capture_output=True, text=True, env=full,
-                              timeout=60, stdin=subprocess.DEVNULL)
-
+def test_the_command(agent: AgentContext, guichet: Any, seeded_references: list[str], tmp_path: Any) -> None:
     paid = _cash(agent, seeded_references[0])
     SyncWorker(agent.config, agent.journal, agent.client, agent.bills).run_once()
     agent.close()  # the command opens the journal itself
