@@ -11,10 +11,12 @@ answer's 91/8A/71/72 go back to the card (EXTERNAL AUTHENTICATE, scripts, second
 
 Outcomes: TC after an approval: approved. An AAC at the second GENERATE AC after an approval, or the card
 removed before completion: a reversal is sent once (``POST /v1/authorizations/{id}/reversal``); acknowledged
-(or "no approval"): declined; not acknowledged: unknown (the retry-until-acknowledged queue comes with the
-scheduler: docs/emv.md). An AAC at the first GENERATE AC: declined by the card (Z1). Server unreachable before
-anything was sent: the card decides with the default action codes, and only a TC inside the scheme's floor limit
-and the agent's offline limits is approved (Y3); otherwise declined (Z3).
+(or "no approval" after an answer came back): declined; not acknowledged: unknown (the retry-until-acknowledged
+queue comes with the scheduler: docs/emv.md). No answer at all: the card gets an AAC, a reversal ``timeout`` is
+sent, and the payment is unknown unless the server acknowledges it. An AAC at the first GENERATE AC: declined
+by the card (Z1). Server unreachable before anything was sent: the card decides with the default action codes,
+and only a TC inside the scheme's floor limit and the agent's offline limits is approved (Y3); otherwise
+declined (Z3).
 
 Nothing leaves the agent before the first cryptogram: every failure up to then is final, never `unknown`.
 The chip data of the outcome (TVR, TSI, CVM results, each cryptogram's type, DE55 of the final cryptogram) is
