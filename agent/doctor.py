@@ -674,6 +674,12 @@ def server_checks(d: Doctor) -> list[Check]:
     return check_server(d.cfg)
 
 
+def kiosk_check(d: Doctor) -> list[Check]:
+    from agent.kiosk import kiosk_checks  # deferred: agent.kiosk builds on this module's Check
+
+    return kiosk_checks(d.cfg)
+
+
 # Every check, in the order a technician fixes things. A check is a function of the Doctor returning one
 # Check or a list; a new one is one line: ``add_check(check_kiosk, before="server")`` or an entry here.
 CHECKS: list[CheckFn] = [
@@ -686,6 +692,7 @@ CHECKS: list[CheckFn] = [
     serial_check,
     tpe_check,
     server_checks,
+    kiosk_check,
 ]
 
 
