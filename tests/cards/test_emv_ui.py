@@ -102,3 +102,23 @@ def test_declines_in_words(lang, detail, words):
         assert words in decline_text(detail, "declined by the bank (code XY)")
     finally:
         i18n.set_language(before)
+
+
+@pytest.mark.anyio
+async def test_the_customer_chooses_an_application_that_asks_for_confirmation(ui_app, reader_ui_config,  # noqa: F811
+                                                                             insert, seeded_references):
+    from textual.widgets import OptionList
+
+    app = ui_app(reader_ui_config, run_sync=False)
+    with insert("confirm"):
+        async with app.run_test(size=(140, 44)) as pilot:
+            await login(pilot)
+            await _pay(pilot, seeded_references[2])
+            await wait_for(pilot, lambda: screen_name(pilot) == "WaitScreen"
+                           and app.screen.query_one("#app-choice", OptionList).display, "the choice", rounds=1500)
+            choice = app.screen.query_one("#app-choice", OptionList)
+            assert choice.option_count == 2  # CIB TEST (asks for confirmation, priority 1), then VISA
+            await pilot.press("enter")  # the first: CIB TEST
+            await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt", rounds=1500)
+    [p] = app.backend.journal.list(bill_reference=seeded_references[2])
+    assert p.state == "approved" and p.card["scheme"] == "CIB"

@@ -19,7 +19,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Button, LoadingIndicator, Static
+from textual.widgets import Button, LoadingIndicator, OptionList, Static
 
 from ui.i18n import N_, _, shape, t
 from ui.messages import PayFinished, PayStatus
@@ -31,6 +31,7 @@ EMV_STAGES = {
     "enter_pin": N_("Enter your PIN on the card reader"),
     "wrong_pin": N_("Wrong PIN: type it again on the card reader"),
     "do_not_remove": N_("Do not remove the card"),
+    "choose_application": N_("The customer chooses the card's application (Enter)"),
 }
 
 # Contract 1.1 response codes a cashier must tell apart, and the terminal's own (Z1/Z3: EMV Book 4 A6).
@@ -86,22 +87,29 @@ class WaitScreen(CounterModal):
         self.cancel_event = threading.Event()
         self.status_key = "starting"
         self.finished = False
+        self._chosen = threading.Event()  # the customer's choice of application (Book 3 12.4), from the worker
+        self._choice: int | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="wait-box", classes="box"):
             yield Static(t("Amount to pay: {amount}", amount=money(self.total, self.currency)), classes="total")
             yield Static(shape(method_label(self.method)))
             yield Static(shape(stage_label(self.status_key)), id="wait-status", classes="big")
+            yield OptionList(id="app-choice")
             yield LoadingIndicator()
             yield Button(t("Cancel (Esc)"), id="cancel", variant="error")
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#app-choice", OptionList).display = False
         self.pay()
 
     @work(thread=True, exit_on_error=False, group="pay")
     def pay(self) -> None:
         app = self.gapp
+        reader = app.backend.flow.authorizers.get("card_reader") if self.method == "card_reader" else None
+        if reader is not None and hasattr(reader, "choose"):
+            reader.choose = self._choose_application  # this payment's card asks the customer through this panel
         try:
             with app.backend.payment_in_flight():
                 result = app.backend.flow.pay(
@@ -117,7 +125,36 @@ class WaitScreen(CounterModal):
         except Exception as e:
             self.post_message(PayFinished(error=e))
             return
+        finally:
+            if reader is not None and getattr(reader, "choose", None) == self._choose_application:
+                reader.choose = None
         self.post_message(PayFinished(result))
+
+    def _choose_application(self, candidates: list[Any]) -> int | None:
+        """In the worker, called by the kernel's reader: show the card's applications (priority order) and wait
+        for the customer's choice, the cashier's cancel, or the card read's own deadline."""
+        labels = [c.preferred_name or c.label or c.aid.hex().upper() for c in candidates]
+        self._choice = None
+        self._chosen.clear()
+        self.app.call_from_thread(self._show_choice, labels)
+        while not self._chosen.wait(0.1):
+            if self.cancel_event.is_set():
+                return None
+        return self._choice
+
+    def _show_choice(self, labels: list[str]) -> None:
+        choice = self.query_one("#app-choice", OptionList)
+        choice.clear_options()
+        choice.add_options([shape(label) for label in labels])
+        choice.display = True
+        choice.highlighted = 0
+        choice.focus()
+        self.query_one("#wait-status", Static).update(shape(stage_label("choose_application")))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._choice = event.option_index
+        self.query_one("#app-choice", OptionList).display = False
+        self._chosen.set()
 
     def _in_words(self, result: Any) -> Any:
         """In the worker: the decline's words from the journal's last event detail (its response code)."""
@@ -142,6 +179,7 @@ class WaitScreen(CounterModal):
         if self.finished:
             return
         self.cancel_event.set()
+        self._chosen.set()
         self.status_key = "cancelling"
         self.query_one("#wait-status", Static).update(shape(wait_label("cancelling")))
         self.query_one("#cancel", Button).disabled = True
