@@ -236,13 +236,21 @@ def send_requests(cfg: Config, receipt_number: str) -> list[SendRequest]:
 
 
 def receipt_jobs(scheduler: Scheduler, parts: JobParts) -> None:
-    """Registration (guichet/cli/run.py JOBS): the print queue (when a printer is configured) and the
-    e-mail/SMS requests, in the thread that runs the scheduler."""
+    """Registration (guichet/cli/run.py JOBS): the e-mail/SMS requests and the print queue (when a printer is
+    configured), in the thread that runs the scheduler. A store that cannot open costs its job, not the agent:
+    logged, and the payments and uploads run on."""
     cfg = parts.config
-    box = Outbox.open(cfg.state.dir)
-    scheduler.add("receipt-send", lambda: send_pending(box, parts.client, parts.journal), SEND_INTERVAL)
+    try:
+        box = Outbox.open(cfg.state.dir)
+        scheduler.add("receipt-send", lambda: send_pending(box, parts.client, parts.journal), SEND_INTERVAL)
+    except GuichetError as e:
+        log.error("receipts by e-mail/SMS not sent in this run: %s", e)
     if printer_configured(cfg):
-        queue = PrintQueue.open(cfg.state.dir)
-        printer = _printer(cfg)
+        try:
+            queue = PrintQueue.open(cfg.state.dir)
+            printer = _printer(cfg)
+        except (GuichetError, PrinterError) as e:
+            log.error("print queue not run: %s", e)
+            return
         print_one = print_queued(ReceiptOptions.from_config(cfg))
         scheduler.add("print-queue", lambda: drain(queue, printer, print_one), PRINT_INTERVAL, needs_link=False)

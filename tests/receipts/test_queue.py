@@ -225,3 +225,16 @@ def test_the_printer_probe_in_the_device_registry(tmp_path: Path, billing_config
         vp.behaviour = "ok"
         assert [s.state for s in registry.refresh()] == ["ready"]
     assert registry.refresh()[0].state == "absent"  # nobody listening any more
+
+
+def test_a_store_that_cannot_open_costs_its_job_not_the_agent(
+    tmp_path: Path, billing_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _cfg(billing_config, "tcp://127.0.0.1:9")
+    state = Path(cfg.state.dir)
+    (state / "outbox.db").mkdir(parents=True)  # not a database: as a broken disk or a bad hand could leave it
+    with AgentContext.open(cfg, ["cash"], take_payments=True) as ctx:
+        sched = Scheduler()
+        receipt_jobs(sched, JobParts(cfg, ctx.journal, ctx.client))
+        assert list(sched.jobs) == ["print-queue"]
+    assert any("e-mail/SMS" in r.getMessage() and "outbox.db" in r.getMessage() for r in caplog.records)
