@@ -238,3 +238,24 @@ def test_a_store_that_cannot_open_costs_its_job_not_the_agent(
         receipt_jobs(sched, JobParts(cfg, ctx.journal, ctx.client))
         assert list(sched.jobs) == ["print-queue"]
     assert any("e-mail/SMS" in r.getMessage() and "outbox.db" in r.getMessage() for r in caplog.records)
+
+
+def test_a_z_report_waits_for_paper_too(tmp_path: Path, billing_config: Any) -> None:
+    from ui.receipt import print_blocks
+    from ui.receipts import Row
+
+    with VirtualPrinter(tmp_path / "paper", behaviour="paper_out") as vp:
+        vp.listen("127.0.0.1", 0)
+        cfg = _cfg(billing_config, vp.url, text=False)
+        blocks = [("fr", [Row("title", "Rapport Z"), Row("pair", "Espèces", "11 273,00 DA"), Row("rule")]),
+                  ("ar", [Row("title", "تقرير Z"), Row("pair", "نقدا", "11 273,00 DA")])]
+        outcome = print_blocks(cfg, "Z-2026-11-30", blocks)
+        assert (outcome.state, outcome.message) == ("queued", "paper out")
+        vp.behaviour = "ok"
+        queue = PrintQueue.open(cfg.state.dir)
+        printer = open_printer(vp.url, timeout=2)
+        assert drain(queue, printer, print_queued(ReceiptOptions.from_config(cfg))).error is None
+        assert queue.numbers() == []
+        job = _wait_job(vp, "the Z report", lambda j: j.cut and j.height > 100)
+        assert not job.errors
+        queue.close()

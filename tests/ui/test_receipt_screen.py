@@ -118,3 +118,30 @@ async def test_arabic_screen(ui_app: Any, ui_config: Any, vprinter: VirtualPrint
         cover = t("cover open")
         assert cover != "cover open"
         await wait_for(pilot, lambda: cover in app.screen.print_text, "the problem in Arabic")
+
+
+async def test_from_the_screen_to_the_customers_mailbox_through_the_uis_scheduler(
+    ui_app: Any, ui_config: Any, billing_server: Any, tmp_path: Path, seeded_references: list[str]
+) -> None:
+    """The jobs of guichet/cli/run.py (JOBS) in the UI's one scheduler: the payment is uploaded, the
+    request sent, and the sandbox server e-mails the receipt to the SMTP sink."""
+    from guichet.cli.run import JOBS
+    from sandbox.billing.sender import ReceiptSender
+    from sandbox.smtp_sink import SmtpSink, body_text
+
+    with SmtpSink(tmp_path / "mail") as sink:
+        billing_server.app.state.receipt_sender = ReceiptSender(smtp=sink.address)
+        cfg = _cfg(ui_config)
+        app = ui_app(cfg, jobs=JOBS)
+        async with app.run_test(size=(140, 50)) as pilot:
+            await _pay(pilot, seeded_references[0])
+            [p] = app.backend.journal.list()
+            await pilot.press("m")
+            await type_into(pilot, "#address", "client@example.dz")
+            await wait_for(pilot, lambda: "will be sent" in text_of(pilot, "#send-status"), "journaled")
+            await wait_for(pilot, lambda: sink.messages, "the e-mail in the sink", rounds=600)
+        [mail] = sink.messages
+        assert mail["To"] == "client@example.dz" and p.receipt_number in body_text(mail)
+        box = Outbox.open(cfg.state.dir)
+        assert [(r.state, r.address) for r in box.requests(p.receipt_number)] == [("sent", None)]
+        box.close()
