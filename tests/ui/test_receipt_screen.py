@@ -87,6 +87,9 @@ async def test_email_and_mobile_are_checked_then_journaled(
     async with app.run_test(size=(140, 50)) as pilot:
         await _pay(pilot, seeded_references[0])
         assert "No printer configured" in text_of(pilot, "#print-status")
+        from textual.widgets import Button, Input
+
+        assert not isinstance(app.focused, Button | Input)  # so Enter closes, as it always has
         [p] = app.backend.journal.list()
         await pilot.press("m")
         assert app.focused is app.screen.query_one("#address")
@@ -103,7 +106,12 @@ async def test_email_and_mobile_are_checked_then_journaled(
         [req] = box.requests(p.receipt_number)
         assert (req.channel, req.address, req.language, req.state) == ("sms", "+213661234567", "en", "waiting")
         box.close()
-        await pilot.press("enter")  # out of the field: Enter closes
+        app.screen.query_one("#print").focus()
+        await pilot.press("enter")  # on a button: presses it (P: the text written to the state dir)
+        await wait_for(pilot, lambda: list((Path(cfg.state.dir) / "receipts").glob("*.txt")), "the text written")
+        assert screen_name(pilot) == "ReceiptScreen"
+        app.screen.set_focus(None)
+        await pilot.press("enter")  # elsewhere: Enter closes
         await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "back to payment")
 
 

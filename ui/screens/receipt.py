@@ -123,8 +123,11 @@ class ReceiptScreen(CounterModal):
             self.query_one("#address", Input).focus()
 
     def action_enter(self) -> None:
-        if isinstance(self.focused, Input):
+        focused = self.focused
+        if isinstance(focused, Input):
             self.action_send()
+        elif isinstance(focused, Button):  # tabbed to a button: Enter presses it, as everywhere else
+            focused.press()
         else:
             self.action_close()
 
