@@ -361,21 +361,7 @@ class ReaderAuthorizer:
                          message=f"{why}; the reversal is not acknowledged yet: do not pay again")
 
     def _send_reversal(self, payment_id: str, reason: str) -> bool:
-        """POST /v1/authorizations/{id}/reversal: True when reversed, False when the server has no approval (404)."""
-        send = getattr(self.client, "reverse_authorization", None)
-        try:
-            if callable(send):
-                send(payment_id, reason)
-            else:  # agent.billing has no reversal call yet (asked for): the same request through its transport
-                from urllib.parse import quote
-
-                self.client._request("POST", f"authorizations/{quote(payment_id, safe='')}/reversal",  # noqa: SLF001
-                                     json_body={"reason": reason})
-        except ApiError as e:
-            if e.status == 404:
-                return False  # authorization_not_found: no approval (yet) on the server
-            raise
-        return True
+        return send_reversal(self.client, payment_id, reason)
 
     def _card_completes(self, kernel: Kernel, answer: IssuerAnswer | None, *, allow_tc: bool
                         ) -> TransactionResult:
@@ -411,9 +397,32 @@ class ReaderAuthorizer:
         return self._reverse(req, safe_card, chip, "timeout", f"no answer from the acquirer ({error})", {})
 
 
+def send_reversal(client: BillingClient, payment_id: str, reason: str) -> bool:
+    """POST /v1/authorizations/{id}/reversal once (contract 1.1): True when reversed, False when the server has no
+    approval (404). Raises ServerUnreachable / ApiError otherwise. The retry-until-acknowledged queue (scheduler)
+    calls this same function.
+
+    reason: card_declined_after_approval | card_removed | cancelled | timeout
+    """
+    send = getattr(client, "reverse_authorization", None)
+    try:
+        if callable(send):
+            send(payment_id, reason)
+        else:  # agent.billing has no reversal call yet (asked for): the same request through its transport
+            from urllib.parse import quote
+
+            client._request("POST", f"authorizations/{quote(payment_id, safe='')}/reversal",  # noqa: SLF001
+                            json_body={"reason": reason})
+    except ApiError as e:
+        if e.status == 404:
+            return False  # authorization_not_found: no approval (yet) on the server
+        raise
+    return True
+
+
 def _pin_detail(kernel: Kernel) -> dict[str, Any]:
     return {"pin": kernel.pin_message} if kernel.pin_message else {}
 
 
 # Kept for the callers of the reading-only era (agent.cards.read_card is still the `guichet card read` path).
-__all__ = ["CardOutcome", "CardReadError", "ChipOutcome", "ReaderAuthorizer"]
+__all__ = ["CardOutcome", "CardReadError", "ChipOutcome", "ReaderAuthorizer", "send_reversal"]
