@@ -216,15 +216,22 @@ def queue_list(ctx: click.Context, states: tuple[str, ...], show_all: bool, limi
 @queue.command("show")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--no-server", is_flag=True, help="Do not ask the billing server what it recorded.")
 @click.pass_context
-def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
-    """One payment (by id, id prefix or receipt number) with its history."""
+def queue_show(ctx: click.Context, key: str, as_json: bool, no_server: bool) -> None:
+    """One payment (by id, id prefix or receipt number) with its history, and what the server recorded."""
+    from agent.payments import server_view
+
     with _reading(ctx) as actx:
         try:
             p = actx.journal.find(key)
         except KeyError:
             fail(f"payment {key}: not in the journal")
         history = actx.journal.audit(p.payment_id)
+        view = None if no_server else server_view(actx.client, p)
+    server = None if view is None else {
+        "status": view.status, "message": view.message, "differences": list(view.differences), "record": view.record,
+    }
     if as_json:
         print_json(
             {
@@ -239,6 +246,7 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
                 "error": p.error,
                 "settlement": p.settlement,
                 "history": history,
+                "server": server,
             }
         )
         return
@@ -260,6 +268,10 @@ def queue_show(ctx: click.Context, key: str, as_json: bool) -> None:
         click.echo(f"  settled by {s.get('by')} at {clock.display(at) if at else '?'}, from {source}")
     for h in history:
         click.echo(f"  {clock.display(h['at'])}  {h['from_state'] or '-':>11} -> {h['to_state']:<11} by {h['actor']}")
+    if view is not None:
+        click.echo(f"  billing server: {view.status}: {view.message}")
+        for d in view.differences:
+            click.echo(f"    differs: {d}")
 
 
 @click.command()

@@ -87,3 +87,17 @@ def test_bill_cache_on_demand_drops_paid_bills_and_tells_its_age(guichet, billin
     billing_server.stop()
     r = guichet("sync", "--bills")
     assert r.returncode == 1 and re.search(r"last refreshed \d+ (s|min) ago", r.stderr)
+
+
+def test_queue_show_tells_what_the_billing_server_recorded(guichet, billing_server, seeded_references) -> None:
+    """The customer says "your system shows my bill unpaid": the counter asks the server what it holds."""
+    out = json.loads(guichet("pay", seeded_references[0], "--method", "cash", "--json").stdout)
+    shown = json.loads(guichet("queue", "show", out["receipt_number"], "--json").stdout)
+    assert shown["server"]["status"] == "recorded" and shown["server"]["differences"] == []
+    assert shown["server"]["record"]["amount"] == out["amount"]
+    text = guichet("queue", "show", out["receipt_number"]).stdout
+    assert "billing server: recorded" in text
+    billing_server.stop()
+    down = json.loads(guichet("queue", "show", out["receipt_number"], "--json").stdout)
+    assert down["server"]["status"] == "unreachable"
+    assert json.loads(guichet("queue", "show", out["receipt_number"], "--json", "--no-server").stdout)["server"] is None
