@@ -28,16 +28,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import clock
-from agent.devices import DeviceState
 from agent.errors import StorageError
 from agent.scheduler import Outcome
 from agent.storage import open_database, storage_errors
 from config import Config
 from drivers.pan import find_pans
 from drivers.printer import Printer, PrinterError, PrintResult, open_printer
+
+if TYPE_CHECKING:
+    from agent.devices import DeviceState
 
 log = logging.getLogger("guichet.printing")
 
@@ -227,6 +229,9 @@ class PrinterProbe:
         return cls(open_printer(url, cfg.printer.timeout), interval=max(interval, PROBE_INTERVAL))
 
     def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]:
+        # Imported here: agent/devices.py lists this probe in PROBES, so it imports this module at its top.
+        from agent.devices import DeviceState
+
         state, detail = self.printer.presence()
         return [DeviceState("printer", self.printer.url, state, detail)]
 
