@@ -25,18 +25,22 @@ emv: TLV: value of tag 9F26 runs past the end (needs 8 bytes, 2 left) at byte 2
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
+import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from config.money import CURRENCIES
 from drivers.emv import tlv as T
 from drivers.emv.tags import TAGS
-from drivers.pan import luhn_valid
+from drivers.pan import luhn_valid, mask_pan, masked_pan_fault
 from sandbox.issuer import (
+    CardKeys,
     IssuerError,
     card_keys,
     cryptogram,
@@ -74,7 +78,6 @@ AMOUNT_SCRIPTS = 71  # approved, with issuer scripts 71 and 72
 AMOUNT_BAD_ARPC = 19  # approved, but the ARPC is wrong (a "bad issuer": the card answers AAC)
 CSU_APPROVED = bytes.fromhex("00800000")  # Visa CSU byte 2 bit 8: issuer approves online transaction
 CSU_DECLINED = bytes(4)
-MAX_KNOWN_CARDS = 10_000
 
 
 class ChipDataError(ValueError):
@@ -173,6 +176,25 @@ def parse_chip_data(text: Any, required: Iterable[int] = AUTHORIZATION_TAGS) -> 
     return ChipData(tags)
 
 
+def cardholder_tag(emv: str) -> str | None:
+    """The first cardholder-data tag (5A, 57, 9F6B, 99...) anywhere in the hex TLV `emv`, templates included;
+    None when there is none, or when `emv` is no TLV at all (kept as sent: the contract allows any hex).
+
+    >>> cardholder_tag("9F2701405A084761739001010010"), cardholder_tag("7003570100"), cardholder_tag("9F2708AA")
+    ('5A', '57', None)
+    """
+    try:
+        stack = list(T.decode(bytes.fromhex(emv)))
+    except (ValueError, T.TLVError):
+        return None
+    while stack:
+        item = stack.pop()
+        if item.tag in FORBIDDEN:
+            return T.tag_name(item.tag)
+        stack.extend(item.children)
+    return None
+
+
 def check_against_request(chip: ChipData, amount: int, currency: str) -> None:
     """The cryptogram must cover what is charged: 9F02 is the amount, 5F2A the currency."""
     if chip.amount != amount:
@@ -202,23 +224,30 @@ class IssuerBehaviour:
 
     ``bad_arpc``: approvals carry a wrong ARPC (the card answers AAC at its second GENERATE AC).
     ``scripts``: approvals carry issuer scripts 71 (before) and 72 (after the second GENERATE AC).
+    ``strict_atc``: an ARQC must carry an ATC above the card's last (off: only a lower one is declined, and an
+    ARQC seen before; the virtual cards start each insertion from the same ATC).
+    ``require_chip_data``: a chip or contactless authorization without `emv` is declined (on by default: the
+    agent sends the first GENERATE AC's DE55; off for a contract 1.0 client).
     ``scheme_cvns``: scheme -> CVN, None = the CVN 9F10 names. To follow a config's scheme rules:
     ``IssuerBehaviour(scheme_cvns=scheme_cvns_from_rules(cfg.cards.schemes))``.
     """
 
     bad_arpc: bool = False
     scripts: bool = False
+    strict_atc: bool = False
+    require_chip_data: bool = True
     scheme_cvns: dict[str, int | None] = field(default_factory=lambda: dict(DEFAULT_SCHEME_CVNS))
 
     def status(self) -> dict[str, Any]:
-        return {"bad_arpc": self.bad_arpc, "scripts": self.scripts, "scheme_cvns": dict(self.scheme_cvns)}
+        return {"bad_arpc": self.bad_arpc, "scripts": self.scripts, "strict_atc": self.strict_atc,
+                "require_chip_data": self.require_chip_data, "scheme_cvns": dict(self.scheme_cvns)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base: IssuerBehaviour | None = None) -> IssuerBehaviour:
         """Validated settings; omitted keys keep `base`'s. ValueError names the field."""
         out = replace(base or cls(), scheme_cvns=dict((base or cls()).scheme_cvns))
         for key, value in data.items():
-            if key in ("bad_arpc", "scripts"):
+            if key in ("bad_arpc", "scripts", "strict_atc", "require_chip_data"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key}: must be true or false")
                 setattr(out, key, value)
@@ -265,51 +294,130 @@ def parse_scheme_cvn(spec: str) -> tuple[str, int | None]:
     return scheme.strip().upper(), None if cvn == "iad" else int(cvn)
 
 
-def _masked_matches(pan: str, masked: str) -> bool:
-    """Whether `pan` shows as `masked` (same length, every shown digit equal)."""
-    return len(pan) == len(masked) and all(not m.isdigit() or m == p for p, m in zip(pan, masked, strict=True))
+# The issuer's card book, in the billing server's database so an offline TC still verifies after a restart.
+# Never the PAN: a card is an HMAC of PAN and PAN sequence number under this database's own secret, its mask,
+# and its ICC master keys (test IMKs: derived once, when the card is learnt).
+ISSUER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS issuer_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS issuer_cards (
+    card_id TEXT PRIMARY KEY,
+    pan_masked TEXT NOT NULL,
+    psn INTEGER NOT NULL,
+    keys TEXT NOT NULL,                  -- hex AC || SMI || SMC master keys (test IMKs only)
+    last_atc INTEGER                     -- the highest ATC of a verified ARQC
+);
+CREATE INDEX IF NOT EXISTS issuer_cards_mask ON issuer_cards (pan_masked, psn);
+CREATE TABLE IF NOT EXISTS issuer_cryptograms (
+    card_id TEXT NOT NULL,
+    cryptogram TEXT NOT NULL,            -- 9F26 of a verified ARQC or TC: each is used once
+    kind TEXT NOT NULL,
+    used_by TEXT NOT NULL,               -- the authorization's payment_id, or the TC's transaction_id
+    PRIMARY KEY (card_id, cryptogram)
+);
+"""
+MASK_CHARS = str.maketrans("Xx#", "***")
+
+
+class CardBook(Protocol):
+    """What the acquirer needs of the billing store (sandbox.billing.store.Store): its connection and lock (the
+    card book's tables live there, and a batch's TC uses join the batch's transaction), and two look-ups."""
+
+    db: sqlite3.Connection
+    lock: Any
+
+    def approved_authorization(self, key: str) -> Mapping[str, Any] | None: ...
+
+    def transaction_total(self, transaction_id: str) -> int: ...
+
+
+class _MemoryBook:
+    """A card book of its own, in memory (an Acquirer built without a store: doctests, tools)."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self.lock = threading.RLock()
+
+    def approved_authorization(self, key: str) -> Mapping[str, Any] | None:
+        return None
+
+    def transaction_total(self, transaction_id: str) -> int:
+        return 0
 
 
 class Acquirer:
     """The sandbox issuer host. Thread-safe: the server's event loop and the store's batch both call it.
 
-    It knows the full PAN of a card only in memory, to find the card keys of an offline payment, which carries
-    pan_masked and never the PAN: the virtual cards' PANs (sandbox.cards.profiles), the `pans` given, and
-    every PAN an authorization brought (at most MAX_KNOWN_CARDS).
+    It learns a card only from an ARQC that verifies (or the virtual cards, or the `pans` given), and keeps its
+    keys, not its PAN, in the store's database: an offline payment carries pan_masked, which must show the
+    first 6 and last 4 digits and name exactly one known card.
     """
 
     def __init__(self, behaviour: IssuerBehaviour | None = None, pans: Iterable[str] = (),
-                 load_test_cards: bool = True) -> None:
+                 load_test_cards: bool = True, store: CardBook | None = None) -> None:
         self.behaviour = behaviour or IssuerBehaviour()
-        self._lock = threading.Lock()
-        self._pans: dict[str, None] = dict.fromkeys(p for p in pans if p.isdigit())
+        self.book: CardBook = store if store is not None else _MemoryBook()
+        with self.book.lock:
+            self.book.db.executescript(ISSUER_SCHEMA)
+            row = self.book.db.execute("SELECT value FROM issuer_meta WHERE name = 'card_secret'").fetchone()
+            if row is None:
+                self.book.db.execute("INSERT INTO issuer_meta VALUES ('card_secret', ?)", (secrets.token_hex(32),))
+                row = self.book.db.execute("SELECT value FROM issuer_meta WHERE name = 'card_secret'").fetchone()
+        self._secret = bytes.fromhex(row[0])
+        self._given = [p for p in pans if isinstance(p, str) and p.isdigit()]
         self._load_test_cards = load_test_cards
+        self._loaded = False
 
     # -- cards ---------------------------------------------------------------------------------------
 
-    def learn(self, pan: str) -> None:
-        with self._lock:
-            if pan not in self._pans and len(self._pans) < MAX_KNOWN_CARDS:
-                self._pans[pan] = None
+    def card_id(self, pan: str, psn: int = 0) -> str:
+        """The card's name in the card book and in the replay check: HMAC(PAN, PSN), never the PAN."""
+        return hmac.new(self._secret, f"{pan}:{psn}".encode(), hashlib.sha256).hexdigest()
 
-    def _test_cards(self) -> None:
-        if not self._load_test_cards:
-            return
-        self._load_test_cards = False
-        try:  # the virtual cards' module: present in the sandbox, loaded on the first offline payment
-            from sandbox.cards.profiles import TEST_PANS
-        except Exception as e:  # noqa: BLE001  (a broken card module must not stop the billing server)
-            log.warning("acquirer: virtual cards not loaded (%s): offline TCs verify only for known PANs",
-                        type(e).__name__)
-            return
-        for pan in TEST_PANS:
-            self.learn(pan)
+    def learn(self, pan: str, psn: int = 0) -> str:
+        """Keep the card (its keys, mask and id) so its offline TCs verify later; its id."""
+        card = self.card_id(pan, psn)
+        keys = card_keys(pan, psn)
+        with self.book.lock:
+            self.book.db.execute(
+                "INSERT OR IGNORE INTO issuer_cards (card_id, pan_masked, psn, keys) VALUES (?,?,?,?)",
+                (card, mask_pan(pan), psn, (keys.ac + keys.smi + keys.smc).hex()),
+            )
+        return card
 
-    def cards_matching(self, pan_masked: str) -> list[str]:
-        """The known PANs that `pan_masked` can stand for."""
-        self._test_cards()
-        with self._lock:
-            return [p for p in self._pans if _masked_matches(p, pan_masked)]
+    def _known_cards(self) -> None:
+        """The `pans` given (PAN sequence 0 and 1) and the virtual cards, learnt on the first offline payment."""
+        if self._loaded:
+            return
+        self._loaded = True
+        found: set[tuple[str, int]] = {(p, s) for p in self._given for s in (0, 1)}
+        if self._load_test_cards:
+            try:  # the virtual cards' module: present in the sandbox
+                from sandbox.cards.profiles import PROFILES
+            except Exception as e:  # noqa: BLE001  (a broken card module must not stop the billing server)
+                log.warning("acquirer: virtual cards not loaded (%s): offline TCs verify only for known cards",
+                            type(e).__name__)
+            else:
+                found |= {(app.pan, app.psn) for prof in PROFILES.values() for app in prof.apps
+                          if isinstance(app.pan, str) and app.pan.isdigit()}  # fmt: skip
+        for pan, psn in sorted(found):
+            try:
+                self.learn(pan, psn)
+            except IssuerError:
+                continue
+
+    def cards_matching(self, pan_masked: str, psn: int) -> list[tuple[str, CardKeys]]:
+        """The known cards that show exactly as `pan_masked` (first 6 and last 4) with this PAN sequence."""
+        self._known_cards()
+        with self.book.lock:
+            rows = self.book.db.execute(
+                "SELECT card_id, keys FROM issuer_cards WHERE pan_masked = ? AND psn = ? LIMIT 2",
+                (pan_masked.translate(MASK_CHARS), psn),
+            ).fetchall()
+        out = []
+        for card, hexkeys in rows:
+            raw = bytes.fromhex(hexkeys)
+            out.append((str(card), CardKeys(raw[:16], raw[16:32], raw[32:48])))
+        return out
 
     # -- cryptograms -----------------------------------------------------------------------------------
 
@@ -319,18 +427,50 @@ class Acquirer:
 
     def verify(self, pan: str, scheme: str | None, chip: ChipData, psn: int | None = None) -> Verification:
         """Recompute the cryptogram (9F26) of `chip` for the card `pan` and compare."""
+        sequence = chip.pan_sequence if chip.pan_sequence is not None else (psn or 0)
+        try:
+            keys = card_keys(pan, sequence)
+        except IssuerError as e:
+            return Verification(False, self.cvn_for(scheme, chip), str(e))
+        return self._verify_keys(keys, scheme, chip)
+
+    def _verify_keys(self, keys: CardKeys, scheme: str | None, chip: ChipData) -> Verification:
         kind = chip.cryptogram_type
         cvn = self.cvn_for(scheme, chip)
         if cvn is None:
             return Verification(False, None, f"9F10: no known cryptogram version (scheme {scheme or 'unknown'})")
-        sequence = chip.pan_sequence if chip.pan_sequence is not None else (psn or 0)
         try:
-            expected = cryptogram(cvn, card_keys(pan, sequence), chip.tags)
+            expected = cryptogram(cvn, keys, chip.tags)
         except IssuerError as e:
             return Verification(False, cvn, str(e))
-        if expected != chip.tags[0x9F26]:
+        if not hmac.compare_digest(expected, chip.tags[0x9F26]):
             return Verification(False, cvn, f"9F26: the {kind} does not verify under the issuer keys (CVN {cvn})")
         return Verification(True, cvn)
+
+    def authorize_arqc(self, pan: str, scheme: str | None, chip: ChipData, psn: int | None,
+                       payment_id: str) -> Verification:
+        """An authorization's ARQC: verified, then used once. An ARQC already seen, or an ATC lower than the
+        card's last (equal too, with ``IssuerBehaviour.strict_atc``), is a replay; only a verified ARQC
+        teaches the issuer the card."""
+        found = self.verify(pan, scheme, chip, psn)
+        if not found.ok:
+            return found
+        sequence = chip.pan_sequence if chip.pan_sequence is not None else (psn or 0)
+        card = self.learn(pan, sequence)
+        atc = int.from_bytes(chip.tags[0x9F36], "big")
+        with self.book.lock:
+            db = self.book.db
+            row = db.execute("SELECT last_atc FROM issuer_cards WHERE card_id = ?", (card,)).fetchone()
+            last = None if row is None else row[0]
+            if last is not None and (atc < last or (atc == last and self.behaviour.strict_atc)):
+                return Verification(False, found.cvn, f"9F36: ATC {atc:04X} is not above the card's last {last:04X}")
+            used = db.execute("INSERT OR IGNORE INTO issuer_cryptograms VALUES (?,?,?,?)",
+                              (card, chip.tags[0x9F26].hex(), "ARQC", payment_id))  # fmt: skip
+            if not used.rowcount:
+                return Verification(False, found.cvn, "9F26: this ARQC was already used")
+            db.execute("UPDATE issuer_cards SET last_atc = MAX(COALESCE(last_atc, 0), ?) WHERE card_id = ?",
+                       (atc, card))  # fmt: skip
+        return found
 
     def response_emv(self, pan: str, chip: ChipData, verification: Verification, code: str,
                      amount: int, psn: int | None = None) -> str:
@@ -367,34 +507,103 @@ class Acquirer:
     # -- upload ------------------------------------------------------------------------------------------
 
     def check_payment(self, p: Mapping[str, Any]) -> tuple[str, str] | None:
-        """For the batch upload: None, or (code, message) when the payment must be rejected.
+        """For the batch upload, once the payment is well formed and its bill known: None, or (code, message)
+        when it must be rejected. Called inside the batch's transaction (a TC's use is recorded there).
 
-        A ``card_reader`` payment captured offline (and not settled by a person) is the card's offline
-        approval: its `emv` must be well-formed chip data holding a TC that verifies for a card the issuer
-        knows, else ``cryptogram_invalid`` naming the tag. Any other payment's `emv` is recorded as sent: its
-        money was taken after an online approval, and contract/billing-api.yaml allows any hex there, so
-        refusing its shape would leave it never credited (issue 12).
+        A ``card_reader`` payment not settled by a person is credited only on the issuer's word:
+        - approved online: an approved, non-reversed authorization under its transaction_id (the agent's
+          Idempotency-Key), of this terminal, currency and card, whose amount covers the payments of the
+          transaction and whose code is the payment's, else ``authorization_not_found``;
+        - else with a TC in `emv` (the card approved it offline): the TC verifies for exactly one known card
+          (pan_masked shows its first 6 and last 4), 5F2A is the currency, 9F02 covers the payments sharing
+          its transaction_id, and the TC serves that one transaction; else ``cryptogram_invalid``.
         """
-        if p.get("method") != "card_reader" or p.get("captured_offline") is not True or p.get("settlement"):
+        if p.get("method") != "card_reader" or p.get("settlement"):
             return None
         emv = p.get("emv")
-        if emv is None:
-            return "cryptogram_invalid", "emv: an offline card_reader payment must carry its TC"
+        chip: ChipData | None = None
+        fault = None
+        if emv is not None:
+            try:
+                chip = parse_chip_data(emv, required=())
+            except ChipDataError as e:
+                fault = str(e)
+        auth = self._authorization(p)
+        if auth is not None:  # approved online; `emv` (the final cryptogram's data) is recorded as sent
+            return self._check_online(p, auth)
+        if chip is not None and 0x9F27 in chip.tags and chip.cryptogram_type == "TC":
+            return self._check_tc(p, chip)
+        if p.get("captured_offline") is True:
+            if fault is not None:
+                return "cryptogram_invalid", fault
+            if chip is None:
+                return "cryptogram_invalid", "emv: an offline card_reader payment must carry its TC"
+            if 0x9F27 not in chip.tags:
+                return "cryptogram_invalid", "emv: tag 9F27 is missing"
+            return "cryptogram_invalid", f"emv: tag 9F27 is {chip.cid:02X}, an {chip.cryptogram_type}, not a TC"
+        tid = str(p.get("transaction_id"))
+        return "authorization_not_found", f"transaction_id {tid[:64]}: no approved authorization on record"
+
+    def _authorization(self, p: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        key = p.get("transaction_id")
+        return self.book.approved_authorization(key) if isinstance(key, str) else None
+
+    def _check_online(self, p: Mapping[str, Any], auth: Mapping[str, Any]) -> tuple[str, str] | None:
+        tid = str(p.get("transaction_id"))
+        card = p.get("card") or {}
+        masked = card.get("pan_masked")
+        given = p.get("authorization") or {}
+        if auth.get("terminal_id") not in (None, p.get("terminal_id")):
+            return "authorization_not_found", f"transaction_id {tid[:64]}: authorized for another terminal"
+        if auth["currency"] != p.get("currency"):
+            return "authorization_not_found", f"currency: the authorization is in {auth['currency']}"
+        if not isinstance(masked, str) or masked.translate(MASK_CHARS) != auth["pan_masked"]:
+            return "authorization_not_found", "card.pan_masked: not the authorized card"
+        if given.get("code") != auth.get("code"):
+            return "authorization_not_found", "authorization.code: not the code the acquirer gave"
+        total = self.book.transaction_total(tid) + int(p["amount"])
+        if total > auth["amount"]:
+            return "authorization_not_found", (f"amount: the payments of transaction {tid[:64]} add up to {total}, "
+                                               f"{auth['amount']} was authorized")  # fmt: skip
+        return None
+
+    def _check_tc(self, p: Mapping[str, Any], chip: ChipData) -> tuple[str, str] | None:
         try:
-            chip = parse_chip_data(emv, required=CRYPTOGRAM_TAGS)
+            for tag in CRYPTOGRAM_TAGS:
+                if tag not in chip.tags:
+                    raise ChipDataError(f"tag {T.tag_name(tag)} is missing")
+            currency = str(p.get("currency"))
+            if currency not in CURRENCIES or chip.currency_numeric != CURRENCIES[currency].numeric:
+                raise ChipDataError(f"tag 5F2A says {chip.currency_numeric}, the payment's currency is {currency}")
         except ChipDataError as e:
             return "cryptogram_invalid", str(e)
-        if chip.cryptogram_type != "TC":
-            return "cryptogram_invalid", f"emv: tag 9F27 is {chip.cid:02X}, an {chip.cryptogram_type}, not a TC"
+        tid = str(p.get("transaction_id"))
+        total = self.book.transaction_total(tid) + int(p["amount"])
+        if total > chip.amount:
+            return "cryptogram_invalid", (f"emv: tag 9F02 says {chip.amount}, the payments of transaction "
+                                          f"{tid[:64]} add up to {total}")  # fmt: skip
         card = p.get("card") or {}
         masked, scheme = card.get("pan_masked"), card.get("scheme")
-        candidates = self.cards_matching(masked) if isinstance(masked, str) else []
+        if not isinstance(masked, str) or masked_pan_fault(masked) or not (masked[:6] + masked[-4:]).isdigit():
+            return "cryptogram_invalid", "card.pan_masked: must show the first 6 and last 4 digits of the card"
+        candidates = self.cards_matching(masked, chip.pan_sequence or 0)
         if not candidates:
             return "cryptogram_invalid", "card.pan_masked: no card of the sandbox issuer matches it"
-        failures = [self.verify(pan, scheme if isinstance(scheme, str) else None, chip) for pan in candidates]
-        if any(v.ok for v in failures):
-            return None
-        return "cryptogram_invalid", failures[0].reason
+        if len(candidates) > 1:
+            return "cryptogram_invalid", "card.pan_masked: matches more than one card of the sandbox issuer"
+        [(card_id, keys)] = candidates
+        found = self._verify_keys(keys, scheme if isinstance(scheme, str) else None, chip)
+        if not found.ok:
+            return "cryptogram_invalid", found.reason
+        with self.book.lock:
+            db = self.book.db
+            db.execute("INSERT OR IGNORE INTO issuer_cryptograms VALUES (?,?,?,?)",
+                       (card_id, chip.tags[0x9F26].hex(), "TC", tid))  # fmt: skip
+            row = db.execute("SELECT kind, used_by FROM issuer_cryptograms WHERE card_id = ? AND cryptogram = ?",
+                             (card_id, chip.tags[0x9F26].hex())).fetchone()  # fmt: skip
+        if tuple(row) != ("TC", tid):
+            return "cryptogram_invalid", "9F26: this TC was already used by another transaction"
+        return None
 
 
 def decide(payment_id: str, amount: int, pan: str, expiry: str | None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -27,6 +28,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import contract
@@ -180,7 +182,7 @@ def create_app(
     app.sandbox_store = store
     app.faults = faults or FaultInjector()
     app.auth = auth
-    acquirer = Acquirer(issuer, pans=issuer_pans)
+    acquirer = Acquirer(issuer, pans=issuer_pans, store=store)
     app.acquirer = acquirer
 
     @app.exception_handler(ApiError)
@@ -312,7 +314,9 @@ def create_app(
             tid = p.get("terminal_id") if isinstance(p, dict) else None
             if isinstance(tid, str) and tid != who.terminal_id:
                 raise ApiError(403, "forbidden", f"payments[{i}].terminal_id: {tid[:64]} is not this token's terminal")
-        return json_response({"results": store.record_batch(payments, acquirer.check_payment)})
+        # Off the event loop: a batch's TC checks run 3DES; other requests go on meanwhile.
+        results = await run_in_threadpool(store.record_batch, payments, acquirer.check_payment)
+        return json_response({"results": results})
 
     @app.get("/v1/payments/{payment_id}")
     async def get_payment(payment_id: str, request: Request) -> Response:
@@ -377,22 +381,30 @@ def create_app(
         owner = store.authorization_terminal(payment_id)
         if owner is not None and owner != who.terminal_id:
             raise ApiError(403, "forbidden", "Idempotency-Key: used by another terminal")
+        psn = int(seq) if seq is not None else None
+        card_id = acquirer.card_id(pan, chip.pan_sequence if chip and chip.pan_sequence is not None else (psn or 0))
+        emv_hash = None if emv is None else hashlib.sha256(emv.upper().encode()).hexdigest()
         first = store.authorization_request(payment_id)
-        if first is not None and first != (amount, currency, mask_pan(pan)):
-            # Contract: a replay must be the same request.
+        if first is not None and (first[:3] != (amount, currency, mask_pan(pan))
+                                  or first[3] not in (None, card_id) or first[4] != emv_hash):
+            # Contract: a replay must be the same request (same card, same chip data).
             raise ApiError(
-                409, "idempotency_conflict", "Idempotency-Key: already used for another amount, currency or card"
+                409, "idempotency_conflict", "Idempotency-Key: already used for another amount, currency, card or emv"
             )
         stored = store.get_authorization(payment_id)
         record = None
         if stored is not None:
             response = stored
         elif chip is None:
-            response = decide(payment_id, amount, pan, expiry, declining)
+            if mode in ("chip", "contactless") and acquirer.behaviour.require_chip_data:
+                # A chip card read without its cryptogram: nothing the issuer could check.
+                response = declined(payment_id, CRYPTOGRAM_FAILED)
+                record = {"verified": False, "reason": f"emv: required for entry_mode {mode}"}
+            else:
+                response = decide(payment_id, amount, pan, expiry, declining)
         else:
-            acquirer.learn(pan)  # in memory only: to find the card of its offline TCs later
-            psn = int(seq) if seq is not None else None
-            verification = acquirer.verify(pan, scheme, chip, psn)
+            # Off the event loop (3DES, the card book); the card is learnt only if its ARQC verifies.
+            verification = await run_in_threadpool(acquirer.authorize_arqc, pan, scheme, chip, psn, payment_id)
             record = verification.record(chip)
             if verification.ok:
                 response = decide(payment_id, amount, pan, expiry, declining)
@@ -402,7 +414,7 @@ def create_app(
                 response = declined(payment_id, CRYPTOGRAM_FAILED)
         saved = store.save_authorization(
             payment_id, response, amount=amount, currency=currency, pan_masked=mask_pan(pan),
-            terminal_id=who.terminal_id, chip=record,
+            terminal_id=who.terminal_id, chip=record, card_id=card_id, emv_hash=emv_hash,
         )  # fmt: skip
         return json_response(saved)
 

@@ -27,6 +27,7 @@ import orjson
 
 from config.money import CURRENCIES
 from drivers.pan import masked_pan_fault
+from sandbox.billing.acquirer import cardholder_tag
 from sandbox.billing.seed import first_reference, generate_bills  # noqa: F401  (doctest)
 
 BILL_FIELDS = (
@@ -126,6 +127,9 @@ _ADDED_COLUMNS = (
     ("authorizations", "reversed_at", "TEXT", None),
     ("authorizations", "reversal_reason", "TEXT", None),
     ("authorizations", "chip", "TEXT", None),  # JSON: the issuer's check of the ARQC (CVN, verified, why not)
+    ("authorizations", "card_id", "TEXT", None),  # the acquirer's HMAC of PAN and PSN (the replay check)
+    ("authorizations", "emv_hash", "TEXT", None),  # SHA-256 of the request's emv (the replay check)
+    ("payments", "transaction_id", "TEXT", "json_extract(canonical, '$.transaction_id')"),
 )
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
@@ -379,6 +383,7 @@ class Store:
                     self._raise_mark(tid, receipt)
         self.db.execute("CREATE INDEX IF NOT EXISTS payments_day ON payments (terminal_id, business_day)")
         self.db.execute("CREATE INDEX IF NOT EXISTS payments_receipt ON payments (receipt_number)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS payments_transaction ON payments (transaction_id)")
 
     def close(self) -> None:
         with self.lock:
@@ -531,6 +536,9 @@ class Store:
         problem = payment_problem(p)
         if problem:
             return self._reject(pid, "invalid_payment", problem, at)
+        tag = cardholder_tag(p["emv"]) if isinstance(p.get("emv"), str) else None
+        if tag is not None:  # stored and served back: never the PAN or track data, whatever the method
+            return self._reject(pid, "cardholder_data", f"emv: tag {tag} is cardholder data and must never be sent", at)
         canonical = canonical_json(p)
         row = self.db.execute("SELECT canonical FROM payments WHERE payment_id = ?", (pid,)).fetchone()
         if row is not None:
@@ -551,9 +559,6 @@ class Store:
                 f"payment_id {pid} was already recorded with different content",
                 at,
             )
-        refused = check(p) if check is not None else None
-        if refused is not None:
-            return self._reject(pid, refused[0], refused[1], at)
         ref = p["bill_reference"]
         bill = self.db.execute("SELECT amount_due, currency, status FROM bills WHERE reference = ?", (ref,)).fetchone()
         if bill is None:
@@ -565,6 +570,10 @@ class Store:
                 f"currency: bill {ref} is in {bill['currency']}, payment is in {p['currency']}",
                 at,
             )
+        # Last, once nothing else refuses it: the acquirer records a TC's use in this transaction.
+        refused = check(p) if check is not None else None
+        if refused is not None:
+            return self._reject(pid, refused[0], refused[1], at)
         amount, due, status = p["amount"], bill["amount_due"], bill["status"]
         notice = None
         if status in ("paid", "cancelled") or amount > due:
@@ -577,9 +586,9 @@ class Store:
             )
         self.db.execute(
             "INSERT INTO payments (payment_id, canonical, bill_reference, amount, currency, notice, "
-            "recorded_at, terminal_id, receipt_number, business_day) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "recorded_at, terminal_id, receipt_number, business_day, transaction_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (pid, canonical, ref, amount, p["currency"], notice, at, p["terminal_id"], p["receipt_number"],
-             business_day_of(p["captured_at"])),
+             business_day_of(p["captured_at"]), p["transaction_id"]),
         )  # fmt: skip
         self._raise_mark(p["terminal_id"], p["receipt_number"])
         result: dict[str, Any] = {
@@ -751,13 +760,38 @@ class Store:
             )
         return True
 
-    def authorization_request(self, payment_id: str) -> tuple[int, str, str] | None:
-        """(amount, currency, pan_masked) of the first request under this key, or None."""
+    def authorization_request(self, payment_id: str) -> tuple[int, str, str, str | None, str | None] | None:
+        """(amount, currency, pan_masked, card_id, emv_hash) of the first request under this key, or None."""
         with self.lock:
             row = self.db.execute(
-                "SELECT amount, currency, pan_masked FROM authorizations WHERE payment_id = ?", (payment_id,)
+                "SELECT amount, currency, pan_masked, card_id, emv_hash FROM authorizations WHERE payment_id = ?",
+                (payment_id,),
             ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), row[3], row[4])
+
+    def approved_authorization(self, key: str) -> dict[str, Any] | None:
+        """The approved, non-reversed authorization under `key`: amount, currency, pan_masked, terminal_id, code."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT response, amount, currency, pan_masked, terminal_id FROM authorizations "
+                "WHERE payment_id = ? AND reversed_at IS NULL",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        response = json.loads(row[0])
+        if response.get("approved") is not True:
+            return None
+        return {"amount": int(row[1]), "currency": row[2], "pan_masked": row[3], "terminal_id": row[4],
+                "code": response.get("code")}  # fmt: skip
+
+    def transaction_total(self, transaction_id: str) -> int:
+        """The sum of the recorded payments of a transaction (this batch's so far included)."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE transaction_id = ?", (transaction_id,)
+            ).fetchone()
+        return int(row[0])
 
     def save_authorization(
         self,
@@ -769,6 +803,8 @@ class Store:
         pan_masked: str,
         terminal_id: str | None = None,
         chip: Mapping[str, Any] | None = None,
+        card_id: str | None = None,
+        emv_hash: str | None = None,
     ) -> dict[str, Any]:
         """Store the first answer for ``payment_id``; a replay gets that same answer back. ``chip`` is the
         issuer's check of the ARQC (kept for ``/_sandbox/authorizations``, never in the answer)."""
@@ -787,9 +823,9 @@ class Store:
                 else:
                     self.db.execute(
                         "INSERT INTO authorizations (payment_id, response, amount, currency, pan_masked, created_at, "
-                        "requests, terminal_id, chip) VALUES (?,?,?,?,?,?,1,?,?)",
+                        "requests, terminal_id, chip, card_id, emv_hash) VALUES (?,?,?,?,?,?,1,?,?,?,?)",
                         (payment_id, canonical_json(response), amount, currency, pan_masked, now_rfc3339(),
-                         terminal_id, None if chip is None else canonical_json(dict(chip))),
+                         terminal_id, None if chip is None else canonical_json(dict(chip)), card_id, emv_hash),
                     )  # fmt: skip
                     stored = response
                 self.db.execute("COMMIT")
