@@ -8,6 +8,8 @@
 URLs, pyserial-style: `tcp://host:9100`, `serial:///dev/ttyUSB0?baud=19200` (any pyserial URL after
 `serial://`: `serial://loop://`, `serial://socket://host:port`), `usb://04b8:0202` (needs pyusb),
 `file:///dev/usb/lp0` (write only: no status), `none` (no printer: every job fails as unavailable).
+`?status=off` after a tcp, serial or usb URL: a printer that never answers DLE EOT (a TX-only cable, a print
+server that relays nothing back) gets its jobs without a status check, reported as status unknown.
 
 Every operation is bounded: a connect, a status answer or a write that takes longer than `timeout` seconds
 is a PrinterTimeout, and a whole job gets `timeout` plus the time its bytes take at 9600 baud. The
@@ -17,8 +19,9 @@ connection is opened per job and closed after it, so an unplugged or restarted p
 from __future__ import annotations
 
 import os
+import select
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,6 +53,8 @@ class PrinterUrl:
     PrinterUrl(kind='tcp', target='10.0.0.5', port=9100, baud=0)
     >>> PrinterUrl.parse("usb://04b8:0e15")
     PrinterUrl(kind='usb', target='04b8:0e15', port=0, baud=0)
+    >>> PrinterUrl.parse("tcp://10.0.0.5:9100?status=off").status
+    False
     >>> PrinterUrl.parse("lpt://x")
     Traceback (most recent call last):
     ...
@@ -60,6 +65,7 @@ class PrinterUrl:
     target: str
     port: int = 0
     baud: int = 0
+    status: bool = field(default=True, repr=False)  # ?status=off: a printer that never answers DLE EOT
 
     @classmethod
     def parse(cls, url: str) -> PrinterUrl:
@@ -70,8 +76,18 @@ class PrinterUrl:
         bad = PrinterUnavailable(f"printer url: {url!r} is not none, usb://, serial://, tcp:// or file://")
         if not sep:
             raise bad
+        rest, _, query = rest.partition("?")
+        found = cls._parse(url, scheme, rest, parse_qs(query))
+        asked = parse_qs(query).get("status", ["on"])[-1]
+        if asked not in ("on", "off"):
+            raise PrinterUnavailable(f"printer url: status={asked[:20]!r} is not on or off")
+        return replace(found, status=asked == "on")
+
+    @classmethod
+    def _parse(cls, url: str, scheme: str, rest: str, query: dict[str, list[str]]) -> PrinterUrl:
+        bad = PrinterUnavailable(f"printer url: {url!r} is not none, usb://, serial://, tcp:// or file://")
         if scheme == "tcp":
-            parts = urlsplit(url)
+            parts = urlsplit(f"tcp://{rest}")
             try:
                 port = parts.port or 9100
             except ValueError:
@@ -80,8 +96,8 @@ class PrinterUrl:
                 raise PrinterUnavailable(f"printer url: {url!r} names no host")
             return cls("tcp", parts.hostname, port)
         if scheme == "serial":
-            path, _, query = rest.partition("?")
-            baud_text = parse_qs(query).get("baud", ["19200"])[-1]
+            path = rest
+            baud_text = query.get("baud", ["19200"])[-1]
             if not baud_text.isdigit() or not 300 <= int(baud_text) <= 921600:
                 raise PrinterUnavailable(f"printer url: baud={baud_text!r} is not a rate from 300 to 921600")
             if not path:
@@ -163,10 +179,46 @@ def _escpos_transport(url: PrinterUrl, timeout: float) -> Any:
         vid, pid = (int(x, 16) for x in url.target.split(":"))
         return Usb(vid, pid, timeout=int(timeout * 1000))
     if url.kind == "file":
-        from escpos.printer import File
-
-        return File(url.target)
+        return FileDevice(url.target, timeout)
     raise PrinterUnavailable("no printer configured ([printer] url = \"none\")")
+
+
+class FileDevice:
+    """A printer device file (/dev/usb/lp0) written without blocking: escpos's File open()s and write()s
+    blocking, and a printer that takes no data would hold the job (and the drawer) forever. Opened with
+    O_NONBLOCK (a FIFO without a reader, or a device that is gone, fails at once); each write waits at most
+    `timeout` seconds for the device to take bytes (TimeoutError)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self.device: int | None = None
+
+    def open(self) -> None:
+        try:
+            self.device = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_APPEND)
+        except OSError as e:
+            raise PrinterUnavailable(f"printer file://{self.path}: {e.strerror or e}") from None
+
+    def _raw(self, data: bytes) -> None:
+        assert self.device is not None
+        view = memoryview(data)
+        deadline = time.monotonic() + self.timeout
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            _, writable, _ = select.select([], [self.device], [], left)
+            if not writable:
+                raise TimeoutError
+            try:
+                view = view[os.write(self.device, view):]
+            except BlockingIOError:
+                continue
+
+    def close(self) -> None:
+        if self.device is not None:
+            fd, self.device = self.device, None
+            os.close(fd)
 
 
 class Printer:
@@ -204,7 +256,7 @@ class Printer:
             return
 
     def _read_status(self, dev: Any) -> PrinterStatus:
-        if not self.parsed.readable:
+        if not self.parsed.readable or not self.parsed.status:
             return UNKNOWN
         answers: dict[int, int] = {}
         for n in STATUS_REQUESTS:
@@ -294,8 +346,10 @@ class Printer:
                     result.status = self._read_status(dev)
                     if not result.status.ready:
                         raise PrinterNotReady(result.status)
+                if check and not self.parsed.status:
+                    result.notes.append("status unknown: not asked (status=off in the printer url)")
                 result.bytes_sent = self._send(dev, job)
-                if check and self.parsed.readable:
+                if check and self.parsed.readable and self.parsed.status:
                     # asked after the job: the printer answers once it has taken every byte before it, so a
                     # paper end or a cover opened during the job is seen here, not on the next one
                     result.status = self._read_status(dev)

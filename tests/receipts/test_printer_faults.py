@@ -101,6 +101,7 @@ def test_serial_printer_on_a_pty(tmp_path: Path) -> None:
 
 def test_file_printer_writes_without_status(tmp_path: Path) -> None:
     target = tmp_path / "lp0"
+    target.touch()  # the device is there (a missing one is unavailable, never created)
     result = print_receipt(open_printer(f"file://{target}"), one_bill(), OPTIONS)
     assert result.ok and not result.status.known
     assert target.read_bytes().startswith(b"\x1b@")
