@@ -77,3 +77,54 @@ def test_the_sink_refuses_a_message_over_its_bound(tmp_path: Path) -> None:
         with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:  # and it goes on
             smtp.send_message(_mail("client@example.dz"))
         assert len(sink.wait_messages(1)) == 1
+
+
+def test_an_sms_gateway_gets_the_text(tmp_path: Path) -> None:
+    """--sms-url: a POST of JSON to the gateway (here a stand-in on 127.0.0.1 that keeps what it gets)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from sandbox.billing.sender import ReceiptSender, message_for
+
+    got: list[dict[str, str]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(201 if len(got) > 1 else 503)  # down once: the sender tries again
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = ReceiptSender(sms_url=f"http://127.0.0.1:{server.server_port}/sms", retry_wait=0.05)
+        payments = [{"amount": 1127300, "stamp_duty": None, "currency": "DZD", "bill_reference": "SEOR-1",
+                     "method": "card_reader", "captured_at": "2026-11-30T08:14:00Z"}]
+        assert sender.submit(message_for("ORAN-07-G1-000007", "sms", "+21698123456", "en", payments))
+        assert not sender.submit(message_for("ORAN-07-G1-000007", "sms", "+21698123456", "en", payments))  # once
+        assert sender.wait_idle(20) and not sender.failed
+    finally:
+        server.shutdown()
+    assert len(got) == 2 and got[-1]["to"] == "+21698123456" and got[-1]["receipt_number"] == "ORAN-07-G1-000007"
+    assert "Payment receipt" in got[-1]["text"] and "SEOR-1" in got[-1]["text"] and "DZD" in got[-1]["text"]
+
+
+def test_guichet_sandbox_serve_takes_the_sending_options(tmp_path: Path) -> None:
+    bad = subprocess.run([sys.executable, "-m", "guichet", "sandbox", "serve", "--port", "0", "--db",
+                          str(tmp_path / "b.db"), "--smtp", "nowhere"], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "--smtp" in bad.stderr and "Traceback" not in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "guichet", "sandbox", "serve", "--port", "0", "--db",
+                             str(tmp_path / "b.db"), "--smtp", "127.0.0.1:2525", "--sms-file", str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert any("receipts: e-mail via 127.0.0.1:2525; SMS to" in line for line in lines), lines
