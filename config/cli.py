@@ -18,6 +18,7 @@ from config.loader import (
     redacted,
     set_value,
 )
+from config.schema import SECRET_KEYS
 
 
 class LazyGroup(click.Group):
@@ -166,5 +167,5 @@ def set_cmd(ctx: click.Context, key: str, value: str) -> None:
         set_value(path, key, value)
     except ConfigError as e:
         _fail(str(e))
-    shown = "(hidden)" if key in ("server.token", "cards.hmac_key") else value
+    shown = "(hidden)" if key in SECRET_KEYS else value
     click.echo(f"{key} = {shown}")

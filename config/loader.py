@@ -122,6 +122,9 @@ def example_text(**overrides: str) -> str:
     """The commented example config, with a fresh PAN key and any top-level values overridden."""
     doc = tomlkit.parse(EXAMPLE_PATH.read_text(encoding="utf-8"))
     doc["cards"]["hmac_key"] = secrets.token_hex(32)
+    if "receipts" not in doc:  # the example leaves the section commented out: init writes it with a fresh key
+        doc["receipts"] = tomlkit.table()
+    doc["receipts"]["signing_key"] = secrets.token_hex(32)
     for dotted, value in overrides.items():
         section, name = dotted.split(".", 1)
         doc[section][name] = value

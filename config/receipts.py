@@ -78,5 +78,28 @@ class PrinterConfig(Section):
         return PAPER_DOTS.get(self.paper, self.paper)
 
 
+MIN_SIGNING_KEY = 32  # bytes: a seal's HMAC key that no one guesses (`guichet config init` writes 32 random bytes, hex)
+
+
 class ReceiptsConfig(Section):
+    """``signing_key``: the receipts' QR seal key; empty = not set (receipts print without a seal), else at
+    least MIN_SIGNING_KEY bytes.
+
+    >>> from pydantic import ValidationError
+    >>> try:
+    ...     ReceiptsConfig(signing_key="short")
+    ... except ValidationError as e:
+    ...     print(e.errors()[0]["msg"])
+    Value error, at least 32 bytes (5 given): `guichet config init` writes a random one
+    """
+
     signing_key: SecretStr = SecretStr("")
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, v: SecretStr) -> SecretStr:
+        size = len(v.get_secret_value().encode())
+        if 0 < size < MIN_SIGNING_KEY:
+            raise ValueError(f"at least {MIN_SIGNING_KEY} bytes ({size} given): "
+                             "`guichet config init` writes a random one")
+        return v

@@ -13,6 +13,7 @@ the text.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,11 +41,21 @@ def _qr_from_image(path: Path) -> str:
 
     if path.stat().st_size > MAX_IMAGE_BYTES:
         fail(f"{path}: larger than {MAX_IMAGE_BYTES} bytes", usage=True)
+    from ui.receipts.render import MAX_LOGO_PIXELS
+
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # PIL's bomb warning: our own cap below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            # the header's size, before a pixel is decoded: a few KB of PNG can hold 169 Mpx
+            if im.width * im.height > MAX_LOGO_PIXELS:
+                fail(f"{path}: {im.width}x{im.height} is more than {MAX_LOGO_PIXELS} pixels: crop it to the QR code",
+                     usage=True)
             found = [r.text for r in zxingcpp.read_barcodes(im.convert("L")) if r.text.startswith("GQ1;")]
-    except (OSError, Image.DecompressionBombError) as e:
-        fail(f"{path}: not an image ({e})", usage=True)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        # PIL's faults for a hostile file (a LAB TIFF, a broken chunk): one line, never a traceback
+        fail(f"{path}: not an image ({' '.join(str(e).split())[:200] or type(e).__name__})", usage=True)
     if not found:
         fail(f"{path}: no guichet receipt QR code found", usage=True)
     return str(found[0])
@@ -62,6 +73,8 @@ def verify(ctx: click.Context, source: str, as_json: bool) -> None:
     path = Path(source)
     text = _qr_from_image(path) if not source.startswith("GQ1;") and path.is_file() else source
     key = get_config(ctx).receipts.signing_key.get_secret_value().encode()
+    if not key:  # no key is not a forged receipt: nothing can be said about it
+        fail("cannot verify: [receipts] signing_key is not set", usage=True)
     try:
         seal = verify_seal(text, key)
     except SealError as e:
@@ -117,14 +130,15 @@ def _print(printer: Any, rec: Any, options: Any) -> None:
 @click.option("--layout", type=click.Choice(["stack", "side"]))
 @click.pass_context
 def test_receipt(ctx: click.Context, url: str | None, languages: tuple[str, ...], layout: str | None) -> None:
-    """Print a sample receipt (not a payment: its number ends in TEST) to check the printer and the layout."""
+    """Print a sample receipt (not a payment: its number ends in TEST) to check the printer and the layout.
+    It opens no drawer and carries no seal: a test print must never pass for a paid receipt."""
     from ui.receipts import BillLine, Receipt
 
     cfg = get_config(ctx)
     rec = Receipt(number=f"{cfg.terminal.id}-TEST", agency_id=cfg.terminal.agency_id, terminal_id=cfg.terminal.id,
                   cashier_id="-", when=datetime.now(UTC), currency=cfg.terminal.currency,
-                  bills=(BillLine("TEST-0001", 123450, "2026-T1", "Test"),), method="cash")
-    _print(_printer(ctx, url), rec, _options(ctx, languages, layout))
+                  bills=(BillLine("TEST-0001", 123450, "2026-T1", "Test"),), method="test")
+    _print(_printer(ctx, url), rec, replace(_options(ctx, languages, layout), drawer=False, signing_key=b""))
 
 
 @receipt.command("print")

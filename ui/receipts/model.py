@@ -4,12 +4,13 @@
     receipt.total, receipt.pan_masked                            # 1127800, '628058******1234'
 
 A receipt only ever holds the card number as the journal does (pan_masked); a value with more digits than
-first 6 + last 4 is cut down to its last 4 here, whatever its source, so no full PAN reaches a bitmap.
+first 6 + last 4 is masked here by drivers.pan's rule, whatever its source, and every row is scrubbed (render.rows),
+so no full PAN reaches a bitmap.
 
     >>> safe_pan("628058******1234")
     '628058******1234'
-    >>> safe_pan("6280580000001234")
-    '************1234'
+    >>> safe_pan("6280580000001234"), safe_pan("4761739001******"), safe_pan("47617390010*****0010")
+    ('628058******1234', '', '****0010')
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers.pan import mask_reported_pan, masked_pan_fault
+
 MAX_BILLS = 50
 
 
 def safe_pan(shown: str) -> str:
-    """A card number as a receipt may show it: at most 10 digits (first 6 + last 4), else the last 4 only."""
+    """A card number as a receipt may show it, by drivers.pan's one rule: a masked number the contract keeps
+    (masked_pan_fault) as it is; a full or terminal-masked one masked there (mask_reported_pan); anything
+    else (digits where they must be hidden) only its last 4 digits, or nothing."""
     shown = str(shown).strip()[:32]
-    digits = [c for c in shown if c.isdigit()]
-    if len(digits) <= 10:
+    if not shown or masked_pan_fault(shown) is None:
         return shown
-    last4 = "".join(digits[-4:])
-    return "*" * (len(shown) - 4) + last4 if len(shown) >= 8 else "****" + last4
+    masked = mask_reported_pan(shown)
+    if masked is not None:
+        return masked
+    return "****" + shown[-4:] if shown[-4:].isdigit() else ""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ Amounts, dates and times: ui.formatting (CLDR) in each row's language.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Literal
 import qrcode
 from PIL import Image, ImageDraw, ImageFont, features
 
+from drivers.pan import digits_hold_pan, scrub_pans
 from drivers.printer.seal import Seal, seal_time
 from ui import i18n
 from ui.formatting import date_text, money, time_text
@@ -123,7 +125,23 @@ def rows(receipt: Receipt, language: str) -> list[Row]:
         out.append(Row("pair", _("Status"), _(STATE_LABELS.get(receipt.state, receipt.state))))
     if receipt.offline:
         out.append(Row("small", _("Taken offline: will be sent to the billing server")))
-    return out
+    # Every field, not only the card's: a PAN typed as an authorization code or sent in a bill's customer name
+    return [Row(r.kind, safe_field(r.left), safe_field(r.right)) for r in out]
+
+
+_NUMBER_SPAN = re.compile(r"\d[\d .\-/]{11,}\d")
+
+
+def safe_field(text: str) -> str:
+    """A receipt field with no card number in it: drivers.pan's scrub, then any run of digits split by spaces,
+    dots, dashes or slashes whose digits hold a card number (digits_hold_pan) has its digits hidden.
+
+    >>> safe_field("client 62805800 00001239, 2026-T3")
+    'client ******** ********, 2026-T3'
+    """
+    text = scrub_pans(text)
+    return _NUMBER_SPAN.sub(lambda m: re.sub(r"\d", "*", m.group()) if digits_hold_pan(m.group()) else m.group(),
+                            text)
 
 
 def seal_text(receipt: Receipt, key: bytes) -> str:
