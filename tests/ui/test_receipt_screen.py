@@ -113,6 +113,12 @@ async def test_email_and_mobile_are_checked_then_journaled(
         app.screen.set_focus(None)
         await pilot.press("enter")  # elsewhere: Enter closes
         await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "back to payment")
+        # opened again from the history: the request is there, as a hint
+        from ui.screens.receipt import ReceiptScreen
+
+        app.push_screen(ReceiptScreen(app.backend.journal.list(), reprint=True))
+        await wait_for(pilot, lambda: "SMS to +213*******67: waiting" in text_of(pilot, "#send-status"),
+                       "the earlier request")
 
 
 async def test_arabic_screen(ui_app: Any, ui_config: Any, vprinter: VirtualPrinter,

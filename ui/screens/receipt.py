@@ -46,6 +46,16 @@ def print_line(outcome: PrintOutcome) -> str:
     return t("No printer configured")
 
 
+def request_line(channel: str, hint: str, state: str, reason: str) -> str:
+    """One e-mail/SMS request as the cashier reads it (its address only as a hint)."""
+    what = _("E-mail") if channel == "email" else _("SMS")
+    if state == "sent":
+        return t("{what} to {to}: sent", what=what, to=hint)
+    if state == "attention":
+        return t("{what} to {to}: refused ({reason})", what=what, to=hint, reason=reason)
+    return t("{what} to {to}: waiting", what=what, to=hint)
+
+
 class ReceiptScreen(CounterModal):
     BINDINGS = [
         Binding("escape", "close", "Close", priority=True),
@@ -91,6 +101,8 @@ class ReceiptScreen(CounterModal):
         elif not self.reprint and self.payments:
             self.query_one("#print-status", Static).update(t("Printing..."))
             self.print_receipt(duplicate=False)
+        if self.reprint and self.payments:
+            self.load_requests()
 
     # -- printing -------------------------------------------------------------------------------------------
 
@@ -172,9 +184,17 @@ class ReceiptScreen(CounterModal):
             t("{what} to {to}: will be sent (it waits if the server cannot be reached)", what=what, to=hint))
         self.set_focus(None)
 
-    def request_states(self) -> list[tuple[str, str, str]]:
-        """(hint, state, reason) of this receipt's requests (tests, the status line)."""
-        return [(r.hint, r.state, r.reason) for r in send_requests(self.gapp.config, self.number)]
+    @work(thread=True, exit_on_error=False, group="send")
+    def load_requests(self) -> None:
+        """This receipt's earlier e-mail/SMS requests (a receipt opened from the history): one line each."""
+        try:
+            requests = send_requests(self.gapp.config, self.number)
+        except GuichetError as e:
+            lines = [t("Not sent: {reason}", reason=str(e))]
+        else:
+            lines = [request_line(r.channel, r.hint, r.state, r.reason) for r in requests[-3:]]
+        if lines:
+            self.app.call_from_thread(self.query_one("#send-status", Static).update, "\n".join(lines))
 
     # -- the rest -------------------------------------------------------------------------------------------
 
