@@ -46,19 +46,28 @@ def currency_by_numeric(numeric: str) -> Currency:
     raise MoneyError(f"currency: unknown ISO 4217 numeric code {numeric!r}")
 
 
-_DECIMAL = re.compile(r"^(\d+)(?:[.,](\d+))?$")
+# Bounded: 15 digits hold any amount (Int63 is 19) and keep int() far from its 4300-digit ValueError.
+_DECIMAL = re.compile(r"^(\d{1,15})(?:[.,](\d{1,15}))?$")
 
 
 def parse_amount(text: str, code: str) -> int:
     """Parse a decimal amount typed by a person ("1234.50", "1234,5", "1234") into minor units.
 
-    Refuses more decimals than the currency has, signs, exponents and anything not a plain number.
+    Refuses more decimals than the currency has, signs, exponents, more than 15 digits and anything not a
+    plain number: always MoneyError, never another error.
+
+    >>> try:
+    ...     parse_amount("9" * 5000, "DZD")
+    ... except MoneyError as e:
+    ...     print(e)
+    amount: '99999999999999999999...' is not a positive decimal number of at most 15 digits
     """
     cur = currency(code)
     s = text.strip().replace(" ", "").replace("\u00a0", "")
     m = _DECIMAL.match(s)
     if not m:
-        raise MoneyError(f"amount: {text!r} is not a positive decimal number")
+        shown = repr(text[:20] + "..." if len(text) > 20 else text)
+        raise MoneyError(f"amount: {shown} is not a positive decimal number of at most 15 digits")
     whole, frac = m.group(1), m.group(2) or ""
     if len(frac) > cur.exponent:
         raise MoneyError(f"amount: {text!r} has more than {cur.exponent} decimals for {cur.code}")

@@ -10,7 +10,12 @@ The drawer (its own versioned schema, DRAWER_MIGRATIONS, in the same file):
     store.open_float(shift.shift_id, 1_000_000, "DZD", by="c0042")     # 10 000,00 DA at shift start
     store.expected_cash(shift.shift_id, journal)                       # float + cash taken + stamp duty
     store.count_drawer(shift.shift_id, {200000: 12, 100000: 3}, journal, counted_by="c0042",
-                       accepted_by="s0001")     # a difference needs a supervisor; DrawerDifference otherwise
+                       accepted_by=supervisor, denominations=[200000, 100000])
+    # a difference needs another person, a supervisor verified by PIN (accounts.verify_supervisor):
+    # DrawerDifference otherwise. A count made before more cash was taken is stale: close_shift refuses it.
+
+A shift's report and its drawer hold the shift's cashier's payments only: two cashiers with open shifts on one
+terminal (F10 logs out without closing) each see their own cash.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent import clock
+from agent.cashiers.accounts import Cashier
 from agent.cashiers.db import CashierError, CashierFile
 from agent.errors import GuichetError
 from agent.states import TAKEN, needs_attention
@@ -35,6 +41,10 @@ TAKEN_STATES = TAKEN  # kept for importers of agent.cashiers
 
 class ShiftError(CashierError):
     """Opening a second shift, closing a closed one, and the like."""
+
+
+class StaleCount(ShiftError):
+    """The drawer was counted, then cash was taken (or taken back): it must be counted again."""
 
 
 class DrawerDifference(ShiftError):
@@ -294,14 +304,16 @@ class Shifts(CashierFile):
     def shift_report(
         self, shift_id: int, journal: _JournalLike, *, terminal_id: str, now: datetime | None = None
     ) -> ZReport:
-        """The Z report of a shift so far (or as closed), computed from the journal."""
+        """The Z report of a shift so far (or as closed), computed from the journal: the shift's cashier's
+        payments only (another cashier's open shift on this terminal has its own report and drawer)."""
         sh = self.shift(shift_id)
         since = clock.parse(sh.opened_at)
         until = clock.parse(sh.closed_at) if sh.closed_at else (now or clock.utc_now())
         # The journal selects by creation time: a minute early (a payment created just before the login is
         # captured after it), filtered exactly on our side by capture instant.
         loose = since - timedelta(minutes=1)
-        return z_report(journal.list(since=loose), terminal_id=terminal_id, since=since, until=until)
+        mine = (p for p in journal.list(since=loose) if p.cashier_id == sh.cashier_id)
+        return z_report(mine, terminal_id=terminal_id, since=since, until=until)
 
     def close_shift(
         self,
@@ -312,13 +324,21 @@ class Shifts(CashierFile):
         terminal_id: str,
         now: datetime | None = None,
     ) -> ZReport:
-        """Close the shift and keep its Z report with it."""
+        """Close the shift and keep its Z report with it. StaleCount when the drawer was counted and the cash
+        it should hold has changed since (a payment after the count): nothing is closed, count again."""
         sh = self.shift(shift_id)
         if sh.closed_at:
             raise ShiftError(f"shift {shift_id} was already closed at {sh.closed_at}")
         now = now or clock.utc_now()
         rep = self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now)
         drawer = self.drawer(shift_id)
+        if drawer is not None and drawer.counted is not None:
+            expected = self._expected(drawer, rep)
+            if expected != drawer.expected:
+                raise StaleCount(
+                    f"drawer: counted when it should have held {drawer.expected}, it should now hold {expected}"
+                    " (cash taken since the count): count it again before closing the shift"
+                )
         if drawer is not None:
             rep.drawer = asdict(drawer)
             rep.drawer["counts"] = {str(k): v for k, v in (drawer.counts or {}).items()} or None
@@ -382,7 +402,10 @@ class Shifts(CashierFile):
         drawer = self.drawer(shift_id)
         if drawer is None:
             raise ShiftError(f"shift {shift_id}: no opening float was entered")
-        rep = self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now)
+        return self._expected(drawer, self.shift_report(shift_id, journal, terminal_id=terminal_id, now=now))
+
+    @staticmethod
+    def _expected(drawer: Drawer, rep: ZReport) -> int:
         cash = rep.by_method.get("cash", Totals()).amounts.get(drawer.currency, 0)
         return drawer.opening_float + cash + rep.stamp_duty.get(drawer.currency, 0)
 
@@ -393,16 +416,18 @@ class Shifts(CashierFile):
         journal: _JournalLike,
         *,
         counted_by: str,
-        accepted_by: str | None = None,
-        denominations: builtins.list[int] | None = None,
+        denominations: builtins.list[int],
+        accepted_by: Cashier | None = None,
         terminal_id: str = "",
         now: datetime | None = None,
     ) -> Drawer:
         """Record the count by denomination ({minor units: pieces}) against what the drawer should hold.
 
-        A difference (either way) is recorded only with `accepted_by`, an active supervisor: otherwise
-        DrawerDifference carries expected, counted and the difference, and nothing is written. Counting again
-        before the shift closes replaces the count (the audit trail keeps each).
+        `denominations`: the notes and coins of the drawer's currency ([cash.denominations]); nothing else
+        counts. A difference (either way) is recorded only with `accepted_by`, a supervisor whose PIN was
+        verified (accounts.verify_supervisor), still active, and neither the shift's cashier nor the one who
+        counted: otherwise DrawerDifference carries expected, counted and the difference, and nothing is
+        written. Counting again before the shift closes replaces the count (the audit trail keeps each).
         """
         from agent.cash import check_count, count_total  # the one home of a count's rules
 
@@ -410,7 +435,7 @@ class Shifts(CashierFile):
         if sh.closed_at:
             raise ShiftError(f"shift {shift_id} is closed: its drawer was counted then")
         try:
-            sheet = check_count(counts, denominations if denominations is not None else sorted(counts, reverse=True))
+            sheet = check_count(counts, denominations)
         except GuichetError as e:
             raise ShiftError(str(e)) from None
         counted = count_total(sheet)
@@ -423,19 +448,23 @@ class Shifts(CashierFile):
                 expected,
                 counted,
             )
+        supervisor = accepted_by.cashier_id if accepted_by is not None else None
         with self._tx() as db:
-            if accepted_by is not None:
-                row = db.execute("SELECT role, active FROM cashiers WHERE cashier_id = ?", (accepted_by,)).fetchone()
+            if supervisor is not None and difference:
+                row = db.execute("SELECT role, active FROM cashiers WHERE cashier_id = ?", (supervisor,)).fetchone()
                 if row is None or row["role"] != "supervisor" or not row["active"]:
-                    raise ShiftError(f"drawer: {accepted_by!r} is not an active supervisor: the difference stays open")
+                    raise ShiftError(f"drawer: {supervisor!r} is not an active supervisor: the difference stays open")
+                if supervisor in (sh.cashier_id, counted_by):  # four eyes: never one's own drawer or count
+                    raise ShiftError(f"drawer: {supervisor} cannot accept a difference in their own shift's drawer"
+                                     " or their own count: another supervisor must")
             db.execute(
                 "UPDATE drawers SET counts = ?, counted = ?, expected = ?, difference = ?, counted_by = ?,"
                 " accepted_by = ?, counted_at = ? WHERE shift_id = ?",
                 (json.dumps({str(k): v for k, v in sheet.items()}), counted, expected, difference, counted_by,
-                 accepted_by if difference else None, clock.utc_text(now or clock.utc_now()), shift_id),
+                 supervisor if difference else None, clock.utc_text(now or clock.utc_now()), shift_id),
             )
             detail = f"{shift_id}:counted {counted} expected {expected}" + (
-                f" difference {difference:+d} accepted by {accepted_by}" if difference else "")
+                f" difference {difference:+d} accepted by {supervisor}" if difference else "")
             self._event(db, sh.cashier_id, "drawer_counted", counted_by, detail)
         drawer = self.drawer(shift_id)
         assert drawer is not None

@@ -57,9 +57,11 @@ def test_expected_counted_and_the_supervisor(billing_config: Any, store: Any, se
         assert (e.value.expected, e.value.difference) == (expected, -100)
         assert store.drawer(shift.shift_id).counted is None
         with pytest.raises(ShiftError, match="not an active supervisor"):
-            store.count_drawer(shift.shift_id, short, ctx.journal, counted_by="c0042", accepted_by="c0042",
+            store.count_drawer(shift.shift_id, short, ctx.journal, counted_by="c0042",
+                               accepted_by=store.verify("c0042", "4826"),
                                denominations=DZD)
-        d = store.count_drawer(shift.shift_id, short, ctx.journal, counted_by="c0042", accepted_by="s0001",
+        d = store.count_drawer(shift.shift_id, short, ctx.journal, counted_by="c0042",
+                               accepted_by=store.verify_supervisor("s0001", "917355"),
                                denominations=DZD)
         assert (d.counted, d.expected, d.difference, d.accepted_by) == (expected - 100, expected, -100, "s0001")
         assert sum(k * v for k, v in d.counts.items()) == expected - 100 and list(d.counts) == DZD

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from agent.cash import count_total
-from config.money import MoneyError, format_amount, parse_amount
+from config.money import MoneyError, parse_amount
 from ui.i18n import shape, t
 from ui.messages import Loaded
 from ui.screens.base import CounterModal
@@ -35,7 +35,7 @@ class OpeningFloatScreen(CounterModal):
         with Vertical(id="float-box", classes="box"):
             yield Static(t("Opening float"), classes="big")
             yield Label(t("Cash in the drawer at the start of the shift"))
-            yield Input(id="float-amount", restrict=r"[0-9.,]*", placeholder="10000.00")
+            yield Input(id="float-amount", restrict=r"[0-9.,]*", max_length=19, placeholder="10000.00")
             yield Static("", id="float-message", classes="message")
 
     def on_mount(self) -> None:
@@ -150,7 +150,8 @@ class DrawerCountScreen(CounterModal):
         self.save(self.counts(), None)
 
     @work(thread=True, exit_on_error=False, group="drawer")
-    def save(self, counts: dict[int, int], accepted_by: str | None) -> None:
+    def save(self, counts: dict[int, int], accepted_by: Any) -> None:
+        # accepted_by: the supervisor's Cashier as verify_supervisor returned it (PIN checked), or None.
         app = self.gapp
         try:
             drawer = app.backend.cashiers.count_drawer(
@@ -187,13 +188,13 @@ class DrawerCountScreen(CounterModal):
 
         self.query_one("#count-message", Static).update(
             t("A difference of {amount}: a supervisor must accept it",
-              amount=format_amount(difference, self.currency, with_code=True))
+              amount=("+" if difference > 0 else "-") + money(abs(difference), self.currency))
         )
         counts = self.counts()
 
         def then(who: Any) -> None:
             if who is not None:
-                self.save(counts, who.cashier_id)
+                self.save(counts, who)
 
         self.app.push_screen(SupervisorScreen(), then)
 
