@@ -89,18 +89,22 @@ class Bill(_Contract):
     >>> from dataclasses import replace
     >>> replace(b, amount_due=0, status="paid").payable
     False
-    >>> replace(b, read_at="2026-11-22T08:14:03.000000Z").read_at     # for NewPayment(..., seen_at=...)
-    '2026-11-22T08:14:03.000000Z'
+    >>> read = replace(b, read_at="2026-11-22T08:14:03.000000Z", read_seq=41)   # as PaymentFlow.lookup stamps it
+    >>> read.read_at, read.read_seq                                      # NewPayment(seen_at=..., seen_seq=...)
+    ('2026-11-22T08:14:03.000000Z', 41)
     """
 
     api: models.Bill
     # Not in the contract: "server" or "cache", the age of a cached copy in seconds, when the copy was fetched,
-    # and when its amount due was worked out here (the lookup: what NewPayment.seen_at takes, so that the
-    # journal refuses the payment if another was taken on the bill since).
+    # and when its amount due was worked out here against the journal (PaymentFlow.lookup), with the journal's
+    # receipt counter read at that moment (Journal.read_bill): what NewPayment.seen_at / seen_seq take, so that
+    # the journal refuses to pay this copy if another payment was taken on the bill since. Each copy carries
+    # its own: an older copy, still held, is checked against its own older read.
     source: str
     cache_age: float | None
     fetched_at: str | None
     read_at: str | None
+    read_seq: int | None
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class Bill(_Contract):
         cache_age: float | None = None,
         fetched_at: str | None = None,
         read_at: str | None = None,
+        read_seq: int | None = None,
         **contract: Any,
     ) -> None:
         """From a validated model, or from the contract's fields (validated here; `replace` passes both)."""
@@ -122,6 +127,7 @@ class Bill(_Contract):
         object.__setattr__(self, "cache_age", cache_age)
         object.__setattr__(self, "fetched_at", fetched_at)
         object.__setattr__(self, "read_at", read_at)
+        object.__setattr__(self, "read_seq", read_seq)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found on the Bill itself: the contract's fields.

@@ -7,15 +7,21 @@
 '2026-11-22T08:14:03.000000Z'
 >>> parse("2026-11-22T08:14:03Z") == parse("2026-11-22T09:14:03+01:00")   # compared as instants
 True
->>> parse("2026-11-22T08:14:03").tzinfo                                   # a naive one is UTC
+>>> parse("2026-11-22T08:14:03").tzinfo                                   # a naive one is UTC (older files)
 datetime.timezone.utc
+>>> instant("2026-11-22T08:14:03")                    # but a caller's time must say its offset
+Traceback (most recent call last):
+ValueError: '2026-11-22T08:14:03': no UTC offset (local or UTC?); give one, or Z
 >>> len(now_stamp()) == len("2026-11-22T08:14:03.123456Z")
 True
 
 The convention: every state file (journal, bill cache, cashiers) stores an instant as `stamp()` writes it: UTC,
 to the microsecond, with `Z`, always 27 characters. One fixed-width form is why SQL may order and bound these
 columns: their text order is their time order. A time from anywhere else (a caller, the server, an older file)
-is turned into that form with `stored()` before it meets a column; it is never compared as text as it came.
+is turned into that form with `instant()` before it meets a column; it is never compared as text as it came.
+A naive time (no offset) from a caller is refused (`instant`): text and datetimes would otherwise be read two
+ways (naive text as UTC, a naive datetime as local time). Only `migrate_text` reads naive text as UTC, as older
+files stored it.
 Local time is for display only, through `local()` (the UI, the CLI, the Z report and receipts).
 Journals written before migration 5 stored local time with its offset; that migration rewrote them
 (`migrate_text`, registered on every connection by agent.storage as the SQL function `utc_stamp`).
@@ -27,6 +33,10 @@ import time
 from datetime import UTC, datetime
 
 FORM = "%Y-%m-%dT%H:%M:%S"  # then .ffffffZ
+# The stored form as an SQL GLOB: the journal's triggers refuse any other time (an older version still running
+# after the upgrade would write local time with its offset).
+_D = "[0-9]"
+STORED_GLOB = f"{_D * 4}-{_D * 2}-{_D * 2}T{_D * 2}:{_D * 2}:{_D * 2}.{_D * 6}Z"
 
 
 def utc_now() -> datetime:
@@ -58,6 +68,23 @@ def stored(ts: str | datetime) -> str:
         return stamp(ts if isinstance(ts, datetime) else parse(ts))
     except OverflowError:
         raise ValueError(f"{str(ts)[:40]!r}: out of range in UTC") from None
+
+
+def instant(ts: str | datetime) -> str:
+    """A time a caller hands over (seen_at, since, a snapshot time), in the stored form. It must be aware: text
+    with an offset or `Z`, or a datetime with a tzinfo. ValueError (one line) for a naive one or no time."""
+    if isinstance(ts, datetime):
+        naive = ts.tzinfo is None or ts.utcoffset() is None
+    elif isinstance(ts, str):
+        try:
+            naive = datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00")).tzinfo is None
+        except ValueError:
+            raise ValueError(f"{ts[:40]!r}: not an RFC 3339 time") from None
+    else:
+        raise ValueError(f"{str(ts)[:40]!r}: not a time")
+    if naive:
+        raise ValueError(f"{str(ts)[:40]!r}: no UTC offset (local or UTC?); give one, or Z")
+    return stored(ts)
 
 
 def local(ts: str | datetime) -> datetime:

@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from agent.authorize import Authorizer, AuthOutcome, AuthRequest, NothingSent, StatusCallback
@@ -54,9 +54,6 @@ MAX_BASKET = 10
 # Whether this journal carries a payment's stamp duty (NewPayment.stamp_duty): until it does, the duty is
 # still worked out and shown, and goes no further.
 _JOURNAL_DUTY = "stamp_duty" in {f.name for f in dataclasses.fields(NewPayment)}
-# Whether the journal refuses a payment on a bill taken since its amount was read (NewPayment.seen_at).
-_JOURNAL_SEEN = "seen_at" in {f.name for f in dataclasses.fields(NewPayment)}
-_SEEN_KEPT = 1000  # bills whose read time is remembered (a cashier's recent lookups)
 
 
 @dataclass
@@ -168,10 +165,6 @@ class PaymentFlow:
         self.bills = bills
         self.authorizers = authorizers
         self.min_free_bytes = MIN_FREE_BYTES  # free space the state dir needs before a payment starts
-        # reference -> when its amount due was last read here (just before the journal's pending was added up):
-        # passed to the journal as NewPayment.seen_at, which refuses the payment if another was taken on the
-        # bill since (another counter, another process), inside its write transaction.
-        self._seen: dict[str, str] = {}
 
     # -- bills -----------------------------------------------------------------------------------
 
@@ -199,19 +192,21 @@ class PaymentFlow:
         else:
             self.bills.store([data])  # keep the cache as fresh as what we just saw
             bill = Bill.from_api(data, source="server", fetched_at=asked_at)
-        self._note_seen(bill.reference)
-        pending = self.journal.pending_against(bill.reference, bill.fetched_at)
+        return self._read(bill, paid=True)
+
+    def _read(self, bill: Bill, *, paid: bool) -> Bill:
+        """`bill` with the amount due lowered by what this journal took on it that the copy does not show, and
+        stamped with that read (read_at, and the journal's counter as read_seq, read with the amount in one
+        snapshot): pay() hands them to the journal, which refuses this copy if a payment was taken on the bill
+        since. Each copy carries its own read: an older copy still held is checked against its older read.
+        `paid`: a bill left with nothing due shows as paid."""
+        read_at = now_precise()
+        pending, seq = self.journal.read_bill(bill.reference, bill.fetched_at)
         if pending:
             due = max(0, bill.amount_due - pending)
-            bill = replace(bill, amount_due=due, status=bill.status if due else "paid")
-        return bill
-
-    def _note_seen(self, reference: str) -> None:
-        """Stamped before the journal is read: a payment created after it may be missing from the amount."""
-        self._seen.pop(reference, None)
-        self._seen[reference] = now_precise()
-        while len(self._seen) > _SEEN_KEPT:
-            self._seen.pop(next(iter(self._seen)))
+            status = bill.status if due or not paid else "paid"
+            return replace(bill, amount_due=due, status=status, read_at=read_at, read_seq=seq)
+        return replace(bill, read_at=read_at, read_seq=seq)
 
     def customer_bills(self, bill: Bill) -> list[Bill]:
         """The customer's other payable bills, to settle together (server first, then the cache)."""
@@ -229,10 +224,7 @@ class PaymentFlow:
         for b in items:
             if b.reference == bill.reference:
                 continue
-            self._note_seen(b.reference)
-            pending = self.journal.pending_against(b.reference, b.fetched_at)
-            if pending:
-                b = replace(b, amount_due=max(0, b.amount_due - pending))
+            b = self._read(b, paid=False)
             if b.payable:
                 out.append(b)
         return out
@@ -322,9 +314,12 @@ class PaymentFlow:
         offline = any(b.offline for b in bills)
         due = basket_due(amounts, method, self.config.cash.stamp_duty)
         extra: list[dict[str, Any]] = [{"stamp_duty": d or None} if _JOURNAL_DUTY else {} for d in due.duties]
-        if _JOURNAL_SEEN:
-            for b, x in zip(bills, extra, strict=True):
-                x["seen_at"] = self._seen.get(b.reference)
+        for b, x in zip(bills, extra, strict=True):
+            # The read this copy's amount due comes from (lookup, customer_bills): the journal refuses it if a
+            # payment was taken on the bill since. A copy never read here (read_seq None) is checked against
+            # every payment this journal ever took on the bill (0): a stale copy is never paid twice.
+            x["seen_at"] = b.read_at
+            x["seen_seq"] = b.read_seq if b.read_seq is not None else 0
         items = [NewPayment(b.to_api(), a, **x) for b, a, x in zip(bills, amounts, extra, strict=True)]
         created = self.journal.create(
             items,
@@ -337,7 +332,17 @@ class PaymentFlow:
         if cancel.is_set():
             done = self.journal.transition(ids, State.CANCELLED, actor=cashier_id, detail={"reason": "cancelled"})
             return PayResult("cancelled", done, "cancelled by the cashier", offline)
-        self.journal.transition(ids, State.AUTHORIZING, actor=cashier_id)
+        try:
+            self.journal.transition(ids, State.AUTHORIZING, actor=cashier_id)
+        except BaseException:
+            # Nobody was asked for money: a payment left `created` would block the bill ("in progress") until
+            # the next start's recover(). Cancelled here if the file takes it (best effort), then raised.
+            try:
+                self.journal.transition(ids, State.CANCELLED, actor=cashier_id,
+                                        detail={"reason": "the authorizing step could not be written"})
+            except Exception as e:  # noqa: BLE001
+                log.error("payment %s: left created (%s); the next start cancels it", ids[0], e)
+            raise
         req = AuthRequest(
             transaction_id=created[0].transaction_id,
             payment_ids=ids,
@@ -792,5 +797,7 @@ def ticket_code(text: str | None) -> str:
     return code
 
 
-def today_start() -> str:
-    return datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+def today_start(today: date | None = None) -> str:
+    """Local midnight of `today` (default: today), with the offset in force at midnight, not now's (a DST
+    day starts at another offset than it ends with): what `Journal.list(since=)` takes for today's history."""
+    return datetime.combine(today or date.today(), time(0)).astimezone().isoformat()

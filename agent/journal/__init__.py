@@ -15,12 +15,14 @@ The package: `schema` (the file's name, its frozen migrations, the SQL of a tran
 NewPayment, QueueStats), `marks` (the high-water mark and the parked outcomes beside the file) and, here,
 the Journal. Every name importers use is importable from `agent.journal`. The times it stores are
 agent.clock's one form (UTC, `clock.now_stamp`; migration 5 rewrote older journals); a time given to it
-(`list(since=)`, `pending_against`, `NewPayment.seen_at`) is turned into that form first, never compared as
-text as it came.
+(`list(since=)`, `pending_against`, `NewPayment.seen_at`) must carry its offset (agent.clock.instant) and is
+turned into that form first, never compared as text as it came.
 
 No double charge, whoever calls: `create` refuses (BillBlocked, one line naming the bill), inside its write
 transaction (BEGIN IMMEDIATE, so two processes cannot both pass), a payment for a bill that has one in
-progress or with an unknown outcome, or that was taken since `NewPayment.seen_at`.
+progress or with an unknown outcome, or one taken on it since it was read: committed after the read that
+gave `NewPayment.seen_seq` (`read_bill`: the amount pending and the receipt counter in one read), or created
+since `NewPayment.seen_at`. A basket naming one bill twice is refused too.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from agent.journal.schema import (
     latest_event,
     latest_state,
 )
+from agent.locks import CounterLock, UploadLock
 from agent.states import State
 from agent.storage import describe_sqlite_error, ensure_state_dir, open_database
 
@@ -114,15 +117,20 @@ _FEW = 64  # payments of one bill read through its index by create's double-char
 RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
 
 
-def _stamp_duty(value: Any, method: str) -> int | None:
-    """A NewPayment's stamp duty, checked: None, or an integer of minor units >= 0; above 0 for cash only
-    (contract 1.1)."""
+def _stamp_duty(value: Any, amount: int, method: str) -> int | None:
+    """A NewPayment's stamp duty, checked: None, or an integer of minor units above 0, on cash only (contract
+    1.1), and never more than the amount it is levied on (a sanity bound: a real duty is a small part of
+    it). 0 is no duty: None, so that no `"stamp_duty": 0` is ever uploaded (a card payment has none)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**63 - 1:
         raise InvalidAmount(f"stamp_duty: {str(value)[:40]!r} must be a whole number of minor units, 0 or more")
-    if value and method != "cash":
+    if not value:
+        return None
+    if method != "cash":
         raise InvalidAmount(f"stamp_duty: only on a cash payment, not {method}")
+    if isinstance(amount, int) and value > amount:
+        raise InvalidAmount(f"stamp_duty: {value} is more than the {amount} paid on the bill; check the duty rule")
     return value
 
 
@@ -171,7 +179,9 @@ class Journal:
         """
         ensure_state_dir(state_dir)
         path = Path(state_dir) / DB_NAME
-        journal = cls(open_database(path, MIGRATIONS), path, terminal_id, agency_id)
+        # Not upgraded under a running agent of the previous version (it would go on writing the old way).
+        busy = (CounterLock.filename, UploadLock.filename)
+        journal = cls(open_database(path, MIGRATIONS, busy_locks=busy), path, terminal_id, agency_id)
         try:
             if check:
                 journal._integrity = journal._quick_check()
@@ -505,23 +515,33 @@ class Journal:
         """
         if not items:
             raise ValueError("no bill to pay")
-        duties = [_stamp_duty(item.stamp_duty, method) for item in items]
+        refs = [str(item.bill["reference"]) for item in items]
+        if len(set(refs)) != len(refs):
+            twice = next(r for r in refs if refs.count(r) > 1)
+            raise InvalidAmount(f"bill {twice}: in the basket twice; one payment per bill")
+        duties = [_stamp_duty(item.stamp_duty, item.amount, method) for item in items]
         try:
-            seen = [None if item.seen_at is None else clock.stored(item.seen_at) for item in items]
+            seen = [None if item.seen_at is None else clock.instant(item.seen_at) for item in items]
         except ValueError as e:
             raise GuichetError(f"seen_at: {e}") from None
+        for item in items:
+            s = item.seen_seq
+            if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 0):
+                raise GuichetError(f"seen_seq: {str(s)[:40]!r} must be a receipt sequence, 0 or more")
         ids = [uuid7() for _ in items]
         transaction_id = ids[0]
-        now = now_stamp()
-        captured_at = now
         with self._tx("journal.create") as c:
+            # Stamped under the write lock: a payment committed after another caller's read carries a later
+            # time than that read (the seen_at test; seen_seq does not depend on clocks at all).
+            now = now_stamp()
+            captured_at = now
             # Inside the write transaction: a loss another connection or process recorded (or accepted) is
             # seen here, and none can be recorded between this check and the payment's commit.
             self._refresh_loss()
             if self.damage is not None:
                 raise JournalDamaged(self.damage)
-            for item, since in zip(items, seen, strict=True):
-                self._refuse_double_charge(c, str(item.bill["reference"]), since)
+            for ref, item, since in zip(refs, items, seen, strict=True):
+                self._refuse_double_charge(c, ref, since, item.seen_seq)
             for pid, item, duty in zip(ids, items, duties, strict=True):
                 seq = c.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'receipt' RETURNING value"
@@ -578,9 +598,11 @@ class Journal:
         return self._remember(self._load(ids))
 
     @staticmethod
-    def _refuse_double_charge(c: sqlite3.Connection, reference: str, since: str | None) -> None:
+    def _refuse_double_charge(c: sqlite3.Connection, reference: str, since: str | None, after: int | None) -> None:
         """Inside create's write transaction: BillBlocked if `reference` has a payment in progress or in
-        doubt, or one taken (neither declined nor cancelled) created at or after `since` (the stored form)."""
+        doubt, or one taken (neither declined nor cancelled) since the amount was read: with a receipt
+        sequence above `after` (committed after that read) or, without `after`, created at or after `since`
+        (the stored form)."""
         # A bill has a few payments, so they are read from its index; a bill with many (a benchmark's, or a
         # standing order's) is checked from `open` instead, the unsettled payments (a backlog the offline
         # limits bound), a state probe per row and the bill read only for those in progress or in doubt.
@@ -602,13 +624,19 @@ class Journal:
         if row is not None:
             why = "has an unknown outcome; settle it first" if row[1] == State.UNKNOWN else "is in progress"
             raise BillBlocked(f"bill {reference}: payment {row[0]} {why}")
-        if since is None:
+        bound: int | str
+        if after is not None:
+            # Commit order, read in the same transaction as the amount (read_bill): whatever the clocks say. One
+            # range seek in payment_bill (bill_reference, seq) (migration 7). seen_at is then not needed.
+            where, bound = "p.seq > ?", after
+        elif since is not None:
+            where, bound = "p.created_at >= ?", since  # the wall clock: what a caller without seen_seq has
+        else:
             return
         row = c.execute(
             f"SELECT p.receipt_number FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
-            " WHERE p.bill_reference = ? AND p.created_at >= ? AND e.state NOT IN ('declined', 'cancelled')"
-            " LIMIT 1",
-            (reference, since),
+            f" WHERE p.bill_reference = ? AND {where} AND e.state NOT IN ('declined', 'cancelled') LIMIT 1",
+            (reference, bound),
         ).fetchone()
         if row is not None:
             raise BillBlocked(
@@ -947,8 +975,8 @@ class Journal:
         since: str | datetime | None = None,
         bill_reference: str | None = None,
     ) -> builtins.list[Payment]:
-        """Payments, newest first; `since`: created at or after that instant (any RFC 3339 time or an aware
-        datetime; ValueError if it is neither)."""
+        """Payments, newest first; `since`: created at or after that instant (an RFC 3339 time with its offset
+        or an aware datetime; ValueError if it is neither, or naive)."""
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
         if states:
@@ -963,7 +991,7 @@ class Journal:
             params += wanted
         if since:
             where.append("created_at >= ?")
-            params.append(clock.stored(since))
+            params.append(clock.instant(since))
         if bill_reference:
             where.append("bill_reference = ?")
             params.append(bill_reference)
@@ -1010,24 +1038,38 @@ class Journal:
 
     def pending_against(self, bill_reference: str, fetched_at: str | datetime | None) -> int:
         """Minor units paid here on a bill that a bill snapshot taken at `fetched_at` does not show yet:
-        unsent or in-doubt payments, and those uploaded after the snapshot was taken. `fetched_at` is any
-        RFC 3339 time (or aware datetime), compared as an instant; one that is not a time counts every
-        uploaded payment too (at worst less is shown due, never more)."""
+        unsent or in-doubt payments, and those uploaded after the snapshot was taken. `fetched_at` is an
+        RFC 3339 time with its offset (or an aware datetime), compared as an instant; one that is not such a
+        time (naive too) counts every uploaded payment too (at worst less is shown due, never more)."""
+        return self.read_bill(bill_reference, fetched_at)[0]
+
+    def read_bill(self, bill_reference: str, fetched_at: str | datetime | None) -> tuple[int, int]:
+        """`pending_against` and the receipt counter, read in one statement (one snapshot): the counter is
+        what `NewPayment.seen_seq` takes, so that `create` refuses a payment taken on the bill after this
+        read, by commit order.
+
+            pending, seq = journal.read_bill(bill.reference, bill.fetched_at)
+            NewPayment(bill.to_api(), bill.amount_due - pending, seen_seq=seq)
+        """
         if fetched_at is not None:
             try:
-                fetched_at = clock.stored(fetched_at)
+                fetched_at = clock.instant(fetched_at)
             except ValueError:
-                log.warning("bill %s: snapshot time %r is not a time; counting every payment", bill_reference,
-                            str(fetched_at)[:40])
+                log.warning("bill %s: snapshot time %r is not a time with its offset; counting every payment",
+                            bill_reference, str(fetched_at)[:40])
                 fetched_at = ""
         with self._reading():
+            # A payment still `created` is not counted in the amount (nothing was asked for yet): the bound
+            # goes below it, so that if it is taken after all, the payment built on this read is refused.
             row = self._conn.execute(
-                f"SELECT COALESCE(SUM(p.amount), 0) FROM payment p JOIN event e ON e.event_id = {latest_event('p')}"
-                " WHERE p.bill_reference = ? AND (e.state IN ('approved', 'unknown', 'authorizing')"
-                "  OR (e.state = 'uploaded' AND ? IS NOT NULL AND e.at > ?))",
-                (bill_reference, fetched_at, fetched_at),
+                "SELECT COALESCE(SUM(CASE WHEN e.state IN ('approved', 'unknown', 'authorizing')"
+                "  OR (e.state = 'uploaded' AND ? IS NOT NULL AND e.at > ?) THEN p.amount END), 0),"
+                " MIN((SELECT value FROM counters WHERE name = 'receipt'),"
+                "     COALESCE(MIN(CASE WHEN e.state = 'created' THEN p.seq - 1 END), 1 << 62))"
+                f" FROM payment p JOIN event e ON e.event_id = {latest_event('p')} WHERE p.bill_reference = ?",
+                (fetched_at, fetched_at, bill_reference),
             ).fetchone()
-        return int(row[0])
+        return int(row[0]), int(row[1])
 
     def queue_stats(self) -> QueueStats:
         stats = QueueStats()

@@ -4,7 +4,7 @@
     p.summary()                          # the `guichet pay --json` fields
     p.to_api()                           # the contract's Payment, as uploaded
     NewPayment(bill, 345600)             # what Journal.create takes
-    NewPayment(bill, 345600, stamp_duty=4000, seen_at=bill_read_at)   # cash with its duty; the bill read then
+    NewPayment(bill, 345600, stamp_duty=4000, seen_seq=read_seq)   # cash with its duty; the bill read then
 """
 
 from __future__ import annotations
@@ -144,9 +144,14 @@ class NewPayment:
     amount: int
     # Cash only: the stamp duty collected on top of `amount` (minor units, same currency), None when none.
     stamp_duty: int | None = None
-    # When the amount due this payment relies on was read (any RFC 3339 time or an aware datetime): a payment
-    # taken on the bill since then makes the journal refuse this one (BillBlocked). None: not checked.
+    # When the amount due this payment relies on was read (an RFC 3339 time with its offset, or an aware
+    # datetime): a payment created on the bill since then makes the journal refuse this one (BillBlocked).
+    # None: not checked. A wall clock: seen_seq is the sure test.
     seen_at: str | datetime | None = None
+    # The journal's receipt counter read with the amount due (Journal.read_bill, one read transaction): a
+    # payment taken on the bill with a higher receipt sequence, i.e. committed after that read, makes the
+    # journal refuse this one. Commit order, whatever the clocks say. 0: every payment ever taken here counts.
+    seen_seq: int | None = None
 
 
 @dataclass

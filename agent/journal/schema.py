@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from agent.clock import STORED_GLOB
 from agent.states import ALLOWED, State
 
 DB_NAME = "journal.db"
+# What the file answers a write of a time in another form (migration 7's triggers; frozen with it).
+_NOT_STORED = "not a UTC time as agent.clock stores it (an older guichet still running?)"
 
 # Versioned migrations: append only, never edit a released one.
 #
@@ -227,6 +230,38 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE payment ADD COLUMN stamp_duty INTEGER CHECK (stamp_duty IS NULL OR stamp_duty >= 0);
         DROP INDEX payment_bill;
         CREATE INDEX payment_bill ON payment(bill_reference, created_at);
+        """,
+    ),
+    (
+        # The file refuses a time that is not agent.clock's stored form, whoever writes it: a version older
+        # than 5 still running after the upgrade (its connection open) would write local time with its offset
+        # into a file no migration will rewrite again. captured_at_sent (the text uploaded, replayed byte for
+        # byte) is not checked. Rows already stored are left as migration 5 wrote them.
+        # The bill index holds the receipt sequence: create's "taken since the read" test is by commit order
+        # (NewPayment.seen_seq), one range seek.
+        7,
+        f"""
+        CREATE TRIGGER payment_times_stored BEFORE INSERT ON payment
+        WHEN NEW.created_at NOT GLOB '{STORED_GLOB}' OR NEW.captured_at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: payment.created_at, captured_at'); END;
+        CREATE TRIGGER payment_times_stored_update BEFORE UPDATE OF created_at, captured_at ON payment
+        WHEN (NEW.created_at IS NOT OLD.created_at AND NEW.created_at NOT GLOB '{STORED_GLOB}')
+          OR (NEW.captured_at IS NOT OLD.captured_at AND NEW.captured_at NOT GLOB '{STORED_GLOB}')
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: payment.created_at, captured_at'); END;
+        CREATE TRIGGER event_at_stored BEFORE INSERT ON event WHEN NEW.at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: event.at'); END;
+        CREATE TRIGGER event_at_stored_update BEFORE UPDATE OF at ON event
+        WHEN NEW.at IS NOT OLD.at AND NEW.at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: event.at'); END;
+        CREATE TRIGGER incident_times_stored BEFORE INSERT ON incident
+        WHEN NEW.detected_at NOT GLOB '{STORED_GLOB}' OR NEW.accepted_at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: incident.detected_at, accepted_at'); END;
+        CREATE TRIGGER incident_times_stored_update BEFORE UPDATE OF detected_at, accepted_at ON incident
+        WHEN (NEW.detected_at IS NOT OLD.detected_at AND NEW.detected_at NOT GLOB '{STORED_GLOB}')
+          OR (NEW.accepted_at IS NOT OLD.accepted_at AND NEW.accepted_at NOT GLOB '{STORED_GLOB}')
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: incident.detected_at, accepted_at'); END;
+        DROP INDEX payment_bill;
+        CREATE INDEX payment_bill ON payment(bill_reference, seq);
         """,
     ),
 ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import InvalidTransition, JournalError
-from agent.journal import DB_NAME, MIGRATIONS, Journal, NewPayment, open_database
+from agent.journal import DB_NAME, MIGRATIONS, Journal, NewPayment, now_stamp, open_database
 from agent.states import State
 
 BILL = {"reference": "410726095518", "amount_due": 345600, "currency": "DZD", "status": "unpaid", "version": 3}
@@ -228,8 +228,8 @@ def test_a_move_from_a_stale_copy_starts_where_the_payment_really_is(tmp_path: P
     with pytest.raises(sqlite3.IntegrityError, match="latest state"):
         ui._conn.execute(
             "INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor)"
-            " VALUES (?, ?, 4, 'uploaded', 'approved', 'now', 'tool')",
-            (seq * 8 + 4, second),
+            " VALUES (?, ?, 4, 'uploaded', 'approved', ?, 'tool')",
+            (seq * 8 + 4, second, now_stamp()),
         )
     assert ui.get(second).state == "declined"
     ui.close()

@@ -31,8 +31,11 @@ def test_stamp_duty_is_kept_uploaded_and_reloaded_byte_for_byte(tmp_path) -> Non
     assert p.stamp_duty == 4000 and p.to_api()["stamp_duty"] == 4000
     none = approved(j, None, ref="2")
     assert "stamp_duty" not in none.to_api()  # left out when none: what a 1.0 server takes
+    # 0 is no duty: never uploaded as "stamp_duty": 0 (a card payment has none; review 2, finding 9)
     zero_card = approved(j, 0, method="card_terminal", ref="3")
-    assert zero_card.to_api()["stamp_duty"] == 0
+    assert zero_card.stamp_duty is None and "stamp_duty" not in zero_card.to_api()
+    zero_cash = approved(j, 0, ref="4")
+    assert zero_cash.stamp_duty is None and "stamp_duty" not in zero_cash.to_api()
     j.close()
     j = Journal.open(tmp_path, terminal_id="ORAN-07-G2", agency_id="ORAN-07")
     assert j.get(p.payment_id).to_api() == p.to_api() and j.get(p.payment_id).stamp_duty == 4000
