@@ -5,6 +5,7 @@ real SQLite file race for the same bill."""
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,27 @@ def _pay(state: str, seen_at: str, start: multiprocessing.synchronize.Barrier, o
     out.put(("charged", p.receipt_number))
 
 
-def race(state: Path, seen_at: str) -> list[tuple[str, str]]:
+def _pay_read(state: str, _: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
+    """One counter process that reads the bill as the flow does (amount and receipt counter, one snapshot),
+    then all pay together with that read (commit order, no clock)."""
+    j = open_journal(state)
+    pending, seq = j.read_bill(str(BILL["reference"]), None)
+    start.wait()
+    try:
+        [p] = j.create([NewPayment(BILL, 345600 - pending, seen_seq=seq)], currency="DZD", method="cash",
+                       cashier_id="c", captured_offline=False)
+    except BillBlocked as e:
+        out.put(("refused", str(e)))
+        return
+    j.transition(p.payment_id, State.AUTHORIZING, actor="c")
+    j.transition(p.payment_id, State.APPROVED, actor="c")
+    out.put(("charged", p.receipt_number))
+
+
+def race(state: Path, seen_at: str, pay: Callable[..., None] = _pay) -> list[tuple[str, str]]:
     ctx = multiprocessing.get_context("fork")
     start, out = ctx.Barrier(RACERS), ctx.Queue()
-    procs = [ctx.Process(target=_pay, args=(str(state), seen_at, start, out)) for _ in range(RACERS)]
+    procs = [ctx.Process(target=pay, args=(str(state), seen_at, start, out)) for _ in range(RACERS)]
     for p in procs:
         p.start()
     results = [out.get(timeout=60) for _ in procs]
@@ -72,6 +90,15 @@ def test_processes_racing_for_the_first_payment_of_a_bill_charge_it_once(tmp_pat
     for kind, line in results:
         if kind == "refused":  # in progress when it was checked, or taken since the amount was read
             assert line.startswith("bill 410726095518: payment ORAN-07-G2-000001 ")
+    j = open_journal(tmp_path)
+    assert [p.state for p in j.list()] == ["approved"]
+    j.close()
+
+
+def test_processes_that_read_the_bill_then_race_charge_it_once_by_commit_order(tmp_path: Path) -> None:
+    open_journal(tmp_path).close()
+    results = race(tmp_path, "", _pay_read)
+    assert sorted(r[0] for r in results) == ["charged"] + ["refused"] * (RACERS - 1)
     j = open_journal(tmp_path)
     assert [p.state for p in j.list()] == ["approved"]
     j.close()

@@ -258,6 +258,31 @@ def test_an_opener_waits_for_another_process_s_migration(tmp_path: Path, monkeyp
     j.close()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_journal_is_not_upgraded_without_room_for_a_copy_of_it(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", str(disk)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        _v6_journal(disk)
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (storage.free_bytes(disk) - 4 * 1024 * 1024))  # 4 MiB left: less than 8 + file
+        with pytest.raises(JournalError, match=r"cannot upgrade it: \d+ KiB free on the disk, the upgrade needs"):
+            open_journal(disk)
+        conn = sqlite3.connect(disk / DB_NAME)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6  # untouched, nothing half-written
+        conn.close()
+        filler.unlink()
+        j = open_journal(disk)
+        assert j._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert [p.state for p in j.list()] == ["approved"]
+        j.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 # -- 5. a payment left `created` by a failed write does not block the bill ----------------------------------------
 
 
