@@ -34,6 +34,20 @@ class TerminalConfig(_Section):
     id: str = Field("ORAN-07-G1", min_length=1, max_length=40)
     agency_id: str = Field("ORAN-07", min_length=1, max_length=32)
     currency: str = "DZD"
+    # The agency's IANA zone (Africa/Algiers): its business day, Z report and day close. "" = the machine's.
+    timezone: str = Field("", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        if v:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{v!r} is not an IANA time zone (like Africa/Algiers)") from None
+        return v
 
     @field_validator("id", "agency_id")
     @classmethod
