@@ -120,8 +120,8 @@ def receipt_from_payload(data: dict[str, Any], *, duplicate: bool) -> Receipt:
             pan_masked=safe_pan(str(data.get("pan_masked", "") or "")), auth_code=text["auth_code"],
             state=text["state"] or "approved", offline=bool(data.get("offline")), duplicate=duplicate,
         )
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"queued receipt: {type(e).__name__}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise ValueError(f"queued receipt: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
 
 
 def _int(v: object) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from agent.context import AgentContext
 from agent.printing import PrintQueue, PrintQueueError, drain
@@ -20,7 +22,7 @@ from drivers.printer import open_printer
 from sandbox.printer import VirtualPrinter
 from tests.core.conftest import with_changes
 from tests.receipts.conftest import TEST_PAN
-from ui.receipt import print_payment, print_queued, receipt_jobs, receipt_payload
+from ui.receipt import print_payment, print_queued, receipt_from_payload, receipt_jobs, receipt_payload
 from ui.receipts import Receipt, ReceiptOptions
 
 FAULTS = {  # behaviour -> what the cashier is told
@@ -259,3 +261,28 @@ def test_a_z_report_waits_for_paper_too(tmp_path: Path, billing_config: Any) -> 
         job = _wait_job(vp, "the Z report", lambda j: j.cut and j.height > 100)
         assert not job.errors
         queue.close()
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                   max_size=4), max_leaves=20)
+_FIELDS = st.sampled_from(["number", "agency_id", "terminal_id", "cashier_id", "when", "currency", "bills",
+                           "method", "stamp_duty", "scheme", "pan_masked", "auth_code", "state", "offline"])
+
+
+_VALID = receipt_payload(Receipt.from_payments([_Row("628058******1239")]))
+
+
+@given(st.dictionaries(_FIELDS, _JSON, max_size=14)
+       | st.dictionaries(_FIELDS, _JSON, min_size=1, max_size=3).map(lambda d: {**_VALID, **d}))
+@example(receipt_payload(Receipt.from_payments([_Row("628058******1239")])))
+@example({**receipt_payload(Receipt.from_payments([_Row("628058******1239")])), "pan_masked": TEST_PAN})
+def test_any_stored_payload_is_a_receipt_or_one_error(data: dict[str, Any]) -> None:
+    """The queue's file is outside this process: whatever a row holds, reading it back gives a Receipt (with at
+    most first 6 + last 4 of a card) or one ValueError line, never another exception."""
+    try:
+        receipt = receipt_from_payload(data, duplicate=True)
+    except ValueError as e:
+        assert str(e).startswith("queued receipt:") and "\n" not in str(e)
+        return
+    assert receipt.duplicate and len([c for c in receipt.pan_masked if c.isdigit()]) <= 10
