@@ -13,7 +13,7 @@ What the job does with each waiting request, oldest first:
 - 202: sent; the address is dropped.
 - no answer (offline, 5xx, 429): it stays; the scheduler takes the link down and retries with the others.
 - 404 receipt_not_found while the receipt's payment is not uploaded yet (journal state approved, unknown,
-  authorizing): it stays, retried at each run until the upload has happened.
+  authorizing): it stays, and is sent again once the journal says the payment is uploaded.
 - any other 4xx (and a 404 once uploaded, or for a receipt this journal does not hold): "attention" with a
   one-line reason; the address is dropped.
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agent import clock
 from agent.errors import ApiError, StorageError
-from agent.scheduler import Outcome
+from agent.scheduler import Outcome, step_over
 from agent.states import State
 from agent.storage import open_database, storage_errors
 
@@ -52,6 +52,7 @@ SEND_BATCH = 20
 SEND_INTERVAL = 30.0  # seconds between two runs while requests wait (the UI wakes the job on a new one)
 MAX_REASON = 200
 LANGUAGES = ("fr", "ar", "en")
+UPLOAD_WAIT = "waits for the payments' upload"
 # the receipt's payment is not on the server yet: a 404 then means "later", not "never"
 NOT_UPLOADED = (State.APPROVED, State.UNKNOWN, State.AUTHORIZING, State.CREATED)
 
@@ -267,11 +268,17 @@ def uploaded(journal: Journal, receipt_number: str) -> bool | None:
 
 
 def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit: int = SEND_BATCH) -> Outcome:
-    """One run of the "receipt-send" job. A ServerUnreachable goes up: the scheduler treats it as an outage
-    (the request stays waiting, the link goes down)."""
-    items = box.waiting(limit)
-    waiting_upload = 0
-    for req in items:
+    """One run of the "receipt-send" job: at most `limit` requests to the server, oldest first. A request the
+    server already answered 404 for, whose payment the journal still has not uploaded, is not asked again
+    until the upload (and does not hold the newer ones back). A ServerUnreachable goes up: the scheduler
+    treats it as an outage (the request stays waiting, the link goes down)."""
+    asked = 0
+    for req in box.waiting(MAX_WAITING):
+        if req.reason == UPLOAD_WAIT and uploaded(journal, req.receipt_number) is False:
+            continue
+        if asked >= limit or (asked and step_over()):  # step_over: the step's slice is spent (the watchdog)
+            return Outcome(more=True)
+        asked += 1
         if req.address is None:  # cannot happen (CHECK constraint); a damaged row is not the loop's end
             box.refused(req.id, "no address stored")
             continue
@@ -280,8 +287,7 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
         except ApiError as e:
             known = uploaded(journal, req.receipt_number)
             if e.status == 404 and e.code == "receipt_not_found" and known is False:
-                box.later(req.id, "waits for the payments' upload")
-                waiting_upload += 1
+                box.later(req.id, UPLOAD_WAIT)
                 continue
             reason = f"{e.status} {e.code}: {e.message}"
             if e.status == 404:
@@ -292,7 +298,7 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
             continue
         box.sent(req.id)
         log.info("receipt %s: %s accepted by the server", req.receipt_number, req.channel)
-    return Outcome(more=len(items) == limit and waiting_upload < len(items))
+    return Outcome()
 
 
 def _line(text: str) -> str:

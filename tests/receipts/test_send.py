@@ -231,3 +231,29 @@ def test_a_server_answering_garbage_never_loses_the_request(tmp_path: Path, bill
             _job(ctx, cfg).run_once(["receipt-send"])
             assert box.waiting() == []
             box.close()
+
+
+def test_requests_waiting_for_an_upload_hold_no_newer_one_back(tmp_path: Path, billing_config: Any) -> None:
+    with _server(tmp_path) as server:
+        cfg = _cfg(billing_config, server)
+        with AgentContext.open(cfg, ["cash"], take_payments=True) as ctx:
+            refs = server.references(status="unpaid")
+            [older] = ctx.flow.pay([ctx.flow.lookup(refs[0])], method="cash", cashier_id="c0042").payments
+            box = Outbox.open(cfg.state.dir)
+            for i in range(25):  # more than one run sends, all for a receipt the server does not have yet
+                box.add(older.receipt_number, parse_address(f"client{i}@example.dz"))
+            sched = _job(ctx, cfg)
+            assert sched.run_once(["receipt-send"])["receipt-send"].error is None
+            assert {r.reason for r in box.waiting(100)} == {"waits for the payments' upload"}
+            # a newer receipt the server has (its upload sent by hand: the journal still says approved)
+            [newer] = ctx.flow.pay([ctx.flow.lookup(refs[1])], method="cash", cashier_id="c0042").payments
+            ctx.client.post_batch([newer.to_api()])
+            box.add(newer.receipt_number, parse_address("late@example.dz"))
+            sched.run_once(["receipt-send"])
+            assert [r.state for r in box.requests(newer.receipt_number)] == ["sent"]
+            assert len(box.waiting(100)) == 25
+            # the older payment uploaded: its 25 requests go out, 20 a run
+            assert ctx.sync_worker().run_once().uploaded >= 1
+            assert sched.run_once(["receipt-send"])["receipt-send"].error is None
+            assert box.waiting(100) == []
+            box.close()
