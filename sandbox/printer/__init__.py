@@ -13,6 +13,7 @@ not one). The interpreter is sandbox.printer.escpos; its bounds hold the memory 
 
 from __future__ import annotations
 
+import collections
 import os
 import pty
 import select
@@ -39,6 +40,8 @@ BEHAVIOURS = {
     "garbage": "answers status requests with a byte that is not a status",
 }
 MAX_JOBS_KEPT = 200
+MAX_JOBS_PER_CONNECTION = 500  # a client cutting paper in a loop is dropped after this many jobs
+MAX_FILES = 1000  # PNGs this printer keeps in its directory: the oldest of its own go first
 
 
 @dataclass
@@ -63,7 +66,9 @@ class VirtualPrinter:
         self.log = log or (lambda m: None)
         self.jobs: list[SavedJob] = []
         self.status_requests = 0
-        self._seq = len(list(out.glob("[0-9][0-9][0-9][0-9].png")))
+        # after the highest number there (a count would reuse a name, and overwrite a kept picture)
+        self._seq = max((int(p.stem) for p in out.glob("[0-9]*.png") if p.stem.isdigit()), default=0)
+        self._written: collections.deque[Path] = collections.deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -94,6 +99,9 @@ class VirtualPrinter:
                 tmp = path.with_suffix(".tmp")
                 job.image().save(tmp, format="PNG")
                 tmp.replace(path)
+                self._written.append(path)
+                while len(self._written) > MAX_FILES:
+                    self._written.popleft().unlink(missing_ok=True)
                 self.jobs.append(SavedJob(path, job))
                 del self.jobs[:-MAX_JOBS_KEPT]
                 self._cond.notify_all()
@@ -109,9 +117,12 @@ class VirtualPrinter:
 
     def _serve_stream(self, read: Callable[[], bytes], write: Callable[[bytes], None]) -> None:
         interp = self._interpreter()
-        received = 0
+        received = jobs = 0
         try:
             while not self._stop.is_set():
+                if jobs >= MAX_JOBS_PER_CONNECTION:
+                    self.log(f"link: {jobs} jobs on one connection, closing it")
+                    return
                 data = read()
                 if not data:
                     break
@@ -123,13 +134,17 @@ class VirtualPrinter:
                 if self.behaviour == "slow":
                     time.sleep(len(data) / self.slow_rate)
                 answer = interp.feed(data)
-                self._save(interp.take_jobs())  # first: a status answered after a cut means its PNG is written
+                done = interp.take_jobs()
+                jobs += len(done)
+                self._save(done[:max(0, MAX_JOBS_PER_CONNECTION - jobs + len(done))])  # first: a status answered
+                # after a cut means its PNG is written
                 if answer:
                     write(answer)
         except OSError as e:
             self.log(f"link: {e}")
         finally:
-            self._save(interp.finish())
+            if jobs < MAX_JOBS_PER_CONNECTION:  # a flooding client's last, uncut job is not kept
+                self._save(interp.finish())
 
     # -- TCP ------------------------------------------------------------------------------------------------
 

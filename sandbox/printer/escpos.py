@@ -87,6 +87,7 @@ class Interpreter:
         self.width_bytes = dots // 8
         self.status = status or (lambda n: bytes((0x12,)))
         self._pending = bytearray()
+        self._qr_cache: tuple[tuple[bytes, str, int], Image.Image] | None = None
         self._skip = 0
         self._jobs: list[PrintedJob] = []
         self._fonts = {False: _font(False), True: _font(True)}
@@ -203,14 +204,19 @@ class Interpreter:
 
         levels = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M,
                   "Q": qrcode.constants.ERROR_CORRECT_Q, "H": qrcode.constants.ERROR_CORRECT_H}
-        qr = qrcode.QRCode(error_correction=levels[self.qr_level], box_size=self.qr_module, border=0)
-        qr.add_data(self.qr_data)
-        try:
-            qr.make(fit=True)
-        except (DataOverflowError, ValueError) as e:
-            self._error(f"GS ( k: QR data refused ({e})")
-            return
-        code = qr.make_image().get_image().convert("1")
+        key = (self.qr_data, self.qr_level, self.qr_module)
+        if self._qr_cache is not None and self._qr_cache[0] == key:
+            code = self._qr_cache[1]  # print-QR repeated over one store: drawn once (8 bytes must not cost a render)
+        else:
+            qr = qrcode.QRCode(error_correction=levels[self.qr_level], box_size=self.qr_module, border=0)
+            qr.add_data(self.qr_data)
+            try:
+                qr.make(fit=True)
+            except (DataOverflowError, ValueError) as e:
+                self._error(f"GS ( k: QR data refused ({e})")
+                return
+            code = qr.make_image().get_image().convert("1")
+            self._qr_cache = (key, code)
         if not self.accept_paper:
             return
         if code.width > self.dots:
@@ -238,7 +244,8 @@ class Interpreter:
             n = min(self._skip, len(data))
             self._skip -= n
             data = data[n:]
-        buf = self._pending + data
+        buf = self._pending
+        buf += data  # in place: a partial band waiting for its bytes is not copied again on every read
         i = 0
         while i < len(buf):
             used = self._step(buf, i, out)
@@ -252,7 +259,7 @@ class Interpreter:
                 i = len(buf)
                 break
             i += used
-        self._pending = bytearray(buf[i:])
+        del buf[:i]
         return bytes(out)
 
     def _step(self, buf: bytearray, i: int, out: bytearray) -> int:

@@ -8,6 +8,7 @@ A change of layout shows here as a failed comparison; after reviewing the new pi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -20,11 +21,13 @@ from drivers.printer.raster import escpos_image, ink_rows, raster
 from drivers.printer.seal import verify
 from sandbox.printer import VirtualPrinter
 from tests.receipts.conftest import KEY, basket_by_card, cash_with_stamp_duty, one_bill
-from ui.receipts import Receipt, ReceiptOptions, prepare, print_receipt
+from ui.formatting import money
+from ui.receipts import Receipt, ReceiptOptions, prepare, print_receipt, rows
 
 REF = Path(__file__).with_name("ref")
 UPDATE = os.environ.get("GUICHET_UPDATE_RECEIPTS") == "1"
 TOLERANCE = 0.01  # share of differing pixels: a FreeType or HarfBuzz update moves a few glyph edges
+BAND, BAND_TOLERANCE = 24, 110  # dots high; differing pixels in any one band (one changed word is ~190)
 
 CASES: dict[str, tuple[Callable[[], Receipt], tuple[str, ...], Literal["stack", "side"], bool]] = {
     "one_bill_fr": (one_bill, ("fr",), "stack", False),
@@ -65,6 +68,47 @@ def test_reference_receipt_through_the_virtual_printer(name: str, vprinter: Virt
         printed.save(ref, optimize=True)
     share = differing_share(printed, Image.open(ref))
     assert share <= TOLERANCE, f"{name}: {share:.2%} of the pixels differ from {ref}"
+    # The tolerance is for glyph edges, not for money: no band of the paper may differ by more than a few
+    # edges (a wrong amount or card number is a whole word), and what was laid out says the right things.
+    band = worst_band(printed, Image.open(ref))
+    assert band <= BAND_TOLERANCE, f"{name}: {band} pixels differ in one {BAND}-dot band of {ref}"
+    receipt = make()
+    for lang in languages:
+        laid_out = " | ".join(f"{r.left} {r.right}" for r in rows(receipt, lang))
+        for minor in (*(b.amount for b in receipt.bills), receipt.total):
+            assert money(minor, receipt.currency, lang) in laid_out, (name, lang, minor)
+        assert not receipt.pan_masked or receipt.pan_masked in laid_out
+    if text:  # the printer's own font: the paper's text itself (its code page has no narrow spaces)
+        paper = re.sub(r"\s", "", "\n".join(job.job.text))
+        for minor in (*(b.amount for b in receipt.bills), receipt.total):
+            assert re.sub(r"\s", "", money(minor, receipt.currency, "fr")) in paper, (name, minor, paper)
+        assert receipt.pan_masked in paper
+
+
+def worst_band(a: Image.Image, b: Image.Image) -> int:
+    """The most differing pixels in any BAND-dot-high strip of the two pictures."""
+    a, b = a.convert("L"), b.convert("L")
+    h = min(a.height, b.height)
+    diff = ImageChops.difference(a.crop((0, 0, a.width, h)), b.crop((0, 0, b.width, h)))
+    ink = diff.point(lambda v: 255 if v > 127 else 0)
+    return max(ink.crop((0, y, a.width, min(y + BAND, h))).histogram()[255] for y in range(0, h, BAND))
+
+
+def test_a_wrong_amount_or_card_fails_the_reference(vprinter: VirtualPrinter) -> None:
+    """Review 1, finding 11: two bills' amounts swapped by 999.00 (same total, same seal) and another card
+    differ by 0.13% of the pixels, under TOLERANCE: the band check catches them."""
+    from dataclasses import replace
+
+    rec = basket_by_card()
+    b = rec.bills
+    wrong = replace(rec, bills=(replace(b[0], amount=b[0].amount - 99900), replace(b[1], amount=b[1].amount + 99900),
+                                b[2]), pan_masked="628058******9999")  # fmt: skip
+    options = ReceiptOptions(dots=576, languages=("fr", "ar"), signing_key=KEY)
+    assert print_receipt(open_printer(vprinter.url), wrong, options).ok
+    printed = Image.open(vprinter.wait_jobs(1)[0].path)
+    ref = Image.open(REF / "basket_card_fr_ar.png")
+    assert differing_share(printed, ref) <= TOLERANCE  # what the old check alone let through
+    assert worst_band(printed, ref) > BAND_TOLERANCE
 
 
 def test_the_paper_is_the_rendered_bitmap_dot_for_dot(vprinter: VirtualPrinter) -> None:

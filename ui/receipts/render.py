@@ -20,7 +20,9 @@ Amounts, dates and times: ui.formatting (CLDR) in each row's language.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,6 +44,7 @@ RAQM = features.check("raqm")
 SHAPING = "raqm" if RAQM else "arabic-reshaper + python-bidi"
 MAX_LOGO_BYTES = 2 * 1024 * 1024
 MAX_LOGO_PIXELS = 4_000_000
+MAX_DETAIL_LINES = 4  # lines of a bill's period/customer/contract row on paper
 LOGO_MAX_HEIGHT = 160
 GAP = 16  # dots between the two columns of a side-by-side receipt
 _MARKS = str.maketrans("", "", "\u200e\u200f\u061c")
@@ -177,7 +180,9 @@ def _style(width: int) -> _Style:
 class _Pen:
     """Draws rows of one language into a column [x0, x0 + width) of the canvas."""
 
-    def __init__(self, draw: ImageDraw.ImageDraw, x0: int, width: int, language: str) -> None:
+    def __init__(self, draw: ImageDraw.ImageDraw, x0: int, width: int, language: str,
+                 notes: list[str] | None = None) -> None:
+        self.notes = notes  # where a cut detail line is noted (when drawing)
         self.draw = draw
         self.x0 = x0
         self.width = width
@@ -244,6 +249,11 @@ class _Pen:
         if row.kind == "small":
             font = _font(s.small)
             lines = self._wrap(row.left, font)
+            if len(lines) > MAX_DETAIL_LINES:  # a bill's details within the contract's 200 characters each
+                lines = [*lines[:MAX_DETAIL_LINES - 1], lines[MAX_DETAIL_LINES - 1] + " …"]
+                note = f"a detail row was cut to {MAX_DETAIL_LINES} lines"
+                if draw and self.notes is not None and note not in self.notes:
+                    self.notes.append(note)
             if draw:
                 for i, line in enumerate(lines):
                     self.text(y + i * (s.small + 5), line, font, "start")
@@ -279,7 +289,12 @@ class _Pen:
 def load_logo(path: Path, width: int) -> Image.Image | None:
     """The logo scaled to the paper (at most LOGO_MAX_HEIGHT dots high), dithered to 1 bit; None (and the
     reason raised as ValueError) for a file that is not a sane image."""
-    data = path.read_bytes()[:MAX_LOGO_BYTES + 1]
+    # A regular file only (a FIFO would block, /dev/zero never end), opened without blocking, read up to the limit
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"logo: {path} is not a regular file")
+        data = f.read(MAX_LOGO_BYTES + 1)
     if len(data) > MAX_LOGO_BYTES:
         raise ValueError(f"logo: {path} is larger than {MAX_LOGO_BYTES} bytes")
     try:
@@ -330,46 +345,60 @@ def render_blocks(blocks: list[tuple[str, list[Row]]], options: ReceiptOptions, 
     `options.layout` says), then a QR code of `qr` and a centred `footer`. Receipts, and any printout laid out
     in rows (a Z report: Row("title", ...), Row("pair", label, amount), Row("rule"), ...)."""
     width = options.dots
-    languages = [lang for lang, _ in blocks]
-    rowss = [b for _, b in blocks]
-    # an upper bound of the height (two lines per row at most, logo, QR), cropped at the end
-    height = LOGO_MAX_HEIGHT + 400 + sum(2 * (_style(width).body + 8) * len(b) for b in rowss) + 40 * len(rowss)
-    canvas = Image.new("1", (width, height), 1)
-    draw = ImageDraw.Draw(canvas)
-    draw.fontmode = "1"
-    y = 0
+    logo = None
     if options.logo:
         try:
             logo = load_logo(options.logo, width)
         except (OSError, ValueError) as e:
             options.notes.append(f"logo left out: {e}")
-            logo = None
-        if logo is not None:
+    code = qr_image(qr, width) if qr else None
+    # Laid out twice: measured first (nothing is drawn), then drawn on a canvas of exactly that height, so a
+    # long row can never push the seal or the last rows off the paper.
+    height = _lay_out(ImageDraw.Draw(Image.new("1", (1, 1))), None, blocks, options, logo, code, footer)
+    canvas = Image.new("1", (width, max(height, 1)), 1)
+    _lay_out(ImageDraw.Draw(canvas), canvas, blocks, options, logo, code, footer)
+    return canvas
+
+
+def _lay_out(draw: ImageDraw.ImageDraw, canvas: Image.Image | None, blocks: list[tuple[str, list[Row]]],
+             options: ReceiptOptions, logo: Image.Image | None, code: Image.Image | None, footer: str) -> int:
+    """Lays the receipt out from the top; draws only when given the `canvas`. Returns the height used."""
+    width = options.dots
+    languages = [lang for lang, _ in blocks]
+    rowss = [b for _, b in blocks]
+    notes = options.notes if canvas is not None else None
+    draw.fontmode = "1"
+    y = 0
+    if logo is not None:
+        if canvas is not None:
             canvas.paste(logo, ((width - logo.width) // 2, y))
-            y += logo.height + 12
+        y += logo.height + 12
     if options.layout == "side" and len(languages) == 2:
         col = (width - GAP) // 2
-        pens = [_Pen(draw, 0, col, languages[0]), _Pen(draw, col + GAP, col, languages[1])]
+        pens = [_Pen(draw, 0, col, languages[0], notes), _Pen(draw, col + GAP, col, languages[1], notes)]
         for pair in zip(*rowss, strict=False):
             h = max(pen.row(y, r, draw=False) for pen, r in zip(pens, pair, strict=True))
-            for pen, r in zip(pens, pair, strict=True):
-                pen.row(y, r)
+            if canvas is not None:
+                for pen, r in zip(pens, pair, strict=True):
+                    pen.row(y, r)
             y += h
     else:
         for i, (lang, block) in enumerate(blocks):
             if i:
                 y += 10
-                draw.line((0, y, width - 1, y), fill=0, width=1)
+                if canvas is not None:
+                    draw.line((0, y, width - 1, y), fill=0, width=1)
                 y += 14
-            pen = _Pen(draw, 0, width, lang)
+            pen = _Pen(draw, 0, width, lang, notes)
             for r in block:
-                y += pen.row(y, r)
+                y += pen.row(y, r, draw=canvas is not None)
     y += 16
-    if qr:
-        code = qr_image(qr, width)
-        canvas.paste(code, ((width - code.width) // 2, y))
+    if code is not None:
+        if canvas is not None:
+            canvas.paste(code, ((width - code.width) // 2, y))
         y += code.height + 8
     if footer:
-        _Pen(draw, 0, width, "fr").text(y, footer, _font(_style(width).small), "center")
+        if canvas is not None:
+            _Pen(draw, 0, width, "fr").text(y, footer, _font(_style(width).small), "center")
         y += _style(width).small + 8
-    return canvas.crop((0, 0, width, min(y, canvas.height)))
+    return y
