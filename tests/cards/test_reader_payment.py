@@ -64,11 +64,15 @@ def test_lost_answer_is_resolved_by_asking_the_server(reader_agent, insert, bill
     assert billing_server.fault_status()["injected"]
 
 
-def test_no_card_in_time_takes_nothing(reader_agent, billing_server, seeded_references, billing_config):
+def test_no_card_in_time_takes_nothing(reader_agent, billing_server, seeded_references, billing_config, vpcd_reader):
+    from tests.cards.conftest import vpcd_lock, wait_presence
+
     reader_agent.flow.authorizers["card_reader"].config = with_changes(
         reader_agent.config, cards={"read_timeout": 0.5})
-    result = reader_agent.flow.pay([reader_agent.flow.lookup(seeded_references[3])], method="card_reader",
-                                   cashier_id="c")
+    with vpcd_lock():  # the slot is shared by every process: no one else's card may be in it meanwhile
+        wait_presence(vpcd_reader, False)
+        result = reader_agent.flow.pay([reader_agent.flow.lookup(seeded_references[3])], method="card_reader",
+                                       cashier_id="c")
     assert result.status == "cancelled" and "in time" in result.message
 
 
