@@ -80,7 +80,9 @@ class EmvState:
     blocked: bool = False
 
     def __post_init__(self) -> None:
+        # Counters start from the personalisation at every insertion (a test card is the same card each time).
         self.atc = self.emv.atc
+        self.last_online_atc = self.emv.last_online_atc
         self.pin_tries = self.emv.pin_tries
         self.keys = issuer.card_keys(self.pan, self.psn)
 
@@ -103,7 +105,7 @@ class EmvState:
 
     def get_data(self, p1: int, p2: int) -> tuple[bytes, int]:
         tag = (p1 << 8) | p2
-        value = {0x9F36: self.atc.to_bytes(2, "big"), 0x9F13: self.emv.last_online_atc.to_bytes(2, "big"),
+        value = {0x9F36: self.atc.to_bytes(2, "big"), 0x9F13: self.last_online_atc.to_bytes(2, "big"),
                  0x9F17: bytes([self.pin_tries])}.get(tag)
         if value is None:
             return b"", 0x6A88
@@ -184,7 +186,7 @@ class EmvState:
             kind = AAC
         elif asked == TC and self.emv.lcol is not None:
             # Card risk management: too many offline transactions in a row -> the issuer must see this one.
-            if self.atc - self.emv.last_online_atc > self.emv.lcol:
+            if self.atc - self.last_online_atc > self.emv.lcol:
                 kind = ARQC
         self.first_kind = kind
         self.cdol1_data = data
@@ -200,7 +202,7 @@ class EmvState:
         arc = tags2.get(0x8A, b"")
         kind = asked
         if arc in (b"Y3", b"Z3"):  # the terminal could not go online: the card's own decision
-            offline = self.atc - self.emv.last_online_atc
+            offline = self.atc - self.last_online_atc
             kind = TC if asked == TC and (self.emv.ucol is None or offline <= self.emv.ucol) else AAC
         else:
             if self.issuer_auth is None:  # ARPC in CDOL2 (no EXTERNAL AUTHENTICATE)
@@ -208,7 +210,7 @@ class EmvState:
             if not self.issuer_auth or arc != b"00" or self.emv.behaviour == "aac_second":
                 kind = AAC
             else:
-                self.emv.last_online_atc = self.atc  # the issuer saw this transaction
+                self.last_online_atc = self.atc  # the issuer saw this transaction
         tags = dict(self.first)
         tags.update(tags2)
         self.done = True
