@@ -9,7 +9,9 @@ A payment never waits for the printer: the receipt screen prints from a worker, 
 cover open, offline, unplugged, too slow) is one row here. The job (`drain`, every PRINT_INTERVAL s, no link
 needed) asks the printer's real-time status first (a few bytes, nothing rendered) and prints the oldest rows
 once it is ready; a printed row is deleted (the journal keeps the payment; the queue keeps no history). A row
-reprinted from the queue says DUPLICATA: the first attempt may have put part of it on paper.
+reprinted from the queue says DUPLICATA: the first attempt may have put part of it on paper. A row whose
+payload cannot be read back as a receipt (UnprintableRow) holds no other back and is dropped after
+MAX_ATTEMPTS runs, named in the log.
 
 What is stored is the receipt as the printer would show it (`ui.receipts.Receipt` fields, card as pan_masked):
 `add` refuses a payload that holds a card number (drivers.pan.find_pans) or is larger than MAX_PAYLOAD.
@@ -50,6 +52,7 @@ MAX_REASON = 200
 DRAIN_BATCH = 20  # receipts printed in one run of the job
 PRINT_INTERVAL = 5.0  # seconds between two looks at the printer while receipts wait
 PROBE_INTERVAL = 5.0
+MAX_ATTEMPTS = 5  # runs a row that cannot be rendered is tried before it is dropped (named in the log)
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -183,6 +186,13 @@ class PrintQueue:
             )
 
 
+class UnprintableRow(PrinterError):
+    """A queued row that cannot be turned into a job (its stored payload is not a receipt): print_one's answer
+    for it, so that drain goes on with the next row and drops this one after MAX_ATTEMPTS."""
+
+    kind = "error"
+
+
 PrintOne = Callable[[Printer, QueuedPrint], PrintResult]
 
 
@@ -201,6 +211,12 @@ def drain(queue: PrintQueue, printer: Printer, print_one: PrintOne, *, limit: in
         result = print_one(printer, item)
         if not result.ok:
             queue.failed(item.id, result.message)
+            if isinstance(result.error, UnprintableRow):  # the row, not the printer: the next ones go on
+                if item.attempts + 1 >= MAX_ATTEMPTS:
+                    queue.remove(item.id)
+                    log.error("print queue: receipt %s dropped after %d attempts: %s (reprint it from the history)",
+                              item.receipt_number, MAX_ATTEMPTS, result.message)
+                continue
             return Outcome()
         queue.remove(item.id)
         log.info("receipt %s printed from the queue", item.receipt_number)

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.errors import GuichetError
 from agent.outbox import SEND_INTERVAL, Address, Outbox, SendRequest, parse_address, send_pending
-from agent.printing import PRINT_INTERVAL, PrintQueue, QueuedPrint, drain
+from agent.printing import PRINT_INTERVAL, PrintQueue, QueuedPrint, UnprintableRow, drain
 from agent.scheduler import JobParts, Scheduler
 from config import Config
 from drivers.printer import Printer, PrinterError, PrintResult, open_printer
@@ -145,7 +145,7 @@ def print_queued(options: ReceiptOptions) -> Callable[[Printer, QueuedPrint], Pr
                 return print_rows(printer, blocks, options)
             receipt = receipt_from_payload(item.payload, duplicate=item.duplicate)
         except (KeyError, TypeError, ValueError) as e:
-            return PrintResult(False, error=PrinterError(f"receipt {item.receipt_number}: {e}"))
+            return PrintResult(False, error=UnprintableRow(f"receipt {item.receipt_number}: {e}"))
         return print_receipt(printer, receipt, options)
 
     return print_one
