@@ -103,8 +103,9 @@ def server_view(client: BillingClient, payment: Payment) -> ServerView:
         view = server_view(client, journal.get(payment_id))
         view.status, view.record["recorded_at"] if view.record else None
     """
-    from agent.dayclose import Entry, journal_entry
+    from agent.dayclose import journal_entry
     from agent.dayclose.reconcile import differences
+    from agent.dayclose.server import record_entry
 
     state = str(getattr(payment.state, "value", payment.state))
     if state in (State.CREATED.value, State.AUTHORIZING.value, State.UNKNOWN.value, State.DECLINED.value,
@@ -116,17 +117,11 @@ def server_view(client: BillingClient, payment: Payment) -> ServerView:
         return ServerView("unreachable", f"the billing server cannot be asked now: {safe_text(e, 200)}")
     if record is None:
         return ServerView("absent", "the billing server has no record of this payment: tell the supervisor")
-    theirs = Entry(
-        payment_id=payment.payment_id,
-        transaction_id=str(record.get("transaction_id") or ""),
-        bill_reference=str(record.get("bill_reference") or ""),
-        amount=int(record.get("amount") or 0),
-        currency=str(record.get("currency") or ""),
-        stamp_duty=int(record.get("stamp_duty") or 0),
-        method=str(record.get("method") or ""),
-        receipt_number=str(record.get("receipt_number") or ""),
-        captured_at=str(record.get("captured_at") or ""),
-    )
+    try:  # another payment's or terminal's record is no answer about ours
+        theirs = record_entry(record, payment_id=payment.payment_id, terminal_id=payment.terminal_id)
+    except GuichetError as e:
+        return ServerView("unreachable", f"the billing server's answer is not this payment's: {safe_text(e, 200)}:"
+                          " tell the supervisor")
     diff = tuple(differences(journal_entry(payment), theirs))
     message = "recorded by the billing server" + (": " + "; ".join(diff) if diff else ", as here")
     return ServerView("recorded", message, record, diff)

@@ -8,18 +8,21 @@
     to_csv(report.to_dict()); to_json(report.to_dict())
 
 Modules: `reconcile` (pure: one line per payment, totals), `server` (the server's day, paged and bounded),
-`store` (the runs, `dayclose.db`), `export` (CSV, JSON, text). The day is the agency's local date of
-`captured_at` (the server's definition); the machine's zone is the agency's unless `tz` is given.
+`store` (the runs, `dayclose.db`), `export` (CSV, JSON, text), `checks` (the agency's zone). The day is the
+agency's local date of `captured_at` (the server's definition), in `[terminal] timezone` (checks.agency_zone;
+the machine's zone when unset) unless `tz` is given. The server side has one deadline (`budget` seconds).
 """
 
 from __future__ import annotations
 
+import time as _time
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Protocol
 
 from agent import clock
 from agent.billing import BillingClient
+from agent.dayclose.checks import agency_zone
 from agent.dayclose.export import to_csv, to_json, to_text
 from agent.dayclose.reconcile import (
     KINDS,
@@ -31,7 +34,7 @@ from agent.dayclose.reconcile import (
     TpeTotals,
     reconcile,
 )
-from agent.dayclose.server import ServerDay, fetch_business_day
+from agent.dayclose.server import BUDGET, ServerDay, fetch_business_day, record_entry
 from agent.dayclose.store import DayCloseStore
 from agent.errors import GuichetError
 from drivers.pan import safe_text
@@ -46,6 +49,7 @@ __all__ = [
     "ServerDay",
     "Totals",
     "TpeTotals",
+    "agency_zone",
     "close_day",
     "fetch_business_day",
     "journal_entry",
@@ -105,20 +109,6 @@ def journal_day(journal: _JournalLike, day: date, tz: tzinfo | None = None) -> l
     return out
 
 
-def _record_entry(record: dict[str, Any]) -> Entry:
-    return Entry(
-        payment_id=str(record.get("payment_id") or ""),
-        transaction_id=str(record.get("transaction_id") or ""),
-        bill_reference=str(record.get("bill_reference") or ""),
-        amount=int(record.get("amount") or 0),
-        currency=str(record.get("currency") or ""),
-        stamp_duty=int(record.get("stamp_duty") or 0),
-        method=str(record.get("method") or ""),
-        receipt_number=str(record.get("receipt_number") or ""),
-        captured_at=str(record.get("captured_at") or ""),
-    )
-
-
 def close_day(
     config: Any,
     journal: _JournalLike,
@@ -127,19 +117,29 @@ def close_day(
     day: date | None = None,
     tpe: TpeTotals | None = None,
     tz: tzinfo | None = None,
+    budget: float = BUDGET,
 ) -> DayClose:
-    """Reconcile `day` (today by default). `client` None, or a server that cannot be read, gives an offline
-    close that says what it could not check; it never raises for the server's sake."""
+    """Reconcile `day` (today by default) in the agency's zone (`tz`, else `[terminal] timezone`, else the
+    machine's). `client` None, or a server that cannot be read whole within `budget` seconds, gives an
+    offline close that says what it could not check; it never raises for the server's sake."""
+    tz = tz if tz is not None else agency_zone(config)
     day = day or datetime.now(tz).date()
     terminal_id = config.terminal.id
     ours = journal_day(journal, day, tz)
     unchecked: list[str] = []
     server: list[Entry] | None = None
+    server_totals: dict[str, Any] | None = None
     elsewhere: dict[str, Entry] = {}
     server_elsewhere: dict[str, Entry] = {}
+    deadline = _time.monotonic() + budget
     if client is not None:
         try:
-            server = fetch_business_day(client, terminal_id, day.isoformat()).entries
+            got = fetch_business_day(client, terminal_id, day.isoformat(), tz=tz, deadline=deadline)
+            server = got.entries
+            if got.totals is None:
+                unchecked.append("the server's totals of the day: its answer had none")
+            else:
+                server_totals = got.totals.model_dump()
         except GuichetError as e:
             unchecked.append(f"the server's business day could not be read: {safe_text(e, 300)}")
     if server is not None and client is not None:
@@ -153,16 +153,20 @@ def close_day(
                 pass  # absent from this journal: server_only
         listed = {s.payment_id for s in server}
         missing = [e for e in ours if e.payment_id not in listed and e.state == "uploaded"]
+        looked = 0
         for m in missing[:MAX_LOOKUPS]:
+            if _time.monotonic() >= deadline:
+                break
+            looked += 1
             try:
                 record = client.get_payment(m.payment_id)
+                if record is not None:
+                    server_elsewhere[m.payment_id] = record_entry(record, payment_id=m.payment_id,
+                                                                  terminal_id=terminal_id)
             except GuichetError as err:
                 unchecked.append(f"payment {m.receipt_number}: the server's record: {safe_text(err, 200)}")
-                continue
-            if record is not None:
-                server_elsewhere[m.payment_id] = _record_entry(record)
-        if len(missing) > MAX_LOOKUPS:
-            unchecked.append(f"{len(missing) - MAX_LOOKUPS} uploaded payments absent from the server's day were"
+        if len(missing) > looked:
+            unchecked.append(f"{len(missing) - looked} uploaded payments absent from the server's day were"
                              " not looked up one by one")
     return reconcile(
         ours,
@@ -174,6 +178,7 @@ def close_day(
         tpe=tpe,
         run_at=clock.utc_text(clock.utc_now()),
         unchecked=unchecked,
+        server_totals=server_totals,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from typing import Any
 
 from config.money import MoneyError, format_amount
@@ -29,26 +30,68 @@ def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\n", ";", "|")
+
+
 def _cell(value: Any) -> Any:
-    # A cell a spreadsheet would run as a formula (=, +, -, @ first) is quoted with a leading apostrophe:
-    # a bill reference or a server text is data, never a formula.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
+    """A cell a spreadsheet could run as a formula is quoted with a leading apostrophe: a bill reference or a
+    server text is data, never a formula. Looked at after leading whitespace and in NFKC (full-width ＝).
+
+    >>> [_cell(v) for v in ("=1+1", " =1+1", "＝1+1", "B-1", 12)]
+    ["'=1+1", "' =1+1", "'＝1+1", 'B-1', 12]
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value:
+        bare = unicodedata.normalize("NFKC", value).lstrip(" \t\r\n\u00a0\u3000")
+        if value[:1] in _FORMULA or value[:1].isspace() or bare[:1] in _FORMULA:
+            return "'" + value
+    return value
 
 
 def to_csv(data: dict[str, Any]) -> str:
+    """The close for a spreadsheet: first what the run was (day, terminal, run, online, verdict, what it
+    could not check, the server's and the TPE's comparisons), then one row per payment, then the totals.
+    Every cell goes through _cell."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(LINE_COLUMNS)
-    for line in data["lines"]:
-        w.writerow([_cell(line.get(c)) for c in LINE_COLUMNS])
+
+    def row(*cells: Any) -> None:
+        w.writerow([_cell(c) for c in cells])
+
+    row("close", "day", data["day"])
+    row("close", "terminal_id", data["terminal_id"])
+    row("close", "run_id", data.get("run_id", ""))
+    row("close", "run_at", data.get("run_at", ""))
+    row("close", "online", "yes" if data["online"] else "no (OFFLINE: the billing server could not be asked)")
+    row("close", "clean", "yes" if data["clean"] else "no")
+    row("close", "problems", data["problems"])
+    for what in data["unchecked"]:
+        row("unchecked", what)
+    check = data.get("totals_check")
+    if check:
+        row("server_totals", "agrees", "yes" if check["agrees"] else "no")
+        row("server_totals", "count", check["journal_count"], check["server_count"])
+        for cur, d in sorted(check["difference"].items()):
+            row("server_totals", "difference", cur, d)
+    tpe = data.get("tpe")
+    if tpe:
+        row("tpe", "source", tpe["source"], tpe.get("entered_by", ""))
+        row("tpe", "agrees", "yes" if tpe["agrees"] else "no")
+        row("tpe", "count", tpe["count"], tpe["journal_count"])
+        for cur in sorted(set(tpe["amount"]) | set(tpe["journal_amount"])):
+            row("tpe", "amount", cur, tpe["amount"].get(cur, 0), tpe["journal_amount"].get(cur, 0),
+                tpe["difference"].get(cur, 0))
     w.writerow([])
-    w.writerow(["total", "side", "key", "count", "currency", "amount", "stamp_duty"])
+    row(*LINE_COLUMNS)
+    for line in data["lines"]:
+        row(*(line.get(c) for c in LINE_COLUMNS))
+    w.writerow([])
+    row("total", "side", "key", "count", "currency", "amount", "stamp_duty")
     for side, totals in _totals(data):
         for key, t in totals:
             for cur in sorted(set(t["amount"]) | set(t["stamp_duty"])) or [""]:
-                w.writerow(["total", side, key, t["count"], cur, t["amount"].get(cur, 0), t["stamp_duty"].get(cur, 0)])
+                row("total", side, key, t["count"], cur, t["amount"].get(cur, 0), t["stamp_duty"].get(cur, 0))
     return out.getvalue()
 
 
@@ -95,6 +138,10 @@ def to_text(data: dict[str, Any]) -> str:
     if data["online"]:
         rows.append(f"Server: {data['server']['count']} payments, {_money(data['server']['amount'])}"
                     f", stamp duty {_money(data['server']['stamp_duty'])}")
+    check = data.get("totals_check")
+    if check and not check["agrees"]:
+        rows.append(f"SERVER TOTALS DIFFER: journal {check['journal_count']}, server {check['server_count']}"
+                    f" payments; server - journal {_money(check['difference']) if check['difference'] else 0}")
     tpe = data.get("tpe")
     if tpe:
         verdict = "agrees" if tpe["agrees"] else f"DIFFERS by {_money(tpe['difference']) if tpe['difference'] else 0}"

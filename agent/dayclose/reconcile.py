@@ -116,6 +116,9 @@ class DayClose:
     by_cashier: dict[str, Totals] = field(default_factory=dict)
     server: Totals = field(default_factory=Totals)
     server_by_method: dict[str, Totals] = field(default_factory=dict)
+    server_totals: dict[str, Any] | None = None  # the server's own totals of the day, as checked
+    # The journal's money taken against the server's, when online: {"agrees", "count", "difference"}.
+    totals_check: dict[str, Any] | None = None
     tpe: dict[str, Any] | None = None
     unchecked: list[str] = field(default_factory=list)
 
@@ -129,6 +132,7 @@ class DayClose:
     @property
     def problems(self) -> int:
         bad = sum(1 for line in self.lines if line.kind in PROBLEMS)
+        bad += 1 if self.totals_check is not None and not self.totals_check["agrees"] else 0
         return bad + (1 if self.tpe is not None and not self.tpe["agrees"] else 0)
 
     @property
@@ -182,6 +186,8 @@ def differences(j: Entry, s: Entry) -> list[str]:
         out.append(f"stamp duty {j.stamp_duty} here, {s.stamp_duty} on the server")
     if j.method != s.method:
         out.append(f"method {j.method} here, {s.method} on the server")
+    if j.receipt_number and s.receipt_number and j.receipt_number != s.receipt_number:
+        out.append(f"receipt {j.receipt_number} here, {s.receipt_number} on the server")
     return out
 
 
@@ -223,18 +229,23 @@ def reconcile(
     tpe: TpeTotals | None = None,
     run_at: str = "",
     unchecked: Iterable[str] = (),
+    server_totals: Mapping[str, Any] | None = None,
 ) -> DayClose:
     """Each payment of the day in one line, and the totals.
 
     `journal`: the journal's payments captured that day; `server`: the server's business day (None: it could
     not be read, the close is offline). `elsewhere`: journal payments the server lists on this day that the
     journal holds under another date (the day boundary); `server_elsewhere`: the server's record, found by
-    id, of this day's journal payments it lists on another day.
+    id, of this day's journal payments it lists on another day. `server_totals`: the server's own totals of
+    the day (kept in the report). Online, the journal's money taken and the server's must agree, or it is
+    one more problem (a payment still queued here counts: it is not on the server yet).
     """
+    journal = list(journal)
     elsewhere = elsewhere or {}
     server_elsewhere = server_elsewhere or {}
     online = server is not None
-    rep = DayClose(terminal_id=terminal_id, day=day, run_at=run_at, online=online, unchecked=list(unchecked))
+    rep = DayClose(terminal_id=terminal_id, day=day, run_at=run_at, online=online, unchecked=list(unchecked),
+                   server_totals=dict(server_totals) if server_totals is not None else None)
     by_id = {s.payment_id: s for s in server or ()}
     seen: set[str] = set()
     for j in journal:
@@ -260,18 +271,48 @@ def reconcile(
         rep.lines.append(_line(SERVER_ONLY, None, s, "recorded on the server, absent from this journal"))
     if not online:
         rep.unchecked.append("the server's business day: each uploaded payment and the server's totals")
-    rep.tpe = compare_tpe(rep, tpe)
+    else:
+        rep.totals_check = compare_totals(rep.journal, rep.server)
+    rep.tpe = compare_tpe(rep, tpe, _card_transactions(journal))
     if rep.tpe is None:
         rep.unchecked.append("the TPE's totals: enter them from the TPE's end-of-day ticket")
     rep.lines.sort(key=lambda line: (line.kind not in PROBLEMS, line.kind, line.receipt_number))
     return rep
 
 
-def compare_tpe(rep: DayClose, tpe: TpeTotals | None) -> dict[str, Any] | None:
-    """The TPE's card totals against the journal's `card_terminal` payments (money taken)."""
+def compare_totals(journal: Totals, server: Totals) -> dict[str, Any]:
+    """The journal's money taken against the server's day: count, amount and stamp duty per currency.
+
+    >>> compare_totals(Totals(1, {"DZD": 1000}), Totals(2, {"DZD": 3000}))
+    {'agrees': False, 'journal_count': 1, 'server_count': 2, 'difference': {'DZD': 2000}, 'stamp_duty_difference': {}}
+    """
+    def diff(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+        return {c: b.get(c, 0) - a.get(c, 0) for c in sorted(set(a) | set(b)) if b.get(c, 0) != a.get(c, 0)}
+
+    amount = diff(journal.amount, server.amount)
+    duty = diff(journal.stamp_duty, server.stamp_duty)
+    return {
+        "agrees": journal.count == server.count and not amount and not duty,
+        "journal_count": journal.count,
+        "server_count": server.count,
+        "difference": amount,  # server - journal
+        "stamp_duty_difference": duty,
+    }
+
+
+def _card_transactions(journal: Iterable[Entry]) -> int:
+    # A card basket is one TPE transaction for several payments (one per bill): the TPE counts transactions.
+    return len({j.transaction_id or j.payment_id for j in journal
+                if j.method == "card_terminal" and j.state in _TAKEN})
+
+
+def compare_tpe(rep: DayClose, tpe: TpeTotals | None, transactions: int | None = None) -> dict[str, Any] | None:
+    """The TPE's card totals against the journal's `card_terminal` payments (money taken): its count against
+    our distinct transactions (`transactions`; the payment count when not given)."""
     if tpe is None:
         return None
     ours = rep.by_method.get("card_terminal", Totals())
+    count = ours.count if transactions is None else transactions
     currencies = sorted(set(ours.amount) | set(tpe.amount))
     difference = {c: tpe.amount.get(c, 0) - ours.amount.get(c, 0) for c in currencies}
     return {
@@ -279,8 +320,9 @@ def compare_tpe(rep: DayClose, tpe: TpeTotals | None) -> dict[str, Any] | None:
         "entered_by": tpe.entered_by,
         "count": tpe.count,
         "amount": dict(tpe.amount),
-        "journal_count": ours.count,
+        "journal_count": count,
+        "journal_payments": ours.count,
         "journal_amount": dict(ours.amount),
         "difference": {c: d for c, d in difference.items() if d},
-        "agrees": tpe.count == ours.count and not any(difference.values()),
+        "agrees": tpe.count == count and not any(difference.values()),
     }

@@ -31,6 +31,7 @@ from agent.dayclose import (
     to_json,
     to_text,
 )
+from agent.dayclose.export import LINE_COLUMNS
 from agent.errors import BadAnswer
 from agent.journal import NewPayment
 from agent.states import State
@@ -74,7 +75,8 @@ def test_every_kind_from_the_two_sides() -> None:
     assert by_id["s"].amount == 700 and by_id["s"].cashier_id == ""
     # Problems first, each payment exactly once.
     assert len(rep.lines) == 9 and rep.lines[-1].kind in ("matched", "not_taken", "queued")
-    assert rep.problems == 6  # u, r, d, b, x, s
+    assert rep.problems == 7  # u, r, d, b, x, s, and the journal's totals against the server's
+    assert rep.totals_check is not None and not rep.totals_check["agrees"]
     assert rep.journal.count == 6 and rep.journal.amount == {"DZD": 6000}  # taken: not unknown, not declined
     assert rep.by_cashier["c2"].count == 1 and rep.server.amount == {"DZD": 3800}
 
@@ -113,8 +115,10 @@ def test_csv_cannot_carry_a_formula_and_keeps_every_line() -> None:
     rep = reconcile([entry("a", state="uploaded", bill_reference="=HYPERLINK(1)")], [],
                     terminal_id="T", day="D")
     rows = list(csv.reader(io.StringIO(to_csv(rep.to_dict()))))
-    assert rows[0][0] == "kind" and rows[1][0] == "missing_on_server"
-    assert rows[1][3] == "'=HYPERLINK(1)"
+    assert rows[0] == ["close", "day", "D"]
+    head = rows.index(list(LINE_COLUMNS))
+    assert rows[head + 1][0] == "missing_on_server"
+    assert rows[head + 1][3] == "'=HYPERLINK(1)"
 
 
 # -- the server's day, hostile ----------------------------------------------------------------------
@@ -134,10 +138,11 @@ def test_a_cursor_that_does_not_move_ends_the_paging(billing_config: Any) -> Non
     page: dict[str, Any] = {"items": [], "next_cursor": "same"}
     with StubServer(lambda *_: json_answer(200, page)) as stub:
         client = BillingClient(with_changes(billing_config, server={"url": stub.url}))
-        with pytest.raises(BadAnswer, match="does not move"):
+        with pytest.raises(BadAnswer, match="already read"):
             fetch_business_day(client, "ORAN-07-G1", "2026-11-30")
         page["next_cursor"] = None
-        page["items"] = [{"payment_id": str(i), "amount": 1, "currency": "DZD", "method": "cash"} for i in range(5)]
+        page["items"] = [{"payment_id": str(i), "amount": 1, "currency": "DZD", "method": "cash",
+                          "captured_at": "2026-11-30T12:00:00Z"} for i in range(5)]
         with pytest.raises(BadAnswer, match="more than 3"):
             fetch_business_day(client, "ORAN-07-G1", "2026-11-30", max_records=3)
         client.close()
@@ -195,7 +200,8 @@ def test_a_day_with_every_difference(
     lines = {line.kind: line for line in rep.lines}
     assert lines["different"].detail == f"amount {different.amount} here, {different.amount + 100} on the server"
     assert lines["server_only"].bill_reference == refs[5] and lines["server_only"].amount == matched.amount
-    assert rep.online and rep.problems == 5  # different, rejected, unknown, server_only + the TPE's 1 vs 0
+    # different, rejected, unknown, server_only + the TPE's 1 vs 0 + the journal's totals against the server's
+    assert rep.online and rep.problems == 6
     assert rep.tpe is not None and not rep.tpe["agrees"] and rep.tpe["journal_count"] == 0
     # Totals: money taken here (matched, different, rejected, queued), per cashier and method, apart.
     taken = matched.amount + different.amount + 5000 + queued.amount
@@ -215,8 +221,8 @@ def test_a_day_with_every_difference(
         kept = store.get(first)
     assert not again.online and any("could not be read" in u for u in again.unchecked)
     assert {line.kind for line in again.lines} == {"not_checked", "rejected", "queued", "unknown"}
-    assert kept["kinds"] == rep.kinds and json.loads(to_json(kept))["problems"] == 5
-    rows = list(csv.DictReader(io.StringIO(to_csv(kept).split("\n\n")[0])))
+    assert kept["kinds"] == rep.kinds and json.loads(to_json(kept))["problems"] == 6
+    rows = list(csv.DictReader(io.StringIO(to_csv(kept).split("\n\n")[1])))  # after the run's block
     assert sorted(r["kind"] for r in rows) == sorted(kinds.values())
 
 
@@ -239,7 +245,8 @@ def test_the_command(agent: AgentContext, guichet: Any, seeded_references: list[
     runs = guichet("day", "runs", "--json", env=env)
     assert [r["clean"] for r in json.loads(runs.stdout)] == [False, True]
     shown = guichet("day", "show", str(data["run_id"]), "--csv", env=env)
-    assert shown.stdout.startswith("kind,receipt_number") and paid.payment_id in shown.stdout
+    assert shown.stdout.startswith("close,day,") and paid.payment_id in shown.stdout
+    assert "\nkind,receipt_number," in shown.stdout
     nowhere = guichet("day", "show", str(data["run_id"]), "--print", env=env)
     assert nowhere.returncode == 1 and "no receipt printer" in nowhere.stderr
     bad = guichet("day", "close", "--date", "2026-13-01", env=env)
