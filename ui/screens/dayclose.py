@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -97,9 +98,9 @@ class DayCloseScreen(CounterScreen):
             yield Static(t("Concert E+ gives no totals: type those printed on the TPE's end-of-day ticket, or leave"
                            " them empty. Ctrl+E exports the last run, Ctrl+P prints it."), classes="hint")
             with VerticalScroll():
-                yield Static(shape(summary_text(self.data)) if self.data else "", id="dayclose-summary")
+                yield Static(shape(summary_text(self.data)) if self.data else "", id="dayclose-summary", markup=False)
                 yield DataTable(id="dayclose-lines", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="dayclose-message", classes="message")
+            yield Static("", id="dayclose-message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#tpe-count", Input).focus()
@@ -170,14 +171,14 @@ class DayCloseScreen(CounterScreen):
         cols = [t("What"), t("Receipt"), t("Bill"), t("Amount"), t("Method"), t("Cashier"), t("Detail")]
         table.add_columns(*(reversed(cols) if i18n.is_rtl() else cols))
         for line in self.data["lines"]:
-            row = [
-                shape(t(KIND_LABELS.get(line["kind"], line["kind"]))),
-                line["receipt_number"] or "-",
-                line["bill_reference"],
-                shape(money(line["amount"], line["currency"])) if line["currency"] else str(line["amount"]),
-                line["method"],
-                line["cashier_id"],
-                line["detail"][:60],
+            row = [  # the server's text (bill, receipt, detail): never markup
+                Text(shape(t(KIND_LABELS.get(line["kind"], line["kind"])))),
+                Text(line["receipt_number"] or "-"),
+                Text(line["bill_reference"]),
+                Text(shape(money(line["amount"], line["currency"])) if line["currency"] else str(line["amount"])),
+                Text(line["method"]),
+                Text(line["cashier_id"]),
+                Text(line["detail"][:60]),
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -65,7 +66,7 @@ class HistoryScreen(CounterScreen):
                 t("Enter: reprint the receipt · A: audit trail (supervisor) · S: on the server · Esc: back"),
                 classes="hint",
             )
-            yield Static("", id="history-message", classes="message")
+            yield Static("", id="history-message", classes="message", markup=False)  # server text
 
     def on_mount(self) -> None:
         self.load()
@@ -120,19 +121,19 @@ class HistoryScreen(CounterScreen):
             cols.append(t("Why"))
         table.add_columns(*(reversed(cols) if i18n.is_rtl() else cols))
         for p in self.shown:
-            row = [
-                local_hm(p.captured_at),
-                p.receipt_number,
-                p.bill_reference,
-                shape(money(p.amount, p.currency)),
-                shape(method_label(p.method)),
-                (p.card or {}).get("pan_masked", "") or "",
-                shape(state_label(p.state)),
-                p.cashier_id,
+            row = [  # journal and server text: never markup (rich Text, not str)
+                Text(local_hm(p.captured_at)),
+                Text(p.receipt_number),
+                Text(p.bill_reference),
+                Text(shape(money(p.amount, p.currency))),
+                Text(shape(method_label(p.method))),
+                Text((p.card or {}).get("pan_masked", "") or ""),
+                Text(shape(state_label(p.state))),
+                Text(p.cashier_id),
             ]
             if self.mode == "attention":
                 why = notice_label(p.notice) if p.notice else (p.error or "")
-                row.append(shape(why))
+                row.append(Text(shape(why)))
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=p.payment_id)
         count = t("{n} payments", n=len(self.shown))
         self.query_one("#history-message", Static).update(count)
@@ -229,6 +230,7 @@ class AuditScreen(CounterModal):
                 t("Audit trail of {receipt} (bill {ref})", receipt=self.payment.receipt_number,
                   ref=self.payment.bill_reference),
                 classes="big",
+                markup=False,
             )
             with VerticalScroll():
                 yield DataTable(id="audit-table", cursor_type="row")
@@ -251,11 +253,11 @@ class AuditScreen(CounterModal):
             if isinstance(detail, dict):
                 detail = ", ".join(f"{k}={v}" for k, v in detail.items())
             row = [
-                local_when(r["at"], seconds=True),
-                shape(state_label(r["from_state"])) if r["from_state"] else "-",
-                shape(state_label(r["to_state"])),
-                str(r["actor"] or ""),
-                str(detail)[:60],
+                Text(local_when(r["at"], seconds=True)),
+                Text(shape(state_label(r["from_state"])) if r["from_state"] else "-"),
+                Text(shape(state_label(r["to_state"]))),
+                Text(str(r["actor"] or "")),
+                Text(str(detail)[:60]),  # the audit's detail may quote the server
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row))
 

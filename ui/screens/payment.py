@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -59,10 +60,10 @@ class PaymentScreen(CounterScreen):
             self.method = methods[0] if methods else None
         left = Vertical(
             Label(t("Bill reference (scan or type, then Enter)")),
-            Input(self.reference, id="reference", placeholder="410726095518", restrict=r"[A-Za-z0-9]*"),
-            Static(self.bill_text(), id="bill", classes="panel"),
+            Input(self.reference, id="reference", placeholder=t("12 digits"), restrict=r"[A-Za-z0-9]*", max_length=40),
+            Static(self.bill_text(), id="bill", classes="panel", markup=False),  # server text
             DataTable(id="basket", cursor_type="row", zebra_stripes=True),
-            Static(self.others_text(), id="others", classes="hint"),
+            Static(self.others_text(), id="others", classes="hint", markup=False),
             id="pay-left",
         )
         right = Vertical(
@@ -72,8 +73,9 @@ class PaymentScreen(CounterScreen):
                 id="amount",
                 disabled=not self.partial_allowed(),
                 restrict=r"[0-9.,]*",
+                max_length=19,
             ),
-            Static(self.total_text(), id="total", classes="total"),
+            Static(self.total_text(), id="total", classes="total", markup=False),
             Label(t("Method")),
             RadioSet(
                 *(RadioButton(shape(method_label(m)), value=(m == self.method), name=m) for m in methods),
@@ -81,13 +83,13 @@ class PaymentScreen(CounterScreen):
             ),
             Vertical(
                 Label(t("Amount tendered")),
-                Input(self.tendered_text, id="tendered", restrict=r"[0-9.,]*"),
-                Static(self.change_text(), id="change", classes="total"),
+                Input(self.tendered_text, id="tendered", restrict=r"[0-9.,]*", max_length=19),
+                Static(self.change_text(), id="change", classes="total", markup=False),
                 id="cash-box",
                 classes="panel",
             ),
             Button(t("Pay (F5)"), id="pay", variant="success", disabled=not self.basket),
-            Static(self.message, id="message", classes=f"message {self.message_kind}"),
+            Static(self.message, id="message", classes=f"message {self.message_kind}", markup=False),
             id="pay-right",
         )
         # Right to left: the bill (what the cashier reads first) sits on the right.
@@ -111,12 +113,12 @@ class PaymentScreen(CounterScreen):
         cols = [t("Reference"), t("Customer"), t("Service"), t("Period"), t("Due")]
         table.add_columns(*(reversed(cols) if i18n.is_rtl() else cols))
         for b in self.basket:
-            row = [
-                b.reference,
-                shape(b.customer_name),
-                t(SERVICE_LABELS.get(b.service, b.service)),
-                b.period,
-                shape(money(b.amount_due, b.currency)),
+            row = [  # the server's text, never markup
+                Text(b.reference),
+                Text(shape(b.customer_name)),
+                Text(t(SERVICE_LABELS.get(b.service, b.service))),
+                Text(b.period),
+                Text(shape(money(b.amount_due, b.currency))),
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=b.reference)
 

@@ -101,14 +101,15 @@ class ZReportScreen(CounterScreen):
             yield Static(t("Shift opened at {hm}", hm=opened), classes="hint")
             yield Static(t("O: opening float · D: count the drawer · C: day close (supervisor)"), classes="hint")
             with VerticalScroll():
-                yield Static(shape(report_text(self.report)) if self.report else t("Computing…"), id="z-text")
+                yield Static(shape(report_text(self.report)) if self.report else t("Computing…"), id="z-text",
+                             markup=False)  # bill references and errors from the server
             with Horizontal(classes="buttons"):
                 yield Button(
                     t("Log out") if self.closed else t("Close the shift"),
                     id="z-close",
                     variant="warning",
                 )
-            yield Static("", id="z-message", classes="message")
+            yield Static("", id="z-message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.load()
