@@ -509,9 +509,14 @@ class Journal:
 
         Receipt numbers come from a counter committed in the same transaction, so they never repeat.
         Refuses with BillBlocked (nothing written) a bill that has a payment in progress (`created`,
-        `authorizing`) or with an unknown outcome, or a payment taken on it since the item's `seen_at`: checked
-        under the write lock, so of two processes racing for one bill at most one gets through. InvalidAmount
-        for a stamp duty that is not a non-negative integer, or on a card payment.
+        `authorizing`) or with an unknown outcome, or a payment taken on it since the item's read: committed
+        after the `read_bill` that gave `seen_seq` or, without it, created since `seen_at`: checked under the
+        write lock, so of two processes racing for one bill at most one gets through. InvalidAmount for one
+        bill twice among the items, or a stamp duty that is not a non-negative integer, is on a card payment,
+        or exceeds its amount; GuichetError for a `seen_at` without its offset.
+
+            pending, seq = journal.read_bill(ref, fetched_at)      # the amount due read here, then:
+            journal.create([NewPayment(bill, due - pending, seen_seq=seq)], currency="DZD", method="cash", ...)
         """
         if not items:
             raise ValueError("no bill to pay")
