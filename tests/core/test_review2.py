@@ -151,20 +151,21 @@ except sqlite3.Error as e:
 """
 
 
-def _v6_journal(state: Path) -> str:
-    """A journal as the previous release left it (version 6), holding one approved payment."""
-    j = open_journal(state)
-    receipt = take(j, NewPayment(BILL, 345600))
-    j.close()
-    conn = sqlite3.connect(state / DB_NAME, isolation_level=None)
-    for name in ("payment_times_stored", "payment_times_stored_update", "event_at_stored", "event_at_stored_update",
-                 "incident_times_stored", "incident_times_stored_update"):
-        conn.execute(f"DROP TRIGGER {name}")
-    conn.execute("DROP INDEX payment_bill")
-    conn.execute("CREATE INDEX payment_bill ON payment(bill_reference, created_at)")
-    conn.execute("PRAGMA user_version = 6")
+def _v6_journal(state: Path) -> None:
+    """A journal as the previous release (version 6) left it, holding one approved payment."""
+    conn = open_database(state / DB_NAME, MIGRATIONS[:6])
+    at = clock.now_stamp()
+    conn.execute(
+        "INSERT INTO payment (payment_id, transaction_id, bill_reference, amount, currency, method, agency_id,"
+        " terminal_id, cashier_id, receipt_number, captured_at, captured_offline, bill, created_at, seq)"
+        " VALUES ('p1', 'p1', ?, 345600, 'DZD', 'cash', 'ORAN-07', 'ORAN-07-G2', 'c', 'ORAN-07-G2-000001', ?, 0,"
+        " '{}', ?, 1)", (REF, at, at))
+    for step, state_, prev in ((0, "created", None), (1, "authorizing", "created"), (3, "approved", "authorizing")):
+        conn.execute("INSERT INTO event (event_id, payment_id, step, state, from_state, at, actor)"
+                     " VALUES (?, 'p1', ?, ?, ?, ?, 'c')", (8 + step, step, state_, prev, at))
+    conn.execute("INSERT INTO open (seq, payment_id) VALUES (1, 'p1')")
+    conn.execute("UPDATE counters SET value = 1")
     conn.close()
-    return receipt
 
 
 def test_an_older_version_still_running_cannot_write_local_times_after_the_upgrade(tmp_path: Path) -> None:
@@ -195,8 +196,9 @@ def test_a_journal_is_not_upgraded_while_another_process_takes_payments_on_it(tm
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     assert holder.stdout is not None and holder.stdin is not None
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(JournalError, match=rf"cannot upgrade it \(version 6 to 7\) while another process \(pid"
-                                           rf" {holder.pid}\) holds counter.lock: stop the running guichet first"):
+    line = (rf"cannot upgrade it \(version 6 to {len(MIGRATIONS)}\) while another process \(pid {holder.pid}\)"
+            r" holds counter.lock: stop the running guichet first")
+    with pytest.raises(JournalError, match=line):
         open_journal(tmp_path)
     conn = sqlite3.connect(tmp_path / DB_NAME)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 6  # untouched
