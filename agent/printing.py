@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import clock
 from agent.errors import StorageError
-from agent.scheduler import Outcome
+from agent.scheduler import Outcome, step_over
 from agent.storage import open_database, storage_errors
 from config import Config
 from drivers.pan import find_pans
@@ -208,6 +208,8 @@ def drain(queue: PrintQueue, printer: Printer, print_one: PrintOne, *, limit: in
         if isinstance(got, PrinterError) or not got.ready:
             return Outcome()
     for item in items:
+        if item is not items[0] and step_over():  # the step's slice is spent: the rest at the next step, at once
+            return Outcome(more=True)
         result = print_one(printer, item)
         if not result.ok:
             queue.failed(item.id, result.message)

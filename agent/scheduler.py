@@ -17,13 +17,20 @@
 
 A job is a callable returning an `Outcome` (or None for "done"): `more` runs it again at once (a batch or a
 feed page is waiting), `error` backs that job off (exponential, full jitter, never less than the server's
-Retry-After), `offline` says the billing server did not answer: the shared link goes down and every job that
-talks to the server (`needs_link`) waits for the link's retry time. A job that raises is logged, counted and
-backed off; the loop goes on (a ServerUnreachable it raises is an `offline` outcome). Only the exceptions in
-`fatal` (a damaged journal) leave it.
+Retry-After), `offline` says the billing server did not answer (connect, timeout, reset): the shared link goes
+down and every job that talks to the server (`needs_link`) waits for the link's retry time, except a job added
+with `own_pace` (the money's upload), which waits only on its own failures. A Retry-After (429/503) or an answer
+we cannot read is about the request that got it: that job alone backs off. A job that raises (anything but the
+exceptions in `fatal`, a damaged journal, which leave the loop) is logged, counted and backed off; the loop goes
+on (a ServerUnreachable it raises is classified as above).
+
+A step does one request's worth of work: a job that loops over items checks `step_over()` between two items
+and returns `Outcome(more=True)` once the step's slice (STEP_SLICE) is spent. So the longest step is
+STEP_SLICE plus one item (one request: 2 x server.timeout + 3 s), what WatchdogSec must exceed.
 
 Whoever builds the agent registers the jobs (`add`); the scheduler knows none of them by name, except that
-`wake()` with no name wakes "upload".
+`wake()` with no name wakes "upload". `wake(name)` runs that job now, past the link's retry time, once (never
+before a Retry-After the server gave that job); only `reset=True` (the cashier's Ctrl+R) forgets the waits.
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import BadAnswer, GuichetError, JournalDamaged, JournalError, ServerUnreachable
+from agent.errors import BadAnswer, GuichetError, JournalDamaged, JournalError, RetryLater, ServerUnreachable
 
 if TYPE_CHECKING:  # types only: the scheduler itself runs any job
     from agent.billing import BillingClient
@@ -51,6 +59,30 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 MAX_WAIT = 1.0  # seconds: how long run() sleeps at most before looking at `stop` again
 ONCE_BOUND = 100_000  # run_once: steps of one job at most (a 10,000-payment backlog in batches of 1 fits)
+STEP_SLICE = 1.0  # seconds: a job starts no new item (request, receipt) after this much of its step
+
+_step = threading.local()  # the deadline of the step running in this thread (step_over)
+
+
+def step_over() -> bool:
+    """True once the running step has spent its slice: a job looping over items stops there and returns
+    Outcome(more=True). Outside a scheduler's step (a direct call, a test), never.
+
+    >>> step_over()
+    False
+    """
+    deadline: float | None = getattr(_step, "deadline", None)
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def is_outage(e: ServerUnreachable) -> bool:
+    """Whether a failed request says the link is down (connect, timeout, reset, a 5xx), rather than something
+    about that request: a Retry-After (429/503) or an answer outside the contract backs off that job alone.
+
+    >>> is_outage(ServerUnreachable("refused")), is_outage(RetryLater("busy", 30)), is_outage(BadAnswer("x"))
+    (True, False, False)
+    """
+    return not isinstance(e, (RetryLater, BadAnswer))
 
 
 def one_line(e: BaseException) -> str:
@@ -58,8 +90,11 @@ def one_line(e: BaseException) -> str:
 
     >>> one_line(ValueError("bad\\n  byte"))
     'ValueError: bad byte'
+    >>> one_line(SystemExit())
+    'SystemExit'
     """
-    text = str(e) if isinstance(e, GuichetError) else f"{type(e).__name__}: {e}"
+    text = str(e) if isinstance(e, GuichetError) or not str(e) else f"{type(e).__name__}: {e}"
+    text = text or type(e).__name__  # a bare sys.exit(), KeyboardInterrupt: their name
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -93,7 +128,7 @@ class Outcome:
     more: bool = False  # run again at once (another batch, another feed page)
     error: str | None = None  # this job backs off; with `offline`, the link too
     retry_after: float | None = None  # the server's floor for the next try
-    offline: bool = False  # the billing server did not answer (unreachable, or an answer we cannot read)
+    offline: bool = False  # the link is down (connect, timeout, reset): not for a Retry-After or a bad answer
 
 
 @dataclass
@@ -169,13 +204,16 @@ class Link:
 @dataclass
 class JobParts:
     """What a registration builds its jobs from, opened in the thread that runs the scheduler (an SQLite
-    connection belongs to its thread). `devices` returns the heartbeat's device list."""
+    connection belongs to its thread). `devices` returns the heartbeat's device list. What a registration
+    opens itself it hands to `closing` (`parts.closing.callback(box.close)`): the runner closes it when its
+    scheduler ends (the UI starts its worker again after a failure: nothing may leak)."""
 
     config: Config
     journal: Journal
     client: BillingClient
     bills: BillCache | None = None
     devices: Callable[[], list[dict[str, Any]]] | None = None
+    closing: ExitStack = field(default_factory=ExitStack)
 
 
 # A registration adds its jobs to a scheduler: `sync_jobs(scheduler, parts)`. The composition root
@@ -189,9 +227,13 @@ class Job:
     run: Callable[[], Outcome | None]
     interval: float
     needs_link: bool = True
+    own_pace: bool = False  # never waits on the link's retry time (it waits on its own failures only)
     backoff: Backoff = field(default_factory=Backoff)
     due: float = 0.0  # monotonic
     wait: float = 0.0  # the delay chosen at the last run
+    not_before: float = 0.0  # monotonic: the server's Retry-After for this job; a wake never runs it sooner
+    woken: bool = False  # wake() since this job's last run started (a wake during its step is kept)
+    ungated: bool = False  # wake(): its next run passes the link's retry time, once
     last_error: str | None = None  # None after a run that went well
     runs: int = 0
     failures: int = 0
@@ -212,14 +254,17 @@ class Scheduler:
         self.fatal = fatal
         self.jobs: dict[str, Job] = {}
         self.steps = 0
+        self.step_slice = STEP_SLICE
         self._wake = threading.Event()
+        self._lock = threading.Lock()  # wake() comes from other threads (the UI's): job.due/woken/ungated
 
     def add(self, name: str, run: Callable[[], Outcome | None], interval: float, *, needs_link: bool = True,
-            backoff: Backoff | None = None, first_due: float | None = None) -> Job:
-        """Register a job, due at once (or at `first_due`, monotonic). A name is registered once."""
+            own_pace: bool = False, backoff: Backoff | None = None, first_due: float | None = None) -> Job:
+        """Register a job, due at once (or at `first_due`, monotonic). A name is registered once. `own_pace`:
+        the job never waits on the link's retry time set by another job (the upload of the money)."""
         if name in self.jobs:
             raise ValueError(f"job {name!r} is already registered")
-        job = Job(name, run, float(interval), needs_link, backoff or Backoff(),
+        job = Job(name, run, float(interval), needs_link, own_pace, backoff or Backoff(),
                   self.clock() if first_due is None else first_due)
         self.jobs[name] = job
         return job
@@ -243,21 +288,27 @@ class Scheduler:
 
     def _due(self, job: Job) -> float:
         at = self.link.retry_at
-        return max(job.due, at) if job.needs_link and at is not None else job.due
+        gated = job.needs_link and not job.own_pace and not job.ungated and at is not None
+        return max(job.due, at) if gated and at is not None else job.due
 
     # -- running -------------------------------------------------------------------------------------
 
     def wake(self, name: str = "upload", *, reset: bool = False) -> None:
-        """Run `name` now, even while the link waits for its retry time (a payment was approved, the cashier
-        asked); `reset` also forgets the backoffs (the cashier says the link is back)."""
+        """Run `name` now (a payment was approved, an address typed), past the link's retry time, once; never
+        before the Retry-After the server gave that job. The other jobs keep their waits. `reset` (the cashier
+        says the link is back) also forgets the link's retry time, the backoffs and that job's Retry-After.
+        Safe from any thread; a wake during that job's own step runs it again right after."""
         job = self.jobs.get(name)
-        if job is not None:
-            job.due = min(job.due, self.clock())
+        with self._lock:
+            if job is not None:
+                if reset:
+                    job.backoff.reset()
+                    job.not_before = 0.0
+                job.due = min(job.due, max(self.clock(), job.not_before))
+                job.woken = job.ungated = True
             if reset:
-                job.backoff.reset()
-        self.link.retry_at = None
-        if reset:
-            self.link.backoff.reset()
+                self.link.retry_at = None
+                self.link.backoff.reset()
         self._wake.set()
 
     def step(self) -> Job | None:
@@ -275,15 +326,22 @@ class Scheduler:
         now = self.clock()
         job.runs += 1
         self.steps += 1
+        with self._lock:
+            job.woken = job.ungated = False
+        _step.deadline = time.monotonic() + self.step_slice
         try:
             outcome = job.run() or Outcome()
             if not isinstance(outcome, Outcome):
                 raise TypeError(f"job {job.name} returned {type(outcome).__name__}, not an Outcome")
         except self.fatal:
             raise
-        except ServerUnreachable as e:  # a job may leave the outage to the scheduler: same as Outcome(offline)
-            self.link.down(str(e), count=isinstance(e, BadAnswer))
-            outcome = Outcome(error=str(e), retry_after=e.retry_after, offline=True)
+        except ServerUnreachable as e:  # a job may leave the failed request to the scheduler
+            if is_outage(e):
+                self.link.down(str(e))
+            elif isinstance(e, BadAnswer):
+                log.warning("%s: %s", job.name, e)
+                self.link.failed(job.name, str(e))
+            outcome = Outcome(error=str(e), retry_after=e.retry_after, offline=is_outage(e))
         except JournalError as e:
             # Busy (another process holds a write), a full disk: the journal may be fine in a moment, and
             # restarting would not make it so. This job backs off; the others go on.
@@ -291,27 +349,41 @@ class Scheduler:
             log.error("%s step: %s", job.name, text)
             self.link.failed(job.name, text)
             outcome = Outcome(error=text)
-        except Exception as e:  # noqa: BLE001 - one job's failure (even a bug) is reported, never the end of the loop
-            text = one_line(e)
-            log.error("%s step failed: %s", job.name, text)
-            self.link.failed(job.name, text)
-            outcome = Outcome(error=text)
+        except KeyboardInterrupt:
+            if threading.current_thread() is threading.main_thread():
+                raise  # Ctrl+C on a foreground `guichet sync`: the person wants it to stop
+            outcome = self._failed(job, "KeyboardInterrupt")
+        except BaseException as e:  # noqa: BLE001 - one job's failure (a bug, a sys.exit in it) never ends the loop
+            outcome = self._failed(job, one_line(e))
+        finally:
+            _step.deadline = None
         if outcome.offline and outcome.error is None:
             outcome.error = "billing server unreachable"
         job.last_error = outcome.error
         if outcome.error is None:
             job.backoff.reset()
             job.wait = 0.0 if outcome.more else job.interval
-        elif outcome.offline:
+        elif outcome.offline:  # the link is down: every job that needs it waits for it
             job.failures += 1
             if self.link.state.online is not False:  # the job did not say so itself
                 self.link.down(outcome.error)
             job.wait = self.link.wait(now, outcome.retry_after)
-        else:
+        else:  # refused, a bad answer, a Retry-After: about this job's request, this job waits alone
             job.failures += 1
             job.wait = job.backoff.next(outcome.retry_after)
-        job.due = now + job.wait
+        with self._lock:
+            if outcome.retry_after is not None:
+                job.not_before = now + outcome.retry_after
+            if job.woken:  # woken while it ran: again now (never before its Retry-After)
+                job.due = max(self.clock(), job.not_before)
+            else:
+                job.due = now + job.wait
         return outcome
+
+    def _failed(self, job: Job, text: str) -> Outcome:
+        log.error("%s step failed: %s", job.name, text)
+        self.link.failed(job.name, text)
+        return Outcome(error=text)
 
     def run_once(self, names: Iterable[str] | None = None, *, due_only: bool = False,
                  bound: int = ONCE_BOUND) -> dict[str, Outcome]:
@@ -327,7 +399,8 @@ class Scheduler:
                 continue
             for _ in range(bound):
                 done[name] = outcome = self._run(job)
-                went_down = went_down or outcome.offline
+                # The link is down, or a job (the upload) says the server gives no answer it can use.
+                went_down = went_down or outcome.offline or self.link.state.online is False
                 if not outcome.more or outcome.error is not None:
                     break
         return done

@@ -85,6 +85,7 @@ class Agent:
         self.client: BillingClient | None = None
         self.scheduler: Scheduler | None = None
         self.lock: UploadLock | None = None
+        self.parts: JobParts | None = None
         self.devices: list[dict[str, Any]] = []
         self.steps = 0
         self._status = ""
@@ -114,7 +115,7 @@ class Agent:
         self.journal, self.bills, self.client = self.context.journal, self.context.bills, self.context.client
         self.devices = self.devices_source()
         self.scheduler = Scheduler()
-        parts = JobParts(cfg, self.journal, self.client, self.bills, devices=self.devices_source)
+        self.parts = parts = JobParts(cfg, self.journal, self.client, self.bills, devices=self.devices_source)
         for register in self.registrations:
             register(self.scheduler, parts)
         stats = self.journal.queue_stats()
@@ -218,6 +219,12 @@ class Agent:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def close(self) -> None:
+        if self.parts is not None:  # what the registrations opened (the receipts' stores), before the journal
+            parts, self.parts = self.parts, None
+            try:
+                parts.closing.close()
+            except Exception as e:  # noqa: BLE001 - the journal must still be closed, the lock released
+                log.warning("closing the jobs' stores: %s", one_line(e))
         if self.context is not None:
             self.context.close()
         self.context, self.client, self.bills, self.journal = None, None, None, None

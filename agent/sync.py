@@ -49,6 +49,7 @@ from agent.scheduler import (  # noqa: F401  (Backoff, LinkStatus, one_line re-e
     LinkStatus,
     Outcome,
     Scheduler,
+    is_outage,
     one_line,
 )
 
@@ -130,7 +131,8 @@ class SyncWorker:
         self.last_round: SyncReport | None = None
         self._outage: ServerUnreachable | None = None  # the last request's, within one job step
         sync = config.sync
-        self.upload_job = self.scheduler.add("upload", self._upload_step, sync.interval)
+        # The money's upload never waits on a retry time another job's failure set (own_pace).
+        self.upload_job = self.scheduler.add("upload", self._upload_step, sync.interval, own_pace=True)
         if bills is not None:
             self.scheduler.add("bills", self._bills_step, sync.bill_refresh)
         self.scheduler.add("heartbeat", self._heartbeat_step, sync.heartbeat)
@@ -156,11 +158,22 @@ class SyncWorker:
             self.link.down(error or "billing server unreachable")
 
     def _down(self, job: str, e: ServerUnreachable) -> None:
+        """A request failed. Only a failed transport takes the shared link down (every job waits); a
+        Retry-After or an answer outside the contract (logged, counted) is about that request: its job backs
+        off alone. The status still says offline when the money's upload cannot get an answer it can use."""
         self._outage = e
-        bad = isinstance(e, BadAnswer)  # not an outage: the server broke the contract; each one is logged, counted
-        self.link.down(str(e), count=bad)
-        if bad:
+        if is_outage(e) or job == "upload":
+            self.link.down(str(e), count=isinstance(e, BadAnswer))
+            if isinstance(e, BadAnswer):
+                log.warning("%s: %s", job, e)
+        elif isinstance(e, BadAnswer):
             log.warning("%s: %s", job, e)
+            self.link.failed(job, str(e))
+        else:
+            log.warning("%s: %s", job, e)
+
+    def _failed_outcome(self, e: ServerUnreachable) -> Outcome:
+        return Outcome(error=str(e), retry_after=e.retry_after, offline=is_outage(e))
 
     def wake(self) -> None:
         """Start the next upload now (a payment was just approved, or the cashier asked)."""
@@ -367,9 +380,16 @@ class SyncWorker:
     def _upload_step(self) -> Outcome:
         # One request per step (the service's watchdog); a round that needs more (another batch, a refused
         # batch sent one payment at a time) goes on at the next step, at once.
+        self._outage = None
         try:
             report = self.run_once(max_batches=1)
-        except BaseException:
+        except BaseException as e:
+            # The round ends unfinished (a busy journal, a bug): its report says so, and what is left.
+            self._round.error = one_line(e)
+            try:
+                self._round.remaining = self.journal.queue_stats().count
+            except Exception as e2:  # noqa: BLE001 - the journal that failed may fail again; the error stands
+                log.debug("queue count after a failed upload step: %s", one_line(e2))
             self._end_report()
             raise
         r = self._round
@@ -383,12 +403,12 @@ class SyncWorker:
                      report.rejected, report.remaining)
         if report.error is not None:
             self._end_report()
-            if self.link.state.online is True:
-                # The server answered but refuses what we send (payments kept, or the token): the link is up,
-                # only the uploads back off, and the status says why nothing goes up.
-                log.error("upload: %s", report.error)
-                return Outcome(error=report.error, retry_after=report.retry_after)
-            return Outcome(error=report.error, retry_after=report.retry_after, offline=True)
+            if self._outage is not None:
+                return self._failed_outcome(self._outage)
+            # The server answered but refuses what we send (payments kept, or the token): the link is up,
+            # only the uploads back off, and the status says why nothing goes up.
+            log.error("upload: %s", report.error)
+            return Outcome(error=report.error, retry_after=report.retry_after)
         more = report.pending or bool(report.remaining and (report.uploaded or report.duplicates))
         if not more:
             self._end_report()
@@ -397,21 +417,31 @@ class SyncWorker:
     def _end_report(self) -> None:
         self.last_round, self._round = self._round, SyncReport()
 
+    def _feed_cursor(self) -> str | None:
+        # BillCache keeps its cursor in its meta table; it has no public reader (yet).
+        return None if self.bills is None else self.bills._meta("cursor")
+
     def _bills_step(self) -> Outcome:
         self._outage = None
+        before = self._feed_cursor()
         changed = self.refresh_bills(limit=FEED_PAGE, max_pages=1)
         if self._outage is not None:
-            return Outcome(error=str(self._outage), retry_after=self._outage.retry_after, offline=True)
+            return self._failed_outcome(self._outage)
         if changed and self.bills is not None:
             log.info("bill cache: %d bills changed, %d cached", changed, self.bills.count())
-        # A full page: the feed is not caught up, the next page at once. Refused: again after the interval.
-        return Outcome(more=changed is not None and changed >= FEED_PAGE)
+        # A full page that moved the cursor: the feed is not caught up, the next page at once. A full page on
+        # the same cursor (a stuck feed) would be asked for again and again: after the interval, as when refused.
+        full = changed is not None and changed >= FEED_PAGE
+        if full and self._feed_cursor() == before:
+            log.warning("bill feed: a full page left the cursor at %r; asked again after the interval", before)
+            return Outcome()
+        return Outcome(more=full)
 
     def _heartbeat_step(self) -> Outcome:
         self._outage = None
         self.heartbeat()
         if self._outage is not None:
-            return Outcome(error=str(self._outage), retry_after=self._outage.retry_after, offline=True)
+            return self._failed_outcome(self._outage)
         return Outcome()
 
     # -- rounds (the CLI, the tests) -----------------------------------------------------------------
@@ -424,6 +454,8 @@ class SyncWorker:
         self.scheduler.run_once(due_only=True)
         report = self.last_round or SyncReport()
         self.last_round = None
+        if report.error is None and self.upload_job.last_error is not None:
+            report.error = self.upload_job.last_error  # the step raised: the scheduler has the one line
         return report, self.upload_job.wait
 
     def run_forever(

@@ -237,8 +237,8 @@ class GuichetApp(App[int]):
                 self.refresh_status()
 
         # The scheduler catches what each job raises; this loop is for what escapes it (the journal cannot be
-        # opened now, a damaged journal, a bug): logged, backed off from, started again. Uploads never stop
-        # while the UI runs.
+        # opened now, a damaged journal, a bug, even a SystemExit): logged, backed off from, started again.
+        # Uploads never stop while the UI runs. What the registrations opened is closed at each restart.
         registrations = self.jobs if self.jobs is not None else [sync_jobs]
         backoff = Backoff()
         while not self.stop_event.is_set():
@@ -251,10 +251,11 @@ class GuichetApp(App[int]):
                         scheduler = Scheduler()
                         parts = JobParts(self.config, journal, client, self.backend.bills,
                                          devices=self.device_heartbeat)
-                        for register in registrations:
-                            register(scheduler, parts)
-                        self.scheduler = scheduler
-                        scheduler.run(self.stop_event, on_step=after, max_wait=0.5)
+                        with parts.closing:
+                            for register in registrations:
+                                register(scheduler, parts)
+                            self.scheduler = scheduler
+                            scheduler.run(self.stop_event, on_step=after, max_wait=0.5)
                     finally:
                         journal.close()
                         if client is not None:
@@ -262,7 +263,7 @@ class GuichetApp(App[int]):
             except AlreadyRunning:
                 log.info("another process uploads this journal; the UI only shows the queue")
                 return
-            except Exception as e:  # noqa: BLE001
+            except BaseException as e:  # noqa: BLE001 - a worker thread: nothing it raises may end the UI
                 log.error("upload worker failed: %s; starting it again", one_line(e))
                 self.stop_event.wait(backoff.next())
 

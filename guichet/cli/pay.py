@@ -299,19 +299,23 @@ def sync(ctx: click.Context, once: bool, bills: bool) -> None:
             scheduler = Scheduler()
             worker = SyncWorker(actx.config, actx.journal, actx.client, actx.bills, scheduler=scheduler)
             parts = JobParts(actx.config, actx.journal, actx.client, actx.bills)
-            for register in JOBS:
-                if register is not sync_jobs:
-                    register(scheduler, parts)
-            if once:
-                report, _ = worker.step()  # upload, then bill cache and heartbeat when the link is up
-                _print_report(report)
-                if report.error:
-                    fail(f"upload stopped: {report.error} ({report.remaining} left)")
-                return
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
-            worker.run_forever(stop, on_round=lambda r, d: _print_report(r, d))
+            with parts.closing:  # what the registrations opened (the receipts' stores) is closed on the way out
+                for register in JOBS:
+                    if register is not sync_jobs:
+                        register(scheduler, parts)
+                if once:
+                    report, _ = worker.step()  # upload, then bill cache and heartbeat when the link is up
+                    _print_report(report)
+                    # Exit 1 whenever money is left unsent: a failed step, a refusal, an outage.
+                    if report.error:
+                        fail(f"upload stopped: {report.error} ({report.remaining} left)")
+                    if report.remaining:
+                        fail(f"upload stopped: {report.remaining} left")
+                    return
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                signal.signal(signal.SIGINT, lambda *_: stop.set())
+                worker.run_forever(stop, on_round=lambda r, d: _print_report(r, d))
         finally:
             lock.release()
 

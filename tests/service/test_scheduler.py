@@ -131,12 +131,14 @@ def test_an_outage_holds_every_job_that_needs_the_link_until_its_retry_time() ->
     assert ran.count("heartbeat") == 1 and s.status().online is True and s.retry_in() is None
 
 
-def test_a_job_that_raises_an_outage_takes_the_link_down_like_an_offline_outcome() -> None:
-    from agent.errors import BadAnswer, RetryLater
+def test_a_job_that_raises_an_outage_takes_the_link_down_and_a_retry_after_or_garbage_backs_off_that_job_alone(
+) -> None:
+    from agent.errors import BadAnswer, RetryLater, ServerUnreachable
 
     clock, ran = Clock(), []
     errors: list[Exception] = [RetryLater("billing server busy (503)", retry_after=40),
-                               BadAnswer("billing server: reversal answer: status: should be a valid string")]
+                               BadAnswer("billing server: reversal answer: status: should be a valid string"),
+                               ServerUnreachable("billing server unreachable (127.0.0.1:9): connection refused")]
 
     def reversals() -> None:
         raise errors.pop(0)
@@ -144,14 +146,19 @@ def test_a_job_that_raises_an_outage_takes_the_link_down_like_an_offline_outcome
     s = _scheduler(clock)
     s.add("reversals", reversals, interval=5)
     s.add("heartbeat", lambda: ran.append("heartbeat"), interval=5)
-    assert s.step() is s.jobs["reversals"] and s.step() is None  # the heartbeat waits for the link
-    status = s.status()
-    assert status.online is False and status.last_error == "billing server busy (503)"
-    assert status.retry_in is not None and status.retry_in >= 40 and status.failures == 0
-    clock.now += status.retry_in
+    assert s.step() is s.jobs["reversals"] and s.step() is s.jobs["heartbeat"]  # a Retry-After is the job's
+    assert s.status().online is not False and s.retry_in() is None
+    assert s.jobs["reversals"].due >= clock.now + 40
+    clock.now += 40
+    s.jobs["heartbeat"].due = clock.now + 1000  # out of the way
     assert s.step() is s.jobs["reversals"]
-    assert s.status().failures == 1  # garbage from the server is counted; an outage is not
-    assert ran == []
+    assert s.status().failures == 1 and s.status().online is not False  # garbage is counted; no outage
+    clock.now = s.jobs["reversals"].due
+    s.jobs["heartbeat"].due = clock.now
+    assert s.step() is s.jobs["reversals"]  # connection refused: the link is down, the heartbeat waits for it
+    status = s.status()
+    assert status.online is False and status.retry_in is not None and s.retry_in() is not None
+    assert s.step() is None and ran == ["heartbeat"]
 
 
 def test_wake_runs_a_job_now_even_while_the_link_waits() -> None:
