@@ -18,6 +18,7 @@ a missing answer is *unknown*, never a reason to send the amount again.
 from __future__ import annotations
 
 import errno
+import os
 import termios
 import threading
 import time
@@ -42,7 +43,6 @@ from drivers.concert.base import (
     TerminalLink,
     Timeout,
     close,
-    port_lock,
 )
 from drivers.concert.eplus_codec import (
     ACK,
@@ -279,10 +279,18 @@ class ConcertLink(TerminalLink[Request]):
 
     # -- public -------------------------------------------------------------------------------------------
 
-    def check(self) -> Result:
+    @property
+    def lock_key(self) -> str:
+        """A device path by its real path (a /dev/serial/by-id link and its ttyUSBn are one line); a URL
+        without case differences in its scheme."""
+        if "://" in self.port:
+            scheme, rest = self.port.split("://", 1)
+            return f"{scheme.lower()}://{rest}"
+        return os.path.realpath(self.port)
+
+    def _check(self) -> Result:
         """ENQ/ACK handshake then EOT: Ready, Timeout (no ACK) or LinkError (port missing or gone)."""
-        with port_lock(self.port):
-            return self._handshake_only(self.max_retries)
+        return self._handshake_only(self.max_retries)
 
     def _probe(self) -> Result:
         """One ENQ, ACK awaited ``ack_timeout``, then EOT; a port another program locked is Busy."""

@@ -44,7 +44,6 @@ from drivers.concert.base import (
     TerminalLink,
     Timeout,
     close,
-    port_lock,
 )
 from drivers.concert.fields import ConcertError
 from drivers.concert.v3_codec import (
@@ -238,10 +237,10 @@ class V3Link(TerminalLink[V3Request]):
 
     # -- public -------------------------------------------------------------------------------------------
 
-    def check(self) -> Result:
-        """Connect and close, sending nothing: Ready, Timeout or LinkError (amount_sent is always False)."""
-        with port_lock(self.port):
-            return self._probe()
+    @property
+    def lock_key(self) -> str:
+        """One terminal whatever the URL's scheme, case or options: tcp://host:port."""
+        return f"tcp://{self.host.lower()}:{self.tcp_port}"
 
     def _probe(self) -> Result:
         """The same connect and close: a Caisse-AP terminal takes a connection that sends nothing."""
