@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agent import clock
 from agent.errors import ApiError, StorageError
-from agent.scheduler import Outcome
+from agent.scheduler import Outcome, step_over
 from agent.states import State
 from agent.storage import open_database, storage_errors
 
@@ -276,7 +276,7 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
     for req in box.waiting(MAX_WAITING):
         if req.reason == UPLOAD_WAIT and uploaded(journal, req.receipt_number) is False:
             continue
-        if asked >= limit:
+        if asked >= limit or (asked and step_over()):  # step_over: the step's slice is spent (the watchdog)
             return Outcome(more=True)
         asked += 1
         if req.address is None:  # cannot happen (CHECK constraint); a damaged row is not the loop's end
