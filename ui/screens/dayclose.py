@@ -93,7 +93,7 @@ class DayCloseScreen(CounterScreen):
                 yield Label(t("TPE ticket: payments"))
                 yield Input(id="tpe-count", restrict=r"[0-9]*", max_length=6)
                 yield Label(t("total"))
-                yield Input(id="tpe-amount", restrict=r"[0-9.,]*")
+                yield Input(id="tpe-amount", restrict=r"[0-9.,]*", max_length=19)
                 yield Button(t("Run (F5)"), id="dayclose-run", variant="success")
             yield Static(t("Concert E+ gives no totals: type those printed on the TPE's end-of-day ticket, or leave"
                            " them empty. Ctrl+E exports the last run, Ctrl+P prints it."), classes="hint")

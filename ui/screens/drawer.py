@@ -36,7 +36,7 @@ class OpeningFloatScreen(CounterModal):
             yield Static(t("Opening float"), classes="big")
             yield Label(t("Cash in the drawer at the start of the shift"))
             yield Input(id="float-amount", restrict=r"[0-9.,]*", max_length=19, placeholder="10000.00")
-            yield Static("", id="float-message", classes="message")
+            yield Static("", id="float-message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -97,7 +97,7 @@ class DrawerCountScreen(CounterModal):
                         yield Input("0", id=f"n-{d}", restrict=r"[0-9]*", max_length=6, classes="count-input")
             yield Static("", id="count-total", classes="total")
             yield Static(t("F5: record the count · Esc: back"), classes="hint")
-            yield Static("", id="count-message", classes="message")
+            yield Static("", id="count-message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
