@@ -45,7 +45,16 @@ units="guichet.service guichet-headless.service guichet-kiosk.service"
 exe="$venv/bin/guichet"
 config="$confdir/guichet.toml"
 
+logind_conf=/etc/systemd/logind.conf.d/guichet-kiosk.conf
+sysctl_conf=/etc/sysctl.d/90-guichet-kiosk.conf
+cad=$unitdir/ctrl-alt-del.target
+
 say() { printf 'install: %s\n' "$*"; }
+# put FILE TEXT: FILE (mode 0644) holds TEXT, written whole (a temporary file renamed over it).
+put() {
+    if [ "$dry_run" -eq 1 ]; then printf '+ write %s\n' "$1"; return; fi
+    printf '%s\n' "$2" >"$1.tmp" && chmod 0644 "$1.tmp" && mv "$1.tmp" "$1"
+}
 run() {
     if [ "$dry_run" -eq 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
 }
@@ -126,6 +135,27 @@ if [ "$unit" = guichet-kiosk.service ]; then
     if [ ! -e "$confdir/kiosk.env" ]; then
         run install -m 0644 "$src/scripts/kiosk.env" "$confdir/kiosk.env"
     fi
+    # Lock the counter's keyboard to the cashier's session (docs/kiosk.md "Locked down"): no login prompt
+    # on another VT (Ctrl+Alt+F2) while the session restarts, no power key, no magic SysRq (Alt+SysRq+R/K/B),
+    # no reboot on Ctrl+Alt+Del. Each file is ours alone; uninstall.sh removes them.
+    say "kiosk lockdown: $logind_conf, $sysctl_conf, $cad masked"
+    run install -d -m 0755 "$(dirname "$logind_conf")"
+    put "$logind_conf" "$(printf '%s\n' '# guichet kiosk (scripts/install.sh --kiosk): no other VT, no power key' \
+        '[Login]' 'NAutoVTs=0' 'ReserveVT=0' 'HandlePowerKey=ignore')"
+    put "$sysctl_conf" "$(printf '%s\n' '# guichet kiosk (scripts/install.sh --kiosk): no magic SysRq keys' \
+        'kernel.sysrq = 0')"
+    if [ ! -L "$cad" ] || [ "$(readlink "$cad")" != /dev/null ]; then
+        if [ -e "$cad" ] || [ -L "$cad" ]; then
+            say "$cad exists and is not a mask: left as it is"
+        else
+            # The marker says the mask is ours: uninstall.sh lifts it only then.
+            run ln -s /dev/null "$cad"
+            run touch "$prefix/kiosk/masked-ctrl-alt-del"
+        fi
+    fi
+    if [ "$start" -eq 1 ] && [ "$dry_run" -eq 1 -o -d /run/systemd/system ]; then
+        run sysctl -q -p "$sysctl_conf" || true
+    fi
 fi
 
 say "unit $unit"
@@ -144,14 +174,13 @@ if [ "$dry_run" -eq 0 ] && [ ! -d /run/systemd/system ]; then
     say "  systemctl enable --now $unit"
 else
     run systemctl daemon-reload
+    # --no-start changes the next boot only: a live counter (the console UI mid-payment) is not stopped.
+    now=--now
+    [ "$start" -eq 1 ] || now=
     for other in $units; do
-        [ "$other" = "$unit" ] || run systemctl disable --now "$other" 2>/dev/null || true
+        [ "$other" = "$unit" ] || run systemctl disable $now "$other" 2>/dev/null || true
     done
-    if [ "$start" -eq 1 ]; then
-        run systemctl enable --now "$unit"
-    else
-        run systemctl enable "$unit"
-    fi
+    run systemctl enable $now "$unit"
 fi
 
 say "checking the installation"

@@ -59,7 +59,21 @@ for u in guichet.service guichet-headless.service guichet-kiosk.service; do
     [ "$systemd" -eq 1 ] && { run systemctl disable --now "$u" 2>/dev/null || true; }
     run rm -f "$unitdir/$u"
 done
-[ "$systemd" -eq 1 ] && { run systemctl daemon-reload || true; }
+# The kiosk's lockdown (install.sh --kiosk): the logind and sysctl files are ours; the Ctrl+Alt+Del mask
+# only when install.sh made it (its marker under $prefix/kiosk).
+cad="$unitdir/ctrl-alt-del.target"
+if [ -e "$prefix/kiosk/masked-ctrl-alt-del" ] && [ -L "$cad" ] && [ "$(readlink "$cad")" = /dev/null ]; then
+    run rm -f "$cad"
+fi
+run rm -f /etc/systemd/logind.conf.d/guichet-kiosk.conf /etc/sysctl.d/90-guichet-kiosk.conf
+if [ -d /etc/systemd/logind.conf.d ] && [ -z "$(ls -A /etc/systemd/logind.conf.d)" ]; then
+    run rmdir /etc/systemd/logind.conf.d
+fi
+if [ "$systemd" -eq 1 ]; then
+    run systemctl daemon-reload || true
+    # Our units conflicted with the login prompt on tty1: give the screen back to it.
+    run systemctl start getty@tty1.service 2>/dev/null || true
+fi
 
 say "removing $prefix"
 run rm -rf "$prefix"
@@ -68,6 +82,12 @@ if [ "$purge" -eq 1 ]; then
     say "purging $statedir, $confdir and user $user"
     run rm -rf "$statedir" "$confdir"  # the config, and the kiosk's keyboard layout (kiosk.env)
     if id "$user" >/dev/null 2>&1; then run userdel "$user"; fi
+    # The shadow tools' backups (/etc/passwd- ...) still name the user: they become the current files.
+    for f in passwd shadow group gshadow; do
+        if [ -f "/etc/$f-" ] && grep -q "^$user:\|[:,]$user\(,\|\$\)" "/etc/$f-"; then
+            run cp -p "/etc/$f" "/etc/$f-"
+        fi
+    done
 else
     say "kept $statedir (journal) and $confdir (config); remove them with --purge"
 fi

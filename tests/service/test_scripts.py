@@ -63,9 +63,18 @@ def test_install_kiosk_sets_up_cage_foot_and_enables_only_the_kiosk_unit():
     assert f"install -m 0644 {ROOT}/scripts/kiosk-foot.ini /opt/guichet/kiosk/foot.ini" in steps
     assert any(s.endswith("/etc/systemd/system/guichet-kiosk.service") for s in steps)
     assert "systemctl enable guichet-kiosk.service" in steps  # --no-start: enabled for the next boot only
-    assert "systemctl disable --now guichet.service" in steps
-    assert "systemctl disable --now guichet-headless.service" in steps
-    assert not any("enable --now" in s for s in steps)
+    # --no-start changes the next boot only: a live console counter is not stopped (review 6, finding 10).
+    assert "systemctl disable guichet.service" in steps
+    assert "systemctl disable guichet-headless.service" in steps
+    assert not any("--now" in s for s in steps)
+
+
+def test_install_kiosk_locks_the_keyboard_to_the_session():
+    """No autovt login on Ctrl+Alt+F2, no power key, no SysRq, no Ctrl+Alt+Del (review 6, finding 3)."""
+    steps = dry(INSTALL, "--kiosk")
+    assert "write /etc/systemd/logind.conf.d/guichet-kiosk.conf" in steps
+    assert "write /etc/sysctl.d/90-guichet-kiosk.conf" in steps
+    assert not any("logind.conf.d" in s or "sysctl.d" in s for s in dry(INSTALL))  # console: untouched
 
 
 def test_install_kiosk_with_debs_installs_cage_foot_and_the_font():
@@ -135,16 +144,27 @@ bash {INSTALL} --kiosk --no-start </dev/null
 test -f /etc/systemd/system/guichet-kiosk.service && test -f /opt/guichet/kiosk/foot.ini
 test -f /etc/guichet/kiosk.env && test -f /etc/guichet/guichet.toml && test -d /var/lib/guichet
 grep -q '^guichet:' /etc/passwd
+# The lockdown (review 6, finding 3): logind, sysctl, Ctrl+Alt+Del masked.
+grep -qx 'NAutoVTs=0' /etc/systemd/logind.conf.d/guichet-kiosk.conf
+grep -qx 'ReserveVT=0' /etc/systemd/logind.conf.d/guichet-kiosk.conf
+grep -qx 'HandlePowerKey=ignore' /etc/systemd/logind.conf.d/guichet-kiosk.conf
+grep -qx 'kernel.sysrq = 0' /etc/sysctl.d/90-guichet-kiosk.conf
+test "$(readlink /etc/systemd/system/ctrl-alt-del.target)" = /dev/null
 grep -q 'ExecStart=/usr/bin/cage -- /usr/bin/foot --config=/opt/guichet/kiosk/foot.ini' \\
     /etc/systemd/system/guichet-kiosk.service
 echo INSTALLED
 bash {UNINSTALL} --purge --force </dev/null
 echo REMOVED
+# The shadow tools' backups do not keep the user either (review 6, finding 13).
+for f in passwd shadow group gshadow; do
+    if [ -f /etc/$f- ] && grep -q '^guichet:' /etc/$f-; then echo "LEFT IN /etc/$f-"; fi
+done
 {SNAPSHOT} > {tmp_path}/after
 """
     r = _in_sandbox(work, script)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "INSTALLED" in r.stdout and "REMOVED" in r.stdout
+    assert "LEFT IN" not in r.stdout, r.stdout
     before = (tmp_path / "before").read_text().splitlines()
     after = (tmp_path / "after").read_text().splitlines()
     # The stub venv stood in for pip's work: /opt/guichet is gone with it; everything else is as it was.

@@ -98,7 +98,8 @@ def test_units_ask_for_watchdog_restart_hardening_and_serial_devices(unit):
     svc = parse(unit)["Service"]
     assert svc["Type"] == "notify"
     assert int(svc["WatchdogSec"]) > 0
-    assert svc["Restart"] == "on-failure"
+    # The console UI exits 0 when a supervisor quits it: tty1 must not stay dead (review 6, finding 3).
+    assert svc["Restart"] == ("always" if "TTYPath" in svc else "on-failure")
     assert svc["StateDirectory"] == "guichet"
     for key, value in {"ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
                        "PrivateTmp": "yes", "CapabilityBoundingSet": "", "DevicePolicy": "closed"}.items():
@@ -156,3 +157,27 @@ def test_kiosk_foot_settings_are_valid_and_open_no_other_window():
     assert "font=DejaVu Sans Mono" in text
     for binding in ("spawn-terminal=none", "show-urls-launch=none", "unicode-input=none"):
         assert binding in text
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_no_user_specifier_that_resolves_to_the_manager_in_a_system_unit(unit):
+    """%U/%u/%h in a system unit name the manager (root, /root), never User= (systemd.unit(5)): the kiosk's
+    /run/user/%U was /run/user/0, so cage could not create its Wayland socket (review 6, finding 1)."""
+    svc = parse(unit)["Service"]
+    for key, value in svc.items():
+        assert not re.search(r"%[Uuh]", value), f"{unit.name}: {key}={value}"
+
+
+def test_kiosk_session_runtime_dir_is_writable_and_it_never_stops_restarting():
+    unit = parse(ROOT / "systemd/guichet-kiosk.service")
+    paths = unit["Service"]["ReadWritePaths"].split()
+    assert "/run/user" in paths  # pam_systemd's /run/user/<uid of guichet>, whatever that uid is
+    # No start limit: after 20 quick deaths the counter would show a bare VT (review 6, finding 3).
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
+    assert "StartLimitBurst" not in unit["Unit"]
+    console = parse(ROOT / "systemd/guichet.service")["Unit"]
+    assert console["StartLimitIntervalSec"] == "0"
+    # logind (over D-Bus) opens the seat's devices for cage.
+    for dep in ("systemd-logind.service", "dbus.socket"):
+        assert dep in unit["Unit"]["After"] and dep in unit["Unit"]["Wants"]
+
