@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -90,3 +91,72 @@ async def test_a_job_registered_beside_the_uploads_runs_in_the_ui_and_its_failur
         sync = [w for w in app.workers if w.name == "sync"]
         assert sync and not sync[0].is_finished, "the scheduler's worker died"
     assert [r["payment_id"] for r in billing_server.recorded_payments()] == [p.payment_id]
+
+
+async def test_a_job_that_raises_systemexit_never_ends_the_uis_uploads(
+    ui_app: Any, ui_config: Any, billing_server: Any, seeded_references: list[str]
+) -> None:
+    """Review 3, finding 5: a library's sys.exit() in a job is that job's failure; the sync thread, the UI and
+    the uploads go on."""
+    from agent.scheduler import Backoff, JobParts, Scheduler
+    from agent.sync import sync_jobs
+
+    raised: list[int] = []
+
+    def plugin(scheduler: Scheduler, parts: JobParts) -> None:
+        def run() -> None:
+            raised.append(1)
+            raise SystemExit(3)
+
+        scheduler.add("plugin", run, interval=0.05, needs_link=False, backoff=Backoff(base=0.01, cap=0.05))
+
+    ref = seeded_references[2]
+    app = ui_app(ui_config, status_interval=0.1, jobs=[sync_jobs, plugin])
+    async with app.run_test(size=(160, 44)) as pilot:
+        await wait_for(pilot, lambda: len(raised) >= 2, "the job raised SystemExit twice")
+        await login(pilot)
+        await type_into(pilot, "#reference", ref)
+        await wait_for(pilot, lambda: app.screen.basket, "the bill in the basket")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ReceiptScreen", "the receipt")
+        await pilot.press("enter")
+        [p] = app.backend.journal.list(bill_reference=ref)
+        await wait_for(pilot, lambda: app.backend.journal.get(p.payment_id).state == "uploaded", "the upload")
+        assert app.scheduler.jobs["plugin"].last_error == "SystemExit: 3"
+        sync = [w for w in app.workers if w.name == "sync"]
+        assert sync and not sync[0].is_finished, "the scheduler's worker died"
+        assert app.is_running
+
+
+async def test_the_ui_sync_worker_closes_what_its_registrations_opened_at_each_restart(
+    ui_app: Any, ui_config: Any, billing_server: Any
+) -> None:
+    """Review 3, finding 8: a damaged journal ends the scheduler and the UI starts its worker again; what a
+    registration opened (the receipts' stores) is closed each time, never leaked."""
+    from agent.errors import JournalDamaged
+    from agent.scheduler import JobParts, Scheduler
+    from agent.sync import sync_jobs
+
+    opened: list[int] = []
+    closed: list[int] = []
+
+    def store(scheduler: Scheduler, parts: JobParts) -> None:
+        opened.append(1)
+        parts.closing.callback(closed.append, 1)
+
+        def check() -> None:
+            raise JournalDamaged("journal.db: database disk image is malformed")
+
+        scheduler.add("check", check, 60, needs_link=False)
+
+    app = ui_app(ui_config, status_interval=0.1, jobs=[sync_jobs, store])
+    async with app.run_test(size=(160, 44)) as pilot:
+        await wait_for(pilot, lambda: len(opened) >= 2 and len(closed) >= 2, "two restarts", rounds=600)
+        assert len(closed) >= len(opened) - 1  # only the running one is open
+        sync = [w for w in app.workers if w.name == "sync"]
+        assert sync and not sync[0].is_finished
+    for _ in range(200):  # the worker thread ends after the UI's stop event (bounded: 10 s)
+        if len(closed) == len(opened):
+            break
+        await asyncio.sleep(0.05)
+    assert len(closed) == len(opened)  # and that one is closed when the UI quits
