@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from config.section import Section
 
@@ -43,7 +43,10 @@ _MAX = 10**12
 
 
 class StampDutyConfig(Section):
-    """A duty of `per_slice` for each started `slice` of the amount, kept within [minimum, maximum], rounded."""
+    """A duty of `per_slice` for each started `slice` of the amount, kept within [minimum, maximum], rounded.
+    Strict: money is never guessed from `true` or "100" (a TOML typo), it is refused naming the key."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
     enabled: bool = False
     per_slice: int = Field(0, ge=0, le=_MAX)

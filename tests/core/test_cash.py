@@ -146,3 +146,13 @@ def test_config_refusals_name_the_key() -> None:
     with pytest.raises(ValidationError, match="positive"):
         CashConfig(denominations={"DZD": [0]})
     assert CashConfig(denominations={"DZD": [100, 20000]}).denominations == {"DZD": [20000, 100]}
+
+
+@pytest.mark.parametrize(("key", "bad"), [("per_slice", True), ("per_slice", "100"), ("minimum", 5.0),
+                                          ("enabled", 1), ("slice", "10000")])
+def test_the_stamp_duty_rule_is_strict(key: str, bad: object) -> None:
+    # Review 5, finding 14: true -> 1 and "100" -> 100 were taken silently; money is never guessed.
+    with pytest.raises(ValidationError, match=key):
+        StampDutyConfig.model_validate({key: bad})
+    with pytest.raises(ValidationError, match=key):
+        CashConfig.model_validate({"stamp_duty": {key: bad}})
