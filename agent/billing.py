@@ -550,6 +550,28 @@ class BillingClient:
         auth: models.AuthorizationAnswer = self._model(models.AuthorizationAnswer, body, "authorization answer")
         return auth.model_dump(exclude_unset=True)
 
+    def reverse_authorization(self, payment_id: str, reason: str) -> bool:
+        """`POST /v1/authorizations/{payment_id}/reversal` (1.1, idempotent): True once the server says reversed,
+        False for 404 `authorization_not_found` (it holds no approval under that key). ServerUnreachable for no
+        answer, BadAnswer for one outside the contract (another payment's), ApiError for any other refusal.
+
+            client.reverse_authorization(transaction_id, "card_declined_after_approval")
+
+        reason: card_declined_after_approval | card_removed | cancelled | timeout
+        """
+        try:
+            _, answer = self._request("POST", f"authorizations/{quote(payment_id, safe='')}/reversal",
+                                      json_body={"reason": reason})
+        except ApiError as e:
+            if e.status == 404:
+                return False
+            raise
+        done: models.ReversalAnswer = self._model(models.ReversalAnswer, answer, "reversal answer")
+        if done.payment_id != payment_id:
+            raise BadAnswer(f"billing server: reversal answer: payment_id {done.payment_id[:64]!r} is not "
+                            f"{payment_id[:64]!r}")
+        return True
+
     # -- receipts (contract 1.1) ------------------------------------------------------------------
 
     def send_receipt(self, receipt_number: str, channel: str, to: str, language: str | None = None) -> str:

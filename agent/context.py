@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.authorize import Authorizer, CashAuthorizer
 from agent.billing import BillingClient
 from agent.bills import BillCache
-from agent.errors import JournalError
+from agent.errors import JournalError, OfflineLimitExceeded
 from agent.journal import Journal, Payment
+from agent.limits import check_offline
 from agent.locks import CounterLock
 from agent.payments import PaymentFlow
 from agent.sync import SyncWorker
@@ -29,7 +31,33 @@ AUTHORIZERS = {
 }
 
 
-def build_authorizers(config: Config, client: BillingClient, methods: list[str]) -> dict[str, Authorizer]:
+def offline_room(config: Config, journal: Journal) -> Callable[[int], bool]:
+    """Whether the agent's offline limits take a card payment of `amount` now, by the flow's own rule
+    (agent.limits.check_offline). Asked by the card reader while its payment is already `authorizing` in the
+    journal, which counts it as in doubt: taken out once, so that it is counted once, as the new payment.
+
+        ReaderAuthorizer(config, client, offline_allowed=offline_room(config, journal))
+    """
+
+    def allowed(amount: int) -> bool:
+        stats = journal.queue_stats()
+        currency = config.terminal.currency
+        stats.in_doubt_total[currency] = max(0, stats.in_doubt_total.get(currency, 0) - amount)
+        stats.in_doubt_count = max(0, stats.in_doubt_count - 1)
+        try:
+            check_offline(config.offline, stats, amount, 1, currency)
+        except OfflineLimitExceeded as e:
+            log.info("no offline approval: %s", e)
+            return False
+        return True
+
+    return allowed
+
+
+def build_authorizers(config: Config, client: BillingClient, methods: list[str],
+                      journal: Journal | None = None) -> dict[str, Authorizer]:
+    """The authorizers of `methods`; with the `journal`, the card reader may approve offline within the agent's
+    offline limits (offline_room), else never."""
     found: dict[str, Authorizer] = {}
     for method in methods:
         if method == "cash":
@@ -43,7 +71,11 @@ def build_authorizers(config: Config, client: BillingClient, methods: list[str])
         except (ImportError, AttributeError) as e:
             log.warning("method %s unavailable: %s", method, e)
             continue
-        found[method] = factory(config, client) if method == "card_reader" else factory(config)
+        if method == "card_reader":
+            room = offline_room(config, journal) if journal is not None else None
+            found[method] = factory(config, client, offline_allowed=room)
+        else:
+            found[method] = factory(config)
     return found
 
 
@@ -86,7 +118,7 @@ class AgentContext:
             raise
         client = BillingClient(config)
         wanted = list(methods if methods is not None else config.payments.methods)
-        flow = PaymentFlow(config, journal, client, bills, build_authorizers(config, client, wanted))
+        flow = PaymentFlow(config, journal, client, bills, build_authorizers(config, client, wanted, journal))
         return cls(config, journal, bills, client, flow, counter)
 
     def recover_if_idle(self) -> list[Payment]:

@@ -37,7 +37,7 @@ from agent.errors import (
     SettlementRefusal,
     StorageError,
 )
-from agent.journal import Journal, NewPayment, Payment, now_precise, now_rfc3339
+from agent.journal import Journal, NewPayment, Payment, chip_fault, now_precise, now_rfc3339
 from agent.limits import check_offline
 from agent.states import State
 from agent.storage import MIN_FREE_BYTES, check_free_space
@@ -271,9 +271,7 @@ class PaymentFlow:
                 )
             amounts = [amount]
         offline = any(b.offline for b in bills)
-        if offline:
-            if method == "card_reader":
-                raise MethodUnavailable("card reader payments need the billing server; it cannot be reached")
+        if offline:  # card_reader too: the card alone decides (TC or AAC), its TC verified at upload
             check_offline(self.config.offline, self.journal.queue_stats(), sum(amounts), len(bills), currency)
         return amounts
 
@@ -383,9 +381,13 @@ class PaymentFlow:
         if outcome.message:
             detail["message"] = outcome.message
         error = outcome.message if to in (State.DECLINED, State.CANCELLED, State.UNKNOWN) and outcome.message else None
+        # card_reader: the chip data (uploaded as `emv`), and a reversal the authorizer could not get acknowledged
+        # (queued with the outcome: agent.reversals sends it until it is, then declines the payment).
+        chip, reversal = _chip_record(getattr(outcome, "chip", None), to, ids[0])
         try:
             done = self.journal.transition(
-                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error, detail=detail or None
+                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error,
+                detail=detail or None, chip=chip, reversal=reversal,
             )
         except (JournalError, StorageError) as e:
             # Money may have moved: the outcome is returned and shown whatever the disk says, and kept.
@@ -688,6 +690,21 @@ _PAN_FAULTS = {
     "shown": "only the first 6 and the last 4 digits may be visible",
     "last4": "type the 4 digits printed at the end of the card number",
 }
+
+
+def _chip_record(found: Any, to: State, pid: str) -> tuple[dict[str, Any] | None, str | None]:
+    """An outcome's chip data as the journal stores it (the safe summary and the final DE55), and the reversal
+    still to send (only for an `unknown` outcome). Chip data the journal would refuse is left out, logged: the
+    outcome itself must be written."""
+    if found is None:
+        return None, None
+    chip: dict[str, Any] | None = safe_detail(found.summary(), 200) | {"de55": found.de55}
+    fault = chip_fault(chip)
+    if fault is not None:
+        log.error("payment %s: chip data not stored: %s", pid, fault, extra={"payment_id": pid})
+        chip = None
+    reversal = found.reversal if to is State.UNKNOWN and found.reversal and not found.reversal_acknowledged else None
+    return chip, reversal
 
 
 def settlement_actor(text: object) -> str:

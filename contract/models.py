@@ -192,6 +192,18 @@ class AuthorizationAnswer(_Answer):
     payment_id: Cut200 | None = None
 
 
+class ReversalAnswer(_Answer):
+    """`POST /v1/authorizations/{id}/reversal` [1.1]: 200 `{"payment_id": ..., "reversed": true}` every time
+    (idempotent); a 404 (no approval) is an ApiError, not an answer.
+
+    >>> ReversalAnswer.model_validate({"payment_id": "p1", "reversed": True}).reversed
+    True
+    """
+
+    payment_id: Cut200
+    reversed: Literal[True]
+
+
 class HeartbeatAnswer(_Answer):
     """`POST /v1/terminals/{id}/heartbeat`. `last_receipt_number`: the highest receipt the server holds for
     this terminal (optional, the server's view of the journal's high-water mark)."""

@@ -11,9 +11,10 @@ answer's 91/8A/71/72 go back to the card (EXTERNAL AUTHENTICATE, scripts, second
 
 Outcomes: TC after an approval: approved. An AAC at the second GENERATE AC after an approval, or the card
 removed before completion: a reversal is sent once (``POST /v1/authorizations/{id}/reversal``); acknowledged
-(or "no approval" after an answer came back): declined; not acknowledged: unknown (the retry-until-acknowledged
-queue comes with the scheduler: docs/emv.md). No answer at all: the card gets an AAC, a reversal ``timeout`` is
-sent, and the payment is unknown unless the server acknowledges it. An AAC at the first GENERATE AC: declined
+(or "no approval" after an answer came back): declined; not acknowledged: unknown, and the reversal
+waits in the journal's queue (agent.reversals retries it until acknowledged, then declines the payment). No
+answer at all: the card gets an AAC, a reversal ``timeout`` is sent, and the payment is unknown unless the
+server acknowledges it. An AAC at the first GENERATE AC: declined
 by the card (Z1). Server unreachable before anything was sent: the card decides with the default action codes,
 and only a TC inside the scheme's floor limit and the agent's offline limits is approved (Y3); otherwise
 declined (Z3).
@@ -240,7 +241,8 @@ class ReaderAuthorizer:
         if kernel.outcome:  # decided by the card and the terminal alone: AAC (Z1) or TC (Y1)
             chip.result = kernel.result()
             if kernel.outcome == "approved":
-                return self._out("approved", chip, card=safe_card, code=None,
+                # the contract's authorization.code is a string: an offline approval's is its response code
+                return self._out("approved", chip, card=safe_card, code="Y1",
                                  message="approved offline by the card (Y1)", detail={"response_code": "Y1"})
             why = "the card declined it" if first.kind == "AAC" else "offline data authentication failed"
             return self._out("declined", chip, card=safe_card, message=f"declined: {why} (Z1)",
@@ -382,7 +384,7 @@ class ReaderAuthorizer:
         result = self._card_completes(kernel, None, allow_tc=allow)
         chip.result = result
         if result.outcome == "approved":
-            return self._out("approved", chip, card=safe_card, code=None,
+            return self._out("approved", chip, card=safe_card, code="Y3",
                              message="approved offline by the card (Y3): the bank could not be reached",
                              detail={"response_code": "Y3"})
         return self._out("declined", chip, card=safe_card, detail={"response_code": "Z3", "error": why},
@@ -399,25 +401,12 @@ class ReaderAuthorizer:
 
 def send_reversal(client: BillingClient, payment_id: str, reason: str) -> bool:
     """POST /v1/authorizations/{id}/reversal once (contract 1.1): True when reversed, False when the server has no
-    approval (404). Raises ServerUnreachable / ApiError otherwise. The retry-until-acknowledged queue (scheduler)
-    calls this same function.
+    approval (404). Raises ServerUnreachable / ApiError otherwise. The retry-until-acknowledged queue
+    (agent.reversals, a scheduler job) calls this same function.
 
     reason: card_declined_after_approval | card_removed | cancelled | timeout
     """
-    send = getattr(client, "reverse_authorization", None)
-    try:
-        if callable(send):
-            send(payment_id, reason)
-        else:  # agent.billing has no reversal call yet (asked for): the same request through its transport
-            from urllib.parse import quote
-
-            client._request("POST", f"authorizations/{quote(payment_id, safe='')}/reversal",  # noqa: SLF001
-                            json_body={"reason": reason})
-    except ApiError as e:
-        if e.status == 404:
-            return False  # authorization_not_found: no approval (yet) on the server
-        raise
-    return True
+    return client.reverse_authorization(payment_id, reason)
 
 
 def _pin_detail(kernel: Kernel) -> dict[str, Any]:

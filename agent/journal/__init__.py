@@ -64,7 +64,16 @@ from agent.journal.marks import (
     read_high_water,
     read_pending,
 )
-from agent.journal.model import CARD_KEYS, SETTLED_CARD_KEYS, NewPayment, Payment, QueueStats, uuid7
+from agent.journal.model import (
+    CARD_KEYS,
+    NEVER_STORED_TAGS,
+    SETTLED_CARD_KEYS,
+    NewPayment,
+    Payment,
+    QueueStats,
+    chip_fault,
+    uuid7,
+)
 from agent.journal.schema import (
     DB_NAME,
     EVENT_SQL,
@@ -90,6 +99,7 @@ __all__ = [
     "FINAL",
     "HWM_NAME",
     "MIGRATIONS",
+    "NEVER_STORED_TAGS",
     "PENDING_NAME",
     "SETTLED_CARD_KEYS",
     "SLOTS",
@@ -102,6 +112,8 @@ __all__ = [
     "Payment",
     "PendingOutcomes",
     "QueueStats",
+    "REVERSAL_OUTCOMES",
+    "chip_fault",
     "compare_high_water",
     "now_precise",
     "now_rfc3339",
@@ -115,6 +127,9 @@ __all__ = [
 log = logging.getLogger("guichet.journal")
 _FEW = 64  # payments of one bill read through its index by create's double-charge check (else from `open`)
 RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
+REVERSAL_REASONS = ("card_declined_after_approval", "card_removed", "cancelled", "timeout")  # contract 1.1
+# reversed: the server acknowledged; no_approval: it holds none (404); settled: no payment left unknown
+REVERSAL_OUTCOMES = ("reversed", "no_approval", "settled")
 
 
 def _stamp_duty(value: Any, amount: int, method: str) -> int | None:
@@ -659,13 +674,27 @@ class Journal:
         notice: str | None = None,
         error: str | None = None,
         detail: dict[str, Any] | None = None,
+        chip: dict[str, Any] | None = None,
+        reversal: str | None = None,
     ) -> builtins.list[Payment]:
         """Move payments to `to` in one transaction: one event each; a payment settled for good leaves `open`.
+
+        `chip` (card_reader): the chip data, stored on each payment that has none yet (checked: GuichetError
+        naming the tag for a card number, track or PIN data). `reversal` (a contract reason): the transaction's
+        approval is queued for reversal (agent.reversals), in the same transaction.
 
         Raises InvalidTransition, leaving everything as it was, if any payment may not make that move.
         """
         ids = (payment_ids,) if isinstance(payment_ids, str) else tuple(payment_ids)
         move = MOVES.get(to) or MOVES[State(to)]  # State() names a bad value
+        extra: tuple[str | None, str | None] | None = None
+        if chip is not None or reversal is not None:
+            fault = None if chip is None else chip_fault(chip)
+            if fault is not None:
+                raise GuichetError(fault)
+            if reversal is not None and reversal not in REVERSAL_REASONS:
+                raise GuichetError(f"reversal: {str(reversal)[:40]!r} is not one of {', '.join(REVERSAL_REASONS)}")
+            extra = (None if chip is None else _json(chip), reversal)
         now = now_stamp()
         event = (
             None if card is None else _json(card),
@@ -692,7 +721,8 @@ class Journal:
             # a copy we hold in the state it just left is exactly the payment before this event: no read-back.
             copies = list(map(self._recent.get, ids))
             if (
-                len(ids) == 1
+                extra is None
+                and len(ids) == 1
                 and (held := copies[0]) is not None
                 and held.state in move.sources
                 and not move.final
@@ -708,6 +738,9 @@ class Journal:
                     if current not in move.sources:
                         raise InvalidTransition(f"payment {pid}: cannot go from {current} to {move.state}")
                     self._append(c, seq, pid, move, current, now, actor, event)
+                    if extra is not None:
+                        self._append_chip(c, seq, now, *extra)
+                        fresh = False  # read back: the chip column is written once, maybe before
                     if copy is None or copy.state != current:
                         fresh = False
                 self._commit(move.point)
@@ -767,6 +800,73 @@ class Journal:
         if move.final:
             c.execute("DELETE FROM open WHERE seq = ?", (seq,))
 
+    @staticmethod
+    def _append_chip(c: sqlite3.Connection, seq: int, now: str, chip: str | None, reversal: str | None) -> None:
+        """With a transition: the payment's chip data (kept once), the transaction's reversal to send."""
+        if chip is not None:
+            c.execute("UPDATE payment SET chip = ? WHERE seq = ? AND chip IS NULL", (chip, seq))
+        if reversal is not None:
+            c.execute(
+                "INSERT OR IGNORE INTO reversal (transaction_id, reason, queued_at)"
+                " SELECT transaction_id, ?, ? FROM payment WHERE seq = ?",
+                (reversal, now, seq),
+            )
+
+    # -- reversals (contract 1.1): approvals the card did not complete, sent until acknowledged ------------
+
+    def reversals_waiting(self, limit: int = 16) -> builtins.list[dict[str, Any]]:
+        """The reversals not yet acknowledged, oldest first: {transaction_id, reason, queued_at, attempts,
+        last_error, payment_ids, states} (the transaction's payments and their states now)."""
+        with self._reading():
+            rows = [dict(r) for r in self._conn.execute(
+                "SELECT transaction_id, reason, queued_at, attempts, last_error FROM reversal"
+                " WHERE done_at IS NULL ORDER BY queued_at LIMIT ?", (int(limit),))]
+            for r in rows:
+                found = self._conn.execute(
+                    f"SELECT p.payment_id, {latest_state('p')} FROM payment p WHERE p.transaction_id = ?"
+                    " ORDER BY p.seq", (r["transaction_id"],)).fetchall()
+                r["payment_ids"] = [f[0] for f in found]
+                r["states"] = [f[1] for f in found]
+        return rows
+
+    def note_reversal_failure(self, transaction_id: str, error: str) -> None:
+        """A reversal sent without an acknowledgement: counted, its last error kept (the queue shows both)."""
+        with self._tx("journal.reversal_failure") as c:
+            c.execute("UPDATE reversal SET attempts = attempts + 1, last_error = ? WHERE transaction_id = ?"
+                      " AND done_at IS NULL", (error[:500], transaction_id))
+
+    def finish_reversal(self, transaction_id: str, outcome: str, *, actor: str = "reversal",
+                        message: str = "") -> builtins.list[Payment]:
+        """In one transaction: the reversal leaves the queue (`outcome`: reversed, no_approval, settled) and the
+        transaction's payments still `unknown` become `declined` (the approval is undone or never was).
+        Returns the payments it declined; a reversal already finished changes nothing."""
+        if outcome not in REVERSAL_OUTCOMES:
+            raise GuichetError(f"reversal outcome: {outcome[:40]!r} is not one of {', '.join(REVERSAL_OUTCOMES)}")
+        move = MOVES[State.DECLINED]
+        ids: builtins.list[str] = []
+        with self._lock:
+            c = self._begin()
+            try:
+                now = now_stamp()
+                done = c.execute("UPDATE reversal SET done_at = ?, outcome = ? WHERE transaction_id = ?"
+                                 " AND done_at IS NULL", (now, outcome, transaction_id)).rowcount
+                if done and outcome != "settled":
+                    rows = c.execute(f"SELECT p.seq, p.payment_id, {latest_state('p')} FROM payment p"
+                                     " WHERE p.transaction_id = ? ORDER BY p.seq", (transaction_id,)).fetchall()
+                    why = message or ("the approval was reversed" if outcome == "reversed" else
+                                      "the server holds no approval")
+                    detail = _json({"reversal": outcome})
+                    for seq, pid, state in rows:
+                        if state == State.UNKNOWN:
+                            self._append(c, seq, pid, move, state, now, actor, (None, None, None, why, detail))
+                            ids.append(pid)
+                self._commit("journal.reversal")
+            except BaseException as e:
+                self._abort(e)
+            for pid in ids:
+                self._recent.pop(pid, None)
+        return self._remember(self._load(ids))
+
     def park(
         self,
         payment_ids: Sequence[str],
@@ -777,6 +877,8 @@ class Journal:
         authorization: dict[str, Any] | None = None,
         error: str | None = None,
         detail: dict[str, Any] | None = None,
+        chip: dict[str, Any] | None = None,
+        reversal: str | None = None,
     ) -> None:
         """Keep an outcome that `transition` could not write (disk full, I/O error) in journal.pending,
         fsynced, for `replay_pending` to write once the journal can. Raises StorageError if even that fails
@@ -791,6 +893,8 @@ class Journal:
             "detail": detail,
             "at": now_stamp(),
         }
+        if chip is not None or reversal is not None:  # only then: an older version replays the record as it was
+            record["chip"], record["reversal"] = chip, reversal
         if self._pending is None:
             raise StorageError(f"{self.path.with_name(PENDING_NAME)}: not available")
         with self._lock:
@@ -852,6 +956,8 @@ class Journal:
                         authorization=r.get("authorization"),
                         error=r.get("error"),
                         detail={**(r.get("detail") or {}), "parked_at": r.get("at"), "from": PENDING_NAME},
+                        chip=r.get("chip"),
+                        reversal=r.get("reversal"),
                     )
             except (InvalidTransition, ValueError) as e:
                 log.error("%s: parked outcome for %s not written (%s); the record was: %s",

@@ -20,6 +20,12 @@ from typing import Any
 import orjson
 
 from agent import clock
+from drivers.emv import tlv as emv_tlv
+from drivers.emv.kernel import SECRET_TAGS
+
+MAX_CHIP = 8192  # bytes of a payment's chip JSON: a DE55 is a few hundred, the summary about as much
+# PCI DSS: the kernel's secret tags (5A, 57, 56, 9F1F, 9F20, 9F6B, 5F20) and 99, transaction PIN data
+NEVER_STORED_TAGS = SECRET_TAGS | {0x99}
 
 
 def uuid7() -> str:
@@ -64,11 +70,14 @@ class Payment:
     stamp_duty: int | None = None
     # The captured_at text uploaded by a version before the UTC convention (journal migration 5), else None.
     captured_at_sent: str | None = None
+    # card_reader (migration 8): the chip data, {"entry_mode", "tvr", "tsi", "cryptograms", ..., "de55"}; de55 is
+    # the final cryptogram's DE55 (hex TLV) uploaded as `emv`. Never a card number, track data or PIN data.
+    chip: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Payment:
         data = {k: row[k] for k in _FIELDS}
-        for key in ("card", "authorization", "bill"):
+        for key in ("card", "authorization", "bill", "chip"):
             data[key] = orjson.loads(data[key]) if data[key] else None
         data["captured_offline"] = bool(data["captured_offline"])
         return cls(**data)
@@ -122,6 +131,12 @@ class Payment:
             "captured_at": self.captured_at_sent or self.captured_at,
             "captured_offline": self.captured_offline,
         }
+        if self.chip is not None and self.method == "card_reader":
+            # 1.1: the final cryptogram's chip data (an offline TC is verified from it) and how the card was
+            # read; only for payments recorded with their chip data, so an older payment's replay is unchanged.
+            body["emv"] = self.chip.get("de55") or None
+            if card is not None and self.card is not None and self.card.get("entry_mode"):
+                card["entry_mode"] = self.card["entry_mode"]
         if self.stamp_duty is not None:  # 1.1, optional: left out when none, as a 1.0 server expects
             body["stamp_duty"] = self.stamp_duty
         # Only for a card payment a person settled: a 1.0 server refuses the field even when null, and the
@@ -129,6 +144,38 @@ class Payment:
         if self.settlement is not None and card is not None:
             body["settlement"] = {k: self.settlement.get(k) for k in ("by", "from", "at")}
         return body
+
+
+def chip_fault(chip: object) -> str | None:
+    """Why `chip` may not be stored (one line naming the field or tag), or None. The journal's edge for chip
+    data: a JSON object of at most MAX_CHIP bytes whose `de55` is hex BER-TLV holding none of the kernel's
+    secret tags (drivers.emv.kernel.SECRET_TAGS: PAN, track data) nor PIN data (99), at any depth.
+
+    >>> chip_fault({"tvr": "0000008000", "de55": "9F2701409F36020011"})
+    >>> chip_fault({"de55": "5A0862805800000012349F270140"})
+    'chip.de55: tag 5A (card number, track or PIN data) is never stored'
+    >>> chip_fault({"de55": "9F27"})
+    'chip.de55: not BER-TLV (TLV: length of tag 9F27 is missing at byte 2)'
+    """
+    if not isinstance(chip, dict):
+        return f"chip: a JSON object, not {type(chip).__name__}"
+    try:
+        size = len(orjson.dumps(chip))
+    except TypeError as e:
+        return f"chip: not JSON ({e})"
+    if size > MAX_CHIP:
+        return f"chip: {size} bytes, at most {MAX_CHIP}"
+    de55 = chip.get("de55", "")
+    if not isinstance(de55, str):
+        return f"chip.de55: hex text, not {type(de55).__name__}"
+    try:
+        items = emv_tlv.decode(bytes.fromhex(de55))
+    except ValueError as e:  # not hex, or TLVError (a ValueError naming the byte)
+        return f"chip.de55: not BER-TLV ({e})"
+    for item in emv_tlv.walk(items):
+        if item.tag in NEVER_STORED_TAGS:
+            return f"chip.de55: tag {item.tag:X} (card number, track or PIN data) is never stored"
+    return None
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Payment))

@@ -264,6 +264,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX payment_bill ON payment(bill_reference, seq);
         """,
     ),
+    (
+        # Contract 1.1, issue 14: a card_reader payment's chip data (JSON: the kernel's summary, TVR, TSI, CVM
+        # results, cryptogram types, and `de55`, the final cryptogram's tags: what an offline TC's upload and a
+        # dispute need; never 5A/57/56/9F1F/9F6B nor PIN data: checked by Journal.transition). Written once,
+        # with the payment's outcome, in its transaction. `reversal`: approvals the counter could not complete
+        # (the card refused or left), to send until the server acknowledges them (agent.reversals); queued in
+        # the transaction that makes the payment `unknown`, so a crash loses none.
+        8,
+        f"""
+        ALTER TABLE payment ADD COLUMN chip TEXT;
+        CREATE TABLE reversal (
+            transaction_id TEXT PRIMARY KEY,  -- the authorization's key (Idempotency-Key)
+            reason TEXT NOT NULL,             -- card_declined_after_approval | card_removed | cancelled | timeout
+            queued_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            done_at TEXT,                     -- NULL while it waits
+            outcome TEXT                      -- reversed | no_approval | settled (a person settled it first)
+        );
+        CREATE INDEX reversal_waiting ON reversal(queued_at) WHERE done_at IS NULL;
+        CREATE TRIGGER reversal_times_stored BEFORE INSERT ON reversal
+        WHEN NEW.queued_at NOT GLOB '{STORED_GLOB}' OR NEW.done_at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: reversal.queued_at, done_at'); END;
+        CREATE TRIGGER reversal_times_stored_update BEFORE UPDATE OF done_at ON reversal
+        WHEN NEW.done_at IS NOT OLD.done_at AND NEW.done_at NOT GLOB '{STORED_GLOB}'
+        BEGIN SELECT RAISE(ABORT, '{_NOT_STORED}: reversal.done_at'); END;
+        """,
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ import click
 
 from agent.logs import setup_logging
 from agent.notify import Notifier
+from agent.reversals import reversal_jobs
 from agent.scheduler import Registration
 from agent.sync import sync_jobs
 from guichet.cli.common import fail, get_config
@@ -28,7 +29,7 @@ from ui.receipt import receipt_jobs  # no Textual: the print queue and the e-mai
 # Every periodic job of the agent, run by the one scheduler (agent/scheduler.py) in the headless service and
 # in the cashier UI alike. A new job (reversals to retry, receipts to send, a print queue) is one entry here:
 # a callable (scheduler, JobParts) that calls scheduler.add(name, run, interval).
-JOBS: list[Registration] = [sync_jobs, receipt_jobs]
+JOBS: list[Registration] = [sync_jobs, receipt_jobs, reversal_jobs]
 
 
 @click.command()
