@@ -149,7 +149,7 @@ def test_config_refusals_name_the_key() -> None:
 
 
 @pytest.mark.parametrize(("key", "bad"), [("per_slice", True), ("per_slice", "100"), ("minimum", 5.0),
-                                          ("enabled", 1), ("slice", "10000")])
+                                          ("rounding_unit", True), ("slice", "10000")])
 def test_the_stamp_duty_rule_is_strict(key: str, bad: object) -> None:
     # Review 5, finding 14: true -> 1 and "100" -> 100 were taken silently; money is never guessed.
     with pytest.raises(ValidationError, match=key):

@@ -101,7 +101,7 @@ def test_a_count_names_its_denominations(billing_config: Any, store: Any) -> Non
                                denominations=DZD)
 
 
-@pytest.mark.parametrize("text", ["9" * 5000, "1" * 16, "1." + "0" * 5000])
+@pytest.mark.parametrize("text", ["9" * 5000, "1" * 16, "1." + "0" * 5000], ids=["5000 digits", "16", "decimals"])
 def test_a_huge_amount_is_one_money_error(text: str) -> None:
     # Review 5, finding 14: 4300+ digits raised int()'s ValueError, which the screens do not catch.
     from config.money import MoneyError, parse_amount
