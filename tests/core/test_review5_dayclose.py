@@ -271,3 +271,15 @@ def test_the_business_day_is_the_agencys(billing_config: Any, guichet: Any, tmp_
     data = json.loads(out.stdout)
     assert data["day"] == agency_today and len(data["lines"]) == 1, out.stderr
     assert not zone_agrees(ZoneInfo(name), datetime.now().astimezone(), ZoneInfo("UTC"))
+
+
+def test_the_doctor_warns_when_the_machine_disagrees(billing_config: Any, tmp_path: Any) -> None:
+    from agent.dayclose.checks import timezone_check
+    from agent.doctor import Doctor
+
+    name = _other_zone()  # never the machine's zone: its date differs now
+    warned = timezone_check(Doctor(tmp_path / "g.toml", with_changes(billing_config, terminal={"timezone": name})))
+    assert not warned.ok and warned.severity == "warning" and name in warned.detail and name in warned.fix
+    unset = timezone_check(Doctor(tmp_path / "g.toml", billing_config))
+    assert unset.ok and "machine's zone" in unset.detail
+    assert timezone_check(Doctor(tmp_path / "g.toml", None)).skipped
