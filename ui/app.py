@@ -14,7 +14,9 @@ workers that post messages back; handlers only repaint.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -115,6 +117,7 @@ class GuichetApp(App[int]):
         self.jobs = list(jobs) if jobs is not None else None
         self.scheduler: Any = None
         self.stop_event = threading.Event()
+        self.stopping: str | None = None  # the signal that asked the UI to end (request_stop)
         self.status_wakeup = threading.Event()
         i18n.set_language(self.config.ui.language, bidi=self.config.ui.bidi)
         console.setup(self)  # TERM=linux: the console font's glyphs, 16 colours, no Arabic (ui/console.py)
@@ -307,11 +310,52 @@ class GuichetApp(App[int]):
             self.call_after_refresh(self.action_goto, "unknown")
 
     async def action_quit(self) -> None:
-        """Quit, but never while a payment waits for its outcome: it would be left unknown."""
+        """Quit, but never while a payment waits for its outcome: it would be left unknown. At a counter
+        (`guichet run`, not the demo) only a supervisor quits: the cashier logged in, or a supervisor's PIN
+        asked for, so nobody at the desk leaves tty1 or the kiosk without the UI."""
         if self.backend.payments_in_flight:
             self.notify(t("A payment is in progress: wait for its outcome before quitting"), severity="warning")
             return
-        await super().action_quit()
+        if self.demo is not None or (self.cashier is not None and self.cashier.is_supervisor):
+            await super().action_quit()
+            return
+        from ui.screens.supervisor import SupervisorScreen
+
+        if isinstance(self.screen, SupervisorScreen):
+            return
+
+        def then(who: Any) -> None:
+            if who is not None and not self.backend.payments_in_flight:
+                log.info("the UI was quit by supervisor %s", who.cashier_id)
+                self.exit(0)
+
+        self.push_screen(SupervisorScreen(), then)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: Textual would tell anyone, in English, which key quits; a counter says nothing."""
+
+    def request_stop(self, why: str) -> None:
+        """SIGTERM (systemctl stop, shutdown) or SIGHUP (the kiosk's terminal went away): end the UI once no
+        payment is in flight, so each payment reaches its outcome first (units: TimeoutStopSec=200)."""
+        if self.backend.payments_in_flight:
+            if self.stopping is None:
+                log.warning("%s: the UI ends once the payment in flight has its outcome", why)
+                self.notify(t("The counter is stopping: it closes once this payment has its outcome"),
+                            severity="warning", timeout=30)
+            self.stopping = why
+            self.set_timer(STOP_POLL, lambda: self.request_stop(why))
+            return
+        log.info("%s: the UI ends", why)
+        self.stopping = why
+        self.exit(0)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """App.run with SIGTERM and SIGHUP handled (stop_on_signals), for `guichet run` and the demo."""
+        restore = stop_on_signals(self)
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            restore()
 
     def action_logout(self) -> None:
         from ui.screens.login import LoginScreen
@@ -385,6 +429,40 @@ class GuichetApp(App[int]):
 
     def tr(self, message: str) -> str:
         return _(message)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_POLL = 0.5  # seconds between two looks at the payments in flight once asked to stop
+
+
+def stop_on_signals(app: GuichetApp) -> Callable[[], None]:
+    """Route SIGTERM and SIGHUP to app.request_stop (on the app's event loop); returns what puts the
+    previous handlers back. Only the main thread may set handlers: elsewhere this does nothing.
+
+        restore = stop_on_signals(app)
+        try: app.run()
+        finally: restore()
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the UI's loop runs or after it ended: nothing is in flight
+            log.info("%s before the UI runs: ignored", name)
+            app.stopping = name
+            return
+        loop.call_soon_threadsafe(app.request_stop, name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def _as_dt(value: Any) -> datetime | None:
