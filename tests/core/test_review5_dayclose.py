@@ -14,6 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.billing import BillingClient
 from agent.context import AgentContext
@@ -283,3 +285,37 @@ def test_the_doctor_warns_when_the_machine_disagrees(billing_config: Any, tmp_pa
     unset = timezone_check(Doctor(tmp_path / "g.toml", billing_config))
     assert unset.ok and "machine's zone" in unset.detail
     assert timezone_check(Doctor(tmp_path / "g.toml", None)).skipped
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_totals = st.fixed_dictionaries({"count": _json, "amount": _json},
+                                optional={"stamp_duty": _json, "by_method": _json})
+
+
+@given(totals=st.one_of(_json, _totals), captured=st.text(max_size=40))
+def test_any_totals_or_time_is_typed_or_one_bad_answer(totals: Any, captured: str) -> None:
+    from agent.dayclose.server import parse_page
+
+    try:
+        _, _, typed = parse_page(page([item("p", captured_at=captured)], None) | {"totals": totals})
+    except BadAnswer as e:
+        assert str(e).startswith("billing server: business day: ") and "\n" not in str(e)
+        return
+    assert typed is None or (isinstance(typed.count, int) and all(v >= 0 for v in typed.amount.values()))
+
+
+@given(amounts=st.lists(st.integers(0, 10**9), min_size=1, max_size=20), extra=st.integers(1, 3))
+def test_the_days_totals_must_be_its_items(amounts: list[int], extra: int) -> None:
+    from agent.dayclose.server import ServerDay, _check_totals, parse_page
+
+    items = [item(f"p{i}", a) for i, a in enumerate(amounts)]
+    entries, _, _ = parse_page(page(items))
+    good = {"count": len(items), "amount": {"DZD": sum(amounts)}}
+    _check_totals(ServerDay(entries, parse_page(page([], None, **good))[2]))
+    short = {"count": len(items) + extra, "amount": {"DZD": sum(amounts)}}
+    with pytest.raises(BadAnswer, match="do not add up"):
+        _check_totals(ServerDay(entries, parse_page(page([], None, **short))[2]))
