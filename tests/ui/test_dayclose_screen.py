@@ -42,6 +42,8 @@ async def test_a_supervisor_closes_the_day(ui_app: Any, ui_config: Any, seeded_r
         assert data["tpe"]["agrees"] is False and data["tpe"]["entered_by"] == SUPERVISOR[0]
         summary = text_of(pilot, "#dayclose-summary")
         assert "TPE" in summary and "DIFFERS" in summary
+        # One payment still queued here: the journal's money and the server's day differ by it (review 5).
+        assert "the server's DIFFER: 2 and 1 payments" in summary
         assert app.screen.query_one("#dayclose-lines").row_count == len(data["lines"])
         with DayCloseStore.open(app.config.state.dir) as store:
             assert store.runs()[0]["run_by"] == SUPERVISOR[0]

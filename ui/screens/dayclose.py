@@ -61,6 +61,11 @@ def summary_text(data: dict[str, Any]) -> str:
         s = data["server"]
         lines.append(t("Server: {n} payments, {amount}, stamp duty {duty}", n=s["count"],
                        amount=amounts(s["amount"]), duty=amounts(s["stamp_duty"])))
+    check = data.get("totals_check")
+    if check and not check["agrees"]:
+        lines.append(t("The journal's totals and the server's DIFFER: {jn} and {sn} payments, server - journal"
+                       " {amount}", jn=check["journal_count"], sn=check["server_count"],
+                       amount=amounts(check["difference"])))
     tpe = data.get("tpe")
     if tpe:
         verdict = t("agrees") if tpe["agrees"] else t("DIFFERS")
