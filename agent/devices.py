@@ -28,8 +28,12 @@ nothing), unresponsive (there but not answering), absent (not plugged in / not l
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,7 +54,14 @@ MAX_TEXT = 200  # the contract's maxLength for name and state
 DEFAULT_INTERVAL = 1.0  # seconds between two presence checks of a TPE path
 DEFAULT_LIVENESS = 30.0  # seconds between two liveness checks of an idle TPE that answers
 RETRY_LIVENESS = 5.0  # ... of one that does not answer (each costs up to ack_timeout on the line)
-ERROR_WAIT = 1.0  # seconds a loop waits after its probe raised
+ERROR_WAIT = 1.0  # seconds a loop waits after its probe raised (doubling while it keeps raising) ...
+MAX_BACKOFF = 60.0  # ... up to this
+REFRESH_LIMIT = 8.0  # seconds each probe of a one-shot look (doctor, `guichet devices`) gets
+MAX_PENDING = 1000  # state changes waiting for a slow subscriber; the oldest are dropped past it
+# What the status bar shows of a kind with several devices: a card first (the cashier acts on it), a payment,
+# then whatever is wrong, then fine.
+DISPLAY_ORDER = ("card_present", "busy", "error", "unavailable", "unresponsive", "absent", "present", "ready",
+                 "unknown")
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,70 @@ class Probe(Protocol):
 # -- readers -------------------------------------------------------------------------------------------------
 
 
+class _PcscThread:
+    """The one thread that owns a reader probe's ``pcsc.Monitor`` (a PC/SC context is one thread's) and runs
+    its polls; the probe's loop waits for each with a deadline. pcsc-lite's client waits for pcscd without a
+    limit: a call that overruns abandons this thread and its context for good (a new one is made once the
+    stuck call returns, never two stuck at once)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], dict[str, Any], threading.Event] | None] = \
+            queue.SimpleQueue()
+        self.monitor: Any = None
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._run, name="device-reader-pcsc", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            fn, box, done = job
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # noqa: BLE001 - handed back to the probe's loop
+                box["error"] = e
+            done.set()
+            if self.abandoned:
+                break
+        mon, self.monitor = self.monitor, None
+        if mon is not None:
+            with contextlib.suppress(Exception):
+                mon.close()
+
+    def poll(self, wait: float) -> Any:
+        """In this thread: the monitor (made on first use) polled for ``wait`` s."""
+        from drivers import pcsc
+
+        if self.monitor is None:
+            self.monitor = pcsc.Monitor()
+        return self.monitor.poll(wait)
+
+    def call(self, fn: Callable[[], Any], limit: float) -> Any:
+        from drivers import pcsc
+
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        self.jobs.put((fn, box, done))
+        if not done.wait(limit):
+            self.abandoned = True
+            self.jobs.put(None)
+            raise pcsc.NotAnswering(f"pcscd not answering (no reply within {limit:g} s)")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def cancel(self) -> None:
+        mon = self.monitor
+        if mon is not None:  # SCardCancel talks to pcscd too: never from the caller's thread
+            threading.Thread(target=mon.cancel, name="device-reader-cancel", daemon=True).start()
+
+    def close(self) -> None:
+        self.jobs.put(None)
+
+
 class ReaderProbe:
-    """PC/SC readers, from pcscd's events: a poll waits up to ``wait`` s for a reader or card to change."""
+    """PC/SC readers, from pcscd's events: a poll waits up to ``wait`` s for a reader or card to change. Every
+    PC/SC call is bounded (``wait`` + ``pcsc.ANSWER_LIMIT``): a wedged pcscd is "unavailable: pcscd not
+    answering", and the loop goes on."""
 
     kind = "reader"
     interval = 0.0  # poll itself waits on pcscd
@@ -106,7 +179,7 @@ class ReaderProbe:
     def __init__(self, wanted: str = "", *, wait: float = 1.0) -> None:
         self.wanted = wanted  # cards.reader: readers whose name holds it ("" = any)
         self.wait = wait
-        self._monitor: Any = None
+        self._pcsc: _PcscThread | None = None
         self._cards: dict[str, bool] = {}  # reader -> card present
 
     @classmethod
@@ -120,11 +193,19 @@ class ReaderProbe:
         except ImportError as e:
             stop.wait(wait)
             return [DeviceState(self.kind, "pcscd", "unavailable", f"pyscard cannot load: {e}")]
+        worker = self._pcsc
+        if worker is not None and worker.abandoned:
+            if worker.thread.is_alive():  # its call to pcscd still hangs: do not pile up another
+                stop.wait(max(wait, ERROR_WAIT))
+                return [DeviceState(self.kind, "pcscd", "unavailable", "pcscd not answering")]
+            worker = self._pcsc = None
+        if worker is None:
+            worker = self._pcsc = _PcscThread()
+            self._cards.clear()
         try:
-            if self._monitor is None:
-                self._monitor = pcsc.Monitor()
-                self._cards.clear()
-            events = self._monitor.poll(wait)
+            events = worker.call(lambda: worker.poll(wait), wait + pcsc.ANSWER_LIMIT)
+        except pcsc.NotAnswering as e:
+            return [DeviceState(self.kind, "pcscd", "unavailable", str(e))]
         except pcsc.PcscError as e:
             self.close()
             stop.wait(wait)
@@ -143,24 +224,24 @@ class ReaderProbe:
                 for name, card in sorted(self._cards.items())]
 
     def wake(self) -> None:
-        mon = self._monitor
-        if mon is not None:
-            mon.cancel()
+        worker = self._pcsc
+        if worker is not None:
+            worker.cancel()
 
     def close(self) -> None:
-        mon, self._monitor = self._monitor, None
-        if mon is not None:
-            try:
-                mon.close()
-            except Exception:  # noqa: BLE001, S110 - a dead context cannot be closed; forget it
-                pass
+        worker, self._pcsc = self._pcsc, None
+        if worker is not None and not worker.abandoned:
+            worker.close()  # its thread closes the context it made
+        elif worker is not None:
+            self._pcsc = worker  # still stuck in pcscd: remembered, so no second thread joins it
 
 
 # -- the TPE -------------------------------------------------------------------------------------------------
 
 
 def serial_ports() -> dict[str, str]:
-    """pyserial's port listing: device -> description (symlinks in /dev included, e.g. /dev/serial/by-id)."""
+    """pyserial's port listing: device -> description. ``include_links`` adds the symlinks pyserial finds
+    among /dev's top-level entries (not /dev/serial/by-id: ``TpeProbe`` looks a link up by its real path)."""
     from serial.tools import list_ports
 
     out: dict[str, str] = {}
@@ -213,20 +294,25 @@ class TpeProbe:
         return st
 
     def poll(self, stop: threading.Event, once: bool = False) -> list[DeviceState]:
-        from drivers.concert.base import Busy, LinkError, Ready, Timeout, last_heard
+        from drivers.concert.base import Busy, LinkError, Ready, Timeout
 
         now = time.monotonic()
         if self.serial and not os.path.exists(self.link.port):
             self._next_check = 0.0  # plugged in again: checked at once
             self._adapter = None  # maybe another adapter then
-            return [self._state("absent", f"{self.link.port} does not exist (terminal cable or adapter unplugged)")]
+            return [self._state("absent", _missing(self.link.port))]
         if self.link.busy:
             return [self._state("busy", "a payment is in progress")]
-        heard = last_heard(self.link.port)
+        heard = self.link.last_heard()
         if heard is not None and heard.at > self._heard_at and not once:
-            # A payment just spoke with the terminal: that is the liveness check, no need to ask again.
+            # An exchange (a payment, another program's check) just spoke with the terminal: that is the
+            # liveness check. After an unknown outcome the terminal may still call back with its answer: no
+            # ENQ over it until that time has passed.
             self._heard_at = heard.at
-            self._next_check = heard.at + (self.liveness if heard.answered else self.retry)
+            quiet = self.liveness if heard.answered else self.retry
+            if heard.unknown:
+                quiet = max(quiet, self.link.answer_timeout + self.link.cancel_grace)
+            self._next_check = heard.at + quiet
             if heard.answered:
                 return [self._state("ready", self._described("answered the last exchange"))]
             return [self._state("unresponsive", heard.message)]
@@ -236,12 +322,18 @@ class TpeProbe:
                         else self._state("unknown", "asked when idle")]
             return [self._last]
         result = self.link.probe()
+        self._heard_at = time.monotonic()  # our own probe is not news at the next poll
         if isinstance(result, Busy):
-            self._next_check = 0.0
+            # Another exchange holds the terminal (another program's payment or probe): its word reaches us
+            # through last_heard; ask again ``retry`` s later, keeping what we knew (no flapping to "busy").
+            self._next_check = time.monotonic() + self.retry
+            if self._last is not None and self._last.state not in ("present", "unknown", "absent"):
+                return [self._last]
             return [self._state("busy", result.message)]
         if isinstance(result, Ready):
             self._next_check = time.monotonic() + self.liveness
-            what = "answered ENQ with ACK" if self.serial else "accepted a connection"
+            calling = result.message.startswith("the terminal is there")
+            what = (result.message if calling else "answered ENQ with ACK") if self.serial else "accepted a connection"
             return [self._state("ready", self._described(what))]
         self._next_check = time.monotonic() + self.retry
         if isinstance(result, Timeout):
@@ -270,6 +362,17 @@ class TpeProbe:
         pass
 
 
+def _missing(path: str) -> str:
+    """Why a serial path cannot be opened, in one line: gone (unplugged), or a link that leads nowhere."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f"{path} is a symlink loop (fix tpe.port: use /dev/serial/by-id/...)"
+    return f"{path} does not exist (terminal cable or adapter unplugged)"
+
+
 # Every kind of device the config asks for (the readers aside: see from_config): a factory takes the config
 # and the loop's timing (interval=, liveness=) and gives a Probe, or None when that device is not configured.
 # The printer joins with one line here: its probe's ``from_config``.
@@ -291,18 +394,23 @@ class DeviceRegistry:
         self._states: dict[int, list[DeviceState]] = {}  # id(probe) -> its devices, last poll
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()  # this run's; each start() makes a new one
+        self._threads: dict[int, threading.Thread] = {}  # id(probe) -> its loop (the latest)
         self._started = False  # start() was called and stop() not yet: a probe added now gets its loop
+        self._changes: collections.deque[DeviceState] = collections.deque(maxlen=MAX_PENDING)
+        self._pending = threading.Condition(self._lock)
+        self._dispatcher: threading.Thread | None = None
         self.polls = 0
         for p in probes:
             self.add(p)
 
     @classmethod
-    def from_config(cls, cfg: Config, *, readers: bool = True, interval: float = DEFAULT_INTERVAL,
+    def from_config(cls, cfg: Config, *, readers: bool | None = None, interval: float = DEFAULT_INTERVAL,
                     liveness: float = DEFAULT_LIVENESS) -> DeviceRegistry:
-        """The readers (unless ``readers=False``: a counter without card reading), the TPE when tpe.port is
-        set, and every kind in ``PROBES``."""
+        """The readers (when ``readers``; default: when card_reader is one of payments.methods), the TPE when
+        tpe.port is set, and every kind in ``PROBES``."""
+        if readers is None:
+            readers = "card_reader" in cfg.payments.methods
         reg = cls([ReaderProbe.from_config(cfg)] if readers else [])
         for factory in PROBES:
             probe = factory(cfg, interval=interval, liveness=liveness)
@@ -315,14 +423,15 @@ class DeviceRegistry:
         with self._lock:
             self._probes.append(probe)
             self._states[id(probe)] = [DeviceState(probe.kind, getattr(probe, "name", probe.kind), "unknown")]
-            running = self._started and not self._stop.is_set()
+            running, stop = self._started and not self._stop.is_set(), self._stop
         if running:
-            self._spawn(probe)
+            self._spawn(probe, stop)
         return probe
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """``fn(state)`` on every change, from the probe's thread (the UI posts a message from it). Returns
-        the unsubscribe function."""
+        """``fn(state)`` on every change. While the loops run, from one dispatcher thread of the registry (a
+        subscriber that blocks delays the others' news, never a probe); from ``refresh()``, in its thread.
+        Returns the unsubscribe function."""
         with self._lock:
             self._subscribers.append(fn)
 
@@ -343,7 +452,8 @@ class DeviceRegistry:
         return [st for st in self.snapshot() if st.kind == kind]
 
     def summary(self) -> dict[str, DeviceState]:
-        """One state per kind, the one a cashier needs to see first (a card present, then busy, ready...)."""
+        """One state per kind, the one a cashier needs to see first: a card present, then busy, then what is
+        wrong, then ready (``DISPLAY_ORDER``): a broken reader never hides behind a working one."""
         out: dict[str, DeviceState] = {}
         for st in self.snapshot():
             best = out.get(st.kind)
@@ -358,23 +468,37 @@ class DeviceRegistry:
 
     # -- probing -------------------------------------------------------------------------------------------
 
-    def refresh(self) -> list[DeviceState]:
-        """Every probe once, now, in this thread: doctor and `guichet devices`. While the loops run, they
-        own the probes (a PC/SC context is one thread's): the latest states, then."""
+    def refresh(self, limit: float = REFRESH_LIMIT) -> list[DeviceState]:
+        """Every probe once, now, side by side, each within ``limit`` s (one that overruns is "error", the
+        others still answer): doctor and `guichet devices`. While the loops run, they own the probes (a
+        PC/SC context is one thread's): the latest states, then."""
         with self._lock:
             probes = [] if self.running else list(self._probes)
-        for p in probes:
-            self._poll_once(p, threading.Event(), once=True)
-            _close(p)
+
+        def look(p: Probe) -> None:
+            try:
+                self._poll_once(p, threading.Event(), once=True)
+            finally:
+                _close(p)
+
+        threads = [threading.Thread(target=look, args=(p,), name=f"device-{p.kind}-look", daemon=True)
+                   for p in probes]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + limit
+        for p, t in zip(probes, threads, strict=True):
+            t.join(max(0.0, end - time.monotonic()))
+            if t.is_alive():
+                name = getattr(p, "name", p.kind)
+                self._update(p, [DeviceState(p.kind, name, "error", f"no answer within {limit:g} s")])
         return self.snapshot()
 
     def _poll_once(self, probe: Probe, stop: threading.Event, once: bool = False) -> bool:
-        """One poll, caught: False when it raised (reported as state "error")."""
+        """One poll, caught: False when it raised (reported as state "error"; logged when the error is new)."""
         ok = True
         try:
             states = probe.poll(stop, once=once)
         except Exception as e:  # noqa: BLE001 - a probe's failure is its device's state, never the loop's end
-            log.warning("device probe %s failed: %s", probe.kind, e)
             states = [DeviceState(probe.kind, getattr(probe, "name", probe.kind), "error",
                                   f"{type(e).__name__}: {e}".splitlines()[0][:MAX_TEXT])]
             ok = False
@@ -394,44 +518,75 @@ class DeviceRegistry:
                     for st in states]
             self._states[id(probe)] = kept
             subscribers = list(self._subscribers)
-        for st in [*changed, *gone]:
-            log.info("device %s %s: %s%s", st.kind, st.name, st.state, f" ({st.detail})" if st.detail else "")
-            for fn in subscribers:
-                try:
-                    fn(st)
-                except Exception:  # a broken subscriber must not stop the probes
-                    log.exception("device subscriber failed on %s %s", st.kind, st.name)
+            queued = self._dispatcher is not None and self._dispatcher.is_alive()
+            if queued:
+                self._changes.extend([*changed, *gone])
+                self._pending.notify()
+        for st in [*changed, *gone]:  # on state change only: a probe failing the same way is not news
+            level = logging.WARNING if st.state == "error" else logging.INFO
+            log.log(level, "device %s %s: %s%s", st.kind, st.name, st.state, f" ({st.detail})" if st.detail else "")
+        if not queued:
+            _notify(subscribers, [*changed, *gone])
+
+    def _dispatch(self, stop: threading.Event) -> None:
+        while True:
+            with self._lock:
+                while not self._changes and not stop.is_set():
+                    self._pending.wait(1.0)
+                if not self._changes:
+                    return
+                batch = list(self._changes)
+                self._changes.clear()
+                subscribers = list(self._subscribers)
+            _notify(subscribers, batch)
 
     def start(self) -> DeviceRegistry:
-        """One daemon thread per probe; returns self."""
-        self._stop.clear()
+        """One daemon thread per probe and one that calls the subscribers; returns self. Started already:
+        nothing more (never two loops on one probe); after a ``stop(timeout=0)`` each new loop first waits
+        for its probe's old one to end."""
         with self._lock:
+            if self._started:
+                return self
+            self._stop = stop = threading.Event()
             probes = list(self._probes)
             self._started = True
+            self._dispatcher = threading.Thread(target=self._dispatch, args=(stop,), name="device-subscribers",
+                                                daemon=True)
+        self._dispatcher.start()
         for p in probes:
-            self._spawn(p)
+            self._spawn(p, stop)
         return self
 
-    def _spawn(self, probe: Probe) -> None:
-        t = threading.Thread(target=self._run, args=(probe,), name=f"device-{probe.kind}", daemon=True)
+    def _spawn(self, probe: Probe, stop: threading.Event) -> None:
         with self._lock:
-            self._threads.append(t)
+            before = self._threads.get(id(probe))
+            t = threading.Thread(target=self._run, args=(probe, stop, before), name=f"device-{probe.kind}",
+                                 daemon=True)
+            self._threads[id(probe)] = t
         t.start()
 
-    def _run(self, probe: Probe) -> None:
+    def _run(self, probe: Probe, stop: threading.Event, before: threading.Thread | None) -> None:
+        if before is not None:
+            before.join()  # the last run's loop ends within its probe's bound; one poll at a time
+        failures = 0
         try:
-            while not self._stop.is_set():
-                ok = self._poll_once(probe, self._stop)
-                self._stop.wait(probe.interval if ok else max(probe.interval, ERROR_WAIT))
+            while not stop.is_set():
+                ok = self._poll_once(probe, stop)
+                failures = 0 if ok else failures + 1
+                # A probe that keeps raising is asked less and less often: 1, 2, 4 ... 60 s.
+                wait = probe.interval if ok else max(probe.interval, min(ERROR_WAIT * 2 ** (failures - 1), MAX_BACKOFF))
+                stop.wait(wait)
         finally:
             _close(probe)  # in its own thread: a PC/SC context belongs to the thread that made it
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loops: each ends within its probe's bound and closes its probe. Waits up to ``timeout``
         (0 from the UI thread: the loops are daemons and end by themselves)."""
-        self._stop.set()
         with self._lock:
-            probes, threads = list(self._probes), list(self._threads)
+            self._stop.set()
+            self._pending.notify_all()
+            probes, threads = list(self._probes), list(self._threads.values())
+            dispatcher = self._dispatcher
             self._started = False
         for p in probes:
             try:
@@ -439,14 +594,12 @@ class DeviceRegistry:
             except Exception:  # noqa: BLE001, S110 - nothing to wake
                 pass
         end = time.monotonic() + timeout
-        for t in threads:
+        for t in [*threads, *([dispatcher] if dispatcher else [])]:
             t.join(max(0.0, end - time.monotonic()))
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
 
     @property
     def running(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
+        return any(t.is_alive() for t in list(self._threads.values()))
 
     def __enter__(self) -> DeviceRegistry:
         return self.start()
@@ -458,6 +611,15 @@ class DeviceRegistry:
         return iter(self.snapshot())
 
 
+def _notify(subscribers: list[Subscriber], changes: list[DeviceState]) -> None:
+    for st in changes:
+        for fn in subscribers:
+            try:
+                fn(st)
+            except Exception:  # a broken subscriber must not stop the others
+                log.exception("device subscriber failed on %s %s", st.kind, st.name)
+
+
 def _close(probe: Probe) -> None:
     try:
         probe.close()
@@ -466,4 +628,4 @@ def _close(probe: Probe) -> None:
 
 
 def _rank(state: str) -> int:
-    return STATES.index(state) if state in STATES else len(STATES)
+    return DISPLAY_ORDER.index(state) if state in DISPLAY_ORDER else len(DISPLAY_ORDER)

@@ -20,6 +20,7 @@ import fcntl
 import grp
 import os
 import pwd
+import re
 import shutil
 import socket
 import sqlite3
@@ -331,8 +332,9 @@ def _list_readers() -> list[str]:
 def device_states(cfg: Config | None) -> list[DeviceState]:
     """One look at every device through the registry (the one the running agent reads), bounded: a wedged
     pcscd must not hang doctor."""
-    registry = DeviceRegistry.from_config(cfg) if cfg is not None else DeviceRegistry([ReaderProbe()])
-    return _bounded(registry.refresh, PCSC_TIMEOUT)
+    registry = DeviceRegistry.from_config(cfg, readers=True) if cfg is not None else DeviceRegistry([ReaderProbe()])
+    # Each probe gets its own limit, side by side: a wedged pcscd leaves the TPE's verdict standing.
+    return _bounded(lambda: registry.refresh(limit=PCSC_TIMEOUT - 2), PCSC_TIMEOUT)
 
 
 def check_pcscd(cfg: Config | None, states: list[DeviceState] | None = None) -> list[Check]:
@@ -412,7 +414,25 @@ def check_serial(cfg: Config | None) -> Check:
                       f"find it with `fuser -v {port}` and stop it (ModemManager or a second guichet?)")
     finally:
         os.close(fd)  # closing drops our lock too
+    if re.fullmatch(r"/dev/tty(USB|ACM)\d+", port):
+        # Numbered in plugging order: after a reboot it may be the printer's adapter, and the registry's
+        # liveness probe would then write ENQ to the printer.
+        stable = _by_id(port)
+        return warning(name, f"{port} opens, but ttyUSB/ttyACM numbers follow the plugging order: after a "
+                       "reboot it may name another device (the printer)",
+                       f"`guichet config set tpe.port {stable}`" if stable
+                       else "set tpe.port to the terminal's /dev/serial/by-id/... link")
     return passed(name, f"{port} opens")
+
+
+def _by_id(port: str) -> str:
+    """The /dev/serial/by-id link to ``port``'s device, or ""."""
+    real = os.path.realpath(port)
+    try:
+        links = sorted(Path("/dev/serial/by-id").iterdir())
+    except OSError:
+        return ""
+    return next((str(link) for link in links if os.path.realpath(link) == real), "")
 
 
 def _group_name(gid: int) -> str:
@@ -666,7 +686,7 @@ def serial_check(d: Doctor) -> Check:
 
 def tpe_check(d: Doctor) -> Check:
     port = d.done.get("serial_port")
-    usable = port is not None and port.ok and not port.skipped
+    usable = port is not None and (port.ok or port.severity == "warning") and not port.skipped
     return check_tpe(d.cfg, usable, d.devices if usable else [])
 
 

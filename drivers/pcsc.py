@@ -3,6 +3,7 @@
     from drivers import pcsc
     pcsc.list_readers()                       # ['Virtual PCD 00 00', ...]; PcscUnavailable if pcscd is down
     pcsc.reader_states()                      # [ReaderState(name, card_present, atr), ...]
+    pcsc.within(3.0, pcsc.reader_states)      # the same, NotAnswering if a wedged pcscd keeps it 3 s
     with pcsc.Monitor() as mon:               # reader plugged/unplugged, card inserted/removed
         for ev in mon.poll(timeout=0.5):      # bounded wait; [] on timeout
             print(ev.kind, ev.reader)
@@ -62,6 +63,38 @@ class Timeout(PcscError):
 
 class Cancelled(PcscError):
     """The wait was cancelled by the caller."""
+
+
+ANSWER_LIMIT = 3.0  # seconds pcscd gets to answer a call that does not wait for a card (it answers in ms)
+
+
+class NotAnswering(PcscUnavailable):
+    """pcscd took the connection but does not answer (wedged): the call was abandoned."""
+
+
+def within(seconds: float, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a throwaway daemon thread, abandoned after ``seconds``: pcsc-lite's client waits for
+    pcscd with no time limit (opening a context, listing readers). Raises NotAnswering then; whatever that
+    call was building (a context) is never used again.
+
+        names = pcsc.within(3.0, pcsc.list_readers)
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            box["error"] = e
+        done.set()
+
+    threading.Thread(target=run, name="pcsc-call", daemon=True).start()
+    if not done.wait(seconds):
+        raise NotAnswering(f"pcscd not answering (no reply within {seconds:g} s)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _hr(h: int) -> int:

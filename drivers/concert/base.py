@@ -156,6 +156,7 @@ class Heard:
     at: float
     answered: bool
     message: str
+    unknown: bool = False  # a payment's outcome is unknown: the terminal may still call back with its answer
 
 
 class PortBusy(Exception):
@@ -250,7 +251,7 @@ class TerminalLock:
         if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(answered, bool) \
                 or not isinstance(message, str) or not 0 <= at <= time.monotonic():
             return None
-        return Heard(float(at), answered, message[:200])
+        return Heard(float(at), answered, message[:200], h.get("unknown") is True)
 
     @contextlib.contextmanager
     def hold(self, role: str, *, wait: float, cancel: threading.Event | None = None) -> Iterator[Held]:
@@ -345,10 +346,11 @@ class Held:
         """Record what ``result`` says of the terminal, here and in the shared file (under the lock)."""
         if isinstance(result, Busy) or (isinstance(result, Cancelled) and not result.bytes_in):
             return  # nothing was asked of the terminal: it said nothing either way
-        h = Heard(time.monotonic(), result.bytes_in > 0, result.message[:200])
+        h = Heard(time.monotonic(), result.bytes_in > 0, result.message[:200],
+                  result.amount_sent and not result.definitive)
         with _guard:
             _heard[self.lock.key] = h
-        self.write(heard={"at": h.at, "answered": h.answered, "message": h.message})
+        self.write(heard={"at": h.at, "answered": h.answered, "message": h.message, "unknown": h.unknown})
 
 
 def port_lock(port: str) -> threading.Lock:

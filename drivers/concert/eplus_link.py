@@ -293,16 +293,53 @@ class ConcertLink(TerminalLink[Request]):
         return self._handshake_only(self.max_retries)
 
     def _probe(self) -> Result:
-        """One ENQ, ACK awaited ``ack_timeout``, then EOT; a port another program locked is Busy."""
-        return self._handshake_only(0, busy_is_busy=True)
-
-    def _handshake_only(self, retries: int, *, busy_is_busy: bool = False) -> Result:
+        """One ENQ, ACK awaited ``ack_timeout``, then EOT; a port another program locked is Busy. A terminal
+        that wants to talk (its ENQ, pending or in answer) or answers NAK is there: Ready, and the probe lets
+        go of the line at once, sending nothing more (no EOT over a late answer)."""
         c = Counters()
         try:
-            port = self._open(wait_lock=not busy_is_busy)  # a probe never waits: the port is someone's
+            port = self._open(wait_lock=False)  # a probe never waits: the port is someone's
         except LinkDown as e:
-            if busy_is_busy and e.errno in (errno.EAGAIN, errno.EBUSY):
+            if e.errno in (errno.EAGAIN, errno.EBUSY):
                 return self._result(Busy, c, amount_sent=False, message=f"{self.port} is held by another program")
+            return self._result(LinkError, c, amount_sent=False, message=str(e), stage="open")
+        try:
+            line = _Line(port, self.framing == "7E1", c)
+            # No drain: an ENQ the terminal sent before we opened says it is there and has something to say.
+            pending_until = time.monotonic() + 2 * POLL  # a line that never stops talking is cut short
+            while (b := line.read_byte(pending_until)) is not None:
+                if b == ENQ:
+                    return self._calling(c, "it is calling (an answer to deliver?)")
+            line.write(bytes([ENQ]))
+            deadline = time.monotonic() + self.ack_timeout
+            while (b := line.read_byte(deadline)) is not None:
+                if b == ACK:
+                    line.write(bytes([EOT]))
+                    return self._result(Ready, c, amount_sent=False, message="terminal acknowledged ENQ")
+                if b in (ENQ, STX):
+                    return self._calling(c, "it answered ENQ with ENQ: it wants to send" if b == ENQ
+                                         else "it is sending a frame")
+                if b == NAK:
+                    return self._calling(c, "it answered NAK")
+            line.write(bytes([EOT]))
+            return self._result(
+                Timeout, c, amount_sent=False, stage="enq",
+                message=f"no ACK from the terminal on {self.port} after 1 ENQ "
+                f"(check the cable, baud rate {self.baud} and framing {self.framing})",
+            )
+        except LinkDown as e:
+            return self._result(LinkError, c, amount_sent=False, message=str(e), stage="enq")
+        finally:
+            close(port)
+
+    def _calling(self, c: Counters, why: str) -> Result:
+        return self._result(Ready, c, amount_sent=False, message=f"the terminal is there ({why})")
+
+    def _handshake_only(self, retries: int) -> Result:
+        c = Counters()
+        try:
+            port = self._open()
+        except LinkDown as e:
             return self._result(LinkError, c, amount_sent=False, message=str(e), stage="open")
         try:
             line = _Line(port, self.framing == "7E1", c)

@@ -31,13 +31,14 @@ def _serial_ports() -> list[dict[str, Any]]:
 
 
 def _registry_states(ctx: click.Context) -> list[Any]:
-    """One look through the device registry: the configured devices, or the readers alone without a config."""
+    """One look through the device registry: the configured devices, or the readers alone without a config.
+    Each probe is bounded (REFRESH_LIMIT): a wedged pcscd or terminal is a line, never a hung command."""
     from agent.devices import DeviceRegistry, ReaderProbe
     from config import ConfigError, load_config
 
     try:
         cfg = load_config(ctx.find_root().ensure_object(dict).get("config_path"))
-        registry = DeviceRegistry.from_config(cfg)
+        registry = DeviceRegistry.from_config(cfg, readers=True)  # a technician's look: the readers too
     except ConfigError:
         registry = DeviceRegistry([ReaderProbe()])
     return registry.refresh()
@@ -53,7 +54,8 @@ def devices(ctx: click.Context, as_json: bool) -> None:
     readers: list[dict[str, Any]] = []
     pcsc_error: str | None = None
     try:
-        for st in pcsc.reader_states():
+        # pcsc-lite's client waits for pcscd without a limit: a wedged pcscd must not hang the command.
+        for st in pcsc.within(pcsc.ANSWER_LIMIT, pcsc.reader_states):
             readers.append({
                 "name": st.name,
                 "card_present": st.card_present,
