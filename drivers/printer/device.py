@@ -155,8 +155,11 @@ def _escpos_transport(url: PrinterUrl, timeout: float) -> Any:
                 import serial
 
                 try:
+                    # exclusive: the TPE's liveness probe (tpe.port naming this port after a USB renumbering)
+                    # then finds it Busy instead of rewriting its speed and writing ENQ into a receipt.
                     self.device = serial.serial_for_url(self.devfile, baudrate=self.baudrate, timeout=self.timeout,
-                                                        write_timeout=self.timeout, dsrdtr=False)
+                                                        write_timeout=self.timeout, dsrdtr=False,
+                                                        exclusive=True if "://" not in self.devfile else None)
                 except (ValueError, serial.SerialException) as e:
                     self.device = None
                     raise PrinterUnavailable(f"printer {self.devfile}: {e}") from None
