@@ -52,7 +52,8 @@ DEMO_AGENCY = "ORAN-07"
 VPCD = ("127.0.0.1", 35963)
 
 # Demo card -> (sandbox/cards profile for the reader, TPE simulator test card).
-CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("visa_cl", "VISA")}
+# Each a whole EMV transaction on the reader (docs/emv.md): CIB (DDA), Edahabia (SDA), Visa CVN 18 (DDA).
+CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("emv_visa18", "VISA")}
 WAIT_ROUNDS = 600  # x 0.05 s
 SLOT_WAIT = 60.0  # seconds to wait for the vpcd slot before running without the reader
 
@@ -86,7 +87,7 @@ class DemoDevices:
 
     def config(self) -> Any:
         import config
-        from sandbox.cards.profiles import sandbox_cards_config
+        from sandbox.cards.profiles import sandbox_cards_config, sandbox_emv_config
 
         cards = sandbox_cards_config()
         # The TPE simulator's cards carry real-looking BINs; name their schemes too.
@@ -102,6 +103,7 @@ class DemoDevices:
                 "state": {"dir": str(self.state_dir / "state")},
                 "sync": {"interval": 2, "batch_size": 100},
                 "cards": cards,
+                "emv": sandbox_emv_config(),  # the test CA: offline data authentication of the demo cards
                 "tpe": {"port": self.tpe.path, "baud": 9600, "framing": "7E1", "answer_timeout": 20},
                 "payments": {"default_method": "card_terminal", "methods": methods},
                 "ui": {"language": self.language, "bidi": "app"},

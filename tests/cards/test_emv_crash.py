@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 import config
 from agent.context import AgentContext
@@ -21,6 +22,12 @@ from sandbox.cards.profiles import sandbox_cards_config, sandbox_emv_config
 from tests.core.conftest import with_changes
 
 KILLED = -signal.SIGKILL
+
+
+def _recorded(server) -> list[dict]:
+    r = requests.get(server.url + "_sandbox/payments", headers=server.admin_headers(), timeout=5)
+    r.raise_for_status()
+    return r.json()["items"]
 
 
 @pytest.fixture
@@ -61,6 +68,12 @@ def test_sigkill_mid_transaction_ends_unknown_and_is_never_charged_twice(emv_cfg
             # approved by the acquirer, never completed by the card: the server's record settles it, once
             [settled] = agent.flow.resolve_unknown_online(p["payment_id"])
             assert settled.state == "approved"
+            # uploaded once, the bill paid once: a second attempt on it is no second charge
+            agent.sync_worker().run_once()
+            assert agent.journal.get(p["payment_id"]).state == "uploaded"
+            mine = [i for i in _recorded(billing_server) if i["bill_reference"] == ref]
+            assert [(i["payment_id"], i["count"]) for i in mine] == [(p["payment_id"], 1)]
+            assert agent.journal.reversals_waiting() == []  # nothing to undo: the approval stands
         else:
             with pytest.raises(GuichetError, match="ask again in"):  # a 404 this soon is not believed
                 agent.flow.resolve_unknown_online(p["payment_id"])
