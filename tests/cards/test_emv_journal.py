@@ -65,18 +65,23 @@ def _pay(agent, insert, profile, bill):
     return result, agent.journal.get(p.payment_id)
 
 
-def test_an_approved_chip_payment_is_uploaded_with_its_emv(emv_agent, insert, billing_server, seeded_references):
-    result, p = _pay(emv_agent, insert, "cib", emv_agent.flow.lookup(seeded_references[0]))
+@pytest.mark.parametrize(("profile", "entry", "cryptograms"), [("cib", "chip", ["ARQC", "TC"]),
+                                                            ("visa_cl", "contactless", ["ARQC"])])
+def test_an_approved_chip_payment_is_uploaded_with_its_emv(emv_agent, insert, billing_server, seeded_references,
+                                                           profile, entry, cryptograms):
+    result, p = _pay(emv_agent, insert, profile, emv_agent.flow.lookup(seeded_references[0]))
     assert result.status == "approved", result.message
     tags = {t.tag for t in T.walk(T.decode(bytes.fromhex(p.chip["de55"])))}
     assert 0x9F26 in tags and not {0x5A, 0x57, 0x56, 0x9F1F, 0x9F6B, 0x99} & tags
-    assert p.chip["cryptograms"] == ["ARQC", "TC"] and p.chip["tvr"] == "0000008000"
+    assert p.chip["cryptograms"] == cryptograms and p.chip["entry_mode"] == entry
+    if entry == "contactless":
+        assert 0x9F66 in tags  # the TTQ travels with a tap
     body = p.to_api()
-    assert body["emv"] == p.chip["de55"] and body["card"]["entry_mode"] == "chip"
+    assert body["emv"] == p.chip["de55"] and body["card"]["entry_mode"] == entry
     _upload(emv_agent)
     assert emv_agent.journal.get(p.payment_id).state == "uploaded"
     recorded = _recorded(billing_server)[p.payment_id]["payment"]
-    assert recorded["emv"] == p.chip["de55"] and recorded["card"]["entry_mode"] == "chip"
+    assert recorded["emv"] == p.chip["de55"] and recorded["card"]["entry_mode"] == entry
     # PCI: nothing of the card number in the journal's file (the PCI scan of tests/zz_pci covers the state dir)
     raw = emv_agent.journal.path.read_bytes()
     assert not any(pan.encode() in raw for pan in TEST_PANS)
@@ -157,3 +162,37 @@ def test_aac_after_approval_is_reversed_when_the_server_is_back(emv_agent, inser
     assert auth["reversed"] and auth["reversal_reason"] == "card_declined_after_approval"
     assert emv_agent.journal.blocking_payment(p.bill_reference) is None
     assert drain(emv_agent.journal, emv_agent.client, grace=80).error is None  # nothing left: nothing sent
+
+
+def test_offline_card_payments_keep_to_the_agents_offline_limits(billing_config, seeded_references,
+                                                                 billing_server):
+    """No card needed: over `[offline]` the flow refuses before asking any card; the reader's own question
+    (offline_room, after a failed online attempt) counts its payment, already in the journal, once."""
+    from agent.context import offline_room
+    from agent.errors import OfflineLimitExceeded
+    from agent.journal import NewPayment
+    from agent.states import State
+
+    cfg = with_changes(billing_config, offline={"max_payment_amount": 100_000, "max_total_amount": 150_000},
+                       payments={"allow_partial": True})
+    with AgentContext.open(cfg, ["card_reader"], take_payments=True) as agent:
+        other = agent.flow.lookup(seeded_references[1])
+        agent.flow.lookup(seeded_references[0])
+        billing_server.stop()
+        bill = agent.flow.lookup(seeded_references[0])
+        assert bill.offline
+        assert agent.flow.check([bill], "card_reader", amount=min(bill.amount_due, 100_000))
+        if bill.amount_due > 100_000:
+            with pytest.raises(OfflineLimitExceeded):
+                agent.flow.check([bill], "card_reader")
+        room = offline_room(cfg, agent.journal)
+        assert room(100_000) and not room(100_001)
+        [p] = agent.journal.create([NewPayment(bill.to_api(), 90_000)], currency="DZD", method="card_reader",
+                                   cashier_id="c1", captured_offline=True)
+        agent.journal.transition(p.payment_id, State.AUTHORIZING, actor="c1")
+        assert room(90_000)  # this payment itself, counted once
+        agent.journal.transition(p.payment_id, State.UNKNOWN, actor="c1")
+        [q] = agent.journal.create([NewPayment(other.to_api(), 90_000)],
+                                   currency="DZD", method="card_reader", cashier_id="c1", captured_offline=True)
+        agent.journal.transition(q.payment_id, State.AUTHORIZING, actor="c1")
+        assert not room(90_000)  # the second one: 180 000 in doubt or unsent, over 150 000
