@@ -364,6 +364,10 @@ async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, st
         elif cmd == "tpe-delay":  # seconds the terminal "thinks" (the customer, the PIN) before answering
             devices.tpe.think = min(max(float(args[0]), 0.0), 60.0)
         elif cmd == "screenshot":
+            from textual.widgets import Input
+
+            for field in app.screen.query(Input):  # a steady cursor: the same picture at every run
+                field.cursor_blink = False
             await pilot.pause(0.5)  # let the terminal draw the last frame
             await asyncio.sleep(1.0)
             problem = await screenshot(args[0])

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageDraw
 
 TEST_USER = "guichet-test"
 TOOLS = ("cage", "foot", "grim", "socat")
@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FOOT_INI = ROOT / "scripts/kiosk-foot.ini"
 GUICHET = str(Path(sys.executable).with_name("guichet"))
 START_TIMEOUT = 20.0
+# rows, columns, width and height in pixels of the terminal, as foot tells its pty (Debian's python3).
+WINSIZE = ("/usr/bin/python3 -c 'import fcntl, struct, termios; "
+           "print(*struct.unpack(\"4H\", fcntl.ioctl(0, termios.TIOCGWINSZ, bytes(8))))'")
 
 
 def missing_tools() -> list[str]:
@@ -48,10 +51,26 @@ def test_user() -> tuple[int, int]:
     return pw.pw_uid, pw.pw_gid
 
 
+@dataclass(frozen=True)
+class Grid:
+    """foot's cells: rows x cols of cell_w x cell_h pixels from the top left (pad=0x0); foot leaves the
+    remainder of the output (less than a cell) blank at the right and the bottom."""
+
+    rows: int
+    cols: int
+    cell_w: int
+    cell_h: int
+
+
 @dataclass
 class Kiosk:
     runtime: Path  # XDG_RUNTIME_DIR of the compositor (root can use its socket too)
     proc: subprocess.Popen[bytes]
+
+    def grid(self) -> Grid:
+        """foot's terminal grid, as foot reported it to its pty."""
+        rows, cols, width, height = (int(v) for v in (self.runtime / "size.px").read_text().split())
+        return Grid(rows, cols, width // cols, height // rows)
 
     def wait_done(self, timeout: float) -> int | None:
         """The demo's exit status once it ended (its script played), None if it did not end in time."""
@@ -95,7 +114,9 @@ def kiosk(demo_args: list[str], log: Path) -> Iterator[Kiosk]:
     )
     # The kiosk side, as the test user: foot writes its size, then joins the demo's pty.
     # foot starts at 80 x 24 and is resized to the output at once: read the size once that has happened.
-    foot_cmd = (f"sleep 1.5; stty size > {size}.tmp && mv {size}.tmp {size}; stty raw -echo; "
+    # (foot's first size is 80 x 24: wait, bounded to 10 s, until it is another; no fixed sleep to race.)
+    foot_cmd = ('i=0; while [ "$(stty size)" = "24 80" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+                f"{WINSIZE} > {size}.px; stty size > {size}.tmp && mv {size}.tmp {size}; stty raw -echo; "
                 f"exec socat - UNIX-CONNECT:{sock}")
     for _ in range(100):  # socat's listener comes up in a few ms
         if sock.exists():
@@ -129,16 +150,53 @@ def kiosk(demo_args: list[str], log: Path) -> Iterator[Kiosk]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def differing_fraction(actual: Path, reference: Path, tolerance: int = 48) -> float:
-    """The fraction of pixels whose colour differs by more than `tolerance` (0-255, any channel).
+Cells = tuple[int, int, int]  # (row, first column, column past the last) of the terminal's grid; rows < 0
+                               # count from the bottom (the status bar)
 
-    Not a byte compare: anti-aliasing, the clock and the date move a few glyphs between runs; a layout change,
-    missing glyphs (boxes) or another language move far more.
+
+@dataclass(frozen=True)
+class Difference:
+    """How two screenshots of the same terminal differ, judged cell row by cell row."""
+
+    overall: float      # of all (unmasked) pixels
+    worst: float        # of the pixels of the worst cell row
+    worst_row: int      # that row (0 = top)
+
+    def __str__(self) -> str:
+        return f"{self.overall:.3%} of the pixels, {self.worst:.3%} of cell row {self.worst_row}"
+
+
+def difference(actual: Path, reference: Path, grid: Grid, masked: tuple[Cells, ...] = (),
+               tolerance: int = 48) -> Difference:
+    """Compare two screenshots of foot's terminal `grid`.
+
+    A pixel differs when any one of R, G, B moved by more than `tolerance` (0-255): a colour change counts
+    even where the brightness stays. Judged per cell row as well as overall, so a line of text that vanished,
+    or a word that changed, is not drowned in the rest of the screen. `masked` cells (the clock, the
+    receipt's date, an animation) are not compared. A different picture size is a total difference.
+
+        d = difference(shot, reference, kiosk.grid(), masked=((-1, 0, 116),))   # status bar masked
+        assert d.worst <= 0.002, str(d)
     """
     a = Image.open(actual).convert("RGB")
     b = Image.open(reference).convert("RGB")
     if a.size != b.size:
-        return 1.0
-    diff = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > tolerance else 0)
-    hist = diff.histogram()
-    return hist[255] / (a.size[0] * a.size[1])
+        return Difference(1.0, 1.0, 0)
+    r, g, bl = ImageChops.difference(a, b).split()
+    diff = ImageChops.lighter(ImageChops.lighter(r, g), bl).point(lambda v: 255 if v > tolerance else 0)
+    rows, ch, cw = grid.rows, grid.cell_h, grid.cell_w
+    width, height = a.size
+    draw = ImageDraw.Draw(diff)
+    for row, c0, c1 in masked:
+        row = row % rows
+        draw.rectangle((c0 * cw, row * ch, c1 * cw - 1, row * ch + ch - 1), fill=0)
+    # The margin below the last row (less than a cell) is judged with the last row.
+    total = diff.histogram()[255]
+    worst, worst_row = 0.0, 0
+    for row in range(rows):
+        bottom = height if row == rows - 1 else (row + 1) * ch
+        band = diff.crop((0, row * ch, width, bottom))
+        frac = band.histogram()[255] / (width * (bottom - row * ch))
+        if frac > worst:
+            worst, worst_row = frac, row
+    return Difference(total / (width * height), worst, worst_row)
