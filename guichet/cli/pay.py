@@ -71,6 +71,12 @@ def pay(
     no_upload: bool,
 ) -> None:
     """One payment without the UI: look up REFERENCE(s), take the money, journal it, queue the upload."""
+    from agent.cashiers import CashierError, check_id  # the accounts' id rule (one home); argon2 only here
+
+    try:
+        check_id(cashier_id)  # it goes into the journal and on every screen: never free text
+    except CashierError as e:
+        fail(f"--cashier: {str(e).removeprefix('cashier_id: ')}", usage=True)
     config = get_config(ctx)
     method = method or config.payments.default_method
     if amount is not None and len(references) != 1:

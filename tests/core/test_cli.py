@@ -101,3 +101,15 @@ def test_queue_show_tells_what_the_billing_server_recorded(guichet, billing_serv
     down = json.loads(guichet("queue", "show", out["receipt_number"], "--json").stdout)
     assert down["server"]["status"] == "unreachable"
     assert json.loads(guichet("queue", "show", out["receipt_number"], "--json", "--no-server").stdout)["server"] is None
+
+
+def test_pay_refuses_a_cashier_id_that_is_not_one(guichet, billing_server, seeded_references) -> None:
+    """--cashier goes into the journal and on every screen: the accounts' id rule, one usage line, nothing paid."""
+    for bad in ("[/]", "[@click=app.quit]x", "\x1b[31m", "two\nlines", "", "x" * 33):
+        r = guichet("pay", seeded_references[0], "--method", "cash", "--cashier", bad)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stderr.strip().count("\n") == 0 and "--cashier" in r.stderr and "\x1b" not in r.stderr, r.stderr
+    assert json.loads(guichet("queue", "list", "--json").stdout) == []
+    assert recorded_ids(billing_server) == []
+    ok = guichet("pay", seeded_references[0], "--method", "cash", "--cashier", "c0042.b-1", "--json")
+    assert ok.returncode == 0, ok.stderr

@@ -22,6 +22,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Static
 from ui import i18n
 from ui.i18n import N_, _, shape, t
 from ui.messages import Loaded
+from ui.plain import plain
 from ui.screens.base import CounterScreen
 from ui.text import error_text, local_hm, local_when
 
@@ -76,7 +77,7 @@ class CashiersScreen(CounterScreen):
 
         with Vertical(id="cashiers-box"):
             yield DataTable(id="cashiers-table", cursor_type="row", zebra_stripes=True)
-            yield Static(self.events_text(), id="cashier-events", classes="panel")
+            yield Static(plain(self.events_text()), id="cashier-events", classes="panel")  # names: typed text
             yield row(
                 Button(t("Unlock"), id="c-unlock"),
                 Button(t("Reset the PIN"), id="c-reset"),
@@ -96,7 +97,7 @@ class CashiersScreen(CounterScreen):
                 Button(t("Add"), id="c-add", variant="primary"),
                 id="cashier-form",
             )
-            yield Static(self.message, id="cashiers-message", classes=f"message {self.message_kind}")
+            yield Static(plain(self.message), id="cashiers-message", classes=f"message {self.message_kind}")
 
     def keys_help(self) -> str:
         return t("Enter: select · Esc: back · every change is recorded under {who}", who=self.actor.cashier_id)
@@ -133,7 +134,7 @@ class CashiersScreen(CounterScreen):
         elif msg.what == "cashier-events":
             if msg.error is None and msg.data[0] == self.selected_id:
                 self.events = msg.data[1]
-                self.query_one("#cashier-events", Static).update(self.events_text())
+                self.query_one("#cashier-events", Static).update(plain(self.events_text()))
         elif msg.what == "cashier-done":
             self.busy = False
             if msg.error is not None:
@@ -158,12 +159,12 @@ class CashiersScreen(CounterScreen):
         cols = [t("Id"), t("Name"), t("Role"), t("State"), t("Wrong PINs")]
         table.add_columns(*(reversed(cols) if i18n.is_rtl() else cols))
         for c in self.rows:
-            row = [
-                c.cashier_id,
-                shape(c.name),
-                shape(_(ROLE_LABELS.get(c.role, c.role))),
-                shape(account_state(c)),
-                str(c.failed_attempts),
+            row = [  # a name is what a supervisor typed: never markup (rich Text, not str)
+                plain(c.cashier_id),
+                plain(shape(c.name)),
+                plain(shape(_(ROLE_LABELS.get(c.role, c.role)))),
+                plain(shape(account_state(c))),
+                plain(c.failed_attempts),
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=c.cashier_id)
         ids = [c.cashier_id for c in self.rows]
@@ -187,7 +188,7 @@ class CashiersScreen(CounterScreen):
 
     def show_selected(self) -> None:
         self.events = []
-        self.query_one("#cashier-events", Static).update(self.events_text())
+        self.query_one("#cashier-events", Static).update(plain(self.events_text()))
         self.query_one("#c-disable", Button).label = self.disable_label()
         if self.selected_id:
             self.load_events(self.selected_id)
@@ -225,7 +226,7 @@ class CashiersScreen(CounterScreen):
     def say(self, text: str, kind: str = "") -> None:
         self.message, self.message_kind = text, kind
         msg = self.query_one("#cashiers-message", Static)
-        msg.update(text)
+        msg.update(plain(text))  # may quote what was typed or stored
         msg.set_classes(f"message {kind}")
 
     # -- actions ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from ui.i18n import t
 from ui.messages import LoginResult
+from ui.plain import plain
 from ui.screens.base import CounterScreen
 from ui.text import error_text
 
@@ -38,7 +39,7 @@ class LoginScreen(CounterScreen):
                 yield Label(t("PIN"))
                 yield Input(id="pin", password=True, restrict=r"\d*", max_length=12, placeholder="••••")
                 yield Button(t("Create") if self.first_run else t("Log in"), id="login", variant="primary")
-                yield Static(self.error, id="login-error", classes="error")
+                yield Static(plain(self.error), id="login-error", classes="error")
 
 
     def on_mount(self) -> None:
@@ -137,4 +138,4 @@ class LoginScreen(CounterScreen):
 
     def show_error(self, text: str) -> None:
         self.error = text
-        self.query_one("#login-error", Static).update(text)
+        self.query_one("#login-error", Static).update(plain(text))  # may quote the typed id or the journal

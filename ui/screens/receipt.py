@@ -27,6 +27,7 @@ from agent.errors import GuichetError
 from agent.outbox import AddressError
 from ui import i18n
 from ui.i18n import N_, _, shape, t
+from ui.plain import plain, visible
 from ui.receipt import PrintOutcome, print_payment, printer_configured, receipt_text, request_send, send_requests
 from ui.screens.base import CounterModal
 
@@ -83,7 +84,7 @@ class ReceiptScreen(CounterModal):
     def compose(self) -> ComposeResult:
         with Vertical(id="receipt-box", classes="box"):
             with VerticalScroll():
-                yield Static(shape(self.text()), id="receipt")
+                yield Static(plain(shape(self.text())), id="receipt")  # server/journal text
             yield Static("", id="print-status")
             with Horizontal():
                 yield Button(t("Reprint (R)"), id="reprint")
@@ -109,7 +110,7 @@ class ReceiptScreen(CounterModal):
     def _show_print(self, outcome: PrintOutcome) -> None:
         self.print_outcome = outcome
         self.print_text = print_line(outcome)  # through t(): translated and shaped for the screen
-        self.query_one("#print-status", Static).update(self.print_text)  # t() has shaped it
+        self.query_one("#print-status", Static).update(plain(self.print_text))  # the printer's words: never markup
 
     @work(thread=True, exit_on_error=False, group="print")
     def print_receipt(self, duplicate: bool) -> None:
@@ -172,7 +173,7 @@ class ReceiptScreen(CounterModal):
         self.app.call_from_thread(self._send_queued, address.hint, address.channel)
 
     def _send_refused(self, reason: str) -> None:
-        self.query_one("#send-status", Static).update(t("Not sent: {reason}", reason=reason))
+        self.query_one("#send-status", Static).update(plain(t("Not sent: {reason}", reason=reason)))
         self.query_one("#address", Input).focus()
 
     def _send_queued(self, hint: str, channel: str) -> None:
@@ -180,8 +181,8 @@ class ReceiptScreen(CounterModal):
         field.value = ""  # the address leaves the screen too
         self.sent_to.append(hint)
         what = _("E-mail") if channel == "email" else _("SMS")
-        self.query_one("#send-status", Static).update(
-            t("{what} to {to}: will be sent (it waits if the server cannot be reached)", what=what, to=hint))
+        self.query_one("#send-status", Static).update(plain(
+            t("{what} to {to}: will be sent (it waits if the server cannot be reached)", what=what, to=hint)))
         self.set_focus(None)
 
     @work(thread=True, exit_on_error=False, group="send")
@@ -194,7 +195,7 @@ class ReceiptScreen(CounterModal):
         else:
             lines = [request_line(r.channel, r.hint, r.state, r.reason) for r in requests[-3:]]
         if lines:
-            self.app.call_from_thread(self.query_one("#send-status", Static).update, "\n".join(lines))
+            self.app.call_from_thread(self.query_one("#send-status", Static).update, plain("\n".join(lines)))
 
     # -- the rest -------------------------------------------------------------------------------------------
 
@@ -225,6 +226,6 @@ class ReceiptScreen(CounterModal):
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(self.text() + "\n")
         except OSError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, visible(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, t("Receipt written to {path}", path=str(path)))
+        self.app.call_from_thread(self.notify, visible(t("Receipt written to {path}", path=str(path))), markup=False)

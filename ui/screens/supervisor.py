@@ -10,6 +10,7 @@ from textual.widgets import Input, Label, Static
 
 from ui.i18n import t
 from ui.messages import LoginResult
+from ui.plain import plain
 from ui.screens.base import CounterModal
 from ui.text import error_text
 
@@ -50,7 +51,7 @@ class SupervisorScreen(CounterModal):
 
     def on_login_result(self, msg: LoginResult) -> None:
         if msg.error is not None:
-            self.query_one("#sup-error", Static).update(error_text(msg.error))
+            self.query_one("#sup-error", Static).update(plain(error_text(msg.error)))  # may quote the typed id
             self.query_one("#sup-pin", Input).value = ""
             return
         self.dismiss(msg.cashier)

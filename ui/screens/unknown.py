@@ -25,6 +25,7 @@ from drivers.pan import digits_hold_pan, masked_pan_fault
 from ui import i18n
 from ui.i18n import shape, t
 from ui.messages import Loaded
+from ui.plain import plain
 from ui.screens.base import CounterScreen
 from ui.text import error_text, local_hm, method_label, money
 
@@ -73,7 +74,7 @@ class UnknownScreen(CounterScreen):
             ]
             # Right to left: the row reads from the right (label first), like the table's columns.
             yield Horizontal(*(reversed(settle) if i18n.is_rtl() else settle), id="settle-row")
-            yield Static(self.message, id="unknown-message", classes="message")
+            yield Static(plain(self.message), id="unknown-message", classes="message")  # may quote the server
 
     def on_mount(self) -> None:
         self.load()
@@ -119,13 +120,13 @@ class UnknownScreen(CounterScreen):
         cols = [t("Time"), t("Receipt"), t("Bill"), t("Amount"), t("Method"), t("Cashier")]
         table.add_columns(*(reversed(cols) if i18n.is_rtl() else cols))
         for p in self.rows:
-            row = [
-                local_hm(p.captured_at),
-                p.receipt_number,
-                p.bill_reference,
-                shape(money(p.amount, p.currency)),
-                shape(method_label(p.method)),
-                p.cashier_id,
+            row = [  # journal text: never markup (rich Text, not str)
+                plain(local_hm(p.captured_at)),
+                plain(p.receipt_number),
+                plain(p.bill_reference),
+                plain(shape(money(p.amount, p.currency))),
+                plain(shape(method_label(p.method))),
+                plain(p.cashier_id),
             ]
             table.add_row(*(reversed(row) if i18n.is_rtl() else row), key=p.payment_id)
         left = t("No unknown outcome left.")
@@ -137,7 +138,7 @@ class UnknownScreen(CounterScreen):
 
     def say(self, text: str) -> None:
         self.message = text
-        self.query_one("#unknown-message", Static).update(text)
+        self.query_one("#unknown-message", Static).update(plain(text))
 
     def selected(self) -> Any | None:
         table = self.query_one("#unknown-table", DataTable)

@@ -23,6 +23,7 @@ from textual.widgets import Button, LoadingIndicator, OptionList, Static
 
 from ui.i18n import N_, _, shape, t
 from ui.messages import PayFinished, PayStatus
+from ui.plain import plain
 from ui.screens.base import CounterModal
 from ui.text import method_label, money, wait_label
 
@@ -145,7 +146,7 @@ class WaitScreen(CounterModal):
     def _show_choice(self, labels: list[str]) -> None:
         choice = self.query_one("#app-choice", OptionList)
         choice.clear_options()
-        choice.add_options([shape(label) for label in labels])
+        choice.add_options([plain(shape(label)) for label in labels])  # the card's names: never markup
         choice.display = True
         choice.highlighted = 0
         choice.focus()
@@ -169,7 +170,7 @@ class WaitScreen(CounterModal):
         if self.cancel_event.is_set() and msg.key != "remove_card":
             return
         self.status_key = msg.key
-        self.query_one("#wait-status", Static).update(shape(stage_label(msg.key)))
+        self.query_one("#wait-status", Static).update(plain(shape(stage_label(msg.key))))  # an unnamed key as is
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

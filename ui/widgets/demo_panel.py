@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, Static
 
 from ui.i18n import _, shape, t, tw
 from ui.messages import DeviceUpdate
+from ui.plain import plain
 from ui.text import SERVICE_LABELS, money
 
 CARDS = (("cib", "CIB"), ("edahabia", "Edahabia"), ("visa", "Visa"))
@@ -58,7 +59,7 @@ class DemoPanel(Vertical):
                 service = _(SERVICE_LABELS.get(bill.service, bill.service))
                 amount = money(bill.amount, bill.currency)
                 label = shape(f"{bill.reference}\n{bill.customer[:14]} · {service}\n{amount}")
-                yield Button(label, id=f"demo-bill-{i}", classes="demo-bill")
+                yield Button(plain(label), id=f"demo-bill-{i}", classes="demo-bill")  # the server's bill: never markup
         for profile, label in CARDS:
             yield Button(t("Insert {card}", card=label), id=f"demo-{profile}")
         yield Button(t("Pull the card"), id="demo-pull", variant="warning")
