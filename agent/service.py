@@ -19,10 +19,10 @@
 
 The jobs (upload, bill refresh, heartbeat, and whatever the composition root registers: `jobs=`) run in
 the one scheduler (agent/scheduler.py), in the main thread, one step at a time (one upload batch, one page
-of the bill feed, one heartbeat). This module adds only what systemd needs: WATCHDOG=1 between steps and
-while it waits, so a step that hangs stops the pings and systemd restarts the agent (WatchdogSec= must
-exceed the longest step: 2 x server.timeout + 3 s); STATUS= says whether the billing server answers and
-what waits in the queue; the signals.
+of the bill feed, one heartbeat, one receipt sent or printed). This module adds only what systemd needs:
+WATCHDOG=1 between steps and while it waits, so a step that hangs stops the pings and systemd restarts the
+agent (WatchdogSec= must exceed the longest step: STEP_SLICE + 2 x server.timeout + 3 s); STATUS= says
+whether the billing server answers and what waits in the queue; the signals.
 
 SIGTERM/SIGINT only set a flag: the current step finishes (a journal write is one SQLite transaction, never
 cut in half), then STOPPING=1, the journal is closed and the process exits 0.
