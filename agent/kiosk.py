@@ -27,7 +27,6 @@ KIOSK_UNIT = "guichet-kiosk.service"
 CONSOLE_UNIT = "guichet.service"
 PROGRAMS = ("cage", "foot")
 FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
-UNIT_DIR = Path("/etc/systemd/system")
 KIOSK_ENV = Path("/etc/guichet/kiosk.env")
 FOOT_INI = Path("/opt/guichet/kiosk/foot.ini")
 SYSTEMCTL_TIMEOUT = 5.0
@@ -50,7 +49,6 @@ def unit_state(unit: str) -> str:
 def kiosk_checks(
     cfg: Config | None,
     *,
-    unit_dir: Path = UNIT_DIR,
     kiosk_env: Path = KIOSK_ENV,
     foot_ini: Path = FOOT_INI,
     font_file: Path = FONT_FILE,
@@ -61,7 +59,10 @@ def kiosk_checks(
     ``state`` is called with a unit name and returns what `systemctl is-enabled` says.
     """
     checks: list[Check] = []
-    installed = (unit_dir / KIOSK_UNIT).exists()
+    # install.sh writes every unit file whatever the mode, so a unit file says nothing: the kiosk is this
+    # counter's mode when its unit is enabled, or when install.sh --kiosk left its terminal settings.
+    kiosk_state = state(KIOSK_UNIT)
+    installed = kiosk_state == "enabled" or foot_ini.is_file()
     missing = [p for p in PROGRAMS if shutil.which(p) is None and not Path("/usr/bin", p).exists()]
     if missing:
         make = warning if not installed else failed
@@ -79,7 +80,7 @@ def kiosk_checks(
     if not installed:
         checks.append(skipped("kiosk_unit", "the kiosk is not installed (scripts/install.sh --kiosk)"))
     else:
-        enabled = (state(KIOSK_UNIT))
+        enabled = kiosk_state
         if enabled == "enabled":
             checks.append(passed("kiosk_unit", f"{KIOSK_UNIT} enabled: cage + foot on tty1 at boot"))
         elif enabled == "unknown":

@@ -18,19 +18,17 @@ def by_name(checks: list) -> dict:
 
 
 def installed(tmp_path: Path, env: str | None = "XKB_DEFAULT_LAYOUT=fr\n") -> dict[str, Path]:
-    units = tmp_path / "units"
-    units.mkdir()
-    (units / KIOSK_UNIT).write_text("[Service]\n")
+    """What install.sh --kiosk leaves: the terminal's settings and the keyboard layout."""
     foot = tmp_path / "foot.ini"
     foot.write_text("[main]\n")
     kenv = tmp_path / "kiosk.env"
     if env is not None:
         kenv.write_text(env)
-    return {"unit_dir": units, "foot_ini": foot, "kiosk_env": kenv}
+    return {"foot_ini": foot, "kiosk_env": kenv}
 
 
 def test_not_installed_is_a_skip_not_a_failure(tmp_path: Path) -> None:
-    checks = by_name(kiosk_checks(cfg(), unit_dir=tmp_path, state=lambda u: "not-found"))
+    checks = by_name(kiosk_checks(cfg(), foot_ini=tmp_path / "none.ini", state=lambda u: "not-found"))
     assert checks["kiosk_unit"].skipped
     assert not any(c.failed for c in checks.values())
 
@@ -57,13 +55,13 @@ def test_missing_foot_settings_fail(tmp_path: Path) -> None:
 
 def test_arabic_on_the_console_without_the_kiosk_fails(tmp_path: Path) -> None:
     states = {"guichet.service": "enabled", KIOSK_UNIT: "not-found"}
-    checks = by_name(kiosk_checks(cfg("ar"), unit_dir=tmp_path, state=states.__getitem__))
+    checks = by_name(kiosk_checks(cfg("ar"), foot_ini=tmp_path / "none.ini", state=states.__getitem__))
     assert checks["kiosk_arabic"].failed
     assert "install.sh --kiosk" in checks["kiosk_arabic"].fix
 
 
 def test_missing_font_is_named(tmp_path: Path) -> None:
-    checks = by_name(kiosk_checks(cfg(), unit_dir=tmp_path, font_file=tmp_path / "none.ttf",
+    checks = by_name(kiosk_checks(cfg(), foot_ini=tmp_path / "none.ini", font_file=tmp_path / "none.ttf",
                                   state=lambda u: "not-found"))
     assert checks["kiosk_font"].label == "WARN" and "fonts-dejavu-core" in checks["kiosk_font"].fix
 
@@ -73,3 +71,23 @@ def test_a_hostile_kiosk_env_is_read_bounded_and_never_raises(tmp_path: Path) ->
     paths["kiosk_env"].write_bytes(b"\xff\xfe\x00garbage" * 100000 + b"\nXKB_DEFAULT_LAYOUT=ar\n")
     checks = by_name(kiosk_checks(cfg(), state=lambda u: "enabled", **paths))
     assert checks["kiosk_keyboard"].label == "WARN"  # past the 64 KiB read: not trusted, says what to add
+
+
+def test_a_console_install_is_not_taken_for_a_kiosk(tmp_path: Path) -> None:
+    """install.sh without --kiosk writes the kiosk's unit file too, disabled, and no foot.ini: the doctor
+    says nothing fails about a kiosk that is not this counter's mode, and an Arabic UI on the console
+    fails (review 6, finding 2)."""
+    states = {"guichet.service": "enabled", KIOSK_UNIT: "disabled"}
+    checks = by_name(kiosk_checks(cfg("ar"), foot_ini=tmp_path / "none.ini", font_file=tmp_path / "none.ttf",
+                                  state=states.__getitem__))
+    assert checks["kiosk_unit"].skipped
+    assert "kiosk_terminal" not in checks and "kiosk_keyboard" not in checks
+    assert checks["kiosk_font"].label == "WARN"  # a console counter needs no DejaVu
+    assert checks["kiosk_arabic"].failed and "install.sh --kiosk" in checks["kiosk_arabic"].fix
+    assert [c.name for c in checks.values() if c.failed] == ["kiosk_arabic"]
+
+
+def test_an_enabled_kiosk_without_its_terminal_settings_fails(tmp_path: Path) -> None:
+    checks = by_name(kiosk_checks(cfg(), foot_ini=tmp_path / "none.ini", kiosk_env=tmp_path / "none.env",
+                                  state=lambda u: "enabled" if u == KIOSK_UNIT else "disabled"))
+    assert checks["kiosk_unit"].ok and checks["kiosk_terminal"].failed
