@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import ages
+from ui import i18n
 from ui.formatting import date_text, time_text
 from ui.formatting import money as money  # the screens read amounts from here with the labels
 from ui.i18n import N_, _, shape, t
@@ -144,7 +145,12 @@ def wait_label(key: str) -> str:
 
 
 def error_text(exc: BaseException) -> str:
-    """A translated headline plus the agent's precise one-line message (naming the field at fault)."""
+    """A translated headline plus the agent's precise one-line message (naming the field at fault): an
+    i18n.Text, so an error a screen keeps follows a language switch (F8) like its other messages."""
+    return i18n.Text(lambda: _error_text(exc))
+
+
+def _error_text(exc: BaseException) -> str:
     for cls in type(exc).__mro__:
         if cls.__name__ in ERROR_HEADLINES:
             head = _(ERROR_HEADLINES[cls.__name__])

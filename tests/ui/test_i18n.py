@@ -171,3 +171,21 @@ def test_a_bracketed_latin_run_in_arabic_keeps_its_brackets() -> None:
         assert "\u200e" not in i18n.shape("ادفع (F5)")
     finally:
         i18n.set_language("fr")
+
+
+def test_an_error_shown_before_a_language_switch_follows_it() -> None:
+    """PaymentScreen.show(error_text(e)) keeps an i18n.Text: F8 draws the headline again (review 6, finding 7)."""
+    from agent.errors import BillNotFound
+    from ui.text import error_text
+
+    i18n.set_language("fr", bidi="app")
+    try:
+        message = error_text(BillNotFound("bill 410726095518 not found"))
+        assert isinstance(message, i18n.Text) and "410726095518" in message
+        french = str(message)
+        i18n.set_language("en")
+        again = str(i18n.retranslate(message))
+        assert french.startswith("Facture introuvable") and again.startswith("Bill not found")
+        assert "bill 410726095518 not found" in again  # the agent's own detail is kept as it came
+    finally:
+        i18n.set_language("fr")
