@@ -149,7 +149,11 @@ class SyncWorker:
         self.link.backoff = value
 
     def status(self) -> LinkStatus:
-        return self.link.snapshot()
+        st = self.link.snapshot()
+        if st.online is False and st.retry_in is None and self.upload_job.last_error is not None:
+            # The money's upload is what waits (its own Retry-After or back-off): the status says for how long.
+            st.retry_in = self.upload_job.wait
+        return st
 
     def _mark(self, online: bool, error: str | None = None) -> None:
         if online:

@@ -242,12 +242,14 @@ def receipt_jobs(scheduler: Scheduler, parts: JobParts) -> None:
     cfg = parts.config
     try:
         box = Outbox.open(cfg.state.dir)
+        parts.closing.callback(box.close)
         scheduler.add("receipt-send", lambda: send_pending(box, parts.client, parts.journal), SEND_INTERVAL)
     except GuichetError as e:
         log.error("receipts by e-mail/SMS not sent in this run: %s", e)
     if printer_configured(cfg):
         try:
             queue = PrintQueue.open(cfg.state.dir)
+            parts.closing.callback(queue.close)
             printer = _printer(cfg)
         except (GuichetError, PrinterError) as e:
             log.error("print queue not run: %s", e)
