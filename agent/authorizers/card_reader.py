@@ -178,6 +178,29 @@ class ReaderAuthorizer:
                 pad = self.pin_pad(conn) if self.pin_pad is not None else pin_pad_for(self.config, conn)
                 kernel = Kernel(reader, lambda card: self._params(req, card), pin_pad=pad, on_stage=on_status)
                 return self._transaction(req, kernel, chip, cancel, on_status)
+        except Exception as e:  # noqa: BLE001 - nothing has left the agent (the online step catches its own)
+            return self._failed(e, kernel, chip)
+        finally:
+            if kernel is not None and kernel.card is not None:
+                kernel.card.wipe()
+            on_status("remove_card")
+
+    def run_kernel(self, req: AuthRequest, kernel: Kernel, chip: ChipOutcome, cancel: threading.Event,
+                   on_status: StatusCallback) -> AuthOutcome:
+        """The transaction on a kernel built by the caller (tests, bench: a virtual card as the transport), with
+        the same outcome for each failure as :meth:`authorize`."""
+        try:
+            return self._transaction(req, kernel, chip, cancel, on_status)
+        except Exception as e:  # noqa: BLE001 - as authorize
+            return self._failed(e, kernel, chip)
+        finally:
+            if kernel.card is not None:
+                kernel.card.wipe()
+
+    def _failed(self, e: Exception, kernel: Kernel | None, chip: ChipOutcome) -> AuthOutcome:
+        """What a failure before anything left the agent ends in (never unknown)."""
+        try:
+            raise e
         except (ReadCancelled, pcsc.Cancelled):
             return self._before_online(kernel, chip, "cancelled", "cancelled by the cashier", {})
         except InsertCard as e:
@@ -197,10 +220,6 @@ class ReaderAuthorizer:
             text = safe_text(f"{type(e).__name__}: {e}", 200)
             return self._before_online(kernel, chip, "cancelled", f"the card transaction failed ({text}); nothing "
                                        "was sent", {"reason": "card_read", "error": type(e).__name__})
-        finally:
-            if kernel is not None and kernel.card is not None:
-                kernel.card.wipe()
-            on_status("remove_card")
 
     def _params(self, req: AuthRequest, card: CardData) -> KernelParams:
         """The kernel's parameters for this card's scheme rule (its TACs, floor limit, 9F09) and [emv]."""
@@ -213,7 +232,13 @@ class ReaderAuthorizer:
                                    emv.random_selection_threshold),
             app_version=bytes.fromhex(rule.app_version), ca_key=ca_lookup(self.config), online_capable=req.online,
             pin_timeout=emv.pin_timeout, today=_dt.date.today, cl_limit=rule.cl_limit, cl_cvm_limit=rule.cl_cvm_limit,
+            offline_tc=self._offline_ok(req),
         )
+
+    def _offline_ok(self, req: AuthRequest) -> bool:
+        """An offline approval (TC at the first GENERATE AC) only when the server is not there (the bill came
+        from the offline cache) and the agent's offline limits take this amount; else the card goes online."""
+        return not req.online and self.offline_allowed is not None and self.offline_allowed(req.amount)
 
     def _before_online(self, kernel: Kernel | None, chip: ChipOutcome, status: str, message: str,
                        detail: dict[str, Any]) -> AuthOutcome:
@@ -240,13 +265,18 @@ class ReaderAuthorizer:
                              detail={"reason": "expired"})
         if kernel.outcome:  # decided by the card and the terminal alone: AAC (Z1) or TC (Y1)
             chip.result = kernel.result()
+            if kernel.outcome == "approved" and not kernel.params.offline_tc:  # never asked: refused, not charged
+                return self._out("declined", chip, card=safe_card, detail={"response_code": "Z3"},
+                                 message="declined (Z3): an offline approval is not allowed for this amount")
             if kernel.outcome == "approved":
                 # the contract's authorization.code is a string: an offline approval's is its response code
                 return self._out("approved", chip, card=safe_card, code="Y1",
                                  message="approved offline by the card (Y1)", detail={"response_code": "Y1"})
-            why = "the card declined it" if first.kind == "AAC" else "offline data authentication failed"
-            return self._out("declined", chip, card=safe_card, message=f"declined: {why} (Z1)",
-                             detail={"response_code": "Z1", **_pin_detail(kernel)})
+            rc = kernel.response_code or "Z1"
+            why = ("an offline approval is not allowed for this card or amount" if rc == "Z3" else
+                   "the card declined it" if first.kind == "AAC" else "offline data authentication failed")
+            return self._out("declined", chip, card=safe_card, message=f"declined: {why} ({rc})",
+                             detail={"response_code": rc, **_pin_detail(kernel)})
         if cancel.is_set():
             chip.result = kernel.result()
             return self._out("cancelled", chip, message="cancelled by the cashier")
@@ -288,6 +318,9 @@ class ReaderAuthorizer:
                             return self._unable_online(req, kernel, safe_card, chip, f"not sent: {e}")
                         lost = str(e)
                     except ApiError as e:
+                        if lost:  # an earlier attempt may have reached the acquirer: its fate decides, not this
+                            lost = f"{lost}; then {e}"
+                            break
                         chip.result = self._card_completes(kernel, None, allow_tc=False)
                         if e.status == 409:  # this key already carries another request: its fate is unknown
                             return self._out("unknown", chip, card=safe_card, message=str(e),
@@ -320,6 +353,9 @@ class ReaderAuthorizer:
                 log.warning("authorization %s: the answer's emv is not TLV (%s): completing without it",
                             req.transaction_id, e)
         issuer = IssuerAnswer(approved, code[:2] if len(code) >= 2 else code.rjust(2, "0"), tlvs)
+        if kernel.reader.deadline is not None:
+            # Completion has its own time: PIN entry and the acquirer's wait are not the card's to pay for.
+            kernel.reader.deadline = time.monotonic() + self.config.cards.read_timeout
         try:
             result = kernel.complete(issuer)
         except (EmvError, pcsc.PcscError, GuichetError) as e:
@@ -328,8 +364,10 @@ class ReaderAuthorizer:
             if not approved:
                 return self._out("declined", chip, card=safe_card, message=f"declined by the bank (code {code})",
                                  detail={"response_code": code})
-            reason = "card_removed" if removed else "card_declined_after_approval"
-            what = "the card was removed before the end" if removed else f"the card failed to complete ({e})"
+            cancelled = isinstance(e, ReadCancelled)
+            reason = ("card_removed" if removed else "cancelled" if cancelled else "card_declined_after_approval")
+            what = ("the card was removed before the end" if removed else "cancelled by the cashier before the "
+                    "card completed" if cancelled else f"the card failed to complete ({e})")
             return self._reverse(req, safe_card, chip, reason, safe_text(what, 200), answer)
         chip.result = result
         if approved and result.outcome == "approved":

@@ -121,6 +121,10 @@ class CardData:
         finally:
             secret.wipe()
 
+    def pan_for_check(self) -> str:
+        """The full PAN, kept in the card data: for the kernel's checks that name it (ODA certificates) only."""
+        return self._secret().reveal()
+
     def take_pan(self) -> str:
         """The full PAN, once; the buffer is wiped before returning."""
         secret = self._secret()

@@ -8,6 +8,8 @@ EMV Book 3 6.5.5, 6.5.4, 10.9, 10.10.
 
 >>> parse_answer(bytes.fromhex("8012" "80" "0001" "1122334455667788" "06011203A00000"), "ARQC").kind
 'ARQC'
+>>> parse_answer(bytes.fromhex("8012" "80" "0001" "1122334455667788" "06011203A00000"), "TC").kind  # go online
+'ARQC'
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from drivers.emv import tlv as T
 
 P1 = {"AAC": 0x00, "TC": 0x40, "ARQC": 0x80}
 CDA_REQUEST = 0x10
-RANK = {"AAC": 0, "TC": 1, "ARQC": 2}  # a card may answer with less than asked, never more (Book 3 9.3)
+# Book 3 6.5.5.4 (table 13): what a card may answer to each request. To a TC request its own risk management
+# may send the transaction online (ARQC); to an ARQC request it never approves offline (TC).
+ALLOWED = {"AAC": frozenset({"AAC"}), "TC": frozenset({"AAC", "TC", "ARQC"}), "ARQC": frozenset({"AAC", "ARQC"})}
 MAX_SCRIPT_COMMANDS = 16
 MAX_SCRIPTS = 8
 
@@ -90,7 +94,7 @@ def parse_answer(data: bytes, asked: str) -> GenAc:
         raise GenAcError(f"GENERATE AC: cryptogram information data {cid:02X} is reserved")
     if kind != "AAC" and not iad:  # every cryptogram version MACs the IAD: the issuer cannot verify without it
         raise GenAcError(f"GENERATE AC: a {kind} without issuer application data (9F10)")
-    if RANK[kind] > RANK[asked]:
+    if kind not in ALLOWED[asked]:
         raise GenAcError(f"GENERATE AC: asked for {asked}, the card answered {kind}")
     return GenAc(cid, kind, atc, ac, iad, sdad, tags, signed)
 

@@ -26,7 +26,7 @@ from drivers.emv import action, cvm, oda, restrictions, risk
 from drivers.emv import tlv as T
 from drivers.emv import tvr as V
 from drivers.emv.card import CardData
-from drivers.emv.dol import build_dol
+from drivers.emv.dol import build_dol, parse_dol
 from drivers.emv.genac import (
     GenAc,
     GenAcError,
@@ -37,10 +37,9 @@ from drivers.emv.genac import (
     run_scripts,
 )
 from drivers.emv.pinpad import SW_CANCELLED, SW_TIMEOUT, PinPad, PinPadError
-from drivers.emv.reader import EmvError, EmvReader
+from drivers.emv.reader import SECRET_TAGS, EmvError, EmvReader
 
-# Tags that never leave the kernel (PCI DSS: the PAN, track data, discretionary data).
-SECRET_TAGS = frozenset({0x5A, 0x57, 0x56, 0x9F1F, 0x9F20, 0x9F6B, 0x5F20})
+# SECRET_TAGS (drivers.emv.reader): never leave the kernel (PCI DSS: the PAN, track data, discretionary data).
 # Contract 1.1: the DE55 tags sent with an authorization, in this order (5F34, 9F66, 9F6E when present).
 DE55_TAGS = (0x9F26, 0x9F27, 0x9F10, 0x9F37, 0x9F36, 0x95, 0x9A, 0x9C, 0x9F02, 0x9F03, 0x5F2A, 0x82, 0x9F1A,
              0x9F34, 0x9F33, 0x9F35, 0x84, 0x9F09, 0x5F34, 0x9F66, 0x9F6E)
@@ -74,6 +73,9 @@ class KernelParams:
     today: Callable[[], _dt.date] = _dt.date.today
     cl_limit: int = 0  # contactless transaction limit, minor units (0: none)
     cl_cvm_limit: int = 0  # from this amount a tap needs a CVM (0: none)
+    # Whether the agent takes an offline approval of this amount (its [offline] limits, and the server not
+    # reachable): when False a TC is never asked (ARQC when online-capable, else AAC).
+    offline_tc: bool = True
 
 
 @dataclass
@@ -150,24 +152,31 @@ class Kernel:
         if self._params_for is not None:
             self.params = self._params_for(card)
         self._collect()
-        if 0x9F26 in self.data and 0x9F27 in self.data:
-            return self._one_tap()
-        pan = _pan(self.reader)
+        if self.reader.interface == "contactless":
+            self._cl_limits()
+            if _in_gpo(self.reader, 0x9F26) and _in_gpo(self.reader, 0x9F27):
+                return self._one_tap()
+        if 0x9F26 in self.data or 0x9F27 in self.data:
+            # Book 3: a cryptogram comes from GENERATE AC only (a tap's qVSDC one in its GPO answer)
+            raise KernelError("the card sent a cryptogram (9F26/9F27) before GENERATE AC")
         try:
-            self._oda_static(pan)
+            self._oda_static(card.pan_for_check())  # ODA's certificates name the PAN; signed records hold it
         finally:
-            pan = ""
+            self.reader.oda_records[:] = bytes(len(self.reader.oda_records))
         restrictions.check(self.data, terminal_version=self.params.app_version, country=_country(self.data),
                            today=self.params.today(), tvr=self.tvr)
         self._cvm()
         self._risk()
         asked = action.first_ac(bytes(self.tvr), self.params.tac, self.data,
                                 online_capable=self.params.online_capable)
+        refused_offline = asked == "TC" and not self.params.offline_tc
+        if refused_offline:  # the agent's offline limits, or the server is there: no offline approval
+            asked = "ARQC" if self.params.online_capable else "AAC"
         self.on_stage("do_not_remove")
         first = self._generate("first", asked, self.data.get(0x8C))
         self.tsi.set(V.TSI_CARD_RISK)
         if first.kind == "AAC":
-            self._finish("declined", "Z1")
+            self._finish("declined", "Z3" if refused_offline and not self.params.online_capable else "Z1")
         elif first.kind == "TC":
             self._finish("approved", "Y1")
         return first
@@ -176,15 +185,7 @@ class Kernel:
         """Contactless, qVSDC-style: the card computed its cryptogram during GPO; every card command is done,
         the card may leave the field now (Visa CL kernel 3: no GENERATE AC, no second cryptogram)."""
         self.one_tap = True
-        amount = int(self.data.get(0x9F02, bytes(6)).hex() or "0")
-        if self.params.cl_limit and amount > self.params.cl_limit:
-            raise InsertCard("the amount is over this card's contactless limit: insert the card")
-        ctq = self.data.get(0x9F6C, b"")
-        # CTQ (9F6C) byte 2 b8: the consumer device verified the cardholder (CDCVM).
-        cdcvm = len(ctq) == 2 and bool(ctq[1] & 0x80)
-        if self.params.cl_cvm_limit and amount >= self.params.cl_cvm_limit:
-            if not cdcvm:
-                raise InsertCard("the amount needs the cardholder verified and the tap did not: insert the card")
+        cdcvm = _cdcvm(self.data)
         if cdcvm:
             self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("010002"), "cdcvm")
         self.tvr.set(V.ODA_NOT_PERFORMED)  # fDDA is not implemented: the issuer sees it in the TVR
@@ -192,6 +193,11 @@ class Kernel:
         kind = kind_of(cid)
         if kind not in ("AAC", "TC", "ARQC") or len(self.data.get(0x9F26, b"")) != 8:
             raise KernelError("contactless GET PROCESSING OPTIONS: no valid cryptogram (9F26/9F27)")
+        if kind == "TC":
+            # An offline approval of a tap needs fDDA (not implemented) and the agent's own limits; our TTQ asks
+            # for an online cryptogram. Nothing is charged: the contact flow goes online.
+            raise InsertCard("the card approved the tap offline without offline data authentication: "
+                             "insert the card")
         ac = GenAc(cid, kind, self.data.get(0x9F36, b""), self.data[0x9F26], self.data.get(0x9F10, b""))
         self.acs.append(ac)
         self.data[0x95] = bytes(self.tvr)
@@ -204,6 +210,15 @@ class Kernel:
         elif kind == "TC":
             self._finish("approved", "Y1")
         return ac
+
+    def _cl_limits(self) -> None:
+        """Contactless limits (both paths): over ``cl_limit`` no tap; from ``cl_cvm_limit`` a CVM the tap
+        cannot give (only a consumer-device CVM is accepted) sends the customer to the contact interface."""
+        amount = int(self.data.get(0x9F02, bytes(6)).hex() or "0")
+        if self.params.cl_limit and amount >= self.params.cl_limit:
+            raise InsertCard("the amount is over this card's contactless limit: insert the card")
+        if self.params.cl_cvm_limit and amount >= self.params.cl_cvm_limit and not _cdcvm(self.data):
+            raise InsertCard("the amount needs the cardholder verified and the tap did not: insert the card")
 
     def online_data(self) -> bytes:
         """DE55 for the online request: the first GENERATE AC's chip data (contract 1.1)."""
@@ -279,7 +294,10 @@ class Kernel:
     def _collect(self) -> None:
         r = self.reader
         self.data.update(r.terminal_data)
-        for item in T.walk([*r.fci, *r.gpo_items, *r.record_items]):
+        for item in T.walk([*r.gpo_items, *r.record_items]):  # no duplicates (EmvReader refused them)
+            if not item.constructed and item.tag not in SECRET_TAGS:
+                self.data[item.tag] = item.value
+        for item in T.walk(list(r.fci)):
             if not item.constructed and item.tag not in SECRET_TAGS:
                 self.data.setdefault(item.tag, item.value)
         self.data[0x82] = r.aip
@@ -348,6 +366,12 @@ class Kernel:
     def _dda(self) -> None:
         assert self.icc_key is not None
         ddol = self.data.get(0x9F49) or DEFAULT_DDOL
+        try:
+            listed = {tag for tag, _size in parse_dol(ddol)}
+        except T.TLVError as e:
+            raise oda.OdaError(f"DDOL (9F49) malformed: {e}") from None
+        if 0x9F37 not in listed:  # Book 2 6.5.1: without the terminal's number the signature could be replayed
+            raise oda.OdaError("DDOL (9F49) does not list the unpredictable number (9F37)")
         ddol_data = build_dol(ddol, self.data, limit=252)
         resp, sw = self.reader.command(0x00, 0x88, 0x00, 0x00, ddol_data)
         if sw != 0x9000:
@@ -442,6 +466,7 @@ class Kernel:
             ac = generate_ac(self.reader, asked, cdol_data, cda=cda)
         except GenAcError as e:
             raise KernelError(f"{which} {e}") from None
+        cda_failed = False
         if ac.sdad is not None and cda and ac.kind != "AAC":
             assert self.icc_key is not None
             try:
@@ -454,9 +479,12 @@ class Kernel:
                 self.oda_ok = False
                 self.oda_error = str(e)
                 self.tvr.set(V.CDA_FAILED)
+                cda_failed = True
         elif cda and ac.kind != "AAC":
             self.oda_ok = False
+            self.oda_error = "no CDA signature (9F4B) in the answer"
             self.tvr.set(V.CDA_FAILED)
+            cda_failed = True
         if not ac.cryptogram:
             raise KernelError(f"{which} GENERATE AC: no cryptogram")
         if which == "first":
@@ -476,6 +504,12 @@ class Kernel:
                 self._finish("declined", "Z1")
         else:
             self.final_tags = tags
+        if cda_failed and ac.kind == "TC":
+            # Book 2 6.6.2 / Book 3 10.8: a TC whose CDA fails is a declined transaction, whatever 9F26 says
+            # (after an issuer's approval the caller reverses it).
+            self.response_code = self.response_code or "Z1"
+            self.outcome = "declined"
+            self.on_stage("remove_card")
         return ac
 
     def _scripts(self, tlvs: list[T.TLV], template: int) -> None:
@@ -508,6 +542,16 @@ def _value(tlvs: list[T.TLV], tag: int) -> bytes | None:
     return T.find_value(tlvs, tag)
 
 
+def _in_gpo(reader: EmvReader, tag: int) -> bool:
+    return T.find_value(reader.gpo_items, tag) is not None
+
+
+def _cdcvm(data: dict[int, bytes]) -> bool:
+    """CTQ (9F6C) byte 2 b8: the consumer device verified the cardholder (CDCVM)."""
+    ctq = data.get(0x9F6C, b"")
+    return len(ctq) == 2 and bool(ctq[1] & 0x80)
+
+
 def _aip(data: dict[int, bytes]) -> int:
     aip = data.get(0x82, b"")
     return aip[0] if aip else 0
@@ -519,14 +563,3 @@ def _int(raw: bytes | None, size: int) -> int | None:
 
 def _country(data: dict[int, bytes]) -> str:
     return data.get(0x9F1A, b"\x00\x00").hex()[-3:]
-
-
-def _pan(reader: EmvReader) -> str:
-    """The PAN for ODA's certificate checks only (5A, else Track 2): a local, gone after the check."""
-    raw = T.find_value(reader.record_items + reader.gpo_items, 0x5A)
-    if raw:
-        return raw.hex().upper().rstrip("F")
-    t2 = T.find_value(reader.record_items + reader.gpo_items, 0x57)
-    if t2:
-        return t2.hex().upper().split("D")[0]
-    return ""

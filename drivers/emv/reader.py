@@ -528,8 +528,11 @@ class EmvReader:
             gpo_items, aip, afl = gpo
             self.fci, self.gpo_items, self.aip, self.afl = fci, gpo_items, aip, afl
             records = self._records(afl)
-            self.record_items = records
+            _no_duplicates(gpo_items + records)
             card = self._card_data(cand, fci, gpo_items + records)
+            # PCI DSS: the PAN, track data and name live in the CardData alone (wiped after the transaction)
+            self.fci, self.gpo_items = _without_secrets(fci), _without_secrets(gpo_items)
+            self.record_items = _without_secrets(records)
             object.__setattr__(card, "elapsed_ms", (time.perf_counter() - t0) * 1000)
             return card
         detail = f" (tried {', '.join(tried)})" if tried else ""
@@ -564,6 +567,31 @@ class EmvReader:
             atr=bytes(getattr(self.transport, "atr", b"")).hex().upper(),
         )
         return card.attach_pan(SecretPan(pan))
+
+
+# The card's data that is the cardholder's (PAN, track data, name): CardData carries it, nothing else.
+SECRET_TAGS = frozenset({0x5A, 0x57, 0x56, 0x9F1F, 0x9F20, 0x9F6B, 0x5F20})
+
+
+def _no_duplicates(items: list[T.TLV]) -> None:
+    """Book 3 10.2: one primitive twice in the GPO answer and records ends the transaction (which copy is
+    signed, which one would be charged?).
+
+    >>> _no_duplicates(T.decode(bytes.fromhex("7008" "5A021234" "5A025678")))
+    Traceback (most recent call last):
+    drivers.emv.reader.CardDataError: the card sent 5A twice in its GPO answer and records
+    """
+    seen: set[int] = set()
+    for item in T.walk(items):
+        if item.constructed:
+            continue
+        if item.tag in seen:
+            raise CardDataError(f"the card sent {T.tag_name(item.tag)} twice in its GPO answer and records")
+        seen.add(item.tag)
+
+
+def _without_secrets(items: list[T.TLV] | tuple[T.TLV, ...]) -> list[T.TLV]:
+    return [T.TLV(i.tag, i.value, tuple(_without_secrets(i.children))) for i in items if i.tag not in SECRET_TAGS]
 
 
 def _value_of(record: bytes) -> bytes:
