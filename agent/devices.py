@@ -310,12 +310,17 @@ class TpeProbe:
             # ENQ over it until that time has passed.
             self._heard_at = heard.at
             quiet = self.liveness if heard.answered else self.retry
-            if heard.unknown:
-                quiet = max(quiet, self.link.answer_timeout + self.link.cancel_grace)
-            self._next_check = heard.at + quiet
+            self._next_check = max(heard.at + quiet, heard.answer_until)
             if heard.answered:
                 return [self._state("ready", self._described("answered the last exchange"))]
             return [self._state("unresponsive", heard.message)]
+        if heard is not None and now < heard.answer_until:
+            # Whoever paid (this process or another, before this probe existed): the terminal may still call
+            # back with the answer of that payment. Its word stands; no ENQ over it.
+            self._next_check = max(self._next_check, heard.answer_until)
+            return [self._state("ready" if heard.answered else "unresponsive",
+                                "answered the last exchange; not asked while a payment's answer may still come"
+                                if heard.answered else heard.message)]
         if not once and now < self._next_check:
             if self._last is None or self._last.state in ("absent", "busy"):
                 return [self._state("present", "plugged in; asked when idle") if self.serial

@@ -156,7 +156,9 @@ class Heard:
     at: float
     answered: bool
     message: str
-    unknown: bool = False  # a payment's outcome is unknown: the terminal may still call back with its answer
+    # A payment's outcome is unknown: the terminal may still call back with its answer until then (the
+    # payer's answer_timeout + cancel_grace after it; 0: nothing pending).
+    answer_until: float = 0.0
 
 
 class PortBusy(Exception):
@@ -251,7 +253,10 @@ class TerminalLock:
         if not isinstance(at, int | float) or isinstance(at, bool) or not isinstance(answered, bool) \
                 or not isinstance(message, str) or not 0 <= at <= time.monotonic():
             return None
-        return Heard(float(at), answered, message[:200], h.get("unknown") is True)
+        until = h.get("answer_until", 0.0)
+        if not isinstance(until, int | float) or isinstance(until, bool) or not at <= until <= at + 3600:
+            until = 0.0  # a hostile value must not silence the probe for longer than any real payment
+        return Heard(float(at), answered, message[:200], float(until))
 
     @contextlib.contextmanager
     def hold(self, role: str, *, wait: float, cancel: threading.Event | None = None) -> Iterator[Held]:
@@ -342,15 +347,17 @@ class Held:
         """Announce when this exchange lets go of the terminal (a waiting payment waits that long)."""
         self.write(until=time.monotonic() + seconds)
 
-    def heard(self, result: Result) -> None:
-        """Record what ``result`` says of the terminal, here and in the shared file (under the lock)."""
+    def heard(self, result: Result, answer_wait: float = 0.0) -> None:
+        """Record what ``result`` says of the terminal, here and in the shared file (under the lock); an
+        unknown payment also how long (``answer_wait`` s) the terminal may still call back with its answer."""
         if isinstance(result, Busy) or (isinstance(result, Cancelled) and not result.bytes_in):
             return  # nothing was asked of the terminal: it said nothing either way
-        h = Heard(time.monotonic(), result.bytes_in > 0, result.message[:200],
-                  result.amount_sent and not result.definitive)
+        now = time.monotonic()
+        unknown = result.amount_sent and not result.definitive
+        h = Heard(now, result.bytes_in > 0, result.message[:200], now + answer_wait if unknown else 0.0)
         with _guard:
             _heard[self.lock.key] = h
-        self.write(heard={"at": h.at, "answered": h.answered, "message": h.message, "unknown": h.unknown})
+        self.write(heard={"at": h.at, "answered": h.answered, "message": h.message, "answer_until": h.answer_until})
 
 
 def port_lock(port: str) -> threading.Lock:
@@ -506,7 +513,7 @@ class TerminalLink(ABC, Generic[RequestT]):
         try:
             with self.lock.hold("payment", wait=self.port_wait, cancel=cancel) as held:
                 result = self._exchange(req, cancel, on_event or (lambda _key: None), Counters())
-                held.heard(result)
+                held.heard(result, self.answer_timeout + self.cancel_grace)
         except PortBusy as e:
             return LinkError(amount_sent=False, stage="open", message=f"{e}; amount not sent")
         except Cancel:

@@ -290,3 +290,51 @@ def _wait(cond: Any, timeout: float = 15.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition never met"
         time.sleep(0.02)
+
+
+def test_probe_finds_the_printers_port_busy_and_writes_nothing() -> None:
+    # tpe.port names the printer's adapter (USB renumbering): while the printer holds its port, the TPE probe
+    # neither resets its speed nor writes ENQ into it.
+    from drivers.printer.device import Printer
+
+    path, seen, stop = fake_terminal(b"")
+    try:
+        dev = Printer(f"serial://{path}?baud=19200", timeout=1.0)._open()
+        try:
+            result = link_for(path, **KW).probe()
+        finally:
+            dev.close()
+        time.sleep(0.1)
+    finally:
+        stop.set()
+    assert result.kind == "busy" and "held by another program" in result.message, result
+    assert bytes(seen) == b""
+
+
+def test_no_probe_while_an_unknown_payment_may_still_be_answered() -> None:
+    # The terminal took the amount and did not answer in time: it may still call back with the answer for
+    # answer_timeout + cancel_grace; an ENQ of ours over it could lose that answer.
+    with TpeSimulator.on_pty(baud=115200, framing="8N1", ack_timeout=0.3, pin_delay=0.1) as sim:
+        link = link_for(sim.path, **{**KW, "max_retries": 0, "answer_timeout": 0.5, "cancel_grace": 1.5})
+        sim.script("no_answer")
+        result = link.pay(1000, "DZD")
+        assert result.kind == "timeout" and result.amount_sent
+        registry = DeviceRegistry([TpeProbe(link, interval=0.05, liveness=0.2, retry=0.2, first_check=0.0)])
+        with registry:
+            time.sleep(1.5)  # liveness 0.2 s: before, several ENQ by now
+        handshakes = [ex for ex in sim.exchanges if ex.outcome == "handshake"]
+    assert handshakes == []
+    assert registry.states("tpe")[0].state == "ready"  # it answered the exchange: there
+
+
+def test_a_payment_waiting_for_a_probe_of_this_process_can_be_cancelled() -> None:
+    from drivers.concert.base import port_lock
+
+    with TpeSimulator.on_pty(baud=115200, framing="8N1", ack_timeout=0.3) as sim:
+        link = link_for(sim.path, **KW)
+        cancel = threading.Event()
+        with port_lock(link.lock_key):  # a probe of ours on the line
+            threading.Timer(0.2, cancel.set).start()
+            result = link.pay(1000, "DZD", cancel=cancel)
+        assert result.kind == "cancelled" and not result.amount_sent
+        assert sim.exchanges == []
