@@ -410,8 +410,10 @@ class PaymentFlow:
         and return it with a loud message. If even parking fails, the journal keeps the payment `authorizing`,
         which the next start turns `unknown`: settled from the ticket, never charged twice."""
         try:
+            chip, reversal = _chip_record(getattr(outcome, "chip", None), to, ids[0])
             self.journal.park(
-                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error, detail=detail or None
+                ids, to, actor=actor, card=outcome.card, authorization=authorization, error=error,
+                detail=detail or None, chip=chip, reversal=reversal,
             )
             kept = "kept aside, written to the journal when the disk has room"
         except GuichetError as e:
