@@ -435,7 +435,8 @@ class DeviceRegistry:
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """``fn(state)`` on every change. While the loops run, from one dispatcher thread of the registry (a
-        subscriber that blocks delays the others' news, never a probe); from ``refresh()``, in its thread.
+        subscriber that blocks delays the others' news, never a probe); from ``refresh()``, in the thread of
+        the probe that changed (probes look side by side: a subscriber must be thread-safe).
         Returns the unsubscribe function."""
         with self._lock:
             self._subscribers.append(fn)

@@ -338,3 +338,26 @@ def test_a_payment_waiting_for_a_probe_of_this_process_can_be_cancelled() -> Non
             result = link.pay(1000, "DZD", cancel=cancel)
         assert result.kind == "cancelled" and not result.amount_sent
         assert sim.exchanges == []
+
+
+def test_doctor_warns_about_a_ttyusb_name_and_still_asks_the_terminal(tmp_path: Path) -> None:
+    # /dev/ttyUSBn follows the plugging order: after a reboot it may be the printer's adapter.
+    from agent.doctor import Doctor, check_serial, tpe_check
+    from config import load_config
+
+    usb = Path(f"/dev/ttyUSB{90000 + os.getpid() % 10000}")  # a name no adapter of this machine has
+    with TpeSimulator.on_pty(baud=115200, framing="8N1", ack_timeout=0.3) as sim:
+        usb.symlink_to(sim.path)
+        try:
+            cfg = load_config(write_config(tmp_path / "g.toml", "http://127.0.0.1:9/", tmp_path / "state",
+                                           tpe={"port": str(usb), "baud": 115200, "framing": "8N1",
+                                                "ack_timeout": 0.3}))
+            serial_port = check_serial(cfg)
+            d = Doctor(tmp_path / "g.toml", cfg)
+            d.done["serial_port"] = serial_port
+            tpe = tpe_check(d)
+        finally:
+            usb.unlink()
+    assert serial_port.severity == "warning" and "plugging order" in serial_port.detail, serial_port
+    assert "/dev/serial/by-id" in serial_port.fix
+    assert tpe.ok and "ACK" in tpe.detail, tpe  # a warning on the name does not skip the terminal's check
