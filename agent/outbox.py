@@ -12,16 +12,30 @@ is never written to a log (log lines name the receipt and the channel). A final 
 What the job does with each waiting request, oldest first:
 - 202: sent; the address is dropped.
 - no answer (offline, 5xx, 429): it stays; the scheduler takes the link down and retries with the others.
-- 404 receipt_not_found while the receipt's payment is not uploaded yet (journal state approved, unknown,
-  authorizing): it stays, and is sent again once the journal says the payment is uploaded.
-- any other 4xx (and a 404 once uploaded, or for a receipt this journal does not hold): "attention" with a
-  one-line reason; the address is dropped.
+- not asked at all while any payment of the receipt's transaction (a basket is one transaction, one payment
+  per bill) is not uploaded yet (journal state created, authorizing, approved, unknown): the server builds the
+  message from the payments it holds, so asking before the last one is there would send a partial receipt.
+- 404 receipt_not_found while the transaction is not uploaded yet: it stays, sent once the journal says so.
+- 401, 403 and any other answer that is not about this request (429, 5xx, an answer that does not parse):
+  401/403 go up to the scheduler (every request stays waiting: a token problem is not the customer's);
+  a malformed answer costs that request one attempt (`later`) and the others go on; after MAX_ATTEMPTS
+  the request needs attention (its address dropped).
+- 400 invalid_address / invalid_request, 409, 422 and a 404 once uploaded (or for a receipt this journal
+  does not hold): "attention"; the address is dropped. The stored reason is the status and code only (a
+  server that echoes the address in its message must not put it back on disk).
+
+Dropping an address runs `PRAGMA wal_checkpoint(TRUNCATE)`; a reader holding the WAL makes it busy, so the
+outbox keeps a "forget pending" mark (table `forget`) and retries at each job run and at open until the
+checkpoint reports (0, 0, 0). A failure is logged without the address.
 
 Address rules (`parse_address`, the one home): an e-mail address is `local@domain.tld` (local part 1-64
 characters without spaces, dots not first, last or doubled; domain labels of letters, digits and inner
 hyphens; 254 characters at most). A mobile number, spaces, dots, dashes and parentheses ignored: Algeria
 `05`, `06` or `07` + 8 digits, or `+213`/`00213` + 5/6/7 + 8 digits; Tunisia 8 digits starting with 2, 4, 5
-or 9, or `+216`/`00216` + those 8 digits. It is sent in international form (+213..., +216...).
+or 9, or `+216`/`00216` + those 8 digits. The short national form (05/06/07..., 8 digits) is read as the
+counter's own country only (`country`: DZ or TN, from `[terminal] currency` DZD/TND in `request_send`); the
+other country needs its prefix. Digits are ASCII after folding other scripts' decimal digits (Arabic-Indic,
+full-width: unicodedata.decimal); the whole text must match (no trailing newline, no second address).
 """
 
 from __future__ import annotations
@@ -30,12 +44,13 @@ import logging
 import re
 import sqlite3
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from agent import clock
-from agent.errors import ApiError, StorageError
+from agent.errors import ApiError, BadAnswer, StorageError
 from agent.scheduler import Outcome, step_over
 from agent.states import State
 from agent.storage import open_database, storage_errors
@@ -79,7 +94,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sends_waiting ON sends (state, id);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE forget (id INTEGER PRIMARY KEY CHECK (id = 1), since TEXT NOT NULL);
+        """,
+    ),
 ]
+MAX_ATTEMPTS = 10  # runs a request whose answer cannot be read is retried before it needs a person
+Country = Literal["DZ", "TN"]
+COUNTRY_BY_CURRENCY: dict[str, Country] = {"DZD": "DZ", "TND": "TN"}
 
 
 class AddressError(ValueError):
@@ -100,20 +124,38 @@ class Address:
         return mask_address(self.to)
 
 
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_DZ = re.compile(r"^(?:0|\+213|00213)([567]\d{8})$")
-_TN = re.compile(r"^(?:\+216|00216)?([2459]\d{7})$")
-_PHONE_JUNK = str.maketrans("", "", " .-()\u00a0")
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", re.ASCII)
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_DZ_INTL = re.compile(r"(?:\+213|00213)([567][0-9]{8})")
+_DZ_NATIONAL = re.compile(r"0([567][0-9]{8})")
+_TN_INTL = re.compile(r"(?:\+216|00216)([2459][0-9]{7})")
+_TN_NATIONAL = re.compile(r"([2459][0-9]{7})")
+_PHONE_JUNK = str.maketrans("", "", " .-()\u00a0\u202f")
+_PHONE_RULE = ("not a mobile number: Algeria 05/06/07 + 8 digits or +213, "
+               "Tunisia 8 digits (2, 4, 5, 9) or +216")
 
 
-def parse_address(text: str) -> Address:
-    """An e-mail address or an Algerian/Tunisian mobile number, normalised; AddressError otherwise.
+def _ascii_digits(text: str) -> str:
+    """Any script's decimal digit as its ASCII digit (٠٥٥٠ -> 0550, full-width too); the rest unchanged."""
+    return "".join(str(unicodedata.decimal(c)) if not c.isascii() and unicodedata.decimal(c, None) is not None
+                   else c for c in text)
+
+
+def parse_address(text: str, country: Country = "DZ") -> Address:
+    """An e-mail address or an Algerian/Tunisian mobile number, normalised; AddressError otherwise. `country`
+    is the counter's: its numbers may be typed without the prefix.
 
     >>> parse_address(" client@example.dz ")
     Address(channel='email', to='client@example.dz')
-    >>> parse_address("0661 23 45 67").to, parse_address("+216 98 123 456").to, parse_address("22123456").to
+    >>> parse_address("0661 23 45 67").to, parse_address("+216 98 123 456").to, parse_address("22123456", "TN").to
     ('+213661234567', '+21698123456', '+21622123456')
+    >>> parse_address("0550\u0661\u0662\u0663\u0664\u0665\u0666").to
+    '+213550123456'
+    >>> try:
+    ...     parse_address("22123456")
+    ... except AddressError as e:
+    ...     print(e)
+    not a mobile number: a Tunisian number needs +216 at this counter
     >>> try:
     ...     parse_address("0861234567")
     ... except AddressError as e:
@@ -126,18 +168,25 @@ def parse_address(text: str) -> Address:
     if "@" in text:
         local, _, domain = text.rpartition("@")
         labels = domain.split(".")
-        if (not _LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
-                or len(labels) < 2 or not all(_LABEL.match(label) for label in labels)
+        if (not _LOCAL.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local
+                or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels)
                 or not labels[-1].isalpha() or len(labels[-1]) < 2):
             raise AddressError("not an e-mail address: name@domain.tld")
         return Address("email", text)
-    number = text.translate(_PHONE_JUNK)
-    if m := _DZ.match(number):
+    number = _ascii_digits(text.translate(_PHONE_JUNK))
+    if m := _DZ_INTL.fullmatch(number):
         return Address("sms", "+213" + m.group(1))
-    if m := _TN.match(number):
+    if m := _TN_INTL.fullmatch(number):
         return Address("sms", "+216" + m.group(1))
-    raise AddressError("not a mobile number: Algeria 05/06/07 + 8 digits or +213, "
-                       "Tunisia 8 digits (2, 4, 5, 9) or +216")
+    if m := _DZ_NATIONAL.fullmatch(number):
+        if country == "DZ":
+            return Address("sms", "+213" + m.group(1))
+        raise AddressError("not a mobile number: an Algerian number needs +213 at this counter")
+    if m := _TN_NATIONAL.fullmatch(number):
+        if country == "TN":
+            return Address("sms", "+216" + m.group(1))
+        raise AddressError("not a mobile number: a Tunisian number needs +216 at this counter")
+    raise AddressError(_PHONE_RULE)
 
 
 def mask_address(to: str) -> str:
@@ -183,7 +232,9 @@ class Outbox:
         # A dropped address must be gone from the file, not only from the table: freed cells are zeroed,
         # and the WAL (which holds the old page images) is emptied after each drop (_forget).
         conn.execute("PRAGMA secure_delete=ON")
-        return cls(conn, path)
+        box = cls(conn, path)
+        box.forget_pending()  # a drop whose checkpoint was busy last time (a reader, a crash)
+        return box
 
     def close(self) -> None:
         self.conn.close()
@@ -238,43 +289,79 @@ class Outbox:
             self.conn.execute(f"UPDATE sends SET {sql}, updated_at = ? WHERE id = ?",  # noqa: S608 - constant sql
                               (*params, clock.now_stamp(), int(req_id)))
 
+    def _drop(self, req_id: int, sql: str, params: tuple[object, ...]) -> None:
+        """One transaction: the row's address is NULLed and the "forget pending" mark set; then the WAL."""
+        with self._lock, storage_errors(self.path, "outbox"):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute(f"UPDATE sends SET {sql}, updated_at = ? WHERE id = ?",  # noqa: S608 - constant
+                                  (*params, clock.now_stamp(), int(req_id)))
+                self.conn.execute("INSERT OR IGNORE INTO forget (id, since) VALUES (1, ?)", (clock.now_stamp(),))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        self.forget_pending()
+
     def sent(self, req_id: int) -> None:
         """Accepted by the server: the customer's address is dropped in the same statement."""
-        self._update(req_id, "state = 'sent', address = NULL, reason = '', attempts = attempts + 1", ())
-        self._forget()
+        self._drop(req_id, "state = 'sent', address = NULL, reason = '', attempts = attempts + 1", ())
 
-    def _forget(self) -> None:
-        """The WAL still holds the page with the address: checkpoint it into the (zeroed) file and truncate."""
+    def forget_pending(self) -> bool:
+        """The WAL still holds the page images with a dropped address: checkpoint them into the (zeroed) file and
+        truncate it. True when done (or nothing to do); False when a reader kept the WAL busy (the mark stays,
+        the next job run or open tries again; logged without any address)."""
         with self._lock, storage_errors(self.path, "outbox"):
+            if self.conn.execute("SELECT 1 FROM forget").fetchone() is None:
+                return True
+            busy, frames, done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if (busy, frames, done) != (0, 0, 0):
+                log.warning("outbox: a dropped address is still in %s-wal (checkpoint busy=%s, %s/%s frames);"
+                            " retried at the next run", self.path.name, busy, done, frames)
+                return False
+            self.conn.execute("DELETE FROM forget")
+            # the DELETE went to the WAL again: fold it back in (no address in it, a busy answer is harmless)
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
 
-    def later(self, req_id: int, reason: str) -> None:
-        self._update(req_id, "reason = ?, attempts = attempts + 1", (_line(reason),))
+    def later(self, req_id: int, reason: str, *, count: bool = True) -> None:
+        """Still waiting, with why; `count`: one more attempt at the server (a wait for the upload is none)."""
+        self._update(req_id, f"reason = ?, attempts = attempts + {int(count)}", (_line(reason),))
 
     def refused(self, req_id: int, reason: str) -> None:
         """Refused for good: a person must look; the address is of no more use and is dropped."""
-        self._update(req_id, "state = 'attention', address = NULL, reason = ?, attempts = attempts + 1",
-                     (_line(reason),))
-        self._forget()
+        self._drop(req_id, "state = 'attention', address = NULL, reason = ?, attempts = attempts + 1",
+                   (_line(reason),))
 
 
 def uploaded(journal: Journal, receipt_number: str) -> bool | None:
-    """Whether the receipt's payment has reached the server as the journal knows it (None: not in it)."""
+    """Whether every payment of the receipt's transaction (all the bills of a basket) has reached the server as
+    the journal knows it (None: the receipt is not in it)."""
     try:
         payment = journal.find(receipt_number)
     except KeyError:
         return None
-    return str(payment.state) not in {s.value for s in NOT_UPLOADED}
+    payments = journal.transaction(payment.transaction_id) if payment.transaction_id else [payment]
+    waiting = {s.value for s in NOT_UPLOADED}
+    return all(str(p.state) not in waiting for p in payments or [payment])
+
+
+# Refusals about the request itself: the address is of no more use. Anything else (401/403: the terminal's
+# token; 429/5xx: the server's state) is not the customer's and leaves every request waiting.
+FINAL = frozenset({400, 404, 409, 410, 413, 422})
 
 
 def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit: int = SEND_BATCH) -> Outcome:
-    """One run of the "receipt-send" job: at most `limit` requests to the server, oldest first. A request the
-    server already answered 404 for, whose payment the journal still has not uploaded, is not asked again
-    until the upload (and does not hold the newer ones back). A ServerUnreachable goes up: the scheduler
-    treats it as an outage (the request stays waiting, the link goes down)."""
+    """One run of the "receipt-send" job: at most `limit` requests to the server, oldest first. A request
+    whose transaction the journal has not uploaded completely is not asked (and does not hold the newer ones
+    back). A ServerUnreachable, a 401/403, 429 or 5xx goes up: the scheduler treats it as an outage or a
+    server problem (every request stays waiting). A malformed answer costs its request one attempt."""
+    box.forget_pending()
     asked = 0
     for req in box.waiting(MAX_WAITING):
-        if req.reason == UPLOAD_WAIT and uploaded(journal, req.receipt_number) is False:
+        if uploaded(journal, req.receipt_number) is False:
+            if req.reason != UPLOAD_WAIT:
+                box.later(req.id, UPLOAD_WAIT, count=False)
             continue
         if asked >= limit or (asked and step_over()):  # step_over: the step's slice is spent (the watchdog)
             return Outcome(more=True)
@@ -285,20 +372,38 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
         try:
             client.send_receipt(req.receipt_number, req.channel, req.address, req.language)
         except ApiError as e:
+            if e.status not in FINAL:
+                box.later(req.id, f"{e.status} {_code(e.code)}")
+                raise
             known = uploaded(journal, req.receipt_number)
             if e.status == 404 and e.code == "receipt_not_found" and known is False:
                 box.later(req.id, UPLOAD_WAIT)
                 continue
-            reason = f"{e.status} {e.code}: {e.message}"
+            # status and code only: the server's message may echo the customer's address
+            reason = f"{e.status} {_code(e.code)}"
             if e.status == 404:
-                reason = (f"404 {e.code}: receipt {req.receipt_number} is uploaded, the server does not know it"
-                          if known else f"404 {e.code}: receipt {req.receipt_number} is not in this journal")
+                reason = (f"{reason}: receipt {req.receipt_number} is uploaded, the server does not know it"
+                          if known else f"{reason}: receipt {req.receipt_number} is not in this journal")
             box.refused(req.id, reason)
-            log.warning("receipt %s: %s refused: %s %s", req.receipt_number, req.channel, e.status, e.code)
+            log.warning("receipt %s: %s refused: %s %s", req.receipt_number, req.channel, e.status, _code(e.code))
+            continue
+        except BadAnswer as e:
+            if req.attempts + 1 >= MAX_ATTEMPTS:
+                box.refused(req.id, f"the server's answer could not be read {MAX_ATTEMPTS} times")
+                log.error("receipt %s: %s needs attention: %s", req.receipt_number, req.channel, e)
+            else:
+                box.later(req.id, "the server's answer could not be read")
+                log.warning("receipt %s: %s: %s", req.receipt_number, req.channel, e)
             continue
         box.sent(req.id)
         log.info("receipt %s: %s accepted by the server", req.receipt_number, req.channel)
     return Outcome()
+
+
+def _code(code: object) -> str:
+    """The server's error code as we store it: a short token, nothing else (it is the server's text)."""
+    text = str(code)
+    return text if re.fullmatch(r"[a-z0-9_]{1,40}", text) else "error"
 
 
 def _line(text: str) -> str:

@@ -107,7 +107,9 @@ class PrintQueue:
 
     def add(self, receipt_number: str, payload: dict[str, Any], *, kind: str = "receipt", reason: str = "",
             duplicate: bool = True) -> int:
-        """Queue one print; its id. PrintQueueError (one line) for a payload we must not or cannot keep."""
+        """Queue one print; its id. PrintQueueError (one line) for a payload we must not or cannot keep.
+        A receipt (or printout) already waiting is replaced, not queued twice: R pressed three times while the
+        paper is out is one DUPLICATA when it is back."""
         number = str(receipt_number)[:64]
         if kind not in ("receipt", "rows"):
             raise PrintQueueError(f"print queue: kind {kind!r} is not receipt or rows")
@@ -124,6 +126,17 @@ class PrintQueue:
         with self._lock, storage_errors(self.path, "print queue"):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                row = self.conn.execute("SELECT id FROM prints WHERE receipt_number = ? AND kind = ? ORDER BY id",
+                                        (number, kind)).fetchone()
+                if row is not None:
+                    self.conn.execute(
+                        "UPDATE prints SET payload = ?, duplicate = max(duplicate, ?), reason = ?, updated_at = ?"
+                        " WHERE id = ?", (text, int(duplicate), _line(reason), now, row[0]))
+                    self.conn.execute(
+                        "DELETE FROM prints WHERE receipt_number = ? AND kind = ? AND id != ?", (number, kind, row[0]))
+                    self.conn.execute("COMMIT")
+                    log.info("receipt %s waits for the printer (already queued): %s", number, _line(reason))
+                    return int(row[0])
                 (count,) = self.conn.execute("SELECT count(*) FROM prints").fetchone()
                 if count >= MAX_WAITING:
                     raise PrintQueueError(f"print queue: {count} prints waiting already; reprint from history")

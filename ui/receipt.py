@@ -9,13 +9,23 @@ the journal holds (pan_masked: first 6 and last 4).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from agent.errors import GuichetError
-from agent.outbox import SEND_INTERVAL, Address, Outbox, SendRequest, parse_address, send_pending
+from agent.outbox import (
+    COUNTRY_BY_CURRENCY,
+    SEND_INTERVAL,
+    Address,
+    Outbox,
+    OutboxError,
+    SendRequest,
+    parse_address,
+    send_pending,
+)
 from agent.printing import PRINT_INTERVAL, PrintQueue, QueuedPrint, UnprintableRow, drain
 from agent.scheduler import JobParts, Scheduler
 from config import Config
@@ -192,7 +202,7 @@ def print_payment(cfg: Config, payments: list[Any], *, duplicate: bool = False,
     except PrinterError as e:
         return _queue(cfg, receipt.number, receipt_payload(receipt), str(e))
     result = print_receipt(printer, receipt, options)
-    if result.ok:
+    if result.ok:  # a late status after every byte was taken is "printed" too, with a note (never queued again)
         if duplicate:  # a DUPLICATA on paper: a copy still waiting in the queue would be one too many
             _unqueue(cfg, receipt.number)
         return PrintOutcome("printed", notes=tuple(result.notes))
@@ -206,10 +216,14 @@ def print_blocks(cfg: Config, name: str, blocks: list[tuple[str, list[Row]]]) ->
     """A printout laid out in rows (the Z report, a shift close): printed now or queued under `name`."""
     if not printer_configured(cfg):
         return PrintOutcome("off")
-    result = print_rows(_printer(cfg), blocks, ReceiptOptions.from_config(cfg))
-    if result.ok:
-        return PrintOutcome("printed")
     payload = {"blocks": [[lang, [[r.kind, r.left, r.right] for r in rows]] for lang, rows in blocks]}
+    try:
+        printer = _printer(cfg)
+    except PrinterError as e:  # a URL that does not parse: queued (fixed config prints it), never raised
+        return _queue(cfg, name, payload, str(e), kind="rows")
+    result = print_rows(printer, blocks, ReceiptOptions.from_config(cfg))
+    if result.ok:
+        return PrintOutcome("printed", notes=tuple(result.notes))
     problem = getattr(getattr(result.error, "status", None), "problem", None) or result.message
     return _queue(cfg, name, payload, problem, kind="rows")
 
@@ -217,13 +231,23 @@ def print_blocks(cfg: Config, name: str, blocks: list[tuple[str, list[Row]]]) ->
 def request_send(cfg: Config, receipt_number: str, text: str, *, language: str = "fr") -> Address:
     """Journal an e-mail/SMS request; the receipt-send job sends it. AddressError (the rule broken) or
     StorageError (one line)."""
-    address = parse_address(text)
-    box = Outbox.open(cfg.state.dir)
+    address = parse_address(text, COUNTRY_BY_CURRENCY.get(cfg.terminal.currency, "DZ"))
+    for attempt in range(OPEN_TRIES):
+        try:
+            box = Outbox.open(cfg.state.dir)
+            break
+        except OutboxError as e:  # a new file being created by a second Enter's worker: busy for a moment
+            if "locked" not in str(e) or attempt == OPEN_TRIES - 1:
+                raise
+            time.sleep(0.2)
     try:
         box.add(receipt_number, address, language=language)
     finally:
         box.close()
     return address
+
+
+OPEN_TRIES = 5
 
 
 def send_requests(cfg: Config, receipt_number: str) -> list[SendRequest]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,6 +42,17 @@ from drivers.printer.status import (
 CHUNK = 1024  # bytes per write: the deadline is checked between chunks
 FLOOR_RATE = 960  # bytes/s (9600 baud, 8N1): the slowest a printer may take a job before it is given up on
 MAX_ANSWER = 16  # a status answer is 1 byte; more than this in the buffer is not a printer talking
+LOCK_WAIT = 60.0  # seconds a job waits for another job on the same printer (a long receipt at 9600 baud)
+
+# One lock per printer URL in this process: the receipt screen's worker, the print-queue job and the device
+# probe each open their own Printer; two jobs (or a DLE EOT inside a job) on one device would interleave.
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _device_lock(url: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(url.strip(), threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -225,12 +237,18 @@ class FileDevice:
 
 
 class Printer:
-    """One receipt printer. Thread-safe in the simple way: every call opens, works and closes its transport."""
+    """One receipt printer. Thread-safe: every call opens, works and closes its transport while holding the
+    process's lock for the URL (two Printer objects on one URL take turns; a job never interleaves another)."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url
         self.timeout = timeout
         self.parsed = PrinterUrl.parse(url)
+        self._lock = _device_lock(url)
+
+    def _take(self) -> None:
+        if not self._lock.acquire(timeout=self.timeout + LOCK_WAIT):
+            raise PrinterTimeout(f"printer {self.url}: busy with another job for {self.timeout + LOCK_WAIT:g} s")
 
     def __repr__(self) -> str:
         return f"Printer({self.url!r})"
@@ -308,11 +326,15 @@ class Printer:
 
     def status(self) -> PrinterStatus:
         """The printer's real-time status; raises a PrinterError when it cannot be read at all."""
-        dev = self._open()
+        self._take()
         try:
-            return self._read_status(dev)
+            dev = self._open()
+            try:
+                return self._read_status(dev)
+            finally:
+                self._close(dev)
         finally:
-            self._close(dev)
+            self._lock.release()
 
     def probe(self) -> PrinterStatus | PrinterError:
         """For the device registry and `guichet doctor`: the status, or the typed error in its place."""
@@ -343,6 +365,12 @@ class Printer:
         started = time.monotonic()
         result = PrintResult(False)
         try:
+            self._take()
+        except PrinterError as e:
+            result.error = e
+            result.seconds = time.monotonic() - started
+            return result
+        try:
             dev = self._open()
             try:
                 if check:
@@ -355,9 +383,16 @@ class Printer:
                 if check and self.parsed.readable and self.parsed.status:
                     # asked after the job: the printer answers once it has taken every byte before it, so a
                     # paper end or a cover opened during the job is seen here, not on the next one
-                    result.status = self._read_status(dev)
-                    if result.status.problem:
-                        raise PrinterNotReady(result.status)
+                    try:
+                        after = self._read_status(dev)
+                    except PrinterError as e:
+                        # every byte was taken; a printer busy printing may answer late: it is on paper, as
+                        # far as anyone can tell, and printing it again would be a second copy
+                        result.notes.append(f"printed, status unknown after the job: {e}")
+                    else:
+                        result.status = after
+                        if after.problem:
+                            raise PrinterNotReady(after)
                 result.ok = True
             finally:
                 self._close(dev)
@@ -365,6 +400,8 @@ class Printer:
             result.error = e
         except Exception as e:  # noqa: BLE001 a driver must not raise into a payment: anything else is named
             result.error = PrinterError(f"printer {self.url}: {type(e).__name__}: {_one_line(e)}")
+        finally:
+            self._lock.release()
         result.seconds = time.monotonic() - started
         return result
 

@@ -112,7 +112,7 @@ class ReceiptScreen(CounterModal):
         self.print_text = print_line(outcome)  # through t(): translated and shaped for the screen
         self.query_one("#print-status", Static).update(plain(self.print_text))  # the printer's words: never markup
 
-    @work(thread=True, exit_on_error=False, group="print")
+    @work(thread=True, exit_on_error=False, group="print", exclusive=True)
     def print_receipt(self, duplicate: bool) -> None:
         try:
             outcome = print_payment(self.gapp.config, self.payments, duplicate=duplicate)
@@ -154,7 +154,7 @@ class ReceiptScreen(CounterModal):
             return
         self.send(text, i18n.language())
 
-    @work(thread=True, exit_on_error=False, group="send")
+    @work(thread=True, exit_on_error=False, group="send", exclusive=True)
     def send(self, text: str, language: str) -> None:
         try:
             address = request_send(self.gapp.config, self.number, text, language=language)
