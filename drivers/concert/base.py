@@ -232,7 +232,7 @@ class TerminalLock:
             os.close(fd)
         try:
             rec = json.loads(raw.decode())
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # "[[[[..." nests past the parser's limit
             return {}
         return rec if isinstance(rec, dict) else {}
 
@@ -240,7 +240,8 @@ class TerminalLock:
         """Who holds the terminal, as the lock file says: "pid 123 (payment)", or ""."""
         rec = self.record()
         pid, role = rec.get("pid"), rec.get("role")
-        if isinstance(pid, int) and isinstance(role, str) and role.isalpha() and len(role) < 20:
+        if isinstance(pid, int) and 0 < pid <= 4_194_304 and isinstance(role, str) and role.isalpha() \
+                and len(role) < 20:  # Linux's largest pid_max
             return f"pid {pid} ({role})"
         return ""
 

@@ -6,6 +6,7 @@ terminal never loses it to a stream of probes. Real processes, real ptys, the sa
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.concert import Approved, link_for
 from drivers.concert.base import TerminalLock
@@ -53,8 +56,6 @@ class Other:
     """A second process probing the terminal at ``port``."""
 
     def __init__(self, port: str, kw: dict[str, Any], mode: str = "look") -> None:
-        import json
-
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, port, json.dumps(kw), mode],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -72,8 +73,6 @@ class Other:
 
     def counts(self) -> dict[str, int]:
         """Hammer mode: stop it and read how its probes went."""
-        import json
-
         self.stdin.write("stop\n")
         self.stdin.flush()
         out: dict[str, int] = json.loads(self.stdout.readline())
@@ -244,11 +243,32 @@ def test_lock_names_one_terminal_whatever_its_spelling(tmp_path: Path) -> None:
 def test_hostile_lock_file_is_ignored_not_trusted() -> None:
     lock = TerminalLock("socket://127.0.0.1:9")  # nothing listens on the discard port here
     for junk in (b"\xff\xfe", b"[1, 2]", b'{"heard": {"at": 1e308, "answered": true, "message": "x"}}',
-                 b'{"pid": "1; rm", "role": "payment"}', b"{" * 5000):
+                 b'{"pid": "1; rm", "role": "payment"}', b'{"pid": 1e400, "role": "payment"}',
+                 b'{"pid": 99999999999999999999999, "role": "payment"}', b"{" * 5000, b"[" * 5000,
+                 b'{"heard": {"at": 1, "answered": true, "message": "x", "answer_until": 1e9}}'):
         with open(lock.path, "wb") as f:
             f.write(junk)
-        assert lock.heard() is None and lock.holder() == ""
+        heard = lock.heard()
+        assert (heard is None or heard.answer_until == 0.0) and lock.holder() == ""  # never a months-long pause
         with lock.hold("probe", wait=0) as held:  # still a working lock, and the record is rewritten
             assert lock.holder() == f"pid {__import__('os').getpid()} (probe)"
             held.write(heard=None)
     assert lock.record().keys() <= {"heard"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=5000),
+                 st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=30),
+                              lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                                  st.sampled_from(["pid", "role", "until", "heard", "at", "answered", "message",
+                                                   "answer_until", "x"]), kids, max_size=6),
+                              max_leaves=20).map(lambda v: json.dumps(v).encode())))
+def test_any_lock_file_content_reads_as_nothing_or_a_bounded_record(raw: bytes) -> None:
+    lock = TerminalLock("socket://127.0.0.1:7")  # the echo port: nothing listens on it here
+    with open(lock.path, "wb") as f:
+        f.write(raw)
+    heard = lock.heard()
+    if heard is not None:
+        assert 0 <= heard.at <= time.monotonic() and len(heard.message) <= 200
+        assert heard.answer_until == 0.0 or heard.at <= heard.answer_until <= heard.at + 3600
+    assert isinstance(lock.holder(), str) and len(lock.holder()) < 60
