@@ -596,6 +596,22 @@ class PaymentFlow:
         ids = self._unknown_ids(p)
         if answer is not None and answer.get("approved") is True:
             code = safe_text(answer.get("code") or "", 200)
+            if p.method == "card_reader" and approved is None:
+                # The acquirer approved, but the card's last word (a TC at the second GENERATE AC) is not in the
+                # journal: the approval is reversed (reason timeout, idempotent), never settled approved on the
+                # record alone (recovery). A person's decision (settle_unknown) is theirs.
+                try:
+                    self.client.reverse_authorization(p.transaction_id, "timeout")
+                except GuichetError as e:
+                    raise SettlementRefusal(
+                        f"payment {p.receipt_number}: the acquirer approved it but the card never completed; its "
+                        f"reversal is not acknowledged ({safe_text(e, 200)}); try again when online",
+                        "server_unreachable",
+                    ) from None
+                return self.journal.transition(
+                    ids, State.DECLINED, actor=actor, error="approval reversed: the card never completed",
+                    detail={"settlement": settlement, "reversal": "timeout"},
+                )
             if approved is False:
                 raise SettlementRefusal(
                     f"payment {p.receipt_number}: the server's authorization record shows it approved "

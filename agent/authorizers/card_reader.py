@@ -49,6 +49,7 @@ from drivers.emv import tlv as T
 from drivers.emv.action import ActionCodes
 from drivers.emv.card import CardData
 from drivers.emv.kernel import InsertCard, IssuerAnswer, Kernel, KernelParams, TransactionResult
+from drivers.emv.kernel import ttq as kernel_ttq
 from drivers.emv.oda import RsaKey
 from drivers.emv.pinpad import PcscControl, PinPad
 from drivers.emv.risk import RandomSelection
@@ -112,7 +113,9 @@ def emv_terminal(config: Config, amount: int) -> Terminal:
     """The terminal data the card sees (PDOL, CDOLs): config [emv] and the terminal's currency."""
     code = config.terminal.currency
     country = config.emv.country or COUNTRY_OF_CURRENCY.get(code, "000")
-    ttq = bytes.fromhex("36804000")  # TTQ: qVSDC + contact chip, online PIN/signature; online cryptogram required
+    # TTQ: the lowest contactless CVM limit of the scheme rules (the AID is not chosen yet): CVM required from it
+    cvm_limits = [r.cl_cvm_limit for r in config.cards.schemes if r.cl_cvm_limit]
+    ttq = kernel_ttq(amount, min(cvm_limits, default=0))
     return Terminal(country=country, currency=currency_info(code).numeric, amount=amount, ttq=ttq,
                     terminal_type=int(config.emv.terminal_type, 16),
                     capabilities=bytes.fromhex(config.emv.capabilities),

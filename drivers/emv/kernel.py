@@ -185,9 +185,17 @@ class Kernel:
         """Contactless, qVSDC-style: the card computed its cryptogram during GPO; every card command is done,
         the card may leave the field now (Visa CL kernel 3: no GENERATE AC, no second cryptogram)."""
         self.one_tap = True
-        cdcvm = _cdcvm(self.data)
-        if cdcvm:
+        ctq = self.data.get(0x9F6C, b"")
+        if len(ctq) == 2 and ctq[0] & CTQ_ONLINE_PIN and not _cdcvm(self.data):
+            # our TTQ claims no online PIN (it needs the TPE): the card's own CVM request is met by the contact
+            # interface, where its CVM list runs
+            raise InsertCard("the card asks for its PIN, which a tap here cannot take: insert the card")
+        if _cdcvm(self.data):
             self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("010002"), "cdcvm")
+        elif len(ctq) == 2 and ctq[0] & CTQ_SIGNATURE:
+            self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("1E0000"), "signature", signature=True)
+        if self.cvm_outcome is not None:
+            self.data[0x9F34] = self.cvm_outcome.results
         self.tvr.set(V.ODA_NOT_PERFORMED)  # fDDA is not implemented: the issuer sees it in the TVR
         cid = self.data[0x9F27][0] if self.data.get(0x9F27) else 0x80
         kind = kind_of(cid)
@@ -529,6 +537,25 @@ class Kernel:
 
 
 CONTACTLESS_ONLY = frozenset({0x9F66, 0x9F6E})
+# CTQ (9F6C) byte 1: the card asks for online PIN (b8) or a signature (b7) (Visa CL kernel 3).
+CTQ_ONLINE_PIN = 0x80
+CTQ_SIGNATURE = 0x40
+# TTQ (9F66, Visa CL kernel 3): byte 1 qVSDC + contact chip + signature (no online PIN: that is the TPE's);
+# byte 2 b8 online cryptogram required, b7 CVM required (set from the CVM limit); byte 3 b7 CDCVM supported.
+TTQ_BASE = bytes.fromhex("32804000")
+TTQ_CVM_REQUIRED = 0x40
+
+
+def ttq(amount: int, cvm_limit: int) -> bytes:
+    """The TTQ for a tap of `amount` (minor units) under a contactless CVM limit (0: none).
+
+    >>> ttq(345600, 0).hex().upper(), ttq(345600, 345600).hex().upper()
+    ('32804000', '32C04000')
+    """
+    out = bytearray(TTQ_BASE)
+    if cvm_limit and amount >= cvm_limit:
+        out[1] |= TTQ_CVM_REQUIRED
+    return bytes(out)
 
 
 def de55(tags: dict[int, bytes], *, contactless: bool = True) -> bytes:

@@ -24,8 +24,8 @@ from tests.core.conftest import with_changes
 KILLED = -signal.SIGKILL
 
 
-def _recorded(server) -> list[dict]:
-    r = requests.get(server.url + "_sandbox/payments", headers=server.admin_headers(), timeout=5)
+def _sandbox(server, what: str) -> list[dict]:
+    r = requests.get(server.url + f"_sandbox/{what}", headers=server.admin_headers(), timeout=5)
     r.raise_for_status()
     return r.json()["items"]
 
@@ -65,15 +65,15 @@ def test_sigkill_mid_transaction_ends_unknown_and_is_never_charged_twice(emv_cfg
         answer = agent.client.get_authorization(agent.journal.get(p["payment_id"]).transaction_id)
         assert (answer is not None) == acquirer_saw_it
         if acquirer_saw_it:
-            # approved by the acquirer, never completed by the card: the server's record settles it, once
+            # approved by the acquirer, never completed by the card (no TC in the journal): the approval is
+            # reversed, the payment declined, never settled approved on the server's record alone (review 7, 6)
+            tid = agent.journal.get(p["payment_id"]).transaction_id
             [settled] = agent.flow.resolve_unknown_online(p["payment_id"])
-            assert settled.state == "approved"
-            # uploaded once, the bill paid once: a second attempt on it is no second charge
-            agent.sync_worker().run_once()
-            assert agent.journal.get(p["payment_id"]).state == "uploaded"
-            mine = [i for i in _recorded(billing_server) if i["bill_reference"] == ref]
-            assert [(i["payment_id"], i["count"]) for i in mine] == [(p["payment_id"], 1)]
-            assert agent.journal.reversals_waiting() == []  # nothing to undo: the approval stands
+            assert settled.state == "declined"
+            [auth] = [a for a in _sandbox(billing_server, "authorizations") if a["payment_id"] == tid]
+            assert auth["reversed"] and auth["reversal_reason"] == "timeout"
+            agent.sync_worker().run_once()  # nothing is uploaded for it: the bill is not paid by it
+            assert [i for i in _sandbox(billing_server, "payments") if i["bill_reference"] == ref] == []
         else:
             with pytest.raises(GuichetError, match="ask again in"):  # a 404 this soon is not believed
                 agent.flow.resolve_unknown_online(p["payment_id"])

@@ -345,3 +345,33 @@ class Slow(Acquirer):
 def test_a_slow_approval_is_completed_by_the_card_not_reversed():
     r = run("cib", acquirer=Slow(), deadline=time.monotonic() + 2.0)
     assert r.out.status == "approved" and r.acquirer.reversals == [] and len(r.card.sent(0xAE)) == 2
+
+
+# ------------------------------------------------------------------ 9. contactless limits and CVM requests
+
+def test_a_contactless_card_without_a_one_tap_cryptogram_is_held_to_the_contactless_limit():
+    r = run("mastercard_cl", config=cfg(cl_limit=1000, cl_cvm_limit=500))
+    assert r.out.status == "cancelled" and "contactless limit" in (r.out.message or "")
+    assert r.acquirer.authorized == [] and r.card.sent(0xAE) == []
+
+
+def test_the_contactless_limit_itself_is_over_it():  # Book B / kernel 3: amount >= limit
+    r = run("visa_cl", config=cfg(cl_limit=AMOUNT))
+    assert r.out.status == "cancelled" and "contactless limit" in (r.out.message or "")
+
+
+def test_the_ttq_claims_no_online_pin_and_asks_a_cvm_from_the_cvm_limit():
+    low, high = emv_terminal(cfg(cl_cvm_limit=AMOUNT + 1), AMOUNT), emv_terminal(cfg(cl_cvm_limit=AMOUNT), AMOUNT)
+    assert low.ttq[0] & 0x04 == 0 and low.ttq[1] & 0x80  # no online PIN; online cryptogram required
+    assert low.ttq[1] & 0x40 == 0 and high.ttq[1] & 0x40  # CVM required from the CVM limit on
+
+
+def test_a_tap_whose_card_asks_for_online_pin_is_sent_to_the_contact_interface():
+    r = run("visa_cl", gpo_adds(T.tlv(0x9F6C, b"\x80\x00")), config=cfg(cl_limit=5_000_000, cl_cvm_limit=1_000_000))
+    assert r.out.status == "cancelled" and "insert the card" in (r.out.message or "")
+    assert r.acquirer.authorized == []
+
+
+def test_a_tap_whose_card_asks_for_a_signature_gets_the_signature_line():
+    r = run("visa_cl", gpo_adds(T.tlv(0x9F6C, b"\x40\x00")), config=cfg(cl_limit=5_000_000, cl_cvm_limit=1_000_000))
+    assert r.out.status == "approved" and r.emv["cvm"] == "signature" and r.emv["signature_required"] is True
