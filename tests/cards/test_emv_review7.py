@@ -63,6 +63,7 @@ class Acquirer:
         self.reversals: list[str] = []
         self.gets = 0
         self.answer: dict[str, Any] | None = None
+        self.reader: EmvReader | None = None  # the card's reader, for the tests that spend its time
 
     def authorize(self, body: dict[str, Any], idempotency_key: str, timeout: float | None = None) -> dict[str, Any]:
         self.authorized.append(dict(body, card=dict(body["card"])))
@@ -114,6 +115,7 @@ def run(profile: str | P.Profile, hook: Hook | None = None, *, amount: int = AMO
     cancel = cancel or threading.Event()
     reader = EmvReader(card, schemes=c.cards.schemes, aids=c.cards.aids, terminal=emv_terminal(c, amount),
                        hmac_key="k", interface=prof.interface, cancel=cancel, deadline=deadline)
+    acq.reader = reader
     req = AuthRequest("tx-1", ["p-1"], amount, "DZD", "R-1", online)
     kernel = Kernel(reader, lambda cd: auth._params(req, cd))
     chip = ChipOutcome("contactless" if prof.interface == "contactless" else "chip")
@@ -161,6 +163,20 @@ def test_a_contact_card_with_a_cryptogram_in_its_gpo_answer_is_refused_never_app
 def test_a_tap_answering_a_tc_offline_is_sent_to_the_contact_interface():
     r = run("visa_cl", gpo_adds(replace={0x9F27: b"\x40"}), config=cfg(cl_limit=500000, cl_cvm_limit=400000))
     assert r.out.status == "cancelled" and "insert the card" in (r.out.message or "")
+    assert r.acquirer.authorized == []
+
+
+def test_a_tap_with_a_cryptogram_in_its_records_is_refused():
+    r_seen: list[int] = []
+
+    def hook(apdu: bytes, data: bytes, sw: int) -> tuple[bytes, int]:
+        if apdu[1] == 0xB2 and data[:1] == b"\x70" and not r_seen:
+            r_seen.append(1)
+            top = T.decode(data)[0]
+            return T.encode(T.tlv(0x70, [*top.children, T.tlv(0x9F27, b"\x40")])), sw
+        return data, sw
+    r = run("mastercard_cl", hook)
+    assert r.out.status == "declined" and "before GENERATE AC" in (r.out.message or "")
     assert r.acquirer.authorized == []
 
 
@@ -338,12 +354,13 @@ def test_no_pan_or_track_data_is_left_in_the_reader_after_the_transaction():
 
 class Slow(Acquirer):
     def authorize(self, body: dict[str, Any], idempotency_key: str, timeout: float | None = None) -> dict[str, Any]:
-        time.sleep(2.2)  # the acquirer takes longer than the card read's own deadline has left
+        assert self.reader is not None and self.reader.deadline is not None
+        self.reader.deadline = time.monotonic() - 1  # PIN entry and the acquirer spent the read's whole time
         return super().authorize(body, idempotency_key, timeout)
 
 
 def test_a_slow_approval_is_completed_by_the_card_not_reversed():
-    r = run("cib", acquirer=Slow(), deadline=time.monotonic() + 2.0)
+    r = run("cib", acquirer=Slow(), deadline=time.monotonic() + 60)
     assert r.out.status == "approved" and r.acquirer.reversals == [] and len(r.card.sent(0xAE)) == 2
 
 
