@@ -48,6 +48,7 @@ DEMO_CASHIER = ("demo", "1234")
 DEMO_SUPERVISOR = ("super", "123456")
 DEMO_TOKEN = "demo-token"  # noqa: S105 (a sandbox credential on 127.0.0.1)
 DEMO_TERMINAL = "ORAN-07-G1"
+DEMO_RECEIPT_KEY = "demo-receipts-signing-key-0123456789abcdef"  # noqa: S105 (the demo's own, on 127.0.0.1)
 DEMO_AGENCY = "ORAN-07"
 VPCD = ("127.0.0.1", 35963)
 
@@ -63,11 +64,15 @@ class DemoDevices:
 
     def __init__(self, state_dir: Path, *, reader: bool, language: str, seed_bills: int = 60) -> None:
         from sandbox.billing.server import SandboxServer
+        from sandbox.smtp_sink import start_receipt_devices
         from sandbox.tpe import TpeSimulator
 
         self.state_dir = state_dir
+        # Receipts come out of a virtual printer (PNGs) and e-mails land in a local SMTP sink (docs/receipts.md).
+        self.receipts = start_receipt_devices(state_dir / "receipts")
         self.server = SandboxServer(
-            state_dir / "billing-server.db", token=DEMO_TOKEN, agency=DEMO_AGENCY, seed_bills=seed_bills
+            state_dir / "billing-server.db", token=DEMO_TOKEN, agency=DEMO_AGENCY, seed_bills=seed_bills,
+            smtp=self.receipts.smtp,
         ).start()
         self.tpe = TpeSimulator.on_pty(baud=9600, framing="7E1", behaviour="approve", pin_delay=1.0).start()
         from sandbox.cards.vpcd import slot, vpcd_listening
@@ -107,6 +112,8 @@ class DemoDevices:
                 "tpe": {"port": self.tpe.path, "baud": 9600, "framing": "7E1", "answer_timeout": 20},
                 "payments": {"default_method": "card_terminal", "methods": methods},
                 "ui": {"language": self.language, "bidi": "app"},
+                "printer": {"url": self.receipts.printer_url},
+                "receipts": {"signing_key": DEMO_RECEIPT_KEY},
             },
             source="demo",
         )
@@ -159,6 +166,7 @@ class DemoDevices:
             self.remove()
             self.tpe.stop()
             self.server.close()
+            self.receipts.close()
         finally:
             slot_, self._slot = self._slot, None
             if slot_ is not None:
@@ -221,7 +229,9 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
         cfg = devices.config()
         Path(cfg.state.dir).mkdir(parents=True, exist_ok=True)
         backend = Backend.open(cfg, cashiers=_ensure_cashiers(Path(cfg.state.dir)))
-        app = demo_app()(backend, demo=devices, auto_login=DEMO_CASHIER)
+        from guichet.cli.run import JOBS
+
+        app = demo_app()(backend, demo=devices, auto_login=DEMO_CASHIER, jobs=JOBS)
         if not headless and not steps:
             app.run()
             return
