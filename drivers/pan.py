@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from typing import Any
 
 
@@ -99,8 +100,50 @@ def _covered(groups: list[str]) -> list[bool]:
     return covered
 
 
+# Written-out separators a person or a program may put between digit groups: read as one space (no-break and
+# thin spaces, dots) or as nothing (zero-width characters, soft hyphen). Other scripts' digits are folded too.
+_AS_SPACE = frozenset("\u00a0\u202f\u2007\u2009\u2002\u2003.\u066b\u066c\u2024\uff0e")
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+_QUICK_ANY = re.compile(r"\d(?:[\s.\u066b\u066c\u2024\uff0e\u200b-\u200d\u2060\ufeff\u00ad-]{0,3}\d){12}")
+
+
+def _folded(text: str) -> tuple[str, list[int]]:
+    """text with separators as " " (or dropped) and every decimal digit ASCII; where[i]: the i-th char's origin."""
+    out: list[str] = []
+    where: list[int] = []
+    for i, c in enumerate(text):
+        if c in _INVISIBLE:
+            continue
+        if c in _AS_SPACE or (not c.isascii() and c.isspace()):
+            c = " "
+        elif not c.isascii():
+            d = unicodedata.decimal(c, None)
+            if d is not None:
+                c = str(d)
+            else:
+                n = unicodedata.normalize("NFKC", c)
+                c = n if n in ("-", " ") else c
+        out.append(c)
+        where.append(i)
+    return "".join(out), where
+
+
 def find_pans(text: str) -> list[tuple[int, int]]:
-    """Character spans (start, end) of text that hold a card number, as scrub_pans() would mask them."""
+    """Character spans (start, end) of text that hold a card number, as scrub_pans() would mask them: digits
+    of any script, in groups separated by a space, dash, no-break or thin space, dot or zero-width character.
+
+    >>> find_pans("6280.5800.0000.1239"), find_pans("6280\u00a05800\u00a00000\u00a01239")
+    ([(0, 19)], [(0, 19)])
+    """
+    if text.isascii() and "." not in text:
+        return _find_ascii(text)
+    if not _QUICK_ANY.search(text):  # fewer than 13 digits close together, whatever is between them
+        return []
+    folded, where = _folded(text)
+    return [(where[s], where[e - 1] + 1) for s, e in _find_ascii(folded)]
+
+
+def _find_ascii(text: str) -> list[tuple[int, int]]:
     if not _QUICK.search(text):
         return []
     spans: list[tuple[int, int]] = []
