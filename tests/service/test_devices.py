@@ -20,7 +20,14 @@ from agent.devices import DeviceRegistry, DeviceState, ReaderProbe, TpeProbe
 from drivers.concert import Approved, link_for
 from sandbox.tpe import TpeSimulator, V3Simulator
 
-FAST = {"baud": 115200, "framing": "7E1", "ack_timeout": 0.3, "max_retries": 0}
+FAST: dict[str, Any] = {"baud": 115200, "framing": "7E1", "ack_timeout": 0.3, "max_retries": 0}
+
+
+@pytest.fixture(autouse=True)
+def own_lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminal locks and their records in a directory of this test's (its child processes inherit it): a pty
+    number reused from an earlier test, or another test run on the machine, brings no record along."""
+    monkeypatch.setenv("GUICHET_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
 
 
 def e_plus(port: str, **kw: Any) -> TpeProbe:
@@ -201,7 +208,10 @@ class FlakyProbe:
 def test_a_probe_that_raises_is_an_error_state_and_the_loop_goes_on(changes: Any) -> None:
     registry = DeviceRegistry()
     subscriber, seen = changes
-    registry.subscribe(lambda st: 1 / 0)  # a broken subscriber does not stop the probes either
+    def broken(st: DeviceState) -> None:
+        raise ZeroDivisionError(st.state)
+
+    registry.subscribe(broken)  # a broken subscriber does not stop the probes either
     registry.subscribe(subscriber)
     with registry:
         probe = registry.add(FlakyProbe(failures=2))  # joins a running registry: the printer's one line

@@ -52,6 +52,13 @@ for _ in sys.stdin:
 """
 
 
+@pytest.fixture(autouse=True)
+def own_lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminal locks and their records in a directory of this test's (its child processes inherit it): a pty
+    number reused from an earlier test, or another test run on the machine, brings no record along."""
+    monkeypatch.setenv("GUICHET_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
 class Other:
     """A second process probing the terminal at ``port``."""
 

@@ -32,6 +32,13 @@ KW: dict[str, Any] = {"baud": 115200, "framing": "8N1", "ack_timeout": 0.3, "max
 ENQ, ACK, NAK, EOT, STX = 5, 6, 0x15, 4, 2
 
 
+@pytest.fixture(autouse=True)
+def own_lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminal locks and their records in a directory of this test's (its child processes inherit it): a pty
+    number reused from an earlier test, or another test run on the machine, brings no record along."""
+    monkeypatch.setenv("GUICHET_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
 @pytest.fixture
 def wedged_pcscd(tmp_path: Path) -> Iterator[str]:
     """A pcscd that accepts every client and never answers; its socket path."""
