@@ -71,8 +71,11 @@ MAX_DEVICES = 64
 REVERSAL_REASONS = ("card_declined_after_approval", "card_removed", "cancelled", "timeout")
 RECEIPT_FIELDS = frozenset({"channel", "to", "language"})
 LANGUAGES = ("fr", "ar", "en")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-_PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+# One address, whole (\A..\Z: no trailing newline), ASCII: no comma, quote or angle bracket that an SMTP
+# header would read as a second recipient. The agent's rule (agent.outbox.parse_address) is stricter.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"\A[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]{{1,64}}@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}\Z", re.ASCII)
+_PHONE = re.compile(r"\A\+[1-9][0-9]{7,14}\Z", re.ASCII)
 _EXPIRY = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 # PANs that always decline with response code 51 (besides any --decline-pan): Luhn-valid test numbers.
 DEFAULT_DECLINE_PANS = frozenset({"6280580000000058", "4111111111110055"})

@@ -12,8 +12,12 @@ Babel (CLDR) in the language's locale; never a card number (the server's records
 pan_masked, and the text shows none).
 
 A send that fails (relay down, gateway error) is tried again 3 times, 1 s apart, then recorded in `failed`;
-the API has already answered 202 "queued", as the contract says. The same (receipt, channel, to) is sent
-once per server run (the contract's idempotency).
+the API has already answered 202 "queued", as the contract says. One SMTP session (connect to QUIT) gets
+`deadline` seconds in all (DEADLINE), besides TIMEOUT per operation: a relay that trickles its answers a byte
+at a time holds the next messages back at most that long. An e-mail goes to its one address only (the SMTP
+envelope is `[to]`, whatever the header could be read as). The error kept in `failed` and logged is the
+exception's type and the SMTP code, never the relay's text (which names the address). The same (receipt,
+channel, to) is sent once per server run (the contract's idempotency).
 
 SMS gateway: `POST URL` with JSON `{"to": "+213...", "text": "...", "receipt_number": "..."}`; a 2xx is
 accepted. SMS file: one JSON object a line, the same fields plus `at`.
@@ -26,6 +30,7 @@ import logging
 import os
 import queue
 import smtplib
+import socket
 import threading
 import time
 import urllib.request
@@ -45,7 +50,8 @@ log = logging.getLogger("sandbox.sender")
 FROM = "recus@seor.sandbox.dz"
 LOCALES = {"fr": "fr_DZ", "ar": "ar_DZ", "en": "en"}
 RETRIES = 3
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # seconds per socket operation
+DEADLINE = 30.0  # seconds for a whole SMTP session
 MAX_BILLS = 50
 
 # The server's own wording (it is the billing office's text, not the counter's catalogue).
@@ -117,8 +123,9 @@ class ReceiptSender:
     recorded as failed ("no SMTP relay configured"); likewise SMS without a gateway or a file."""
 
     def __init__(self, *, smtp: str | None = None, sms_url: str | None = None, sms_file: Path | None = None,
-                 retry_wait: float = 1.0) -> None:
+                 retry_wait: float = 1.0, deadline: float = DEADLINE) -> None:
         self.smtp = _host_port(smtp) if smtp else None
+        self.deadline = deadline
         self.sms_url = sms_url
         self.sms_file = sms_file
         self.retry_wait = retry_wait
@@ -167,7 +174,7 @@ class ReceiptSender:
                     error = ""
                     break
                 except Exception as e:  # noqa: BLE001 - a relay's failure is recorded; the loop goes on
-                    error = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+                    error = _error_text(e, msg.to)
                     if attempt + 1 < RETRIES:
                         time.sleep(self.retry_wait)
             result = Outcome(msg.receipt_number, msg.channel, msg.to, error)
@@ -190,8 +197,21 @@ class ReceiptSender:
             mail["Content-Language"] = msg.language
             mail["X-Receipt-Number"] = msg.receipt_number
             mail.set_content(msg.text)
-            with smtplib.SMTP(*self.smtp, timeout=TIMEOUT) as smtp:
-                smtp.send_message(mail)
+            smtp = _BoundedSMTP(timeout=TIMEOUT)
+            timer = threading.Timer(self.deadline, smtp.abort)
+            timer.daemon = True
+            timer.start()
+            try:
+                smtp.connect(*self.smtp)
+                smtp.send_message(mail, from_addr=FROM, to_addrs=[msg.to])
+                smtp.quit()
+            except OSError:
+                if smtp.aborted:
+                    raise TimeoutError(f"SMTP session over {self.deadline:g} s") from None
+                raise
+            finally:
+                timer.cancel()
+                smtp.close()
             return
         record = {"to": msg.to, "text": msg.text, "receipt_number": msg.receipt_number}
         if self.sms_url:
@@ -207,6 +227,39 @@ class ReceiptSender:
         fd = os.open(self.sms_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class _BoundedSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose socket another thread can shut down (the session's deadline): a blocked read ends."""
+
+    aborted = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        if self.aborted:
+            sock.close()
+            raise TimeoutError("SMTP session over its deadline")
+        return sock
+
+    def abort(self) -> None:
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _error_text(e: Exception, to: str) -> str:
+    """What `failed` and the log keep of a failed send: the type and the SMTP code(s), and otherwise the text
+    with the address taken out (a relay's or a gateway's text usually names it)."""
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        return f"{type(e).__name__}: " + ", ".join(str(code) for code, _ in e.recipients.values())
+    if isinstance(e, smtplib.SMTPResponseException):
+        return f"{type(e).__name__}: {e.smtp_code}"
+    text = " ".join(str(e).split()).replace(to, "<address>")
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 def _host_port(text: str) -> tuple[str, int]:
