@@ -377,7 +377,9 @@ class ReaderAuthorizer:
             return self._out("approved", chip, card=safe_card, code=str(answer.get("code") or ""),
                              reference=answer.get("reference"), message=code, detail={"response_code": code})
         if approved:  # the issuer approved, the card refused (AAC): the approval must be undone
-            why = ("the card refused the bank's answer (issuer authentication failed)"
+            why = ("the card's signature on its final cryptogram failed (CDA)"
+                   if result.cryptograms[-1:] == ["TC"] and result.oda_ok is False else
+                   "the card refused the bank's answer (issuer authentication failed)"
                    if result.issuer_authenticated is False or "ISSUER" in result.tvr else
                    "the card refused to complete the approved payment")
             return self._reverse(req, safe_card, chip, "card_declined_after_approval", why, answer)
