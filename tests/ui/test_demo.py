@@ -115,18 +115,19 @@ def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
 # -- a newcomer's first payment: the demo panel offers bills to scan -------------------------------------
 
 
-async def _newcomer_session(tmp_path: Path, check) -> None:  # type: ignore[no-untyped-def]
+async def _newcomer_session(tmp_path: Path, check, size: tuple[int, int] = (140, 44),
+                            language: str = "fr") -> None:
     from guichet.cli.demo import DEMO_CASHIER, DemoDevices, _ensure_cashiers, demo_app, shown
     from ui.backend import Backend
 
-    devices = DemoDevices(tmp_path, reader=False, language="fr")
+    devices = DemoDevices(tmp_path, reader=False, language=language)
     backend = None
     try:
         cfg = devices.config()
         Path(cfg.state.dir).mkdir(parents=True, exist_ok=True)
         backend = Backend.open(cfg, cashiers=_ensure_cashiers(Path(cfg.state.dir)))
         app = demo_app()(backend, demo=devices, auto_login=DEMO_CASHIER)
-        async with app.run_test(headless=True, size=(140, 44)) as pilot:
+        async with app.run_test(headless=True, size=size) as pilot:
             for _ in range(400):
                 if shown(app) == "PaymentScreen":
                     break
@@ -138,7 +139,7 @@ async def _newcomer_session(tmp_path: Path, check) -> None:  # type: ignore[no-u
         devices.close()
 
 
-async def _until(pilot, cond, what: str) -> None:  # type: ignore[no-untyped-def]
+async def _until(pilot, cond, what: str) -> None:
     for _ in range(600):  # bounded: ~30 s
         if cond():
             return
@@ -152,7 +153,7 @@ def test_a_newcomer_pays_with_keys_alone_from_the_demo_panel(tmp_path: Path) -> 
 
     from textual.widgets import Input, Static
 
-    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+    async def check(app, pilot, devices) -> None:
         from ui.widgets.demo_panel import DemoPanel
 
         panel = app.screen.query_one(DemoPanel)
@@ -184,7 +185,7 @@ def test_a_newcomer_pays_with_keys_alone_from_the_demo_panel(tmp_path: Path) -> 
 def test_clicking_a_demo_bill_types_it_like_a_scanner(tmp_path: Path) -> None:
     import asyncio
 
-    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+    async def check(app, pilot, devices) -> None:
         from ui.widgets.demo_panel import DemoPanel
 
         bills = app.screen.query_one(DemoPanel).bills
@@ -219,7 +220,7 @@ def test_tmux_a_newcomer_pays_by_keys_alone(tmp_path: Path) -> None:
         raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
 
     try:
-        first = wait_text("Essayez : F11 scanne une")  # the one line that says what to try
+        first = wait_text("Essayez : F11 scanne")  # the one line that says what to try
         ref = next(word for line in first.splitlines() for word in line.split() if len(word) == 12
                    and word.isdigit())  # the first bill the panel offers (also the field's example)
         subprocess.run([*tmux, "send-keys", "-t", "demo", "F11"], check=True)
@@ -231,3 +232,40 @@ def test_tmux_a_newcomer_pays_by_keys_alone(tmp_path: Path) -> None:
         subprocess.run([*tmux, "send-keys", "-t", "demo", "Enter", "C-q"], check=True)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+KIOSK_SIZE = (116, 30)  # foot's cells in the kiosk (DejaVu Sans Mono 14 on 1280 x 720)
+
+
+@pytest.mark.parametrize("language", ["fr", "ar"])
+def test_at_the_kiosks_size_nothing_is_cut(tmp_path: Path, language: str) -> None:
+    """At 116 x 30 with the demo panel (review 6, finding 5): the basket's five columns fit (the 12-digit
+    reference and the amount whole), every method's label fits, every key of the legend keeps its label,
+    and the panel scrolls to its last bill, the cards and the keys hint."""
+    import asyncio
+
+    from textual.widgets import Button, DataTable, RadioButton, Static
+
+    async def check(app, pilot, devices) -> None:
+        from ui.widgets.demo_panel import DemoPanel
+
+        await pilot.press("f11")
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the scanned bill")
+        await pilot.press("f9")
+        await _until(pilot, lambda: len(app.screen.basket) >= 3, "the customer's other bills")
+        await pilot.pause(0.3)
+        table = app.screen.query_one("#basket", DataTable)
+        assert table.virtual_size.width <= table.scrollable_content_region.width, "the basket is cut"
+        for button in app.screen.query(RadioButton):
+            assert button.size.width >= button.get_content_width(button.size, button.size), str(button.label)
+        keys = app.screen.query_one(".keys", Static)
+        legend = str(keys.render())
+        assert keys.size.height * keys.scrollable_content_region.width >= len(legend), "the legend is cut"
+        panel = app.screen.query_one(DemoPanel)
+        last = [*panel.query(Button)][-1]
+        panel.scroll_to_widget(last, animate=False)
+        await pilot.pause(0.2)
+        assert panel.scrollable_content_region.contains_region(last.region) or \
+            last.region.intersection(panel.region) == last.region, "the panel's last button is out of reach"
+
+    asyncio.run(_newcomer_session(tmp_path, check, size=KIOSK_SIZE, language=language))

@@ -147,7 +147,7 @@ def test_the_payment_screens_message_follows_f8(tmp_path: Path) -> None:
 
     from tests.ui.test_demo import _newcomer_session, _until
 
-    async def check(app, pilot, devices) -> None:  # type: ignore[no-untyped-def]
+    async def check(app, pilot, devices) -> None:
         await pilot.press("f11")
         await _until(pilot, lambda: len(app.screen.basket) == 1, "the scanned bill")
         assert "ajoutée" in str(app.screen.query_one("#message", Static).render())

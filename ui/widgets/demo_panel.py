@@ -15,7 +15,7 @@ from typing import Any
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Button, Input, Static
 
 from ui.i18n import _, shape, t, tw
@@ -26,7 +26,7 @@ from ui.text import SERVICE_LABELS, money
 CARDS = (("cib", "CIB"), ("edahabia", "Edahabia"), ("visa", "Visa"))
 SCAN_KEY = "f11"
 MAX_BILLS = 4  # what fits beside the payment screen
-TEXT_WIDTH = 26  # the panel's width (30 in guichet.tcss) less its border and padding
+TEXT_WIDTH = 22  # the panel's width (26 in guichet.tcss) less its border, left padding and scrollbar
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class DemoBill:
     currency: str
 
 
-class DemoPanel(Vertical):
+class DemoPanel(VerticalScroll):
     """Buttons drive `demo.insert(profile)` / `demo.remove()` in a worker (the card is another process);
     bill buttons (and F11, bound by `DemoScanBinding`) type a bill's reference as a scanner would."""
 
@@ -58,7 +58,7 @@ class DemoPanel(Vertical):
             for i, bill in enumerate(self.bills):
                 service = _(SERVICE_LABELS.get(bill.service, bill.service))
                 amount = money(bill.amount, bill.currency)
-                label = shape(f"{bill.reference}\n{bill.customer[:14]} · {service}\n{amount}")
+                label = shape(f"{bill.reference}\n{bill.customer[:12]} · {service}\n{amount}")
                 yield Button(plain(label), id=f"demo-bill-{i}", classes="demo-bill")  # the server's bill: never markup
         for profile, label in CARDS:
             yield Button(t("Insert {card}", card=label), id=f"demo-{profile}")
