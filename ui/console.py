@@ -18,8 +18,11 @@ Colours: Rich counts TERM=linux as 16 colours (`standard`) by itself.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
+
+from rich.cells import cell_len, get_character_cell_size
 
 from ui import i18n
 
@@ -30,9 +33,14 @@ REFUSED_LANGUAGES = frozenset({"ar"})  # the console font has no Arabic glyphs
 # printable ASCII, code page 437's upper half (Python's cp437 codec), and the graphic characters the font
 # draws at 0x01-0x1F and 0x7F.
 CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼⌂"
-FONT_GLYPHS = frozenset(
+CP437 = frozenset(
     {chr(c) for c in range(0x20, 0x7F)} | set(bytes(range(0x80, 0x100)).decode("cp437")) | set(CP437_LOW)
 )
+# What code page 437 has and Debian's usual console font lacks: console-setup's default Lat15-Fixed16
+# (256 glyphs; listed with `psfgettable /usr/share/consolefonts/Lat15-Fixed16.psf.gz`). A counter may run
+# either font, so we draw only what both have (review 6, finding 8).
+LAT15_LACKS = frozenset("ΓΘΣΦΩαδεστφ↔↕↨∙√∟⌂⌐⌠⌡▀▄▌▐▓▬►◄○◘◙☺☻☼♀♂♠♣♥♪♫")
+FONT_GLYPHS = CP437 - LAT15_LACKS
 
 # What Textual, Rich, CLDR and our texts draw that the font lacks, onto a glyph it has (one cell each).
 FALLBACK = {
@@ -41,13 +49,15 @@ FALLBACK = {
     "━": "═", "┃": "║", "┏": "╔", "┓": "╗", "┗": "╚", "┛": "╝", "┣": "╠", "┫": "╣", "┳": "╦", "┻": "╩",
     "╋": "╬", "╍": "─", "╏": "│", "┄": "─", "┅": "═", "┆": "│", "┇": "║", "╴": "─", "╶": "─", "╸": "═",
     "╺": "═", "╵": "│", "╷": "│", "╹": "║", "╻": "║",
-    # eighth blocks (tall/wide borders, scrollbars) -> half and full blocks, or nothing
-    "▁": " ", "▂": "▄", "▃": "▄", "▅": "▄", "▆": "█", "▇": "█", "▔": " ", "▏": " ", "▎": "▌", "▍": "▌",
-    "▋": "▌", "▊": "█", "▉": "█", "▕": " ", "▖": "▄", "▗": "▄", "▘": "▀", "▝": "▀", "▚": "▒", "▞": "▒",
-    "▙": "█", "▛": "█", "▜": "█", "▟": "█",
+    # eighth and half blocks (tall/wide borders, scrollbars, the radio buttons' ▐ ▌ ends) -> the full block
+    # or nothing: Lat15 has no half blocks
+    "▁": " ", "▂": " ", "▃": " ", "▄": " ", "▅": "█", "▆": "█", "▇": "█", "▔": " ", "▏": " ", "▎": " ",
+    "▍": " ", "▌": " ", "▐": " ", "▀": " ", "▋": "█", "▊": "█", "▉": "█", "▕": " ", "▖": " ", "▗": " ",
+    "▘": " ", "▝": " ", "▚": "▒", "▞": "▒", "▓": "▒", "▙": "█", "▛": "█", "▜": "█", "▟": "█",
     # marks and punctuation
-    "●": "•", "◉": "•", "⬤": "•", "○": "○", "▶": "►", "◀": "◄", "▸": "►", "◂": "◄", "▲": "▲", "▼": "▼",
-    "✓": "√", "✔": "√", "✗": "x", "✘": "x", "×": "x", "…": ".", "—": "-", "–": "-", "‒": "-", "−": "-",
+    "●": "•", "◉": "•", "⬤": "•", "○": "o", "◦": "o", "▶": ">", "◀": "<", "▸": ">", "◂": "<", "►": ">",
+    "◄": "<", "▲": "▲", "▼": "▼", "√": "v", "∙": "·", "▬": "-", "↔": "-", "↕": "|", "⌐": "-",
+    "✓": "v", "✔": "v", "✗": "x", "✘": "x", "×": "x", "…": ".", "—": "-", "–": "-", "‒": "-", "−": "-",
     "‘": "'", "’": "'", "‚": ",", "“": '"', "”": '"', "„": '"', "‹": "<", "›": ">",
     "\u202f": " ", "\u2009": " ", "\u2007": " ", "\u2002": " ", "\u2003": " ", "\u200b": "",
     "\u200e": "", "\u200f": "", "\u061c": "",
@@ -58,14 +68,17 @@ FALLBACK = {
 
 
 class _FontMap(dict[int, str]):
-    """str.translate table: what the font has passes, FALLBACK maps the rest, anything else is '?'."""
+    """str.translate table: what the font has passes, FALLBACK maps the rest, anything else is one '?' a
+    cell (Rich's width: none for a combining mark or a zero-width character, two for a wide one)."""
 
     def __missing__(self, code: int) -> str:
         ch = chr(code)
         if ch in FONT_GLYPHS or ch in "\n\r\t\x1b\x07\x08" or code < 0x20:
             out = ch  # escape sequences and control bytes are the terminal's, not glyphs
+        elif ch in FALLBACK:
+            out = FALLBACK[ch]
         else:
-            out = FALLBACK.get(ch, "?")
+            out = "?" * get_character_cell_size(ch)
         self[code] = out
         return out
 
@@ -74,7 +87,12 @@ _TABLE = _FontMap()
 
 
 def console_text(text: str) -> str:
-    """Text as the console font can draw it, one cell for one cell."""
+    """Text as the console font can draw it, in the cells Textual laid it out in (Rich's cell widths):
+    composed first (NFC: "e" + U+0301 is the font's "é"), where that keeps the width."""
+    if not text.isascii():
+        composed = unicodedata.normalize("NFC", text)
+        if composed != text and cell_len(composed) == cell_len(text):
+            text = composed
     return text.translate(_TABLE)
 
 

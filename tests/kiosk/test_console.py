@@ -1,19 +1,21 @@
 """The Linux console fallback (TERM=linux): what reaches the terminal is drawable by the console font,
 in 16 colours, and Arabic is refused with one line that says to use the kiosk mode.
 
-The console font's glyph list is the kernel's built-in one (IBM code page 437, as Linux's
-drivers/tty/vt/cp437.uni maps it: ui.console.FONT_GLYPHS); a Debian install with console-setup may load a
-larger one, never a smaller one for these characters.
+The console font's glyph list (ui.console.FONT_GLYPHS) is what both fonts a counter may run have: the
+kernel's built-in one (IBM code page 437, as Linux's drivers/tty/vt/cp437.uni maps it) and Debian's usual
+console-setup font, Lat15-Fixed16 (256 glyphs: no half blocks, no ► ◄ ○ √; review 6, finding 8).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import gzip
 import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,8 +23,10 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.cells import cell_len
 
 from ui import console, i18n
 from ui.console import FONT_GLYPHS, console_text
@@ -44,11 +48,45 @@ def test_console_text_only_ever_writes_the_fonts_glyphs(text: str) -> None:
 
 
 def test_console_text_keeps_the_width_of_what_textual_draws() -> None:
-    # Box corners, eighth blocks, the ellipsis and CLDR's narrow no-break space: one cell for one cell.
-    for ch in "╭╮╰╯━┃▁▂▃▅▆▇▔▏▎▍▋▊▉●…—\u202f":
+    # Box corners, eighth and half blocks (the radio buttons' ends), the ellipsis, CLDR's narrow no-break
+    # space, the marks Textual draws: one cell for one cell, each one the font has.
+    for ch in "╭╮╰╯━┃▁▂▃▄▅▆▇▀▔▏▎▍▌▐▋▊▉●○►◄▶◀√✓…—\u202f":
         assert len(console_text(ch)) == 1 and drawable(console_text(ch)), ch
     assert console_text("11\u202f273,00\xa0DA") == "11 273,00\xa0DA"
     assert console_text("مرحبا") == "?????"  # never reaches the console: the UI refuses Arabic first
+
+
+def test_console_text_keeps_rich_cell_widths() -> None:
+    """Textual lays out with Rich's widths; the console must get as many cells (review 6, finding 9)."""
+    assert console_text("Ame\u0301lie") == "Amélie"  # decomposed: composed to the font's é, 6 cells
+    assert console_text("B. Leila \U0001F600") == "B. Leila ??"  # a wide emoji: two cells
+    assert console_text("مُحَمَّد") == "????"  # harakat take no cell
+    assert console_text("a\u200bb\u0301") == "ab"  # zero-width and a lone combining mark: nothing
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))
+def test_console_text_writes_as_many_cells_as_rich_laid_out(text: str) -> None:
+    assert cell_len(console_text(text)) == cell_len(text)
+
+
+def test_the_font_glyphs_are_in_both_console_fonts() -> None:
+    """Neither the radio buttons' half blocks nor ► ◄ ○ √ (Lat15 lacks them) are ever drawn."""
+    for ch in "▐▌▄▀►◄○√▓":
+        assert ch not in FONT_GLYPHS
+    assert set(console.FALLBACK.values()) - {""} <= FONT_GLYPHS
+
+
+LAT15 = Path("/usr/share/consolefonts/Lat15-Fixed16.psf.gz")
+
+
+@pytest.mark.skipif(not LAT15.exists() or shutil.which("psfgettable") is None,
+                    reason="console-setup's Lat15-Fixed16 (Debian package console-setup-linux) or kbd missing")
+def test_the_font_glyphs_are_in_debians_lat15_font(tmp_path: Path) -> None:
+    font = tmp_path / "lat15.psf"
+    font.write_bytes(gzip.decompress(LAT15.read_bytes()))
+    table = subprocess.run(["psfgettable", str(font)], capture_output=True, text=True, timeout=30).stdout
+    have = {chr(int(u, 16)) for u in re.findall(r"U\+([0-9a-fA-F]{4,5})", table)}
+    assert FONT_GLYPHS - have == set()
 
 
 def _console_run(tmp_path: Path, script: str, cols: int = 120, rows: int = 40) -> tuple[int, str]:
