@@ -18,6 +18,7 @@ connection is opened per job and closed after it, so an unplugged or restarted p
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import threading
@@ -210,9 +211,23 @@ class FileDevice:
 
     def open(self) -> None:
         try:
-            self.device = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_APPEND)
+            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_APPEND)
         except OSError as e:
             raise PrinterUnavailable(f"printer file://{self.path}: {e.strerror or e}") from None
+        # Another program (a second agent, `guichet receipt print`) printing on the same device: wait for it
+        # (flock is advisory: it orders our own processes; the per-URL lock orders this process's threads).
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise PrinterTimeout(f"printer file://{self.path}: busy with another program's job "
+                                         f"for {self.timeout:g} s") from None
+                time.sleep(0.05)
+        self.device = fd
 
     def _raw(self, data: bytes) -> None:
         assert self.device is not None
@@ -385,9 +400,10 @@ class Printer:
                     # paper end or a cover opened during the job is seen here, not on the next one
                     try:
                         after = self._read_status(dev)
-                    except PrinterError as e:
-                        # every byte was taken; a printer busy printing may answer late: it is on paper, as
-                        # far as anyone can tell, and printing it again would be a second copy
+                    except PrinterTimeout as e:
+                        # every byte was taken and the link is up; a printer busy printing answers late: it is
+                        # on paper as far as anyone can tell, and printing it again would be a second copy (a
+                        # link that dropped is another story: the bytes may be lost in the network's buffers)
                         result.notes.append(f"printed, status unknown after the job: {e}")
                     else:
                         result.status = after

@@ -5,6 +5,7 @@ tcp://127.0.0.1, a FIFO as file://, a printer on a socket that never answers the
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import threading
@@ -141,3 +142,17 @@ def test_a_z_report_with_a_bad_printer_url_waits_instead_of_raising(tmp_path: Pa
     q = PrintQueue.open(cfg.state.dir)
     assert q.numbers() == ["Z-2026-11-30"]
     q.close()
+
+
+def test_another_program_printing_on_the_device_is_waited_for_not_interleaved(tmp_path: Path) -> None:
+    device = tmp_path / "lp0"
+    device.write_bytes(b"")
+    other = os.open(device, os.O_WRONLY)  # another program's job in progress holds the device's lock
+    fcntl.flock(other, fcntl.LOCK_EX)
+    printer = open_printer(f"file://{device}", 0.3)
+    busy = printer.print_job(b"\x1b@ours\x1dV\x00")
+    assert not busy.ok and "busy" in busy.message and device.read_bytes() == b""
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    assert printer.print_job(b"\x1b@ours\x1dV\x00").ok
+    assert device.read_bytes() == b"\x1b@ours\x1dV\x00"
