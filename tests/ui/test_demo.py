@@ -269,3 +269,28 @@ def test_at_the_kiosks_size_nothing_is_cut(tmp_path: Path, language: str) -> Non
             last.region.intersection(panel.region) == last.region, "the panel's last button is out of reach"
 
     asyncio.run(_newcomer_session(tmp_path, check, size=KIOSK_SIZE, language=language))
+
+
+def test_a_scanner_left_in_us_mode_on_an_azerty_counter_still_finds_the_bill(tmp_path: Path) -> None:
+    """The scanner types the AZERTY digit row (& é " ' ( - è _ ç à): the field reads digits (review 6,
+    finding 11), so the bill is found as if the scanner were set right."""
+    import asyncio
+
+    from textual.widgets import Input
+
+    from ui.widgets.scan_input import AZERTY_DIGIT_ROW
+
+    async def check(app, pilot, devices) -> None:
+        from ui.widgets.demo_panel import DemoPanel
+
+        ref = app.screen.query_one(DemoPanel).bills[0].reference
+        typed = ref.translate(str.maketrans("1234567890", AZERTY_DIGIT_ROW))
+        assert not any(ch.isdigit() for ch in typed)
+        field = app.screen.query_one("#reference", Input)
+        field.focus()
+        await pilot.press(*list(typed))
+        assert field.value == ref
+        await pilot.press("enter")
+        await _until(pilot, lambda: [b.reference for b in app.screen.basket] == [ref], "the scanned bill")
+
+    asyncio.run(_newcomer_session(tmp_path, check))

@@ -26,6 +26,7 @@ from ui.i18n import _, shape, t
 from ui.messages import LookupResult
 from ui.screens.base import CounterScreen
 from ui.text import BILL_STATUS_LABELS, SERVICE_LABELS, age_text, error_text, method_label, money
+from ui.widgets.scan_input import ScanInput
 
 
 class PaymentScreen(CounterScreen):
@@ -60,7 +61,9 @@ class PaymentScreen(CounterScreen):
             self.method = methods[0] if methods else None
         left = Vertical(
             Label(t("Bill reference (scan or type, then Enter)")),
-            Input(self.reference, id="reference", placeholder=t("12 digits"), restrict=r"[A-Za-z0-9]*", max_length=40),
+            # A scanner left in US mode types AZERTY's digit row: ScanInput reads it as digits.
+            ScanInput(self.reference, id="reference", placeholder=t("12 digits"), restrict=r"[A-Za-z0-9]*",
+                      max_length=40),
             Static(self.bill_text(), id="bill", classes="panel", markup=False),  # server text
             DataTable(id="basket", cursor_type="row", zebra_stripes=True),
             Static(self.others_text(), id="others", classes="hint", markup=False),
