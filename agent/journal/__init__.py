@@ -987,11 +987,17 @@ class Journal:
             log.error("parked outcomes not replayed: %s", e)
         with self._reading():
             rows = self._conn.execute(
-                "SELECT payment_id, state FROM unsettled WHERE state IN ('authorizing', 'created') ORDER BY seq"
+                "SELECT u.payment_id, u.state, p.method FROM unsettled u JOIN payment p ON p.payment_id = u.payment_id"
+                " WHERE u.state IN ('authorizing', 'created') ORDER BY u.seq"
             ).fetchall()
-        for pid, state in rows:
+        for pid, state, method in rows:
             to = State.UNKNOWN if state == State.AUTHORIZING else State.CANCELLED
-            changed += self.transition(pid, to, actor=actor, detail={"reason": "agent restarted during this step"})
+            # A card_reader payment cut before the card's last word never completed on the card: whatever the
+            # acquirer approved is reversed (a 404 after the grace means it never got there), never kept on the
+            # acquirer's record alone (docs/emv.md). A TPE holds its own outcome: settled from its ticket.
+            reversal = "timeout" if to == State.UNKNOWN and method == "card_reader" else None
+            changed += self.transition(pid, to, actor=actor, detail={"reason": "agent restarted during this step"},
+                                       reversal=reversal)
         return changed
 
     def record_upload_results(self, results: Sequence[dict[str, Any]], actor: str = "sync") -> dict[str, int]:
