@@ -52,6 +52,7 @@ MAX_REASON = 200
 DRAIN_BATCH = 20  # receipts printed in one run of the job
 PRINT_INTERVAL = 5.0  # seconds between two looks at the printer while receipts wait
 PROBE_INTERVAL = 5.0
+KINDS = ("receipt", "rows", "lines")  # lines: text already cut to the paper, in the printer's font
 MAX_ATTEMPTS = 5  # runs a row that cannot be rendered is tried before it is dropped (named in the log)
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -61,7 +62,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE prints (
             id INTEGER PRIMARY KEY,
             receipt_number TEXT NOT NULL,
-            kind TEXT NOT NULL,              -- receipt | rows (a Z report, a shift close)
+            kind TEXT NOT NULL,              -- receipt | rows (a printout in rows) | lines (the day close's text)
             payload TEXT NOT NULL,           -- JSON of what to print; a card only as pan_masked
             duplicate INTEGER NOT NULL,      -- 1: print it as DUPLICATA
             reason TEXT NOT NULL,            -- why it waits: the last printer error, one line
@@ -111,8 +112,8 @@ class PrintQueue:
         A receipt (or printout) already waiting is replaced, not queued twice: R pressed three times while the
         paper is out is one DUPLICATA when it is back."""
         number = str(receipt_number)[:64]
-        if kind not in ("receipt", "rows"):
-            raise PrintQueueError(f"print queue: kind {kind!r} is not receipt or rows")
+        if kind not in KINDS:
+            raise PrintQueueError(f"print queue: kind {kind!r} is not receipt, rows or lines")
         try:
             text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
         except (TypeError, ValueError) as e:

@@ -29,7 +29,7 @@ from agent.outbox import (
 from agent.printing import PRINT_INTERVAL, PrintQueue, QueuedPrint, UnprintableRow, drain
 from agent.scheduler import JobParts, Scheduler
 from config import Config
-from drivers.printer import Printer, PrinterError, PrintResult, open_printer
+from drivers.printer import Job, Printer, PrinterError, PrintResult, open_printer
 from ui.formatting import date_text
 from ui.i18n import _
 from ui.receipts import BillLine, Receipt, ReceiptOptions, Row, print_receipt, print_rows, safe_pan
@@ -149,6 +149,8 @@ def print_queued(options: ReceiptOptions) -> Callable[[Printer, QueuedPrint], Pr
 
     def print_one(printer: Printer, item: QueuedPrint) -> PrintResult:
         try:
+            if item.kind == "lines":
+                return _print_lines(printer, [str(line)[:200] for line in list(item.payload["lines"])[:MAX_LINES]])
             if item.kind == "rows":
                 blocks = [(str(lang), [Row(kind, str(left), str(right)) for kind, left, right in rows])
                           for lang, rows in item.payload["blocks"]]
@@ -226,6 +228,41 @@ def print_blocks(cfg: Config, name: str, blocks: list[tuple[str, list[Row]]]) ->
         return PrintOutcome("printed", notes=tuple(result.notes))
     problem = getattr(getattr(result.error, "status", None), "problem", None) or result.message
     return _queue(cfg, name, payload, problem, kind="rows")
+
+
+def _print_lines(printer: Printer, lines: list[str]) -> PrintResult:
+    try:
+        job = Job()
+        for line in lines:
+            job.text_line(line)
+        job.feed(120)
+        job.cut()
+    except Exception as e:  # noqa: BLE001 - a line the printer's code page cannot take: named, never raised
+        return PrintResult(False, error=UnprintableRow(f"printout: {type(e).__name__}: {e}"))
+    return printer.print_job(job.bytes())
+
+
+MAX_LINES = 2000  # a day close of many payments; a stored row is bounded by the queue's MAX_PAYLOAD too
+
+
+def print_lines(cfg: Config, name: str, lines: list[str]) -> PrintOutcome:
+    """Text already cut to the paper in the printer's font (the day close: agent.dayclose.export.paper_lines),
+    printed now or queued under `name` for the print-queue job, like a receipt. Never raises.
+
+        print_lines(config, f"Z {day}", paper_lines(data, config.printer.paper))
+    """
+    if not printer_configured(cfg):
+        return PrintOutcome("off")
+    payload = {"lines": [str(line) for line in lines[:MAX_LINES]]}
+    try:
+        printer = _printer(cfg)
+    except PrinterError as e:
+        return _queue(cfg, name, payload, str(e), kind="lines")
+    result = _print_lines(printer, payload["lines"])
+    if result.ok:
+        return PrintOutcome("printed", notes=tuple(result.notes))
+    problem = getattr(getattr(result.error, "status", None), "problem", None) or result.message
+    return _queue(cfg, name, payload, problem, kind="lines")
 
 
 def request_send(cfg: Config, receipt_number: str, text: str, *, language: str = "fr") -> Address:

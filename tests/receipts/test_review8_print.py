@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from agent.context import AgentContext
-from agent.printing import PrintQueue
+from agent.printing import PrintQueue, drain
 from agent.scheduler import JobParts, Scheduler
 from drivers.printer import open_printer
 from sandbox.printer import VirtualPrinter
 from tests.receipts.test_queue import _cfg, _pay_cash, _wait_job
-from ui.receipt import print_blocks, print_payment, receipt_jobs
-from ui.receipts import Row
+from ui.receipt import print_blocks, print_lines, print_payment, print_queued, receipt_jobs
+from ui.receipts import ReceiptOptions, Row
 
 
 def test_r_pressed_three_times_while_the_paper_is_out_is_one_duplicata(
@@ -156,3 +156,26 @@ def test_another_program_printing_on_the_device_is_waited_for_not_interleaved(tm
     os.close(other)
     assert printer.print_job(b"\x1b@ours\x1dV\x00").ok
     assert device.read_bytes() == b"\x1b@ours\x1dV\x00"
+
+
+def test_the_day_close_waits_for_paper_and_prints_from_the_queue(tmp_path: Path, billing_config: Any) -> None:
+    from agent.dayclose.export import paper_lines
+
+    data = {"day": "2026-11-30", "terminal_id": "ORAN-07-G1", "online": True, "clean": True, "problems": 0,
+            "kinds": {}, "lines": [], "journal": {"count": 0, "amount": {}, "stamp_duty": {}}, "by_method": {},
+            "by_cashier": {}, "server": {"count": 0, "amount": {}, "stamp_duty": {}}, "unchecked": []}
+    with VirtualPrinter(tmp_path / "paper", behaviour="paper_out") as vp:
+        vp.listen("127.0.0.1", 0)
+        cfg = _cfg(billing_config, vp.url)
+        lines = paper_lines(data, cfg.printer.paper)
+        for _ in range(2):  # Ctrl+P twice while the paper is out: one copy waits
+            outcome = print_lines(cfg, "Z 2026-11-30", lines)
+            assert (outcome.state, outcome.message) == ("queued", "paper out")
+        vp.behaviour = "ok"
+        queue = PrintQueue.open(cfg.state.dir)
+        assert queue.numbers() == ["Z 2026-11-30"]
+        printer = open_printer(vp.url, timeout=2)
+        assert drain(queue, printer, print_queued(ReceiptOptions.from_config(cfg))).error is None
+        job = _wait_job(vp, "the day close", lambda j: j.cut and any("2026-11-30" in line for line in j.text))
+        assert not job.errors and queue.numbers() == []
+        queue.close()
