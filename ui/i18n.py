@@ -273,17 +273,32 @@ class Text(str):
     >>> set_language("fr")
     """
 
-    __slots__ = ("_render",)
+    __slots__ = ("_logical", "_render")
     _render: Callable[[], str]
+    _logical: Callable[[], str] | None
 
-    def __new__(cls, render: Callable[[], str]) -> Text:
+    def __new__(cls, render: Callable[[], str], logical: Callable[[], str] | None = None) -> Text:
         self = super().__new__(cls, render())
         self._render = render
+        self._logical = logical  # the same text before shape(): what wrapped() wraps
         return self
 
     def again(self) -> Text:
         """The same message in the current language (and bidi mode)."""
-        return Text(self._render)
+        return Text(self._render, self._logical)
+
+    def wrapped(self, width: int) -> str:
+        """This message wrapped to `width` cells in logical order, then each line in visual order (as `tw`):
+        for a widget that knows its width only once laid out (ui/widgets/bidi_static.py). A Text made
+        without its logical form (error_text) comes back as it is.
+
+        >>> set_language("en"); t("Try: F11 scans a bill, F5 pays on the TPE").wrapped(20); set_language("fr")
+        'Try: F11 scans a\\nbill, F5 pays on the\\nTPE'
+        """
+        if self._logical is None:
+            return str(self)
+        return shape("\n".join(textwrap.fill(p, width=max(width, 1), break_on_hyphens=False) if p else p
+                               for p in self._logical().split("\n")))
 
 
 def retranslate(value: object) -> object:
@@ -302,13 +317,13 @@ def retranslate_attrs(obj: object) -> None:
 def t(message: str, **kwargs: object) -> str:
     """Translate, format with kwargs, and shape for display; a Text (see `retranslate`)."""
 
-    def render() -> str:
+    def logical() -> str:
         text = _(message)
         if kwargs:
             text = text.format(**{k: retranslate(v) for k, v in kwargs.items()})
-        return shape(text)
+        return text
 
-    return Text(render)
+    return Text(lambda: shape(logical()), logical)
 
 
 def tw(message: str, width: int, **kwargs: object) -> str:

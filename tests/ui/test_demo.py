@@ -294,3 +294,30 @@ def test_a_scanner_left_in_us_mode_on_an_azerty_counter_still_finds_the_bill(tmp
         await _until(pilot, lambda: [b.reference for b in app.screen.basket] == [ref], "the scanned bill")
 
     asyncio.run(_newcomer_session(tmp_path, check))
+
+
+def test_arabic_that_wraps_reads_its_first_words_on_its_first_line(tmp_path: Path) -> None:
+    """At the kiosk's 116 x 30 the Arabic total wraps: its label is on the first line, the bills' count on
+    the last (review 6, finding 6), not the other way round as when Textual wraps the visual text."""
+    import asyncio
+
+    from textual.widgets import Static
+
+    from ui import i18n
+
+    async def check(app, pilot, devices) -> None:
+        await pilot.press("f11")
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the scanned bill")
+        await pilot.press("f9")
+        await _until(pilot, lambda: len(app.screen.basket) >= 3, "the customer's other bills")
+        await pilot.pause(0.3)
+        total = app.screen.query_one("#total", Static)
+        lines = [line.strip() for line in str(total.render()).splitlines() if line.strip()]
+        assert len(lines) >= 2, lines  # it does wrap at this width
+        label = i18n.shape(i18n._("Total: {total} ({n} bills)").split("{")[0].strip())
+        assert label in lines[0] and label not in lines[-1], lines
+
+    try:
+        asyncio.run(_newcomer_session(tmp_path, check, size=KIOSK_SIZE, language="ar"))
+    finally:
+        i18n.set_language("fr")

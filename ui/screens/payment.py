@@ -26,6 +26,7 @@ from ui.i18n import _, shape, t
 from ui.messages import LookupResult
 from ui.screens.base import CounterScreen
 from ui.text import BILL_STATUS_LABELS, SERVICE_LABELS, age_text, error_text, method_label, money
+from ui.widgets.bidi_static import BidiStatic
 from ui.widgets.scan_input import ScanInput
 
 
@@ -78,7 +79,7 @@ class PaymentScreen(CounterScreen):
                 restrict=r"[0-9.,]*",
                 max_length=19,
             ),
-            Static(self.total_text(), id="total", classes="total", markup=False),
+            BidiStatic(self.total_text(), id="total", classes="total", markup=False),  # Arabic wraps in order
             Label(t("Method")),
             RadioSet(
                 *(RadioButton(shape(method_label(m)), value=(m == self.method), name=m) for m in methods),
@@ -92,7 +93,7 @@ class PaymentScreen(CounterScreen):
                 classes="panel",
             ),
             Button(t("Pay (F5)"), id="pay", variant="success", disabled=not self.basket),
-            Static(self.message, id="message", classes=f"message {self.message_kind}", markup=False),
+            BidiStatic(self.message, id="message", classes=f"message {self.message_kind}", markup=False),
             id="pay-right",
         )
         # Right to left: the bill (what the cashier reads first) sits on the right.
