@@ -381,8 +381,19 @@ def _missing(path: str) -> str:
 # Every kind of device the config asks for (the readers aside: see from_config): a factory takes the config
 # and the loop's timing (interval=, liveness=) and gives a Probe, or None when that device is not configured.
 # The printer joins with one line here: its probe's ``from_config``.
+def _printer_probe(cfg: Config, **kw: Any) -> Probe | None:
+    from agent.printing import PrinterProbe  # deferred: agent.printing builds on this module's Probe
+
+    try:
+        return PrinterProbe.from_config(cfg, **kw)
+    except Exception as e:  # noqa: BLE001 - a printer that cannot even be named costs its probe, not the registry
+        log.error("printer not watched: %s", e)
+        return None
+
+
 PROBES: list[Callable[..., Probe | None]] = [
     TpeProbe.from_config,
+    _printer_probe,
 ]
 
 

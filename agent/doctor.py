@@ -694,6 +694,12 @@ def server_checks(d: Doctor) -> list[Check]:
     return check_server(d.cfg)
 
 
+def timezone_check(d: Doctor) -> Check:
+    from agent.dayclose.checks import timezone_check as check  # deferred: it builds on this module's Check
+
+    return check(d)
+
+
 def kiosk_check(d: Doctor) -> list[Check]:
     from agent.kiosk import kiosk_checks  # deferred: agent.kiosk builds on this module's Check
 
@@ -712,6 +718,7 @@ CHECKS: list[CheckFn] = [
     serial_check,
     tpe_check,
     server_checks,
+    timezone_check,
     kiosk_check,
 ]
 

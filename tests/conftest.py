@@ -33,6 +33,13 @@ BILLING_SEED_BILLS = 200
 TEST_HMAC_KEY = "test-hmac-key-0123456789abcdef"
 
 
+@pytest.fixture(autouse=True)
+def _own_tpe_locks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own TPE lock directory (children inherit it): a pty number reused by the next test must not
+    see the last one's "an unknown payment may still be answered" window (drivers/concert, docs/devices.md)."""
+    monkeypatch.setenv("GUICHET_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
 @pytest.fixture
 def billing_server(tmp_path: Path) -> Iterator[SandboxServer]:
     """A running sandbox billing server (127.0.0.1, free port) with 200 seeded bills for ORAN-07.
