@@ -12,14 +12,17 @@ import pytest
 from rich.text import Text
 from textual.widgets import Button, DataTable
 
+from agent.outbox import Outbox, parse_address
 from tests.core.conftest import with_changes
 from tests.ui.conftest import CASHIER, SUPERVISOR, login, screen_name, text_of, type_into, wait_for
 from ui.plain import plain, visible
+from ui.screens.receipt import ReceiptScreen
 
 pytestmark = pytest.mark.anyio
 
 NAME = "[@click=app.quit]x [/] [b]Amel"  # a name the accounts' rule allows (printable, 64 at most)
 ESC = "\x1b[31m"
+REFUSAL = "[/] [@click=app.quit]x [b]"  # the server's words
 
 
 def shown_cells(table: DataTable[Any]) -> list[str]:
@@ -52,7 +55,17 @@ async def test_the_servers_customer_name_on_the_receipt(ui_app: Any, ui_config: 
         assert app.is_running and NAME in text_of(pilot, "#receipt")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen_name(pilot) == "PaymentScreen", "back to the payment screen")
-        assert app.is_running
+        # The server refused the SMS with its own words (journaled by the send job): the history's receipt says so.
+        [paid] = app.backend.journal.list(bill_reference=ref)
+        box = Outbox.open(app.config.state.dir)
+        try:
+            box.refused(box.add(paid.receipt_number, parse_address("0661234567"), language="en"), REFUSAL)
+        finally:
+            box.close()
+        app.push_screen(ReceiptScreen([paid], reprint=True))
+        await wait_for(pilot, lambda: "refused" in text_of(pilot, "#send-status"), "the earlier request")
+        assert app.is_running and "[/] [@click=app.quit]x" in text_of(pilot, "#send-status")
+        assert NAME in text_of(pilot, "#receipt")
 
 
 async def test_typed_ids_and_a_stored_name_on_login_supervisor_and_accounts(ui_app: Any, ui_config: Any) -> None:
