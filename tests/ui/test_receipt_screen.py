@@ -159,3 +159,45 @@ async def test_from_the_screen_to_the_customers_mailbox_through_the_uis_schedule
         box = Outbox.open(cfg.state.dir)
         assert [(r.state, r.address) for r in box.requests(p.receipt_number)] == [("sent", None)]
         box.close()
+
+
+async def test_r_pressed_while_the_paper_is_out_queues_one_copy(
+    ui_app: Any, ui_config: Any, vprinter: VirtualPrinter, seeded_references: list[str]
+) -> None:
+    """Review 8, finding 6: every R while the paper is out replaces the waiting copy, one DUPLICATA in all."""
+    vprinter.behaviour = "paper_out"
+    cfg = _cfg(ui_config, vprinter.url)
+    app = ui_app(cfg, run_sync=False)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await _pay(pilot, seeded_references[0])
+        await wait_for(pilot, lambda: "paper out" in text_of(pilot, "#print-status"), "the printer's problem")
+        for _ in range(3):
+            app.screen.query_one("#print-status").update("")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: "paper out" in text_of(pilot, "#print-status"), "queued again")
+        queue = PrintQueue.open(cfg.state.dir)
+        [p] = app.backend.journal.list()
+        assert queue.numbers() == [p.receipt_number]
+        [row] = queue.waiting()
+        assert row.duplicate
+        queue.close()
+
+
+async def test_a_short_number_of_the_other_country_says_which_prefix(
+    ui_app: Any, ui_config: Any, seeded_references: list[str]
+) -> None:
+    """Review 8, finding 10: at an Algerian counter 8 digits are not guessed Tunisian; with +216 they are sent."""
+    cfg = _cfg(ui_config, language="fr")
+    app = ui_app(cfg, run_sync=False)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await _pay(pilot, seeded_references[0])
+        await pilot.press("m")
+        await type_into(pilot, "#address", "55 123 456")
+        await wait_for(pilot, lambda: "numéro tunisien demande +216" in text_of(pilot, "#send-status"), "the rule")
+        app.screen.query_one("#address").value = "+216 55 123 456"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "+216******56" in text_of(pilot, "#send-status"), "journaled")
+        [p] = app.backend.journal.list()
+        box = Outbox.open(cfg.state.dir)
+        assert [r.address for r in box.requests(p.receipt_number)] == ["+21655123456"]
+        box.close()

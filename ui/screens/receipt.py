@@ -33,11 +33,17 @@ from ui.screens.base import CounterModal
 
 # The printer's problems as PrinterStatus.problem words them; anything else stays in the driver's words.
 PROBLEMS = {p: p for p in (N_("paper out"), N_("cover open"), N_("offline"))}
+# agent.outbox.parse_address's refusals that depend on the counter's country, word for word
+COUNTRY_RULES = {r: r for r in (N_("not a mobile number: a Tunisian number needs +216 at this counter"),
+                                N_("not a mobile number: an Algerian number needs +213 at this counter"))}
 
 
 def print_line(outcome: PrintOutcome) -> str:
     """The print result in the cashier's language."""
     if outcome.state == "printed":
+        if any("status unknown after the job" in note for note in outcome.notes):
+            # every byte went out, the printer did not confirm in time: the cashier looks at the paper
+            return t("Receipt printed (the printer did not confirm: check the paper)")
         return t("Receipt printed")
     if outcome.state == "queued":
         problem = _(outcome.message) if outcome.message in PROBLEMS else outcome.message
@@ -158,8 +164,9 @@ class ReceiptScreen(CounterModal):
     def send(self, text: str, language: str) -> None:
         try:
             address = request_send(self.gapp.config, self.number, text, language=language)
-        except AddressError:
-            rule = (_("not an e-mail address: name@domain.tld") if "@" in text else
+        except AddressError as e:
+            rule = (_(str(e)) if str(e) in COUNTRY_RULES else
+                    _("not an e-mail address: name@domain.tld") if "@" in text else
                     _("not a mobile number: Algeria 05, 06 or 07 + 8 digits, or +213; "
                       "Tunisia 8 digits starting with 2, 4, 5 or 9, or +216"))
             self.app.call_from_thread(self._send_refused, rule)
