@@ -45,9 +45,14 @@ def test_user() -> tuple[int, int]:
     try:
         pw = pwd.getpwnam(TEST_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", TEST_USER], check=True, timeout=30)
-        pw = pwd.getpwnam(TEST_USER)
+        # Another worker (xdist) may create it at the same moment: its useradd failing is fine if it exists.
+        made = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                               "/nonexistent", "--shell", "/usr/sbin/nologin", TEST_USER],
+                              capture_output=True, text=True, timeout=30)
+        try:
+            pw = pwd.getpwnam(TEST_USER)
+        except KeyError:
+            raise RuntimeError(f"useradd {TEST_USER}: {made.stderr.strip()}") from None
     return pw.pw_uid, pw.pw_gid
 
 

@@ -157,6 +157,8 @@ def test_kiosk_foot_settings_are_valid_and_open_no_other_window():
     assert "font=DejaVu Sans Mono" in text
     for binding in ("spawn-terminal=none", "show-urls-launch=none", "unicode-input=none"):
         assert binding in text
+    # Nothing started by what runs inside (OSC 777), no middle-click paste (review 6, finding 15).
+    assert "notify=/bin/false" in text and "[mouse-bindings]\nprimary-paste=none" in text
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
