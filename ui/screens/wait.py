@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 from textual import work
@@ -138,8 +139,10 @@ class WaitScreen(CounterModal):
         self._choice = None
         self._chosen.clear()
         self.app.call_from_thread(self._show_choice, labels)
+        # Bounded like the card read itself: a screen that went away never leaves the worker waiting.
+        deadline = time.monotonic() + float(self.gapp.config.cards.read_timeout)
         while not self._chosen.wait(0.1):
-            if self.cancel_event.is_set():
+            if self.cancel_event.is_set() or time.monotonic() > deadline or not self.is_attached:
                 return None
         return self._choice
 

@@ -17,6 +17,7 @@ from ui import i18n
 from ui.formatting import number, time_text
 from ui.i18n import N_, t
 from ui.messages import LinkInfo, QueueInfo
+from ui.plain import plain
 from ui.text import DEVICE_LABELS, age_text, local_hm, money
 
 # The device registry's states (agent.devices.STATES), as the cashier reads them; other states (the demo
@@ -150,8 +151,8 @@ class StatusBar(Horizontal):
                 state = self.devices[kind]
                 text = REGISTRY_LABELS.get(state) or DEVICE_LABELS.get(state, state)
                 devs.append(f"{t(label)}: {i18n.shape(i18n._(text))}")
-        parts["sb-devices"].update(" · ".join(devs))
-        parts["sb-cashier"].update(i18n.shape(self.cashier))
+        parts["sb-devices"].update(plain(" · ".join(devs)))  # a driver's error text: never markup
+        parts["sb-cashier"].update(plain(i18n.shape(self.cashier)))  # a cashier's name is free text
         parts["sb-clock"].update(time_text(self.clock(), seconds=True))
 
     def _paint_queue(self, queue: Static) -> None:
