@@ -58,7 +58,8 @@ class GuichetApp(App[int]):
         # guichet demo only: the demo panel's cards.
         Binding("ctrl+b", "demo_card('cib')", "Insert CIB", priority=True, show=False),
         Binding("ctrl+e", "demo_card('edahabia')", "Insert Edahabia", priority=True, show=False),
-        Binding("ctrl+v", "demo_card('visa')", "Insert Visa", priority=True, show=False),
+        # Ctrl+T, not Ctrl+V: that one pastes into the fields.
+        Binding("ctrl+t", "demo_card('visa')", "Insert Visa", priority=True, show=False),
         Binding("ctrl+x", "demo_card('')", "Pull the card", priority=True, show=False),
     ]
 

@@ -7,7 +7,7 @@ Starts, on this machine only (127.0.0.1 and a pty):
   (sandbox.cards), when vpcd listens on 127.0.0.1:35963 and --reader is on,
 - the cashier UI, logged in as the demo cashier "demo" (PIN 1234; supervisor "super", PIN 123456),
   with a demo panel: unpaid bills to scan (a click, or F11 for the next: typed as a barcode scanner does),
-  insert CIB / Edahabia / Visa, pull the card (also Ctrl+B, Ctrl+E, Ctrl+V, Ctrl+X).
+  insert CIB / Edahabia / Visa, pull the card (also Ctrl+B, Ctrl+E, Ctrl+T, Ctrl+X).
 
 With --headless --script FILE the UI runs without a terminal and plays the script, then prints a JSON
 outcome and exits 0 if every `expect` held (1 otherwise); --script FILE alone plays it in the UI on this

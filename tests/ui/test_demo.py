@@ -321,3 +321,19 @@ def test_arabic_that_wraps_reads_its_first_words_on_its_first_line(tmp_path: Pat
         asyncio.run(_newcomer_session(tmp_path, check, size=KIOSK_SIZE, language="ar"))
     finally:
         i18n.set_language("fr")
+
+
+def test_ctrl_n_scans_too_and_ctrl_v_is_left_to_paste(tmp_path: Path) -> None:
+    """A terminal may keep F11 (full screen): Ctrl+N scans the next bill as well; Ctrl+V no longer inserts
+    a card (review 6, finding 12), Ctrl+T does."""
+    import asyncio
+
+    from ui.app import GuichetApp
+
+    async def check(app, pilot, devices) -> None:
+        await pilot.press("ctrl+n")
+        await _until(pilot, lambda: len(app.screen.basket) == 1, "the bill scanned with Ctrl+N")
+        keys = {b.key: b.action for b in GuichetApp.BINDINGS if not isinstance(b, tuple)}
+        assert "ctrl+v" not in keys and keys["ctrl+t"] == "demo_card('visa')"
+
+    asyncio.run(_newcomer_session(tmp_path, check))
