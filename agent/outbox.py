@@ -374,7 +374,8 @@ def send_pending(box: Outbox, client: BillingClient, journal: Journal, *, limit:
         except ApiError as e:
             if e.status not in FINAL:
                 box.later(req.id, f"{e.status} {_code(e.code)}")
-                raise
+                # up to the scheduler (it logs it): status and code, not a message that may echo the address
+                raise ApiError(e.status, _code(e.code), "receipt send refused; every request waits") from None
             known = uploaded(journal, req.receipt_number)
             if e.status == 404 and e.code == "receipt_not_found" and known is False:
                 box.later(req.id, UPLOAD_WAIT)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.context import AgentContext
+from agent.errors import ApiError
 from agent.outbox import MAX_ATTEMPTS, AddressError, Outbox, parse_address, send_pending
 from sandbox.smtp_sink import SmtpSink, body_text
 from tests.core.conftest import with_changes
@@ -101,13 +102,14 @@ def test_a_basket_is_sent_only_once_every_payment_is_uploaded(tmp_path: Path, bi
 
 
 def test_a_401_leaves_every_request_waiting(tmp_path: Path, billing_config: Any) -> None:
-    with hostile(lambda n, b: _error(401, "unauthorized", "token expired")) as url, \
+    with hostile(lambda n, b: _error(401, "unauthorized", f"token expired (to: {b['to']})")) as url, \
             _agent(billing_config, url) as ctx:
         box = Outbox.open(ctx.config.state.dir)
         for k in range(3):
             box.add(f"R-{k}", parse_address(f"c{k}@example.dz"))
-        with pytest.raises(Exception, match="401"):
+        with pytest.raises(ApiError, match="401") as raised:
             send_pending(box, ctx.client, ctx.journal)
+        assert "c0@" not in str(raised.value)  # the scheduler logs it
         waiting = box.waiting()
         assert [r.address for r in waiting] == [f"c{k}@example.dz" for k in range(3)]
         assert box.attention() == []
