@@ -53,3 +53,35 @@ async def test_a_supervisor_closes_the_day(ui_app: Any, ui_config: Any, seeded_r
         exported = sorted(folder.iterdir())
         assert [p.suffix for p in exported] == [".csv", ".json"]
         assert json.loads(exported[1].read_text())["run_id"] == data["run_id"]
+
+
+async def test_the_close_printed_while_the_paper_is_out_waits_in_the_print_queue(
+        ui_app: Any, ui_config: Any, seeded_references: list[str], tmp_path: Path) -> None:
+    from agent.printing import PrintQueue
+    from sandbox.printer import VirtualPrinter
+
+    with VirtualPrinter(tmp_path / "paper", behaviour="paper_out") as vp:
+        vp.listen("127.0.0.1", 0)
+        cfg = ui_config.model_copy(deep=True)
+        cfg.ui.language = "en"
+        cfg.printer.url = vp.url
+        app = ui_app(cfg, run_sync=False)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await login(pilot)
+            await pilot.press("f7")
+            await wait_for(pilot, lambda: screen_name(pilot) == "ZReportScreen", "the Z report")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: screen_name(pilot) == "SupervisorScreen", "a supervisor asked")
+            await type_into(pilot, "#sup-id", SUPERVISOR[0])
+            await type_into(pilot, "#sup-pin", SUPERVISOR[1])
+            await wait_for(pilot, lambda: screen_name(pilot) == "DayCloseScreen", "the day close screen")
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: app.screen.data is not None, "the close")
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: "Waiting for the printer" in text_of(pilot, "#dayclose-message"),
+                           "the close queued for the printer")
+        queue = PrintQueue.open(cfg.state.dir)
+        try:
+            assert queue.count() == 1  # printed by the print-queue job once the paper is back
+        finally:
+            queue.close()

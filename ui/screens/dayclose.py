@@ -163,7 +163,13 @@ class DayCloseScreen(CounterScreen):
             self.fill()
             message.update(t("Run {n} kept", n=msg.data["run_id"]))
         elif msg.what == "dayclose-print":
-            message.update(error_text(msg.error) if msg.error is not None else t("Printed"))
+            if msg.error is not None:
+                message.update(error_text(msg.error))
+            elif msg.data is True:
+                message.update(t("Printed"))
+            else:  # queued: the print-queue job prints it when the printer is back
+                message.update(t("Waiting for the printer: {problem}. It prints when the printer is back.",
+                                 problem=str(msg.data or "")))
         elif msg.what == "dayclose-export":
             message.update(error_text(msg.error) if msg.error is not None else t("Exported: {path}", path=msg.data))
 
@@ -210,22 +216,24 @@ class DayCloseScreen(CounterScreen):
         if self.data is not None:
             self.print_close(self.data)
 
-    @work(thread=True, exit_on_error=False, group="dayclose-print")
+    @work(thread=True, exit_on_error=False, group="dayclose-print", exclusive=True)
     def print_close(self, data: dict[str, Any]) -> None:
-        from agent.dayclose.export import print_close
-        from drivers.printer import PrinterUnavailable, open_printer
+        """Printed now, or queued for the print-queue job when the printer is not ready (never lost)."""
+        from agent.dayclose.export import paper_lines
+        from drivers.printer import PrinterUnavailable
+        from ui.receipt import print_lines
 
-        cfg = self.gapp.config.printer
+        cfg = self.gapp.config
         try:
-            if cfg.url in ("", "none"):
+            if cfg.printer.url in ("", "none"):
                 raise PrinterUnavailable(t("no receipt printer is configured (printer.url)"))
-            result = print_close(open_printer(cfg.url, timeout=cfg.timeout), data, paper=cfg.paper)
-            if not result.ok:
-                raise result.error or PrinterUnavailable(result.message)
+            outcome = print_lines(cfg, f"Z {data.get('day', '')}", paper_lines(data, cfg.printer.paper))
+            if outcome.state == "failed":
+                raise PrinterUnavailable(outcome.message)
         except Exception as e:
             self.post_message(Loaded("dayclose-print", error=e))
             return
-        self.post_message(Loaded("dayclose-print", True))
+        self.post_message(Loaded("dayclose-print", True if outcome.state == "printed" else outcome.message))
 
     def action_back(self) -> None:
         self.app.pop_screen()
