@@ -233,6 +233,11 @@ _RTL_SEPARATOR = "\u200f · \u200f"
 # and reads "(DZD 12.00)" either way).
 _LATIN_BRACKETS = re.compile(r"[(\[][A-Za-z\u00c0-\u024f][^()\[\]\u0590-\u08ff\ufb1d-\ufeff]*[)\]]")
 
+# A Latin or digit token joined by hyphens or slashes (a period "2026-T3", a contract "07-643-41070", a date
+# "30/11/2026") is one left-to-right word: python-bidi otherwise splits it at the hyphen in a right-to-left
+# line ("T3-2026", "41070-643-07"). A left-to-right mark on each side keeps it whole (review 6, finding 14).
+_LTR_TOKENS = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]+(?:[-/][0-9A-Za-z]+)+(?![0-9A-Za-z])")
+
 # Directional marks (LRM, RLM, ALM) that CLDR puts in Arabic numbers and dates: they steer the bidi
 # algorithm, and once the app has put the text in visual order they would only reach the terminal as
 # zero-width characters that some terminals draw as a cell, shifting the columns.
@@ -251,6 +256,7 @@ def shape(text: str) -> str:
     base = "R" if rtl else None
     if rtl:
         text = _LATIN_BRACKETS.sub(lambda m: f"\u200e{m.group(0)}\u200e", text.replace(SEPARATOR, _RTL_SEPARATOR))
+        text = _LTR_TOKENS.sub(lambda m: f"\u200e{m.group(0)}\u200e", text)
     return "\n".join(
         get_display(reshape(line), base_dir=base).translate(_BIDI_MARKS) if line else line
         for line in text.split("\n")

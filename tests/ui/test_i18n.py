@@ -189,3 +189,16 @@ def test_an_error_shown_before_a_language_switch_follows_it() -> None:
         assert "bill 410726095518 not found" in again  # the agent's own detail is kept as it came
     finally:
         i18n.set_language("fr")
+
+
+def test_a_hyphenated_latin_or_digit_token_keeps_its_order_in_arabic() -> None:
+    """The receipt's period and the bill's contract read as in the basket: "2026-T3", not "T3-2026"
+    (review 6, finding 14)."""
+    i18n.set_language("ar", bidi="app")
+    try:
+        assert "2026-T3" in i18n.shape("الفترة: 2026-T3") and "T3-2026" not in i18n.shape("الفترة: 2026-T3")
+        assert "07-643-41070" in i18n.shape("العقد: 07-643-41070   الخدمة: الغاز")
+        assert "(C-7421982)" in i18n.shape("الزبون: B. Leila (C-7421982)")
+        assert "\u200e" not in i18n.shape("الفترة: 2026-T3")  # the marks steer, never reach the terminal
+    finally:
+        i18n.set_language("fr")
