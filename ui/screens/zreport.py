@@ -86,6 +86,7 @@ class ZReportScreen(CounterScreen):
         Binding("o", "opening_float", "Opening float"),
         Binding("d", "count_drawer", "Count the drawer"),
         Binding("c", "day_close", "Day close"),
+        Binding("p", "print_report", "Print"),
     ]
 
     def __init__(self) -> None:
@@ -100,6 +101,7 @@ class ZReportScreen(CounterScreen):
             opened = local_hm(shift.opened_at) if shift else "-"
             yield Static(t("Shift opened at {hm}", hm=opened), classes="hint")
             yield Static(t("O: opening float · D: count the drawer · C: day close (supervisor)"), classes="hint")
+            yield Static(t("P: print the report"), classes="hint")
             with VerticalScroll():
                 yield Static(shape(report_text(self.report)) if self.report else t("Computing…"), id="z-text",
                              markup=False)  # bill references and errors from the server
@@ -150,6 +152,14 @@ class ZReportScreen(CounterScreen):
         if msg.error is not None:
             self.query_one("#z-message", Static).update(error_text(msg.error))
             return
+        if msg.what == "z-print":
+            outcome = msg.data
+            self.query_one("#z-message", Static).update(
+                t("Printed") if outcome.state == "printed"
+                else t("No receipt printer is configured") if outcome.state == "off"
+                else t("Waiting for the printer: {problem}. It prints when the printer is back.",
+                       problem=outcome.message))
+            return
         self.report = msg.data
         self.query_one("#z-text", Static).update(shape(report_text(msg.data)))
         if msg.what == "z-closed":
@@ -168,6 +178,23 @@ class ZReportScreen(CounterScreen):
             self.query_one("#z-message", Static).update(t("Press again to close the shift"))
             return
         self.close_shift()
+
+    def action_print_report(self) -> None:
+        if self.report is not None:
+            self.print_report(self.report)
+
+    @work(thread=True, exit_on_error=False, group="z-print", exclusive=True)
+    def print_report(self, rep: dict[str, Any]) -> None:
+        """On the receipt printer, in the counter's language; paper out: queued, printed when it is back."""
+        from ui.i18n import language
+        from ui.receipt import print_blocks
+        from ui.receipts.render import Row
+
+        rows = [Row("title", line) if i == 0 else Row("text", line) if line else Row("space")
+                for i, line in enumerate(report_text(rep).splitlines())]
+        name = f"Z {rep.get('terminal_id', '')} {rep.get('until', '')}"
+        outcome = print_blocks(self.gapp.config, name, [(language(), rows)])
+        self.post_message(Loaded("z-print", outcome))
 
     def _reload(self, _drawer: Any) -> None:
         self.load()
