@@ -37,7 +37,7 @@ from agent.errors import (
     SettlementRefusal,
     StorageError,
 )
-from agent.journal import Journal, NewPayment, Payment, chip_fault, now_precise, now_rfc3339
+from agent.journal import MAX_BASKET, Journal, NewPayment, Payment, chip_fault, now_precise, now_rfc3339
 from agent.limits import check_offline
 from agent.states import State
 from agent.storage import MIN_FREE_BYTES, check_free_space
@@ -50,7 +50,6 @@ log = logging.getLogger("guichet.payments")
 
 # A basket: the bills of one customer paid together, one authorisation for their total (a customer holds at
 # most 10 contracts, contract 1.1).
-MAX_BASKET = 10
 # Whether this journal carries a payment's stamp duty (NewPayment.stamp_duty): until it does, the duty is
 # still worked out and shown, and goes no further.
 _JOURNAL_DUTY = "stamp_duty" in {f.name for f in dataclasses.fields(NewPayment)}

@@ -124,6 +124,7 @@ __all__ = [
     "uuid7",
 ]
 
+MAX_BASKET = 10  # bills in one payment transaction (one authorisation for the total)
 log = logging.getLogger("guichet.journal")
 _FEW = 64  # payments of one bill read through its index by create's double-charge check (else from `open`)
 RECENT = 256  # payments whose latest copy a journal keeps in memory (a basket holds at most a few)
@@ -535,6 +536,8 @@ class Journal:
         """
         if not items:
             raise ValueError("no bill to pay")
+        if len(items) > MAX_BASKET:  # whoever calls: the flow says it first, in the cashier's words
+            raise InvalidAmount(f"a basket holds at most {MAX_BASKET} bills ({len(items)} given)")
         refs = [str(item.bill["reference"]) for item in items]
         if len(set(refs)) != len(refs):
             twice = next(r for r in refs if refs.count(r) > 1)

@@ -118,3 +118,15 @@ def test_a_bill_paid_at_another_counter_since_it_was_read_is_refused(
         assert agent.flow.pay([again], method="cash", cashier_id="c0042").status == "approved"
     finally:
         other.close()
+
+
+def test_the_journal_itself_refuses_an_eleventh_bill(agent, seeded_references) -> None:
+    """Whoever calls it: a basket of 11 bills writes nothing (review 5, finding 13)."""
+    from agent.journal import NewPayment
+
+    bills = [{"reference": f"{n:012d}", "amount_due": 100, "currency": "DZD", "status": "unpaid", "version": 1}
+             for n in range(MAX_BASKET + 1)]
+    with pytest.raises(InvalidAmount, match="at most 10 bills"):
+        agent.journal.create([NewPayment(b, 100) for b in bills], currency="DZD", method="cash", cashier_id="c",
+                             captured_offline=False)
+    assert agent.journal.list() == []
