@@ -38,6 +38,10 @@ def _own_tpe_locks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Each test its own TPE lock directory (children inherit it): a pty number reused by the next test must not
     see the last one's "an unknown payment may still be answered" window (drivers/concert, docs/devices.md)."""
     monkeypatch.setenv("GUICHET_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+    # pytest-xdist's workers carry COLUMNS/LINES, which Textual obeys over the real terminal's size: a UI started
+    # in a tmux window or a kiosk's terminal by a test would be drawn at that size instead.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
 
 
 @pytest.fixture
@@ -65,7 +69,10 @@ def billing_config(tmp_path: Path, billing_server: SandboxServer) -> config.Conf
     state.mkdir(exist_ok=True)
     return config.validate(
         {
-            "terminal": {"id": BILLING_TERMINAL, "agency_id": BILLING_AGENCY, "currency": "DZD"},
+            # The agency's zone, as the sandbox server reckons its business day (UTC+01:00): a close run
+            # between 23:00 and midnight UTC is of the same day on both sides.
+            "terminal": {"id": BILLING_TERMINAL, "agency_id": BILLING_AGENCY, "currency": "DZD",
+                         "timezone": "Africa/Algiers"},
             "server": {"url": billing_server.url, "token": BILLING_TOKEN, "timeout": 5},
             "state": {"dir": str(state)},
             "sync": {"interval": 0.05, "batch_size": 100, "bill_refresh": 900, "heartbeat": 60},

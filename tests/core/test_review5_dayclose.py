@@ -282,7 +282,7 @@ def test_the_doctor_warns_when_the_machine_disagrees(billing_config: Any, tmp_pa
     name = _other_zone()  # never the machine's zone: its date differs now
     warned = timezone_check(Doctor(tmp_path / "g.toml", with_changes(billing_config, terminal={"timezone": name})))
     assert not warned.ok and warned.severity == "warning" and name in warned.detail and name in warned.fix
-    unset = timezone_check(Doctor(tmp_path / "g.toml", billing_config))
+    unset = timezone_check(Doctor(tmp_path / "g.toml", with_changes(billing_config, terminal={"timezone": ""})))
     assert unset.ok and "machine's zone" in unset.detail
     assert timezone_check(Doctor(tmp_path / "g.toml", None)).skipped
 
