@@ -31,7 +31,7 @@ from typing import Any
 
 import config
 from agent.cashiers import CashierStore
-from agent.journal import DB_NAME, Journal, NewPayment
+from agent.journal import DB_NAME, MAX_BASKET, Journal, NewPayment
 from agent.states import State
 from sandbox.billing.seed import generate_bills
 
@@ -64,13 +64,13 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def build_backlog(state: Path, n: int) -> None:
-    """N approved card payments waiting for upload, written 100 per journal transaction."""
+    """N approved card payments waiting for upload, written a full basket (MAX_BASKET) per journal transaction."""
     bills = generate_bills(200, AGENCY)
     j = Journal.open(state, terminal_id=TERMINAL, agency_id=AGENCY)
     card = {"scheme": "CIB", "pan_masked": "603620******1231", "pan_token": None, "expiry": None, "aid": None}
     done = 0
     while done < n:
-        k = min(100, n - done)
+        k = min(MAX_BASKET, n - done)
         items = [NewPayment(bills[(done + i) % len(bills)], 100) for i in range(k)]
         ps = j.create(items, currency="DZD", method="card_terminal", cashier_id="c0042", captured_offline=True)
         ids = [p.payment_id for p in ps]
