@@ -49,43 +49,59 @@ def test_a_bad_script_line_is_a_usage_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "line 2" in r.stderr and "fly" in r.stderr
 
 
-@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
-def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
-    sock = f"guichet-test-{os.getpid()}"
-    tmux = ["tmux", "-L", sock]
-    ref = first_reference("ORAN-07")
-    env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
-    cmd = " ".join([*GUICHET, "demo", "--no-reader", "--state-dir", str(tmp_path / "demo")])
-    subprocess.run([*tmux, "new-session", "-d", "-x", "150", "-y", "45", "-s", "demo", cmd], check=True, env=env)
+class TmuxDemo:
+    """`guichet demo` in a detached 150x45 tmux window, read as the cashier sees it; killed at the end."""
 
-    def screen() -> str:
-        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo"], capture_output=True, text=True).stdout
+    def __init__(self, sock: str, state_dir: Path) -> None:
+        self.tmux = ["tmux", "-L", sock]
+        env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+        cmd = " ".join([*GUICHET, "demo", "--no-reader", "--state-dir", str(state_dir)])
+        subprocess.run([*self.tmux, "new-session", "-d", "-x", "150", "-y", "45", "-s", "demo", cmd], check=True,
+                       env=env)
 
-    def wait_text(text: str) -> str:
+    def __enter__(self) -> TmuxDemo:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "demo", *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "demo"], capture_output=True,
+                              text=True).stdout
+
+    def wait_text(self, text: str) -> str:
         for _ in range(300):  # bounded: ~30 s
-            s = screen()
+            s = self.screen()
             if text in s:
                 return s
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
 
-    try:
-        wait_text("Référence de la facture")
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "C-b"], check=True)  # insert the demo CIB card
-        subprocess.run([*tmux, "send-keys", "-t", "demo", ref, "Enter"], check=True)
-        wait_text(f"Facture {ref} ajoutée")
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "F5"], check=True)
-        receipt = wait_text("REÇU DE PAIEMENT")
-        receipt = wait_text("Code d'autorisation")
+    def has_session(self) -> bool:
+        return subprocess.run([*self.tmux, "has-session", "-t", "demo"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
+def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
+    ref = first_reference("ORAN-07")
+    with TmuxDemo(f"guichet-test-{os.getpid()}", tmp_path / "demo") as demo:
+        demo.wait_text("Référence de la facture")
+        demo.keys("C-b")  # insert the demo CIB card
+        demo.keys(ref, "Enter")
+        demo.wait_text(f"Facture {ref} ajoutée")
+        demo.keys("F5")
+        demo.wait_text("REÇU DE PAIEMENT")
+        receipt = demo.wait_text("Code d'autorisation")
         assert ref in receipt and "603620******" in receipt
         assert "ORAN-07-G1-000001" in receipt
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "Enter", "C-q"], check=True)
+        demo.keys("Enter", "C-q")
         for _ in range(100):
-            if subprocess.run([*tmux, "has-session", "-t", "demo"], capture_output=True).returncode:
+            if not demo.has_session():
                 break
             time.sleep(0.1)
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
 def _vpcd() -> bool:
@@ -202,36 +218,17 @@ def test_clicking_a_demo_bill_types_it_like_a_scanner(tmp_path: Path) -> None:
 @pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
 def test_tmux_a_newcomer_pays_by_keys_alone(tmp_path: Path) -> None:
     """From a fresh start, without reading anything: the panel says F11, F9, F5; the receipt shows."""
-    sock = f"guichet-newcomer-{os.getpid()}"
-    tmux = ["tmux", "-L", sock]
-    env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
-    cmd = " ".join([*GUICHET, "demo", "--no-reader", "--state-dir", str(tmp_path / "demo")])
-    subprocess.run([*tmux, "new-session", "-d", "-x", "150", "-y", "45", "-s", "demo", cmd], check=True, env=env)
-
-    def screen() -> str:
-        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo"], capture_output=True, text=True).stdout
-
-    def wait_text(text: str) -> str:
-        for _ in range(300):  # bounded: ~30 s
-            s = screen()
-            if text in s:
-                return s
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
-
-    try:
-        first = wait_text("Essayez : F11 scanne")  # the one line that says what to try
+    with TmuxDemo(f"guichet-newcomer-{os.getpid()}", tmp_path / "demo") as demo:
+        first = demo.wait_text("Essayez : F11 scanne")  # the one line that says what to try
         ref = next(word for line in first.splitlines() for word in line.split() if len(word) == 12
                    and word.isdigit())  # the first bill the panel offers (also the field's example)
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "F11"], check=True)
-        wait_text(f"Facture {ref} ajoutée")
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "F9"], check=True)
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "F5"], check=True)
-        receipt = wait_text("Code d'autorisation")
+        demo.keys("F11")
+        demo.wait_text(f"Facture {ref} ajoutée")
+        demo.keys("F9")
+        demo.keys("F5")
+        receipt = demo.wait_text("Code d'autorisation")
         assert "REÇU DE PAIEMENT" in receipt and ref in receipt
-        subprocess.run([*tmux, "send-keys", "-t", "demo", "Enter", "C-q"], check=True)
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        demo.keys("Enter", "C-q")
 
 
 KIOSK_SIZE = (116, 30)  # foot's cells in the kiosk (DejaVu Sans Mono 14 on 1280 x 720)
