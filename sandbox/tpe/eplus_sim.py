@@ -191,6 +191,13 @@ class TpeSimulator(Simulator[Exchange]):
         except termios.error:
             pass
 
+    def _send_last(self, byte: int) -> None:
+        """The last byte a client waits for before it may reconfigure its port (pyTeliumManager sets a new
+        timeout, hence a tcsetattr, right after it): park first, or a kernel that wants a speed change with
+        CS7/PARENB refuses that call when it comes before our ``finally`` parks the line."""
+        self._reset_peer_speed()
+        self.send(bytes([byte]))
+
     def _close(self) -> None:
         for fd in (self.fd, self._peer_fd):
             if fd is not None and fd >= 0:
@@ -411,7 +418,7 @@ class TpeSimulator(Simulator[Exchange]):
                 ex.naks_sent += 1
                 request = None
                 continue
-            self.send(bytes([ACK]))
+            self._send_last(ACK)
             break
         if request is None:
             ex.outcome = "aborted"
@@ -463,7 +470,7 @@ class TpeSimulator(Simulator[Exchange]):
             if b == ACK:
                 break
         else:
-            self.send(bytes([EOT]))
+            self._send_last(EOT)
             return False
         bad_left = 1 if behaviour == "bad_lrc" else (RETRIES + 1 if behaviour == "bad_lrc_always" else 0)
         for _ in range(RETRIES + 1):
@@ -477,11 +484,11 @@ class TpeSimulator(Simulator[Exchange]):
             while b is not None and b not in (ACK, NAK):
                 b = self.recv(deadline)
             if b == ACK:
-                self.send(bytes([EOT]))
+                self._send_last(EOT)
                 return True
             if b == NAK:
                 ex.naks_received += 1
                 continue
             break
-        self.send(bytes([EOT]))
+        self._send_last(EOT)
         return False
