@@ -21,11 +21,11 @@ import orjson
 
 from agent import clock
 from drivers.emv import tlv as emv_tlv
-from drivers.emv.kernel import SECRET_TAGS
+from drivers.emv.tags import SECRET_TAGS
 
 MAX_CHIP = 8192  # bytes of a payment's chip JSON: a DE55 is a few hundred, the summary about as much
-# PCI DSS: the kernel's secret tags (5A, 57, 56, 9F1F, 9F20, 9F6B, 5F20) and 99, transaction PIN data
-NEVER_STORED_TAGS = SECRET_TAGS | {0x99}
+# PCI DSS (drivers.emv.tags.SECRET_TAGS, the one home): PAN, track data, cardholder name, PIN data (99)
+NEVER_STORED_TAGS = SECRET_TAGS
 
 
 def uuid7() -> str:
@@ -149,7 +149,7 @@ class Payment:
 def chip_fault(chip: object) -> str | None:
     """Why `chip` may not be stored (one line naming the field or tag), or None. The journal's edge for chip
     data: a JSON object of at most MAX_CHIP bytes whose `de55` is hex BER-TLV holding none of the kernel's
-    secret tags (drivers.emv.kernel.SECRET_TAGS: PAN, track data) nor PIN data (99), at any depth.
+    secret tags (drivers.emv.tags.SECRET_TAGS: PAN, track data, PIN data (99)), at any depth.
 
     >>> chip_fault({"tvr": "0000008000", "de55": "9F2701409F36020011"})
     >>> chip_fault({"de55": "5A0862805800000012349F270140"})

@@ -53,6 +53,7 @@ from drivers.emv import tlv as T
 from drivers.emv.card import CardData, SecretPan
 from drivers.emv.dol import build_dol
 from drivers.emv.schemes import detect_scheme
+from drivers.emv.tags import SECRET_TAGS
 from drivers.pan import luhn_valid, mask_pan, pan_token
 
 PSE = b"1PAY.SYS.DDF01"
@@ -569,8 +570,6 @@ class EmvReader:
         return card.attach_pan(SecretPan(pan))
 
 
-# The card's data that is the cardholder's (PAN, track data, name): CardData carries it, nothing else.
-SECRET_TAGS = frozenset({0x5A, 0x57, 0x56, 0x9F1F, 0x9F20, 0x9F6B, 0x5F20})
 
 
 def _no_duplicates(items: list[T.TLV]) -> None:

@@ -4,6 +4,8 @@
 ('Application Expiration Date', 'n')
 >>> describe(0x9F38)
 '9F38 Processing Options Data Object List (PDOL)'
+>>> sorted(f"{t:X}" for t in SECRET_TAGS)
+['56', '57', '5A', '5F20', '99', '9F1F', '9F20', '9F6B']
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ TAGS: dict[int, Tag] = {
     0x93: _t("Signed Static Application Data"),
     0x94: _t("Application File Locator (AFL)"),
     0x95: _t("Terminal Verification Results"),
+    0x99: _t("Transaction PIN Data", "b", True),
     0x9A: _t("Transaction Date", "n"),
     0x9C: _t("Transaction Type", "n"),
     0x9D: _t("DDF Name"),
@@ -82,6 +85,7 @@ TAGS: dict[int, Tag] = {
     0x9F1A: _t("Terminal Country Code", "n"),
     0x9F1C: _t("Terminal Identification", "an"),
     0x9F1F: _t("Track 1 Discretionary Data", "ans", True),
+    0x9F20: _t("Track 2 Discretionary Data", "cn", True),
     0x9F21: _t("Transaction Time", "n"),
     0x9F26: _t("Application Cryptogram"),
     0x9F27: _t("Cryptogram Information Data"),
@@ -107,6 +111,11 @@ TAGS: dict[int, Tag] = {
     0x9F6E: _t("Form Factor Indicator"),
     0x9F7C: _t("Customer Exclusive Data"),
 }
+
+# PCI DSS, the one home of this rule: the cardholder's data (PAN, track data and their discretionary data, name)
+# and PIN data. CardData alone carries the PAN; none of these is stored, logged, shown or sent in DE55, and the
+# sandbox acquirer refuses a DE55 that holds one.
+SECRET_TAGS = frozenset(t for t, d in TAGS.items() if d.sensitive)
 
 
 def describe(tag: int) -> str:
