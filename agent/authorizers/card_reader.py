@@ -77,7 +77,7 @@ class ChipOutcome:
             out.update({"oda": r.oda, "oda_ok": r.oda_ok, "cvm": r.cvm, "cvm_results": r.cvm_results, "tvr": r.tvr,
                         "tsi": r.tsi, "cryptograms": r.cryptograms, "response_code": r.response_code,
                         "issuer_authenticated": r.issuer_authenticated, "scripts": r.scripts,
-                        "signature_required": r.signature_required})
+                        "signature_required": r.signature_required, "offline_balance": r.offline_balance})
         out["reversal_sent"] = self.reversal is not None
         if self.reversal is not None:
             out["reversal_reason"] = self.reversal
@@ -109,13 +109,16 @@ def ca_lookup(config: Config) -> Callable[[str, int], RsaKey | None]:
     return find
 
 
-def emv_terminal(config: Config, amount: int) -> Terminal:
-    """The terminal data the card sees (PDOL, CDOLs): config [emv] and the terminal's currency."""
+def emv_terminal(config: Config, amount: int, *, offline_ok: bool = False) -> Terminal:
+    """The terminal data the card sees (PDOL, CDOLs): config [emv] and the terminal's currency. `offline_ok`: the
+    agent would take an offline approval of `amount` (ReaderAuthorizer._offline_ok); then, below the contactless
+    floor limit, the TTQ lets a tapped card approve offline (TC with fDDA)."""
     code = config.terminal.currency
     country = config.emv.country or COUNTRY_OF_CURRENCY.get(code, "000")
-    # TTQ: the lowest contactless CVM limit of the scheme rules (the AID is not chosen yet): CVM required from it
+    # TTQ: the lowest non-zero contactless CVM and floor limits of the scheme rules (the AID is not chosen yet)
     cvm_limits = [r.cl_cvm_limit for r in config.cards.schemes if r.cl_cvm_limit]
-    ttq = kernel_ttq(amount, min(cvm_limits, default=0))
+    floor_limits = [r.cl_floor_limit for r in config.cards.schemes if r.cl_floor_limit]
+    ttq = kernel_ttq(amount, min(cvm_limits, default=0), min(floor_limits, default=0), offline_ok=offline_ok)
     return Terminal(country=country, currency=currency_info(code).numeric, amount=amount, ttq=ttq,
                     terminal_type=int(config.emv.terminal_type, 16),
                     capabilities=bytes.fromhex(config.emv.capabilities),
@@ -175,7 +178,8 @@ class ReaderAuthorizer:
         try:
             with session_lock, pcsc.connect(name) as conn:
                 reader = EmvReader(conn, schemes=self.config.cards.schemes, aids=self.config.cards.aids,
-                                   terminal=emv_terminal(self.config, req.amount), hmac_key=key, cancel=cancel,
+                                   terminal=emv_terminal(self.config, req.amount, offline_ok=self._offline_ok(req)),
+                                   hmac_key=key, cancel=cancel,
                                    deadline=time.monotonic() + self.config.cards.read_timeout,
                                    choose=self.choose)
                 pad = self.pin_pad(conn) if self.pin_pad is not None else pin_pad_for(self.config, conn)
@@ -235,7 +239,7 @@ class ReaderAuthorizer:
                                    emv.random_selection_threshold),
             app_version=bytes.fromhex(rule.app_version), ca_key=ca_lookup(self.config), online_capable=req.online,
             pin_timeout=emv.pin_timeout, today=_dt.date.today, cl_limit=rule.cl_limit, cl_cvm_limit=rule.cl_cvm_limit,
-            offline_tc=self._offline_ok(req),
+            cl_floor_limit=rule.cl_floor_limit, offline_tc=self._offline_ok(req),
         )
 
     def _offline_ok(self, req: AuthRequest) -> bool:
@@ -276,10 +280,15 @@ class ReaderAuthorizer:
                 return self._out("approved", chip, card=safe_card, code="Y1",
                                  message="approved offline by the card (Y1)", detail={"response_code": "Y1"})
             rc = kernel.response_code or "Z1"
+            oda_failed = first.kind != "AAC" and rc != "Z3"  # a TC whose CDA or (a tap's) fDDA failed
             why = ("an offline approval is not allowed for this card or amount" if rc == "Z3" else
-                   "the card declined it" if first.kind == "AAC" else "offline data authentication failed")
+                   "the card declined it" if not oda_failed else
+                   "the card could not be authenticated offline (fDDA failed): nothing is charged; pay again "
+                   "when the bank can be reached, or insert the card" if kernel.oda_method == "fdda" else
+                   "offline data authentication failed")
+            reason = {"reason": "oda_failed"} if oda_failed else {}
             return self._out("declined", chip, card=safe_card, message=f"declined: {why} ({rc})",
-                             detail={"response_code": rc, **_pin_detail(kernel)})
+                             detail={"response_code": rc, **reason, **_pin_detail(kernel)})
         if cancel.is_set():
             chip.result = kernel.result()
             return self._out("cancelled", chip, message="cancelled by the cashier")

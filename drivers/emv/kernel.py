@@ -73,6 +73,7 @@ class KernelParams:
     today: Callable[[], _dt.date] = _dt.date.today
     cl_limit: int = 0  # contactless transaction limit, minor units (0: none)
     cl_cvm_limit: int = 0  # from this amount a tap needs a CVM (0: none)
+    cl_floor_limit: int = 0  # below this amount a tap may be approved offline by the card (0: never)
     # Whether the agent takes an offline approval of this amount (its [offline] limits, and the server not
     # reachable): when False a TC is never asked (ARQC when online-capable, else AAC).
     offline_tc: bool = True
@@ -101,6 +102,7 @@ class TransactionResult:
     signature_required: bool = False
     pin_message: str = ""
     de55: str = ""  # hex TLV of the final cryptogram's chip data: no 5A, 57, 9F1F
+    offline_balance: int | None = None  # a tap: the card's offline balance left (9F5D), minor units
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -141,6 +143,7 @@ class Kernel:
         self.response_code = ""
         self.outcome = ""
         self.one_tap = False  # contactless qVSDC-style: the cryptogram came with GET PROCESSING OPTIONS
+        self.offline_balance: int | None = None  # what the tapped card has left to spend offline (9F5D)
 
     # ------------------------------------------------------------------ steps
 
@@ -155,7 +158,10 @@ class Kernel:
         if self.reader.interface == "contactless":
             self._cl_limits()
             if _in_gpo(self.reader, 0x9F26) and _in_gpo(self.reader, 0x9F27):
-                return self._one_tap()
+                try:
+                    return self._one_tap()
+                finally:
+                    self.reader.oda_records[:] = bytes(len(self.reader.oda_records))
         if 0x9F26 in self.data or 0x9F27 in self.data:
             # Book 3: a cryptogram comes from GENERATE AC only (a tap's qVSDC one in its GPO answer)
             raise KernelError("the card sent a cryptogram (9F26/9F27) before GENERATE AC")
@@ -196,16 +202,18 @@ class Kernel:
             self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("1E0000"), "signature", signature=True)
         if self.cvm_outcome is not None:
             self.data[0x9F34] = self.cvm_outcome.results
-        self.tvr.set(V.ODA_NOT_PERFORMED)  # fDDA is not implemented: the issuer sees it in the TVR
         cid = self.data[0x9F27][0] if self.data.get(0x9F27) else 0x80
         kind = kind_of(cid)
         if kind not in ("AAC", "TC", "ARQC") or len(self.data.get(0x9F26, b"")) != 8:
             raise KernelError("contactless GET PROCESSING OPTIONS: no valid cryptogram (9F26/9F27)")
+        reported = _bcd_amount(self.data.get(0x9F5D))
         if kind == "TC":
-            # An offline approval of a tap needs fDDA (not implemented) and the agent's own limits; our TTQ asks
-            # for an online cryptogram. Nothing is charged: the contact flow goes online.
-            raise InsertCard("the card approved the tap offline without offline data authentication: "
-                             "insert the card")
+            amount = _bcd_amount(self.reader.terminal_data.get(0x9F02)) or 0
+            self._offline_tap(amount, reported)
+            self.offline_balance = reported - amount if reported is not None else None
+        else:
+            self.tvr.set(V.ODA_NOT_PERFORMED)  # an online tap: the issuer checks its cryptogram (no fDDA asked)
+            self.offline_balance = reported
         ac = GenAc(cid, kind, self.data.get(0x9F36, b""), self.data[0x9F26], self.data.get(0x9F10, b""))
         self.acs.append(ac)
         self.data[0x95] = bytes(self.tvr)
@@ -216,8 +224,49 @@ class Kernel:
         if kind == "AAC":
             self._finish("declined", "Z1")
         elif kind == "TC":
-            self._finish("approved", "Y1")
+            self._finish("approved" if self.oda_ok else "declined", "Y1" if self.oda_ok else "Z1")
         return ac
+
+    def _offline_tap(self, amount: int, reported: int | None) -> None:
+        """A TC in the GPO answer: the card approved the tap offline (Visa CL kernel 3, qVSDC). Refused (nothing
+        charged) unless our TTQ let it (no online cryptogram demanded) and this scheme's contactless floor limit
+        takes the amount, or when the amount is over the offline balance the card itself reported (9F5D); then
+        fDDA decides: verified, approved (Y1); failed or missing, declined (Z1)."""
+        ttq = self.reader.terminal_data.get(0x9F66, b"")
+        if len(ttq) != 4 or ttq[1] & TTQ_ONLINE_CRYPTOGRAM:
+            raise InsertCard("the card approved the tap offline although the reader asked for an online "
+                             "cryptogram: insert the card")
+        if not (self.params.cl_floor_limit and amount < self.params.cl_floor_limit):
+            raise InsertCard("the card approved the tap offline over this scheme's contactless floor limit: "
+                             "insert the card")
+        if 0x9F5D in self.data and reported is None:
+            raise KernelError("contactless GET PROCESSING OPTIONS: the offline balance (9F5D) is not 6 BCD bytes")
+        if reported is not None and amount > reported:
+            raise KernelError(f"contactless GET PROCESSING OPTIONS: a TC for {amount} over the card's own offline "
+                              f"balance (9F5D) of {reported}")
+        assert self.card is not None
+        self._fdda(self.card.pan_for_check())
+
+    def _fdda(self, pan: str) -> None:
+        """fDDA version 01: the ICC key from the certificates over the signed records (as DDA), then the GPO
+        answer's signature (9F4B) over 9F37 || 9F02 || 5F2A (the terminal's) || 9F69 (the card's)."""
+        self.oda_method = "fdda"
+        self.tsi.set(V.TSI_ODA)
+        td = self.reader.terminal_data
+        try:
+            sdad, card_data = self.data.get(0x9F4B), self.data.get(0x9F69)
+            if sdad is None or card_data is None:
+                self.tvr.set(V.ICC_DATA_MISSING)
+                raise oda.OdaError("fDDA: no signed dynamic application data (9F4B) or card authentication "
+                                   "related data (9F69) in the answer")
+            icc = self._icc_key(pan, self._static_data())
+            self.data[0x9F4C] = oda.verify_fdda(icc, sdad, card_data, td.get(0x9F37, b""), td.get(0x9F02, b""),
+                                                td.get(0x5F2A, b""))
+            self.oda_ok = True
+        except (oda.OdaError, ValueError, IndexError, T.TLVError) as e:
+            self.oda_ok = False
+            self.oda_error = str(e)
+            self.tvr.set(V.DDA_FAILED)  # Visa CL kernel 3: an fDDA failure is TVR byte 1's "DDA failed"
 
     def _cl_limits(self) -> None:
         """Contactless limits (both paths): over ``cl_limit`` no tap; from ``cl_cvm_limit`` a CVM the tap
@@ -291,6 +340,7 @@ class Kernel:
             signature_required=bool(co and co.signature),
             pin_message=self.pin_message,
             de55=de55(self.final_tags or self.first_tags, contactless=self._contactless).hex().upper(),
+            offline_balance=self.offline_balance,
         )
 
     # ------------------------------------------------------------------ internals
@@ -326,17 +376,7 @@ class Kernel:
         failed = {"sda": V.SDA_FAILED, "dda": V.DDA_FAILED, "cda": V.CDA_FAILED}[method]
         try:
             static = self._static_data()
-            ca_index = self.data.get(0x8F)
-            cert, exp = self.data.get(0x90), self.data.get(0x9F32)
-            if ca_index is None or cert is None or exp is None or len(ca_index) != 1:
-                self.tvr.set(V.ICC_DATA_MISSING)
-                raise oda.OdaError("issuer certificate data (8F, 90, 9F32) missing")
-            aid = self.data.get(0x84, b"")
-            ca = self.params.ca_key(aid[:5].hex().upper(), ca_index[0])
-            if ca is None:
-                raise oda.OdaError(f"no CA public key {ca_index.hex().upper()} for RID {aid[:5].hex().upper()}")
-            today = self.params.today()
-            issuer = oda.issuer_key(ca, cert, self.data.get(0x92, b""), exp, pan=pan, today=today)
+            issuer = self._issuer_key(pan)
             if method == "sda":
                 ssad = self.data.get(0x93)
                 if ssad is None:
@@ -346,12 +386,7 @@ class Kernel:
                 self.data[0x9F45] = dac
                 self.oda_ok = True
                 return
-            icc_cert, icc_exp = self.data.get(0x9F46), self.data.get(0x9F47)
-            if icc_cert is None or icc_exp is None:
-                self.tvr.set(V.ICC_DATA_MISSING)
-                raise oda.OdaError("ICC certificate data (9F46, 9F47) missing")
-            self.icc_key = oda.icc_key(issuer, icc_cert, self.data.get(0x9F48, b""), icc_exp, static, pan=pan,
-                                       today=today)
+            self.icc_key = self._icc_key(pan, static, issuer)
             if method == "dda":
                 self._dda()
                 self.oda_ok = True
@@ -359,6 +394,29 @@ class Kernel:
             self.oda_ok = False
             self.oda_error = str(e)
             self.tvr.set(failed)
+
+    def _issuer_key(self, pan: str) -> oda.RsaKey:
+        """The issuer public key from 8F/90/92/9F32 under the configured CA key (OdaError if it cannot be had)."""
+        ca_index = self.data.get(0x8F)
+        cert, exp = self.data.get(0x90), self.data.get(0x9F32)
+        if ca_index is None or cert is None or exp is None or len(ca_index) != 1:
+            self.tvr.set(V.ICC_DATA_MISSING)
+            raise oda.OdaError("issuer certificate data (8F, 90, 9F32) missing")
+        aid = self.data.get(0x84, b"")
+        ca = self.params.ca_key(aid[:5].hex().upper(), ca_index[0])
+        if ca is None:
+            raise oda.OdaError(f"no CA public key {ca_index.hex().upper()} for RID {aid[:5].hex().upper()}")
+        return oda.issuer_key(ca, cert, self.data.get(0x92, b""), exp, pan=pan, today=self.params.today())
+
+    def _icc_key(self, pan: str, static: bytes, issuer: oda.RsaKey | None = None) -> oda.RsaKey:
+        """The ICC public key from 9F46/9F47/9F48, its certificate covering the static data (DDA, CDA, fDDA)."""
+        issuer = issuer or self._issuer_key(pan)
+        icc_cert, icc_exp = self.data.get(0x9F46), self.data.get(0x9F47)
+        if icc_cert is None or icc_exp is None:
+            self.tvr.set(V.ICC_DATA_MISSING)
+            raise oda.OdaError("ICC certificate data (9F46, 9F47) missing")
+        return oda.icc_key(issuer, icc_cert, self.data.get(0x9F48, b""), icc_exp, static, pan=pan,
+                           today=self.params.today())
 
     def _static_data(self) -> bytes:
         static = bytes(self.reader.oda_records)
@@ -543,18 +601,30 @@ CTQ_SIGNATURE = 0x40
 # TTQ (9F66, Visa CL kernel 3): byte 1 qVSDC + contact chip + signature (no online PIN: that is the TPE's);
 # byte 2 b8 online cryptogram required, b7 CVM required (set from the CVM limit); byte 3 b7 CDCVM supported.
 TTQ_BASE = bytes.fromhex("32804000")
+TTQ_ONLINE_CRYPTOGRAM = 0x80
 TTQ_CVM_REQUIRED = 0x40
 
 
-def ttq(amount: int, cvm_limit: int) -> bytes:
+def ttq(amount: int, cvm_limit: int, cl_floor_limit: int = 0, *, offline_ok: bool = False) -> bytes:
     """The TTQ for a tap of `amount` (minor units) under a contactless CVM limit (0: none).
+
+    "Online cryptogram required" (byte 2 b8) is cleared only when the agent would take an offline approval of
+    this amount (`offline_ok`: the server not reachable and its [offline] limits take it) and the amount is
+    below the contactless floor limit (0: no offline tap at all); then a qVSDC card may answer a TC with fDDA.
 
     >>> ttq(345600, 0).hex().upper(), ttq(345600, 345600).hex().upper()
     ('32804000', '32C04000')
+    >>> ttq(5000, 0, 10000, offline_ok=True).hex().upper()     # offline, under the floor limit: a TC is welcome
+    '32004000'
+    >>> [ttq(a, 0, f, offline_ok=o).hex().upper() for a, f, o in ((10000, 10000, True), (5000, 0, True),
+    ...                                                            (5000, 10000, False))]
+    ['32804000', '32804000', '32804000']
     """
     out = bytearray(TTQ_BASE)
     if cvm_limit and amount >= cvm_limit:
         out[1] |= TTQ_CVM_REQUIRED
+    if offline_ok and cl_floor_limit and amount < cl_floor_limit:
+        out[1] &= ~TTQ_ONLINE_CRYPTOGRAM & 0xFF
     return bytes(out)
 
 
@@ -582,6 +652,12 @@ def _cdcvm(data: dict[int, bytes]) -> bool:
 def _aip(data: dict[int, bytes]) -> int:
     aip = data.get(0x82, b"")
     return aip[0] if aip else 0
+
+
+def _bcd_amount(raw: bytes | None) -> int | None:
+    """An n12 amount (9F02, 9F5D): 6 BCD bytes, else None."""
+    digits = raw.hex() if raw is not None and len(raw) == 6 else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def _int(raw: bytes | None, size: int) -> int | None:

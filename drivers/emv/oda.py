@@ -9,6 +9,7 @@ not hold; the kernel turns that into a TVR bit (SDA/DDA/CDA failed), never into 
     icc = icc_key(issuer, cert_9F46, remainder_9F48, exponent_9F47, static_data, pan=..., today=...)
     verify_dda(icc, sdad_9F4B, ddol_data)                                  # DDA: INTERNAL AUTHENTICATE answer
     verify_cda(icc, sdad_9F4B, un_9F37, cid, txn_data_hash)                # CDA: GENERATE AC answer
+    verify_fdda(icc, sdad_9F4B, card_data_9F69, un_9F37, amount_9F02, currency_5F2A)  # fDDA: a tap's GPO answer
 
 >>> choose_method(aip=bytes.fromhex("7900"), capabilities=bytes.fromhex("E0A8C8"))
 'cda'
@@ -189,3 +190,38 @@ def verify_cda(icc: RsaKey, sdad: bytes, unpredictable: bytes, cid: int, txn_has
 def transaction_hash(pdol_data: bytes, cdol_data: bytes, answer_tlvs: bytes) -> bytes:
     """Book 2 6.6.1: SHA-1 over the PDOL data, the CDOL data and the answer's TLVs other than 9F4B."""
     return hashlib.sha1(pdol_data + cdol_data + answer_tlvs).digest()  # noqa: S324 - Book 2's hash
+
+
+FDDA_VERSION = 0x01
+FDDA_CARD_DATA = (7, 16)  # 9F69 of fDDA version 01: 01, the card's unpredictable number (4), CTQ (2), [RFU]
+
+
+def fdda_ddol_data(card_data: bytes, unpredictable: bytes, amount: bytes, currency: bytes) -> bytes:
+    """The terminal dynamic data fDDA version 01 signs (Visa CL kernel 3): 9F37 || 9F02 || 5F2A || 9F69, each
+    checked for its length and 9F69 for its version.
+
+    >>> fdda_ddol_data(bytes.fromhex("01A1B2C3D40000"), b"UN!!", bytes(6), bytes.fromhex("0012")).hex().upper()
+    '554E2121000000000000001201A1B2C3D40000'
+    >>> try:
+    ...     fdda_ddol_data(bytes.fromhex("02A1B2C3D40000"), b"UN!!", bytes(6), bytes.fromhex("0012"))
+    ... except OdaError as e:
+    ...     print(e)
+    card authentication related data (9F69): fDDA version 02, expected 01
+    """
+    low, high = FDDA_CARD_DATA
+    if not low <= len(card_data) <= high:
+        raise OdaError(f"card authentication related data (9F69): {len(card_data)} bytes, expected {low} to {high}")
+    if card_data[0] != FDDA_VERSION:
+        raise OdaError(f"card authentication related data (9F69): fDDA version {card_data[0]:02X}, expected 01")
+    for what, value, size in (("unpredictable number (9F37)", unpredictable, 4),
+                              ("amount (9F02)", amount, 6), ("currency (5F2A)", currency, 2)):
+        if len(value) != size:
+            raise OdaError(f"fDDA: {what} of {len(value)} bytes, expected {size}")
+    return unpredictable + amount + currency + card_data
+
+
+def verify_fdda(icc: RsaKey, sdad: bytes, card_data: bytes, unpredictable: bytes, amount: bytes,
+                currency: bytes) -> bytes:
+    """fDDA version 01: a tap's Signed Dynamic Application Data (9F4B) over the terminal's 9F37, 9F02, 5F2A and
+    the card's 9F69 (:func:`fdda_ddol_data`); returns the ICC dynamic number (9F4C). Raises OdaError."""
+    return verify_dda(icc, sdad, fdda_ddol_data(card_data, unpredictable, amount, currency))

@@ -9,6 +9,13 @@ Behaviours (``Emv.behaviour``): ``approve`` (default), ``decline_offline`` (AAC 
 ``aac_second`` (AAC at the second even after the issuer approved), ``pull_completion`` (the card leaves the
 reader when the second GENERATE AC arrives: see ``card.py``).
 
+Contactless qVSDC (``Emv.one_tap``, Visa CL kernel 3): the cryptogram comes with GET PROCESSING OPTIONS. A card
+personalised with ``fdda`` and an ``offline_balance`` (Available Offline Spending Amount, 9F5D) answers a TC with
+an fDDA signature (9F4B over 9F37 || 9F02 || 5F2A || 9F69) when the TTQ does not demand an online cryptogram and
+the amount is within its balance (which then decreases); else an ARQC (an AAC to an offline-only reader). The
+balance goes back to ``offline_limit`` only when the issuer approves a contact transaction online (its ARPC
+checked at the second GENERATE AC): a one-tap card never hears from its issuer.
+
     state = EmvState(app.emv, pan, psn)
     state.generate_ac(p1, data)       # -> (template bytes, status)
 """
@@ -31,6 +38,15 @@ CDOL1 = bytes.fromhex("9F02069F03069F1A0295055F2A029A039C019F37049F35019F3403")
 CDOL2_M1 = bytes.fromhex("8A02910A95059F3704")  # ARPC method 1: ARPC (8) || ARC (2)
 CDOL2_M2 = bytes.fromhex("8A0291089505" "9F3704")  # ARPC method 2 (CVN 18): ARPC (4) || CSU (4)
 DDOL = bytes.fromhex("9F3704")
+# TTQ (9F66, Visa CL kernel 3) bits the card reads: byte 1 b4 offline-only reader, byte 2 b8 online cryptogram
+# required.
+TTQ_OFFLINE_ONLY = 0x08
+TTQ_ONLINE_CRYPTOGRAM = 0x80
+
+
+def _bcd_amount(raw: bytes | None) -> int | None:
+    digits = raw.hex() if raw is not None and len(raw) == 6 else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def iad_for(cvn: int) -> bytes:
@@ -56,6 +72,10 @@ class Emv:
     format1: bool = False  # GENERATE AC answered in format 1 (80)
     tamper: bool = False  # the ODA certificate is corrupted (ODA fails)
     one_tap: bool = False  # contactless qVSDC-style: the cryptogram comes with GET PROCESSING OPTIONS
+    fdda: bool = False  # qVSDC: may approve a tap offline (TC) with an fDDA signature (needs DDA certificates)
+    fdda_tamper: bool = False  # its fDDA signature (9F4B) has one byte flipped: the terminal's fDDA fails
+    offline_balance: int | None = None  # 9F5D at personalisation, minor units (None: the card keeps no balance)
+    offline_limit: int | None = None  # what an online approval resets the balance to (None: offline_balance)
 
 
 @dataclass
@@ -78,12 +98,14 @@ class EmvState:
     done: bool = False
     scripts: list[bytes] = field(default_factory=list)
     blocked: bool = False
+    offline_balance: int = 0  # Available Offline Spending Amount (9F5D), minor units
 
     def __post_init__(self) -> None:
         # Counters start from the personalisation at every insertion (a test card is the same card each time).
         self.atc = self.emv.atc
         self.last_online_atc = self.emv.last_online_atc
         self.pin_tries = self.emv.pin_tries
+        self.offline_balance = self.emv.offline_balance or 0
         self.keys = issuer.card_keys(self.pan, self.psn)
 
     @property
@@ -97,11 +119,39 @@ class EmvState:
         self.atc = (self.atc + 1) & 0xFFFF
 
     def one_tap(self, pdol: bytes) -> list[T.TLV]:
-        """qVSDC-style GPO: an ARQC over the PDOL's data (TTQ, amount, country, TVR, currency, date, type, UN)."""
+        """qVSDC GPO: the cryptogram over the PDOL's data (TTQ, amount, country, TVR, currency, date, type, UN).
+
+        A TC with its fDDA data (9F69, 9F4B) when the TTQ (9F66 byte 2 b8) does not demand an online cryptogram
+        and the card's rules allow it (fDDA personalised, amount <= the offline balance, which then decreases);
+        else an ARQC, or an AAC when the TTQ says the reader is offline only (byte 1 b4). 9F5D, when the card
+        keeps a balance, is the balance this transaction drew from (before a TC's amount is taken off)."""
         tags = self._tags(pdol, self.pdol_data) or {}
-        answer, _sw = self._first(ARQC, b"", False, tags=tags)
-        items = T.decode(answer)[0].children
-        return [i for i in items if i.tag != 0x9F4B]
+        ttq = tags.get(0x9F66, b"")
+        amount = _bcd_amount(tags.get(0x9F02))
+        before = self.offline_balance
+        offline = (self.emv.fdda and self.certs is not None and self.emv.offline_balance is not None
+                   and len(ttq) == 4 and not ttq[1] & TTQ_ONLINE_CRYPTOGRAM and amount is not None
+                   and amount <= self.offline_balance)
+        asked = TC if offline else AAC if len(ttq) == 4 and ttq[0] & TTQ_OFFLINE_ONLY else ARQC
+        answer, _sw = self._first(asked, b"", False, tags=tags)
+        items = [i for i in T.decode(answer)[0].children if i.tag != 0x9F4B]
+        if self.first_kind == TC and amount is not None:
+            self.offline_balance -= amount
+            items += self._fdda(tags)
+        if self.emv.offline_balance is not None:
+            items.append(T.tlv(0x9F5D, bytes.fromhex(f"{max(before, 0):012d}"[-12:])))
+        return items
+
+    def _fdda(self, tags: dict[int, bytes]) -> list[T.TLV]:
+        """9F69 and 9F4B of Visa fDDA version 01, signed with the ICC key (``sandbox.issuer.sign_fdda``)."""
+        number = os.urandom(4)  # the card's unpredictable number, also its ICC dynamic number
+        cad = issuer.card_authentication_data(number)
+        sdad = issuer.sign_fdda(self.certs, number, tags.get(0x9F37, bytes(4)), tags.get(0x9F02, bytes(6)),
+                                tags.get(0x5F2A, bytes(2)), cad)
+        if self.emv.fdda_tamper:
+            i = len(sdad) // 2
+            sdad = sdad[:i] + bytes([sdad[i] ^ 0x01]) + sdad[i + 1 :]
+        return [T.tlv(0x9F69, cad), T.tlv(0x9F4B, sdad)]
 
     def get_data(self, p1: int, p2: int) -> tuple[bytes, int]:
         tag = (p1 << 8) | p2
@@ -158,8 +208,8 @@ class EmvState:
         return 0x9000 if self.issuer_auth else 0x6300
 
     def script(self, ins: int) -> int:
-        """Issuer script commands (secure messaging MAC not checked by this test card): PIN unblock resets the
-        try counter, APPLICATION BLOCK blocks the application, PUT DATA is accepted."""
+        """Issuer script commands: PIN unblock resets the try counter, APPLICATION BLOCK blocks the application,
+        PUT DATA is accepted."""
         self.scripts.append(bytes([ins]))
         if ins == 0x24:
             self.pin_tries = self.emv.pin_tries
@@ -211,6 +261,9 @@ class EmvState:
                 kind = AAC
             else:
                 self.last_online_atc = self.atc  # the issuer saw this transaction
+                if self.emv.offline_balance is not None:  # and the offline balance is whole again
+                    limit = self.emv.offline_limit
+                    self.offline_balance = limit if limit is not None else self.emv.offline_balance
         tags = dict(self.first)
         tags.update(tags2)
         self.done = True

@@ -233,6 +233,38 @@ def _profiles() -> dict[str, Profile]:
         apps=[dataclasses.replace(p["visa_cl"].apps[0], gpo_extra=[*p["visa_cl"].apps[0].gpo_extra,
                                                                     T.tlv(0x9F6C, b"\x00\x80")])])
 
+    # qVSDC with fDDA and an offline balance (9F5D): a tap approved offline when the TTQ allows it (docs/emv.md).
+    def fdda_card(name: str, description: str, tail: str, emv: Emv) -> Profile:
+        pan = luhn_pan("4000000000" + tail)
+        aip = b"\x20\x40"  # DDA (fDDA) supported
+        signed = record(T.tlv(0x5F28, b"\x08\x40"), T.tlv(0x9F07, b"\xff\x00"), T.tlv(0x5F24, yymmdd("2029-12")))
+        certs = issuer.certificates(pan, "2912", _value(signed) + aip, oda="dda")
+        issuer_rec = [T.tlv(0x8F, bytes([certs.ca_index])), T.tlv(0x90, certs.issuer_cert),
+                      T.tlv(0x9F32, certs.issuer_exponent)]
+        if certs.issuer_remainder:
+            issuer_rec.append(T.tlv(0x92, certs.issuer_remainder))
+        icc_rec = [T.tlv(0x9F46, certs.icc_cert or b""), T.tlv(0x9F47, certs.icc_exponent or b""),
+                   T.tlv(0x9F4A, b"\x82")]
+        if certs.icc_remainder:
+            icc_rec.append(T.tlv(0x9F48, certs.icc_remainder))
+        app = App(aid=bytes.fromhex(VISA_AID), label="VISA CREDIT", priority=1, pdol=VISA_CL_PDOL, gpo_format=2,
+                  afl=bytes.fromhex("10010101" "18010200"), aip=aip, emv=emv, certs=certs, pan=pan, psn=0,
+                  gpo_extra=[T.tlv(0x57, track2(pan, "2912")), T.tlv(0x5F34, b"\x00")],
+                  records={(2, 1): signed, (3, 1): record(*issuer_rec), (3, 2): record(*icc_rec)})
+        return Profile(name=name, description=description, atr=CL_ATR, pan=pan, expiry="2029-12", scheme="VISA",
+                       interface="contactless", pse=False, ppse=True, apps=[app], expected_apdus=6)
+
+    p["visa_fdda"] = fdda_card(
+        "visa_fdda", "Visa qVSDC with fDDA and an offline balance of 500.00 (9F5D): a tap the TTQ lets go offline "
+        "is approved by the card (TC + fDDA signature)", "0091",
+        Emv(cvn=18, one_tap=True, fdda=True, offline_balance=50_000))
+    p["visa_fdda_tampered"] = fdda_card(
+        "visa_fdda_tampered", "Visa qVSDC whose fDDA signature (9F4B) is tampered: its offline TC is declined",
+        "0092", Emv(cvn=18, one_tap=True, fdda=True, fdda_tamper=True, offline_balance=50_000))
+    p["visa_fdda_empty"] = fdda_card(
+        "visa_fdda_empty", "Visa qVSDC with fDDA and an empty offline balance (9F5D 0): always an ARQC",
+        "0093", Emv(cvn=18, one_tap=True, fdda=True, offline_balance=0, offline_limit=50_000))
+
     pan = "5555555555554444"
     p["mastercard_cl"] = Profile(
         name="mastercard_cl",

@@ -35,10 +35,18 @@ from sandbox.issuer.master import (
     CardKeys,
     card_keys,
 )
-from sandbox.issuer.oda import IccCertificates, certificates, sign_cda, sign_dynamic
+from sandbox.issuer.oda import (
+    IccCertificates,
+    card_authentication_data,
+    certificates,
+    sign_cda,
+    sign_dynamic,
+    sign_fdda,
+)
 
 __all__ = [
     "CA_EXPONENT", "CA_INDEX", "CA_MODULUS", "IMK_AC", "IMK_SMC", "IMK_SMI", "CardKeys", "IccCertificates",
-    "IssuerError", "arpc", "arpc_method", "card_keys", "certificates", "cryptogram", "cvn_of",
-    "issuer_authentication_data", "script_command", "script_mac", "session_key", "sign_cda", "sign_dynamic",
+    "IssuerError", "arpc", "arpc_method", "card_authentication_data", "card_keys", "certificates", "cryptogram",
+    "cvn_of", "issuer_authentication_data", "script_command", "script_mac", "session_key", "sign_cda",
+    "sign_dynamic", "sign_fdda",
 ]

@@ -295,3 +295,43 @@ def sign_cda(certs: IccCertificates, dynamic_number: bytes, cid: int, ac: bytes,
     hash_code = hashlib.sha1(transaction_data, usedforsecurity=False).digest()
     dynamic = _dynamic_number(dynamic_number) + bytes([cid]) + ac + hash_code
     return _sdad(certs, dynamic, unpredictable_number)
+
+
+FDDA_VERSION = 0x01  # Visa fDDA version 01: the terminal dynamic data is 9F37 || 9F02 || 5F2A || 9F69
+
+
+def card_authentication_data(card_unpredictable_number: bytes, ctq: bytes = bytes(2)) -> bytes:
+    """Card Authentication Related Data (9F69) of fDDA version 01: 01 || the card's unpredictable number (4) ||
+    its CTQ (9F6C, 2).
+
+    >>> card_authentication_data(bytes.fromhex("A1B2C3D4")).hex().upper()
+    '01A1B2C3D40000'
+    """
+    if len(card_unpredictable_number) != 4:
+        raise IssuerError(f"card unpredictable number: {len(card_unpredictable_number)} bytes, expected 4")
+    if len(ctq) != 2:
+        raise IssuerError(f"tag 9F6C: {len(ctq)} bytes, expected 2")
+    return bytes([FDDA_VERSION]) + card_unpredictable_number + ctq
+
+
+def sign_fdda(certs: IccCertificates, dynamic_number: bytes, unpredictable_number: bytes, amount: bytes,
+              currency: bytes, card_data: bytes) -> bytes:
+    """The Signed Dynamic Application Data (9F4B) of a qVSDC card's offline approval (Visa fDDA version 01).
+
+    A DDA signature (Book 2 table 17, format 05) whose hash covers the fDDA DDOL data: `unpredictable_number`
+    (9F37, the terminal's, 4) || `amount` (9F02, 6) || `currency` (5F2A, 2) || `card_data` (9F69, from
+    :func:`card_authentication_data`). `dynamic_number` is the ICC Dynamic Number (2 to 8 bytes).
+
+    >>> certs = certificates("4761739001010010", "2812", b"", oda="dda")
+    >>> idn, un, amount, cur = (bytes.fromhex(h) for h in ("11223344", "01020304", "000000001000", "0012"))
+    >>> cad = card_authentication_data(idn)
+    >>> sdad = sign_fdda(certs, idn, un, amount, cur, cad)
+    >>> sdad == sign_dynamic(certs, idn, un + amount + cur + cad)     # DDA's signature over the fDDA DDOL's data
+    True
+    """
+    for name, value, size in (("9F37", unpredictable_number, 4), ("9F02", amount, 6), ("5F2A", currency, 2)):
+        if len(value) != size:
+            raise IssuerError(f"tag {name}: {len(value)} bytes, expected {size}")
+    if len(card_data) < 7 or card_data[0] != FDDA_VERSION:
+        raise IssuerError("tag 9F69: not fDDA version 01 card authentication data")
+    return sign_dynamic(certs, dynamic_number, unpredictable_number + amount + currency + card_data)
