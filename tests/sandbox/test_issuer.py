@@ -24,6 +24,7 @@ from sandbox.issuer import (
     IccCertificates,
     IssuerError,
     arpc,
+    card_authentication_data,
     card_keys,
     certificates,
     cryptogram,
@@ -34,6 +35,7 @@ from sandbox.issuer import (
     session_key,
     sign_cda,
     sign_dynamic,
+    sign_fdda,
 )
 
 # pyemv drives 2-key TripleDES through cryptography's deprecated path; not ours to fix
@@ -317,3 +319,31 @@ def test_bad_certificate_input() -> None:
     dda = certificates("6280580000001239", "2812", b"", oda="dda")
     with pytest.raises(IssuerError, match="dynamic number"):
         sign_dynamic(dda, b"\x00", b"")
+
+
+def test_fdda_round_trip() -> None:
+    """Visa fDDA v01: a DDA signature whose hash covers 9F37 || 9F02 || 5F2A || 9F69 (independent recovery)."""
+    pan = "4761739001010010"
+    certs = certificates(pan, "2812", STATIC, oda="dda")
+    n_icc = icc_key(certs, pan, STATIC)
+    cad = card_authentication_data(bytes.fromhex("A1B2C3D4"), bytes.fromhex("0080"))
+    assert cad == bytes.fromhex("01A1B2C3D40080")
+    un, amount, currency = bytes.fromhex("CAFEBABE"), bytes.fromhex("000000030000"), bytes.fromhex("0012")
+    r = recover(sign_fdda(certs, bytes.fromhex("A1B2C3D4"), un, amount, currency, cad), n_icc, 3)
+    assert (r.fmt, r.data[1], r.data[2]) == (0x05, 0x01, 5) and r.data[3:8] == bytes.fromhex("04A1B2C3D4")
+    assert r.hash == sha1(r.data + un + amount + currency + cad)
+    assert r.hash != sha1(r.data + un + bytes.fromhex("000000030001") + currency + cad)  # the amount is covered
+
+
+def test_bad_fdda_input() -> None:
+    dda = certificates("6280580000001239", "2812", b"", oda="dda")
+    good = (bytes(4), bytes(6), bytes(2), card_authentication_data(bytes(4)))
+    for i, bad in enumerate((bytes(3), bytes(5), bytes(3), b"\x02" + bytes(6))):
+        args = list(good)
+        args[i] = bad
+        with pytest.raises(IssuerError, match="9F37|9F02|5F2A|9F69"):
+            sign_fdda(dda, b"\x00\x01", *args)
+    with pytest.raises(IssuerError, match="unpredictable"):
+        card_authentication_data(bytes(3))
+    with pytest.raises(IssuerError, match="9F6C"):
+        card_authentication_data(bytes(4), b"\x00")
