@@ -224,8 +224,10 @@ class IssuerBehaviour:
 
     ``bad_arpc``: approvals carry a wrong ARPC (the card answers AAC at its second GENERATE AC).
     ``scripts``: approvals carry issuer scripts 71 (before) and 72 (after the second GENERATE AC).
-    ``strict_atc``: an ARQC must carry an ATC above the card's last (off: only a lower one is declined, and an
-    ARQC seen before; the virtual cards start each insertion from the same ATC).
+    ``strict_atc`` (on by default): an ARQC must carry an ATC above the card's last, as a real card's counter
+    only grows (the virtual cards keep theirs between insertions: sandbox.cards.counters); off: only a lower
+    ATC is declined, and an ARQC seen before.
+    ``bad_script_mac``: the issuer scripts' MACs have their last byte flipped (the card must refuse them).
     ``require_chip_data``: a chip or contactless authorization without `emv` is declined (on by default: the
     agent sends the first GENERATE AC's DE55; off for a contract 1.0 client).
     ``scheme_cvns``: scheme -> CVN, None = the CVN 9F10 names. To follow a config's scheme rules:
@@ -234,20 +236,22 @@ class IssuerBehaviour:
 
     bad_arpc: bool = False
     scripts: bool = False
-    strict_atc: bool = False
+    strict_atc: bool = True
     require_chip_data: bool = True
+    bad_script_mac: bool = False
     scheme_cvns: dict[str, int | None] = field(default_factory=lambda: dict(DEFAULT_SCHEME_CVNS))
 
     def status(self) -> dict[str, Any]:
         return {"bad_arpc": self.bad_arpc, "scripts": self.scripts, "strict_atc": self.strict_atc,
-                "require_chip_data": self.require_chip_data, "scheme_cvns": dict(self.scheme_cvns)}
+                "require_chip_data": self.require_chip_data, "bad_script_mac": self.bad_script_mac,
+                "scheme_cvns": dict(self.scheme_cvns)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base: IssuerBehaviour | None = None) -> IssuerBehaviour:
         """Validated settings; omitted keys keep `base`'s. ValueError names the field."""
         out = replace(base or cls(), scheme_cvns=dict((base or cls()).scheme_cvns))
         for key, value in data.items():
-            if key in ("bad_arpc", "scripts", "strict_atc", "require_chip_data"):
+            if key in ("bad_arpc", "scripts", "strict_atc", "require_chip_data", "bad_script_mac"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key}: must be true or false")
                 setattr(out, key, value)
@@ -489,16 +493,19 @@ class Acquirer:
             iad = bytes([iad[0] ^ 0xFF]) + iad[1:]  # a "bad issuer": the ARPC does not verify on the card
         items.insert(0, T.tlv(0x91, iad))
         if approved and (self.behaviour.scripts or amount % 100 == AMOUNT_SCRIPTS):
-            items += self._scripts(cvn, keys, chip)
+            items += self._scripts(cvn, keys, chip, self.behaviour.bad_script_mac)
         return T.encode(items).hex().upper()
 
     @staticmethod
-    def _scripts(cvn: int, keys: Any, chip: ChipData) -> list[T.TLV]:
+    def _scripts(cvn: int, keys: Any, chip: ChipData, bad_mac: bool = False) -> list[T.TLV]:
         """71: PUT DATA of the lower consecutive offline limit (9F14 = 05) before the second GENERATE AC;
-        72: APPLICATION UNBLOCK after it. Each command MACed for the card (sandbox.issuer.script_command)."""
+        72: APPLICATION UNBLOCK after it. Each command MACed for the card (sandbox.issuer.script_command);
+        with `bad_mac` each MAC's last byte is flipped (the card answers 6988 and executes nothing)."""
         atc, arqc = chip.tags[0x9F36], chip.tags[0x9F26]
         put_data = script_command(cvn, keys, atc, arqc, bytes.fromhex("04DA9F14"), b"\x05")
         unblock = script_command(cvn, keys, atc, arqc, bytes.fromhex("84180000"))
+        if bad_mac:
+            put_data, unblock = (c[:-1] + bytes([c[-1] ^ 0xFF]) for c in (put_data, unblock))
         return [
             T.tlv(0x71, [T.tlv(0x9F18, bytes.fromhex("00000071")), T.tlv(0x86, put_data)]),
             T.tlv(0x72, [T.tlv(0x9F18, bytes.fromhex("00000072")), T.tlv(0x86, unblock)]),

@@ -65,6 +65,11 @@ def default_db() -> Path:
                    "Default CIB=18 EDAHABIA=18 VISA=iad MASTERCARD=iad.")
 @click.option("--bad-arpc", is_flag=True, help="Approvals carry a wrong ARPC (the card then declines).")
 @click.option("--issuer-scripts", is_flag=True, help="Approvals carry issuer scripts 71 and 72.")
+@click.option("--bad-script-mac", is_flag=True, help="The issuer scripts' MACs are wrong (the card refuses them).")
+@click.option("--strict-atc/--no-strict-atc", default=True, show_default=True,
+              help="An ARQC whose ATC is not above the card's last is a replay (off: only a lower ATC).")
+@click.option("--require-chip-data/--no-require-chip-data", default=True, show_default=True,
+              help="Decline a chip or contactless authorization without `emv` (off: a contract 1.0 client).")
 @click.option("--issuer-pan", "issuer_pans", multiple=True,
               help="A card whose offline TCs the issuer verifies (besides the virtual cards); memory only.")
 @click.option("--clock-offset", default=0.0, help="Seconds added to the heartbeat's server_time.")
@@ -115,6 +120,9 @@ def serve(
     scheme_cvns: tuple[str, ...],
     bad_arpc: bool,
     issuer_scripts: bool,
+    bad_script_mac: bool,
+    strict_atc: bool,
+    require_chip_data: bool,
     issuer_pans: tuple[str, ...],
     clock_offset: float,
     latency: int,
@@ -162,7 +170,8 @@ def serve(
         faults.check()
     except ValueError as e:
         raise click.UsageError(f"fault options: {e}") from None
-    issuer = IssuerBehaviour(bad_arpc=bad_arpc, scripts=issuer_scripts)
+    issuer = IssuerBehaviour(bad_arpc=bad_arpc, scripts=issuer_scripts, bad_script_mac=bad_script_mac,
+                             strict_atc=strict_atc, require_chip_data=require_chip_data)
     for spec in scheme_cvns:
         try:
             scheme, cvn = parse_scheme_cvn(spec)

@@ -1,12 +1,18 @@
 """A virtual EMV card: answers SELECT, READ RECORD, GET PROCESSING OPTIONS and GET RESPONSE like a real one.
 
-Built from a :class:`Profile` (see ``sandbox.cards.profiles``). T=0 cards answer case-4 commands with
+Built from a :class:`Profile` (see ``sandbox.cards.profiles``). Like a real chip, a card keeps its counters
+(ATC, last online ATC, PIN try counter, application blocked, offline balance) from one insertion to the next in
+its ``counters`` store (``sandbox.cards.counters``): by default a store of its own, so the same
+``VirtualCard`` object inserted twice is one card; give several objects one store (or a file) to make them one
+card across objects and processes. T=0 cards answer case-4 commands with
 ``61XX`` (the terminal must send GET RESPONSE) and, when ``strict_le`` is set, case-2 commands whose Le
 is wrong with ``6CXX`` (the terminal must resend with that Le), as ISO 7816-3 T=0 cards do.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +20,17 @@ from typing import Any
 
 from drivers.emv import tlv as T
 from drivers.emv.dol import parse_dol
-from sandbox.cards.emvapp import Emv, EmvState
+from sandbox import issuer
+from sandbox.cards.counters import Counters, CounterStore
+from sandbox.cards.emvapp import ARQC, Emv, EmvState
+
+log = logging.getLogger(__name__)
 
 PSE = b"1PAY.SYS.DDF01"
 PPSE = b"2PAY.SYS.DDF01"
 
 SW_OK = b"\x90\x00"
+SCRIPT_MAC = 8  # bytes of secure messaging MAC at the end of an issuer script command's data
 
 
 def sw(code: int) -> bytes:
@@ -97,10 +108,16 @@ class Profile:
 
 
 class VirtualCard:
-    """Answers APDUs for one :class:`Profile`. Counts what it receives."""
+    """Answers APDUs for one :class:`Profile`. Counts what it receives.
 
-    def __init__(self, profile: Profile) -> None:
+    ``counters``: where the card keeps its counters between insertions (default: a store of its own).
+    """
+
+    def __init__(self, profile: Profile, counters: CounterStore | None = None) -> None:
         self.profile = profile
+        self.counters = counters if counters is not None else CounterStore()
+        self._app: App | None = None  # the application whose transaction ``emv`` is
+        self._unsaved = False  # a counter could not be kept once (logged once)
         self.atr = profile.atr
         self.apdus = 0
         self.commands: list[bytes] = []  # headers received (CLA INS P1 P2), for tests
@@ -115,6 +132,7 @@ class VirtualCard:
         self._selected = None
         self._pending = b""
         self.emv = None
+        self._app = None
 
     def reset(self) -> None:
         self.power(True)
@@ -142,6 +160,7 @@ class VirtualCard:
             return self._get_response(le)
         self._pending = b""
         name, data, status, case4 = self._dispatch(cla, ins, p1, p2, lc_data)
+        self._save()
         if name in p.garbage:
             raw = p.garbage[name]
             return raw if len(raw) == 2 else raw + SW_OK
@@ -212,6 +231,8 @@ class VirtualCard:
                 return "GPO", b"", 0x6700, True
             if current.emv is not None:
                 self.emv = EmvState(current.emv, current.pan, current.psn, current.aip, current.certs)
+                self._app = current
+                self._seed(current, self.emv)  # before gpo() counts this transaction
                 self.emv.gpo(data[2:])
                 if current.emv.one_tap and current.pdol:
                     extra = [t for t in current.gpo_extra if t.tag not in (0x9F26, 0x9F27, 0x9F36, 0x9F10)]
@@ -241,8 +262,59 @@ class VirtualCard:
         if ins == 0x82 and cla == 0x00:
             return "EXTERNAL AUTHENTICATE", b"", st.external_authenticate(data), False
         if cla in (0x84, 0x04) and ins in (0x24, 0x1E, 0xDA, 0x18):
-            return "SCRIPT", b"", st.script(ins), False
+            return "SCRIPT", b"", self._script(st, bytes([cla, ins, p1, p2]), data), False
         return "OTHER", b"", 0x6D00, False
+
+    @staticmethod
+    def _script(st: EmvState, head: bytes, data: bytes) -> int:
+        """An issuer script command runs only with the issuer's MAC (EMV Book 2 9.2): its last 8 data bytes,
+        over CLA INS P1 P2 Lc || ATC || the first GENERATE AC's ARQC || the other data, under this card's
+        SMI session key. No ARQC yet: 6985; a wrong or missing MAC: 6988, and the command is not executed."""
+        arqc = st.first.get(0x9F26)
+        if st.first_kind != ARQC or arqc is None:
+            return 0x6985
+        if len(data) < SCRIPT_MAC:
+            return 0x6988
+        body, mac = data[:-SCRIPT_MAC], data[-SCRIPT_MAC:]
+        try:
+            expected = issuer.script_mac(st.emv.cvn, st.keys, st.atc.to_bytes(2, "big"), arqc,
+                                         head + bytes([len(data)]), body)
+        except issuer.IssuerError:
+            return 0x6988
+        if not hmac.compare_digest(expected, mac):
+            return 0x6988
+        return st.script(head[1])
+
+    # ------------------------------------------------------------------ counters kept between insertions
+
+    @staticmethod
+    def _counters(st: EmvState) -> Counters:
+        balance = getattr(st, "offline_balance", None)
+        return Counters(st.atc, st.last_online_atc, st.pin_tries, st.blocked,
+                        balance if isinstance(balance, int) else None)
+
+    def _seed(self, app: App, st: EmvState) -> None:
+        """This insertion's transaction starts from what the card kept (nothing kept: its personalisation)."""
+        kept = self.counters.get(app.pan, app.aid)
+        if kept is None:
+            return
+        st.atc, st.last_online_atc, st.pin_tries, st.blocked = (kept.atc, kept.last_online_atc, kept.pin_tries,
+                                                                kept.blocked)
+        if kept.offline_balance is not None and hasattr(st, "offline_balance"):
+            setattr(st, "offline_balance", kept.offline_balance)  # noqa: B010  (an EmvState attribute being added)
+
+    def _save(self) -> None:
+        """After each command: what may have changed (ATC at GPO, PIN tries at VERIFY, last online ATC at the
+        second GENERATE AC, a script's block) is kept; an unchanged state writes nothing."""
+        st, app = self.emv, self._app
+        if st is None or app is None:
+            return
+        try:
+            self.counters.put(app.pan, app.aid, self._counters(st))
+        except ValueError as e:  # a counter out of range (a hostile profile): the card answers on, unsaved
+            if not self._unsaved:
+                self._unsaved = True
+                log.warning("card %s: counters not kept (%s)", self.profile.name, e)
 
 
 def _split(cmd: bytes) -> tuple[bytes, int | None]:

@@ -4,6 +4,11 @@
     guichet sandbox card --profile cib &        # inserted; SIGTERM or Ctrl-C takes it out
     guichet card read --json
     kill %1
+    guichet sandbox card --profile cib --counters cards.json   # the card keeps its ATC, PIN tries... there
+
+Without ``--counters`` the card's counters live in memory: a card inserted again by a new process starts from
+its personalisation, and the sandbox acquirer's strict ATC rule then declines its first ARQC as a replay
+when the same billing server saw it before.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from types import FrameType
 import click
 
 from sandbox.cards.card import VirtualCard
+from sandbox.cards.counters import CountersFileError, CounterStore, FileCounterStore
 from sandbox.cards.profiles import PROFILES
 from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
 
@@ -25,7 +31,10 @@ from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
 @click.option("--host", default=VPCD_HOST, show_default=True, help="vpcd address (loopback).")
 @click.option("--port", default=VPCD_PORT, show_default=True, type=int, help="vpcd port.")
 @click.option("--remove-after", type=float, default=None, help="Take the card out after this many seconds.")
-def card(profile_name: str | None, list_profiles: bool, host: str, port: int, remove_after: float | None) -> None:
+@click.option("--counters", "counters_path", type=click.Path(dir_okay=False), default=None,
+              help="JSON file where the card keeps its counters (ATC, PIN tries...) between runs [default: memory].")
+def card(profile_name: str | None, list_profiles: bool, host: str, port: int, remove_after: float | None,
+         counters_path: str | None) -> None:
     """A virtual EMV card inserted into the vpcd reader; SIGTERM/SIGINT removes it."""
     if list_profiles:
         for name in sorted(PROFILES):
@@ -34,7 +43,11 @@ def card(profile_name: str | None, list_profiles: bool, host: str, port: int, re
     if not profile_name:
         raise click.UsageError("--profile NAME is required (see --list)")
     profile = PROFILES[profile_name]
-    link = VpcdLink(VirtualCard(profile), host, port)
+    try:
+        counters = FileCounterStore(counters_path) if counters_path else CounterStore()
+    except CountersFileError as e:
+        raise click.ClickException(f"--counters {e}") from None
+    link = VpcdLink(VirtualCard(profile, counters=counters), host, port)
     try:
         link.start()
     except ConnectionError as e:

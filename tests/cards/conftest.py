@@ -17,6 +17,7 @@ import pytest
 
 import config
 from sandbox.cards.card import Profile, VirtualCard
+from sandbox.cards.counters import CounterStore
 from sandbox.cards.profiles import PROFILES, sandbox_cards_config
 from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink, slot, vpcd_listening
 
@@ -71,14 +72,20 @@ def vpcd_lock() -> Iterator[None]:
 
 @pytest.fixture
 def insert(vpcd_reader: str) -> Callable[..., object]:
-    """``with insert("cib") as link:`` a card present in the reader; taken out (and seen out) after."""
+    """``with insert("cib") as link:`` a card present in the reader; taken out (and seen out) after.
+
+    The cards of one test keep their counters in one store (``link.card.counters``), so inserting the same
+    profile twice is one card inserted twice: its ATC grows, as the sandbox acquirer's strict ATC rule expects.
+    ``insert(profile, counters=store)`` uses another store."""
+    store = CounterStore()
 
     @contextmanager
-    def _insert(profile: str | Profile, wait: bool = True) -> Iterator[VpcdLink]:
+    def _insert(profile: str | Profile, wait: bool = True, counters: CounterStore | None = None
+                ) -> Iterator[VpcdLink]:
         prof = PROFILES[profile] if isinstance(profile, str) else profile
         with vpcd_lock():
             wait_presence(vpcd_reader, False)
-            link = VpcdLink(VirtualCard(prof)).start()
+            link = VpcdLink(VirtualCard(prof, counters=store if counters is None else counters)).start()
             try:
                 if wait:
                     wait_presence(vpcd_reader, True)

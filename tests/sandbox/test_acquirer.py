@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,16 +35,26 @@ CIB_IAD = bytes.fromhex("0FA501A030000000000000000000000F")  # proprietary: no p
 
 
 class Card:
-    """The card's side of a transaction, computed with the issuer package like the virtual cards do."""
+    """The card's side of a transaction, computed with the issuer package like the virtual cards do.
 
-    def __init__(self, pan: str, cvn: int, iad: bytes, psn: int = 1, atc: int = 0x1C) -> None:
+    Its ATC grows at each cryptogram, and two Card objects of one PAN and PAN sequence number are one card (the
+    counter is the test's: ``ATCS``, emptied before each test), as the acquirer's strict ATC rule expects."""
+
+    ATCS: ClassVar[dict[tuple[str, int], int]] = {}
+
+    def __init__(self, pan: str, cvn: int, iad: bytes, psn: int = 1, atc: int | None = None) -> None:
+        """`atc`: the card's next ATC is this one (a replay test: a card object reusing an older ATC)."""
         self.pan, self.cvn, self.psn = pan, cvn, psn
+        if atc is not None:
+            Card.ATCS[(pan, psn)] = atc
         self.keys = card_keys(pan, psn)
         self.tags = example_tags()
-        self.tags.update({0x9F10: iad, 0x5F34: bytes([psn]), 0x9F36: atc.to_bytes(2, "big"),
-                          0x9F37: uuid.uuid4().bytes[:4]})  # fmt: skip
+        self.tags.update({0x9F10: iad, 0x5F34: bytes([psn]), 0x9F37: uuid.uuid4().bytes[:4]})
 
     def generate_ac(self, amount: int, cid: int = 0x80) -> str:
+        atc = Card.ATCS.get((self.pan, self.psn), 0x1C)
+        Card.ATCS[(self.pan, self.psn)] = atc + 1
+        self.tags[0x9F36] = atc.to_bytes(2, "big")
         self.tags[0x9F02] = bytes.fromhex(f"{amount:012d}")
         self.tags[0x9F27] = bytes([cid])
         self.tags.pop(0x9F26, None)
@@ -58,6 +68,12 @@ class Card:
         if self.cvn == 18:
             return iad[:4] == arpc(18, self.keys, self.tags, self.tags[0x9F26], csu=iad[4:8])
         return iad[8:] == arc and iad[:8] == arpc(self.cvn, self.keys, self.tags, self.tags[0x9F26], arc)
+
+
+@pytest.fixture(autouse=True)
+def _one_card_per_pan() -> Iterator[None]:
+    Card.ATCS.clear()  # each test has its own sandbox server: its cards start from their first ATC
+    yield
 
 
 def chip_body(card: Card, amount: int = 345600, scheme: str = "VISA", **changes: Any) -> dict[str, Any]:
@@ -185,6 +201,22 @@ def test_issuer_scripts_carry_macs_the_card_verifies(api: Api, cvn: int) -> None
         assert header[4] == len(data) + 8
         assert mac == script_mac(cvn, card.keys, atc, arqc, header, data)
     assert found[0x71][1].value[:4] == bytes.fromhex("04DA9F14")  # type: ignore[union-attr]
+
+
+def test_strict_atc_declines_an_atc_not_above_the_cards_last_and_can_be_relaxed(api: Api) -> None:
+    assert api.get("_sandbox/issuer").json()["strict_atc"] is True  # on by default, like a real issuer
+    card = Card(VISA, 18, IADS[18])
+    assert authorize(api, chip_body(card)).json()["approved"] is True  # ATC 001C
+    same = Card(VISA, 18, IADS[18], atc=0x1C)  # a new ARQC, the same ATC: a counter that did not move
+    assert authorize(api, chip_body(same)).json()["response_code"] == "N7"
+    [*_, stored] = api.get("_sandbox/authorizations").json()["items"]
+    assert stored["chip"]["reason"] == "9F36: ATC 001C is not above the card's last 001C"
+    assert authorize(api, chip_body(same)).json()["approved"] is True  # ATC 001D: the card went on
+    # off (PUT /_sandbox/issuer, or --no-strict-atc): the same ATC passes, a lower one is still a replay
+    assert api.put("_sandbox/issuer", json={"strict_atc": False}).json()["strict_atc"] is False
+    assert authorize(api, chip_body(Card(VISA, 18, IADS[18], atc=0x1D))).json()["approved"] is True
+    assert authorize(api, chip_body(Card(VISA, 18, IADS[18], atc=0x1B))).json()["response_code"] == "N7"
+    assert api.put("_sandbox/issuer", json={"strict_atc": 1}).status_code == 400
 
 
 def test_reversal_of_a_chip_approval_is_visible(api: Api) -> None:

@@ -13,7 +13,17 @@ import pytest
 
 from sandbox.billing.server import SandboxServer
 from tests.sandbox.conftest import Api, make_payment
-from tests.sandbox.test_acquirer import CIB, IADS, VISA, Card, _replace, chip_body, offline_payment, online_payment
+from tests.sandbox.test_acquirer import (  # noqa: F401  (_one_card_per_pan: a fixture)
+    CIB,
+    IADS,
+    VISA,
+    Card,
+    _one_card_per_pan,
+    _replace,
+    chip_body,
+    offline_payment,
+    online_payment,
+)
 from tests.sandbox.test_authorizations import authorize
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
