@@ -30,7 +30,9 @@ Journals written before migration 5 stored local time with its offset; that migr
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
 
 FORM = "%Y-%m-%dT%H:%M:%S"  # then .ffffffZ
 # The stored form as an SQL GLOB: the journal's triggers refuse any other time (an older version still running
@@ -39,14 +41,43 @@ _D = "[0-9]"
 STORED_GLOB = f"{_D * 4}-{_D * 2}-{_D * 2}T{_D * 2}:{_D * 2}:{_D * 2}.{_D * 6}Z"
 
 
+_ZONE: tzinfo | None = None  # the agency's zone for display ([terminal] timezone); None: the machine's
+
+
+def set_zone(zone: tzinfo | None) -> None:
+    """Show local times in the agency's zone (`[terminal] timezone`, see `agency_zone`);
+    None: the machine's. Set by the composition root when it loads the config, so that the UI, the CLI, the Z
+    report and receipts all show the hour of the agency's business day, whatever the machine's zone is.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> set_zone(ZoneInfo("Africa/Tunis")); local("2026-11-30T23:30:00Z").isoformat(); set_zone(None)
+    '2026-12-01T00:30:00+01:00'
+    """
+    global _ZONE
+    _ZONE = zone
+
+
+def agency_zone(config: Any) -> tzinfo | None:
+    """`[terminal] timezone` as a zone, None when it is "" (the machine's zone is the agency's).
+
+    >>> from types import SimpleNamespace as NS
+    >>> agency_zone(NS(terminal=NS(timezone="Africa/Tunis")))
+    zoneinfo.ZoneInfo(key='Africa/Tunis')
+    >>> agency_zone(NS(terminal=NS(timezone=""))) is None
+    True
+    """
+    name = getattr(config.terminal, "timezone", "")
+    return ZoneInfo(name) if name else None
+
+
 def utc_now() -> datetime:
     """Now, aware, in UTC: what is compared and stored."""
     return datetime.now(UTC)
 
 
 def local_now() -> datetime:
-    """Now, aware, in the machine's zone: for display only."""
-    return datetime.now().astimezone()
+    """Now, aware, in the agency's zone (`set_zone`, else the machine's): for display only."""
+    return datetime.now(_ZONE) if _ZONE is not None else datetime.now().astimezone()
 
 
 def stamp(dt: datetime) -> str:
@@ -88,8 +119,9 @@ def instant(ts: str | datetime) -> str:
 
 
 def local(ts: str | datetime) -> datetime:
-    """The one conversion for display: a stored time (or any aware datetime) in the machine's local zone."""
-    return (ts if isinstance(ts, datetime) else parse(ts)).astimezone()
+    """The one conversion for display: a stored time (or any aware datetime) in the agency's zone (`set_zone`,
+    else the machine's)."""
+    return (ts if isinstance(ts, datetime) else parse(ts)).astimezone(_ZONE)
 
 
 def display(ts: str | datetime) -> str:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent import clock
 from agent.authorize import Authorizer, CashAuthorizer
 from agent.billing import BillingClient
 from agent.bills import BillCache
@@ -92,6 +93,7 @@ class AgentContext:
     def open(cls, config: Config, methods: list[str] | None = None, *, take_payments: bool = False) -> AgentContext:
         """Open the journal and cache. With take_payments, claim the counter (AlreadyRunning if another
         process has it) and settle what a crashed predecessor left mid-step."""
+        clock.set_zone(clock.agency_zone(config))  # every local time shown from now on is the agency's
         state = config.state.dir
         journal = Journal.open(state, terminal_id=config.terminal.id, agency_id=config.terminal.agency_id)
         counter = None

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 import config
+from agent import clock
 from sandbox.billing.server import SandboxServer
 
 # CI runs the same examples every time (a submission must not land or fail by luck); a developer's run
@@ -42,6 +43,9 @@ def _own_tpe_locks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     # in a tmux window or a kiosk's terminal by a test would be drawn at that size instead.
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
+    # The agency's display zone is the process's (agent.clock.set_zone, set when a config is opened): each test
+    # starts from the machine's, as a new process would.
+    monkeypatch.setattr(clock, "_ZONE", None)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton
 from babel.numbers import format_currency, format_decimal, get_currency_symbol
 
+from agent import clock
 from config.money import MoneyError, currency
 from ui import i18n
 
@@ -86,7 +87,7 @@ def number(value: int | Decimal, code: str | None = None, language: str | None =
 
 def date_text(dt: datetime, language: str | None = None) -> str:
     """The local calendar date, numeric, in the locale's order: '22/11/2026' (fr), '11/22/2026' (en)."""
-    return format_skeleton("yMd", dt.astimezone(), locale=_locale(language or i18n.language()))
+    return format_skeleton("yMd", clock.local(dt), locale=_locale(language or i18n.language()))
 
 
 def time_text(dt: datetime, seconds: bool = False, language: str | None = None) -> str:
@@ -95,4 +96,4 @@ def time_text(dt: datetime, seconds: bool = False, language: str | None = None) 
     A skeleton rather than CLDR's "short time": that one is 12-hour for fr_DZ and ar ("9:14 AM", "9:14 ص").
     Date and time patterns do not differ by territory in CLDR for fr and ar, so the language is enough.
     """
-    return format_skeleton("Hms" if seconds else "Hm", dt.astimezone(), locale=_locale(language or i18n.language()))
+    return format_skeleton("Hms" if seconds else "Hm", clock.local(dt), locale=_locale(language or i18n.language()))

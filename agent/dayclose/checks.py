@@ -1,30 +1,15 @@
-"""The agency's time zone: the one home of which zone the business day, the day close and the Z report use,
-and the doctor's check that the machine agrees.
+"""The doctor's check that the machine's zone agrees with the agency's (agent.clock.agency_zone: the one home of
+which zone the business day, the day close and the Z report use).
 
-    tz = agency_zone(config)          # ZoneInfo("Africa/Algiers"), or None: the machine's zone
     timezone_check(doctor)            # for agent.doctor's CHECKS (the lead wires it)
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
-from zoneinfo import ZoneInfo
 
+from agent.clock import agency_zone  # re-exported: agent.dayclose's users import it from here
 from agent.doctor import Check, Doctor, passed, skipped, warning
-
-
-def agency_zone(config: Any) -> tzinfo | None:
-    """`[terminal] timezone` as a zone, None when it is "" (the machine's zone is the agency's).
-
-    >>> from types import SimpleNamespace as NS
-    >>> agency_zone(NS(terminal=NS(timezone="Africa/Tunis")))
-    zoneinfo.ZoneInfo(key='Africa/Tunis')
-    >>> agency_zone(NS(terminal=NS(timezone=""))) is None
-    True
-    """
-    name = getattr(config.terminal, "timezone", "")
-    return ZoneInfo(name) if name else None
 
 
 def zone_agrees(zone: tzinfo, now: datetime, machine: tzinfo | None = None) -> bool:
@@ -32,6 +17,7 @@ def zone_agrees(zone: tzinfo, now: datetime, machine: tzinfo | None = None) -> b
     time): a machine on UTC in Algiers would move each close's midnight by an hour.
 
     >>> from datetime import UTC
+    >>> from zoneinfo import ZoneInfo
     >>> zone_agrees(ZoneInfo("Africa/Algiers"), datetime(2026, 11, 30, tzinfo=UTC), ZoneInfo("UTC"))
     False
     >>> zone_agrees(ZoneInfo("Africa/Algiers"), datetime(2026, 11, 30, tzinfo=UTC), ZoneInfo("Africa/Algiers"))

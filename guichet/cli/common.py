@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
+from agent import clock
 from config import Config, ConfigError, load_config
 
 
@@ -41,6 +42,7 @@ def get_config(ctx: click.Context) -> Config:
             obj["config"] = load_config(obj.get("config_path"))
         except ConfigError as e:
             fail(str(e), usage=True)
+        clock.set_zone(clock.agency_zone(obj["config"]))  # times shown are the agency's, not the machine's
     cfg: Config = obj["config"]
     return cfg
 

@@ -259,3 +259,21 @@ async def test_status_figures_arriving_while_the_bar_is_rebuilt_are_kept(ui_app:
         app.set_language("fr")  # composes every screen again, with a new bar
         await wait_for(pilot, lambda: "Non transmis : 2" in text_of(pilot, "#sb-queue"), "the kept figures")
         assert "Hors ligne" in text_of(pilot, "#sb-link") and "absent" in text_of(pilot, "#sb-devices")
+
+
+async def test_the_z_report_shows_the_agency_hour_not_the_machine_one(ui_app: Any, ui_config: Any) -> None:
+    """A counter PC left on UTC in an agency at UTC+9 (a zone far from both, so that a mix-up shows): the Z report's
+    period is printed in `[terminal] timezone`, the hour of the agency's business day."""
+    from datetime import UTC, datetime, timedelta
+
+    cfg = ui_config.model_copy(deep=True)
+    cfg.terminal.timezone = "Asia/Tokyo"
+    app = ui_app(cfg, run_sync=False)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await login(pilot)
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: screen_name(pilot) == "ZReportScreen" and app.screen.report, "the Z report")
+        until = datetime.fromisoformat(app.screen.report["until"].replace("Z", "+00:00"))
+        tokyo = until.astimezone(UTC) + timedelta(hours=9)
+        shown = text_of(pilot, "#z-text")
+        assert f"{tokyo:%H:%M}" in shown and f"{tokyo:%d/%m/%Y}" in shown, shown[:400]
