@@ -57,6 +57,7 @@ VPCD = ("127.0.0.1", 35963)
 CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("emv_visa18", "VISA")}
 WAIT_ROUNDS = 600  # x 0.05 s
 SLOT_WAIT = 60.0  # seconds to wait for the vpcd slot before running without the reader
+COUNTERS_FILE = "card-counters.json"  # the demo cards' counters, in the state dir
 
 
 class DemoDevices:
@@ -68,6 +69,12 @@ class DemoDevices:
         from sandbox.tpe import TpeSimulator
 
         self.state_dir = state_dir
+        # First (a damaged file stops the demo before anything starts): the demo cards keep their counters (ATC, PIN
+        # tries...) across insertions and runs like real cards, as the sandbox acquirer declines an ATC it has seen
+        # (strict ATC) and a --state-dir keeps its database too.
+        from sandbox.cards.counters import FileCounterStore
+
+        self.counters = FileCounterStore(state_dir / COUNTERS_FILE)
         # Receipts come out of a virtual printer (PNGs) and e-mails land in a local SMTP sink (docs/receipts.md).
         self.receipts = start_receipt_devices(state_dir / "receipts")
         self.server = SandboxServer(
@@ -150,7 +157,8 @@ class DemoDevices:
                 from sandbox.cards.profiles import PROFILES
                 from sandbox.cards.vpcd import VpcdLink
 
-                self._link = VpcdLink(VirtualCard(PROFILES[reader_profile]), *VPCD).start()
+                card = VirtualCard(PROFILES[reader_profile], counters=self.counters)
+                self._link = VpcdLink(card, *VPCD).start()
 
     def remove(self) -> None:
         with self._lock:
@@ -218,9 +226,12 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
         base = Path(tmp)
     try:
         devices = DemoDevices(base, reader=reader, language=language)
-    except BaseException:  # e.g. the sandbox extra is missing: leave no temp dir behind
+    except BaseException as e:  # e.g. the sandbox extra is missing: leave no temp dir behind
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        # A damaged card-counters.json in --state-dir: one line (by name: the sandbox may be what is missing).
+        if type(e).__name__ == "CountersFileError":
+            fail(f"{e} (delete it to start the demo cards afresh)")
         raise
     backend = None
     try:

@@ -196,6 +196,11 @@ def _masked(pan: str) -> str:
         return "****"
 
 
+def _shown(name: str) -> str:
+    """A name out of the file as an error message quotes it: one line, at most 40 characters, escaped."""
+    return name[:40].encode("unicode_escape").decode("ascii")[:80]
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
@@ -206,7 +211,7 @@ def _parse(data: Any, max_cards: int) -> tuple[str, OrderedDict[str, tuple[str, 
         raise ValueError("must be a JSON object")
     unknown = set(data) - {"version", "salt", "cards"}
     if unknown:
-        raise ValueError(f"{sorted(unknown)[0][:40]}: unknown field")
+        raise ValueError(f"{_shown(sorted(unknown)[0])}: unknown field")
     if data.get("version") != FILE_VERSION:
         raise ValueError(f"version: must be {FILE_VERSION}")
     salt = data.get("salt")
@@ -219,14 +224,14 @@ def _parse(data: Any, max_cards: int) -> tuple[str, OrderedDict[str, tuple[str, 
         raise ValueError(f"cards: {len(cards)} cards, at most {max_cards}")
     out: OrderedDict[str, tuple[str, Counters]] = OrderedDict()
     for key, entry in cards.items():
-        where = f"cards.{key[:40]}"
+        where = f"cards.{_shown(key)}"
         if not (isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key)):
             raise ValueError(f"{where}: the key must be 32 lowercase hex digits")
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: must be an object")
         extra = set(entry) - FIELDS - {"pan_masked"}
         if extra:
-            raise ValueError(f"{where}.{sorted(extra)[0][:40]}: unknown field")
+            raise ValueError(f"{where}.{_shown(sorted(extra)[0])}: unknown field")
         missing = (FIELDS - {"offline_balance"}) - set(entry)
         if missing:
             raise ValueError(f"{where}.{sorted(missing)[0]}: missing")

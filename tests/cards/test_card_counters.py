@@ -1,0 +1,309 @@
+"""Virtual cards keep their counters between insertions like real chips (sandbox/cards/counters.py), the sandbox
+acquirer holds them to a growing ATC (strict ATC), and issuer script commands run only with the issuer's MAC.
+
+The card-level tests speak APDUs to a VirtualCard directly (what the reader would send); the payment tests go
+through the real pcscd + vpcd, the kernel and the sandbox acquirer over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drivers.emv import tlv as T
+from sandbox import issuer
+from sandbox.cards.card import VirtualCard
+from sandbox.cards.counters import MAX_FILE_BYTES, Counters, CountersFileError, CounterStore, FileCounterStore
+from sandbox.cards.profiles import PROFILES, TEST_PANS
+from tests.cards.test_emv_payment import _authorizations, _pay, emv_agent  # noqa: F401  (emv_agent: a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+PROFILE = PROFILES["emv_pin_only"]  # a contact card: offline PIN, CVN 18, 3 PIN tries
+APP = PROFILE.apps[0]
+assert APP.emv is not None
+EMV = APP.emv
+CDOL1_DATA = bytes.fromhex("000000345600" "000000000000" "0012" "0000000000" "0012" "261130" "00" "11223344"
+                           "22" "1F0302")  # fmt: skip
+
+
+def _pin_block(pin: str) -> bytes:
+    return bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
+
+
+class Reader:
+    """The terminal's side, APDU by APDU: one insertion of `card` per ``with``."""
+
+    def __init__(self, card: VirtualCard) -> None:
+        self.card = card
+
+    def __enter__(self) -> Reader:
+        self.card.power(True)
+        data, sw = self.send(bytes([0x00, 0xA4, 0x04, 0x00, len(APP.aid)]) + APP.aid + b"\x00")
+        assert sw == 0x9000
+        gpo = bytes([0x83, APP.pdol_length()]) + bytes(APP.pdol_length())
+        data, sw = self.send(bytes([0x80, 0xA8, 0x00, 0x00, len(gpo)]) + gpo + b"\x00")
+        assert sw == 0x9000
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.card.power(False)
+
+    def send(self, apdu: bytes) -> tuple[bytes, int]:
+        r = self.card.apdu(apdu)
+        assert r is not None
+        return r[:-2], (r[-2] << 8) | r[-1]
+
+    def get_data(self, tag: int) -> int:
+        data, sw = self.send(bytes([0x80, 0xCA, tag >> 8, tag & 0xFF, 0x00]))
+        assert sw == 0x9000
+        return int.from_bytes(T.decode(data)[0].value, "big")
+
+    def verify(self, pin: str) -> int:
+        return self.send(bytes([0x00, 0x20, 0x00, 0x80, 0x08]) + _pin_block(pin))[1]
+
+    def arqc(self) -> bytes:
+        data, sw = self.send(bytes([0x80, 0xAE, 0x80, 0x00, len(CDOL1_DATA)]) + CDOL1_DATA + b"\x00")
+        assert sw == 0x9000
+        found = {t.tag: t.value for t in T.decode(data)[0].children}
+        assert found[0x9F27] == b"\x80"
+        return found[0x9F26]
+
+
+# ---- the card keeps its counters
+
+
+def test_the_atc_grows_across_insertions_of_the_same_card() -> None:
+    card = VirtualCard(PROFILE)
+    with Reader(card) as r:
+        first = r.get_data(0x9F36)
+    with Reader(card) as r:
+        assert r.get_data(0x9F36) == first + 1 == EMV.atc + 2  # each GPO counts one transaction
+    # another VirtualCard object is another card (its own store) unless it shares the store
+    with Reader(VirtualCard(PROFILE)) as r:
+        assert r.get_data(0x9F36) == first
+    with Reader(VirtualCard(PROFILE, counters=card.counters)) as r:
+        assert r.get_data(0x9F36) == first + 2
+
+
+def test_the_pin_try_counter_survives_reinsertion() -> None:
+    card = VirtualCard(PROFILE)
+    with Reader(card) as r:
+        assert [r.verify("0000"), r.verify("9999")] == [0x63C2, 0x63C1]
+    with Reader(card) as r:  # taken out and inserted again: one try left, as on a real card
+        assert r.get_data(0x9F17) == 1
+        assert r.verify("0000") == 0x6983  # the third wrong PIN blocks it
+    with Reader(card) as r:
+        assert r.verify(EMV.pin) == 0x6983  # blocked for good: even the right PIN
+        assert r.get_data(0x9F17) == 0
+    kept = card.counters.get(APP.pan, APP.aid)
+    assert kept is not None and kept.pin_tries == 0
+
+
+def test_the_file_store_survives_a_restart_and_never_holds_the_card_number(tmp_path: Path) -> None:
+    path = tmp_path / "counters.json"
+    with Reader(VirtualCard(PROFILE, counters=FileCounterStore(path))) as r:
+        atc = r.get_data(0x9F36)
+        assert r.verify("0000") == 0x63C2
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    assert not any(pan in text for pan in TEST_PANS) and APP.pan[:6] + "******" + APP.pan[-4:] in text
+    assert [p.name for p in tmp_path.iterdir()] == ["counters.json"]  # no temporary file left
+    with Reader(VirtualCard(PROFILE, counters=FileCounterStore(path))) as r:  # a new process, the same card
+        assert (r.get_data(0x9F36), r.get_data(0x9F17)) == (atc + 1, 2)
+
+
+def test_a_store_that_cannot_write_never_stops_the_card(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = FileCounterStore(tmp_path / "gone" / "counters.json")
+    (tmp_path / "gone").write_text("x")  # its directory is now a file: every write fails
+    card = VirtualCard(PROFILE, counters=store)
+    with Reader(card) as r:
+        atc = r.get_data(0x9F36)
+    with Reader(card) as r:  # kept in memory meanwhile
+        assert r.get_data(0x9F36) == atc + 1
+    assert store.write_errors >= 2 and "card counters not saved" in caplog.text
+
+
+def test_the_store_is_bounded() -> None:
+    store = CounterStore(max_cards=3)
+    for n in range(10):
+        store.put(f"99910100000{n:05d}", APP.aid, Counters(n, 0, 3, False))
+    assert len(store) == 3 and store.get("9991010000000009", APP.aid) == Counters(9, 0, 3, False)
+    assert store.get("9991010000000000", APP.aid) is None  # the least recently used went first
+    with pytest.raises(ValueError, match=r"^counters\.atc: must be an integer 0\.\.65535$"):
+        store.put(APP.pan, APP.aid, Counters(0x10000, 0, 3, False))
+
+
+# ---- a damaged or hostile file: one error naming the file and the field
+
+
+def _store_file(tmp_path: Path, cards: object, **top: object) -> Path:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"version": 1, "salt": "00" * 16, "cards": cards, **top}))
+    return path
+
+
+GOOD = {"atc": 17, "last_online_atc": 15, "pin_tries": 3, "blocked": False, "offline_balance": None}
+KEY = "0" * 32
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{", "not JSON at line 1 column 2"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),  # deeper than the parser's recursion: still one line
+    ('{"version": 1, "salt": "' + "0" * 32 + '", "cards": {}, "x": NaN}', "not JSON"),
+    ("\xff\xfe", "not JSON"),
+    ("[]", "must be a JSON object"),
+    ('{"version": 2}', "version: must be 1"),
+    ('{"version": 1, "salt": 5, "cards": {}}', "salt: must be a string of 16 to 64 characters"),
+])
+def test_a_damaged_file_is_one_error_naming_the_file_and_the_field(tmp_path: Path, content: str,
+                                                                     message: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(content, encoding="latin-1")
+    with pytest.raises(CountersFileError) as e:
+        FileCounterStore(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({**GOOD, "atc": "17"}, "cards.{k}.atc: must be an integer 0..65535"),
+    ({**GOOD, "atc": True}, "cards.{k}.atc: must be an integer 0..65535"),
+    ({**GOOD, "atc": 17.0}, "cards.{k}.atc: must be an integer 0..65535"),
+    ({**GOOD, "last_online_atc": -1}, "cards.{k}.last_online_atc: must be an integer 0..65535"),
+    ({**GOOD, "pin_tries": 10**100}, "cards.{k}.pin_tries: must be an integer 0..15"),
+    ({**GOOD, "blocked": 0}, "cards.{k}.blocked: must be true or false"),
+    ({**GOOD, "offline_balance": 1.5}, "cards.{k}.offline_balance: must be null or an integer 0..999999999999"),
+    ({**GOOD, "pan_masked": "9991010000800707"}, "cards.{k}.pan_masked: must be a masked card number"),
+    ({k: v for k, v in GOOD.items() if k != "atc"}, "cards.{k}.atc: missing"),
+    ({**GOOD, "pin": "1234"}, "cards.{k}.pin: unknown field"),
+    ([1, 2], "cards.{k}: must be an object"),
+])
+def test_wrong_types_name_the_field(tmp_path: Path, entry: object, message: str) -> None:
+    path = _store_file(tmp_path, {KEY: entry})
+    with pytest.raises(CountersFileError, match="^" + str(path) + ": ") as e:
+        FileCounterStore(path)
+    assert str(e.value) == f"{path}: " + message.format(k=KEY)
+
+
+def test_a_huge_file_or_too_many_cards_is_refused_before_use(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(" " * (MAX_FILE_BYTES + 1))
+    with pytest.raises(CountersFileError, match="more than 1048576 bytes"):
+        FileCounterStore(path)
+    path = _store_file(tmp_path, {f"{n:032x}": GOOD for n in range(20)})
+    with pytest.raises(CountersFileError, match=r"cards: 20 cards, at most 10$"):
+        FileCounterStore(path, max_cards=10)
+    path = _store_file(tmp_path, {"k" * 10_000: GOOD})
+    with pytest.raises(CountersFileError) as e:
+        FileCounterStore(path)
+    assert len(str(e.value)) < 200  # a hostile key is not echoed whole
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cards=st.dictionaries(st.just(KEY) | st.text(max_size=40), st.dictionaries(
+    st.sampled_from([*GOOD, "pan_masked", "other"]), JSON, max_size=7), max_size=3) | JSON)
+def test_any_json_opens_or_is_one_counters_error(tmp_path: Path, cards: object) -> None:
+    path = _store_file(tmp_path, cards)
+    try:
+        store = FileCounterStore(path)
+    except CountersFileError as e:
+        assert str(e).startswith(f"{path}: ") and "\n" not in str(e)
+    else:
+        assert len(store) <= 3
+
+
+def test_sandbox_card_with_a_damaged_counters_file_exits_with_one_line(tmp_path: Path) -> None:
+    path = _store_file(tmp_path, {KEY: {**GOOD, "atc": "x"}})
+    res = subprocess.run([sys.executable, "-m", "guichet", "sandbox", "card", "--profile", "cib", "--counters",
+                          str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"Error: --counters {path}: cards.{KEY}.atc: must be an integer "
+                                               "0..65535"]
+
+
+# ---- issuer script commands need the issuer's MAC
+
+
+def _script(card: VirtualCard, arqc: bytes, head: str, data: bytes = b"") -> bytes:
+    st_ = card.emv
+    assert st_ is not None
+    return issuer.script_command(18, st_.keys, st_.atc.to_bytes(2, "big"), arqc, bytes.fromhex(head), data)
+
+
+def test_a_script_command_runs_only_with_the_issuers_mac() -> None:
+    card = VirtualCard(PROFILE)
+    with Reader(card) as r:
+        assert r.verify("0000") == 0x63C2
+        unblock = bytes.fromhex("8424000008") + bytes(8)
+        assert r.send(unblock)[1] == 0x6985  # before any ARQC: nothing to MAC against
+        arqc = r.arqc()
+        good = _script(card, arqc, "84240000")  # PIN CHANGE/UNBLOCK
+        bad = good[:-1] + bytes([good[-1] ^ 0x01])
+        assert r.send(bad)[1] == 0x6988  # secure messaging data objects incorrect
+        assert r.send(good[:5] + good[5:-1])[1] == 0x6988  # a MAC cut short
+        assert r.send(bytes.fromhex("8424000000"))[1] == 0x6988  # no MAC at all
+        assert r.get_data(0x9F17) == 2 and card.emv is not None and card.emv.scripts == []  # nothing executed
+        assert r.send(good)[1] == 0x9000
+        assert r.get_data(0x9F17) == 3  # the genuine command unblocked the PIN
+        block = _script(card, arqc, "841E0000")  # APPLICATION BLOCK
+        assert r.send(block[:-1] + bytes([block[-1] ^ 0x80]))[1] == 0x6988 and not card.emv.blocked
+        assert r.send(block)[1] == 0x9000 and card.emv.blocked
+    with Reader(card) as r:  # blocked stays blocked: the next transaction is refused offline (AAC)
+        data, sw = r.send(bytes([0x80, 0xAE, 0x80, 0x00, len(CDOL1_DATA)]) + CDOL1_DATA + b"\x00")
+        assert sw == 0x9000 and {t.tag: t.value for t in T.decode(data)[0].children}[0x9F27] == b"\x00"
+
+
+def test_scripts_with_a_wrong_mac_fail_in_the_kernel_and_the_card_executes_nothing(emv_agent, insert,  # noqa: F811
+                                                                                    billing_server,
+                                                                                    seeded_references) -> None:
+    r = requests.put(billing_server.url + "_sandbox/issuer", json={"scripts": True, "bad_script_mac": True},
+                     headers=billing_server.admin_headers(), timeout=5)
+    assert r.json()["bad_script_mac"] is True
+    bill = emv_agent.flow.lookup(seeded_references[15])
+    executed: list[list[bytes]] = []
+    with insert("cib") as link:
+        result = emv_agent.flow.pay([bill], method="card_reader", cashier_id="c1")
+        executed.append(list(link.card.emv.scripts) if link.card.emv else [])
+        answers = [c for c in link.card.commands if c[:2] in (b"\x04\xda", b"\x84\x18")]
+    assert result.status == "approved", result.message  # the issuer approved; its scripts failed on the card
+    [p] = result.payments
+    chip = next(ev["detail"]["emv"] for ev in reversed(emv_agent.journal.audit(p.payment_id))
+                if (ev.get("detail") or {}).get("emv"))
+    assert [(s["template"], s["ok"]) for s in chip["scripts"]] == [("71", False), ("72", False)]
+    assert int(chip["tvr"][8:10], 16) & 0x30 == 0x30  # script processing failed before and after the final AC
+    assert len(answers) == 2 and executed == [[]]  # both were sent, neither was executed
+
+
+# ---- the sandbox acquirer holds a card to a growing ATC
+
+
+def test_two_payments_with_one_card_and_a_fresh_card_reusing_an_atc_is_declined(emv_agent, insert,  # noqa: F811
+                                                                                billing_server, seeded_references):
+    store = CounterStore()
+    first, p1, _, _ = _pay(emv_agent, insert, "cib", seeded_references[20])
+    assert first.status == "approved", first.message
+    again, p2, _, _ = _pay(emv_agent, insert, "cib", seeded_references[21])  # the same card inserted again
+    assert again.status == "approved", again.message
+    atcs = {a["payment_id"]: a["chip"]["atc"] for a in _authorizations(billing_server).values()}
+    assert int(atcs[p2.transaction_id], 16) == int(atcs[p1.transaction_id], 16) + 1
+    # a new card object with the personalisation's counters: its first ARQC repeats an ATC the issuer saw
+    bill = emv_agent.flow.lookup(seeded_references[22])
+    with insert("cib", counters=store):
+        replay = emv_agent.flow.pay([bill], method="card_reader", cashier_id="c1")
+    [p3] = replay.payments
+    chip = next(ev["detail"]["emv"] for ev in reversed(emv_agent.journal.audit(p3.payment_id))
+                if (ev.get("detail") or {}).get("emv"))
+    assert replay.status == "declined" and chip["response_code"] == "N7"  # the issuer refused the cryptogram
+    auth = _authorizations(billing_server)[p3.transaction_id]
+    assert auth["chip"]["reason"].startswith(f"9F36: ATC {atcs[p1.transaction_id]} is not above the card's last")
