@@ -120,12 +120,27 @@ def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
     path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter f5\n"
                     "wait ReceiptScreen\nexpect approved\ncard remove\n", encoding="utf-8")
     # The demo takes the vpcd slot's lock itself (the card tests take turns with it), so not here.
-    r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path)], capture_output=True, text=True,
-                       timeout=180)
-    assert r.returncode == 0, r.stderr + r.stdout
-    out = json.loads(r.stdout)
-    assert out["payment"]["method"] == "card_reader"
-    assert "EDAHABIA 999201******" in out["receipt"]
+    # Twice on one state dir: the billing server's database and the card's counters (card-counters.json) both
+    # survive the restart, so the card's next ARQC has a higher ATC and the strict sandbox issuer approves it.
+    state = tmp_path / "state"
+    for _run in range(2):
+        r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path), "--state-dir", str(state)],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr + r.stdout
+        out = json.loads(r.stdout)
+        assert out["payment"]["method"] == "card_reader"
+        assert "EDAHABIA 999201******" in out["receipt"]
+    kept = json.loads((state / "card-counters.json").read_text())
+    assert [c["pan_masked"] for c in kept["cards"].values()] == ["999201******7800"]
+
+
+def test_a_damaged_card_counters_file_stops_the_demo_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "card-counters.json").write_text("{")
+    r = demo(tmp_path, "sleep 0\n", "--state-dir", str(tmp_path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"guichet: {tmp_path / 'card-counters.json'}: not JSON at line 1 column 2 (delete it to start the demo "
+        "cards afresh)"]
 
 
 # -- a newcomer's first payment: the demo panel offers bills to scan -------------------------------------
