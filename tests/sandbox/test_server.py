@@ -118,7 +118,8 @@ def test_cli_serve_prints_url_first_and_serves(tmp_path):
     proc = subprocess.Popen(
         [GUICHET, "sandbox", "serve", "--port", "0", "--db", str(tmp_path / "cli.db"), "--token", "cli-token",
          "--seed-bills", "30", "--agency", "ORAN-07", "--currency", "DZD", "--unavailable-rate", "1",
-         "--retry-after", "9", "--admin-token", "cli-admin"],
+         "--retry-after", "9", "--admin-token", "cli-admin", "--no-strict-atc", "--no-require-chip-data",
+         "--bad-script-mac"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -133,6 +134,8 @@ def test_cli_serve_prints_url_first_and_serves(tmp_path):
         assert requests.put(url + "_sandbox/faults", json={}, headers=headers, timeout=10).status_code == 403
         admin = {"Authorization": "Bearer cli-admin"}
         assert requests.put(url + "_sandbox/faults", json={}, headers=admin, timeout=10).status_code == 200
+        issuer = requests.get(url + "_sandbox/issuer", headers=admin, timeout=10).json()
+        assert (issuer["strict_atc"], issuer["require_chip_data"], issuer["bad_script_mac"]) == (False, False, True)
         r = requests.get(url + "v1/bills/" + first_reference("ORAN-07"), headers=headers, timeout=10)
         assert r.status_code == 200 and r.json()["reference"] == first_reference("ORAN-07")
     finally:
