@@ -588,8 +588,9 @@ def create_app(
 
     @app.put("/_sandbox/issuer")
     async def put_issuer(request: Request) -> Response:
-        """Change the issuer's behaviour: ``{"bad_arpc": true}``, ``{"scripts": true}``,
-        ``{"scheme_cvns": {"CIB": 10}}``; omitted keys stay as they are."""
+        """Change the issuer's behaviour: ``{"bad_arpc": true}``, ``{"scripts": true}``, ``{"bad_script_mac": true}``,
+        ``{"strict_atc": false}``, ``{"require_chip_data": false}``, ``{"scheme_cvns": {"CIB": 10}}``; omitted keys
+        stay as they are (sandbox.billing.acquirer.IssuerBehaviour)."""
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "body: must be a JSON object")
