@@ -9,6 +9,7 @@ started again for the upload; hostile fDDA data through the real Kernel and Read
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from drivers.emv.reader import EmvReader
 from sandbox import issuer
 from sandbox.cards import profiles as P
 from sandbox.cards.card import VirtualCard
+from sandbox.cards.emvapp import EmvState
 from tests.core.conftest import with_changes
 
 FLOOR = 40_000  # the Visa rule's contactless floor limit in these tests (400,00 DZD); the cards' balance: 500,00
@@ -358,3 +360,53 @@ def test_hostile_fdda_inputs_raise_only_oda_error(fdda_key, sdad, cad, un, amoun
         assert "\n" not in str(e)
     else:
         raise AssertionError("random bytes verified as an fDDA signature")
+
+
+# ------------------------------------------------------------------ the card's own offline rules (sandbox card)
+
+
+def _bcd(n: int) -> bytes:
+    return bytes.fromhex(f"{n:012d}")
+
+
+def _card(profile: str = "visa_fdda", **changes: Any) -> tuple[Any, EmvState]:
+    app = P.PROFILES[profile].apps[0]
+    assert app.emv is not None
+    return app, EmvState(dataclasses.replace(app.emv, **changes), app.pan, app.psn, app.aip, app.certs)
+
+
+@pytest.mark.parametrize(("ttq", "amount", "kind", "left"), [
+    ("32004000", 30_000, 0x40, BALANCE - 30_000),  # the TTQ lets it, within the balance: TC, the balance drops
+    ("32004000", BALANCE, 0x40, 0),                # the whole balance
+    ("32004000", BALANCE + 1, 0x80, BALANCE),      # over it: ARQC
+    ("32804000", 30_000, 0x80, BALANCE),           # online cryptogram required: ARQC
+    ("3A004000", BALANCE + 1, 0x00, BALANCE),      # an offline-only reader, over the balance: AAC
+])
+def test_the_cards_offline_rules(ttq, amount, kind, left):
+    app, card = _card()
+    un, currency = b"UN!!", bytes.fromhex("0012")
+    # VISA_CL_PDOL: 9F66 9F02 9F03 9F1A 95 5F2A 9A 9C 9F37
+    card.gpo(bytes.fromhex(ttq) + _bcd(amount) + bytes(6) + currency + bytes(5) + currency
+             + bytes.fromhex("261201") + b"\x00" + un)
+    got = {t.tag: t.value for t in card.one_tap(app.pdol)}
+    assert got[0x9F27][0] == kind and card.offline_balance == left
+    assert got[0x9F5D] == _bcd(BALANCE)  # the balance this tap drew from
+    assert (0x9F4B in got) == (0x9F69 in got) == (kind == 0x40)
+    if kind == 0x40:
+        key = oda.RsaKey(app.certs.icc_modulus, 3)
+        oda.verify_fdda(key, got[0x9F4B], got[0x9F69], un, _bcd(amount), currency)
+
+
+def test_a_contact_online_approval_refills_the_offline_balance():
+    app, card = _card("cib", offline_balance=0, offline_limit=BALANCE)
+    un = b"UN!!"
+    card.gpo(bytes(16))  # CONTACT_PDOL's data: not read by the contact flow
+    cdol1 = (_bcd(1_000) + bytes(6) + b"\x00\x12" + bytes(5) + b"\x00\x12" + bytes.fromhex("261201") + b"\x00"
+             + un + b"\x22" + bytes.fromhex("1E0300"))
+    first, sw = card.generate_ac(0x80, cdol1)
+    assert sw == 0x9000 and card.first_kind == 0x80 and card.offline_balance == 0
+    iad = issuer.issuer_authentication_data(18, card.keys, card.first, card.first[0x9F26], b"00",
+                                            bytes.fromhex("00800000"))
+    second, sw = card.generate_ac(0x40, b"00" + iad + bytes(5) + un)
+    assert sw == 0x9000 and T.decode(second)[0].children[0].value == b"\x40"  # TC after the ARPC checked
+    assert card.offline_balance == BALANCE
