@@ -10,6 +10,10 @@
         # or k.complete(None): the server could not be reached (8A Z3, default action codes)
     k.result()                        # TransactionResult: outcome, TVR, TSI, CVM results, cryptograms, scripts
 
+Contactless (one tap, Visa kernel 3): the cryptogram comes with GET PROCESSING OPTIONS; an offline TC is
+approved (Y1) only when our TTQ let it (``ttq``), the scheme's ``cl_floor_limit`` takes the amount, the card's
+reported balance (9F5D) covers it, and fDDA verifies (``oda.verify_fdda``); ``result().offline_balance``.
+
 Stages (``on_stage``): ``reading_card``, ``enter_pin``, ``wrong_pin``, ``do_not_remove``, ``remove_card``.
 Every failure of offline data authentication, restrictions, CVM or risk management is a TVR bit, never an
 exception; what a card answers wrongly at GENERATE AC is a :class:`KernelError` (a ``drivers.emv.EmvError``).
@@ -57,8 +61,9 @@ class KernelError(EmvError):
 
 
 class InsertCard(EmvError):
-    """A tap the contactless rules refuse (over the scheme's contactless limit, or over its CVM limit without a
-    consumer-device CVM): the customer inserts the card instead. Nothing was sent."""
+    """A tap the contactless rules refuse (over the scheme's contactless limit, over its CVM limit without a
+    consumer-device CVM, or an offline TC our TTQ or the scheme's floor limit did not allow): the customer inserts
+    the card instead. Nothing was sent."""
 
 
 @dataclass(frozen=True)
