@@ -51,6 +51,8 @@ DECLINE_WORDS = {
 }
 REVERSED = N_("the card refused to complete the approved payment: the approval was cancelled, nothing is charged")
 PIN_BLOCKED = N_("the card's PIN is blocked")
+FDDA_FAILED = N_("the card could not be authenticated offline: nothing is charged; pay again when the bank can be "
+                 "reached, or insert the card")
 
 
 def stage_label(key: str) -> str:
@@ -64,12 +66,16 @@ def decline_text(detail: dict[str, Any] | None, fallback: str) -> str:
     'declined by the bank (code XY)'
     >>> decline_text({"response_code": "51"}, "").endswith("(51)")     # "insufficient funds (51)" in English
     True
+    >>> decline_text({"response_code": "Z1", "reason": "oda_failed"}, "") == _(FDDA_FAILED)   # not "refused (Z1)"
+    True
     """
     d = detail or {}
     if d.get("reversal"):
         return _(REVERSED)
     if "blocked" in str(d.get("pin", "")):
         return _(PIN_BLOCKED)
+    if d.get("reason") == "oda_failed":  # a tap's offline approval whose fDDA signature did not verify (Z1)
+        return _(FDDA_FAILED)
     code = str(d.get("response_code") or "")
     if code in DECLINE_WORDS:
         return f"{_(DECLINE_WORDS[code])} ({code})"
