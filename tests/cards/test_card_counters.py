@@ -307,3 +307,26 @@ def test_two_payments_with_one_card_and_a_fresh_card_reusing_an_atc_is_declined(
     assert replay.status == "declined" and chip["response_code"] == "N7"  # the issuer refused the cryptogram
     auth = _authorizations(billing_server)[p3.transaction_id]
     assert auth["chip"]["reason"].startswith(f"9F36: ATC {atcs[p1.transaction_id]} is not above the card's last")
+
+
+def test_two_wrong_pins_then_reinserted_the_third_blocks_through_the_kernel(emv_agent, insert,  # noqa: F811
+                                                                          billing_server, seeded_references):
+    from drivers.emv.pinpad import PinPad
+    from tests.cards.pinpad_double import PinPadReader
+
+    pads: list[PinPadReader] = []
+
+    def pad_with(entries: list[str | None]):
+        def pad(conn):
+            pads.append(PinPadReader(conn, entries))
+            return PinPad.detect(pads[-1])
+        return pad
+
+    authorizer = emv_agent.flow.authorizers["card_reader"]
+    authorizer.pin_pad = pad_with(["0000", "9999", None])  # two wrong, then the customer gives up on the pad
+    _first, _p, chip, commands = _pay(emv_agent, insert, "emv_pin_only", seeded_references[23])
+    assert [c[:2] for c in commands].count(b"\x00\x20") == 2 and not int(chip["tvr"][4:6], 16) & 0x20
+    authorizer.pin_pad = pad_with(["0000"])  # the same card again: one try left, and it is wrong
+    _second, _p, chip, commands = _pay(emv_agent, insert, "emv_pin_only", seeded_references[24])
+    assert [c[:2] for c in commands].count(b"\x00\x20") == 1
+    assert int(chip["tvr"][4:6], 16) & 0x20  # PIN try limit exceeded: the third wrong PIN blocked it
