@@ -106,6 +106,20 @@ def test_the_pin_try_counter_survives_reinsertion() -> None:
     assert kept is not None and kept.pin_tries == 0
 
 
+def test_the_offline_balance_is_kept_with_the_counters() -> None:
+    prof = PROFILES["visa_fdda"]
+    app = prof.apps[0]
+    store = CounterStore()
+    store.put(app.pan, app.aid, Counters(0x20, 0x10, 3, False, offline_balance=1234))
+    card = VirtualCard(prof, counters=store)
+    card.apdu(bytes([0x00, 0xA4, 0x04, 0x00, len(app.aid)]) + app.aid + b"\x00")
+    gpo = bytes([0x83, app.pdol_length()]) + bytes(app.pdol_length())
+    answer = card.apdu(bytes([0x80, 0xA8, 0x00, 0x00, len(gpo)]) + gpo + b"\x00")
+    assert answer is not None and answer[-2:] == b"\x90\x00"
+    assert card.emv is not None and (card.emv.atc, card.emv.offline_balance) == (0x21, 1234)
+    assert store.get(app.pan, app.aid) == Counters(0x21, 0x10, 3, False, offline_balance=1234)
+
+
 def test_the_file_store_survives_a_restart_and_never_holds_the_card_number(tmp_path: Path) -> None:
     path = tmp_path / "counters.json"
     with Reader(VirtualCard(PROFILE, counters=FileCounterStore(path))) as r:
