@@ -220,7 +220,8 @@ def test_a_huge_file_or_too_many_cards_is_refused_before_use(tmp_path: Path) -> 
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                           st.dictionaries(st.text(max_size=8), kids, max_size=4)),
                     max_leaves=20)
 
 
