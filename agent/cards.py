@@ -120,8 +120,12 @@ Sink = Union[Callable[[CardEvent], None], "queue.Queue[CardEvent]"]  # noqa: UP0
 
 
 def terminal_for(config: Config, amount: int = 0) -> Terminal:
+    """The terminal data for a read (``guichet card read``, the CardWatcher): never an offline approval, so the
+    TTQ demands an online cryptogram whatever the scheme (a qVSDC card answers an ARQC and keeps its offline
+    balance; drivers.emv.tvr.ttq)."""
     code = config.terminal.currency
-    return Terminal(country=COUNTRY_OF_CURRENCY.get(code, "000"), currency=currency(code).numeric, amount=amount)
+    return Terminal(country=COUNTRY_OF_CURRENCY.get(code, "000"), currency=currency(code).numeric, amount=amount,
+                    offline_ok=False)
 
 
 def _message(e: BaseException) -> str:

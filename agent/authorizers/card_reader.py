@@ -49,10 +49,10 @@ from drivers.emv import tlv as T
 from drivers.emv.action import ActionCodes
 from drivers.emv.card import CardData
 from drivers.emv.kernel import InsertCard, IssuerAnswer, Kernel, KernelParams, TransactionResult
-from drivers.emv.kernel import ttq as kernel_ttq
 from drivers.emv.oda import RsaKey
 from drivers.emv.pinpad import PcscControl, PinPad
 from drivers.emv.risk import RandomSelection
+from drivers.emv.tvr import ttq
 from drivers.pan import safe_text
 
 log = logging.getLogger("agent.reader")  # the name its log lines have always carried (journalctl filters)
@@ -78,6 +78,8 @@ class ChipOutcome:
                         "tsi": r.tsi, "cryptograms": r.cryptograms, "response_code": r.response_code,
                         "issuer_authenticated": r.issuer_authenticated, "scripts": r.scripts,
                         "signature_required": r.signature_required, "offline_balance": r.offline_balance})
+            if r.oda_error:  # why offline data authentication failed (no card data): for disputes and support
+                out["oda_error"] = r.oda_error
         out["reversal_sent"] = self.reversal is not None
         if self.reversal is not None:
             out["reversal_reason"] = self.reversal
@@ -111,15 +113,15 @@ def ca_lookup(config: Config) -> Callable[[str, int], RsaKey | None]:
 
 def emv_terminal(config: Config, amount: int, *, offline_ok: bool = False) -> Terminal:
     """The terminal data the card sees (PDOL, CDOLs): config [emv] and the terminal's currency. `offline_ok`: the
-    agent would take an offline approval of `amount` (ReaderAuthorizer._offline_ok); then, below the contactless
-    floor limit, the TTQ lets a tapped card approve offline (TC with fDDA)."""
+    agent would take an offline approval of `amount` (ReaderAuthorizer._offline_ok); then the TTQ sent to the
+    selected application (``Terminal.ttq_for``: its scheme rule, once the AID is chosen) lets a tapped card approve
+    offline (TC with fDDA) below that scheme's contactless floor limit, never when the rule says 0."""
     code = config.terminal.currency
     country = config.emv.country or COUNTRY_OF_CURRENCY.get(code, "000")
-    # TTQ: the lowest non-zero contactless CVM and floor limits of the scheme rules (the AID is not chosen yet)
+    # An application no rule names: online cryptogram required, a CVM from the lowest contactless CVM limit.
     cvm_limits = [r.cl_cvm_limit for r in config.cards.schemes if r.cl_cvm_limit]
-    floor_limits = [r.cl_floor_limit for r in config.cards.schemes if r.cl_floor_limit]
-    ttq = kernel_ttq(amount, min(cvm_limits, default=0), min(floor_limits, default=0), offline_ok=offline_ok)
-    return Terminal(country=country, currency=currency_info(code).numeric, amount=amount, ttq=ttq,
+    return Terminal(country=country, currency=currency_info(code).numeric, amount=amount,
+                    ttq=ttq(amount, min(cvm_limits, default=0)), offline_ok=offline_ok,
                     terminal_type=int(config.emv.terminal_type, 16),
                     capabilities=bytes.fromhex(config.emv.capabilities),
                     additional_capabilities=bytes.fromhex(config.emv.additional_capabilities))
@@ -286,7 +288,10 @@ class ReaderAuthorizer:
                    "the card could not be authenticated offline (fDDA failed): nothing is charged; pay again "
                    "when the bank can be reached, or insert the card" if kernel.oda_method == "fdda" else
                    "offline data authentication failed")
-            reason = {"reason": "oda_failed"} if oda_failed else {}
+            # The method says which words the cashier gets (ui.screens.wait.decline_text): a tap's fDDA or
+            # an inserted card's SDA/DDA/CDA; the reason is the kernel's own short line, no card data.
+            reason = {"reason": "oda_failed", "oda": kernel.oda_method,
+                      "oda_error": safe_text(kernel.oda_error, 200)} if oda_failed else {}
             return self._out("declined", chip, card=safe_card, message=f"declined: {why} ({rc})",
                              detail={"response_code": rc, **reason, **_pin_detail(kernel)})
         if cancel.is_set():

@@ -11,8 +11,13 @@
     k.result()                        # TransactionResult: outcome, TVR, TSI, CVM results, cryptograms, scripts
 
 Contactless (one tap, Visa kernel 3): the cryptogram comes with GET PROCESSING OPTIONS; an offline TC is
-approved (Y1) only when our TTQ let it (``ttq``), the scheme's ``cl_floor_limit`` takes the amount, the card's
-reported balance (9F5D) covers it, and fDDA verifies (``oda.verify_fdda``); ``result().offline_balance``.
+approved (Y1) only when our TTQ let it (``ttq``, from ``drivers.emv.tvr``), the scheme's ``cl_floor_limit`` takes
+the amount and fDDA verifies (``oda.verify_fdda``), the CTQ the card signed in 9F69 being the one that counts (a
+9F6C that differs fails fDDA). ``result().offline_balance`` is what the card says it has left (9F5D, after this
+tap); ``result().oda_error`` says why offline data authentication failed (a short reason, no card data).
+
+Terminal-sourced tags (``drivers.emv.reader.TERMINAL_TAGS``: amount, unpredictable number, TTQ ...) are never
+taken from the card: every check, DOL and DE55 reads the terminal's own.
 
 Stages (``on_stage``): ``reading_card``, ``enter_pin``, ``wrong_pin``, ``do_not_remove``, ``remove_card``.
 Every failure of offline data authentication, restrictions, CVM or risk management is a TVR bit, never an
@@ -41,7 +46,13 @@ from drivers.emv.genac import (
     run_scripts,
 )
 from drivers.emv.pinpad import SW_CANCELLED, SW_TIMEOUT, PinPad, PinPadError
-from drivers.emv.reader import SECRET_TAGS, EmvError, EmvReader
+from drivers.emv.reader import SECRET_TAGS, TERMINAL_TAGS, EmvError, EmvReader
+
+# The TTQ/CTQ bits and the TTQ's rule live in drivers.emv.tvr (the reader's Terminal takes them too); re-exported.
+from drivers.emv.tvr import CTQ_CDCVM, CTQ_ONLINE_PIN, CTQ_SIGNATURE, TTQ_ONLINE_CRYPTOGRAM
+from drivers.emv.tvr import TTQ_BASE as TTQ_BASE
+from drivers.emv.tvr import TTQ_CVM_REQUIRED as TTQ_CVM_REQUIRED
+from drivers.emv.tvr import ttq as ttq
 
 # SECRET_TAGS (drivers.emv.reader): never leave the kernel (PCI DSS: the PAN, track data, discretionary data).
 # Contract 1.1: the DE55 tags sent with an authorization, in this order (5F34, 9F66, 9F6E when present).
@@ -107,7 +118,8 @@ class TransactionResult:
     signature_required: bool = False
     pin_message: str = ""
     de55: str = ""  # hex TLV of the final cryptogram's chip data: no 5A, 57, 9F1F
-    offline_balance: int | None = None  # a tap: the card's offline balance left (9F5D), minor units
+    offline_balance: int | None = None  # a tap: the card's offline balance left after it (9F5D), minor units
+    oda_error: str = ""  # why offline data authentication failed: a short reason, never card data
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -161,12 +173,13 @@ class Kernel:
             self.params = self._params_for(card)
         self._collect()
         if self.reader.interface == "contactless":
-            self._cl_limits()
+            self._cl_limit()
             if _in_gpo(self.reader, 0x9F26) and _in_gpo(self.reader, 0x9F27):
                 try:
                     return self._one_tap()
                 finally:
                     self.reader.oda_records[:] = bytes(len(self.reader.oda_records))
+            self._cl_cvm_limit()
         if 0x9F26 in self.data or 0x9F27 in self.data:
             # Book 3: a cryptogram comes from GENERATE AC only (a tap's qVSDC one in its GPO answer)
             raise KernelError("the card sent a cryptogram (9F26/9F27) before GENERATE AC")
@@ -196,30 +209,31 @@ class Kernel:
         """Contactless, qVSDC-style: the card computed its cryptogram during GPO; every card command is done,
         the card may leave the field now (Visa CL kernel 3: no GENERATE AC, no second cryptogram)."""
         self.one_tap = True
+        cid, kind = self._one_tap_cryptogram()
+        reported = _bcd_amount(self.data.get(0x9F5D))
+        if kind == "TC":
+            if 0x9F5D in self.data and reported is None:
+                raise KernelError("contactless GET PROCESSING OPTIONS: the offline balance (9F5D) is not 6 BCD bytes")
+            self._offline_tap(self._amount())
+        else:
+            self.tvr.set(V.ODA_NOT_PERFORMED)  # an online tap: the issuer checks its cryptogram (no fDDA asked)
+        # What the card says it has left to spend offline, this tap taken (Visa: the Available Offline Spending
+        # Amount comes back already reduced by an offline-approved amount).
+        self.offline_balance = reported
+        # The CTQ as it stands now: the signed one after a verified fDDA (_fdda), else the card's 9F6C.
         ctq = self.data.get(0x9F6C, b"")
         if len(ctq) == 2 and ctq[0] & CTQ_ONLINE_PIN and not _cdcvm(self.data):
             # our TTQ claims no online PIN (it needs the TPE): the card's own CVM request is met by the contact
             # interface, where its CVM list runs
             raise InsertCard("the card asks for its PIN, which a tap here cannot take: insert the card")
+        self._cl_cvm_limit()
         if _cdcvm(self.data):
             self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("010002"), "cdcvm")
         elif len(ctq) == 2 and ctq[0] & CTQ_SIGNATURE:
             self.cvm_outcome = cvm.CvmOutcome(bytes.fromhex("1E0000"), "signature", signature=True)
         if self.cvm_outcome is not None:
             self.data[0x9F34] = self.cvm_outcome.results
-        cid = self.data[0x9F27][0] if self.data.get(0x9F27) else 0x80
-        kind = kind_of(cid)
-        if kind not in ("AAC", "TC", "ARQC") or len(self.data.get(0x9F26, b"")) != 8:
-            raise KernelError("contactless GET PROCESSING OPTIONS: no valid cryptogram (9F26/9F27)")
-        reported = _bcd_amount(self.data.get(0x9F5D))
-        if kind == "TC":
-            amount = _bcd_amount(self.reader.terminal_data.get(0x9F02)) or 0
-            self._offline_tap(amount, reported)
-            self.offline_balance = reported - amount if reported is not None else None
-        else:
-            self.tvr.set(V.ODA_NOT_PERFORMED)  # an online tap: the issuer checks its cryptogram (no fDDA asked)
-            self.offline_balance = reported
-        ac = GenAc(cid, kind, self.data.get(0x9F36, b""), self.data[0x9F26], self.data.get(0x9F10, b""))
+        ac = GenAc(cid, kind, self.data[0x9F36], self.data[0x9F26], self.data.get(0x9F10, b""))
         self.acs.append(ac)
         self.data[0x95] = bytes(self.tvr)
         self.first_tags = dict(self.data)
@@ -232,11 +246,25 @@ class Kernel:
             self._finish("approved" if self.oda_ok else "declined", "Y1" if self.oda_ok else "Z1")
         return ac
 
-    def _offline_tap(self, amount: int, reported: int | None) -> None:
+    def _one_tap_cryptogram(self) -> tuple[int, str]:
+        """The GPO answer's cryptogram: 9F26 of 8 bytes, 9F27 of 1 byte naming an AAC, TC or ARQC, 9F36 of 2
+        bytes (the acquirer parses the DE55 the same way: anything else could never be collected)."""
+        for tag, size in ((0x9F27, 1), (0x9F26, 8), (0x9F36, 2)):
+            value = self.data.get(tag)
+            if value is None or len(value) != size:
+                got = "missing" if value is None else f"{len(value)} bytes"
+                raise KernelError(f"contactless GET PROCESSING OPTIONS: {T.tag_name(tag)} is {got}, expected "
+                                  f"{size} byte{'s' if size > 1 else ''}")
+        cid = self.data[0x9F27][0]
+        kind = kind_of(cid)
+        if kind not in ("AAC", "TC", "ARQC"):
+            raise KernelError(f"contactless GET PROCESSING OPTIONS: 9F27 {cid:02X} names no cryptogram type")
+        return cid, kind
+
+    def _offline_tap(self, amount: int) -> None:
         """A TC in the GPO answer: the card approved the tap offline (Visa CL kernel 3, qVSDC). Refused (nothing
         charged) unless our TTQ let it (no online cryptogram demanded) and this scheme's contactless floor limit
-        takes the amount, or when the amount is over the offline balance the card itself reported (9F5D); then
-        fDDA decides: verified, approved (Y1); failed or missing, declined (Z1)."""
+        takes the amount; then fDDA decides: verified, approved (Y1); failed or missing, declined (Z1)."""
         ttq = self.reader.terminal_data.get(0x9F66, b"")
         if len(ttq) != 4 or ttq[1] & TTQ_ONLINE_CRYPTOGRAM:
             raise InsertCard("the card approved the tap offline although the reader asked for an online "
@@ -244,11 +272,6 @@ class Kernel:
         if not (self.params.cl_floor_limit and amount < self.params.cl_floor_limit):
             raise InsertCard("the card approved the tap offline over this scheme's contactless floor limit: "
                              "insert the card")
-        if 0x9F5D in self.data and reported is None:
-            raise KernelError("contactless GET PROCESSING OPTIONS: the offline balance (9F5D) is not 6 BCD bytes")
-        if reported is not None and amount > reported:
-            raise KernelError(f"contactless GET PROCESSING OPTIONS: a TC for {amount} over the card's own offline "
-                              f"balance (9F5D) of {reported}")
         assert self.card is not None
         self._fdda(self.card.pan_for_check())
 
@@ -267,19 +290,30 @@ class Kernel:
             icc = self._icc_key(pan, self._static_data())
             self.data[0x9F4C] = oda.verify_fdda(icc, sdad, card_data, td.get(0x9F37, b""), td.get(0x9F02, b""),
                                                 td.get(0x5F2A, b""))
+            # The CTQ that counts is the one the card signed: a 9F6C that says otherwise (a CDCVM, no signature
+            # asked ...) was not written by the card.
+            signed = oda.fdda_ctq(card_data)
+            if self.data.setdefault(0x9F6C, signed) != signed:
+                raise oda.OdaError("the card transaction qualifiers (9F6C) differ from those the card signed (9F69)")
             self.oda_ok = True
         except (oda.OdaError, ValueError, IndexError, T.TLVError) as e:
             self.oda_ok = False
-            self.oda_error = str(e)
+            self.oda_error = _oda_reason(e)
             self.tvr.set(V.DDA_FAILED)  # Visa CL kernel 3: an fDDA failure is TVR byte 1's "DDA failed"
 
-    def _cl_limits(self) -> None:
-        """Contactless limits (both paths): over ``cl_limit`` no tap; from ``cl_cvm_limit`` a CVM the tap
-        cannot give (only a consumer-device CVM is accepted) sends the customer to the contact interface."""
-        amount = int(self.data.get(0x9F02, bytes(6)).hex() or "0")
-        if self.params.cl_limit and amount >= self.params.cl_limit:
+    def _amount(self) -> int:
+        """The terminal's amount (9F02), never the card's."""
+        return _bcd_amount(self.reader.terminal_data.get(0x9F02)) or 0
+
+    def _cl_limit(self) -> None:
+        """Over the scheme's ``cl_limit`` no tap: the customer inserts the card."""
+        if self.params.cl_limit and self._amount() >= self.params.cl_limit:
             raise InsertCard("the amount is over this card's contactless limit: insert the card")
-        if self.params.cl_cvm_limit and amount >= self.params.cl_cvm_limit and not _cdcvm(self.data):
+
+    def _cl_cvm_limit(self) -> None:
+        """From ``cl_cvm_limit`` a tap needs a CVM it cannot give here (only a consumer-device CVM is accepted,
+        read from the CTQ that counts): the customer inserts the card."""
+        if self.params.cl_cvm_limit and self._amount() >= self.params.cl_cvm_limit and not _cdcvm(self.data):
             raise InsertCard("the amount needs the cardholder verified and the tap did not: insert the card")
 
     def online_data(self) -> bytes:
@@ -346,6 +380,7 @@ class Kernel:
             pin_message=self.pin_message,
             de55=de55(self.final_tags or self.first_tags, contactless=self._contactless).hex().upper(),
             offline_balance=self.offline_balance,
+            oda_error=self.oda_error if self.oda_ok is False else "",
         )
 
     # ------------------------------------------------------------------ internals
@@ -357,11 +392,13 @@ class Kernel:
     def _collect(self) -> None:
         r = self.reader
         self.data.update(r.terminal_data)
+        # the card's data; a terminal-sourced tag from the card is ignored (EmvReader already dropped them)
+        skip = SECRET_TAGS | TERMINAL_TAGS
         for item in T.walk([*r.gpo_items, *r.record_items]):  # no duplicates (EmvReader refused them)
-            if not item.constructed and item.tag not in SECRET_TAGS:
+            if not item.constructed and item.tag not in skip:
                 self.data[item.tag] = item.value
         for item in T.walk(list(r.fci)):
-            if not item.constructed and item.tag not in SECRET_TAGS:
+            if not item.constructed and item.tag not in skip:
                 self.data.setdefault(item.tag, item.value)
         self.data[0x82] = r.aip
         self.data[0x94] = r.afl
@@ -397,7 +434,7 @@ class Kernel:
                 self.oda_ok = True
         except (oda.OdaError, ValueError, IndexError, T.TLVError) as e:
             self.oda_ok = False
-            self.oda_error = str(e)
+            self.oda_error = _oda_reason(e)
             self.tvr.set(failed)
 
     def _issuer_key(self, pan: str) -> oda.RsaKey:
@@ -459,7 +496,7 @@ class Kernel:
         if not _aip(self.data) & AIP_CVM:
             return
         ctx = cvm.CvmContext(
-            amount=int(self.data.get(0x9F02, bytes(6)).hex() or "0"),
+            amount=self._amount(),
             currency_matches=self.data.get(0x9F42) == self.data.get(0x5F2A),
             capabilities=self.data.get(0x9F33, b""),
             pin_pad=self.pin_pad is not None,
@@ -511,7 +548,7 @@ class Kernel:
         return T.find_value(items, tag)
 
     def _risk(self) -> None:
-        amount = int(self.data.get(0x9F02, bytes(6)).hex() or "0")
+        amount = self._amount()
         floor = self.params.floor_limit
         risk.floor_limit(amount, floor, self.tvr)
         risk.random_selection(amount, floor, self.params.random, self.tvr)
@@ -548,7 +585,7 @@ class Kernel:
                 self.oda_ok = True
             except (oda.OdaError, ValueError, IndexError) as e:
                 self.oda_ok = False
-                self.oda_error = str(e)
+                self.oda_error = _oda_reason(e)
                 self.tvr.set(V.CDA_FAILED)
                 cda_failed = True
         elif cda and ac.kind != "AAC":
@@ -600,37 +637,6 @@ class Kernel:
 
 
 CONTACTLESS_ONLY = frozenset({0x9F66, 0x9F6E})
-# CTQ (9F6C) byte 1: the card asks for online PIN (b8) or a signature (b7) (Visa CL kernel 3).
-CTQ_ONLINE_PIN = 0x80
-CTQ_SIGNATURE = 0x40
-# TTQ (9F66, Visa CL kernel 3): byte 1 qVSDC + contact chip + signature (no online PIN: that is the TPE's);
-# byte 2 b8 online cryptogram required, b7 CVM required (set from the CVM limit); byte 3 b7 CDCVM supported.
-TTQ_BASE = bytes.fromhex("32804000")
-TTQ_ONLINE_CRYPTOGRAM = 0x80
-TTQ_CVM_REQUIRED = 0x40
-
-
-def ttq(amount: int, cvm_limit: int, cl_floor_limit: int = 0, *, offline_ok: bool = False) -> bytes:
-    """The TTQ for a tap of `amount` (minor units) under a contactless CVM limit (0: none).
-
-    "Online cryptogram required" (byte 2 b8) is cleared only when the agent would take an offline approval of
-    this amount (`offline_ok`: the server not reachable and its [offline] limits take it) and the amount is
-    below the contactless floor limit (0: no offline tap at all); then a qVSDC card may answer a TC with fDDA.
-
-    >>> ttq(345600, 0).hex().upper(), ttq(345600, 345600).hex().upper()
-    ('32804000', '32C04000')
-    >>> ttq(5000, 0, 10000, offline_ok=True).hex().upper()     # offline, under the floor limit: a TC is welcome
-    '32004000'
-    >>> [ttq(a, 0, f, offline_ok=o).hex().upper() for a, f, o in ((10000, 10000, True), (5000, 0, True),
-    ...                                                            (5000, 10000, False))]
-    ['32804000', '32804000', '32804000']
-    """
-    out = bytearray(TTQ_BASE)
-    if cvm_limit and amount >= cvm_limit:
-        out[1] |= TTQ_CVM_REQUIRED
-    if offline_ok and cl_floor_limit and amount < cl_floor_limit:
-        out[1] &= ~TTQ_ONLINE_CRYPTOGRAM & 0xFF
-    return bytes(out)
 
 
 def de55(tags: dict[int, bytes], *, contactless: bool = True) -> bytes:
@@ -651,7 +657,21 @@ def _in_gpo(reader: EmvReader, tag: int) -> bool:
 def _cdcvm(data: dict[int, bytes]) -> bool:
     """CTQ (9F6C) byte 2 b8: the consumer device verified the cardholder (CDCVM)."""
     ctq = data.get(0x9F6C, b"")
-    return len(ctq) == 2 and bool(ctq[1] & 0x80)
+    return len(ctq) == 2 and bool(ctq[1] & CTQ_CDCVM)
+
+
+def _oda_reason(e: Exception) -> str:
+    """Why ODA failed, for the result and the journal: oda.OdaError's own one line (tags, lengths, never card
+    data), else only the kind of fault.
+
+    >>> _oda_reason(oda.OdaError("signed dynamic application data (9F4B): hash does not match"))
+    'signed dynamic application data (9F4B): hash does not match'
+    >>> _oda_reason(IndexError("index out of range"))
+    'malformed ODA data (IndexError)'
+    """
+    if isinstance(e, oda.OdaError):
+        return str(e).splitlines()[0][:160] if str(e) else "OdaError"
+    return f"malformed ODA data ({type(e).__name__})"
 
 
 def _aip(data: dict[int, bytes]) -> int:

@@ -225,3 +225,13 @@ def verify_fdda(icc: RsaKey, sdad: bytes, card_data: bytes, unpredictable: bytes
     """fDDA version 01: a tap's Signed Dynamic Application Data (9F4B) over the terminal's 9F37, 9F02, 5F2A and
     the card's 9F69 (:func:`fdda_ddol_data`); returns the ICC dynamic number (9F4C). Raises OdaError."""
     return verify_dda(icc, sdad, fdda_ddol_data(card_data, unpredictable, amount, currency))
+
+
+def fdda_ctq(card_data: bytes) -> bytes:
+    """The card transaction qualifiers (CTQ) the card signed: bytes 6-7 of its fDDA version 01 9F69 (checked by
+    :func:`fdda_ddol_data` first). After a verified fDDA these count, not the unsigned 9F6C.
+
+    >>> fdda_ctq(bytes.fromhex("01A1B2C3D40080")).hex()
+    '0080'
+    """
+    return card_data[5:7]

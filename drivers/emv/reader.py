@@ -16,9 +16,14 @@ Sequence (EMV Book 1 §12, Book 3 §10):
    then already selected: no second SELECT).
 2. Candidates are ordered by priority (tag ``87``, 1 first, none last), then in the card's order.
 3. SELECT the candidate; GET PROCESSING OPTIONS with the PDOL (``9F38``) filled from :class:`Terminal`
-   data (``6985`` → next candidate); answer in format 1 (``80``) or format 2 (``77``).
+   data (``6985`` → next candidate); answer in format 1 (``80``) or format 2 (``77``). The TTQ (``9F66``) is
+   the selected application's: from the scheme rule its AID matches (``Terminal.ttq_for``).
 4. READ RECORD of every record of every AFL (``94``) entry.
 5. PAN from ``5A``, else the Track 2 equivalent (``57``) or ``9F6B``; expiry from ``5F24``, else Track 2.
+
+Terminal-sourced data (:data:`TERMINAL_TAGS`: the amount, the unpredictable number, the TTQ, the TVR ...) is the
+terminal's alone: a card that sends one in its FCI, GPO answer or records has it ignored (real cards echo a few
+in their FCI), so every DOL, check and DE55 reads the terminal's value.
 
 T=0 cards: ``61XX`` → GET RESPONSE (``Le = XX``, repeated while more is announced); ``6CXX`` → the same
 command again with ``Le = XX``. Every APDU is counted in ``CardData.apdu_count``.
@@ -50,9 +55,10 @@ from typing import Protocol
 
 from config.schema import SchemeRule
 from drivers.emv import tlv as T
+from drivers.emv import tvr as V
 from drivers.emv.card import CardData, SecretPan
 from drivers.emv.dol import build_dol
-from drivers.emv.schemes import detect_scheme
+from drivers.emv.schemes import aid_matches, detect_scheme
 from drivers.emv.tags import SECRET_TAGS
 from drivers.pan import luhn_valid, mask_pan, pan_token
 
@@ -121,7 +127,10 @@ class Terminal:
     currency: str = "012"  # ISO 4217 numeric (DZD 012, TND 788)
     amount: int = 0  # minor units
     transaction_type: int = 0x00  # goods and services
-    ttq: bytes = bytes.fromhex("36004000")  # contactless: EMV mode, online, PIN/signature
+    # Contactless: the TTQ for an application no scheme rule names (drivers.emv.tvr.ttq: online cryptogram
+    # required, no online PIN); a named one gets its rule's (ttq_for).
+    ttq: bytes = V.ttq(0, 0)
+    offline_ok: bool = False  # the agent would take an offline approval of `amount` (a tap's TC with fDDA)
     terminal_type: int = 0x22  # attended, online with offline capability
     capabilities: bytes = bytes.fromhex("E0B0C8")
     additional_capabilities: bytes = bytes.fromhex("6000F0A001")
@@ -145,9 +154,27 @@ class Terminal:
             0x9F40: self.additional_capabilities,
         }
 
+    def ttq_for(self, rule: SchemeRule | None) -> bytes:
+        """The TTQ sent to the selected application: its scheme rule's contactless CVM and floor limits
+        (drivers.emv.tvr.ttq; a floor limit of 0: never offline), or ``ttq`` when no rule names its AID.
+
+        >>> t = Terminal(amount=5000, offline_ok=True)
+        >>> [t.ttq_for(SchemeRule(name="V", cl_floor_limit=f)).hex().upper() for f in (10000, 0)], t.ttq.hex()
+        (['32004000', '32804000'], '32804000')
+        """
+        if rule is None:
+            return self.ttq
+        return V.ttq(self.amount, rule.cl_cvm_limit, rule.cl_floor_limit, offline_ok=self.offline_ok)
+
+
 
 def _bcd(n: int, size: int) -> bytes:
     return bytes.fromhex(str(n).rjust(size * 2, "0")[-size * 2 :])
+
+
+# Book 3 annex A, source "Terminal" (and what the kernel itself sets: TVR, TSI, 9F09, CVM results, 8A, IFD serial):
+# never taken from the card.
+TERMINAL_TAGS = frozenset(Terminal().data()) | {0x95, 0x9B, 0x9F09, 0x9F34, 0x8A, 0x9F1E}
 
 
 @dataclass
@@ -439,10 +466,16 @@ class EmvReader:
 
     # ------------------------------------------------------------------ processing
 
-    def _gpo(self, fci: list[T.TLV]) -> tuple[list[T.TLV], bytes, bytes] | None:
+    def _rule_for(self, aid: str) -> SchemeRule | None:
+        """The scheme rule whose AID the selected application's matches (as detect_scheme's first pass)."""
+        return next((r for r in self.schemes if any(aid_matches(a, aid) for a in r.aids)), None)
+
+    def _gpo(self, fci: list[T.TLV], aid: str) -> tuple[list[T.TLV], bytes, bytes] | None:
         pdol = T.find_value(fci, 0x9F38)
         if not self.terminal_data:
             self.terminal_data = self.terminal.data()
+        # GPO follows SELECT: the TTQ is this application's scheme's (its floor and CVM limits), not a guess
+        self.terminal_data[0x9F66] = self.terminal.ttq_for(self._rule_for(aid))
         try:
             dol_data = build_dol(pdol, self.terminal_data, limit=MAX_PDOL) if pdol else b""
         except T.TLVError as e:
@@ -522,7 +555,7 @@ class EmvReader:
                 if fci is None:
                     tried.append(f"{cand.aid.hex().upper()} ({sw:04X})")
                     continue
-            gpo = self._gpo(fci)
+            gpo = self._gpo(fci, (T.find_value(fci, 0x84) or cand.aid).hex().upper())
             if gpo is None:
                 tried.append(f"{cand.aid.hex().upper()} (GPO 6985)")
                 continue
@@ -531,9 +564,10 @@ class EmvReader:
             records = self._records(afl)
             _no_duplicates(gpo_items + records)
             card = self._card_data(cand, fci, gpo_items + records)
-            # PCI DSS: the PAN, track data and name live in the CardData alone (wiped after the transaction)
-            self.fci, self.gpo_items = _without_secrets(fci), _without_secrets(gpo_items)
-            self.record_items = _without_secrets(records)
+            # PCI DSS: the PAN, track data and name live in the CardData alone (wiped after the transaction);
+            # terminal-sourced tags the card sent are dropped: the kernel reads only the terminal's
+            self.fci, self.gpo_items = _card_only(fci), _card_only(gpo_items)
+            self.record_items = _card_only(records)
             object.__setattr__(card, "elapsed_ms", (time.perf_counter() - t0) * 1000)
             return card
         detail = f" (tried {', '.join(tried)})" if tried else ""
@@ -582,15 +616,22 @@ def _no_duplicates(items: list[T.TLV]) -> None:
     """
     seen: set[int] = set()
     for item in T.walk(items):
-        if item.constructed:
+        if item.constructed or item.tag in TERMINAL_TAGS:  # ignored anyway (TERMINAL_TAGS)
             continue
         if item.tag in seen:
             raise CardDataError(f"the card sent {T.tag_name(item.tag)} twice in its GPO answer and records")
         seen.add(item.tag)
 
 
-def _without_secrets(items: list[T.TLV] | tuple[T.TLV, ...]) -> list[T.TLV]:
-    return [T.TLV(i.tag, i.value, tuple(_without_secrets(i.children))) for i in items if i.tag not in SECRET_TAGS]
+def _card_only(items: list[T.TLV] | tuple[T.TLV, ...]) -> list[T.TLV]:
+    """`items` without the secret tags (PCI DSS) and without terminal-sourced ones (:data:`TERMINAL_TAGS`).
+
+    >>> [template] = _card_only(T.decode(bytes.fromhex("700F" "9F370411223344" "5A021234" "5F340100")))
+    >>> [f"{i.tag:X}" for i in template.children]         # the card's 9F37 and its PAN are gone
+    ['5F34']
+    """
+    return [T.TLV(i.tag, i.value, tuple(_card_only(i.children))) for i in items
+            if i.tag not in SECRET_TAGS and i.tag not in TERMINAL_TAGS]
 
 
 def _value_of(record: bytes) -> bytes:

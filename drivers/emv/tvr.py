@@ -1,4 +1,6 @@
-"""Terminal Verification Results (95) and Transaction Status Information (9B): EMV Book 3 annex C5/C6, one home.
+"""Terminal Verification Results (95) and Transaction Status Information (9B): EMV Book 3 annex C5/C6, one home;
+and the contactless qualifier bits (Visa CL kernel 3): the TTQ the terminal sends (9F66, :func:`ttq`, the one home
+of its rule: ``drivers.emv.reader.Terminal`` and the kernel both take it from here) and the CTQ a card answers (9F6C).
 
 >>> tvr = Tvr()
 >>> tvr.set(ODA_NOT_PERFORMED); tvr.set(EXCEEDS_FLOOR_LIMIT)
@@ -100,3 +102,39 @@ class Tvr(_Bits):
 class Tsi(_Bits):
     size = 2
     known = TSI_BITS
+
+
+# CTQ (9F6C) byte 1: the card asks for online PIN (b8) or a signature (b7); byte 2 b8: the consumer device verified
+# the cardholder (CDCVM) (Visa CL kernel 3).
+CTQ_ONLINE_PIN = 0x80
+CTQ_SIGNATURE = 0x40
+CTQ_CDCVM = 0x80
+# TTQ (9F66, Visa CL kernel 3): byte 1 qVSDC + contact chip + signature (no online PIN: that is the TPE's);
+# byte 2 b8 online cryptogram required, b7 CVM required (set from the CVM limit); byte 3 b7 CDCVM supported.
+TTQ_BASE = bytes.fromhex("32804000")
+TTQ_ONLINE_CRYPTOGRAM = 0x80
+TTQ_CVM_REQUIRED = 0x40
+
+
+def ttq(amount: int, cvm_limit: int, cl_floor_limit: int = 0, *, offline_ok: bool = False) -> bytes:
+    """The TTQ for a tap of `amount` (minor units) under the selected scheme's contactless CVM limit (0: none).
+
+    "Online cryptogram required" (byte 2 b8) is cleared only when the agent would take an offline approval of
+    this amount (`offline_ok`: the server not reachable and its [offline] limits take it) and the amount is
+    below the scheme's contactless floor limit (0: no offline tap at all); then a qVSDC card may answer a TC with
+    fDDA. Everything else demands online, and no TTQ ever claims online PIN.
+
+    >>> ttq(345600, 0).hex().upper(), ttq(345600, 345600).hex().upper()
+    ('32804000', '32C04000')
+    >>> ttq(5000, 0, 10000, offline_ok=True).hex().upper()     # offline, under the floor limit: a TC is welcome
+    '32004000'
+    >>> [ttq(a, 0, f, offline_ok=o).hex().upper() for a, f, o in ((10000, 10000, True), (5000, 0, True),
+    ...                                                            (5000, 10000, False))]
+    ['32804000', '32804000', '32804000']
+    """
+    out = bytearray(TTQ_BASE)
+    if cvm_limit and amount >= cvm_limit:
+        out[1] |= TTQ_CVM_REQUIRED
+    if offline_ok and cl_floor_limit and amount < cl_floor_limit:
+        out[1] &= ~TTQ_ONLINE_CRYPTOGRAM & 0xFF
+    return bytes(out)

@@ -11,8 +11,9 @@ reader when the second GENERATE AC arrives: see ``card.py``).
 
 Contactless qVSDC (``Emv.one_tap``, Visa CL kernel 3): the cryptogram comes with GET PROCESSING OPTIONS. A card
 personalised with ``fdda`` and an ``offline_balance`` (Available Offline Spending Amount, 9F5D) answers a TC with
-an fDDA signature (9F4B over 9F37 || 9F02 || 5F2A || 9F69) when the TTQ does not demand an online cryptogram and
-the amount is within its balance (which then decreases); else an ARQC (an AAC to an offline-only reader). The
+an fDDA signature (9F4B over 9F37 || 9F02 || 5F2A || 9F69, its CTQ signed inside 9F69) when the TTQ does not
+demand an online cryptogram and the amount is within its balance (which then decreases); else an ARQC (an AAC to an
+offline-only reader). Its 9F5D is the balance left after the tap, as real Visa qVSDC cards report it. The
 balance goes back to ``offline_limit`` only when the issuer approves a contact transaction online (its ARPC
 checked at the second GENERATE AC): a one-tap card never hears from its issuer.
 
@@ -76,6 +77,7 @@ class Emv:
     fdda_tamper: bool = False  # its fDDA signature (9F4B) has one byte flipped: the terminal's fDDA fails
     offline_balance: int | None = None  # 9F5D at personalisation, minor units (None: the card keeps no balance)
     offline_limit: int | None = None  # what an online approval resets the balance to (None: offline_balance)
+    ctq: bytes | None = None  # a tap's CTQ (9F6C), sent and signed in 9F69 (None: none sent, 0000 signed)
 
 
 @dataclass
@@ -124,28 +126,30 @@ class EmvState:
         A TC with its fDDA data (9F69, 9F4B) when the TTQ (9F66 byte 2 b8) does not demand an online cryptogram
         and the card's rules allow it (fDDA personalised, amount <= the offline balance, which then decreases);
         else an ARQC, or an AAC when the TTQ says the reader is offline only (byte 1 b4). 9F5D, when the card
-        keeps a balance, is the balance this transaction drew from (before a TC's amount is taken off)."""
+        keeps a balance, is the Available Offline Spending Amount after this tap (a TC's amount already taken
+        off, as Visa qVSDC cards return it)."""
         tags = self._tags(pdol, self.pdol_data) or {}
         ttq = tags.get(0x9F66, b"")
         amount = _bcd_amount(tags.get(0x9F02))
-        before = self.offline_balance
         offline = (self.emv.fdda and self.certs is not None and self.emv.offline_balance is not None
                    and len(ttq) == 4 and not ttq[1] & TTQ_ONLINE_CRYPTOGRAM and amount is not None
                    and amount <= self.offline_balance)
         asked = TC if offline else AAC if len(ttq) == 4 and ttq[0] & TTQ_OFFLINE_ONLY else ARQC
         answer, _sw = self._first(asked, b"", False, tags=tags)
         items = [i for i in T.decode(answer)[0].children if i.tag != 0x9F4B]
+        if self.emv.ctq is not None:
+            items.append(T.tlv(0x9F6C, self.emv.ctq))
         if self.first_kind == TC and amount is not None:
             self.offline_balance -= amount
             items += self._fdda(tags)
         if self.emv.offline_balance is not None:
-            items.append(T.tlv(0x9F5D, bytes.fromhex(f"{max(before, 0):012d}"[-12:])))
+            items.append(T.tlv(0x9F5D, bytes.fromhex(f"{max(self.offline_balance, 0):012d}"[-12:])))
         return items
 
     def _fdda(self, tags: dict[int, bytes]) -> list[T.TLV]:
         """9F69 and 9F4B of Visa fDDA version 01, signed with the ICC key (``sandbox.issuer.sign_fdda``)."""
         number = os.urandom(4)  # the card's unpredictable number, also its ICC dynamic number
-        cad = issuer.card_authentication_data(number)
+        cad = issuer.card_authentication_data(number, self.emv.ctq or bytes(2))
         sdad = issuer.sign_fdda(self.certs, number, tags.get(0x9F37, bytes(4)), tags.get(0x9F02, bytes(6)),
                                 tags.get(0x5F2A, bytes(2)), cad)
         if self.emv.fdda_tamper:

@@ -71,7 +71,7 @@ def _rejections(server) -> list[dict[str, Any]]:
     return r.json()["items"]
 
 
-def _tap(agent: AgentContext, insert, profile: str, bill, amount: int):
+def _tap(agent: AgentContext, insert, profile: str | P.Profile, bill, amount: int):
     with insert(profile) as link:
         result = agent.flow.pay([bill], method="card_reader", cashier_id="c1", amount=amount)
         commands = list(link.card.commands)
@@ -218,12 +218,13 @@ def unit_cfg(floor: int = FLOOR) -> cfgmod.Config:
 
 
 def tap(profile: str = "visa_fdda", hook: Hook | None = None, *, amount: int = AMOUNT, offline_ok: bool = True,
-        config: cfgmod.Config | None = None) -> AuthOutcome:
+        config: cfgmod.Config | None = None, card: VirtualCard | None = None) -> AuthOutcome:
     c = config or unit_cfg()
     auth = ReaderAuthorizer(c, Down(), offline_allowed=lambda _a: offline_ok,  # type: ignore[arg-type]
                             pin_pad=lambda _conn: None)
     req = AuthRequest("tx-1", ["p-1"], amount, "DZD", "R-1", online=False)
-    reader = EmvReader(Wire(VirtualCard(P.PROFILES[profile]), hook), schemes=c.cards.schemes, aids=c.cards.aids,
+    reader = EmvReader(Wire(card or VirtualCard(P.PROFILES[profile]), hook), schemes=c.cards.schemes,
+                       aids=c.cards.aids,
                        terminal=emv_terminal(c, amount, offline_ok=auth._offline_ok(req)), hmac_key="k",
                        interface="contactless")
     kernel = Kernel(reader, lambda cd: auth._params(req, cd))
@@ -248,17 +249,24 @@ def replaced(tag: int, value: bytes | None) -> Hook:
     return gpo(change)
 
 
-def test_the_ttq_follows_the_agents_offline_decision_and_the_lowest_floor_limit():
+def _rule(c: cfgmod.Config, name: str) -> Any:
+    return next(r for r in c.cards.schemes if r.name == name)
+
+
+def test_the_ttq_follows_the_agents_offline_decision_and_the_selected_schemes_floor_limit():
     c = unit_cfg()
-    assert emv_terminal(c, FLOOR - 1, offline_ok=True).ttq[1] & 0x80 == 0
-    assert emv_terminal(c, FLOOR, offline_ok=True).ttq[1] & 0x80
-    assert emv_terminal(c, FLOOR - 1, offline_ok=False).ttq[1] & 0x80
-    assert emv_terminal(unit_cfg(0), 1, offline_ok=True).ttq[1] & 0x80  # 0: no offline tap at all
-    lowest = cfgmod.validate({"cards": P.sandbox_cards_config(schemes=[
+    visa = _rule(c, "VISA")
+    assert emv_terminal(c, FLOOR - 1, offline_ok=True).ttq_for(visa)[1] & 0x80 == 0
+    assert emv_terminal(c, FLOOR, offline_ok=True).ttq_for(visa)[1] & 0x80
+    assert emv_terminal(c, FLOOR - 1, offline_ok=False).ttq_for(visa)[1] & 0x80
+    assert emv_terminal(unit_cfg(0), 1, offline_ok=True).ttq_for(_rule(unit_cfg(0), "VISA"))[1] & 0x80  # 0: never
+    # an application no rule names, and any terminal-wide default: online, always
+    assert emv_terminal(c, 1, offline_ok=True).ttq_for(None)[1] & 0x80 and emv_terminal(c, 1).ttq[1] & 0x80
+    only_cib = cfgmod.validate({"cards": P.sandbox_cards_config(schemes=[
         dict(s, cl_floor_limit=1000 if s["name"] == "CIB" else 0) for s in cl_schemes()]),
         "emv": P.sandbox_emv_config()})
-    assert emv_terminal(lowest, 999, offline_ok=True).ttq[1] & 0x80 == 0
-    assert emv_terminal(lowest, 1000, offline_ok=True).ttq[1] & 0x80
+    t = emv_terminal(only_cib, 999, offline_ok=True)
+    assert t.ttq_for(_rule(only_cib, "CIB"))[1] & 0x80 == 0 and t.ttq_for(_rule(only_cib, "VISA"))[1] & 0x80
 
 
 def test_a_genuine_offline_tap_is_approved_y1_with_the_balance_left():
@@ -268,21 +276,23 @@ def test_a_genuine_offline_tap_is_approved_y1_with_the_balance_left():
 
 
 @pytest.mark.parametrize(("hook", "words"), [
-    (replaced(0x9F4B, None), "9F4B"),                                  # no signature
-    (replaced(0x9F69, None), "9F69"),                                  # no card authentication data
-    (replaced(0x9F4B, bytes(127)), "9F4B"),                            # truncated signature
-    (replaced(0x9F4B, bytes(129)), "9F4B"),                            # too long
-    (replaced(0x9F69, bytes.fromhex("01A1B2C3")), "9F69"),             # truncated 9F69
-    (replaced(0x9F69, bytes.fromhex("02A1B2C3D40000")), "version"),    # wrong fDDA version
-    (replaced(0x9F69, bytes.fromhex("01") + bytes(16)), "9F69"),       # too long
-    (replaced(0x9F69, bytes.fromhex("01FFFFFFFF0000")), "hash"),      # not what the card signed
+    (replaced(0x9F4B, None), "no signed dynamic application data (9F4B)"),               # no signature
+    (replaced(0x9F69, None), "card authentication related data (9F69) in the answer"),  # no 9F69
+    (replaced(0x9F4B, bytes(127)), "(9F4B): 127 bytes"),                                 # truncated signature
+    (replaced(0x9F4B, bytes(129)), "(9F4B): 129 bytes"),                                 # too long
+    (replaced(0x9F69, bytes.fromhex("01A1B2C3")), "(9F69): 4 bytes, expected 7 to 16"),  # truncated 9F69
+    (replaced(0x9F69, bytes.fromhex("02A1B2C3D40000")), "(9F69): fDDA version 02"),      # wrong fDDA version
+    (replaced(0x9F69, bytes.fromhex("01") + bytes(16)), "(9F69): 17 bytes, expected 7"),  # too long
+    (replaced(0x9F69, bytes.fromhex("01FFFFFFFF0000")), "hash does not match"),         # not what the card signed
 ])
 def test_hostile_fdda_data_is_declined_z1_never_approved(hook, words):
     out = tap(hook=hook)
     assert out.status == "declined" and "Z1" in (out.message or "") and "fDDA" in (out.message or "")
     emv = out.detail["emv"]
     assert emv["oda"] == "fdda" and emv["oda_ok"] is False and int(emv["tvr"][:2], 16) & DDA_FAILED
-    assert out.detail["reason"] == "oda_failed"
+    assert out.detail["reason"] == "oda_failed" and out.detail["oda"] == "fdda"
+    # why, in the payment's detail and its chip summary (the journal keeps both): the check that caught it
+    assert words in out.detail["oda_error"] and emv["oda_error"] == out.detail["oda_error"]
 
 
 def test_missing_certificates_fail_fdda():
@@ -295,13 +305,19 @@ def test_missing_certificates_fail_fdda():
     assert int(out.detail["emv"]["tvr"][:2], 16) & (DDA_FAILED | 0x20)  # DDA failed, ICC data missing
 
 
-@pytest.mark.parametrize(("balance", "words"), [(bytes.fromhex("000000000100"), "over the card's own offline"),
-                                                (bytes.fromhex("0000000001"), "9F5D"),
-                                                (bytes.fromhex("00000000010A"), "9F5D")])
-def test_a_tc_over_the_balance_the_card_reported_or_a_malformed_one_is_refused(balance, words):
+@pytest.mark.parametrize("balance", [bytes.fromhex("0000000001"), bytes.fromhex("00000000010A"), b""])
+def test_a_tc_with_a_malformed_offline_balance_is_refused(balance):
     out = tap(hook=replaced(0x9F5D, balance))
-    assert out.status == "declined" and words in (out.message or ""), out.message
+    assert out.status == "declined" and "9F5D" in (out.message or ""), out.message
     assert out.detail["reason"] == "card_unusable"
+
+
+def test_the_offline_balance_a_tc_reports_is_what_is_left_after_it():
+    # Visa qVSDC: 9F5D comes back already reduced by the offline-approved amount; a balance smaller than this
+    # tap's amount is no reason to refuse the TC (the card approved it within what it had)
+    out = tap(hook=replaced(0x9F5D, bytes.fromhex("000000000100")))
+    assert out.status == "approved" and out.code == "Y1", out.message
+    assert out.detail["emv"]["offline_balance"] == 100
 
 
 def test_a_tc_when_our_ttq_demanded_online_is_refused_as_before():
@@ -316,13 +332,27 @@ def test_a_tc_when_our_ttq_demanded_online_is_refused_as_before():
     assert out.status == "cancelled" and "insert the card" in (out.message or "")
 
 
-def test_a_tc_over_this_schemes_floor_limit_is_refused():
-    # the TTQ took the lowest floor limit (CIB's); the card's own scheme (Visa) has none: no offline tap for it
-    c = cfgmod.validate({"cards": P.sandbox_cards_config(schemes=[
+def _only_cib_taps_offline() -> cfgmod.Config:
+    return cfgmod.validate({"cards": P.sandbox_cards_config(schemes=[
         dict(s, cl_floor_limit=10_000_000 if s["name"] == "CIB" else 0) for s in cl_schemes()]),
         "emv": P.sandbox_emv_config()})
-    out = tap(config=c)
-    assert out.status == "cancelled" and "floor limit" in (out.message or "")
+
+
+def test_a_scheme_with_no_floor_limit_is_told_online_and_the_card_keeps_its_balance():
+    # CIB's rule has a floor limit, Visa's none: the TTQ sent to the Visa application demands online (GPO comes
+    # after SELECT), the card answers an ARQC, the server is down: Z3, and its offline balance is untouched
+    card = VirtualCard(P.PROFILES["visa_fdda"])
+    out = tap(config=_only_cib_taps_offline(), card=card)
+    assert out.status == "declined" and "Z3" in (out.message or ""), out.message
+    assert out.detail["emv"]["cryptograms"] == ["ARQC"] and _de55({"de55": out.chip.de55})[0x9F66][1] & 0x80  # type: ignore[attr-defined]
+    assert card.emv is not None and card.emv.offline_balance == BALANCE
+
+
+def test_a_tc_over_this_schemes_floor_limit_is_refused():
+    # a card answering a TC anyway (its 9F27 forced) where its scheme has no floor limit: insert the card
+    out = tap(hook=gpo(lambda kids: [T.tlv(0x9F27, b"\x40") if k.tag == 0x9F27 else k for k in kids]),
+              config=_only_cib_taps_offline())
+    assert out.status == "cancelled" and "insert the card" in (out.message or ""), out.message
 
 
 # ------------------------------------------------------------------ fDDA verification: typed errors only
@@ -390,7 +420,7 @@ def test_the_cards_offline_rules(ttq, amount, kind, left):
              + bytes.fromhex("261201") + b"\x00" + un)
     got = {t.tag: t.value for t in card.one_tap(app.pdol)}
     assert got[0x9F27][0] == kind and card.offline_balance == left
-    assert got[0x9F5D] == _bcd(BALANCE)  # the balance this tap drew from
+    assert got[0x9F5D] == _bcd(left)  # what is left after this tap, as Visa qVSDC cards report it
     assert (0x9F4B in got) == (0x9F69 in got) == (kind == 0x40)
     if kind == 0x40:
         key = oda.RsaKey(app.certs.icc_modulus, 3)

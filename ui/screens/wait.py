@@ -53,6 +53,8 @@ REVERSED = N_("the card refused to complete the approved payment: the approval w
 PIN_BLOCKED = N_("the card's PIN is blocked")
 FDDA_FAILED = N_("the card could not be authenticated offline: nothing is charged; pay again when the bank can be "
                  "reached, or insert the card")
+ODA_FAILED = N_("the card's chip could not be authenticated (offline data authentication failed): nothing is "
+                "charged")
 
 
 def stage_label(key: str) -> str:
@@ -66,16 +68,18 @@ def decline_text(detail: dict[str, Any] | None, fallback: str) -> str:
     'declined by the bank (code XY)'
     >>> decline_text({"response_code": "51"}, "").endswith("(51)")     # "insufficient funds (51)" in English
     True
-    >>> decline_text({"response_code": "Z1", "reason": "oda_failed"}, "") == _(FDDA_FAILED)   # not "refused (Z1)"
-    True
+    >>> d = {"response_code": "Z1", "reason": "oda_failed", "oda": "fdda"}    # a tap: not "refused (Z1)"
+    >>> decline_text(d, "") == _(FDDA_FAILED), decline_text(dict(d, oda="cda"), "") == _(ODA_FAILED)
+    (True, True)
     """
     d = detail or {}
     if d.get("reversal"):
         return _(REVERSED)
     if "blocked" in str(d.get("pin", "")):
         return _(PIN_BLOCKED)
-    if d.get("reason") == "oda_failed":  # a tap's offline approval whose fDDA signature did not verify (Z1)
-        return _(FDDA_FAILED)
+    if d.get("reason") == "oda_failed":  # a TC whose offline data authentication failed (Z1)
+        # a tap's fDDA: the bank or the contact interface; an inserted card's SDA/DDA/CDA: its own words
+        return _(FDDA_FAILED) if d.get("oda") == "fdda" else _(ODA_FAILED)
     code = str(d.get("response_code") or "")
     if code in DECLINE_WORDS:
         return f"{_(DECLINE_WORDS[code])} ({code})"
