@@ -212,8 +212,6 @@ class Kernel:
         cid, kind = self._one_tap_cryptogram()
         reported = _bcd_amount(self.data.get(0x9F5D))
         if kind == "TC":
-            if 0x9F5D in self.data and reported is None:
-                raise KernelError("contactless GET PROCESSING OPTIONS: the offline balance (9F5D) is not 6 BCD bytes")
             self._offline_tap(self._amount())
         else:
             self.tvr.set(V.ODA_NOT_PERFORMED)  # an online tap: the issuer checks its cryptogram (no fDDA asked)
@@ -264,7 +262,8 @@ class Kernel:
     def _offline_tap(self, amount: int) -> None:
         """A TC in the GPO answer: the card approved the tap offline (Visa CL kernel 3, qVSDC). Refused (nothing
         charged) unless our TTQ let it (no online cryptogram demanded) and this scheme's contactless floor limit
-        takes the amount; then fDDA decides: verified, approved (Y1); failed or missing, declined (Z1)."""
+        takes the amount; a 9F5D that is not 6 BCD bytes is a KernelError; then fDDA decides: verified, approved
+        (Y1); failed or missing, declined (Z1)."""
         ttq = self.reader.terminal_data.get(0x9F66, b"")
         if len(ttq) != 4 or ttq[1] & TTQ_ONLINE_CRYPTOGRAM:
             raise InsertCard("the card approved the tap offline although the reader asked for an online "
@@ -272,6 +271,8 @@ class Kernel:
         if not (self.params.cl_floor_limit and amount < self.params.cl_floor_limit):
             raise InsertCard("the card approved the tap offline over this scheme's contactless floor limit: "
                              "insert the card")
+        if 0x9F5D in self.data and _bcd_amount(self.data[0x9F5D]) is None:
+            raise KernelError("contactless GET PROCESSING OPTIONS: the offline balance (9F5D) is not 6 BCD bytes")
         assert self.card is not None
         self._fdda(self.card.pan_for_check())
 

@@ -218,7 +218,9 @@ def unit_cfg(floor: int = FLOOR) -> cfgmod.Config:
 
 
 def tap(profile: str = "visa_fdda", hook: Hook | None = None, *, amount: int = AMOUNT, offline_ok: bool = True,
-        config: cfgmod.Config | None = None, card: VirtualCard | None = None) -> AuthOutcome:
+        config: cfgmod.Config | None = None, card: VirtualCard | None = None,
+        keep: dict[str, Any] | None = None) -> AuthOutcome:
+    """One tap through the real Kernel and ReaderAuthorizer, the billing server down; `keep` gets its reader."""
     c = config or unit_cfg()
     auth = ReaderAuthorizer(c, Down(), offline_allowed=lambda _a: offline_ok,  # type: ignore[arg-type]
                             pin_pad=lambda _conn: None)
@@ -227,6 +229,8 @@ def tap(profile: str = "visa_fdda", hook: Hook | None = None, *, amount: int = A
                        aids=c.cards.aids,
                        terminal=emv_terminal(c, amount, offline_ok=auth._offline_ok(req)), hmac_key="k",
                        interface="contactless")
+    if keep is not None:
+        keep["reader"] = reader
     kernel = Kernel(reader, lambda cd: auth._params(req, cd))
     return auth.run_kernel(req, kernel, ChipOutcome("contactless"), threading.Event(), lambda _s: None)
 

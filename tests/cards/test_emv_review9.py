@@ -20,6 +20,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import config as cfgmod
 from agent.authorize import AuthRequest
@@ -121,6 +123,31 @@ def test_a_card_sent_amount_does_not_lift_the_contactless_limit():
     assert "contactless limit" in (tap(amount=over, offline_ok=False).message or "")
     out = tap(hook=gpo(lambda kids: [*kids, T.tlv(0x9F02, TINY)]), amount=over, offline_ok=False)
     assert out.status == "cancelled" and "contactless limit" in (out.message or ""), out.message
+
+
+@settings(max_examples=60, deadline=None)
+@given(tag=st.sampled_from(sorted(TERMINAL_TAGS)), value=st.binary(max_size=8),
+       where=st.sampled_from(["gpo", "record", "fci"]))
+def test_no_terminal_tag_a_card_sends_changes_an_offline_tap(tag, value, where):
+    """Any terminal-sourced tag, any value, in the GPO answer, a record the AFL does not sign (a signed one would
+    fail fDDA, rightly) or the FCI: ignored, the tap approved on the terminal's own data (the DE55's terminal tags
+    are the reader's terminal_data)."""
+    def hook(apdu: bytes, data: bytes, sw: int) -> tuple[bytes, int]:
+        if sw != 0x9000:
+            return data, sw
+        top = T.decode(data)[0]
+        hit = ((where == "gpo" and apdu[1] == 0xA8) or (where == "record" and apdu[1] == 0xB2 and apdu[2] == 1
+               and apdu[3] >> 3 == 3) or (where == "fci" and apdu[1] == 0xA4 and apdu[4:5] == b"\x07"))
+        if not hit:
+            return data, sw
+        return T.encode(T.tlv(top.tag, [*top.children, T.tlv(tag, value)])), sw
+
+    holder: dict[str, Any] = {}
+    out = tap(hook=hook, keep=holder)
+    assert out.status == "approved" and out.code == "Y1", out.message
+    tags = {t.tag: t.value for t in T.decode(bytes.fromhex(out.chip.de55))}  # type: ignore[attr-defined]
+    terminal = holder["reader"].terminal_data
+    assert all(tags[t] == terminal[t] for t in tags if t in terminal), (hex(tag), value.hex())
 
 
 def test_the_terminal_tags_are_the_readers_terminal_data_and_the_kernels_own():
