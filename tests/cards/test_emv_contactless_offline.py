@@ -38,6 +38,7 @@ from sandbox.cards import profiles as P
 from sandbox.cards.card import VirtualCard
 from sandbox.cards.emvapp import EmvState
 from tests.core.conftest import with_changes
+from ui.screens import wait
 
 FLOOR = 40_000  # the Visa rule's contactless floor limit in these tests (400,00 DZD); the cards' balance: 500,00
 BALANCE = 50_000
@@ -125,6 +126,12 @@ def test_a_tampered_fdda_signature_is_declined_and_nothing_is_charged(cl_cfg, in
         assert p.state == "declined" and p.chip["oda"] == "fdda" and p.chip["oda_ok"] is False
         assert int(p.chip["tvr"][:2], 16) & DDA_FAILED
         assert agent.journal.blocking_payment(p.bill_reference) is None
+        # why, kept with the payment (its chip data and its event's detail), and the wait panel's words from it
+        assert p.chip["oda_error"].startswith("signed dynamic application data (9F4B): ")
+        detail = [e["detail"] for e in agent.journal.audit(p.payment_id) if e["detail"]][-1]
+        assert detail["oda"] == "fdda" and detail["oda_error"] == p.chip["oda_error"]
+        assert wait.decline_text(detail, "") == wait._(wait.FDDA_FAILED)
+        assert not any(pan in json.dumps(detail) + json.dumps(p.chip) for pan in P.TEST_PANS)
         billing_server.start()
         agent.sync_worker().run_once()
         assert p.payment_id not in _recorded(billing_server)
