@@ -167,7 +167,6 @@ class Terminal:
         return V.ttq(self.amount, rule.cl_cvm_limit, rule.cl_floor_limit, offline_ok=self.offline_ok)
 
 
-
 def _bcd(n: int, size: int) -> bytes:
     return bytes.fromhex(str(n).rjust(size * 2, "0")[-size * 2 :])
 
