@@ -231,7 +231,8 @@ def demo(headless: bool, script: str | None, language: str, reader: bool, state_
             shutil.rmtree(tmp, ignore_errors=True)
         # A damaged card-counters.json in --state-dir: one line (by name: the sandbox may be what is missing).
         if type(e).__name__ == "CountersFileError":
-            fail(f"{e} (delete it to start the demo cards afresh)")
+            about_key = getattr(e, "path", None) != base / COUNTERS_FILE  # its key file: the message says what to do
+            fail(str(e) if about_key else f"{e} (delete it to start the demo cards afresh)")
         raise
     backend = None
     try:

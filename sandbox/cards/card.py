@@ -31,6 +31,7 @@ PPSE = b"2PAY.SYS.DDF01"
 
 SW_OK = b"\x90\x00"
 SCRIPT_MAC = 8  # bytes of secure messaging MAC at the end of an issuer script command's data
+ATC_MAX = 0xFFFF  # the ATC (9F36) is two bytes: a card that reached it takes no more transactions
 
 
 def sw(code: int) -> bytes:
@@ -233,6 +234,8 @@ class VirtualCard:
                 self.emv = EmvState(current.emv, current.pan, current.psn, current.aip, current.certs)
                 self._app = current
                 self._seed(current, self.emv)  # before gpo() counts this transaction
+                if self.emv.atc >= ATC_MAX:
+                    return self._worn_out()
                 self.emv.gpo(data[2:])
                 if current.emv.one_tap and current.pdol:
                     extra = [t for t in current.gpo_extra if t.tag not in (0x9F26, 0x9F27, 0x9F36, 0x9F10)]
@@ -290,8 +293,9 @@ class VirtualCard:
     @staticmethod
     def _counters(st: EmvState) -> Counters:
         balance = getattr(st, "offline_balance", None)
+        keeps = st.emv.offline_balance is not None  # an application without a balance keeps none (not 0)
         return Counters(st.atc, st.last_online_atc, st.pin_tries, st.blocked,
-                        balance if isinstance(balance, int) else None)
+                        balance if keeps and isinstance(balance, int) else None)
 
     def _seed(self, app: App, st: EmvState) -> None:
         """This insertion's transaction starts from what the card kept (nothing kept: its personalisation)."""
@@ -302,6 +306,16 @@ class VirtualCard:
                                                                 kept.blocked)
         if kept.offline_balance is not None and hasattr(st, "offline_balance"):
             setattr(st, "offline_balance", kept.offline_balance)  # noqa: B010  (an EmvState attribute being added)
+
+    def _worn_out(self) -> tuple[str, bytes, int, bool]:
+        """GPO at the last ATC: a real card never rolls its ATC over (a repeated ATC is a replay to the issuer,
+        and ATC - last online ATC would go negative, so the offline limits would never fire). It refuses the
+        transaction (6985: the terminal takes the next application) and its application stays blocked."""
+        assert self.emv is not None
+        self.emv.blocked = True
+        self._save()
+        self.emv, self._app = None, None  # no transaction: GENERATE AC and the rest answer 6985
+        return "GPO", b"", 0x6985, True
 
     def _save(self) -> None:
         """After each command: what may have changed (ATC at GPO, PIN tries at VERIFY, last online ATC at the

@@ -5,24 +5,48 @@
     guichet card read --json
     kill %1
     guichet sandbox card --profile cib --counters cards.json   # the card keeps its ATC, PIN tries... there
+    guichet sandbox card --profile cib --counters none         # a fresh card each run
 
-Without ``--counters`` the card's counters live in memory: a card inserted again by a new process starts from
-its personalisation, and the sandbox acquirer's strict ATC rule then declines its first ARQC as a replay
-when the same billing server saw it before.
+By default the card keeps its counters (ATC, last online ATC, PIN tries, application block, offline balance)
+in the user state dir, beside the database `guichet sandbox serve` keeps there by default
+(``~/.local/state/guichet/sandbox-card-counters.json`` and its ``.key``), so the default pair of commands run
+again the next day goes on from the card's last ATC, as the acquirer's strict ATC rule expects. With
+``--counters none`` (or ``:memory:``) a new process is a fresh card, whose first ARQC that server declines as
+a replay (N7) when it saw the card before.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 import click
+from platformdirs import user_state_dir
 
 from sandbox.cards.card import VirtualCard
 from sandbox.cards.counters import CountersFileError, CounterStore, FileCounterStore
 from sandbox.cards.profiles import PROFILES
 from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
+
+MEMORY = ("none", ":memory:")  # --counters values that keep the counters in memory
+
+
+def default_counters() -> Path:
+    """Where a card keeps its counters by default: the user state dir, as `guichet sandbox serve` its DB."""
+    return Path(user_state_dir("guichet")) / "sandbox-card-counters.json"
+
+
+def open_counters(option: str | None) -> CounterStore:
+    """The store ``--counters`` names: None is the default file, ``none``/``:memory:`` memory.
+
+    >>> type(open_counters("none")).__name__
+    'CounterStore'
+    """
+    if option is not None and option.strip().lower() in MEMORY:
+        return CounterStore()
+    return FileCounterStore(option if option is not None else default_counters())
 
 
 @click.command("card")
@@ -32,7 +56,8 @@ from sandbox.cards.vpcd import VPCD_HOST, VPCD_PORT, VpcdLink
 @click.option("--port", default=VPCD_PORT, show_default=True, type=int, help="vpcd port.")
 @click.option("--remove-after", type=float, default=None, help="Take the card out after this many seconds.")
 @click.option("--counters", "counters_path", type=click.Path(dir_okay=False), default=None,
-              help="JSON file where the card keeps its counters (ATC, PIN tries...) between runs [default: memory].")
+              help="JSON file where the card keeps its counters (ATC, PIN tries...) between runs; 'none' or "
+                   "':memory:' keeps them in memory [default: sandbox-card-counters.json in the user state dir].")
 def card(profile_name: str | None, list_profiles: bool, host: str, port: int, remove_after: float | None,
          counters_path: str | None) -> None:
     """A virtual EMV card inserted into the vpcd reader; SIGTERM/SIGINT removes it."""
@@ -44,7 +69,7 @@ def card(profile_name: str | None, list_profiles: bool, host: str, port: int, re
         raise click.UsageError("--profile NAME is required (see --list)")
     profile = PROFILES[profile_name]
     try:
-        counters = FileCounterStore(counters_path) if counters_path else CounterStore()
+        counters = open_counters(counters_path)
     except CountersFileError as e:
         raise click.ClickException(f"--counters {e}") from None
     link = VpcdLink(VirtualCard(profile, counters=counters), host, port)
