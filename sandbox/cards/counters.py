@@ -188,8 +188,8 @@ class FileCounterStore(CounterStore):
         cards = self._read()
         key = self._open_key(create=not cards)
         if key is None:
-            raise CountersFileError(self.key_path, f"missing: the key of the {len(cards)} cards in "
-                                    f"{self.path.name} (delete both files to start the cards afresh)")
+            raise CountersFileError(self.key_path, f"missing, and {self.path.name} names {len(cards)} card(s) with "
+                                    "it (delete both files to start the cards afresh)")
         self._key, self._cards = key, cards
 
     def __del__(self) -> None:

@@ -502,3 +502,26 @@ def test_the_least_recently_used_card_goes_first_after_a_reopen(tmp_path: Path) 
         kept = {c["pan_masked"] for c in json.loads(path.read_text())["cards"].values()}
         gone += [n for n in range(8) if n not in gone and f"999101******{n:04d}" not in kept]
     assert gone == used
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    (b"xyz", "must hold the store's key: 64 lowercase hex digits"),
+    (b"ab" * 32 + b"\nmore", "must hold the store's key: 64 lowercase hex digits"),
+    (b"AB" * 32, "must hold the store's key: 64 lowercase hex digits"),
+    (b"", "missing, and c.json names 1 card(s) with it (delete both files to start the cards afresh)"),
+    (None, "missing, and c.json names 1 card(s) with it (delete both files to start the cards afresh)"),
+    ("symlink", "cannot be opened (Too many levels of symbolic links)"),
+])
+def test_a_bad_or_missing_key_file_is_one_error_and_its_cards_never_restart(tmp_path: Path, key: bytes | str | None,
+                                                                             message: str) -> None:
+    path = _store_file(tmp_path, {KEY: GOOD})
+    key_path = tmp_path / "c.json.key"
+    key_path.unlink()
+    if key == "symlink":
+        key_path.symlink_to(tmp_path / "elsewhere")
+    elif isinstance(key, bytes):
+        key_path.write_bytes(key)
+    with pytest.raises(CountersFileError) as e:
+        FileCounterStore(path)
+    assert str(e.value) == f"{key_path}: {message}"
+    assert json.loads(path.read_text())["cards"] == {KEY: GOOD}  # left as it was
