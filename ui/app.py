@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +121,8 @@ class GuichetApp(App[int]):
         self.scheduler: Any = None
         self.stop_event = threading.Event()
         self.stopping: str | None = None  # the signal that asked the UI to end (request_stop)
+        self.own_process = False  # set by run(): a stop signal may then end the process (end_if_stuck)
+        self._backstop: threading.Thread | None = None
         self.status_wakeup = threading.Event()
         i18n.set_language(self.config.ui.language, bidi=self.config.ui.bidi)
         console.setup(self)  # TERM=linux: the console font's glyphs, 16 colours, no Arabic (ui/console.py)
@@ -352,6 +356,7 @@ class GuichetApp(App[int]):
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """App.run with SIGTERM and SIGHUP handled (stop_on_signals), for `guichet run` and the demo."""
+        self.own_process = True  # a stop signal may end this process (stop_on_signals' backstop); tests never run()
         restore = stop_on_signals(self)
         try:
             return super().run(*args, **kwargs)
@@ -434,6 +439,30 @@ class GuichetApp(App[int]):
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 STOP_POLL = 0.5  # seconds between two looks at the payments in flight once asked to stop
+STOP_GRACE = 10.0  # seconds the UI has to end, once no payment is in flight, before its process ends regardless
+
+
+def end_if_stuck(app: Any, why: str, grace: float = STOP_GRACE) -> threading.Thread:
+    """A stop signal's backstop in a real process: Textual's shutdown writes the terminal's last codes through a
+    writer thread, and a terminal that went away without being drained (SIGHUP) blocks that write, and the UI's
+    loop with it, for ever, holding the counter's lock. Once no payment is in flight and `grace` has passed, the
+    process ends. Every payment's state is committed by then, so this is no worse than the crash the journal is
+    built for; while a payment is in flight it waits (systemd's TimeoutStopSec is the last word there)."""
+
+    def backstop() -> None:
+        while not app.backend.wait_idle(1.0):
+            pass
+        time.sleep(grace)
+        # The log may go to that same stuck terminal (stderr): it gets a moment, never the last word.
+        said = threading.Thread(target=log.error, daemon=True, args=(
+            "%s: the UI did not end %.0f s after its last payment; ending the process", why, grace))
+        said.start()
+        said.join(2.0)
+        os._exit(0)
+
+    thread = threading.Thread(target=backstop, name="stop-backstop", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_on_signals(app: GuichetApp) -> Callable[[], None]:
@@ -456,6 +485,8 @@ def stop_on_signals(app: GuichetApp) -> Callable[[], None]:
             app.stopping = name
             return
         loop.call_soon_threadsafe(app.request_stop, name)
+        if app.own_process and app._backstop is None:
+            app._backstop = end_if_stuck(app, name)  # the loop itself may be what is stuck
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 

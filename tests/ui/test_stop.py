@@ -96,3 +96,40 @@ async def test_a_stop_signal_with_nothing_in_flight_ends_the_ui(ui_app: Any) -> 
         finally:
             restore()
     assert app.return_code == 0
+
+
+def test_the_ui_ends_when_its_terminal_went_away_without_reading_it(tmp_path: Any) -> None:
+    """A kiosk's terminal or an SSH session that dies stops reading the UI: Textual's writes then block, its loop
+    with them, and the counter's lock stays held. SIGHUP still ends the process (ui.app.end_if_stuck), cleanly
+    (exit 0, not the signal's default death), once no payment is in flight."""
+    import fcntl
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+    from pathlib import Path
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 150, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    guichet = str(Path(sys.executable).with_name("guichet"))
+    proc = subprocess.Popen([guichet, "demo", "--no-reader", "--state-dir", str(tmp_path)], stdin=slave,
+                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    try:
+        journal = tmp_path / "state" / "journal.db"
+        for _ in range(600):  # the UI is up once its journal is open (nobody reads the terminal: no screen text)
+            if journal.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert journal.exists(), "the demo never opened its journal"
+        time.sleep(3)  # its first frames fill the terminal nobody reads: the UI's loop is now stuck writing
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
