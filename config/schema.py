@@ -154,8 +154,9 @@ class SchemeRule(_Section):
     # transaction online), the cryptogram version its cards use (0 = read from the card's 9F10; the sandbox
     # acquirer follows it), 9F09, and the contactless limits (minor units, 0 = none): above cl_limit no tap,
     # from cl_cvm_limit a CVM (or insert the card), below cl_floor_limit a tap may be approved offline by the
-    # card (fDDA; only while the server is unreachable and [offline] allows it; 0 = no offline tap; the TTQ takes
-    # the lowest non-zero over the rules: docs/emv.md). (TOML has no null: 0 says "not set".)
+    # card (fDDA; only while the server is unreachable and [offline] allows it; the TTQ sent to an application
+    # follows its own scheme's rule; 0 = that scheme never taps offline: docs/emv.md). (TOML has no null: 0 says
+    # "not set".)
     tac_default: str = "DC4000A800"
     tac_denial: str = "0010000000"
     tac_online: str = "DC4004F800"

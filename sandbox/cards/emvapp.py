@@ -82,7 +82,8 @@ class Emv:
 
 @dataclass
 class EmvState:
-    """One insertion of the card: counters move as a real chip's would (kept across insertions by the profile)."""
+    """One insertion of the card: counters move as a real chip's would (sandbox.cards.card seeds them from its
+    counters store before GPO and saves them after each command, so they are kept across insertions)."""
 
     emv: Emv
     pan: str
@@ -103,7 +104,7 @@ class EmvState:
     offline_balance: int = 0  # Available Offline Spending Amount (9F5D), minor units
 
     def __post_init__(self) -> None:
-        # Counters start from the personalisation at every insertion (a test card is the same card each time).
+        # The personalisation's counters; sandbox.cards.card replaces them with the card's kept ones (counters.py).
         self.atc = self.emv.atc
         self.last_online_atc = self.emv.last_online_atc
         self.pin_tries = self.emv.pin_tries

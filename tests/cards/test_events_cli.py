@@ -137,8 +137,8 @@ def test_pcscd_unreachable_is_a_clear_error(config_file: Path, vpcd_reader: str)
 def test_sandbox_card_command_inserts_until_sigterm(vpcd_reader: str) -> None:
     with vpcd_lock():
         wait_presence(vpcd_reader, False)
-        proc = subprocess.Popen([*GUICHET, "sandbox", "card", "--profile", "twoapps"], stderr=subprocess.PIPE,
-                                text=True, cwd=Path(__file__).parents[2])
+        proc = subprocess.Popen([*GUICHET, "sandbox", "card", "--profile", "twoapps", "--counters", "none"],
+                                stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
         try:
             wait_presence(vpcd_reader, True)
         finally:
