@@ -15,17 +15,20 @@ terminal (the kiosk test's pictures), then prints the same outcome. Script lines
 
     type {bill0}            type text; {bill0}, {bill1}... are the seeded unpaid references
     press enter f5          key presses (Textual key names)
-    card insert cib         cib | edahabia | visa;   card remove
+    card insert cib         cib | edahabia | visa | visa_tap (a contactless Visa);   card remove
     tpe refuse              the TPE's next exchange: approve | refuse | cancel | no_answer | silent ...
     tpe-delay 5             seconds the TPE takes before it answers (the customer, the PIN)
     screenshot FILE.png     the kiosk's screen (grim; WAYLAND_DISPLAY must be set)
     link down | link up     stop / restart the billing server
     method card_reader      choose the payment method (card_terminal | card_reader | cash)
-    wait ReceiptScreen      until that screen is shown (bounded: 30 s)
-    wait-text {scan0}       until that text is on the screen (bounded: 30 s); {scan0}... the demo panel's bills
+    wait ReceiptScreen      until that screen is shown (bounded: 60 s)
+    wait-text {scan0}       until that text is on the screen (bounded: 60 s); {scan0}... the demo panel's bills
     sleep 0.5
     expect approved         the last payment's outcome, once it has one (approved [or uploaded] | declined |
-                            cancelled | unknown)
+                            cancelled | unknown); `expect uploaded` also waits for the upload (bounded)
+
+An offline tap: `link down`, `card insert visa_tap`, `method card_reader`, pay, `expect approved` (the card's TC
+with fDDA, Y1), `link up`, `expect uploaded` (the sandbox verifies the TC).
     expect-text DUPLICATA   text on the current screen
 """
 
@@ -54,7 +57,9 @@ VPCD = ("127.0.0.1", 35963)
 
 # Demo card -> (sandbox/cards profile for the reader, TPE simulator test card).
 # Each a whole EMV transaction on the reader (docs/emv.md): CIB (DDA), Edahabia (SDA), Visa CVN 18 (DDA).
-CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("emv_visa18", "VISA")}
+CARDS = {"cib": ("cib", "CIB"), "edahabia": ("edahabia", "EDAHABIA"), "visa": ("emv_visa18", "VISA"),
+         "visa_tap": ("visa_tap", "VISA")}  # a tap; with `link down` the card approves it offline (fDDA)
+DEMO_CL_FLOOR_LIMIT = 5_000_000  # the demo's Visa taps may be approved offline below 50,000.00 DZD (demo figure)
 WAIT_ROUNDS = 1200  # x 0.05 s: a bound against a hang, not a speed target (a loaded CI machine is slow)
 SLOT_WAIT = 60.0  # seconds to wait for the vpcd slot before running without the reader
 COUNTERS_FILE = "card-counters.json"  # the demo cards' counters, in the state dir
@@ -107,6 +112,8 @@ class DemoDevices:
         for rule in cards["schemes"]:
             if rule["name"] in extra_bins:
                 rule["bins"] = [*rule["bins"], extra_bins[rule["name"]]]
+            if rule["name"] == "VISA":
+                rule["cl_floor_limit"] = DEMO_CL_FLOOR_LIMIT
         methods = ["card_terminal", "card_reader", "cash"] if self.reader else ["card_terminal", "cash"]
         return config.validate(
             {
@@ -410,7 +417,9 @@ async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, st
             for _ in range(WAIT_ROUNDS):  # until the payment has an outcome (bounded)
                 last = _last_payment(app)
                 state = last.state if last else None
-                if _matches(args[0], state) or state not in (None, "created", "authorizing"):
+                # `expect uploaded` also waits out "approved" (the upload follows the link coming back)
+                pending = {None, "created", "authorizing"} | ({"approved"} if args[0] == "uploaded" else set())
+                if _matches(args[0], state) or state not in pending:
                     break
                 await pilot.pause(0.05)
             if not _matches(args[0], state):

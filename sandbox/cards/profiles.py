@@ -258,6 +258,10 @@ def _profiles() -> dict[str, Profile]:
         "visa_fdda", "Visa qVSDC with fDDA and an offline balance of 500.00 (9F5D): a tap the TTQ lets go offline "
         "is approved by the card (TC + fDDA signature)", "0091",
         Emv(cvn=18, one_tap=True, fdda=True, offline_balance=50_000))
+    p["visa_tap"] = fdda_card(
+        "visa_tap", "Visa contactless of the demo (`card insert visa_tap`): fDDA and an offline balance of "
+        "100,000.00, so a tap while the link is down is approved offline by the card", "0094",
+        Emv(cvn=18, one_tap=True, fdda=True, offline_balance=10_000_000))
     p["visa_fdda_tampered"] = fdda_card(
         "visa_fdda_tampered", "Visa qVSDC whose fDDA signature (9F4B) is tampered: its offline TC is declined",
         "0092", Emv(cvn=18, one_tap=True, fdda=True, fdda_tamper=True, offline_balance=50_000))

@@ -349,3 +349,22 @@ def test_ctrl_n_scans_too_and_ctrl_v_is_left_to_paste(tmp_path: Path) -> None:
         assert "ctrl+v" not in keys and keys["ctrl+t"] == "demo_card('visa')"
 
     asyncio.run(_newcomer_session(tmp_path, check))
+
+
+def test_an_offline_tap_in_the_demo_is_approved_by_the_card_then_uploaded(tmp_path: Path) -> None:
+    """The demo's contactless Visa with the link down: the TTQ lets the card approve offline, it signs with fDDA
+    (Y1), the payment waits in the queue and goes up when the link returns, and the sandbox verifies its TC."""
+    if not _vpcd():
+        if os.environ.get("CI"):
+            pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
+        pytest.skip("pcscd with the vpcd virtual reader is not running")
+    path = tmp_path / "session.txt"
+    path.write_text("link down\ncard insert visa_tap\nmethod card_reader\ntype {bill1}\npress enter f5\n"
+                    "wait ReceiptScreen\nexpect approved\ncard remove\nlink up\nexpect uploaded\n", encoding="utf-8")
+    r = subprocess.run([*GUICHET, "demo", "--headless", "--script", str(path), "--state-dir", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    pay = out["payment"]
+    assert pay["method"] == "card_reader" and pay["state"] == "uploaded" and pay["captured_offline"], pay
+    assert "VISA 400000******" in out["receipt"] and "Y1" in out["receipt"]  # the card's own approval code
