@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,15 +60,8 @@ def cl_cfg(billing_config, vpcd_reader) -> cfgmod.Config:
 
 
 def _recorded(server) -> dict[str, dict[str, Any]]:
-    r = requests.get(server.url + "_sandbox/payments", headers=server.admin_headers(), timeout=5)
-    r.raise_for_status()
-    return {i["payment_id"]: i for i in r.json()["items"]}
-
-
-def _rejections(server) -> list[dict[str, Any]]:
-    r = requests.get(server.url + "_sandbox/rejections", headers=server.admin_headers(), timeout=5)
-    r.raise_for_status()
-    return r.json()["items"]
+    """What the sandbox recorded, by payment_id."""
+    return {i["payment_id"]: i for i in server.recorded_payments()}
 
 
 def _tap(agent: AgentContext, insert, profile: str | P.Profile, bill, amount: int):
@@ -112,7 +104,7 @@ def test_an_offline_tap_is_approved_with_fdda_uploaded_later_and_its_tc_verified
         assert not {0x5A, 0x57, 0x9F1F, 0x9F4B, 0x9F69} & set(tags)
         billing_server.start()
         agent.sync_worker().run_once()
-        assert agent.journal.get(p.payment_id).state == "uploaded", _rejections(billing_server)
+        assert agent.journal.get(p.payment_id).state == "uploaded", billing_server.rejections()
         assert _recorded(billing_server)[p.payment_id]["payment"]["emv"] == chip["de55"]
 
 

@@ -20,15 +20,8 @@ from tests.core.conftest import with_changes
 
 
 def _recorded(server) -> dict[str, dict[str, Any]]:
-    r = requests.get(server.url + "_sandbox/payments", headers=server.admin_headers(), timeout=5)
-    r.raise_for_status()
-    return {i["payment_id"]: i for i in r.json()["items"]}
-
-
-def _rejections(server) -> list[dict[str, Any]]:
-    r = requests.get(server.url + "_sandbox/rejections", headers=server.admin_headers(), timeout=5)
-    r.raise_for_status()
-    return r.json()["items"]
+    """What the sandbox recorded, by payment_id."""
+    return {i["payment_id"]: i for i in server.recorded_payments()}
 
 
 def _authorizations(server) -> dict[str, dict[str, Any]]:
@@ -111,7 +104,7 @@ def test_an_offline_tc_is_uploaded_later_and_accepted(offline_cfg, insert, billi
         assert tags[0x9F27][0] & 0xC0 == 0x40  # a TC
         billing_server.start()
         _upload(agent)
-        assert agent.journal.get(p.payment_id).state == "uploaded", _rejections(billing_server)
+        assert agent.journal.get(p.payment_id).state == "uploaded", billing_server.rejections()
         assert _recorded(billing_server)[p.payment_id]["payment"]["emv"] == p.chip["de55"]
 
 

@@ -104,18 +104,19 @@ def test_tmux_demo_pay_and_read_the_receipt(tmp_path: Path) -> None:
             time.sleep(0.1)
 
 
-def _vpcd() -> bool:
+def _need_vpcd() -> None:
+    """Skip without pcscd's vpcd reader, but fail in CI, where `./dev` starts it."""
     from sandbox.cards.vpcd import vpcd_listening
 
-    return vpcd_listening()
+    if not vpcd_listening():
+        if os.environ.get("CI"):
+            pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
+        pytest.skip("pcscd with the vpcd virtual reader is not running")
 
 
 @pytest.mark.pcsc
 def test_scripted_reader_payment_with_a_virtual_card(tmp_path: Path) -> None:
-    if not _vpcd():
-        if os.environ.get("CI"):
-            pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
-        pytest.skip("pcscd with the vpcd virtual reader is not running")
+    _need_vpcd()
     path = tmp_path / "session.txt"
     path.write_text("card insert edahabia\nmethod card_reader\ntype {bill1}\npress enter f5\n"
                     "wait ReceiptScreen\nexpect approved\ncard remove\n", encoding="utf-8")
@@ -351,13 +352,11 @@ def test_ctrl_n_scans_too_and_ctrl_v_is_left_to_paste(tmp_path: Path) -> None:
     asyncio.run(_newcomer_session(tmp_path, check))
 
 
+@pytest.mark.pcsc
 def test_an_offline_tap_in_the_demo_is_approved_by_the_card_then_uploaded(tmp_path: Path) -> None:
     """The demo's contactless Visa with the link down: the TTQ lets the card approve offline, it signs with fDDA
     (Y1), the payment waits in the queue and goes up when the link returns, and the sandbox verifies its TC."""
-    if not _vpcd():
-        if os.environ.get("CI"):
-            pytest.fail("pcscd/vpcd is not listening on 127.0.0.1:35963 (required in CI)")
-        pytest.skip("pcscd with the vpcd virtual reader is not running")
+    _need_vpcd()
     path = tmp_path / "session.txt"
     path.write_text("link down\ncard insert visa_tap\nmethod card_reader\ntype {bill1}\npress enter f5\n"
                     "wait ReceiptScreen\nexpect approved\ncard remove\nlink up\nexpect uploaded\n", encoding="utf-8")
