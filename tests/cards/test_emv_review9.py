@@ -42,7 +42,6 @@ from tests.cards.test_emv_contactless_offline import (
     _de55,
     _offline_bill,
     _recorded,
-    _rejections,
     _tap,
     cl_schemes,
     gpo,
@@ -93,7 +92,7 @@ def test_a_tap_sending_its_own_un_and_amount_is_approved_on_the_terminals_and_it
         assert tags[0x9F37] == signed_un != CHOSEN_UN and tags[0x9F02] == bytes.fromhex(f"{amount:012d}")
         billing_server.start()
         agent.sync_worker().run_once()
-        assert agent.journal.get(p.payment_id).state == "uploaded", _rejections(billing_server)  # its TC verified
+        assert agent.journal.get(p.payment_id).state == "uploaded", billing_server.rejections()  # its TC verified
         assert _recorded(billing_server)[p.payment_id]["payment"]["emv"] == p.chip["de55"]
 
 
