@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from config.money import CURRENCIES
 from drivers.emv import tlv as T
-from drivers.emv.tags import TAGS
+from drivers.emv.tags import SECRET_TAGS
 from drivers.pan import luhn_valid, mask_pan, masked_pan_fault
 from sandbox.issuer import (
     CardKeys,
@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 
 MAX_EMV_BYTES = 2048  # the contract's emv is at most 4096 hex digits
 MAX_EMV_TAGS = 64
-# Cardholder data that never travels in DE55 nor is stored: the tag dictionary's sensitive tags, PIN data (99).
-FORBIDDEN = frozenset({t for t, d in TAGS.items() if d.sensitive} | {0x99, 0x9F20})
+# Cardholder data that never travels in DE55 nor is stored (PAN, track data, name, PIN data): the one set.
+FORBIDDEN = SECRET_TAGS
 # Exact lengths (EMV Book 3 annex A) of the DE55 tags we read; others: 1..MAX_VALUE bytes.
 LENGTHS: dict[int, tuple[int, int]] = {
     0x9F26: (8, 8), 0x9F27: (1, 1), 0x9F10: (1, 32), 0x9F37: (4, 4), 0x9F36: (2, 2), 0x95: (5, 5), 0x9A: (3, 3),
