@@ -359,7 +359,8 @@ async def play_steps(pilot: Any, devices: DemoDevices, steps: list[tuple[int, st
             if cond():
                 return True
             await pilot.pause(0.05)
-        failures.append(f"timed out waiting for {what}")
+        stack = " > ".join(type(sc).__name__ for sc in app.screen_stack)
+        failures.append(f"timed out waiting for {what} (screens: {stack}; on screen: {screen_text(app)[:300]!r})")
         return False
 
     await until(lambda: shown(app) in ("PaymentScreen", "UnknownScreen"), "the demo login")
