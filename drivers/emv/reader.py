@@ -58,7 +58,7 @@ from drivers.emv import tlv as T
 from drivers.emv import tvr as V
 from drivers.emv.card import CardData, SecretPan
 from drivers.emv.dol import build_dol
-from drivers.emv.schemes import aid_matches, detect_scheme
+from drivers.emv.schemes import detect_scheme, rule_for_aid
 from drivers.emv.tags import SECRET_TAGS
 from drivers.pan import luhn_valid, mask_pan, pan_token
 
@@ -465,16 +465,12 @@ class EmvReader:
 
     # ------------------------------------------------------------------ processing
 
-    def _rule_for(self, aid: str) -> SchemeRule | None:
-        """The scheme rule whose AID the selected application's matches (as detect_scheme's first pass)."""
-        return next((r for r in self.schemes if any(aid_matches(a, aid) for a in r.aids)), None)
-
     def _gpo(self, fci: list[T.TLV], aid: str) -> tuple[list[T.TLV], bytes, bytes] | None:
         pdol = T.find_value(fci, 0x9F38)
         if not self.terminal_data:
             self.terminal_data = self.terminal.data()
         # GPO follows SELECT: the TTQ is this application's scheme's (its floor and CVM limits), not a guess
-        self.terminal_data[0x9F66] = self.terminal.ttq_for(self._rule_for(aid))
+        self.terminal_data[0x9F66] = self.terminal.ttq_for(rule_for_aid(self.schemes, aid))
         try:
             dol_data = build_dol(pdol, self.terminal_data, limit=MAX_PDOL) if pdol else b""
         except T.TLVError as e:

@@ -66,11 +66,17 @@ def scheme_for(pan_masked: str | None, rules: Sequence[SchemeRule]) -> str:
     return OTHER
 
 
+def rule_for_aid(rules: Sequence[SchemeRule], aid: str) -> SchemeRule | None:
+    """The first rule naming `aid` (or a prefix of it), or None: what the selected application is, before any
+    record is read (the reader's TTQ) and the first pass of :func:`detect_scheme`."""
+    return next((r for r in rules if any(aid_matches(a, aid) for a in r.aids)), None)
+
+
 def detect_scheme(rules: Sequence[SchemeRule], *, aid: str, pan: str, label: str, preferred_name: str = "") -> str:
     """The first rule matching by AID, else by BIN, else by label; ``"OTHER"`` if none."""
-    for rule in rules:
-        if any(aid_matches(a, aid) for a in rule.aids):
-            return rule.name
+    by_aid = rule_for_aid(rules, aid)
+    if by_aid is not None:
+        return by_aid.name
     for rule in rules:
         if any(bin_matches(b, pan) for b in rule.bins):
             return rule.name
