@@ -71,18 +71,34 @@ def vpcd_listening(host: str = VPCD_HOST, port: int = VPCD_PORT) -> bool:
 
 
 SLOT_LOCK = "/tmp/guichet-vpcd.lock"  # noqa: S108 (shared on purpose by every process using the vpcd slot)
+_held = 0  # how many `slot()` of this process are open: the one flock is shared by nested ones
+_held_lock = threading.Lock()
 
 
 @contextmanager
 def slot(timeout: float | None = None, path: str = SLOT_LOCK) -> Iterator[bool]:
     """Hold the one vpcd slot: every process that inserts a virtual card takes turns through this lock.
 
-    Yields True once held, or False if `timeout` seconds passed first (None waits as long as it takes).
+    Yields True once held, or False if `timeout` seconds passed first (None waits as long as it takes). Nested
+    in a process that already holds it, it is held at once: a test that watches the reader across several
+    insertions holds the slot around all of them, and each insertion's own `slot()` nests inside.
 
         with slot(timeout=60) as mine:
             if mine:
                 ...                         # insert and remove cards at will
     """
+    global _held
+    with _held_lock:
+        nested = _held > 0
+        if nested:
+            _held += 1
+    if nested:  # flock would refuse our own second descriptor: the process already has the slot
+        try:
+            yield True
+        finally:
+            with _held_lock:
+                _held -= 1
+        return
     with open(path, "a") as fh:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -94,9 +110,13 @@ def slot(timeout: float | None = None, path: str = SLOT_LOCK) -> Iterator[bool]:
                     yield False
                     return
                 time.sleep(0.1)
+        with _held_lock:
+            _held += 1
         try:
             yield True
         finally:
+            with _held_lock:
+                _held -= 1
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 

@@ -47,7 +47,8 @@ def _next(events: queue.Queue[Any], kind: type, timeout: float = 8.0) -> Any:
 
 def test_watcher_reports_cards_and_survives_bad_ones(insert: Any, vpcd_reader: str, cards_config: Any) -> None:
     events: queue.Queue[Any] = queue.Queue()
-    with CardWatcher(cards_config, events, poll=0.2) as watcher:
+    # the slot for the whole watch: between two insertions another process's card would be read too
+    with vpcd_lock(), CardWatcher(cards_config, events, poll=0.2) as watcher:
         assert _next(events, ReaderAdded).reader  # the readers already there are announced
         with insert("visa_cl"):
             ins = _next(events, CardInserted)
@@ -80,15 +81,16 @@ def test_watcher_callback_does_not_block_and_consumer_errors_do_not_kill_it(inse
             raise RuntimeError("a broken UI handler")
         got.put(ev)
 
-    t0 = time.monotonic()
-    watcher = CardWatcher(cards_config, callback, poll=0.2).start()
-    returned_in = time.monotonic() - t0
-    try:
-        assert returned_in < 5  # start() hands back at once; the work happens in the thread
-        with insert("mastercard_cl"):
-            assert _next(got, CardRead).card.scheme == "MASTERCARD"
-    finally:
-        watcher.stop()
+    with vpcd_lock():  # the slot for the whole watch: no other process's card is read meanwhile
+        t0 = time.monotonic()
+        watcher = CardWatcher(cards_config, callback, poll=0.2).start()
+        returned_in = time.monotonic() - t0
+        try:
+            assert returned_in < 5  # start() hands back at once; the work happens in the thread
+            with insert("mastercard_cl"):
+                assert _next(got, CardRead).card.scheme == "MASTERCARD"
+        finally:
+            watcher.stop()
 
 
 def test_card_read_json_has_exactly_the_design_fields(insert: Any, config_file: Path, vpcd_reader: str) -> None:
@@ -172,3 +174,20 @@ def test_watcher_survives_pcscd_being_unreachable() -> None:
     first, second = res.stdout.splitlines()
     assert first == "PcscDown | the smart card service (pcscd) is not running | True | 0"  # one event, not a flood
     assert second == "stopped True"
+
+
+def test_the_vpcd_slot_nests_within_a_process_and_still_excludes_others(tmp_path: Path) -> None:
+    """A test holding the slot around several insertions (each taking it again) must not lock itself out, and
+    another process still waits for it."""
+    from sandbox.cards.vpcd import slot
+
+    lock = str(tmp_path / "slot.lock")
+    other = [sys.executable, "-c", "import sys; from sandbox.cards.vpcd import slot\n"
+             "with slot(timeout=0.5, path=sys.argv[1]) as mine: print(mine)", lock]
+    with slot(path=lock) as outer:
+        with slot(timeout=1, path=lock) as inner:
+            assert outer and inner
+        out = subprocess.run(other, capture_output=True, text=True, timeout=30, cwd=Path(__file__).parents[2])
+        assert out.stdout.strip() == "False", out.stderr  # still ours after the inner one ended
+    out = subprocess.run(other, capture_output=True, text=True, timeout=30, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "True", out.stderr
