@@ -164,9 +164,11 @@ def _pay_while_other_looks(port: str, other: Other, amount: int = 1000) -> tuple
     t = threading.Thread(target=lambda: res.setdefault("r", payer.pay(amount, "DZD")))
     t.start()
     deadline = time.monotonic() + 5
-    while not payer.busy and time.monotonic() < deadline:
+    # what the other process sees: the lock file naming the payment (payer.busy is true as soon as this
+    # process's thread lock is taken, a moment before the file lock that other processes go by)
+    while "(payment)" not in payer.lock.holder() and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert payer.busy
+    assert payer.busy and "(payment)" in payer.lock.holder()
     seen = other.look()
     t.join(30)
     return res["r"], seen
